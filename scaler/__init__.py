@@ -1,0 +1,3 @@
+"""scaler: a Spot capacity autoscaler for Amazon ECS clusters."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,121 @@
+"""aiobotocore clients that count every call they make.
+
+:class:`AwsClients` opens one client per service for the life of the process, all with the same
+region, endpoint (``AWS_ENDPOINT_URL`` for a local test endpoint) and retry policy. A botocore
+event hook on each client increments ``scaler_aws_calls_total{service,operation,outcome}`` once
+per API call (retries inside botocore are part of the one call), so the metric is the ground truth
+of what the scaler asked of AWS.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from scaler.metrics import Metrics
+
+SERVICES = ("sqs", "ecs", "ec2", "autoscaling")
+
+
+@dataclass(frozen=True)
+class AwsTarget:
+    """Where and how to reach AWS."""
+
+    region: str
+    endpoint_url: str | None = None
+    max_attempts: int = 5
+    retry_mode: str = "adaptive"
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ClientError, or None for anything else."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code else None
+    return None
+
+
+class _CallCounter:
+    """botocore event handlers that count each API call by its outcome."""
+
+    def __init__(self, metrics: Metrics, service: str) -> None:
+        self._metrics = metrics
+        self._service = service
+
+    def after_call(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        outcome = "ok"
+        if http_response.status_code >= 300:
+            outcome = str(parsed.get("Error", {}).get("Code") or http_response.status_code)
+        self._count(model.name, outcome)
+
+    def after_call_error(self, event_name: str, **_: Any) -> None:
+        # event_name is "after-call-error.<service>.<Operation>"
+        self._count(event_name.rsplit(".", 1)[-1], "network_error")
+
+    def _count(self, operation: str, outcome: str) -> None:
+        self._metrics.aws_calls.labels(self._service, operation, outcome).inc()
+
+
+def _config(target: AwsTarget) -> AioConfig:
+    return AioConfig(
+        retries={"max_attempts": target.max_attempts, "mode": target.retry_mode},
+        connect_timeout=target.connect_timeout,
+        read_timeout=target.read_timeout,
+        max_pool_connections=50,
+    )
+
+
+class AwsClients:
+    """One counted aiobotocore client per service; use as an async context manager."""
+
+    def __init__(self, target: AwsTarget, metrics: Metrics) -> None:
+        self.target = target
+        self._metrics = metrics
+        self._stack = AsyncExitStack()
+        self._clients: dict[str, Any] = {}
+
+    async def __aenter__(self) -> AwsClients:
+        session = get_session()
+        for service in SERVICES:
+            client = await self._stack.enter_async_context(
+                session.create_client(
+                    service,
+                    region_name=self.target.region,
+                    endpoint_url=self.target.endpoint_url,
+                    config=_config(self.target),
+                )
+            )
+            self._instrument(client, service)
+            self._clients[service] = client
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    def _instrument(self, client: Any, service: str) -> None:
+        counter = _CallCounter(self._metrics, service)
+        client.meta.events.register("after-call.*.*", counter.after_call)
+        client.meta.events.register("after-call-error.*.*", counter.after_call_error)
+
+    @property
+    def sqs(self) -> Any:
+        return self._clients["sqs"]
+
+    @property
+    def ecs(self) -> Any:
+        return self._clients["ecs"]
+
+    @property
+    def ec2(self) -> Any:
+        return self._clients["ec2"]
+
+    @property
+    def autoscaling(self) -> Any:
+        return self._clients["autoscaling"]

@@ -1,0 +1,84 @@
+"""The ``scaler`` command.
+
+Subcommands: ``run`` (the service), ``demo`` (the service against an embedded local AWS),
+``config`` (the settings table, or ``--check`` the current environment). Configuration problems
+exit with status 2 and one line per problem, naming the variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from scaler import __version__, logs
+from scaler.aws.clients import AwsTarget
+from scaler.settings import (
+    ConfigError,
+    LogFormat,
+    load_aws_env,
+    load_settings,
+    require_region,
+    settings_table,
+)
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scaler", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"scaler {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="consume events from SQS and act on them (the service)")
+    demo = sub.add_parser("demo", help="run against an embedded local AWS and a scripted burst")
+    demo.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
+    config = sub.add_parser("config", help="print every setting as a Markdown table")
+    config.add_argument("--check", action="store_true", help="validate the current environment")
+    return parser
+
+
+def _run() -> int:
+    settings = load_settings()
+    logs.configure(settings.log_level, settings.log_format)
+    aws = load_aws_env()
+    target = AwsTarget(region=require_region(aws), endpoint_url=aws.endpoint_url)
+    from scaler.loop import Scaler, run_until_signalled
+
+    asyncio.run(run_until_signalled(Scaler(settings, target)))
+    return 0
+
+
+def _demo(timeout: float) -> int:
+    from scaler.demo import run_demo
+
+    logs.configure("WARNING", LogFormat.TEXT)
+    return run_demo(timeout=timeout)
+
+
+def _config(check: bool) -> int:
+    if not check:
+        sys.stdout.write(settings_table())
+        return 0
+    settings = load_settings()
+    for name, value in settings.model_dump(mode="json").items():
+        print(f"SCALER_{name.upper()}={value}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run()
+        if args.command == "demo":
+            return _demo(args.timeout)
+        return _config(args.check)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"scaler: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

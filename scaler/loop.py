@@ -1,0 +1,147 @@
+"""Wiring: the pieces of a running scaler and their lifetime.
+
+:class:`Scaler` opens the AWS clients, serves the HTTP endpoints and runs the intake until its
+``stop`` event is set; ``scaler run`` sets that event on SIGTERM or SIGINT, ``scaler demo`` when its
+scripted burst has been handled. Shutdown order: stop receiving, let in-flight work finish (or
+release it to the queue), then close the HTTP server and the clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from scaler.aws.clients import AwsClients, AwsTarget, error_code
+from scaler.aws.ecs import InstanceDirectory
+from scaler.aws.intake import Intake
+from scaler.clock import Clock, SystemClock
+from scaler.handler import EventHandler
+from scaler.http import Health, HttpServer, build_app
+from scaler.metrics import Metrics
+from scaler.settings import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUEUE_VISIBILITY = 30
+
+# Errors at start-up that mean the configuration names something that does not exist.
+_FATAL = {
+    "AWS.SimpleQueueService.NonExistentQueue": "SCALER_QUEUE_URL",
+    "QueueDoesNotExist": "SCALER_QUEUE_URL",
+    "ClusterNotFoundException": "SCALER_CLUSTER",
+}
+
+
+class Scaler:
+    """A running scaler: AWS clients, HTTP endpoints and the intake loop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        target: AwsTarget,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if settings.queue_url is None:
+            raise ConfigError(["SCALER_QUEUE_URL: required by `scaler run` but not set"])
+        self.settings = settings
+        self.target = target
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or Metrics()
+        self.queue_url = str(settings.queue_url)
+        self.intake: Intake | None = None
+        self.http: HttpServer | None = None
+        self.started = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with AwsClients(self.target, self.metrics) as aws:
+            queue_visibility = await self._check_targets(aws)
+            directory = InstanceDirectory(
+                aws.ecs, self.settings.cluster, self.clock, self.settings.instance_cache_ttl
+            )
+            handler = EventHandler(self.settings.cluster, directory)
+            self.intake = Intake(
+                aws.sqs,
+                self.queue_url,
+                handler,
+                self.settings,
+                self.metrics,
+                self.clock,
+                queue_visibility=queue_visibility,
+            )
+            self.http = HttpServer(
+                build_app(self.metrics, self._health(aws, self.intake)),
+                self.settings.metrics_host,
+                self.settings.metrics_port,
+            )
+            await self.http.start()
+            self.started.set()
+            log.info(
+                "scaler started",
+                extra={"cluster": self.settings.cluster, "dry_run": self.settings.dry_run},
+            )
+            try:
+                await self.intake.run(stop)
+            finally:
+                await self.http.stop()
+        log.info("scaler stopped")
+
+    def _health(self, aws: AwsClients, intake: Intake) -> Health:
+        async def probe() -> str | None:
+            await aws.sqs.get_queue_attributes(
+                QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+            )
+            return None
+
+        return Health(self.clock, self.settings.stuck_after, lambda: intake.last_tick, probe)
+
+    async def _check_targets(self, aws: AwsClients) -> int:
+        """Refuse a queue or cluster that does not exist; warn about a queue without a DLQ.
+
+        Returns the queue's visibility timeout (30 s, SQS's default, if it could not be read).
+        """
+        try:
+            attrs = await aws.sqs.get_queue_attributes(
+                QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy", "VisibilityTimeout"]
+            )
+            clusters = await aws.ecs.describe_clusters(clusters=[self.settings.cluster])
+        except Exception as exc:
+            variable = _FATAL.get(error_code(exc) or "")
+            if variable:
+                raise ConfigError([f"{variable}: {error_code(exc)}"]) from None
+            log.warning(
+                "could not check the queue and cluster at start", extra={"error": repr(exc)}
+            )
+            return DEFAULT_QUEUE_VISIBILITY
+        _check_answers(attrs, clusters, self.settings.cluster)
+        return int(attrs["Attributes"].get("VisibilityTimeout", DEFAULT_QUEUE_VISIBILITY))
+
+
+def _check_answers(attrs: dict[str, Any], clusters: dict[str, Any], cluster: str) -> None:
+    found = [c for c in clusters.get("clusters", []) if c.get("status") != "INACTIVE"]
+    if not found:
+        raise ConfigError([f"SCALER_CLUSTER: cluster {cluster!r} not found"])
+    if "RedrivePolicy" not in attrs.get("Attributes", {}):
+        log.warning(
+            "the queue has no redrive policy: malformed messages will be received again forever; "
+            "give it a dead-letter queue"
+        )
+
+
+async def run_until_signalled(scaler: Scaler) -> None:
+    """Run ``scaler`` until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _stopper(stop, sig))
+    await scaler.run(stop)
+
+
+def _stopper(stop: asyncio.Event, sig: signal.Signals) -> Any:
+    def handle() -> None:
+        log.info("signal received: stopping", extra={"signal": sig.name})
+        stop.set()
+
+    return handle

@@ -1,0 +1,145 @@
+"""Prometheus metrics, all named ``scaler_*``.
+
+One :class:`Metrics` object owns one registry, so each process (and each test) has its own and
+``/metrics`` shows exactly what this scaler did. Every counter says *what happened and why*
+through its labels: an event's ``kind`` and ``outcome``, an AWS call's ``operation`` and
+``outcome``, a drain's ``reason``.
+
+Outcomes of an event (``scaler_events_total{outcome}``):
+
+- ``handled``: its work succeeded and the message was deleted;
+- ``duplicate``: an event with the same id was already handled; deleted;
+- ``other_cluster``: it concerns instances that are not in this cluster; deleted;
+- ``ignored``: a type the scaler does not act on; deleted;
+- ``malformed``: unreadable; left on the queue for its dead-letter queue;
+- ``failed``: its work failed; left on the queue to be received again;
+- ``deferred``: work scheduled for later; the message comes back when it is due;
+- ``released``: handed back to the queue at shutdown before its work finished.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from scaler import __version__
+
+# `*_created` series double the exposition and no dashboard reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+EVENT_OUTCOMES = (
+    "handled",
+    "duplicate",
+    "other_cluster",
+    "ignored",
+    "malformed",
+    "failed",
+    "deferred",
+    "released",
+)
+
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 90, 120, 300, 600)
+
+
+class Metrics:
+    """The scaler's metrics, registered in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        Gauge(
+            "scaler_build_info", "Version of the running scaler.", ["version"], registry=r
+        ).labels(__version__).set(1)
+        self.events = Counter(
+            "scaler_events",
+            "Events taken from the queue, by kind and outcome.",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.messages_received = Counter(
+            "scaler_messages_received", "SQS messages received (each receive counts).", registry=r
+        )
+        self.inflight = Gauge(
+            "scaler_inflight_messages",
+            "Messages received and not yet deleted or released.",
+            registry=r,
+        )
+        self.event_seconds = Histogram(
+            "scaler_event_handling_seconds",
+            "Time from receiving a message to its outcome.",
+            ["kind"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.aws_calls = Counter(
+            "scaler_aws_calls",
+            "AWS API calls made, by service, operation and outcome "
+            "(`ok`, an AWS error code, or `network_error`).",
+            ["service", "operation", "outcome"],
+            registry=r,
+        )
+        self.loop_tick = Gauge(
+            "scaler_intake_last_tick_timestamp_seconds",
+            "Unix time the intake loop last made progress.",
+            registry=r,
+        )
+        self.visibility_extensions = Counter(
+            "scaler_visibility_extensions",
+            "Messages whose visibility timeout was extended.",
+            registry=r,
+        )
+        self.drain_latency = Histogram(
+            "scaler_interruption_to_drain_seconds",
+            "From an event's `time` to the success of the drain call it caused.",
+            ["reason"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.drained_instances = Counter(
+            "scaler_drained_instances",
+            "Container instances set to DRAINING, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.drain_batch_size = Histogram(
+            "scaler_drain_batch_size",
+            "Container instances per UpdateContainerInstancesState call.",
+            buckets=(1, 2, 3, 5, 7, 10),
+            registry=r,
+        )
+        self.lifecycle_actions = Counter(
+            "scaler_lifecycle_actions",
+            "Auto Scaling lifecycle actions completed, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.lifecycle_heartbeats = Counter(
+            "scaler_lifecycle_heartbeats", "Lifecycle heartbeats recorded.", registry=r
+        )
+        self.deregistered_instances = Counter(
+            "scaler_deregistered_instances",
+            "Container instances deregistered because their EC2 instance was gone.",
+            registry=r,
+        )
+        self.standalone_restarts = Counter(
+            "scaler_standalone_task_restarts",
+            "Standalone tasks re-run off a draining instance, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.drain_risk_services = Gauge(
+            "scaler_drain_risk_services",
+            "Services whose tasks cannot be replaced within a spot notice, by cause.",
+            ["cause"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,271 @@
+"""Operator settings, read from ``SCALER_*`` environment variables.
+
+Every knob the scaler has lives here, with its type, default and a one-line description. The
+description is what ``scaler config`` prints and what the README's settings table shows, so a
+field without one is a bug (a test checks it). Validation happens once, at start-up: a bad value
+is reported by the *environment variable name* that carries it, one line per problem, and the
+process exits with status 2 before touching AWS.
+
+The standard AWS variables (``AWS_REGION`` / ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``, the
+credential chain) are not ours to rename: :class:`AwsEnv` reads them as they are.
+
+No I/O happens here beyond reading the environment.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SCALER_"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class RebalancePolicy(StrEnum):
+    """What to do on an EC2 Instance Rebalance Recommendation."""
+
+    IGNORE = "ignore"
+    DRAIN = "drain"
+    REPLACE_THEN_DRAIN = "replace-then-drain"
+
+
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    """All ``SCALER_*`` settings. Field order is the order ``scaler config`` prints."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # -- identity ---------------------------------------------------------------------------
+    cluster: str = Field(
+        min_length=1,
+        description="Name or ARN of the ECS cluster this scaler manages (required).",
+    )
+    queue_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="URL of the SQS queue EventBridge delivers events to (required for `run`).",
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Log and count every action without changing anything in AWS.",
+    )
+
+    # -- observability ----------------------------------------------------------------------
+    metrics_port: int = Field(
+        default=9100,
+        ge=0,
+        le=65535,
+        description="TCP port serving /metrics, /healthz and /readyz (0 picks a free port).",
+    )
+    metrics_host: str = Field(
+        default="0.0.0.0",
+        description="Address the HTTP server binds to.",
+    )
+    log_level: LogLevel = Field(default=LogLevel.INFO, description="Log level.")
+    log_format: LogFormat = Field(
+        default=LogFormat.JSON,
+        description="`json` (one object per line) or `text` (for humans).",
+    )
+
+    # -- intake -----------------------------------------------------------------------------
+    concurrency: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Messages handled at once; the intake receives no more than this.",
+    )
+    visibility_timeout: int = Field(
+        default=60,
+        ge=5,
+        le=43200,
+        description="Seconds each extension hides a message that is still being handled.",
+    )
+    wait_time: int = Field(
+        default=20,
+        ge=0,
+        le=20,
+        description="SQS long-poll wait, in seconds.",
+    )
+    retry_delay: Seconds = Field(
+        default=5.0,
+        le=300,
+        description="Seconds before a message whose work failed is received again "
+        "(doubles with each receive, at most 300).",
+    )
+    dedup_ttl: Seconds = Field(
+        default=3600.0,
+        description="Seconds an event id is remembered so a redelivered event is handled once.",
+    )
+    shutdown_grace: Seconds = Field(
+        default=20.0,
+        le=25.0,
+        description="Seconds in-flight messages may finish after SIGTERM before they are released.",
+    )
+    stuck_after: Seconds = Field(
+        default=120.0,
+        description="/healthz fails when the intake loop has not ticked for this many seconds.",
+    )
+    instance_cache_ttl: Seconds = Field(
+        default=30.0,
+        description="Seconds the map of EC2 instances to container instances is trusted.",
+    )
+
+    # -- drain --------------------------------------------------------------------------------
+    drain_batch_window: float = Field(
+        default=0.25,
+        ge=0,
+        le=10,
+        description="Seconds to gather drain requests into one call (10 instances per call).",
+    )
+    rebalance_policy: RebalancePolicy = Field(
+        default=RebalancePolicy.DRAIN,
+        description="On a rebalance recommendation: `ignore`, `drain`, or `replace-then-drain`.",
+    )
+
+    @field_validator("cluster")
+    @classmethod
+    def _no_blank_cluster(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def cluster_name(self) -> str:
+        """The cluster's short name, whether it was given as a name or an ARN."""
+        return self.cluster.rsplit("/", 1)[-1]
+
+
+class AwsEnv(BaseSettings):
+    """The standard AWS variables the scaler reads (region and endpoint)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    aws_region: str | None = Field(default=None, description="AWS region (AWS_REGION).")
+    aws_default_region: str | None = Field(
+        default=None, description="AWS region when AWS_REGION is unset (AWS_DEFAULT_REGION)."
+    )
+    aws_endpoint_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="One endpoint for every AWS service, e.g. a local test endpoint.",
+    )
+
+    @property
+    def region(self) -> str | None:
+        return self.aws_region or self.aws_default_region
+
+    @property
+    def endpoint_url(self) -> str | None:
+        return str(self.aws_endpoint_url).rstrip("/") if self.aws_endpoint_url else None
+
+
+class ConfigError(Exception):
+    """Configuration is invalid; ``problems`` holds one line per problem, each naming a variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _env_name(prefix: str, loc: tuple[int | str, ...]) -> str:
+    return prefix + str(loc[0]).upper() if loc else prefix.rstrip("_")
+
+
+def _problems(exc: ValidationError, prefix: str) -> list[str]:
+    lines = []
+    for err in exc.errors(include_url=False):
+        name = _env_name(prefix, tuple(err["loc"]))
+        if err["type"] == "missing":
+            lines.append(f"{name}: required but not set")
+        else:
+            lines.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
+    return lines
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate settings; raise :class:`ConfigError` naming each bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc, ENV_PREFIX)) from None
+
+
+def load_aws_env() -> AwsEnv:
+    """Read the standard AWS variables; raise :class:`ConfigError` naming each bad one."""
+    try:
+        return AwsEnv()
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc, "")) from None
+
+
+def require_region(aws: AwsEnv) -> str:
+    """The region, or a :class:`ConfigError` naming both variables that could carry it."""
+    if not aws.region:
+        raise ConfigError(["AWS_REGION: required but not set (nor AWS_DEFAULT_REGION)"])
+    return aws.region
+
+
+# -- `scaler config`: the settings table ------------------------------------------------------
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _type_name(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return " | ".join(_type_name(a) for a in args) + " (optional)"
+    if isinstance(annotation, type) and issubclass(annotation, StrEnum):
+        return " | ".join(f"`{m.value}`" for m in annotation)
+    if annotation is AnyHttpUrl:
+        return "URL"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default_text(field: Any) -> str:
+    if field.is_required():
+        return "(required)"
+    value = field.default
+    if value is None:
+        return "(unset)"
+    if isinstance(value, StrEnum):
+        value = value.value
+    if isinstance(value, bool):
+        value = str(value).lower()
+    return f"`{value}`"
+
+
+def settings_table() -> str:
+    """Every ``SCALER_*`` setting as a Markdown table: name, type, default, description."""
+    rows = ["| Variable | Type | Default | Description |", "| --- | --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        env = ENV_PREFIX + name.upper()
+        type_text = _type_name(field.annotation).replace("|", "\\|")
+        rows.append(f"| `{env}` | {type_text} | {_default_text(field)} | {field.description} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,328 @@
+"""A local AWS to run the scaler against: an embedded moto server, set up like a real account.
+
+Used by ``scaler demo``, by the integration tests and by the benchmarks, so all three exercise the
+real aiobotocore adapters over real HTTP. It creates what an operator's deployment would have: an
+ECS cluster with registered container instances, the event queue with its dead-letter queue, and
+an EventBridge rule routing the scaler's event types to the queue. Event builders produce the same
+envelopes AWS sends (shapes taken from the example events in AWS's documentation).
+
+moto is an optional dependency (the ``demo`` extra); it is imported only when a server starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+EVENT_SOURCES = ("aws.ec2", "aws.autoscaling", "aws.health", "aws.ecs")
+
+_FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+def use_fake_credentials() -> None:
+    """Point this process's AWS credential chain at dummy keys (a local endpoint needs some)."""
+    for name, value in _FAKE_CREDENTIALS.items():
+        os.environ[name] = value
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+
+
+class LocalAws:
+    """An embedded moto server on 127.0.0.1 and a free port."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.endpoint = ""
+
+    def start(self) -> LocalAws:
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def reset(self) -> None:
+        """Forget every resource (moto's reset API)."""
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    def client(self, service: str) -> Any:
+        """A synchronous boto3 client for setting things up and checking results."""
+        return boto3.client(
+            service,
+            region_name=REGION,
+            endpoint_url=self.endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+
+@contextmanager
+def local_aws() -> Iterator[LocalAws]:
+    use_fake_credentials()
+    aws = LocalAws().start()
+    try:
+        yield aws
+    finally:
+        aws.stop()
+
+
+@dataclass(frozen=True)
+class Queues:
+    url: str
+    arn: str
+    dlq_url: str
+
+
+def create_queues(
+    aws: LocalAws, name: str, *, max_receive: int = 3, visibility: int = 30
+) -> Queues:
+    """The event queue and its dead-letter queue, joined by a redrive policy."""
+    sqs = aws.client("sqs")
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = _queue_arn(sqs, dlq_url)
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive)})
+    url = sqs.create_queue(
+        QueueName=name,
+        Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": str(visibility)},
+    )["QueueUrl"]
+    return Queues(url=url, arn=_queue_arn(sqs, url), dlq_url=dlq_url)
+
+
+def _queue_arn(sqs: Any, url: str) -> str:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return str(attrs["Attributes"]["QueueArn"])
+
+
+def route_events(aws: LocalAws, queues: Queues, rule: str = "scaler-events") -> None:
+    """An EventBridge rule sending every event type the scaler consumes to the queue."""
+    events = aws.client("events")
+    events.put_rule(Name=rule, EventPattern=json.dumps({"source": list(EVENT_SOURCES)}))
+    events.put_targets(Rule=rule, Targets=[{"Id": "scaler", "Arn": queues.arn}])
+
+
+@dataclass(frozen=True)
+class Node:
+    """An EC2 instance and, if registered, its container instance."""
+
+    instance_id: str
+    container_instance_arn: str | None
+    az: str
+
+
+def _ecs_ami(ec2: Any) -> str:
+    images = ec2.describe_images(
+        Owners=["amazon"], Filters=[{"Name": "name", "Values": ["amzn2-ami-ecs-hvm-*x86_64*"]}]
+    )["Images"]
+    return str(images[0]["ImageId"]) if images else "ami-12c6146b"
+
+
+def launch_instances(aws: LocalAws, count: int, az: str = "us-east-1a") -> list[str]:
+    ec2 = aws.client("ec2")
+    ids: list[str] = []
+    while len(ids) < count:
+        n = min(count - len(ids), 500)
+        reply = ec2.run_instances(
+            ImageId=_ecs_ami(ec2),
+            MinCount=n,
+            MaxCount=n,
+            InstanceType="m5.large",
+            Placement={"AvailabilityZone": az},
+        )
+        ids.extend(i["InstanceId"] for i in reply["Instances"])
+    return ids
+
+
+def register_instances(aws: LocalAws, cluster: str, instance_ids: list[str], az: str) -> list[Node]:
+    ecs = aws.client("ecs")
+    nodes = []
+    for iid in instance_ids:
+        document = json.dumps(
+            {"instanceId": iid, "region": REGION, "availabilityZone": az, "accountId": ACCOUNT}
+        )
+        reply = ecs.register_container_instance(cluster=cluster, instanceIdentityDocument=document)
+        nodes.append(Node(iid, reply["containerInstance"]["containerInstanceArn"], az))
+    return nodes
+
+
+def create_cluster(aws: LocalAws, name: str, size: int, az: str = "us-east-1a") -> list[Node]:
+    """An ECS cluster with ``size`` EC2 instances registered as container instances."""
+    aws.client("ecs").create_cluster(clusterName=name)
+    return register_instances(aws, name, launch_instances(aws, size, az), az)
+
+
+# -- events, shaped like AWS's -------------------------------------------------------------
+
+
+def _envelope(
+    source: str,
+    detail_type: str,
+    detail: dict[str, Any],
+    resources: list[str],
+    when: datetime | None,
+    event_id: str | None,
+) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": event_id or str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": ACCOUNT,
+        "time": (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": resources,
+        "detail": detail,
+    }
+
+
+def _instance_arn(instance_id: str) -> str:
+    return f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{instance_id}"
+
+
+def spot_warning(
+    instance_id: str,
+    when: datetime | None = None,
+    event_id: str | None = None,
+    action: str = "terminate",
+) -> dict[str, Any]:
+    detail = {"instance-id": instance_id, "instance-action": action}
+    return _envelope(
+        "aws.ec2",
+        "EC2 Spot Instance Interruption Warning",
+        detail,
+        [_instance_arn(instance_id)],
+        when,
+        event_id,
+    )
+
+
+def rebalance_recommendation(
+    instance_id: str, when: datetime | None = None, event_id: str | None = None
+) -> dict[str, Any]:
+    return _envelope(
+        "aws.ec2",
+        "EC2 Instance Rebalance Recommendation",
+        {"instance-id": instance_id},
+        [_instance_arn(instance_id)],
+        when,
+        event_id,
+    )
+
+
+def state_change(
+    instance_id: str, state: str, when: datetime | None = None, event_id: str | None = None
+) -> dict[str, Any]:
+    return _envelope(
+        "aws.ec2",
+        "EC2 Instance State-change Notification",
+        {"instance-id": instance_id, "state": state},
+        [_instance_arn(instance_id)],
+        when,
+        event_id,
+    )
+
+
+def lifecycle_terminate(
+    instance_id: str,
+    group: str,
+    token: str | None = None,
+    hook: str = "scaler-drain",
+    when: datetime | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    detail = {
+        "LifecycleActionToken": token or str(uuid.uuid4()),
+        "AutoScalingGroupName": group,
+        "LifecycleHookName": hook,
+        "EC2InstanceId": instance_id,
+        "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+    }
+    arn = f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:x:autoScalingGroupName/{group}"
+    return _envelope(
+        "aws.autoscaling", "EC2 Instance-terminate Lifecycle Action", detail, [arn], when, event_id
+    )
+
+
+def scheduled_change(
+    instance_id: str, start: datetime, when: datetime | None = None, event_id: str | None = None
+) -> dict[str, Any]:
+    detail = {
+        "eventArn": f"arn:aws:health:{REGION}::event/EC2/{uuid.uuid4()}",
+        "service": "EC2",
+        "eventTypeCode": "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
+        "eventTypeCategory": "scheduledChange",
+        "startTime": start.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        "affectedEntities": [{"entityValue": instance_id}],
+    }
+    return _envelope("aws.health", "AWS Health Event", detail, [instance_id], when, event_id)
+
+
+def put_events(aws: LocalAws, events: list[dict[str, Any]]) -> None:
+    """Publish events through EventBridge, as AWS would (10 entries a call)."""
+    client = aws.client("events")
+    for i in range(0, len(events), 10):
+        entries = [
+            {
+                "Source": e["source"],
+                "DetailType": e["detail-type"],
+                "Detail": json.dumps(e["detail"]),
+                "Resources": e["resources"],
+            }
+            for e in events[i : i + 10]
+        ]
+        client.put_events(Entries=entries)
+
+
+def send_raw(aws: LocalAws, queue_url: str, bodies: list[str]) -> None:
+    """Put bodies straight on the queue (for duplicates and malformed messages)."""
+    sqs = aws.client("sqs")
+    for i in range(0, len(bodies), 10):
+        entries = [{"Id": str(j), "MessageBody": b} for j, b in enumerate(bodies[i : i + 10])]
+        sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+
+
+def queue_depth(aws: LocalAws, queue_url: str) -> int:
+    """Visible plus in-flight messages."""
+    attrs = aws.client("sqs").get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def container_instance_states(aws: LocalAws, cluster: str) -> dict[str, str]:
+    """EC2 instance id -> container instance status."""
+    ecs = aws.client("ecs")
+    arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+    states: dict[str, str] = {}
+    for i in range(0, len(arns), 100):
+        described = ecs.describe_container_instances(
+            cluster=cluster, containerInstances=arns[i : i + 100]
+        )
+        for ci in described["containerInstances"]:
+            states[ci["ec2InstanceId"]] = ci["status"]
+    return states

@@ -1,0 +1,44 @@
+"""Building blocks for integration tests: a scaler wired to the local AWS, and waiting for it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from scaler import testbed
+from scaler.aws.clients import AwsTarget
+from scaler.demo import event_outcomes
+from scaler.loop import Scaler
+from scaler.metrics import Metrics
+from scaler.settings import Settings, load_settings
+
+
+def settings_for(queue_url: str, cluster: str = "prod", **overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(
+        cluster=cluster,
+        queue_url=queue_url,
+        metrics_port=0,
+        metrics_host="127.0.0.1",
+        wait_time=1,
+        shutdown_grace=3,
+        retry_delay=1,
+    )
+    values.update(overrides)
+    return load_settings(**values)
+
+
+def scaler_for(aws: testbed.LocalAws, settings: Settings) -> Scaler:
+    target = AwsTarget(region=testbed.REGION, endpoint_url=aws.endpoint, max_attempts=2)
+    return Scaler(settings, target)
+
+
+async def wait_for(condition: Callable[[], bool], limit: float = 20.0, poll: float = 0.05) -> None:
+    """Wait until ``condition()`` holds; fail the test after ``limit`` seconds."""
+    async with asyncio.timeout(limit):
+        while not condition():  # noqa: ASYNC110 (polling outside state is the point)
+            await asyncio.sleep(poll)
+
+
+def outcomes(metrics: Metrics) -> dict[str, int]:
+    return {k: v for k, v in event_outcomes(metrics).items() if v}

@@ -1,0 +1,770 @@
+"""Tests for scaler.events: real AWS payloads, malformed variants and properties.
+
+The example payloads live outside the repository, in ``/work/shared/events`` (see SOURCES.md
+there). Set ``SCALER_EVENTS_DIR`` to point elsewhere. If the directory is missing, the tests
+that need it fail instead of being skipped.
+"""
+
+import json
+import os
+from dataclasses import FrozenInstanceError
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scaler.events import (
+    MAX_BODY_BYTES,
+    SIGNAL_KINDS,
+    ContainerInstanceChange,
+    Ignored,
+    InstanceStateChange,
+    LifecycleTerminate,
+    MalformedEvent,
+    RebalanceRecommendation,
+    ScheduledChange,
+    ServicePlacementFailure,
+    Signal,
+    SpotInterruption,
+    TaskStateChange,
+    instance_ids,
+    parse_event,
+)
+
+EVENTS_DIR_ENV = "SCALER_EVENTS_DIR"
+REASONS = {"too_large", "not_json", "not_object", "invalid_envelope", "invalid_detail"}
+
+SPOT = "ec2-spot-instance-interruption-warning.json"
+REBALANCE = "ec2-instance-rebalance-recommendation.json"
+STATE = "ec2-instance-state-change-notification.json"
+LIFECYCLE = "autoscaling-ec2-instance-terminate-lifecycle-action.json"
+HEALTH = "aws-health-ec2-scheduled-change.json"
+CONTAINER_INSTANCE = "ecs-container-instance-state-change.json"
+TASK = "ecs-task-state-change.json"
+PLACEMENT = "ecs-service-action-task-placement-failure-ec2.json"
+FARGATE_SNIPPET = "ecs-task-state-change-fargate-spot-interruption.snippet.txt"
+DOC_SPOT = "aws-doc-variants/ec2-spot-instance-interruption-warning.awsdoc.json"
+DOC_REBALANCE = "aws-doc-variants/ec2-instance-rebalance-recommendation.awsdoc.json"
+DOC_STATE = "aws-doc-variants/ec2-instance-state-change-notification.awsdoc.json"
+
+
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+ECS_USE1 = "arn:aws:ecs:us-east-1:111122223333"
+ECS_USW2 = "arn:aws:ecs:us-west-2:111122223333"
+DOC_EC2_ID = "i-1234567890abcdef0"
+DOC_ID = "12345678-1234-1234-1234-123456789012"
+
+GOLDEN: dict[str, Signal] = {
+    SPOT: SpotInterruption(
+        event_id="1e5527d7-bb36-4607-3370-4164db56a40e",
+        time=utc(1970, 1, 1),
+        instance_id="i-0b662ef9931388ba0",
+        action="terminate",
+    ),
+    REBALANCE: RebalanceRecommendation(
+        event_id="5d5555d5-dd55-5555-5555-5555dd55d55d",
+        time=utc(2020, 10, 26, 14, 14, 14),
+        instance_id="i-0b662ef9931388ba0",
+    ),
+    STATE: InstanceStateChange(
+        event_id="7bf73129-1428-4cd3-a780-95db273d1602",
+        time=utc(2015, 11, 11, 21, 29, 54),
+        instance_id="i-abcd1111",
+        state="pending",
+    ),
+    LIFECYCLE: LifecycleTerminate(
+        event_id="782d5b4c-0f6f-1fd6-9d62-ecf6aed0a470",
+        time=utc(2020, 7, 1, 22, 19, 58),
+        instance_id="i-0633ac2b0d9769723",
+        group_name="testt1.demo-0a20f32c.kops.sh",
+        hook_name="cluster-termination-handler",
+        token="0befcbdb-6ecd-498a-9ff7-ae9b54447cd6",
+        transition="autoscaling:EC2_INSTANCE_TERMINATING",
+    ),
+    HEALTH: ScheduledChange(
+        event_id="7fb65329-1628-4cf3-a740-95fg457h1402",
+        time=utc(2016, 6, 5, 6, 27, 57),
+        instance_ids=("i-12345678",),
+        start_time=utc(2016, 6, 5, 15, 10, 9),
+        event_type_code="AWS_EC2_DEDICATED_HOST_NETWORK_MAINTENANCE_SCHEDULED",
+    ),
+    CONTAINER_INSTANCE: ContainerInstanceChange(
+        event_id="8952ba83-7be2-4ab5-9c32-6687532d15a2",
+        time=utc(2016, 12, 6, 16, 41, 6),
+        cluster_arn=f"{ECS_USE1}:cluster/default",
+        container_instance_arn=f"{ECS_USE1}:container-instance/b54a2a04-046f-4331-9d74-3f6d7f6ca315",
+        ec2_instance_id="i-f3a8506b",
+        status="ACTIVE",
+        version=14801,
+    ),
+    TASK: TaskStateChange(
+        event_id="3317b2af-7005-947d-b652-f55e762e571a",
+        time=utc(2020, 1, 23, 17, 57, 58),
+        cluster_arn=f"{ECS_USW2}:cluster/FargateCluster",
+        task_arn=f"{ECS_USW2}:task/FargateCluster/c13b4cb40f1f4fe4a2971f76ae5a47ad",
+        last_status="RUNNING",
+        desired_status="RUNNING",
+        stop_code=None,
+        group="family:sample-fargate",
+        container_instance_arn=None,
+        version=4,
+    ),
+    PLACEMENT: ServicePlacementFailure(
+        event_id="ddca6449-b258-46c0-8653-e0e3a6d0468b",
+        time=utc(2019, 11, 19, 19, 55, 38),
+        cluster_arn=f"{ECS_USW2}:cluster/default",
+        service_arn=f"{ECS_USW2}:service/default/servicetest",
+        reason="RESOURCE:CPU",
+    ),
+    DOC_SPOT: SpotInterruption(event_id=DOC_ID, time=None, instance_id=DOC_EC2_ID, action="action"),
+    DOC_REBALANCE: RebalanceRecommendation(event_id=DOC_ID, time=None, instance_id=DOC_EC2_ID),
+    DOC_STATE: InstanceStateChange(
+        event_id="7bf73129-1428-4cd3-a780-95db273d1602",
+        time=utc(2021, 11, 11, 21, 29, 54),
+        instance_id="i-abcd1111",
+        state="pending",
+    ),
+}
+EC2_FILES = [SPOT, REBALANCE, STATE, DOC_SPOT, DOC_REBALANCE, DOC_STATE]
+
+
+def events_dir() -> Path:
+    override = os.environ.get(EVENTS_DIR_ENV)
+    path = Path(override) if override else Path(__file__).resolve().parents[3] / "shared" / "events"
+    if not path.is_dir():
+        pytest.fail(
+            f"example events directory {path} not found; "
+            f"set {EVENTS_DIR_ENV} to the directory holding the AWS example payloads",
+            pytrace=False,
+        )
+    return path
+
+
+@cache
+def raw(name: str) -> str:
+    return (events_dir() / name).read_text(encoding="utf-8")
+
+
+def payload(name: str) -> dict[str, Any]:
+    """A fresh, mutable copy of an example payload."""
+    data: dict[str, Any] = json.loads(raw(name))
+    return data
+
+
+def malformed(body: str | bytes) -> MalformedEvent:
+    with pytest.raises(MalformedEvent) as info:
+        parse_event(body)
+    return info.value
+
+
+def reason_for(data: Any) -> str:
+    return malformed(json.dumps(data)).reason
+
+
+def assert_signal_or_malformed(body: str | bytes) -> None:
+    try:
+        signal = parse_event(body)
+    except MalformedEvent as exc:
+        assert exc.reason in REASONS
+        assert len(str(exc)) <= 200
+    else:
+        assert isinstance(signal, Signal)
+        assert signal.KIND in SIGNAL_KINDS
+        assert signal.time is None or signal.time.tzinfo is UTC
+
+
+# --- golden payloads ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(GOLDEN))
+def test_golden_payload(name: str) -> None:
+    assert parse_event(raw(name)) == GOLDEN[name]
+    assert parse_event(raw(name).encode()) == GOLDEN[name]
+
+
+@pytest.mark.parametrize("name", list(GOLDEN))
+def test_golden_datetimes_are_aware_utc(name: str) -> None:
+    signal = parse_event(raw(name))
+    stamps = [signal.time, getattr(signal, "start_time", None)]
+    for stamp in stamps:
+        assert stamp is None or (stamp.tzinfo is UTC and stamp.utcoffset() is not None)
+
+
+def test_every_example_file_has_a_golden_test() -> None:
+    root = events_dir()
+    found = {p.relative_to(root).as_posix() for p in root.rglob("*.json")}
+    assert found == set(GOLDEN)
+    assert (root / FARGATE_SNIPPET).is_file()
+
+
+def test_fargate_spot_snippet_is_not_json() -> None:
+    assert malformed(raw(FARGATE_SNIPPET)).reason == "not_json"
+
+
+def test_fargate_spot_snippet_without_ellipsis() -> None:
+    text = raw(FARGATE_SNIPPET)
+    assert text.count(",\n    ...") == 1
+    signal = parse_event(text.replace(",\n    ...", ""))
+    assert signal == TaskStateChange(
+        event_id="9bcdac79-b31f-4d3d-9410-fbd727c29fab",
+        time=None,  # the snippet has no "time"
+        cluster_arn=f"{ECS_USE1}:cluster/default",
+        task_arn=f"{ECS_USE1}:task/b99d40b3-5176-4f71-9a52-9dbd6fEXAMPLE",
+        last_status="RUNNING",
+        desired_status="STOPPED",
+        stop_code="TerminationNotice",
+        group=None,
+        container_instance_arn=None,
+        version=None,
+    )
+
+
+def test_signals_are_frozen() -> None:
+    signal = parse_event(raw(SPOT))
+    with pytest.raises(FrozenInstanceError):
+        signal.event_id = "other"  # type: ignore[misc]
+
+
+def test_signal_kinds_lists_every_kind_once() -> None:
+    kinds = {cls.KIND for cls in Signal.__subclasses__()}
+    assert len(SIGNAL_KINDS) == len(set(SIGNAL_KINDS)) == len(kinds) == 9
+    assert set(SIGNAL_KINDS) == kinds
+
+
+# --- envelope time -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2020-10-26T14:14:14Z", utc(2020, 10, 26, 14, 14, 14)),
+        ("2020-10-26T16:14:14+02:00", utc(2020, 10, 26, 14, 14, 14)),
+        ("2020-10-26T14:14:14", utc(2020, 10, 26, 14, 14, 14)),
+        ("2020-10-26T14:14:14.5Z", datetime(2020, 10, 26, 14, 14, 14, 500000, tzinfo=UTC)),
+        ("yyyy-mm-ddThh:mm:ssZ", None),
+        ("", None),
+        ("0001-01-01T00:00:00+01:00", None),
+        (1603721654, None),
+        (None, None),
+    ],
+)
+def test_envelope_time(value: Any, expected: datetime | None) -> None:
+    data = payload(SPOT)
+    data["time"] = value
+    signal = parse_event(json.dumps(data))
+    assert signal.time == expected
+    assert signal.time is None or signal.time.tzinfo is UTC
+
+
+def test_envelope_time_absent() -> None:
+    data = payload(SPOT)
+    del data["time"]
+    assert parse_event(json.dumps(data)).time is None
+
+
+# --- malformed bodies --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "",
+        "   ",
+        "{",
+        "not json",
+        "{'single': 'quotes'}",
+        b"\xff\xfe\x00garbage",
+        b'{"id": "\xff"}',
+        "[" * 100_000,
+        "1" * 5_000,
+    ],
+)
+def test_not_json(body: str | bytes) -> None:
+    assert malformed(body).reason == "not_json"
+
+
+@pytest.mark.parametrize("name", list(GOLDEN))
+def test_truncated_payload_is_not_json(name: str) -> None:
+    text = raw(name)
+    for cut in (1, len(text) // 2, len(text) - 3):
+        assert malformed(text[:cut]).reason == "not_json"
+
+
+@pytest.mark.parametrize("body", ["[]", '"text"', "null", "42", "true", "3.5"])
+def test_not_object(body: str) -> None:
+    assert malformed(body).reason == "not_object"
+
+
+def test_payload_inside_a_list_is_not_object() -> None:
+    assert reason_for([payload(SPOT)]) == "not_object"
+
+
+@pytest.mark.parametrize("name", list(GOLDEN))
+@pytest.mark.parametrize("field", ["id", "source", "detail-type", "detail"])
+def test_missing_envelope_field(name: str, field: str) -> None:
+    data = payload(name)
+    del data[field]
+    exc = malformed(json.dumps(data))
+    assert exc.reason == "invalid_envelope"
+    assert field in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("id", 42),
+        ("id", ""),
+        ("id", None),
+        ("source", None),
+        ("source", ["aws.ec2"]),
+        ("detail-type", 5),
+        ("detail", "instance-id"),
+        ("detail", None),
+        ("detail", []),
+        ("resources", "arn:aws:ec2:us-east-1:1:instance/i-1"),
+        ("resources", [1]),
+        ("version", 0),
+        ("account", 123456789012),
+        ("region", {}),
+    ],
+)
+def test_wrongly_typed_envelope_field(field: str, value: Any) -> None:
+    data = payload(SPOT)
+    data[field] = value
+    assert reason_for(data) == "invalid_envelope"
+
+
+@pytest.mark.parametrize("name", EC2_FILES)
+def test_missing_ec2_instance_id(name: str) -> None:
+    data = payload(name)
+    del data["detail"]["instance-id"]
+    exc = malformed(json.dumps(data))
+    assert exc.reason == "invalid_detail"
+    assert "instance-id" in str(exc)
+
+
+@pytest.mark.parametrize("name", EC2_FILES)
+@pytest.mark.parametrize("value", [123, None, "", ["i-0b662ef9931388ba0"], {"id": "i-1"}, True])
+def test_wrongly_typed_ec2_instance_id(name: str, value: Any) -> None:
+    data = payload(name)
+    data["detail"]["instance-id"] = value
+    assert reason_for(data) == "invalid_detail"
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "value"),
+    [
+        (SPOT, "instance-action", None),
+        (SPOT, "instance-action", 1),
+        (STATE, "state", None),
+        (LIFECYCLE, "EC2InstanceId", None),
+        (LIFECYCLE, "EC2InstanceId", 7),
+        (LIFECYCLE, "LifecycleActionToken", None),
+        (LIFECYCLE, "AutoScalingGroupName", ""),
+        (LIFECYCLE, "LifecycleHookName", None),
+        (LIFECYCLE, "LifecycleTransition", None),
+        (HEALTH, "service", None),
+        (HEALTH, "eventTypeCategory", 3),
+        (HEALTH, "eventTypeCode", None),
+        (HEALTH, "affectedEntities", "i-12345678"),
+        (HEALTH, "affectedEntities", ["i-12345678"]),
+        (CONTAINER_INSTANCE, "version", "14801"),
+        (CONTAINER_INSTANCE, "version", 14801.0),
+        (CONTAINER_INSTANCE, "version", True),
+        (CONTAINER_INSTANCE, "version", None),
+        (CONTAINER_INSTANCE, "ec2InstanceId", None),
+        (CONTAINER_INSTANCE, "ec2InstanceId", ""),
+        (CONTAINER_INSTANCE, "clusterArn", None),
+        (CONTAINER_INSTANCE, "containerInstanceArn", 1),
+        (CONTAINER_INSTANCE, "status", None),
+        (TASK, "version", "4"),
+        (TASK, "taskArn", None),
+        (TASK, "clusterArn", None),
+        (TASK, "lastStatus", None),
+        (TASK, "desiredStatus", 0),
+        (TASK, "stopCode", 1),
+        (TASK, "containerInstanceArn", []),
+        (PLACEMENT, "eventName", None),
+        (PLACEMENT, "clusterArn", None),
+        (PLACEMENT, "reason", 5),
+    ],
+)
+def test_bad_detail_field(name: str, field: str, value: Any) -> None:
+    """A wrongly typed or missing (``None``: removed) detail field we read."""
+    data = payload(name)
+    if value is None:
+        del data["detail"][field]
+    else:
+        data["detail"][field] = value
+    exc = malformed(json.dumps(data))
+    assert exc.reason == "invalid_detail", str(exc)
+    assert field in str(exc)
+
+
+def test_error_message_is_short_and_omits_values() -> None:
+    data = payload(SPOT)
+    data["detail"]["instance-id"] = "SECRET-" * 1000
+    data["detail"]["instance-action"] = ["SECRET"]
+    exc = malformed(json.dumps(data))
+    assert exc.reason == "invalid_detail"
+    assert "SECRET" not in str(exc)
+    assert "instance-action" in str(exc)
+    assert len(str(exc)) <= 200
+
+
+def _pad_to(data: dict[str, Any], size: int) -> str:
+    body = json.dumps(data)
+    data["padding"] = "x" * (size - len(body.encode()) - len(', "padding": ""'))
+    body = json.dumps(data)
+    assert len(body.encode()) == size
+    return body
+
+
+def test_body_at_the_limit_parses() -> None:
+    body = _pad_to(payload(SPOT), MAX_BODY_BYTES)
+    assert parse_event(body) == GOLDEN[SPOT]
+    assert parse_event(body.encode()) == GOLDEN[SPOT]
+
+
+def test_body_over_the_limit_is_too_large() -> None:
+    body = _pad_to(payload(SPOT), MAX_BODY_BYTES + 1)
+    assert malformed(body).reason == "too_large"
+    assert malformed(body.encode()).reason == "too_large"
+    assert malformed("x" * 10 * MAX_BODY_BYTES).reason == "too_large"
+
+
+def test_size_limit_counts_utf8_bytes_not_characters() -> None:
+    data = payload(SPOT)
+    data["padding"] = "é" * (MAX_BODY_BYTES // 2)
+    body = json.dumps(data, ensure_ascii=False)
+    assert len(body) < MAX_BODY_BYTES < len(body.encode())
+    assert malformed(body).reason == "too_large"
+
+
+# --- ignored and edge cases of recognised events -----------------------------------------
+
+
+def test_unknown_detail_type_is_ignored() -> None:
+    data = payload(SPOT)
+    data["detail-type"] = "EC2 Fleet Spot Instance Request Change"
+    assert parse_event(json.dumps(data)) == Ignored(
+        event_id="1e5527d7-bb36-4607-3370-4164db56a40e",
+        time=utc(1970, 1, 1),
+        source="aws.ec2",
+        detail_type="EC2 Fleet Spot Instance Request Change",
+    )
+
+
+def test_unknown_source_is_ignored() -> None:
+    data = payload(SPOT)
+    data["source"] = "my.application"
+    data["detail"] = {}
+    signal = parse_event(json.dumps(data))
+    assert isinstance(signal, Ignored)
+    assert (signal.source, signal.detail_type) == ("my.application", data["detail-type"])
+
+
+def test_unknown_event_with_empty_detail_is_ignored() -> None:
+    body = {"id": "x", "source": "aws.s3", "detail-type": "Object Created", "detail": {}}
+    assert parse_event(json.dumps(body)) == Ignored(
+        event_id="x", time=None, source="aws.s3", detail_type="Object Created"
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"service": "RDS"},
+        {"service": "RDS", "eventTypeCode": None},
+        {"eventTypeCategory": "issue"},
+        {"eventTypeCategory": "accountNotification"},
+        {"service": "ec2"},
+    ],
+)
+def test_other_health_events_are_ignored(change: dict[str, Any]) -> None:
+    data = payload(HEALTH)
+    for key, value in change.items():
+        if value is None:
+            del data["detail"][key]
+        else:
+            data["detail"][key] = value
+    signal = parse_event(json.dumps(data))
+    assert isinstance(signal, Ignored)
+    assert (signal.source, signal.detail_type) == ("aws.health", "AWS Health Event")
+    assert instance_ids(signal) == ()
+
+
+@pytest.mark.parametrize(
+    ("entities", "resources", "expected"),
+    [
+        (
+            [{"entityValue": "i-1"}, {"entityValue": "i-2"}, {"entityValue": "i-1"}],
+            [],
+            ("i-1", "i-2"),
+        ),
+        ([{"entityValue": "h-0123"}, {"tags": {}}, {"entityValue": "i-9"}], ["i-1"], ("i-9",)),
+        ([], ["arn:aws:ec2:us-east-1:1:instance/i-abc", "i-def", "vol-1"], ("i-abc", "i-def")),
+        ([{"entityValue": "h-0123"}], ["arn:aws:ec2:us-east-1:1:dedicated-host/h-0123"], ()),
+        ([{"entityValue": "i-"}], [], ()),
+    ],
+)
+def test_scheduled_change_instance_ids(
+    entities: list[Any], resources: list[str], expected: tuple[str, ...]
+) -> None:
+    data = payload(HEALTH)
+    data["detail"]["affectedEntities"] = entities
+    data["resources"] = resources
+    signal = parse_event(json.dumps(data))
+    assert isinstance(signal, ScheduledChange)
+    assert signal.instance_ids == instance_ids(signal) == expected
+
+
+def test_scheduled_change_without_entities_uses_resources() -> None:
+    data = payload(HEALTH)
+    del data["detail"]["affectedEntities"]
+    signal = parse_event(json.dumps(data))
+    assert isinstance(signal, ScheduledChange)
+    assert signal.instance_ids == ("i-12345678",)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Sat, 05 Jun 2016 15:10:09 GMT", utc(2016, 6, 5, 15, 10, 9)),
+        ("Sat, 05 Jun 2016 17:10:09 +0200", utc(2016, 6, 5, 15, 10, 9)),
+        ("Sat, 05 Jun 2016 15:10:09 -0000", utc(2016, 6, 5, 15, 10, 9)),
+        ("2016-06-05T15:10:09Z", utc(2016, 6, 5, 15, 10, 9)),
+        ("next tuesday", None),
+        ("", None),
+        (1465139409, None),
+        (None, None),
+    ],
+)
+def test_health_start_time(value: Any, expected: datetime | None) -> None:
+    data = payload(HEALTH)
+    data["detail"]["startTime"] = value
+    signal = parse_event(json.dumps(data))
+    assert isinstance(signal, ScheduledChange)
+    assert signal.start_time == expected
+    assert signal.start_time is None or signal.start_time.tzinfo is UTC
+
+
+def test_lifecycle_with_origin_and_destination() -> None:
+    data = payload(LIFECYCLE)
+    data["detail"] |= {
+        "Origin": "AutoScalingGroup",
+        "Destination": "EC2",
+        "NotificationMetadata": 1,
+    }
+    assert parse_event(json.dumps(data)) == GOLDEN[LIFECYCLE]
+
+
+@pytest.mark.parametrize(
+    "transition", ["autoscaling:EC2_INSTANCE_LAUNCHING", "autoscaling:EC2_INSTANCE_TERMINATED", ""]
+)
+def test_lifecycle_other_transition_is_ignored(transition: str) -> None:
+    data = payload(LIFECYCLE)
+    data["detail"] = {"LifecycleTransition": transition}
+    signal = parse_event(json.dumps(data))
+    assert isinstance(signal, Ignored)
+    assert signal.detail_type == "EC2 Instance-terminate Lifecycle Action"
+
+
+def test_launch_lifecycle_action_is_ignored() -> None:
+    data = payload(LIFECYCLE)
+    data["detail-type"] = "EC2 Instance-launch Lifecycle Action"
+    data["detail"]["LifecycleTransition"] = "autoscaling:EC2_INSTANCE_LAUNCHING"
+    assert isinstance(parse_event(json.dumps(data)), Ignored)
+
+
+@pytest.mark.parametrize("event_name", ["SERVICE_STEADY_STATE", "TASKSET_STEADY_STATE", ""])
+def test_other_service_actions_are_ignored(event_name: str) -> None:
+    data = payload(PLACEMENT)
+    data["detail"] = {"eventName": event_name}
+    signal = parse_event(json.dumps(data))
+    assert isinstance(signal, Ignored)
+    assert (signal.source, signal.detail_type) == ("aws.ecs", "ECS Service Action")
+
+
+def test_placement_failure_without_service_resource() -> None:
+    data = payload(PLACEMENT)
+    data["resources"] = [f"{ECS_USW2}:cluster/default"]
+    del data["detail"]["reason"]
+    signal = parse_event(json.dumps(data))
+    assert isinstance(signal, ServicePlacementFailure)
+    assert (signal.service_arn, signal.reason) == ("", None)
+
+
+TEST_NOTIFICATION = {
+    "AccountId": "123456789012",
+    "RequestId": "4ee29a26-ba80-11e5-a4ab-9b3b5a2b5d1b",
+    "AutoScalingGroupARN": "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:x",
+    "AutoScalingGroupName": "my-asg",
+    "Service": "AWS Auto Scaling",
+    "Event": "autoscaling:TEST_NOTIFICATION",
+    "Time": "2016-01-14T14:07:38.456Z",
+}
+
+
+def test_autoscaling_test_notification_is_ignored() -> None:
+    assert parse_event(json.dumps(TEST_NOTIFICATION)) == Ignored(
+        event_id="4ee29a26-ba80-11e5-a4ab-9b3b5a2b5d1b",
+        time=datetime(2016, 1, 14, 14, 7, 38, 456000, tzinfo=UTC),
+        source="aws.autoscaling",
+        detail_type="autoscaling:TEST_NOTIFICATION",
+    )
+
+
+def test_autoscaling_test_notification_without_request_id() -> None:
+    signal = parse_event(json.dumps({"Event": "autoscaling:TEST_NOTIFICATION", "RequestId": 5}))
+    assert signal == Ignored(
+        event_id="",
+        time=None,
+        source="aws.autoscaling",
+        detail_type="autoscaling:TEST_NOTIFICATION",
+    )
+
+
+def test_extra_fields_are_ignored_everywhere() -> None:
+    for name in GOLDEN:
+        data = payload(name)
+        data["unexpected"] = {"nested": [1, 2]}
+        data["detail"]["unexpected"] = None
+        assert parse_event(json.dumps(data)) == GOLDEN[name]
+
+
+# --- instance_ids ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (SPOT, ("i-0b662ef9931388ba0",)),
+        (REBALANCE, ("i-0b662ef9931388ba0",)),
+        (STATE, ("i-abcd1111",)),
+        (LIFECYCLE, ("i-0633ac2b0d9769723",)),
+        (HEALTH, ("i-12345678",)),
+        (CONTAINER_INSTANCE, ("i-f3a8506b",)),
+        (TASK, ()),
+        (PLACEMENT, ()),
+        (DOC_SPOT, (DOC_EC2_ID,)),
+        (DOC_REBALANCE, (DOC_EC2_ID,)),
+        (DOC_STATE, ("i-abcd1111",)),
+    ],
+)
+def test_instance_ids(name: str, expected: tuple[str, ...]) -> None:
+    assert instance_ids(parse_event(raw(name))) == expected
+
+
+def test_instance_ids_of_ignored_is_empty() -> None:
+    assert instance_ids(parse_event(json.dumps(TEST_NOTIFICATION))) == ()
+    assert instance_ids(Ignored(event_id="e", time=None, source="s", detail_type="d")) == ()
+
+
+# --- properties --------------------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+SOURCES = st.sampled_from(["aws.ec2", "aws.autoscaling", "aws.health", "aws.ecs", "x"])
+DETAIL_TYPES = st.sampled_from(
+    [
+        "EC2 Spot Instance Interruption Warning",
+        "EC2 Instance Rebalance Recommendation",
+        "EC2 Instance State-change Notification",
+        "EC2 Instance-terminate Lifecycle Action",
+        "AWS Health Event",
+        "ECS Container Instance State Change",
+        "ECS Task State Change",
+        "ECS Service Action",
+    ]
+)
+DETAIL_KEYS = st.sampled_from(
+    [
+        "instance-id",
+        "instance-action",
+        "state",
+        "LifecycleTransition",
+        "EC2InstanceId",
+        "LifecycleActionToken",
+        "AutoScalingGroupName",
+        "LifecycleHookName",
+        "service",
+        "eventTypeCategory",
+        "eventTypeCode",
+        "startTime",
+        "affectedEntities",
+        "clusterArn",
+        "containerInstanceArn",
+        "ec2InstanceId",
+        "status",
+        "version",
+        "taskArn",
+        "lastStatus",
+        "desiredStatus",
+        "stopCode",
+        "eventName",
+    ]
+)
+ENVELOPES = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.text(max_size=4) | JSON_VALUES,
+        "source": SOURCES | JSON_VALUES,
+        "detail-type": DETAIL_TYPES | JSON_VALUES,
+        "detail": st.dictionaries(DETAIL_KEYS, st.text(max_size=4) | JSON_VALUES) | JSON_VALUES,
+        "time": st.text(max_size=25) | JSON_VALUES,
+        "resources": st.lists(st.text(max_size=6)) | JSON_VALUES,
+        "Event": st.just("autoscaling:TEST_NOTIFICATION") | JSON_VALUES,
+    },
+)
+PROPERTY_SETTINGS = settings(max_examples=300, deadline=None)
+
+
+@PROPERTY_SETTINGS
+@given(st.text() | st.binary())
+def test_arbitrary_text_or_bytes(body: str | bytes) -> None:
+    assert_signal_or_malformed(body)
+
+
+@PROPERTY_SETTINGS
+@given(JSON_VALUES)
+def test_arbitrary_json(value: Any) -> None:
+    assert_signal_or_malformed(json.dumps(value))
+
+
+@PROPERTY_SETTINGS
+@given(ENVELOPES)
+def test_arbitrary_envelope_shaped_json(value: dict[str, Any]) -> None:
+    assert_signal_or_malformed(json.dumps(value))
+
+
+@PROPERTY_SETTINGS
+@given(name=st.sampled_from(list(GOLDEN)), data=st.data())
+def test_mutating_a_top_level_field(name: str, data: st.DataObject) -> None:
+    body = payload(name)
+    key = data.draw(st.sampled_from(sorted(body)) | st.text(max_size=8), label="key")
+    body[key] = data.draw(JSON_VALUES, label="value")
+    assert_signal_or_malformed(json.dumps(body))
+
+
+@PROPERTY_SETTINGS
+@given(name=st.sampled_from(list(GOLDEN)), data=st.data())
+def test_mutating_a_detail_field(name: str, data: st.DataObject) -> None:
+    body = payload(name)
+    key = data.draw(st.sampled_from(sorted(body["detail"])) | DETAIL_KEYS, label="key")
+    body["detail"][key] = data.draw(JSON_VALUES, label="value")
+    assert_signal_or_malformed(json.dumps(body))

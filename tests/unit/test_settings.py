@@ -1,0 +1,115 @@
+"""Settings: defaults, validation messages that name the variable, and the documented table."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scaler.settings import ConfigError, load_settings, settings_table
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCALER_CLUSTER", "arn:aws:ecs:us-east-1:123456789012:cluster/prod")
+    settings = load_settings()
+    assert settings.cluster_name == "prod"
+    assert settings.concurrency == 10
+    assert settings.dry_run is False
+    assert settings.log_format == "json"
+
+
+def test_every_problem_is_reported_by_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SCALER_CLUSTER", raising=False)
+    monkeypatch.setenv("SCALER_CONCURRENCY", "lots")
+    monkeypatch.setenv("SCALER_LOG_FORMAT", "xml")
+    monkeypatch.setenv("SCALER_METRICS_PORT", "70000")
+    monkeypatch.setenv("SCALER_QUEUE_URL", "not a url")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    names = sorted(line.split(":")[0] for line in caught.value.problems)
+    assert names == [
+        "SCALER_CLUSTER",
+        "SCALER_CONCURRENCY",
+        "SCALER_LOG_FORMAT",
+        "SCALER_METRICS_PORT",
+        "SCALER_QUEUE_URL",
+    ]
+    assert "SCALER_CLUSTER: required but not set" in caught.value.problems
+
+
+def test_log_level_is_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCALER_CLUSTER", "prod")
+    monkeypatch.setenv("SCALER_LOG_LEVEL", "debug")
+    assert load_settings().log_level == "DEBUG"
+
+
+def test_blank_cluster_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCALER_CLUSTER", "   ")
+    with pytest.raises(ConfigError, match="SCALER_CLUSTER"):
+        load_settings()
+
+
+def test_cli_exits_2_with_one_line_per_problem_and_no_traceback() -> None:
+    env = {"PATH": "/usr/bin:/bin", "SCALER_CONCURRENCY": "0", "AWS_REGION": "us-east-1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "scaler", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [
+        "scaler: SCALER_CLUSTER: required but not set",
+        "scaler: SCALER_CONCURRENCY: Input should be greater than or equal to 1 (got '0')",
+    ]
+
+
+def test_run_without_a_queue_names_it() -> None:
+    env = {"PATH": "/usr/bin:/bin", "SCALER_CLUSTER": "prod", "AWS_REGION": "us-east-1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "scaler", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "scaler: SCALER_QUEUE_URL: required by `scaler run` but not set"
+
+
+def test_run_without_a_region_names_it() -> None:
+    env = {"PATH": "/usr/bin:/bin", "SCALER_CLUSTER": "prod", "SCALER_QUEUE_URL": "http://q"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "scaler", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "AWS_REGION" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_config_table_lists_every_setting_with_a_description() -> None:
+    table = settings_table()
+    rows = [r for r in table.splitlines() if r.startswith("| `SCALER_")]
+    assert len(rows) == len(load_settings.__globals__["Settings"].model_fields)
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        assert len(cells) == 4 and all(cells), row
+
+
+def test_readme_settings_table_is_the_config_output() -> None:
+    text = README.read_text()
+    match = re.search(r"<!-- settings:start -->\n(.*?)<!-- settings:end -->", text, re.S)
+    assert match, "README.md needs the settings table between settings markers"
+    assert match.group(1) == settings_table(), (
+        "README settings table is stale: regenerate it with `scaler config`"
+    )
