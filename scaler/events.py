@@ -1,22 +1,38 @@
-"""Turn the body of an SQS message from an EventBridge rule into a typed signal.
+"""Turn the body of an SQS message into a typed signal.
 
-EventBridge sends every event in the same *envelope*: ``id``, ``source``, ``detail-type``,
-``time``, ``resources`` and a ``detail`` object that differs for each kind of event. The
-intake hands us the raw message body. :func:`parse_event` checks the envelope and picks a
-handler based on ``(source, detail-type)``. Each handler then checks the ``detail`` fields it
-needs and returns a frozen :class:`Signal` subclass. The rest of the scaler works only with
-these signals and never looks at raw JSON.
+Most messages come from EventBridge rules. EventBridge sends every event in the same
+*envelope*: ``id``, ``source``, ``detail-type``, ``time``, ``resources`` and a ``detail``
+object that differs for each kind of event. The intake hands us the raw message body.
+:func:`parse_event` checks the envelope and picks a handler based on ``(source,
+detail-type)``. Each handler then checks the ``detail`` fields it needs and returns a frozen
+:class:`Signal` subclass. The rest of the scaler works only with these signals and never looks
+at raw JSON.
+
+Auto Scaling can also send lifecycle notifications *directly* to the queue, without
+EventBridge, when a lifecycle hook's ``NotificationTargetARN`` is the queue. Such a body is a
+flat object (``LifecycleTransition``, ``LifecycleHookName``, ``AutoScalingGroupName``,
+``EC2InstanceId``, ``LifecycleActionToken``, ``RequestId``, ``Time``, ...) and is recognised
+by a top-level ``LifecycleTransition`` key. A terminating transition becomes a
+:class:`LifecycleTerminate` whose ``event_id`` is the ``RequestId``, or the
+``LifecycleActionToken`` if the ``RequestId`` is missing, empty or not a string, so copies of
+one lifecycle action share an id. A missing or unparseable ``Time`` becomes ``None``. Any
+other transition is ignored. When the hook is created it sends an
+``autoscaling:TEST_NOTIFICATION``, recognised by its ``Event`` key.
 
 There are three possible outcomes:
 
 * **A signal we act on**, such as :class:`SpotInterruption` or :class:`LifecycleTerminate`.
-* **Ignored**: the body is a valid envelope but we do not consume it, e.g. an unknown
+* **Ignored**: the body is well formed but we do not consume it, e.g. an unknown
   ``(source, detail-type)``, a Health event that is not an EC2 scheduled change, an ECS
-  service action other than a placement failure, or the ``autoscaling:TEST_NOTIFICATION`` that
+  service action other than a placement failure, a direct lifecycle notification for a launch
+  (or any transition other than terminating), or the ``autoscaling:TEST_NOTIFICATION`` that
   Auto Scaling sends when a hook is created. The intake deletes the message and does nothing.
 * **Malformed**: :class:`MalformedEvent` is raised. ``reason`` is a short label for metrics
-  (too large, not JSON, not an object, bad envelope, bad detail). The intake does not delete
-  the message, so SQS redrives it to the dead-letter queue where a person can look at it.
+  (too large, not JSON, not an object, bad envelope, bad detail). An object that is neither an
+  envelope nor a direct Auto Scaling notification has a bad envelope. A direct notification
+  whose ``LifecycleTransition`` is not a string, or a terminating one missing a field we need,
+  has a bad detail. The intake does not delete the message, so SQS redrives it to the
+  dead-letter queue where a person can look at it.
 
 Validation is strict about the types of the fields we use: an instance id must be a non-empty
 string and an ECS ``version`` must be an int, not ``"4"`` or ``true``. It is lenient about
@@ -55,6 +71,7 @@ __all__ = [
 MAX_BODY_BYTES: Final = 262_144
 """Largest body we will parse, in bytes (the SQS message size limit, 256 KiB)."""
 
+AUTOSCALING_SOURCE: Final = "aws.autoscaling"
 TEST_NOTIFICATION: Final = "autoscaling:TEST_NOTIFICATION"
 TERMINATING: Final = "autoscaling:EC2_INSTANCE_TERMINATING"
 PLACEMENT_FAILURE: Final = "SERVICE_TASK_PLACEMENT_FAILURE"
@@ -360,12 +377,15 @@ def _envelope(data: dict[str, Any]) -> _Envelope:
         raise MalformedEvent("invalid_envelope", f"invalid envelope: {_first_error(exc)}") from None
 
 
-def _detail(model: type[_M], envelope: _Envelope) -> _M:
+def _validate(model: type[_M], data: dict[str, Any], what: str) -> _M:
     try:
-        return model.model_validate(envelope.detail)
+        return model.model_validate(data)
     except ValidationError as exc:
-        kind = envelope.detail_type[:60]
-        raise MalformedEvent("invalid_detail", f"{kind!r} detail: {_first_error(exc)}") from None
+        raise MalformedEvent("invalid_detail", f"{what}: {_first_error(exc)}") from None
+
+
+def _detail(model: type[_M], envelope: _Envelope) -> _M:
+    return _validate(model, envelope.detail, f"{envelope.detail_type[:60]!r} detail")
 
 
 def _ignored(envelope: _Envelope) -> Ignored:
@@ -382,8 +402,36 @@ def _test_notification(data: dict[str, Any]) -> Ignored:
     return Ignored(
         event_id=request_id if isinstance(request_id, str) else "",
         time=_iso_time(data.get("Time")),
-        source="aws.autoscaling",
+        source=AUTOSCALING_SOURCE,
         detail_type=TEST_NOTIFICATION,
+    )
+
+
+def _str_or_empty(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _direct_lifecycle(data: dict[str, Any]) -> Signal:
+    """A lifecycle notification that Auto Scaling sent straight to the queue (flat body)."""
+    transition = _validate(_LifecycleHeader, data, "lifecycle notification").transition
+    request_id = _str_or_empty(data.get("RequestId"))
+    time = _iso_time(data.get("Time"))
+    if transition != TERMINATING:
+        return Ignored(
+            event_id=request_id or _str_or_empty(data.get("LifecycleActionToken")),
+            time=time,
+            source=AUTOSCALING_SOURCE,
+            detail_type=transition,
+        )
+    d = _validate(_LifecycleDetail, data, f"{TERMINATING!r} notification")
+    return LifecycleTerminate(
+        event_id=request_id or d.token,
+        time=time,
+        instance_id=d.instance_id,
+        group_name=d.group_name,
+        hook_name=d.hook_name,
+        token=d.token,
+        transition=d.transition,
     )
 
 
@@ -495,7 +543,7 @@ _HANDLERS: Final[dict[tuple[str, str], Callable[[_Envelope], Signal]]] = {
     ("aws.ec2", "EC2 Spot Instance Interruption Warning"): _spot,
     ("aws.ec2", "EC2 Instance Rebalance Recommendation"): _rebalance,
     ("aws.ec2", "EC2 Instance State-change Notification"): _state,
-    ("aws.autoscaling", "EC2 Instance-terminate Lifecycle Action"): _lifecycle,
+    (AUTOSCALING_SOURCE, "EC2 Instance-terminate Lifecycle Action"): _lifecycle,
     ("aws.health", "AWS Health Event"): _health,
     ("aws.ecs", "ECS Container Instance State Change"): _container_instance,
     ("aws.ecs", "ECS Task State Change"): _task,
@@ -511,6 +559,8 @@ def parse_event(body: str | bytes) -> Signal:
     data = _decode(body)
     if data.get("Event") == TEST_NOTIFICATION:
         return _test_notification(data)
+    if "LifecycleTransition" in data:
+        return _direct_lifecycle(data)
     envelope = _envelope(data)
     handler = _HANDLERS.get((envelope.source, envelope.detail_type), _ignored)
     return handler(envelope)

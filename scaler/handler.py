@@ -5,15 +5,27 @@ so the first question for each is whether its instance is one of this cluster's 
 instances (:class:`~scaler.aws.ecs.InstanceDirectory` answers from a cached map). ECS events carry
 their cluster's ARN and are compared by name. Signals for other clusters are acknowledged and
 counted as ``other_cluster``; signals the scaler does not act on are ``ignored``.
+
+For the rest, :func:`scaler.plan.drain.decide` says what to do; this module carries it out:
+drains and deregistrations before the message is acknowledged, and work that takes minutes
+(following a lifecycle action, waiting for replacement capacity) as a *follow-up*, which keeps
+the message in flight without holding a handler slot.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
+from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.intake import Outcome
+from scaler.aws.lifecycle import LifecycleFollower
+from scaler.aws.tasks import StandaloneRestarter
+from scaler.clock import Clock
 from scaler.events import (
     ContainerInstanceChange,
     Ignored,
@@ -23,6 +35,17 @@ from scaler.events import (
     instance_ids,
 )
 from scaler.model import ContainerInstance, cluster_name_of
+from scaler.plan.drain import (
+    Action,
+    Decision,
+    Deregister,
+    Drain,
+    DrainPolicy,
+    FollowLifecycle,
+    ReplaceThenDrain,
+    decide,
+)
+from scaler.replacement import ReplacementSource
 
 log = logging.getLogger(__name__)
 
@@ -31,29 +54,96 @@ OTHER_CLUSTER = Outcome("other_cluster")
 IGNORED = Outcome("ignored")
 
 EcsSignal = ContainerInstanceChange | TaskStateChange | ServicePlacementFailure
+FollowUp = FollowLifecycle | ReplaceThenDrain
+
+
+@dataclass
+class Workers:
+    """The adapters the handler drives."""
+
+    directory: InstanceDirectory
+    drainer: Drainer
+    lifecycle: LifecycleFollower
+    replacements: ReplacementSource
+    restarter: StandaloneRestarter | None = None
 
 
 class EventHandler:
-    def __init__(self, cluster: str, directory: InstanceDirectory) -> None:
+    def __init__(self, cluster: str, workers: Workers, policy: DrainPolicy, clock: Clock) -> None:
         self._cluster_name = cluster_name_of(cluster)
-        self._directory = directory
+        self._w = workers
+        self._policy = policy
+        self._clock = clock
 
     async def __call__(self, signal: Signal, received_at: datetime) -> Outcome:
         if isinstance(signal, Ignored):
             return IGNORED
         if isinstance(signal, EcsSignal):
             return self._ecs_signal(signal)
-        ids = instance_ids(signal)
-        members = await self._directory.resolve(ids)
+        members = await self._w.directory.resolve(instance_ids(signal))
         if not members:
             return OTHER_CLUSTER
+        decision = decide(signal, members, self._policy, self._clock.now())
+        self._explain(signal, decision)
+        if decision.defer is not None:
+            return Outcome("deferred", retry_after=decision.defer)
+        now_actions = [a for a in decision.actions if not isinstance(a, FollowUp)]
+        await _all(self._act(a, received_at) for a in now_actions)
+        later = [a for a in decision.actions if isinstance(a, FollowUp)]
+        if later:
+            return Outcome("handled", follow_up=_all(self._follow(a, received_at) for a in later))
         return HANDLED
+
+    def _explain(self, signal: Signal, decision: Decision) -> None:
+        log.info(
+            decision.why,
+            extra={
+                "event_id": signal.event_id,
+                "kind": signal.KIND,
+                "actions": [
+                    f"{type(a).__name__}:{a.instance.ec2_instance_id}" for a in decision.actions
+                ],
+                "defer_s": decision.defer,
+            },
+        )
+
+    async def _act(self, action: Action, received_at: datetime) -> None:
+        if isinstance(action, Drain):
+            await self._drain(action.instance, action.reason, action.since or received_at)
+        elif isinstance(action, Deregister):
+            await self._w.drainer.deregister(action.instance, action.reason)
+
+    async def _drain(self, instance: ContainerInstance, reason: str, since: datetime) -> None:
+        outcome = await self._w.drainer.drain(instance, reason, since)
+        if self._w.restarter is not None and outcome in ("ok", "already", "dry_run"):
+            await self._w.restarter.restart_all(instance)
+
+    async def _follow(self, action: FollowUp, received_at: datetime) -> None:
+        if isinstance(action, FollowLifecycle):
+            await self._w.lifecycle.follow(action.action, action.instance)
+        else:
+            await self._replace_then_drain(action, received_at)
+
+    async def _replace_then_drain(self, action: ReplaceThenDrain, received_at: datetime) -> None:
+        context = {"instance_id": action.instance.ec2_instance_id}
+        try:
+            async with asyncio.timeout(action.timeout):
+                ready = await self._w.replacements.replace(action.instance, action.reason)
+        except TimeoutError:
+            ready = False
+        log.info(
+            "replacement ready" if ready else "no replacement ready; draining anyway", extra=context
+        )
+        current = await self._w.directory.resolve([action.instance.ec2_instance_id])
+        instance = current.get(action.instance.ec2_instance_id)
+        if instance is not None:
+            await self._drain(instance, action.reason, action.since or received_at)
 
     def _ecs_signal(self, signal: EcsSignal) -> Outcome:
         if cluster_name_of(signal.cluster_arn) != self._cluster_name:
             return OTHER_CLUSTER
         if isinstance(signal, ContainerInstanceChange) and signal.ec2_instance_id:
-            self._directory.update(
+            self._w.directory.update(
                 ContainerInstance(
                     arn=signal.container_instance_arn,
                     ec2_instance_id=signal.ec2_instance_id,
@@ -62,3 +152,11 @@ class EventHandler:
                 )
             )
         return HANDLED
+
+
+async def _all(work: Iterable[Awaitable[object]]) -> None:
+    """Run every awaitable in ``work`` to the end; then raise the first failure, if any."""
+    results = await asyncio.gather(*work, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -14,12 +14,19 @@ import signal
 from typing import Any
 
 from scaler.aws.clients import AwsClients, AwsTarget, error_code
+from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.intake import Intake
+from scaler.aws.lifecycle import AutoScalingLifecycle, LifecycleFollower, LifecyclePort
+from scaler.aws.retry import Backoff
+from scaler.aws.tasks import StandaloneRestarter, TaskInspector
 from scaler.clock import Clock, SystemClock
-from scaler.handler import EventHandler
+from scaler.guard import GuardRails
+from scaler.handler import EventHandler, Workers
 from scaler.http import Health, HttpServer, build_app
 from scaler.metrics import Metrics
+from scaler.plan.drain import DrainPolicy
+from scaler.replacement import NoReplacement, ReplacementSource
 from scaler.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +50,9 @@ class Scaler:
         target: AwsTarget,
         clock: Clock | None = None,
         metrics: Metrics | None = None,
+        *,
+        replacements: ReplacementSource | None = None,
+        lifecycle: LifecyclePort | None = None,
     ) -> None:
         if settings.queue_url is None:
             raise ConfigError(["SCALER_QUEUE_URL: required by `scaler run` but not set"])
@@ -54,14 +64,17 @@ class Scaler:
         self.intake: Intake | None = None
         self.http: HttpServer | None = None
         self.started = asyncio.Event()
+        # Seams for capacity and Auto Scaling (tests inject fakes; moto lacks lifecycle calls).
+        self._replacements = replacements or NoReplacement()
+        self._lifecycle = lifecycle
 
     async def run(self, stop: asyncio.Event) -> None:
         async with AwsClients(self.target, self.metrics) as aws:
             queue_visibility = await self._check_targets(aws)
-            directory = InstanceDirectory(
-                aws.ecs, self.settings.cluster, self.clock, self.settings.instance_cache_ttl
+            workers = self._workers(aws)
+            handler = EventHandler(
+                self.settings.cluster, workers, DrainPolicy.from_settings(self.settings), self.clock
             )
-            handler = EventHandler(self.settings.cluster, directory)
             self.intake = Intake(
                 aws.sqs,
                 self.queue_url,
@@ -82,11 +95,52 @@ class Scaler:
                 "scaler started",
                 extra={"cluster": self.settings.cluster, "dry_run": self.settings.dry_run},
             )
+            guard = GuardRails(
+                aws.ecs,
+                self.settings.cluster,
+                self.metrics.drain_risk_services,
+                self.clock,
+                interval=self.settings.guard_interval,
+            )
+            guarding = asyncio.create_task(guard.run_forever(stop), name="guard-rails")
             try:
                 await self.intake.run(stop)
             finally:
+                guarding.cancel()
+                await asyncio.gather(guarding, return_exceptions=True)
+                await workers.drainer.close()
                 await self.http.stop()
         log.info("scaler stopped")
+
+    def _workers(self, aws: AwsClients) -> Workers:
+        s, cluster, backoff = self.settings, self.settings.cluster, Backoff()
+        directory = InstanceDirectory(aws.ecs, cluster, self.clock, s.instance_cache_ttl)
+        drainer = Drainer(
+            aws.ecs,
+            cluster,
+            directory,
+            self.metrics,
+            self.clock,
+            dry_run=s.dry_run,
+            window=s.drain_batch_window,
+            backoff=backoff,
+        )
+        port = self._lifecycle or AutoScalingLifecycle(aws.autoscaling, backoff, dry_run=s.dry_run)
+        follower = LifecycleFollower(
+            port,
+            TaskInspector(aws.ecs, cluster),
+            self.metrics,
+            self.clock,
+            poll=s.drain_poll,
+            heartbeat=s.lifecycle_heartbeat,
+            timeout=s.drain_timeout,
+        )
+        restarter = None
+        if s.restart_standalone_tasks:
+            restarter = StandaloneRestarter(
+                aws.ecs, cluster, self.metrics, dry_run=s.dry_run, backoff=backoff
+            )
+        return Workers(directory, drainer, follower, self._replacements, restarter)
 
     def _health(self, aws: AwsClients, intake: Intake) -> Health:
         async def probe() -> str | None:

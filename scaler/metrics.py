@@ -133,6 +133,19 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.actions = Counter(
+            "scaler_actions",
+            "Actions taken on AWS resources, by action, reason and outcome "
+            "(`ok`, `already`, `dry_run`, `failed`).",
+            ["action", "reason", "outcome"],
+            registry=r,
+        )
+        self.throttle_retries = Counter(
+            "scaler_throttle_retries",
+            "Calls retried after AWS throttled them, by operation.",
+            ["operation"],
+            registry=r,
+        )
         self.drain_risk_services = Gauge(
             "scaler_drain_risk_services",
             "Services whose tasks cannot be replaced within a spot notice, by cause.",

@@ -143,6 +143,39 @@ class Settings(BaseSettings):
         default=RebalancePolicy.DRAIN,
         description="On a rebalance recommendation: `ignore`, `drain`, or `replace-then-drain`.",
     )
+    replacement_timeout: Seconds = Field(
+        default=300.0,
+        description="`replace-then-drain`: drain anyway if replacement capacity is not ready "
+        "after this many seconds.",
+    )
+    drain_timeout: Seconds = Field(
+        default=900.0,
+        description="Lifecycle actions: complete with CONTINUE after this many seconds even if "
+        "service tasks remain.",
+    )
+    drain_poll: Seconds = Field(
+        default=10.0,
+        description="Seconds between checks of a draining instance's remaining service tasks.",
+    )
+    lifecycle_heartbeat: Seconds = Field(
+        default=60.0,
+        description="Seconds between lifecycle heartbeats while an instance drains "
+        "(keep it well under the hook's heartbeat timeout).",
+    )
+    scheduled_drain_lead: Seconds = Field(
+        default=1800.0,
+        description="AWS Health scheduled changes: drain this many seconds before the start time.",
+    )
+    restart_standalone_tasks: bool = Field(
+        default=False,
+        description="Re-run standalone tasks (not in a service) elsewhere when their instance "
+        "drains, then stop the originals.",
+    )
+    guard_interval: Seconds = Field(
+        default=300.0,
+        description="Seconds between checks for services whose drain cannot finish within a "
+        "spot notice.",
+    )
 
     @field_validator("cluster")
     @classmethod

@@ -634,6 +634,249 @@ def test_autoscaling_test_notification_without_request_id() -> None:
     )
 
 
+# --- lifecycle notifications sent by Auto Scaling straight to SQS ------------------------
+
+LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
+TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
+DIRECT_REQUIRED = [
+    "LifecycleHookName",
+    "AutoScalingGroupName",
+    "EC2InstanceId",
+    "LifecycleActionToken",
+]
+
+# The flat JSON body a terminate hook whose NotificationTargetARN is the queue sends (same keys
+# as real captures, e.g. with Origin/Destination; AWS's user guide lists the same field names).
+DIRECT_TERMINATE: dict[str, Any] = {
+    "Origin": "AutoScalingGroup",
+    "LifecycleHookName": "my-lifecycle-hook",
+    "Destination": "EC2",
+    "AccountId": "123456789012",
+    "RequestId": "4e6156f4-a9e2-d6c6-de6c-f6f4e8d6c4a3",
+    "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+    "AutoScalingGroupName": "my-asg",
+    "Service": "AWS Auto Scaling",
+    "Time": "2021-01-19T00:36:26.533Z",
+    "EC2InstanceId": "i-0598c7d356eba48d7",
+    "LifecycleActionToken": "2f95d5e1-9b0f-4a9e-9a3e-3a4e2b4c7c8d",
+}
+
+# AWS's "Notification message example for Amazon SNS and Amazon SQS" (EC2 Auto Scaling user
+# guide, "Prepare to add a lifecycle hook"), which the guide prints as "Key: value" lines.
+AWS_DOC_DIRECT_LAUNCH: dict[str, Any] = {
+    "Service": "AWS Auto Scaling",
+    "Time": "2021-01-19T00:36:26.533Z",
+    "RequestId": "18b2ec17-3e9b-4c15-8024-ff2e8ce8786a",
+    "LifecycleActionToken": "71514b9d-6a40-4b26-8523-05e7ee35fa40",
+    "AccountId": "123456789012",
+    "AutoScalingGroupName": "my-asg",
+    "LifecycleHookName": "my-hook",
+    "EC2InstanceId": "i-0598c7d356eba48d7",
+    "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+    "NotificationMetadata": "hook message metadata",
+}
+
+
+def direct(**changes: Any) -> dict[str, Any]:
+    """A copy of :data:`DIRECT_TERMINATE`; a change to ``None`` removes that key."""
+    data = dict(DIRECT_TERMINATE)
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return data
+
+
+def test_direct_terminate_golden() -> None:
+    body = json.dumps(DIRECT_TERMINATE)
+    signal = parse_event(body)
+    assert isinstance(signal, LifecycleTerminate)
+    assert signal.KIND == "lifecycle_terminate"
+    assert signal.event_id == "4e6156f4-a9e2-d6c6-de6c-f6f4e8d6c4a3"
+    assert signal.time == datetime(2021, 1, 19, 0, 36, 26, 533000, tzinfo=UTC)
+    assert signal.time is not None and signal.time.tzinfo is UTC
+    assert signal.instance_id == "i-0598c7d356eba48d7"
+    assert signal.group_name == "my-asg"
+    assert signal.hook_name == "my-lifecycle-hook"
+    assert signal.token == "2f95d5e1-9b0f-4a9e-9a3e-3a4e2b4c7c8d"
+    assert signal.transition == "autoscaling:EC2_INSTANCE_TERMINATING"
+    assert signal == LifecycleTerminate(
+        event_id="4e6156f4-a9e2-d6c6-de6c-f6f4e8d6c4a3",
+        time=datetime(2021, 1, 19, 0, 36, 26, 533000, tzinfo=UTC),
+        instance_id="i-0598c7d356eba48d7",
+        group_name="my-asg",
+        hook_name="my-lifecycle-hook",
+        token="2f95d5e1-9b0f-4a9e-9a3e-3a4e2b4c7c8d",
+        transition="autoscaling:EC2_INSTANCE_TERMINATING",
+    )
+    assert parse_event(body.encode()) == signal
+    assert instance_ids(signal) == ("i-0598c7d356eba48d7",)
+
+
+def test_direct_terminate_matches_the_eventbridge_form() -> None:
+    """The same action via EventBridge gives the same signal apart from event_id and time."""
+    envelope = payload(LIFECYCLE)
+    flat = {key: envelope["detail"][key] for key in [*DIRECT_REQUIRED, "LifecycleTransition"]}
+    expected = GOLDEN[LIFECYCLE]
+    assert isinstance(expected, LifecycleTerminate)
+    signal = parse_event(json.dumps(flat))
+    assert signal == LifecycleTerminate(
+        event_id=expected.token,
+        time=None,
+        instance_id=expected.instance_id,
+        group_name=expected.group_name,
+        hook_name=expected.hook_name,
+        token=expected.token,
+        transition=expected.transition,
+    )
+
+
+def test_aws_doc_direct_launch_example_is_ignored() -> None:
+    assert parse_event(json.dumps(AWS_DOC_DIRECT_LAUNCH)) == Ignored(
+        event_id="18b2ec17-3e9b-4c15-8024-ff2e8ce8786a",
+        time=datetime(2021, 1, 19, 0, 36, 26, 533000, tzinfo=UTC),
+        source="aws.autoscaling",
+        detail_type=LAUNCHING,
+    )
+
+
+def test_direct_launch_is_ignored() -> None:
+    signal = parse_event(json.dumps(direct(LifecycleTransition=LAUNCHING)))
+    assert signal == Ignored(
+        event_id="4e6156f4-a9e2-d6c6-de6c-f6f4e8d6c4a3",
+        time=datetime(2021, 1, 19, 0, 36, 26, 533000, tzinfo=UTC),
+        source="aws.autoscaling",
+        detail_type=LAUNCHING,
+    )
+    assert instance_ids(signal) == ()
+
+
+def test_direct_launch_needs_no_other_field() -> None:
+    """As with EventBridge launch events, we do not check the fields of a launch we ignore."""
+    assert parse_event(json.dumps({"LifecycleTransition": LAUNCHING})) == Ignored(
+        event_id="", time=None, source="aws.autoscaling", detail_type=LAUNCHING
+    )
+    no_request_id = direct(LifecycleTransition=LAUNCHING, RequestId=None, EC2InstanceId=7)
+    signal = parse_event(json.dumps(no_request_id))
+    assert signal.event_id == DIRECT_TERMINATE["LifecycleActionToken"]
+
+
+@pytest.mark.parametrize("transition", ["autoscaling:EC2_INSTANCE_TERMINATED", ""])
+def test_direct_other_transition_is_ignored(transition: str) -> None:
+    signal = parse_event(json.dumps(direct(LifecycleTransition=transition)))
+    assert isinstance(signal, Ignored)
+    assert (signal.source, signal.detail_type) == ("aws.autoscaling", transition)
+
+
+@pytest.mark.parametrize("field", DIRECT_REQUIRED)
+def test_direct_terminate_missing_field(field: str) -> None:
+    exc = malformed(json.dumps(direct(**{field: None})))
+    assert exc.reason == "invalid_detail"
+    assert field in str(exc)
+
+
+@pytest.mark.parametrize("field", DIRECT_REQUIRED)
+@pytest.mark.parametrize("value", ["", 7, True, 1.5, [], ["i-0598c7d356eba48d7"], {"id": "x"}])
+def test_direct_terminate_wrongly_typed_field(field: str, value: Any) -> None:
+    exc = malformed(json.dumps(direct(**{field: value})))
+    assert exc.reason == "invalid_detail"
+    assert field in str(exc)
+
+
+def test_direct_terminate_json_null_field() -> None:
+    data = direct()
+    data["EC2InstanceId"] = None
+    exc = malformed(json.dumps(data))
+    assert exc.reason == "invalid_detail"
+    assert "EC2InstanceId" in str(exc)
+
+
+@pytest.mark.parametrize("value", [None, 5, True, [TERMINATING], {"x": TERMINATING}])
+def test_direct_wrongly_typed_transition(value: Any) -> None:
+    data = direct()
+    data["LifecycleTransition"] = value
+    exc = malformed(json.dumps(data))
+    assert exc.reason == "invalid_detail"
+    assert "LifecycleTransition" in str(exc)
+
+
+def test_direct_terminate_error_message_is_short_and_omits_values() -> None:
+    exc = malformed(json.dumps(direct(EC2InstanceId=["SECRET-" * 1000], RequestId="SECRET")))
+    assert exc.reason == "invalid_detail"
+    assert "SECRET" not in str(exc)
+    assert "EC2InstanceId" in str(exc)
+    assert len(str(exc)) <= 200
+
+
+@pytest.mark.parametrize("request_id", [None, "", 42, ["x"]])
+def test_direct_terminate_without_request_id_uses_the_token(request_id: Any) -> None:
+    data = direct(RequestId=None)
+    if request_id is not None:
+        data["RequestId"] = request_id
+    signal = parse_event(json.dumps(data))
+    assert isinstance(signal, LifecycleTerminate)
+    assert signal.event_id == signal.token == DIRECT_TERMINATE["LifecycleActionToken"]
+
+
+def test_direct_terminate_duplicates_share_an_event_id() -> None:
+    """Two copies of one lifecycle action without RequestId, delivered at different times."""
+    first = parse_event(json.dumps(direct(RequestId=None)))
+    second = parse_event(json.dumps(direct(RequestId=None, Time="2021-01-19T00:41:26.533Z")))
+    other = parse_event(json.dumps(direct(RequestId=None, LifecycleActionToken="other-token")))
+    assert first.event_id == second.event_id == "2f95d5e1-9b0f-4a9e-9a3e-3a4e2b4c7c8d"
+    assert first.time != second.time
+    assert other.event_id == "other-token" != first.event_id
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2021-01-19T02:36:26.533+02:00", datetime(2021, 1, 19, 0, 36, 26, 533000, tzinfo=UTC)),
+        ("yyyy-mm-ddThh:mm:ssZ", None),
+        ("", None),
+        (1611016586, None),
+        (None, None),
+    ],
+)
+def test_direct_terminate_time(value: Any, expected: datetime | None) -> None:
+    data = direct(Time=None)
+    if value is not None:
+        data["Time"] = value
+    signal = parse_event(json.dumps(data))
+    assert isinstance(signal, LifecycleTerminate)
+    assert signal.time == expected
+    assert signal.time is None or signal.time.tzinfo is UTC
+
+
+def test_direct_terminate_extra_fields_are_ignored() -> None:
+    data = direct(NotificationMetadata='{"drain": true}', Unexpected={"nested": [1]})
+    assert parse_event(json.dumps(data)) == parse_event(json.dumps(DIRECT_TERMINATE))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        direct(LifecycleTransition=None),
+        {"lifecycleTransition": TERMINATING, "EC2InstanceId": "i-0598c7d356eba48d7"},
+        {"detail": DIRECT_TERMINATE},
+        {"Event": "autoscaling:EC2_INSTANCE_TERMINATE", "EC2InstanceId": "i-1"},
+        {},
+    ],
+)
+def test_neither_envelope_nor_direct_notification_is_invalid_envelope(
+    body: dict[str, Any],
+) -> None:
+    assert reason_for(body) == "invalid_envelope"
+
+
+def test_test_notification_wins_over_a_lifecycle_transition() -> None:
+    data = dict(TEST_NOTIFICATION, LifecycleTransition=TERMINATING)
+    signal = parse_event(json.dumps(data))
+    assert isinstance(signal, Ignored)
+    assert signal.detail_type == "autoscaling:TEST_NOTIFICATION"
+
+
 def test_extra_fields_are_ignored_everywhere() -> None:
     for name in GOLDEN:
         data = payload(name)
@@ -731,6 +974,13 @@ ENVELOPES = st.fixed_dictionaries(
         "Event": st.just("autoscaling:TEST_NOTIFICATION") | JSON_VALUES,
     },
 )
+DIRECT_NOTIFICATIONS = st.fixed_dictionaries(
+    {"LifecycleTransition": st.sampled_from([TERMINATING, LAUNCHING, ""]) | JSON_VALUES},
+    optional={
+        key: st.text(max_size=4) | JSON_VALUES
+        for key in [*DIRECT_REQUIRED, "RequestId", "Time", "Origin", "Destination"]
+    },
+)
 PROPERTY_SETTINGS = settings(max_examples=300, deadline=None)
 
 
@@ -768,3 +1018,28 @@ def test_mutating_a_detail_field(name: str, data: st.DataObject) -> None:
     key = data.draw(st.sampled_from(sorted(body["detail"])) | DETAIL_KEYS, label="key")
     body["detail"][key] = data.draw(JSON_VALUES, label="value")
     assert_signal_or_malformed(json.dumps(body))
+
+
+@PROPERTY_SETTINGS
+@given(DIRECT_NOTIFICATIONS)
+def test_arbitrary_direct_notification(value: dict[str, Any]) -> None:
+    assert_signal_or_malformed(json.dumps(value))
+
+
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_mutating_a_direct_notification_field(data: st.DataObject) -> None:
+    body = direct()
+    key = data.draw(st.sampled_from(sorted(body)) | st.text(max_size=8), label="key")
+    body[key] = data.draw(JSON_VALUES, label="value")
+    assert_signal_or_malformed(json.dumps(body))
+
+
+@PROPERTY_SETTINGS
+@given(request_id=JSON_VALUES, token=st.text(min_size=1, max_size=40))
+def test_direct_terminate_event_id(request_id: Any, token: str) -> None:
+    signal = parse_event(json.dumps(direct(RequestId=request_id, LifecycleActionToken=token)))
+    assert isinstance(signal, LifecycleTerminate)
+    has_request_id = isinstance(request_id, str) and request_id != ""
+    assert signal.event_id == (request_id if has_request_id else token)
+    assert signal.token == token

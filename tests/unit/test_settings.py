@@ -111,5 +111,5 @@ def test_readme_settings_table_is_the_config_output() -> None:
     match = re.search(r"<!-- settings:start -->\n(.*?)<!-- settings:end -->", text, re.S)
     assert match, "README.md needs the settings table between settings markers"
     assert match.group(1) == settings_table(), (
-        "README settings table is stale: regenerate it with `scaler config`"
+        "README settings table is stale: run scripts/readme-settings"
     )

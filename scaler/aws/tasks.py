@@ -1,0 +1,162 @@
+"""Tasks on a container instance: how many service tasks remain, and re-running standalone ones.
+
+ECS replaces the *service* tasks of a DRAINING instance by itself; it leaves *standalone* tasks
+(started by RunTask, not by a service) where they are, to die with the instance. With
+``SCALER_RESTART_STANDALONE_TASKS`` the scaler re-runs each standalone task elsewhere with the same
+task definition, overrides and group, then stops the original.
+
+Restarting must not double-run a task when a message is redelivered: the new task is started with
+``startedBy`` and ``clientToken`` derived from the original task's ARN, and a task already started
+under that key means the restart was done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from scaler.aws.retry import Backoff
+from scaler.metrics import Metrics
+from scaler.model import ContainerInstance
+
+log = logging.getLogger(__name__)
+
+LIVE = frozenset({"PROVISIONING", "PENDING", "ACTIVATING", "RUNNING"})
+SERVICE_PREFIX = "service:"
+
+
+def is_service_task(task: dict[str, Any]) -> bool:
+    return str(task.get("group", "")).startswith(SERVICE_PREFIX) or str(
+        task.get("startedBy", "")
+    ).startswith("ecs-svc/")
+
+
+def restart_key(task_arn: str) -> str:
+    """The idempotency key of a standalone task's restart (fits startedBy and clientToken)."""
+    return "scaler-restart-" + hashlib.sha256(task_arn.encode()).hexdigest()[:32]
+
+
+async def tasks_on(ecs: Any, cluster: str, instance_arn: str) -> list[dict[str, Any]]:
+    """Live tasks on one container instance (filtered client-side as well)."""
+    arns: list[str] = []
+    paginator = ecs.get_paginator("list_tasks")
+    pages = paginator.paginate(
+        cluster=cluster, containerInstance=instance_arn, PaginationConfig={"PageSize": 100}
+    )
+    async for page in pages:
+        arns.extend(page.get("taskArns", []))
+    tasks: list[dict[str, Any]] = []
+    for i in range(0, len(arns), 100):
+        reply = await ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + 100])
+        tasks.extend(reply.get("tasks", []))
+    return [
+        t
+        for t in tasks
+        if t.get("containerInstanceArn") == instance_arn and t.get("lastStatus") in LIVE
+    ]
+
+
+class TaskInspector:
+    """Counts the service tasks left on a draining instance."""
+
+    def __init__(self, ecs: Any, cluster: str) -> None:
+        self._ecs = ecs
+        self._cluster = cluster
+
+    async def service_tasks(self, instance: ContainerInstance) -> int:
+        tasks = await tasks_on(self._ecs, self._cluster, instance.arn)
+        return sum(1 for t in tasks if is_service_task(t))
+
+
+class StandaloneRestarter:
+    """Re-runs the standalone tasks of a draining instance elsewhere, then stops the originals."""
+
+    def __init__(
+        self, ecs: Any, cluster: str, metrics: Metrics, *, dry_run: bool, backoff: Backoff
+    ) -> None:
+        self._ecs = ecs
+        self._cluster = cluster
+        self._metrics = metrics
+        self._dry_run = dry_run
+        self._backoff = backoff
+
+    async def restart_all(self, instance: ContainerInstance) -> dict[str, str]:
+        """Task ARN -> outcome for every standalone task on ``instance``."""
+        tasks = await tasks_on(self._ecs, self._cluster, instance.arn)
+        outcomes: dict[str, str] = {}
+        for task in tasks:
+            if is_service_task(task):
+                continue
+            outcomes[task["taskArn"]] = await self._restart(task, instance)
+            self._metrics.standalone_restarts.labels(outcomes[task["taskArn"]]).inc()
+        return outcomes
+
+    async def _restart(self, task: dict[str, Any], instance: ContainerInstance) -> str:
+        context = {"task": task["taskArn"], "instance_id": instance.ec2_instance_id}
+        if _uses_awsvpc(task):
+            log.warning(
+                "standalone awsvpc task not restarted: its network configuration "
+                "cannot be read back from the task",
+                extra=context,
+            )
+            return "skipped_awsvpc"
+        if self._dry_run:
+            log.info("dry run: would restart standalone task", extra=context)
+            return "dry_run"
+        try:
+            started = await self._run_copy(task)
+        except Exception as exc:
+            log.error(
+                "standalone task restart failed; the original keeps running",
+                extra={**context, "error": repr(exc)},
+            )
+            return "failed"
+        await self._backoff.call(
+            "StopTask",
+            lambda: self._ecs.stop_task(
+                cluster=self._cluster,
+                task=task["taskArn"],
+                reason=f"scaler: restarted elsewhere before {instance.ec2_instance_id} goes away",
+            ),
+        )
+        log.info("standalone task restarted", extra={**context, "replacement": started})
+        return "restarted"
+
+    async def _run_copy(self, task: dict[str, Any]) -> str:
+        key = restart_key(task["taskArn"])
+        existing = await self._ecs.list_tasks(cluster=self._cluster, startedBy=key)
+        if existing.get("taskArns"):
+            return str(existing["taskArns"][0])  # restarted before (a redelivered message)
+        reply = await self._backoff.call(
+            "RunTask", lambda: self._ecs.run_task(**self._copy(task, key))
+        )
+        started = reply.get("tasks", [])
+        if not started:
+            reasons = [f.get("reason") for f in reply.get("failures", [])]
+            raise RuntimeError(f"RunTask placed nothing: {reasons}")
+        return str(started[0]["taskArn"])
+
+    def _copy(self, task: dict[str, Any], key: str) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "cluster": self._cluster,
+            "taskDefinition": task["taskDefinitionArn"],
+            "count": 1,
+            "startedBy": key,
+            "clientToken": key,
+        }
+        if task.get("group"):
+            request["group"] = task["group"]
+        if task.get("overrides"):
+            request["overrides"] = task["overrides"]
+        if task.get("capacityProviderName"):
+            request["capacityProviderStrategy"] = [
+                {"capacityProvider": task["capacityProviderName"], "weight": 1}
+            ]
+        else:
+            request["launchType"] = "EC2"
+        return request
+
+
+def _uses_awsvpc(task: dict[str, Any]) -> bool:
+    return any(a.get("type") == "ElasticNetworkInterface" for a in task.get("attachments", []))
