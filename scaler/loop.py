@@ -13,7 +13,7 @@ import logging
 import signal
 from typing import Any
 
-from scaler.aws.clients import AwsClients, AwsTarget, error_code
+from scaler.aws.clients import AwsClients, AwsTarget, Instrument, error_code
 from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.intake import Intake
@@ -53,6 +53,7 @@ class Scaler:
         *,
         replacements: ReplacementSource | None = None,
         lifecycle: LifecyclePort | None = None,
+        instrument: Instrument | None = None,
     ) -> None:
         if settings.queue_url is None:
             raise ConfigError(["SCALER_QUEUE_URL: required by `scaler run` but not set"])
@@ -67,9 +68,10 @@ class Scaler:
         # Seams for capacity and Auto Scaling (tests inject fakes; moto lacks lifecycle calls).
         self._replacements = replacements or NoReplacement()
         self._lifecycle = lifecycle
+        self._instrument = instrument
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with AwsClients(self.target, self.metrics) as aws:
+        async with AwsClients(self.target, self.metrics, self._instrument) as aws:
             queue_visibility = await self._check_targets(aws)
             workers = self._workers(aws)
             handler = EventHandler(

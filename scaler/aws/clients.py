@@ -9,6 +9,7 @@ of what the scaler asked of AWS.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -72,12 +73,19 @@ def _config(target: AwsTarget) -> AioConfig:
     )
 
 
+# (service name, client) -> None: a seam to add event hooks to each client (fault injection).
+Instrument = Callable[[str, Any], None]
+
+
 class AwsClients:
     """One counted aiobotocore client per service; use as an async context manager."""
 
-    def __init__(self, target: AwsTarget, metrics: Metrics) -> None:
+    def __init__(
+        self, target: AwsTarget, metrics: Metrics, instrument: Instrument | None = None
+    ) -> None:
         self.target = target
         self._metrics = metrics
+        self._extra = instrument
         self._stack = AsyncExitStack()
         self._clients: dict[str, Any] = {}
 
@@ -103,6 +111,8 @@ class AwsClients:
         counter = _CallCounter(self._metrics, service)
         client.meta.events.register("after-call.*.*", counter.after_call)
         client.meta.events.register("after-call-error.*.*", counter.after_call_error)
+        if self._extra is not None:
+            self._extra(service, client)
 
     @property
     def sqs(self) -> Any:

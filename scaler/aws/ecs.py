@@ -84,9 +84,8 @@ class InstanceDirectory:
         """The container instances of those ids that are in this cluster (others are absent)."""
         asked_at = self._clock.monotonic()
         wanted = set(instance_ids)
-        if self._stale(asked_at):
-            await self._refresh_since(asked_at)
-        elif not wanted <= self._by_instance.keys():
+        if self._stale(asked_at) or not wanted <= self._by_instance.keys():
+            # a refresh that began shortly before the question (a burst's first) answers it too
             await self._refresh_since(asked_at - self._min_interval)
         return {i: self._by_instance[i] for i in wanted if i in self._by_instance}
 

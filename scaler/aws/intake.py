@@ -122,7 +122,7 @@ class Intake:
         self.last_tick = clock.monotonic()
         # A message is extended once it has been in flight for half the time it is hidden for:
         # first the queue's own visibility timeout, then SCALER_VISIBILITY_TIMEOUT each time.
-        self._extend_after = max(1.0, min(queue_visibility, settings.visibility_timeout) / 2)
+        self._extend_after = max(0.25, min(queue_visibility, settings.visibility_timeout) / 2)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -364,7 +364,7 @@ class Intake:
             await asyncio.sleep(period / 2)
             due = [
                 m
-                for m in self._inflight.values()
+                for m in self._all_inflight()
                 if self._clock.monotonic() - m.last_extended >= period
             ]
             if due:

@@ -53,7 +53,9 @@ async def tasks_on(ecs: Any, cluster: str, instance_arn: str) -> list[dict[str, 
     return [
         t
         for t in tasks
-        if t.get("containerInstanceArn") == instance_arn and t.get("lastStatus") in LIVE
+        if t.get("containerInstanceArn") == instance_arn
+        and t.get("lastStatus") in LIVE
+        and t.get("desiredStatus") != "STOPPED"
     ]
 
 
