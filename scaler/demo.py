@@ -175,6 +175,9 @@ def _report(
     out(f"{'outcome':<16}{'expected':>10}{'seen':>8}")
     for outcome in sorted(set(burst.expected) | set(seen)):
         out(f"{outcome:<16}{burst.expected.get(outcome, 0):>10}{seen.get(outcome, 0):>8}")
+    states = testbed.container_instance_states(aws, CLUSTER)
+    draining = sorted(i for i, state in states.items() if state == "DRAINING")
+    out(f"container instances DRAINING: {len(draining)} of {len(states)}: {', '.join(draining)}")
     out(
         f"dead-letter queue: {testbed.queue_depth(aws, queues.dlq_url)} message(s); "
         f"event queue: {testbed.queue_depth(aws, queues.url)} left"
