@@ -1,7 +1,8 @@
 """The ``scaler`` command.
 
 Subcommands: ``run`` (the service), ``demo`` (the service against an embedded local AWS),
-``config`` (the settings table, or ``--check`` the current environment). Configuration problems
+``simulate`` (policies compared on a simulated cluster), ``config`` (the settings table, or
+``--check`` the current environment). Configuration problems
 exit with status 2 and one line per problem, naming the variable.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Sequence
 
@@ -24,6 +26,8 @@ from scaler.settings import (
 )
 
 EXIT_CONFIG = 2
+BUILTINS = ("steady", "storm", "az-outage", "deploy-skew")
+POLICY_NAMES = ("scaler", "ecs-native", "ecs-scaler")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="consume events from SQS and act on them (the service)")
     demo = sub.add_parser("demo", help="run against an embedded local AWS and a scripted burst")
     demo.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
+    sim = sub.add_parser("simulate", help="compare policies on a simulated cluster")
+    sim.add_argument(
+        "--scenario", required=True, help=f"built-in ({', '.join(BUILTINS)}) or a file"
+    )
+    sim.add_argument("--policy", default="all", help="scaler, ecs-native, ecs-scaler or all")
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--hours", type=float, default=None, help="override the scenario's length")
+    sim.add_argument("--json", action="store_true", help="print one JSON object")
     config = sub.add_parser("config", help="print every setting as a Markdown table")
     config.add_argument("--check", action="store_true", help="validate the current environment")
     return parser
@@ -56,6 +68,43 @@ def _demo(timeout: float) -> int:
     return run_demo(timeout=timeout)
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from scaler.sim import builtin as builtins
+    from scaler.sim.run import simulate, table
+    from scaler.sim.scenario import ScenarioError, load
+
+    policies = list(POLICY_NAMES) if args.policy == "all" else [args.policy]
+    if any(p not in POLICY_NAMES for p in policies):
+        raise ConfigError(
+            [
+                f"--policy: unknown policy {args.policy!r} (choose from "
+                f"{', '.join(POLICY_NAMES)} or all)"
+            ]
+        )
+    if args.scenario in BUILTINS:
+        scenario = builtins.builtin(args.scenario, seed=args.seed)
+    else:
+        path = Path(args.scenario)
+        if not path.is_file():
+            raise ConfigError(
+                [
+                    f"--scenario: {args.scenario!r} is neither a built-in "
+                    f"({', '.join(BUILTINS)}) nor a file"
+                ]
+            )
+        try:
+            scenario = load(path)
+        except ScenarioError as exc:
+            raise ConfigError([f"--scenario: {exc}"]) from None
+    if args.hours is not None:
+        scenario = scenario.with_hours(args.hours)
+    report = simulate(scenario, policies, args.seed)
+    print(json.dumps(report) if args.json else table(report))
+    return 0
+
+
 def _config(check: bool) -> int:
     if not check:
         sys.stdout.write(settings_table())
@@ -73,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run()
         if args.command == "demo":
             return _demo(args.timeout)
+        if args.command == "simulate":
+            return _simulate(args)
         return _config(args.check)
     except ConfigError as exc:
         for line in exc.problems:

@@ -1,0 +1,119 @@
+"""Where ECS puts a task: filter, constrain, rank by strategy, pick.
+
+The pipeline, as ECS documents it: keep ACTIVE instances with enough CPU and memory; keep those
+that satisfy every constraint (binding: none left means the task is not placed); rank them by the
+service's strategies in order (best effort: each strategy breaks the previous one's ties); pick
+the best, breaking the last ties at random.
+
+- ``binpack`` on cpu or memory prefers the instance with the *least* of that resource left.
+- ``spread`` on an attribute (AZ, instance id/host, instance type) prefers the value holding the
+  *fewest* of this service's tasks; spread counts only the service's own tasks.
+- ``random`` ranks by a random draw.
+
+Services default to ``spread(attribute:ecs.availability-zone)``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from scaler.ecs.cluster import ACTIVE, STOPPED, Constraint, Instance, ServiceSpec, ServiceState
+
+_MEMBER_OF = re.compile(r"^\s*(\S+)\s*(==|!=|in|!in|not_in)\s*(.+?)\s*$")
+
+
+def _values(text: str) -> set[str]:
+    return {v.strip().strip("'\"") for v in text.strip().lstrip("[(").rstrip("])").split(",")}
+
+
+def member_of(inst: Instance, expression: str) -> bool:
+    """Evaluate a small subset of the cluster query language against an instance."""
+    match = _MEMBER_OF.match(expression)
+    if not match:
+        raise ValueError(f"unsupported memberOf expression: {expression!r}")
+    subject, op, value = match.groups()
+    actual = inst.attribute(subject)
+    if op == "==":
+        return actual == value.strip("'\"")
+    if op == "!=":
+        return actual != value.strip("'\"")
+    if op == "in":
+        return actual in _values(value)
+    return actual not in _values(value)
+
+
+def satisfies(inst: Instance, constraints: Sequence[Constraint], service: ServiceState) -> bool:
+    for c in constraints:
+        if c.type == "distinctInstance" and any(
+            t.service.name == service.spec.name and t.state != STOPPED for t in inst.tasks.values()
+        ):
+            return False
+        if c.type == "memberOf" and not member_of(inst, c.expression):
+            return False
+    return True
+
+
+def fits(inst: Instance, spec: ServiceSpec) -> bool:
+    return inst.status == ACTIVE and inst.free_cpu >= spec.cpu and inst.free_mem >= spec.memory
+
+
+class Spread:
+    """Counts of a service's live tasks by attribute value, kept current as tasks are placed."""
+
+    def __init__(self, service: ServiceState, fields: Iterable[str]) -> None:
+        self.counts: dict[str, Counter[str]] = {f: Counter() for f in fields}
+        for task in service.tasks.values():
+            if task.state != STOPPED and task.instance is not None:
+                self.add(task.instance)
+
+    def add(self, inst: Instance) -> None:
+        for f, counter in self.counts.items():
+            counter[inst.attribute(f)] += 1
+
+    def of(self, f: str, inst: Instance) -> int:
+        return self.counts[f][inst.attribute(f)]
+
+
+def candidates(instances: Iterable[Instance], service: ServiceState) -> list[Instance]:
+    spec = service.spec
+    return [i for i in instances if fits(i, spec) and satisfies(i, spec.constraints, service)]
+
+
+def rank_key(
+    inst: Instance, spec: ServiceSpec, spread: Spread, rng: random.Random
+) -> tuple[float, ...]:
+    key: list[float] = []
+    for s in spec.strategies:
+        if s.type == "binpack":
+            key.append(
+                inst.free_mem - spec.memory if s.field == "memory" else inst.free_cpu - spec.cpu
+            )
+        elif s.type == "spread":
+            key.append(spread.of(s.field, inst))
+        elif s.type == "random":
+            key.append(rng.random())
+    key.append(rng.random())  # ECS leaves the last tie-break undocumented
+    return tuple(key)
+
+
+def choose(
+    instances: Iterable[Instance], service: ServiceState, spread: Spread, rng: random.Random
+) -> Instance | None:
+    """The instance ECS would place the service's next task on, or None if none can take it."""
+    spec = service.spec
+    best: Instance | None = None
+    best_key: tuple[float, ...] = ()
+    for inst in instances:
+        if not fits(inst, spec) or not satisfies(inst, spec.constraints, service):
+            continue
+        key = rank_key(inst, spec, spread, rng)
+        if best is None or key < best_key:
+            best, best_key = inst, key
+    return best
+
+
+def spread_fields(spec: ServiceSpec) -> list[str]:
+    return [s.field for s in spec.strategies if s.type == "spread"]

@@ -1,0 +1,192 @@
+"""The ECS service scheduler: keep each service at its desired count, within its deployment bounds.
+
+At each reconcile, for one service with desired count D:
+
+1. Tasks that must go (*outgoing*): those on DRAINING instances and those of an older revision
+   (a deployment). PENDING outgoing tasks stop at once (ECS: "tasks in PENDING stop immediately").
+2. Replacements start first, as many as are missing from D, within ``maximumPercent``: at most
+   ``floor(D * max / 100)`` tasks PENDING or RUNNING in all.
+3. Outgoing tasks stop while the service keeps ``ceil(D * min / 100)`` healthy tasks.
+4. Surplus tasks (desired lowered) stop, pending and unhealthy ones first.
+5. AZ rebalancing, for services whose first strategy is AZ spread: when steady and the AZs differ
+   by more than one task, start one in the emptiest AZ, then stop one in the fullest once healthy.
+
+So ``min 50% / max 200%`` replaces a drained instance's tasks start-first, ``max 100%`` stops half
+then starts, and ``min 100% / max 100%`` never finishes draining, as ECS documents.
+Tasks that cannot be placed are counted in ``ServiceState.unplaced`` (what a capacity provider
+would see as PROVISIONING demand).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from scaler.ecs.cluster import (
+    DRAINING,
+    FARGATE,
+    PENDING,
+    Cluster,
+    Instance,
+    ServiceState,
+    Task,
+)
+from scaler.ecs.placement import Spread, choose, spread_fields
+
+AZ = "attribute:ecs.availability-zone"
+
+
+@dataclass
+class Reconciled:
+    started: int = 0
+    stopped: int = 0
+    unplaced: int = 0
+
+
+def bounds(desired: int, min_percent: int, max_percent: int) -> tuple[int, int]:
+    """(minimum healthy tasks, maximum tasks) for a desired count."""
+    return math.ceil(desired * min_percent / 100), math.floor(desired * max_percent / 100)
+
+
+def outgoing(task: Task, service: ServiceState) -> bool:
+    inst = task.instance
+    return (inst is not None and inst.status == DRAINING) or task.revision < service.revision
+
+
+class Scheduler:
+    def __init__(self, cluster: Cluster, rng: random.Random, azs: Sequence[str]) -> None:
+        self.cluster = cluster
+        self.rng = rng
+        self.azs = list(azs)  # for spreading Fargate tasks
+
+    def reconcile(self, service: ServiceState, now: float) -> Reconciled:
+        result = Reconciled()
+        spec = service.spec
+        leaving = [t for t in service.tasks.values() if outgoing(t, service)]
+        for task in [t for t in leaving if t.state == PENDING]:
+            self._stop(task, now, "outgoing-pending", result)  # ECS stops these at once
+        leaving = [t for t in leaving if t.state != PENDING]
+        staying = [t for t in service.tasks.values() if not outgoing(t, service)]
+        min_healthy, max_total = bounds(spec.desired, spec.min_healthy_percent, spec.max_percent)
+        room = max_total - len(service.tasks)
+        wanted = max(0, spec.desired - len(staying))
+        self._start(service, min(wanted, max(0, room)), now, result)
+        self._stop_leaving(service, leaving, min_healthy, now, result)
+        self._stop_surplus(service, now, result)
+        if not leaving and result.started == 0:
+            self._rebalance_azs(service, now, result)
+        service.unplaced = result.unplaced
+        return result
+
+    def _start(
+        self,
+        service: ServiceState,
+        count: int,
+        now: float,
+        result: Reconciled,
+        az: str | None = None,
+    ) -> None:
+        if count <= 0:
+            return
+        if service.spec.launch_type == "FARGATE":
+            for _ in range(count):
+                self.cluster.start_task(service, None, self._fargate_az(service), now)
+                result.started += 1
+            return
+        spread = Spread(service, spread_fields(service.spec))
+        pool = [i for i in self.cluster.active_instances() if az is None or i.az == az]
+        for _ in range(count):
+            inst = choose(pool, service, spread, self.rng)
+            if inst is None:
+                result.unplaced += count - _
+                return
+            self.cluster.start_task(service, inst, inst.az, now)
+            spread.add(inst)
+            result.started += 1
+
+    def _fargate_az(self, service: ServiceState) -> str:
+        counts = Counter(t.az for t in service.tasks.values())
+        return (
+            min(self.azs, key=lambda az: (counts[az], self.rng.random())) if self.azs else FARGATE
+        )
+
+    def _stop_leaving(
+        self,
+        service: ServiceState,
+        leaving: list[Task],
+        min_healthy: int,
+        now: float,
+        result: Reconciled,
+    ) -> None:
+        healthy = sum(1 for t in service.tasks.values() if t.healthy(now))
+        can_stop = healthy - min_healthy
+        for task in sorted(leaving, key=lambda t: t.healthy(now)):  # unhealthy ones first
+            if task.healthy(now):
+                if can_stop <= 0:
+                    break
+                can_stop -= 1
+            reason = "drained" if task.revision == service.revision else "deployment"
+            self._stop(task, now, reason, result)
+
+    def _stop_surplus(self, service: ServiceState, now: float, result: Reconciled) -> None:
+        spec = service.spec
+        staying = [t for t in service.tasks.values() if not outgoing(t, service)]
+        surplus = len(staying) - spec.desired
+        if surplus <= 0:
+            service.rebalancing = False
+            return
+        if service.rebalancing:
+            if not all(t.healthy(now) for t in staying):
+                return  # an AZ-rebalancing task: stop the old one once the new one is healthy
+            service.rebalancing = False
+        for task in self._victims(service, staying, now)[:surplus]:
+            self._stop(task, now, "scale-in", result)
+
+    def _victims(self, service: ServiceState, tasks: list[Task], now: float) -> list[Task]:
+        """Scale-in order: pending, unhealthy, then the fullest AZ and instance of the service."""
+        by_az = Counter(t.az for t in tasks)
+        by_inst = Counter(t.instance.id for t in tasks if t.instance is not None)
+
+        def key(t: Task) -> tuple[int, int, int, int, float]:
+            inst_count = by_inst[t.instance.id] if t.instance is not None else 0
+            return (
+                t.state != PENDING,
+                t.healthy(now),
+                -by_az[t.az],
+                -inst_count,
+                self.rng.random(),
+            )
+
+        return sorted(tasks, key=key)
+
+    def _rebalance_azs(self, service: ServiceState, now: float, result: Reconciled) -> None:
+        spec = service.spec
+        if not (spec.az_rebalancing and spec.strategies and spec.strategies[0].field == AZ):
+            return
+        if spec.launch_type != "EC2" or spec.max_percent <= 100 or service.rebalancing:
+            return
+        tasks = list(service.tasks.values())
+        if len(tasks) != spec.desired or not all(t.healthy(now) for t in tasks):
+            return
+        azs = {i.az for i in self.cluster.active_instances()}
+        if len(azs) < 2:
+            return
+        counts = Counter({az: 0 for az in azs})
+        counts.update(t.az for t in tasks if t.az in azs)
+        low = min(counts, key=lambda az: (counts[az], az))
+        if max(counts.values()) - counts[low] <= 1:
+            return
+        before = result.started
+        self._start(service, 1, now, result, az=low)
+        service.rebalancing = result.started > before
+
+    def _stop(self, task: Task, now: float, reason: str, result: Reconciled) -> None:
+        self.cluster.stop_task(task, now, reason)
+        result.stopped += 1
+
+
+def instances_in(cluster: Cluster, az: str) -> list[Instance]:
+    return [i for i in cluster.instances.values() if i.az == az]

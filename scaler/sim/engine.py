@@ -1,0 +1,330 @@
+"""The simulation loop: a virtual clock, an event queue, the spot market and the ECS model.
+
+Everything that happens is an event at a virtual time, processed in order (ties in the order
+they were scheduled), so a run is a pure function of the scenario, the policy and the seed:
+
+- instances boot (``launching``) and register after a boot delay;
+- tasks become RUNNING after their start delay and healthy after their health delay;
+- the ECS scheduler reconciles the services something happened to, a few seconds after it
+  happened (ECS's own reaction time);
+- the spot market sends interruption warnings (everyday rates, and correlated storms), rebalance
+  recommendations ahead of some of them, and terminates instances when the 2-minute notice ends;
+- AZ outages and deployments happen when the scenario says.
+
+A *policy* hears the signals AWS would send (the same :mod:`scaler.events` signal values) and acts
+through :class:`Sim`'s small cloud interface (drain, launch, terminate), which counts API calls.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, cast
+
+from scaler.ecs.cluster import (
+    ACTIVE,
+    LAUNCHING,
+    RUNNING,
+    Cluster,
+    Instance,
+    ServiceSpec,
+    ServiceState,
+    Task,
+)
+from scaler.ecs.scheduler import Scheduler
+from scaler.events import InstanceStateChange, RebalanceRecommendation, Signal, SpotInterruption
+from scaler.sim.accounting import Accountant
+from scaler.sim.scenario import Event, Pool, Scenario
+
+EPOCH = datetime(2026, 1, 5, tzinfo=UTC)  # virtual time 0 as a wall-clock time for signals
+NOTICE = 120.0
+SCHEDULER_DELAY = 5.0  # seconds between a change and the ECS scheduler's reaction
+
+
+class Policy(Protocol):
+    name: str
+
+    def start(self, sim: Sim) -> None: ...
+
+    def on_signal(self, sim: Sim, signal: Signal) -> None: ...
+
+
+class Sim:
+    def __init__(self, scenario: Scenario, policy: Policy, seed: int) -> None:
+        self.scenario = scenario
+        self.policy = policy
+        self.rng = random.Random(seed)
+        self.market_rng = random.Random(f"market:{seed}")  # the same spot market for every policy
+        self.now = 0.0
+        self.horizon = scenario.hours * 3600
+        self._queue: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._seq = itertools.count()
+        self.acct = Accountant(scenario.hot_threshold)
+        self.cluster = Cluster(observer=self._observe)
+        self.scheduler = Scheduler(self.cluster, random.Random(f"ecs:{seed}"), scenario.azs)
+        self.pools = {p.name: p for p in scenario.pools}
+        self.unavailable_until: dict[str, float] = {}
+        self.doomed: dict[str, float] = {}  # instance id -> termination time
+        self.terminated: dict[str, Instance] = {}  # instances gone, for policies that look back
+        self.api_calls: Counter[str] = Counter()
+        self._dirty: set[str] = set()
+        self._tick_due = False
+        self._event_ids = itertools.count(1)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def at(self, t: float, fn: Callable[..., None], *args: Any) -> None:
+        heapq.heappush(self._queue, (max(t, self.now), next(self._seq), fn, args))
+
+    def run(self) -> dict[str, Any]:
+        self._initial_state()
+        for event in self.scenario.events:
+            self.at(event.at, self._scenario_event, event)
+        self.policy.start(self)
+        while self._queue and self._queue[0][0] <= self.horizon:
+            t, _, fn, args = heapq.heappop(self._queue)
+            self.acct.advance(t)
+            self.now = t
+            fn(*args)
+        self.acct.advance(self.horizon)
+        self.now = self.horizon
+        return {**self.acct.result(), "api_calls": sum(self.api_calls.values())}
+
+    def wall(self, t: float | None = None) -> datetime:
+        return EPOCH + timedelta(seconds=self.now if t is None else t)
+
+    # -- start ------------------------------------------------------------------------------
+
+    def _initial_state(self) -> None:
+        for pool in self.scenario.pools:
+            for _ in range(pool.initial):
+                self.cluster.register(self._launch_one(pool), 0.0)
+        for spec in self.scenario.services:
+            state = self.cluster.add_service(spec)
+            self.acct.set_desired(spec.group, spec.desired if spec.overflow_of is None else 0)
+            self.scheduler.reconcile(state, 0.0)
+        for state in self.cluster.services.values():
+            for task in list(state.tasks.values()):
+                task.running_at = task.healthy_at = 0.0  # the cluster starts warm
+                self.cluster.mark_running(task)
+                self.acct.task_healthy(task)
+
+    # -- the cloud interface policies use -----------------------------------------------------
+
+    def available(self, pool: Pool) -> bool:
+        return self.unavailable_until.get(pool.name, -1.0) <= self.now
+
+    def launch(self, pool_name: str, count: int, why: str = "") -> int:
+        """Launch ``count`` instances in a pool; how many started (0: the pool has no capacity)."""
+        pool = self.pools[pool_name]
+        self.api_calls["CreateFleet"] += 1
+        if count <= 0 or not self.available(pool):
+            return 0
+        lo, hi = self.scenario.boot_delay
+        for _ in range(count):
+            inst = self._launch_one(pool)
+            self.at(self.now + self.rng.uniform(lo, hi), self._register, inst)
+        return count
+
+    def drain(self, instances: list[Instance]) -> int:
+        """Set instances DRAINING, 10 a call (as UpdateContainerInstancesState)."""
+        self.api_calls["UpdateContainerInstancesState"] += math.ceil(len(instances) / 10)
+        return sum(self.cluster.drain(i) for i in instances)
+
+    def terminate(self, inst: Instance) -> None:
+        self.api_calls["TerminateInstances"] += 1
+        self._gone(inst)
+
+    def instance(self, instance_id: str) -> Instance | None:
+        return self.cluster.instances.get(instance_id)
+
+    def unplaced(self) -> list[ServiceState]:
+        return [s for s in self.cluster.services.values() if s.unplaced > 0]
+
+    def launching(self) -> int:
+        return sum(1 for i in self.cluster.instances.values() if i.status == LAUNCHING)
+
+    def deliver(self, signal: Signal, delay: float) -> None:
+        """Deliver a signal to the policy after ``delay`` seconds."""
+        self.at(self.now + delay, self.policy.on_signal, self, signal)
+
+    def next_event_id(self) -> str:
+        return f"sim-{next(self._event_ids)}"
+
+    # -- instances ----------------------------------------------------------------------------
+
+    def _launch_one(self, pool: Pool) -> Instance:
+        itype = self.scenario.instance_types[pool.instance_type]
+        price = pool.price if pool.price is not None else itype.on_demand_price
+        inst = self.cluster.launch(pool.name, itype, pool.az, pool.capacity, price, self.now)
+        if pool.capacity == "spot" and pool.interruptions_per_hour > 0:
+            wait = self.market_rng.expovariate(pool.interruptions_per_hour / 3600)
+            if self.now + wait < self.horizon:
+                self.at(self.now + wait, self._warn, inst.id, False)
+        return inst
+
+    def _register(self, inst: Instance) -> None:
+        if inst.id in self.cluster.instances:
+            self.cluster.register(inst, self.now)
+
+    def _warn(self, instance_id: str, rebalance_first: bool) -> None:
+        inst = self.instance(instance_id)
+        if inst is None or instance_id in self.doomed:
+            return
+        self.doomed[instance_id] = self.now + NOTICE
+        self.at(self.now + NOTICE, self._expire, instance_id)
+        self.deliver(
+            SpotInterruption(
+                event_id=self.next_event_id(),
+                time=self.wall(),
+                instance_id=instance_id,
+                action="terminate",
+            ),
+            1.0,
+        )
+
+    def _recommend(self, instance_id: str) -> None:
+        if instance_id in self.cluster.instances:
+            self.deliver(
+                RebalanceRecommendation(
+                    event_id=self.next_event_id(), time=self.wall(), instance_id=instance_id
+                ),
+                1.0,
+            )
+
+    def _expire(self, instance_id: str) -> None:
+        inst = self.instance(instance_id)
+        if inst is not None:
+            self._gone(inst)
+
+    def _gone(self, inst: Instance) -> None:
+        self.cluster.terminate(inst, self.now)
+        self.terminated[inst.id] = inst
+        self.doomed.pop(inst.id, None)
+        self.deliver(
+            InstanceStateChange(
+                event_id=self.next_event_id(),
+                time=self.wall(),
+                instance_id=inst.id,
+                state="terminated",
+            ),
+            1.0,
+        )
+
+    # -- scenario events ----------------------------------------------------------------------
+
+    def _scenario_event(self, event: Event) -> None:
+        handlers: dict[str, Callable[..., None]] = {
+            "storm": self._storm,
+            "az_outage": self._az_outage,
+            "deploy": self._deploy,
+        }
+        handlers[event.type](**event.params)
+
+    def _storm(
+        self,
+        share: float,
+        over: float,
+        rebalance_share: float = 0.0,
+        rebalance_lead: float = 600.0,
+        unavailable_for: float = 3600.0,
+    ) -> None:
+        spot = [i for i in self.cluster.instances.values() if i.capacity == "spot"]
+        pools = sorted({i.pool for i in spot})
+        self.market_rng.shuffle(pools)
+        chosen: list[Instance] = []
+        for pool in pools:
+            if len(chosen) >= share * len(spot):
+                break
+            chosen += [i for i in spot if i.pool == pool]
+            self.unavailable_until[pool] = self.now + unavailable_for
+        chosen = chosen[: max(1, round(share * len(spot)))]
+        for inst in chosen:
+            when = self.now + self.market_rng.uniform(0, over)
+            self.at(when, self._warn, inst.id, False)
+            if self.market_rng.random() < rebalance_share:
+                self.at(max(self.now, when - rebalance_lead), self._recommend, inst.id)
+
+    def _az_outage(self, az: str, duration: float) -> None:
+        for pool in self.pools.values():
+            if pool.az == az:
+                self.unavailable_until[pool.name] = self.now + duration
+        for inst in [i for i in self.cluster.instances.values() if i.az == az]:
+            self._gone(inst)
+
+    def _deploy(self, share: float) -> None:
+        services = sorted(self.cluster.services.values(), key=lambda s: s.spec.name)
+        for state in services[: max(1, round(share * len(services)))]:
+            state.revision += 1
+            self._mark(state.spec.name)
+
+    # -- ECS reacting ---------------------------------------------------------------------------
+
+    def _mark(self, service: str) -> None:
+        self._dirty.add(service)
+        if not self._tick_due:
+            self._tick_due = True
+            self.at(self.now + SCHEDULER_DELAY, self._reconcile)
+
+    def _reconcile(self) -> None:
+        self._tick_due = False
+        dirty, self._dirty = sorted(self._dirty), set()
+        for name in dirty:
+            state = self.cluster.services.get(name)
+            if state is not None:
+                self.scheduler.reconcile(state, self.now)
+
+    def _task_running(self, task: Task) -> None:
+        self.cluster.mark_running(task)
+
+    def _task_healthy(self, task: Task) -> None:
+        if task.state == RUNNING:
+            self.acct.task_healthy(task)
+            self._mark(task.service.name)
+
+    def _observe(self, kind: str, obj: object) -> None:
+        if kind == "start":
+            assert isinstance(obj, Task)
+            self.acct.task_started(obj)
+            self.at(obj.running_at, self._task_running, obj)
+            self.at(obj.healthy_at, self._task_healthy, obj)
+        elif kind == "running":
+            assert isinstance(obj, Task)
+            if obj.instance is not None:
+                self.acct.load_changed(obj.instance)
+        elif kind == "stop":
+            task, reason = cast(tuple[Task, str], obj)
+            self.acct.task_gone(task, reason)
+            if task.instance is not None:
+                self.acct.load_changed(task.instance)
+            self._mark(task.service.name)
+        elif kind == "launch":
+            assert isinstance(obj, Instance)
+            self.acct.instance_up(obj)
+        elif kind == "register":
+            assert isinstance(obj, Instance)
+            self.acct.instance_registered(obj)
+            for state in self.unplaced():
+                self._mark(state.spec.name)
+        elif kind == "drain":
+            assert isinstance(obj, Instance)
+            for name in {t.service.name for t in obj.tasks.values()}:
+                self._mark(name)
+        elif kind == "terminate":
+            assert isinstance(obj, Instance)
+            self.acct.instance_down(obj)
+        elif kind == "desired":
+            _, new = cast(tuple[ServiceSpec, ServiceSpec], obj)
+            self.acct.set_desired(new.group, new.desired if new.overflow_of is None else 0)
+            self._mark(new.name)
+
+
+def active_spot(sim: Sim) -> list[Instance]:
+    return [
+        i for i in sim.cluster.instances.values() if i.capacity == "spot" and i.status == ACTIVE
+    ]

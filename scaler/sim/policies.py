@@ -1,0 +1,195 @@
+"""Policies the simulator compares: the scaler's own decision code, and two baselines.
+
+- ``scaler``: the real drain planner (:func:`scaler.plan.drain.decide`) on every signal, drains
+  batched as the production drainer batches them; capacity scales out from placement demand.
+- ``ecs-native``: what ECS offers by itself. The ECS agent drains at the spot warning
+  (``ECS_ENABLE_SPOT_INSTANCE_DRAINING``, 1 s polling; rebalance recommendations are not acted
+  on); a capacity provider with managed scaling adds spot instances once a minute from tasks that
+  could not be placed, blocked while an instance is warming up; ECS's own AZ rebalancing is part of
+  the model for every policy.
+- ``ecs-scaler``: the homegrown tool it replaces: drains at the warning, and launches an
+  on-demand replacement only once a spot instance is gone.
+
+All three scale in the way capacity providers do: an instance with no task for 15 minutes is
+terminated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from scaler.ecs.cluster import ACTIVE, DRAINING, Instance
+from scaler.events import InstanceStateChange, Signal, SpotInterruption, instance_ids
+from scaler.model import ContainerInstance
+from scaler.plan.drain import Drain, DrainPolicy, decide
+from scaler.sim.engine import Policy, Sim
+from scaler.sim.scenario import Pool
+
+SCALE_OUT_PERIOD = 60.0
+WARMUP = 300.0
+SCALE_IN_PERIOD = 300.0
+SCALE_IN_AFTER = 900.0
+DRAIN_WINDOW = 0.25
+
+
+class DemandScaling:
+    """Capacity-provider-style scaling on spot pools: out from unplaced tasks, in when empty."""
+
+    def __init__(self, warmup: float = WARMUP) -> None:
+        self.warmup = warmup
+        self.empty_since: dict[str, float] = {}
+
+    def start(self, sim: Sim) -> None:
+        sim.at(SCALE_OUT_PERIOD, self._out, sim)
+        sim.at(SCALE_IN_PERIOD, self._in, sim)
+
+    def _out(self, sim: Sim) -> None:
+        sim.at(sim.now + SCALE_OUT_PERIOD, self._out, sim)
+        demand = sim.unplaced()
+        if not demand or self._warming(sim):
+            return
+        pools = spot_pools(sim)
+        if not pools:
+            return
+        itype = sim.scenario.instance_types[pools[0].instance_type]
+        cpu = sum(s.unplaced * s.spec.cpu for s in demand)
+        mem = sum(s.unplaced * s.spec.memory for s in demand)
+        needed = max(1, math.ceil(cpu / itype.cpu_units), math.ceil(mem / itype.memory_mib))
+        launch_spread(sim, pools, needed)
+
+    def _warming(self, sim: Sim) -> bool:
+        return any(sim.now - i.launched_at < self.warmup for i in sim.cluster.instances.values())
+
+    def _in(self, sim: Sim) -> None:
+        sim.at(sim.now + SCALE_IN_PERIOD, self._in, sim)
+        live = sim.cluster.instances
+        for inst in list(live.values()):
+            if inst.tasks or inst.status not in (ACTIVE, DRAINING):
+                self.empty_since.pop(inst.id, None)
+                continue
+            since = self.empty_since.setdefault(inst.id, sim.now)
+            if sim.now - since >= SCALE_IN_AFTER:
+                self.empty_since.pop(inst.id, None)
+                sim.terminate(inst)
+        for gone in set(self.empty_since) - live.keys():
+            del self.empty_since[gone]
+
+
+def spot_pools(sim: Sim) -> list[Pool]:
+    """Spot pools with capacity now, cheapest first."""
+    pools = [p for p in sim.pools.values() if p.capacity == "spot" and sim.available(p)]
+    return sorted(pools, key=lambda p: (p.price or 0.0, p.name))
+
+
+def launch_spread(sim: Sim, pools: list[Pool], count: int) -> int:
+    """Launch ``count`` instances balanced across AZs, cheapest pool per AZ first."""
+    by_az: dict[str, list[Pool]] = {}
+    for pool in pools:
+        by_az.setdefault(pool.az, []).append(pool)
+    azs = sorted(by_az)
+    launched = 0
+    for n in range(count):
+        candidates = by_az[azs[n % len(azs)]]
+        for pool in candidates:
+            if sim.launch(pool.name, 1, "demand"):
+                launched += 1
+                break
+    return launched
+
+
+class EcsNative:
+    name = "ecs-native"
+
+    def __init__(self) -> None:
+        self.scaling = DemandScaling()
+
+    def start(self, sim: Sim) -> None:
+        self.scaling.start(sim)
+
+    def on_signal(self, sim: Sim, signal: Signal) -> None:
+        if isinstance(signal, SpotInterruption):
+            inst = sim.instance(signal.instance_id)
+            if inst is not None:
+                sim.cluster.drain(inst)  # the agent itself, from IMDS: no API call of ours
+
+
+class EcsScaler:
+    name = "ecs-scaler"
+
+    def __init__(self) -> None:
+        self.scaling = DemandScaling()
+
+    def start(self, sim: Sim) -> None:
+        self.scaling.start(sim)
+
+    def on_signal(self, sim: Sim, signal: Signal) -> None:
+        if isinstance(signal, SpotInterruption):
+            inst = sim.instance(signal.instance_id)
+            if inst is not None:
+                sim.drain([inst])
+        elif isinstance(signal, InstanceStateChange) and signal.state == "terminated":
+            self._replace(sim, signal.instance_id)
+
+    def _replace(self, sim: Sim, instance_id: str) -> None:
+        gone = sim.terminated.get(instance_id)
+        if gone is None or gone.capacity != "spot":
+            return
+        for od in sim.pools.values():
+            if od.capacity == "on-demand" and od.az == gone.az and sim.launch(od.name, 1):
+                return
+
+
+class ScalerPolicy:
+    """The scaler's drain planner, fed the signals; drains batched within a short window."""
+
+    name = "scaler"
+
+    def __init__(self, policy: DrainPolicy | None = None) -> None:
+        self.policy = policy or DrainPolicy()
+        self.scaling = DemandScaling()
+        self._batch: list[Instance] = []
+
+    def start(self, sim: Sim) -> None:
+        self.scaling.start(sim)
+
+    def on_signal(self, sim: Sim, signal: Signal) -> None:
+        members = {
+            iid: _view(inst) for iid in _ids(signal) if (inst := sim.instance(iid)) is not None
+        }
+        if not members:
+            return
+        decision = decide(signal, members, self.policy, sim.wall())
+        if decision.defer is not None:
+            sim.at(sim.now + decision.defer, self.on_signal, sim, signal)
+            return
+        for action in decision.actions:
+            if isinstance(action, Drain):
+                self._queue_drain(sim, action.instance.ec2_instance_id)
+
+    def _queue_drain(self, sim: Sim, instance_id: str) -> None:
+        inst = sim.instance(instance_id)
+        if inst is None:
+            return
+        if not self._batch:
+            sim.at(sim.now + DRAIN_WINDOW, self._flush, sim)
+        self._batch.append(inst)
+
+    def _flush(self, sim: Sim) -> None:
+        batch, self._batch = self._batch, []
+        sim.drain([i for i in batch if i.id in sim.cluster.instances])
+
+
+def _view(inst: Instance) -> ContainerInstance:
+    return ContainerInstance(arn=f"arn:sim:{inst.id}", ec2_instance_id=inst.id, status=inst.status)
+
+
+def _ids(signal: Signal) -> tuple[str, ...]:
+    return instance_ids(signal)
+
+
+POLICIES: dict[str, Callable[[], Policy]] = {
+    "scaler": ScalerPolicy,
+    "ecs-native": EcsNative,
+    "ecs-scaler": EcsScaler,
+}

@@ -1,0 +1,160 @@
+"""Scenarios: a cluster, its capacity pools, its services and what happens to them.
+
+A scenario file is TOML or JSON with the same shape (see ``scenarios/example.toml``)::
+
+    name = "my-cluster"
+    hours = 2.0
+    hot_threshold = 0.8            # modelled CPU share above which an instance is "hot"
+
+    [[instance_types]]
+    name = "m5.xlarge"
+    vcpu = 4
+    memory_mib = 16384
+    on_demand_price = 0.192        # USD per hour
+
+    [[pools]]                      # where capacity comes from
+    name = "spot-m5.xlarge-us-east-1a"
+    capacity = "spot"              # or "on-demand"
+    instance_type = "m5.xlarge"
+    az = "us-east-1a"
+    price = 0.07                   # spot price (on-demand pools use the type's price)
+    interruptions_per_hour = 0.0002  # per instance, outside storms
+    initial = 10                   # instances registered at the start
+
+    [[services]]
+    name = "web"
+    desired = 40
+    cpu = 512
+    memory = 1024
+    min_healthy_percent = 50
+    max_percent = 200
+    strategies = [{type = "spread", field = "attribute:ecs.availability-zone"},
+                  {type = "binpack", field = "cpu"}]
+    constraints = [{type = "distinctInstance"}]
+    cpu_use = 0.6                  # modelled actual CPU / reserved CPU
+    fargate_overflow = false
+
+    [[events]]                     # at = seconds from the start
+    at = 900
+    type = "storm"                 # storm | az_outage | deploy
+    share = 0.3                    # storm: share of spot capacity reclaimed
+    over = 300                     # ... within this many seconds
+    rebalance_share = 0.5          # ... of which this share gets a rebalance recommendation
+    rebalance_lead = 600           # ... this many seconds before its warning
+    unavailable_for = 3600         # ... and the reclaimed pools have no spot capacity this long
+
+Built-in scenarios (:func:`builtin`) are generated from a few size parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaler.ecs.cluster import Constraint, InstanceType, ServiceSpec, Strategy
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    capacity: str  # "spot" | "on-demand"
+    instance_type: str
+    az: str
+    price: float | None = None  # None: the type's on-demand price
+    interruptions_per_hour: float = 0.0
+    initial: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    at: float
+    type: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    hours: float
+    instance_types: dict[str, InstanceType]
+    pools: tuple[Pool, ...]
+    services: tuple[ServiceSpec, ...]
+    events: tuple[Event, ...] = ()
+    hot_threshold: float = 0.8
+    boot_delay: tuple[float, float] = (60.0, 120.0)
+    fargate_start_delay: tuple[float, float] = (30.0, 60.0)
+
+    def with_hours(self, hours: float) -> Scenario:
+        from dataclasses import replace
+
+        return replace(self, hours=hours)
+
+    @property
+    def azs(self) -> list[str]:
+        return sorted({p.az for p in self.pools})
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be used; the message names the field."""
+
+
+def _service(raw: dict[str, Any]) -> ServiceSpec:
+    raw = dict(raw)
+    raw["strategies"] = (
+        tuple(Strategy(**s) for s in raw.get("strategies", ()))
+        or ServiceSpec("x", 0, 0, 0).strategies
+    )
+    raw["constraints"] = tuple(Constraint(**c) for c in raw.get("constraints", ()))
+    return ServiceSpec(**raw)
+
+
+def from_dict(raw: dict[str, Any]) -> Scenario:
+    try:
+        types = {t["name"]: InstanceType(**t) for t in raw["instance_types"]}
+        pools = tuple(Pool(**p) for p in raw["pools"])
+        services = tuple(_service(s) for s in raw["services"])
+        events = tuple(
+            Event(
+                float(e["at"]), e["type"], {k: v for k, v in e.items() if k not in ("at", "type")}
+            )
+            for e in raw.get("events", ())
+        )
+        scenario = Scenario(
+            name=raw.get("name", "scenario"),
+            hours=float(raw.get("hours", 2.0)),
+            instance_types=types,
+            pools=pools,
+            services=services,
+            events=events,
+            hot_threshold=float(raw.get("hot_threshold", 0.8)),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ScenarioError(f"scenario is missing or has a bad field: {exc}") from None
+    for pool in pools:
+        if pool.instance_type not in types:
+            raise ScenarioError(f"pool {pool.name!r}: unknown instance_type {pool.instance_type!r}")
+    return scenario
+
+
+def load(path: Path) -> Scenario:
+    text = path.read_text()
+    raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    return from_dict(raw)
+
+
+def to_dict(s: Scenario) -> dict[str, Any]:
+    """The scenario as plain data (what a scenario file holds)."""
+    from dataclasses import asdict
+
+    return {
+        "name": s.name,
+        "hours": s.hours,
+        "hot_threshold": s.hot_threshold,
+        "instance_types": [asdict(t) for t in s.instance_types.values()],
+        "pools": [asdict(p) for p in s.pools],
+        "services": [asdict(v) for v in s.services],
+        "events": [{"at": e.at, "type": e.type, **e.params} for e in s.events],
+    }
