@@ -1,11 +1,15 @@
 """``scaler demo``: the real scaler against an embedded local AWS, start to finish, no account.
 
-It builds a small cluster in an embedded moto server, publishes a burst of events through
-EventBridge (spot interruption warnings, rebalance recommendations, events for another cluster's
-instances, an unknown event type) and puts duplicates and malformed messages straight on the
-queue. Then it runs the same :class:`~scaler.loop.Scaler` that ``scaler run`` runs, serving
-``/metrics`` meanwhile, until every event has an outcome and the malformed messages have reached
-the dead-letter queue, and prints what happened.
+An embedded moto server plays AWS. The simulator's ECS model, mirrored into it
+(:class:`~scaler.sim.moto_world.MotoWorld`), makes its ECS behave like ECS: a small spot cluster
+runs three services; a storm sends spot interruption warnings through EventBridge into the
+scaler's queue; the scaler (the same :class:`~scaler.loop.Scaler` that ``scaler run`` runs, over
+real HTTP, serving ``/metrics``) drains the instances; the model's scheduler moves their tasks;
+the notices expire and the instances die. The queue also carries an event for another cluster's
+instance, a duplicate and a malformed message. The demo prints the timeline and a summary, and
+exits by itself in under a minute.
+
+The burst helpers here (:func:`make_burst`, :func:`run_until`) also serve the tests.
 """
 
 from __future__ import annotations
@@ -21,9 +25,13 @@ from typing import Any
 
 from scaler import testbed
 from scaler.aws.clients import AwsTarget
+from scaler.ecs.cluster import InstanceType, ServiceSpec, Strategy
 from scaler.loop import Scaler
 from scaler.metrics import Metrics
 from scaler.settings import Settings, load_settings
+from scaler.sim.engine import Sim
+from scaler.sim.moto_world import Bridge, MotoWorld
+from scaler.sim.scenario import Event, Pool, Scenario
 
 CLUSTER = "demo"
 MALFORMED = ['{"truncated": ', "not json at all", "[1, 2, 3]", json.dumps({"id": "x"})]
@@ -128,59 +136,159 @@ def _settings(queue_url: str) -> Settings:
         metrics_port=port,
         metrics_host="127.0.0.1",
         wait_time=1,
-        visibility_timeout=10,
         shutdown_grace=5,
+        drain_poll=1,
     )
 
 
+# -- the cluster the demo runs, on a clock 6x faster than AWS's (notice 20 s, boot 5-8 s) -----
+
+DEMO_TYPE = InstanceType("c5.xlarge", 4, 7482, 0.17)  # moto registers 4096 CPU / 7482 MiB
+NOTICE = 20.0
+STORM_AT = 6.0
+LENGTH = 45.0
+
+
+def demo_scenario() -> Scenario:
+    azs = ("us-east-1a", "us-east-1b")
+    pools = tuple(Pool(f"spot-{az}", "spot", DEMO_TYPE.name, az, 0.06, 0.0, 3) for az in azs)
+    pools += tuple(Pool(f"od-{az}", "on-demand", DEMO_TYPE.name, az) for az in azs)
+    az_spread = Strategy("spread", "attribute:ecs.availability-zone")
+    services = (
+        ServiceSpec(
+            "web",
+            6,
+            512,
+            512,
+            50,
+            200,
+            (az_spread, Strategy("spread", "instanceId")),
+            start_delay=2,
+            health_delay=3,
+        ),
+        ServiceSpec(
+            "api",
+            4,
+            1024,
+            1024,
+            50,
+            200,
+            (az_spread, Strategy("binpack", "memory")),
+            start_delay=2,
+            health_delay=3,
+        ),
+        ServiceSpec(
+            "worker",
+            4,
+            512,
+            1024,
+            50,
+            200,
+            (Strategy("binpack", "cpu"),),
+            start_delay=2,
+            health_delay=3,
+        ),
+    )
+    storm = Event(STORM_AT, "storm", {"share": 0.34, "over": 2.0, "unavailable_for": 60.0})
+    return Scenario(
+        "demo",
+        LENGTH / 3600,
+        {DEMO_TYPE.name: DEMO_TYPE},
+        pools,
+        services,
+        (storm,),
+        boot_delay=(5.0, 8.0),
+    )
+
+
+def _noise(aws: testbed.LocalAws, queues: testbed.Queues, stranger: str) -> Burst:
+    """What a real queue also carries: another cluster's instance, a duplicate, garbage."""
+    burst = Burst()
+    copy = json.dumps(testbed.spot_warning(stranger))
+    burst.raw += [copy, copy, MALFORMED[0]]
+    burst.malformed = 1
+    testbed.send_raw(aws, queues.url, burst.raw)
+    return burst
+
+
+async def _drive(scaler: Scaler, sim: Sim, world: MotoWorld, limit: float) -> None:
+    """Step the model in real time beside the running scaler, until the scenario's end."""
+    stop = asyncio.Event()
+    runner = asyncio.create_task(scaler.run(stop))
+    await scaler.started.wait()
+    began = time.monotonic()
+    while not runner.done():
+        elapsed = time.monotonic() - began
+        if elapsed >= min(limit, LENGTH):
+            break
+        await asyncio.to_thread(world.sync_draining, sim)
+        await asyncio.to_thread(sim.step_until, elapsed)
+        await asyncio.sleep(0.25)
+    stop.set()
+    await runner
+
+
 def run_demo(out: Callable[[str], None] = print, timeout: float = 60.0) -> int:
-    """Build the local cluster, play the burst, print the outcome; 0 if all went as expected."""
+    """The scaler against a local AWS whose ECS behaves like ECS; 0 if no task was lost."""
     with testbed.local_aws() as aws:
-        out(f"local AWS endpoint {aws.endpoint}")
-        nodes = testbed.create_cluster(aws, CLUSTER, size=12)
-        strangers = testbed.launch_instances(aws, 3, az="us-east-1b")
-        queues = testbed.create_queues(aws, "scaler-demo", max_receive=2, visibility=1)
-        testbed.route_events(aws, queues)
-        members = [n.instance_id for n in nodes[:6]]
-        burst = make_burst(members, strangers, duplicates=2, malformed=3, max_receive=2)
-        testbed.put_events(aws, burst.published)
-        testbed.send_raw(aws, queues.url, burst.raw)
         out(
-            f"cluster {CLUSTER!r}: {len(nodes)} container instances; "
-            f"published {len(burst.published)} events, {len(burst.raw)} raw messages"
+            f"local AWS endpoint {aws.endpoint}; the demo's clock runs 6x faster than AWS's "
+            f"(spot notice {NOTICE:.0f} s)"
         )
-        settings = _settings(queues.url)
-        scaler = Scaler(settings, AwsTarget(region=testbed.REGION, endpoint_url=aws.endpoint))
-
-        def done() -> bool:
-            dlq = testbed.queue_depth(aws, queues.dlq_url)
-            return _reached(burst.expected, scaler.metrics) and dlq >= burst.malformed
-
-        started = time.monotonic()
-        ok = asyncio.run(run_until(scaler, done, timeout))
-        _report(out, scaler, burst, aws, queues, time.monotonic() - started)
-        return 0 if ok else 1
+        aws.client("ecs").create_cluster(clusterName=CLUSTER)
+        queues = testbed.create_queues(aws, "scaler-demo", max_receive=2, visibility=5)
+        testbed.route_events(aws, queues)
+        world = MotoWorld(aws, CLUSTER, out)
+        sim = Sim(
+            demo_scenario(), Bridge(world), seed=7, world=world, notice=NOTICE, signal_delay=0.5
+        )
+        sim.begin()
+        stranger = testbed.launch_instances(aws, 1, az="us-east-1c")[0]
+        noise = _noise(aws, queues, stranger)
+        out(
+            f"cluster {CLUSTER!r}: {len(sim.cluster.instances)} spot instances, "
+            f"{sum(len(s.tasks) for s in sim.cluster.services.values())} service tasks; "
+            f"a storm will reclaim a third of them"
+        )
+        scaler = Scaler(
+            _settings(queues.url), AwsTarget(region=testbed.REGION, endpoint_url=aws.endpoint)
+        )
+        world.started = time.monotonic()
+        asyncio.run(_drive(scaler, sim, world, timeout))
+        figures = sim.finish()
+        _report(out, scaler, sim, figures, noise, aws, queues)
+        return 0 if figures["interrupted_tasks"] == 0 else 1
 
 
 def _report(
     out: Callable[[str], None],
     scaler: Scaler,
-    burst: Burst,
+    sim: Sim,
+    figures: dict[str, Any],
+    noise: Burst,
     aws: testbed.LocalAws,
     queues: testbed.Queues,
-    elapsed: float,
 ) -> None:
-    seen = event_outcomes(scaler.metrics)
-    out(f"\nfinished in {elapsed:.1f}s")
-    out(f"{'outcome':<16}{'expected':>10}{'seen':>8}")
-    for outcome in sorted(set(burst.expected) | set(seen)):
-        out(f"{outcome:<16}{burst.expected.get(outcome, 0):>10}{seen.get(outcome, 0):>8}")
-    states = testbed.container_instance_states(aws, CLUSTER)
-    draining = sorted(i for i, state in states.items() if state == "DRAINING")
-    out(f"container instances DRAINING: {len(draining)} of {len(states)}: {', '.join(draining)}")
+    out("\nsummary")
     out(
-        f"dead-letter queue: {testbed.queue_depth(aws, queues.dlq_url)} message(s); "
-        f"event queue: {testbed.queue_depth(aws, queues.url)} left"
+        f"  tasks lost with their instance: {figures['interrupted_tasks']}; "
+        f"availability {figures['availability']:.4f} "
+        f"(worst 5 min {figures['worst_5m_availability']:.4f})"
+    )
+    running = {
+        s.spec.name: sum(t.healthy(sim.now) for t in s.tasks.values())
+        for s in sim.cluster.services.values()
+    }
+    desired = {s.spec.name: s.spec.desired for s in sim.cluster.services.values()}
+    out(
+        "  services healthy/desired: "
+        + ", ".join(f"{k} {running[k]}/{desired[k]}" for k in running)
+    )
+    seen = event_outcomes(scaler.metrics)
+    out("  events: " + ", ".join(f"{k}={v}" for k, v in sorted(seen.items()) if v))
+    out(
+        f"  dead-letter queue: {testbed.queue_depth(aws, queues.dlq_url)} message(s) "
+        f"({noise.malformed} malformed sent)"
     )
     calls = aws_calls(scaler.metrics)
-    out("AWS calls: " + ", ".join(f"{k}={v}" for k, v in sorted(calls.items())))
+    out("  scaler's AWS calls: " + ", ".join(f"{k}={v}" for k, v in sorted(calls.items())))

@@ -54,10 +54,34 @@ class Policy(Protocol):
     def on_signal(self, sim: Sim, signal: Signal) -> None: ...
 
 
+class World(Protocol):
+    """Something outside the model that mirrors it (the demo's local AWS)."""
+
+    def new_instance_id(self, pool: Pool) -> str | None:
+        """An id for an instance about to launch in ``pool`` (None: let the model pick one)."""
+        ...
+
+    def mirror(self, kind: str, obj: object) -> None:
+        """Reflect one change of the model (launch, register, start, stop, terminate...)."""
+        ...
+
+
 class Sim:
-    def __init__(self, scenario: Scenario, policy: Policy, seed: int) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        policy: Policy,
+        seed: int,
+        *,
+        world: World | None = None,
+        notice: float = NOTICE,
+        signal_delay: float = 1.0,
+    ) -> None:
         self.scenario = scenario
         self.policy = policy
+        self.world = world
+        self.notice = notice
+        self.signal_delay = signal_delay
         self.rng = random.Random(seed)
         self.market_rng = random.Random(f"market:{seed}")  # the same spot market for every policy
         self.now = 0.0
@@ -75,6 +99,7 @@ class Sim:
         self._dirty: set[str] = set()
         self._tick_due = False
         self._event_ids = itertools.count(1)
+        self.events_processed = 0
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -82,17 +107,32 @@ class Sim:
         heapq.heappush(self._queue, (max(t, self.now), next(self._seq), fn, args))
 
     def run(self) -> dict[str, Any]:
+        """Run the whole scenario; the figures of :mod:`scaler.sim.accounting` and API calls."""
+        self.begin()
+        self.step_until(self.horizon)
+        return self.finish()
+
+    def begin(self) -> None:
         self._initial_state()
         for event in self.scenario.events:
             self.at(event.at, self._scenario_event, event)
         self.policy.start(self)
-        while self._queue and self._queue[0][0] <= self.horizon:
-            t, _, fn, args = heapq.heappop(self._queue)
-            self.acct.advance(t)
-            self.now = t
+
+    def step_until(self, t: float) -> None:
+        """Process every event due by ``t`` (the demo steps in real time)."""
+        while self._queue and self._queue[0][0] <= min(t, self.horizon):
+            when, _, fn, args = heapq.heappop(self._queue)
+            self.acct.advance(when)
+            self.now = when
             fn(*args)
+            self.events_processed += 1
+        if t > self.now:
+            self.acct.advance(min(t, self.horizon))
+            self.now = min(t, self.horizon)
+
+    def finish(self) -> dict[str, Any]:
         self.acct.advance(self.horizon)
-        self.now = self.horizon
+        self.now = max(self.now, self.horizon)
         return {**self.acct.result(), "api_calls": sum(self.api_calls.values())}
 
     def wall(self, t: float | None = None) -> datetime:
@@ -161,23 +201,26 @@ class Sim:
     def _launch_one(self, pool: Pool) -> Instance:
         itype = self.scenario.instance_types[pool.instance_type]
         price = pool.price if pool.price is not None else itype.on_demand_price
-        inst = self.cluster.launch(pool.name, itype, pool.az, pool.capacity, price, self.now)
+        external = self.world.new_instance_id(pool) if self.world else None
+        inst = self.cluster.launch(
+            pool.name, itype, pool.az, pool.capacity, price, self.now, id=external
+        )
         if pool.capacity == "spot" and pool.interruptions_per_hour > 0:
             wait = self.market_rng.expovariate(pool.interruptions_per_hour / 3600)
             if self.now + wait < self.horizon:
-                self.at(self.now + wait, self._warn, inst.id, False)
+                self.at(self.now + wait, self._warn, inst.id)
         return inst
 
     def _register(self, inst: Instance) -> None:
         if inst.id in self.cluster.instances:
             self.cluster.register(inst, self.now)
 
-    def _warn(self, instance_id: str, rebalance_first: bool) -> None:
+    def _warn(self, instance_id: str) -> None:
         inst = self.instance(instance_id)
         if inst is None or instance_id in self.doomed:
             return
-        self.doomed[instance_id] = self.now + NOTICE
-        self.at(self.now + NOTICE, self._expire, instance_id)
+        self.doomed[instance_id] = self.now + self.notice
+        self.at(self.now + self.notice, self._expire, instance_id)
         self.deliver(
             SpotInterruption(
                 event_id=self.next_event_id(),
@@ -185,7 +228,7 @@ class Sim:
                 instance_id=instance_id,
                 action="terminate",
             ),
-            1.0,
+            self.signal_delay,
         )
 
     def _recommend(self, instance_id: str) -> None:
@@ -194,7 +237,7 @@ class Sim:
                 RebalanceRecommendation(
                     event_id=self.next_event_id(), time=self.wall(), instance_id=instance_id
                 ),
-                1.0,
+                self.signal_delay,
             )
 
     def _expire(self, instance_id: str) -> None:
@@ -213,7 +256,7 @@ class Sim:
                 instance_id=inst.id,
                 state="terminated",
             ),
-            1.0,
+            self.signal_delay,
         )
 
     # -- scenario events ----------------------------------------------------------------------
@@ -246,7 +289,7 @@ class Sim:
         chosen = chosen[: max(1, round(share * len(spot)))]
         for inst in chosen:
             when = self.now + self.market_rng.uniform(0, over)
-            self.at(when, self._warn, inst.id, False)
+            self.at(when, self._warn, inst.id)
             if self.market_rng.random() < rebalance_share:
                 self.at(max(self.now, when - rebalance_lead), self._recommend, inst.id)
 
@@ -288,6 +331,11 @@ class Sim:
             self._mark(task.service.name)
 
     def _observe(self, kind: str, obj: object) -> None:
+        self._account(kind, obj)
+        if self.world is not None:
+            self.world.mirror(kind, obj)
+
+    def _account(self, kind: str, obj: object) -> None:
         if kind == "start":
             assert isinstance(obj, Task)
             self.acct.task_started(obj)
