@@ -23,3 +23,30 @@ def test_drain_burst_benchmark_runs_and_batches() -> None:
     assert runs["scaler"]["all_draining"] and runs["naive"]["all_draining"]
     assert runs["scaler"]["update_container_instances_state_calls"] <= 10 + 3
     assert report["comparison"]["ecs_call_ratio"] >= 5
+
+
+@pytest.mark.slow
+def test_sim_speed_benchmark_runs() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.benchmarks.sim_speed",
+            "--instances",
+            "60",
+            "--tasks",
+            "600",
+            "--services",
+            "30",
+            "--days",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    report = json.loads(proc.stdout)
+    assert len(report["runs"]) == 8
+    assert {r["policy"] for r in report["runs"]} == {"scaler", "ecs-native", "ecs-scaler"}
+    assert all(r["events"] > 0 for r in report["runs"])
