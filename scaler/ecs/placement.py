@@ -22,7 +22,11 @@ from collections.abc import Iterable, Sequence
 
 from scaler.ecs.cluster import ACTIVE, STOPPED, Constraint, Instance, ServiceSpec, ServiceState
 
-_MEMBER_OF = re.compile(r"^\s*(\S+)\s*(==|!=|in|!in|not_in)\s*(.+?)\s*$")
+_EQUALITY = re.compile(r"^\s*([^\s=!]+)\s*(==|!=)\s*(.+?)\s*$")
+_MEMBERSHIP = re.compile(r"^\s*(\S+)\s+(in|!in|not_in)\s+(.+?)\s*$")
+SUBJECTS = frozenset(
+    {"attribute:ecs.availability-zone", "attribute:ecs.instance-type", "ec2InstanceId"}
+)
 
 
 def _values(text: str) -> set[str]:
@@ -31,9 +35,12 @@ def _values(text: str) -> set[str]:
 
 def member_of(inst: Instance, expression: str) -> bool:
     """Evaluate a small subset of the cluster query language against an instance."""
-    match = _MEMBER_OF.match(expression)
-    if not match:
-        raise ValueError(f"unsupported memberOf expression: {expression!r}")
+    match = _EQUALITY.match(expression) or _MEMBERSHIP.match(expression)
+    if not match or match.group(1) not in SUBJECTS:
+        raise ValueError(
+            f"unsupported memberOf expression: {expression!r} (the model knows ==, !=, in, !in "
+            f"on {', '.join(sorted(SUBJECTS))})"
+        )
     subject, op, value = match.groups()
     actual = inst.attribute(subject)
     if op == "==":

@@ -29,8 +29,10 @@ from scaler.ecs.cluster import (
     DRAINING,
     FARGATE,
     PENDING,
+    RUNNING,
     Cluster,
     Instance,
+    ServiceSpec,
     ServiceState,
     Task,
 )
@@ -68,7 +70,7 @@ class Scheduler:
         leaving = [t for t in service.tasks.values() if outgoing(t, service)]
         for task in [t for t in leaving if t.state == PENDING]:
             self._stop(task, now, "outgoing-pending", result)  # ECS stops these at once
-        leaving = [t for t in leaving if t.state != PENDING]
+        leaving = [t for t in leaving if t.state == RUNNING]
         staying = [t for t in service.tasks.values() if not outgoing(t, service)]
         min_healthy, max_total = bounds(spec.desired, spec.min_healthy_percent, spec.max_percent)
         room = max_total - len(service.tasks)
@@ -138,33 +140,40 @@ class Scheduler:
         if surplus <= 0:
             service.rebalancing = False
             return
+        reason = "scale-in"
         if service.rebalancing:
             if not all(t.healthy(now) for t in staying):
                 return  # an AZ-rebalancing task: stop the old one once the new one is healthy
             service.rebalancing = False
+            reason = "az-rebalance"
         for task in self._victims(service, staying, now)[:surplus]:
-            self._stop(task, now, "scale-in", result)
+            self._stop(task, now, reason, result)
 
     def _victims(self, service: ServiceState, tasks: list[Task], now: float) -> list[Task]:
-        """Scale-in order: pending, unhealthy, then the fullest AZ and instance of the service."""
+        """Scale-in order: pending, unhealthy, then as the first strategy says: binpack stops the
+        task on the instance left with the most free resource; otherwise the fullest AZ, then the
+        instance with the most of the service's tasks."""
         by_az = Counter(t.az for t in tasks)
         by_inst = Counter(t.instance.id for t in tasks if t.instance is not None)
+        first = service.spec.strategies[0] if service.spec.strategies else None
+        binpack = first is not None and first.type == "binpack"
+
+        def spare(t: Task) -> int:
+            if t.instance is None:
+                return 0
+            memory = first is not None and first.field == "memory"
+            return t.instance.free_mem if memory else t.instance.free_cpu
 
         def key(t: Task) -> tuple[int, int, int, int, float]:
             inst_count = by_inst[t.instance.id] if t.instance is not None else 0
-            return (
-                t.state != PENDING,
-                t.healthy(now),
-                -by_az[t.az],
-                -inst_count,
-                self.rng.random(),
-            )
+            placed = (-spare(t), 0) if binpack else (-by_az[t.az], -inst_count)
+            return (t.state != PENDING, t.healthy(now), *placed, self.rng.random())
 
         return sorted(tasks, key=key)
 
     def _rebalance_azs(self, service: ServiceState, now: float, result: Reconciled) -> None:
         spec = service.spec
-        if not (spec.az_rebalancing and spec.strategies and spec.strategies[0].field == AZ):
+        if not rebalances_azs(spec):
             return
         if spec.launch_type != "EC2" or spec.max_percent <= 100 or service.rebalancing:
             return
@@ -186,6 +195,14 @@ class Scheduler:
     def _stop(self, task: Task, now: float, reason: str, result: Reconciled) -> None:
         self.cluster.stop_task(task, now, reason)
         result.stopped += 1
+
+
+def rebalances_azs(spec: ServiceSpec) -> bool:
+    """ECS AZ rebalancing applies to services whose first strategy is AZ spread."""
+    first = spec.strategies[0] if spec.strategies else None
+    return (
+        spec.az_rebalancing and first is not None and first.type == "spread" and first.field == AZ
+    )
 
 
 def instances_in(cluster: Cluster, az: str) -> list[Instance]:

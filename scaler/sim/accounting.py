@@ -11,8 +11,9 @@ Every figure is an integral of a piecewise-constant rate, advanced at each event
 - ``on_demand_share``: on-demand vCPU-hours (EC2 on-demand and Fargate) / all vCPU-hours.
 - ``hot_instance_share``: instance-seconds above the hot threshold of modelled CPU / registered
   instance-seconds.
-- ``interrupted_tasks``: tasks still running when their instance went away.
-- ``task_moves``: tasks stopped to move them (off a draining instance, or by the rebalancer).
+- ``interrupted_tasks``: tasks (pending or running) lost with their instance.
+- ``task_moves``: tasks stopped to move them: off a draining instance, by ECS's AZ rebalancing,
+  or by the scaler's rebalancer.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from scaler.ecs.cluster import ACTIVE, DRAINING, Instance, ServiceSpec, Task
 
 WINDOW = 300.0
+MOVES = frozenset({"drained", "rebalance", "az-rebalance"})  # stop reasons that move a task
 FARGATE_VCPU_HOUR = 0.04048
 FARGATE_GB_HOUR = 0.004445
 
@@ -92,7 +94,7 @@ class Accountant:
     def task_gone(self, task: Task, reason: str) -> None:
         if reason == "instance-terminated":
             self.interrupted += 1
-        elif reason in ("drained", "rebalance"):
+        elif reason in MOVES:
             self.moves += 1
         if task.id in self.healthy_tasks:
             self.healthy_tasks.discard(task.id)

@@ -36,7 +36,7 @@ from scaler.ecs.cluster import (
     ServiceState,
     Task,
 )
-from scaler.ecs.scheduler import Scheduler
+from scaler.ecs.scheduler import Scheduler, rebalances_azs
 from scaler.events import InstanceStateChange, RebalanceRecommendation, Signal, SpotInterruption
 from scaler.sim.accounting import Accountant
 from scaler.sim.scenario import Event, Pool, Scenario
@@ -357,8 +357,9 @@ class Sim:
         elif kind == "register":
             assert isinstance(obj, Instance)
             self.acct.instance_registered(obj)
-            for state in self.unplaced():
-                self._mark(state.spec.name)
+            for state in self.cluster.services.values():
+                if state.unplaced > 0 or rebalances_azs(state.spec):
+                    self._mark(state.spec.name)
         elif kind == "drain":
             assert isinstance(obj, Instance)
             for name in {t.service.name for t in obj.tasks.values()}:
