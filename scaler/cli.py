@@ -1,7 +1,8 @@
 """The ``scaler`` command.
 
 Subcommands: ``run`` (the service), ``demo`` (the service against an embedded local AWS),
-``simulate`` (policies compared on a simulated cluster), ``config`` (the settings table, or
+``simulate`` (policies compared on a simulated cluster), ``snapshot`` (a scenario file from the
+live cluster, read-only), ``config`` (the settings table, or
 ``--check`` the current environment). Configuration problems
 exit with status 2 and one line per problem, naming the variable.
 """
@@ -45,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--hours", type=float, default=None, help="override the scenario's length")
     sim.add_argument("--json", action="store_true", help="print one JSON object")
+    snap = sub.add_parser(
+        "snapshot", help="write a scenario file from the live cluster (read-only)"
+    )
+    snap.add_argument("--out", default="-", help="file to write (.toml or .json); - for stdout")
+    snap.add_argument("--hours", type=float, default=2.0, help="the scenario's length")
     config = sub.add_parser("config", help="print every setting as a Markdown table")
     config.add_argument("--check", action="store_true", help="validate the current environment")
     return parser
@@ -105,6 +111,30 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _snapshot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from scaler.aws.clients import AwsClients
+    from scaler.metrics import Metrics
+    from scaler.snapshot import render, snapshot
+
+    settings = load_settings()
+    aws_env = load_aws_env()
+    target = AwsTarget(region=require_region(aws_env), endpoint_url=aws_env.endpoint_url)
+
+    async def read() -> dict[str, object]:
+        async with AwsClients(target, Metrics()) as aws:
+            return await snapshot(aws, settings.cluster, hours=args.hours)
+
+    data = asyncio.run(read())
+    text = render(data, "toml" if args.out.endswith(".toml") else "json")
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text)
+    return 0
+
+
 def _config(check: bool) -> int:
     if not check:
         sys.stdout.write(settings_table())
@@ -124,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args.timeout)
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "snapshot":
+            return _snapshot(args)
         return _config(args.check)
     except ConfigError as exc:
         for line in exc.problems:
