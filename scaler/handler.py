@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from scaler.aws.drainer import Drainer
@@ -29,12 +29,15 @@ from scaler.clock import Clock
 from scaler.events import (
     ContainerInstanceChange,
     Ignored,
+    RebalanceRecommendation,
     ServicePlacementFailure,
     Signal,
+    SpotInterruption,
     TaskStateChange,
     instance_ids,
 )
 from scaler.model import ContainerInstance, cluster_name_of
+from scaler.notices import NoticeBoard
 from scaler.plan.drain import (
     Action,
     Decision,
@@ -66,6 +69,8 @@ class Workers:
     lifecycle: LifecycleFollower
     replacements: ReplacementSource
     restarter: StandaloneRestarter | None = None
+    board: NoticeBoard = field(default_factory=NoticeBoard)
+    drained: Callable[[], None] = lambda: None  # wakes the capacity controller
 
 
 class EventHandler:
@@ -83,6 +88,7 @@ class EventHandler:
         members = await self._w.directory.resolve(instance_ids(signal))
         if not members:
             return OTHER_CLUSTER
+        self._note(signal, members, received_at)
         decision = decide(signal, members, self._policy, self._clock.now())
         self._explain(signal, decision)
         if decision.defer is not None:
@@ -93,6 +99,17 @@ class EventHandler:
         if later:
             return Outcome("handled", follow_up=_all(self._follow(a, received_at) for a in later))
         return HANDLED
+
+    def _note(
+        self, signal: Signal, members: Mapping[str, ContainerInstance], received_at: datetime
+    ) -> None:
+        """Tell the capacity side: these instances' tasks are losing their place."""
+        at = (signal.time or received_at).timestamp()
+        for iid in members:
+            if isinstance(signal, SpotInterruption):
+                self._w.board.warned(iid, at)
+            elif isinstance(signal, RebalanceRecommendation):
+                self._w.board.recommended(iid, at)
 
     def _explain(self, signal: Signal, decision: Decision) -> None:
         log.info(
@@ -115,6 +132,8 @@ class EventHandler:
 
     async def _drain(self, instance: ContainerInstance, reason: str, since: datetime) -> None:
         outcome = await self._w.drainer.drain(instance, reason, since)
+        if outcome == "ok":
+            self._w.drained()
         if self._w.restarter is not None and outcome in ("ok", "already", "dry_run"):
             await self._w.restarter.restart_all(instance)
 

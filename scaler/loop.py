@@ -13,6 +13,7 @@ import logging
 import signal
 from typing import Any
 
+from scaler.aws.capacity import CapacityActuator, CapacityController, CapacityReader, policy_from
 from scaler.aws.clients import AwsClients, AwsTarget, Instrument, error_code
 from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
@@ -26,7 +27,7 @@ from scaler.handler import EventHandler, Workers
 from scaler.http import Health, HttpServer, build_app
 from scaler.metrics import Metrics
 from scaler.plan.drain import DrainPolicy
-from scaler.replacement import NoReplacement, ReplacementSource
+from scaler.replacement import CapacityReplacement, NoReplacement, ReplacementSource
 from scaler.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,9 @@ class Scaler:
         self.http: HttpServer | None = None
         self.started = asyncio.Event()
         # Seams for capacity and Auto Scaling (tests inject fakes; moto lacks lifecycle calls).
+        self._replacements_given = replacements
         self._replacements = replacements or NoReplacement()
+        self.capacity: CapacityController | None = None
         self._lifecycle = lifecycle
         self._instrument = instrument
 
@@ -74,6 +77,7 @@ class Scaler:
         async with AwsClients(self.target, self.metrics, self._instrument) as aws:
             queue_visibility = await self._check_targets(aws)
             workers = self._workers(aws)
+            controller = await self._capacity(aws, workers)
             handler = EventHandler(
                 self.settings.cluster, workers, DrainPolicy.from_settings(self.settings), self.clock
             )
@@ -104,12 +108,17 @@ class Scaler:
                 self.clock,
                 interval=self.settings.guard_interval,
             )
-            guarding = asyncio.create_task(guard.run_forever(stop), name="guard-rails")
+            background = [asyncio.create_task(guard.run_forever(stop), name="guard-rails")]
+            if controller is not None:
+                background.append(
+                    asyncio.create_task(controller.run_forever(stop), name="capacity")
+                )
             try:
                 await self.intake.run(stop)
             finally:
-                guarding.cancel()
-                await asyncio.gather(guarding, return_exceptions=True)
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
                 await workers.drainer.close()
                 await self.http.stop()
         log.info("scaler stopped")
@@ -143,6 +152,29 @@ class Scaler:
                 aws.ecs, cluster, self.metrics, dry_run=s.dry_run, backoff=backoff
             )
         return Workers(directory, drainer, follower, self._replacements, restarter)
+
+    async def _capacity(self, aws: AwsClients, workers: Workers) -> CapacityController | None:
+        """The capacity controller, if any pool or overflow service is configured."""
+        s = self.settings
+        if not (s.spot_pools or s.on_demand_pools or s.overflow_services):
+            log.info(
+                "capacity top-up off: no SCALER_SPOT_POOLS, SCALER_ON_DEMAND_POOLS or "
+                "SCALER_OVERFLOW_SERVICES configured"
+            )
+            return None
+        reader = CapacityReader(aws, s, workers.directory, workers.board)
+        await reader.validate()
+        actuator = CapacityActuator(aws, s, workers.drainer, self.metrics, Backoff())
+        controller = CapacityController(
+            reader, actuator, workers.board, policy_from(s), self.metrics, s.capacity_interval
+        )
+        workers.drained = controller.wake.set
+        if self._replacements_given is None:
+            workers.replacements = CapacityReplacement(
+                controller, workers.board, s.replacement_timeout
+            )
+        self.capacity = controller
+        return controller
 
     def _health(self, aws: AwsClients, intake: Intake) -> Health:
         async def probe() -> str | None:

@@ -146,6 +146,27 @@ class Metrics:
             ["operation"],
             registry=r,
         )
+        self.capacity = Gauge(
+            "scaler_capacity",
+            "Capacity in the cluster by type: healthy instances (spot, "
+            "on-demand) and Fargate overflow tasks.",
+            ["capacity_type"],
+            registry=r,
+        )
+        self.fallback_active = Gauge(
+            "scaler_fallback_active",
+            "1 while on-demand fallback instances are running.",
+            registry=r,
+        )
+        self.overflow_tasks = Gauge(
+            "scaler_overflow_tasks",
+            "Desired Fargate overflow tasks, by companion service.",
+            ["service"],
+            registry=r,
+        )
+        self.reverts = Counter(
+            "scaler_reverts", "On-demand fallback instances given back for spot.", registry=r
+        )
         self.drain_risk_services = Gauge(
             "scaler_drain_risk_services",
             "Services whose tasks cannot be replaced within a spot notice, by cause.",

@@ -20,6 +20,10 @@ class ContainerInstance:
     pending_tasks: int = 0
     agent_connected: bool = True
     version: int = 0  # ECS's own counter, raised at every change of the container instance
+    cpu: int = 0  # registered CPU units
+    memory: int = 0  # registered MiB
+    free_cpu: int = 0  # remaining CPU units
+    free_memory: int = 0  # remaining MiB
 
     @property
     def draining(self) -> bool:

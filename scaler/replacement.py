@@ -10,9 +10,14 @@ that none is coming, and the instance is drained right away.
 
 from __future__ import annotations
 
-from typing import Protocol
+import time
+from typing import TYPE_CHECKING, Protocol
 
 from scaler.model import ContainerInstance
+from scaler.notices import NoticeBoard
+
+if TYPE_CHECKING:
+    from scaler.aws.capacity import CapacityController
 
 
 class ReplacementSource(Protocol):
@@ -24,3 +29,20 @@ class ReplacementSource(Protocol):
 class NoReplacement:
     async def replace(self, instance: ContainerInstance, reason: str) -> bool:
         return False
+
+
+class CapacityReplacement:
+    """Replacement through the capacity controller: the instance counts as losing its place,
+    the controller tops up, and the answer comes once a plan needs nothing more."""
+
+    def __init__(self, controller: CapacityController, board: NoticeBoard, timeout: float) -> None:
+        self._controller = controller
+        self._board = board
+        self._timeout = timeout
+
+    async def replace(self, instance: ContainerInstance, reason: str) -> bool:
+        self._board.warned(instance.ec2_instance_id, time.time(), notice=self._timeout)
+        self._controller.ready.clear()
+        self._controller.wake.set()
+        await self._controller.ready.wait()
+        return True

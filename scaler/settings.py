@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "SCALER_"
 
@@ -46,6 +46,9 @@ class RebalancePolicy(StrEnum):
 
 
 Seconds = Annotated[float, Field(gt=0)]
+# Lists come as comma-separated text, not JSON: NoDecode hands the raw string to a validator.
+Names = Annotated[tuple[str, ...], NoDecode]
+Pairs = Annotated[dict[str, str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -177,6 +180,79 @@ class Settings(BaseSettings):
         "spot notice.",
     )
 
+    # -- capacity top-up ----------------------------------------------------------------------
+    spot_pools: Names = Field(
+        default=(),
+        description="Spot Auto Scaling groups the scaler may grow to top up lost capacity "
+        "(comma-separated names; never groups owned by ECS managed scaling).",
+    )
+    on_demand_pools: Names = Field(
+        default=(),
+        description="On-demand Auto Scaling groups used as fallback when spot cannot serve "
+        "(comma-separated names).",
+    )
+    overflow_services: Pairs = Field(
+        default={},
+        description="Services allowed to overflow to Fargate, as `service=companion` pairs "
+        "(comma-separated); each companion runs the same task on Fargate.",
+    )
+    headroom: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Share of the cluster's CPU kept free beyond what lost tasks need.",
+    )
+    max_on_demand: int = Field(
+        default=20, ge=0, description="Most on-demand fallback instances at once."
+    )
+    max_overflow_tasks: int = Field(
+        default=100, ge=0, description="Most Fargate overflow tasks at once, all services."
+    )
+    max_hourly_spend: float = Field(
+        default=50.0,
+        ge=0,
+        description="Most USD per hour spent on on-demand fallback plus Fargate overflow.",
+    )
+    pool_cooldown: Seconds = Field(
+        default=900.0,
+        description="Seconds a spot pool that was interrupted or had no capacity is avoided.",
+    )
+    revert_after: Seconds = Field(
+        default=1800.0,
+        description="Seconds without spot trouble before on-demand fallback is given back.",
+    )
+    revert_batch: int = Field(
+        default=2, ge=1, description="Most on-demand instances given back per capacity cycle."
+    )
+    capacity_interval: Seconds = Field(
+        default=30.0, description="Seconds between capacity plans (also run after each drain)."
+    )
+    evacuate_lead: Seconds = Field(
+        default=20.0,
+        description="Seconds before a notice ends when overflow services' tasks still on the "
+        "instance are stopped gracefully.",
+    )
+
+    @field_validator("spot_pools", "on_demand_pools", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("overflow_services", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in (v.strip() for v in value.split(",") if v.strip()):
+            service, sep, companion = item.partition("=")
+            if not sep or not service.strip() or not companion.strip():
+                raise ValueError(f"{item!r} is not service=companion")
+            pairs[service.strip()] = companion.strip()
+        return pairs
+
     @field_validator("cluster")
     @classmethod
     def _no_blank_cluster(cls, value: str) -> str:
@@ -278,6 +354,10 @@ def _type_name(annotation: Any) -> str:
         return " | ".join(f"`{m.value}`" for m in annotation)
     if annotation is AnyHttpUrl:
         return "URL"
+    if origin is tuple:
+        return "names, comma-separated"
+    if origin is dict:
+        return "`key=value` pairs, comma-separated"
     return getattr(annotation, "__name__", str(annotation))
 
 
@@ -291,6 +371,8 @@ def _default_text(field: Any) -> str:
         value = value.value
     if isinstance(value, bool):
         value = str(value).lower()
+    if value in ((), {}):
+        return "(none)"
     return f"`{value}`"
 
 

@@ -79,6 +79,20 @@ class LocalAws:
         )
 
 
+def manual_task_states(aws: LocalAws) -> None:
+    """Stop moto from moving a task one state toward STOPPED at every DescribeTasks call."""
+    import urllib.request
+
+    body = {"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}}
+    request = urllib.request.Request(
+        f"{aws.endpoint}/moto-api/state-manager/set-transition",
+        data=json.dumps(body).encode(),
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
 @contextmanager
 def local_aws() -> Iterator[LocalAws]:
     use_fake_credentials()

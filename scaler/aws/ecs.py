@@ -39,7 +39,18 @@ def _container_instance(raw: dict[str, Any]) -> ContainerInstance:
         pending_tasks=int(raw.get("pendingTasksCount", 0)),
         agent_connected=bool(raw.get("agentConnected", True)),
         version=int(raw.get("version", 0)),
+        cpu=_resource(raw, "registeredResources", "CPU"),
+        memory=_resource(raw, "registeredResources", "MEMORY"),
+        free_cpu=_resource(raw, "remainingResources", "CPU"),
+        free_memory=_resource(raw, "remainingResources", "MEMORY"),
     )
+
+
+def _resource(raw: dict[str, Any], key: str, name: str) -> int:
+    for item in raw.get(key, []):
+        if item.get("name") == name:
+            return int(item.get("integerValue", 0))
+    return 0
 
 
 async def list_container_instance_arns(ecs: Any, cluster: str) -> list[str]:
@@ -108,6 +119,11 @@ class InstanceDirectory:
 
     def known(self) -> list[ContainerInstance]:
         return list(self._by_instance.values())
+
+    async def refresh(self) -> list[ContainerInstance]:
+        """Read every container instance now (a capacity plan wants current free resources)."""
+        await self._refresh_since(self._clock.monotonic())
+        return self.known()
 
     def _stale(self, now: float) -> bool:
         return self._refreshed_at is None or now - self._refreshed_at > self._ttl

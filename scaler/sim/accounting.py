@@ -24,7 +24,9 @@ from typing import Any
 from scaler.ecs.cluster import ACTIVE, DRAINING, Instance, ServiceSpec, Task
 
 WINDOW = 300.0
-MOVES = frozenset({"drained", "rebalance", "az-rebalance"})  # stop reasons that move a task
+MOVES = frozenset(
+    {"drained", "rebalance", "az-rebalance", "evacuated"}
+)  # stop reasons that move a task
 FARGATE_VCPU_HOUR = 0.04048
 FARGATE_GB_HOUR = 0.004445
 
@@ -54,6 +56,7 @@ class Accountant:
         self.hot_time = self.registered_time = 0.0
         self.windows: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
         self.interrupted = 0
+        self.interrupted_by_group: dict[str, int] = defaultdict(int)
         self.moves = 0
         self.min_healthy_violations = 0
 
@@ -94,6 +97,7 @@ class Accountant:
     def task_gone(self, task: Task, reason: str) -> None:
         if reason == "instance-terminated":
             self.interrupted += 1
+            self.interrupted_by_group[task.service.group] += 1
         elif reason in MOVES:
             self.moves += 1
         if task.id in self.healthy_tasks:

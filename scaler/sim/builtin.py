@@ -80,7 +80,8 @@ def _services(
     for n, d in enumerate(desired):
         cpu = max(128, int(per_task * rng.uniform(0.6, 1.4)) // 128 * 128)
         layout = layouts[n % len(layouts)]
-        min_healthy, max_percent = rng.choice([(50, 200), (100, 200), (50, 200)])
+        # mostly the ECS defaults (100/200), some services that accept a dip (50/200)
+        min_healthy, max_percent = rng.choice([(100, 200), (100, 200), (100, 200), (50, 200)])
         specs.append(
             ServiceSpec(
                 name=f"svc-{n:03d}",

@@ -23,6 +23,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
@@ -148,11 +149,28 @@ class Sim:
             state = self.cluster.add_service(spec)
             self.acct.set_desired(spec.group, spec.desired if spec.overflow_of is None else 0)
             self.scheduler.reconcile(state, 0.0)
+            if spec.fargate_overflow:
+                self.cluster.add_service(self._companion(spec))
         for state in self.cluster.services.values():
             for task in list(state.tasks.values()):
                 task.running_at = task.healthy_at = 0.0  # the cluster starts warm
                 self.cluster.mark_running(task)
                 self.acct.task_healthy(task)
+
+    def _companion(self, spec: ServiceSpec) -> ServiceSpec:
+        """The Fargate overflow service of ``spec``: same task, desired 0 until a policy says."""
+        lo, hi = self.scenario.fargate_start_delay
+        return replace(
+            spec,
+            name=overflow_name(spec.name),
+            desired=0,
+            launch_type="FARGATE",
+            overflow_of=spec.name,
+            fargate_overflow=False,
+            strategies=(),
+            constraints=(),
+            start_delay=(lo + hi) / 2,
+        )
 
     # -- the cloud interface policies use -----------------------------------------------------
 
@@ -175,6 +193,16 @@ class Sim:
         """Set instances DRAINING, 10 a call (as UpdateContainerInstancesState)."""
         self.api_calls["UpdateContainerInstancesState"] += math.ceil(len(instances) / 10)
         return sum(self.cluster.drain(i) for i in instances)
+
+    def set_desired(self, service: str, desired: int) -> None:
+        """UpdateService(desiredCount), if it changes anything."""
+        if self.cluster.services[service].spec.desired != desired:
+            self.api_calls["UpdateService"] += 1
+            self.cluster.set_desired(service, desired)
+
+    def stop_task(self, task: Task, reason: str) -> None:
+        self.api_calls["StopTask"] += 1
+        self.cluster.stop_task(task, self.now, reason)
 
     def terminate(self, inst: Instance) -> None:
         self.api_calls["TerminateInstances"] += 1
@@ -276,7 +304,15 @@ class Sim:
         rebalance_share: float = 0.0,
         rebalance_lead: float = 600.0,
         unavailable_for: float = 3600.0,
+        all_spot_pools: bool = False,
     ) -> None:
+        """Reclaim ``share`` of spot capacity, whole pools at a time, over ``over`` seconds; the
+        reclaimed pools (every spot pool, with ``all_spot_pools``) take no launches for
+        ``unavailable_for`` seconds."""
+        if all_spot_pools:
+            for name, spec in self.pools.items():
+                if spec.capacity == "spot":
+                    self.unavailable_until[name] = self.now + unavailable_for
         spot = [i for i in self.cluster.instances.values() if i.capacity == "spot"]
         pools = sorted({i.pool for i in spot})
         self.market_rng.shuffle(pools)
@@ -371,6 +407,10 @@ class Sim:
             _, new = cast(tuple[ServiceSpec, ServiceSpec], obj)
             self.acct.set_desired(new.group, new.desired if new.overflow_of is None else 0)
             self._mark(new.name)
+
+
+def overflow_name(service: str) -> str:
+    return f"{service}-overflow"
 
 
 def active_spot(sim: Sim) -> list[Instance]:

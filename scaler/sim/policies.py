@@ -17,13 +17,29 @@ terminated.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 
-from scaler.ecs.cluster import ACTIVE, DRAINING, Instance
-from scaler.events import InstanceStateChange, Signal, SpotInterruption, instance_ids
+from scaler.ecs.cluster import ACTIVE, DRAINING, LAUNCHING, Instance
+from scaler.events import (
+    InstanceStateChange,
+    RebalanceRecommendation,
+    Signal,
+    SpotInterruption,
+    instance_ids,
+)
 from scaler.model import ContainerInstance
+from scaler.plan.capacity import (
+    CapacityMemory,
+    CapacityPolicy,
+    CapacitySnapshot,
+    NodeView,
+    PoolView,
+    ServiceView,
+    plan_capacity,
+)
 from scaler.plan.drain import Drain, DrainPolicy, decide
-from scaler.sim.engine import Policy, Sim
+from scaler.sim.engine import Policy, Sim, overflow_name
 from scaler.sim.scenario import Pool
 
 SCALE_OUT_PERIOD = 60.0
@@ -31,17 +47,21 @@ WARMUP = 300.0
 SCALE_IN_PERIOD = 300.0
 SCALE_IN_AFTER = 900.0
 DRAIN_WINDOW = 0.25
+CAPACITY_PERIOD = 15.0
+MAX_REPLANS = 4
 
 
 class DemandScaling:
     """Capacity-provider-style scaling on spot pools: out from unplaced tasks, in when empty."""
 
-    def __init__(self, warmup: float = WARMUP) -> None:
+    def __init__(self, warmup: float = WARMUP, scale_out: bool = True) -> None:
         self.warmup = warmup
+        self.scale_out = scale_out
         self.empty_since: dict[str, float] = {}
 
     def start(self, sim: Sim) -> None:
-        sim.at(SCALE_OUT_PERIOD, self._out, sim)
+        if self.scale_out:
+            sim.at(SCALE_OUT_PERIOD, self._out, sim)
         sim.at(SCALE_IN_PERIOD, self._in, sim)
 
     def _out(self, sim: Sim) -> None:
@@ -141,24 +161,41 @@ class EcsScaler:
 
 
 class ScalerPolicy:
-    """The scaler's drain planner, fed the signals; drains batched within a short window."""
+    """The scaler's planners, fed the simulator's signals and snapshots.
+
+    Drains follow :func:`scaler.plan.drain.decide` (batched as the production drainer batches
+    them); capacity follows :func:`scaler.plan.capacity.plan_capacity`, run at once after every
+    interruption signal and every ``CAPACITY_PERIOD`` seconds.
+    """
 
     name = "scaler"
 
-    def __init__(self, policy: DrainPolicy | None = None) -> None:
+    def __init__(
+        self, policy: DrainPolicy | None = None, capacity: CapacityPolicy | None = None
+    ) -> None:
         self.policy = policy or DrainPolicy()
-        self.scaling = DemandScaling()
+        self.capacity = capacity or CapacityPolicy()
+        self.memory = CapacityMemory()
+        self.scaling = DemandScaling(scale_out=False)  # scale-in of empty instances only
+        self.releasing: set[str] = set()
         self._batch: list[Instance] = []
 
     def start(self, sim: Sim) -> None:
         self.scaling.start(sim)
+        sim.at(CAPACITY_PERIOD, self._tick, sim)
 
     def on_signal(self, sim: Sim, signal: Signal) -> None:
         members = {
-            iid: _view(inst) for iid in _ids(signal) if (inst := sim.instance(iid)) is not None
+            iid: _view(inst)
+            for iid in instance_ids(signal)
+            if (inst := sim.instance(iid)) is not None
         }
         if not members:
             return
+        if isinstance(signal, SpotInterruption | RebalanceRecommendation):
+            for inst in (sim.instance(i) for i in members):
+                if inst is not None and inst.capacity == "spot":
+                    self.memory = self.memory.noting(inst.pool, sim.now)
         decision = decide(signal, members, self.policy, sim.wall())
         if decision.defer is not None:
             sim.at(sim.now + decision.defer, self.on_signal, sim, signal)
@@ -178,14 +215,105 @@ class ScalerPolicy:
     def _flush(self, sim: Sim) -> None:
         batch, self._batch = self._batch, []
         sim.drain([i for i in batch if i.id in sim.cluster.instances])
+        self._plan(sim)  # top up at once, not at the next tick
+
+    def _tick(self, sim: Sim) -> None:
+        sim.at(sim.now + CAPACITY_PERIOD, self._tick, sim)
+        self._plan(sim)
+
+    def _plan(self, sim: Sim) -> None:
+        for _ in range(MAX_REPLANS):  # a pool with no capacity is marked, then plan again
+            snap = capacity_snapshot(sim)
+            plan = plan_capacity(snap, self.memory, self.capacity)
+            pools = {p.name: p for p in snap.pools}
+            failed = [p for p, n in plan.launches(pools).items() if not sim.launch(p, n, "top-up")]
+            for pool in failed:  # InsufficientInstanceCapacity: avoid the pool for a while
+                spot = sim.pools[pool].capacity == "spot"
+                self.memory = self.memory.failing(pool, sim.now, spot)
+            if not failed:
+                break
+        for service, desired in plan.overflow_targets.items():
+            sim.set_desired(service, desired)
+        for service, node in plan.evacuate:
+            inst = sim.instance(node)
+            for task in [
+                t for t in (inst.tasks.values() if inst else ()) if t.service.name == service
+            ]:
+                sim.stop_task(task, "evacuated")
+        for node in plan.release:
+            inst = sim.instance(node)
+            if inst is not None and sim.drain([inst]):
+                self.releasing.add(node)
+        self._finish_releases(sim)
+
+    def _finish_releases(self, sim: Sim) -> None:
+        for node in sorted(self.releasing):
+            inst = sim.instance(node)
+            if inst is None:
+                self.releasing.discard(node)
+            elif not inst.tasks:
+                sim.terminate(inst)
+                self.releasing.discard(node)
+
+
+def capacity_snapshot(sim: Sim) -> CapacitySnapshot:
+    """What the capacity planner sees of the simulated cluster."""
+    live = [i for i in sim.cluster.instances.values() if i.status in (LAUNCHING, ACTIVE, DRAINING)]
+    nodes = tuple(
+        NodeView(
+            i.id,
+            i.pool,
+            i.az,
+            i.capacity,
+            "launching" if i.status == LAUNCHING else i.status,
+            i.cpu,
+            i.memory,
+            i.free_cpu,
+            i.free_mem,
+            sim.doomed.get(i.id),
+            len(i.tasks),
+        )
+        for i in live
+    )
+    size = Counter(n.pool for n in nodes if not n.doomed)
+    pools = tuple(
+        PoolView(
+            p.name,
+            p.capacity,
+            p.az,
+            sim.scenario.instance_types[p.instance_type].cpu_units,
+            sim.scenario.instance_types[p.instance_type].memory_mib,
+            p.price
+            if p.price is not None
+            else sim.scenario.instance_types[p.instance_type].on_demand_price,
+            size[p.name],
+        )
+        for p in sim.scenario.pools
+    )
+    services = []
+    for state in sim.cluster.services.values():
+        spec = state.spec
+        if spec.overflow_of is not None:
+            continue
+        companion = sim.cluster.services.get(overflow_name(spec.name))
+        services.append(
+            ServiceView(
+                spec.name,
+                spec.desired,
+                spec.cpu,
+                spec.memory,
+                Counter(t.instance.id for t in state.tasks.values() if t.instance is not None),
+                state.unplaced,
+                sum(t.healthy(sim.now) for t in state.tasks.values()),
+                companion.spec.name if companion else None,
+                companion.spec.desired if companion else 0,
+            )
+        )
+    return CapacitySnapshot(sim.now, nodes, pools, tuple(services))
 
 
 def _view(inst: Instance) -> ContainerInstance:
     return ContainerInstance(arn=f"arn:sim:{inst.id}", ec2_instance_id=inst.id, status=inst.status)
-
-
-def _ids(signal: Signal) -> tuple[str, ...]:
-    return instance_ids(signal)
 
 
 POLICIES: dict[str, Callable[[], Policy]] = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.request
 from typing import Any
 
 from scaler import testbed
@@ -13,15 +12,7 @@ from tests.integration.helpers import outcomes, scaler_for, settings_for
 
 
 def _manual_task_states(aws: testbed.LocalAws) -> None:
-    """Stop moto from advancing a task one state per DescribeTasks call."""
-    body = {"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}}
-    request = urllib.request.Request(
-        f"{aws.endpoint}/moto-api/state-manager/set-transition",
-        data=json.dumps(body).encode(),
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10):
-        pass
+    testbed.manual_task_states(aws)
 
 
 def _tasks(aws: testbed.LocalAws) -> list[dict[str, Any]]:

@@ -1,0 +1,152 @@
+"""Capacity top-up against moto over HTTP: groups sized, overflow scaled, bad pools refused."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from scaler import testbed
+from scaler.demo import aws_calls, run_until
+from scaler.settings import ConfigError
+from tests.integration.helpers import outcomes, scaler_for, settings_for
+
+
+def _group(aws: testbed.LocalAws, name: str, tags: list[dict[str, Any]] | None = None) -> None:
+    ec2, asg = aws.client("ec2"), aws.client("autoscaling")
+    template = f"{name}-lt"
+    ec2.create_launch_template(
+        LaunchTemplateName=template,
+        LaunchTemplateData={"ImageId": testbed._ecs_ami(ec2), "InstanceType": "m5.large"},
+    )
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        LaunchTemplate={"LaunchTemplateName": template},
+        MinSize=0,
+        MaxSize=10,
+        DesiredCapacity=0,
+        AvailabilityZones=["us-east-1a"],
+        Tags=[
+            {
+                **t,
+                "ResourceId": name,
+                "ResourceType": "auto-scaling-group",
+                "PropagateAtLaunch": False,
+            }
+            for t in (tags or [])
+        ],
+    )
+
+
+def _services(aws: testbed.LocalAws, nodes: list[testbed.Node], fargate_ok: bool = True) -> None:
+    testbed.manual_task_states(aws)
+    ecs = aws.client("ecs")
+    ecs.register_task_definition(
+        family="web",
+        containerDefinitions=[{"name": "app", "image": "x", "cpu": 1024, "memory": 1024}],
+    )
+    extra: dict[str, Any] = (
+        {
+            "requiresCompatibilities": ["FARGATE"],
+            "networkMode": "awsvpc",
+            "cpu": "1024",
+            "memory": "2048",
+        }
+        if fargate_ok
+        else {}
+    )
+    ecs.register_task_definition(
+        family="web-fargate",
+        containerDefinitions=[{"name": "app", "image": "x", "memory": 1024}],
+        **extra,
+    )
+    ecs.create_service(cluster="prod", serviceName="web", taskDefinition="web", desiredCount=4)
+    ecs.create_service(cluster="prod", serviceName="api", taskDefinition="web", desiredCount=2)
+    ecs.create_service(
+        cluster="prod", serviceName="web-fargate", taskDefinition="web-fargate", desiredCount=0
+    )
+    for node in nodes[:2]:  # web and api tasks run on the first two instances
+        for group, count in (("service:web", 2), ("service:api", 1)):
+            ecs.start_task(
+                cluster="prod",
+                taskDefinition="web",
+                group=group,
+                containerInstances=[node.container_instance_arn] * count,
+            )
+
+
+def _settings(queue_url: str, **extra: Any) -> Any:
+    values: dict[str, Any] = {
+        "spot_pools": "spot-asg",
+        "on_demand_pools": "od-asg",
+        "overflow_services": "web=web-fargate",
+        "capacity_interval": 0.5,
+        "headroom": 0.0,
+    }
+    return settings_for(queue_url, **{**values, **extra})
+
+
+async def test_warnings_top_up_capacity_and_fill_the_overflow(local_aws: testbed.LocalAws) -> None:
+    nodes = testbed.create_cluster(local_aws, "prod", size=3)
+    queues = testbed.create_queues(local_aws, "events")
+    _group(local_aws, "spot-asg")
+    _group(local_aws, "od-asg")
+    _services(local_aws, nodes)
+    warnings = [json.dumps(testbed.spot_warning(n.instance_id)) for n in nodes[:2]]
+    testbed.send_raw(local_aws, queues.url, warnings)
+    # web's 4 tasks go to the Fargate companion; api's 2 fit on the third instance, but not
+    # with three quarters of it kept free: the spot group grows
+    scaler = scaler_for(local_aws, _settings(queues.url, headroom=0.75))
+    asg, ecs = local_aws.client("autoscaling"), local_aws.client("ecs")
+
+    def topped_up() -> bool:
+        groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["spot-asg"])
+        overflow = ecs.describe_services(cluster="prod", services=["web-fargate"])["services"][0]
+        return (
+            outcomes(scaler.metrics).get("handled") == 2
+            and groups["AutoScalingGroups"][0]["DesiredCapacity"] > 0
+            and overflow["desiredCount"] == 4
+        )
+
+    assert await run_until(scaler, topped_up, limit=30)
+    calls = aws_calls(scaler.metrics)
+    assert calls["autoscaling:SetDesiredCapacity"] >= 1
+    assert "autoscaling:TerminateInstanceInAutoScalingGroup" not in calls
+    text = scaler.metrics.render().decode()
+    assert 'scaler_overflow_tasks{service="web-fargate"} 4.0' in text
+    # the on-demand fallback was not needed: the spot group could grow
+    od = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["od-asg"])
+    assert od["AutoScalingGroups"][0]["DesiredCapacity"] == 0
+
+
+async def test_groups_owned_by_ecs_managed_scaling_are_refused(local_aws: testbed.LocalAws) -> None:
+    nodes = testbed.create_cluster(local_aws, "prod", size=1)
+    queues = testbed.create_queues(local_aws, "events")
+    _group(local_aws, "spot-asg", tags=[{"Key": "AmazonECSManaged", "Value": ""}])
+    _services(local_aws, nodes)
+    scaler = scaler_for(local_aws, _settings(queues.url))
+    with pytest.raises(ConfigError) as caught:
+        await run_until(scaler, lambda: False, limit=10)
+    problems = caught.value.problems
+    assert any(
+        p.startswith("SCALER_SPOT_POOLS: 'spot-asg' is owned by ECS managed") for p in problems
+    )
+    assert "SCALER_ON_DEMAND_POOLS: Auto Scaling group 'od-asg' not found" in problems
+
+
+async def test_an_overflow_companion_that_cannot_run_on_fargate_is_refused(
+    local_aws: testbed.LocalAws,
+) -> None:
+    nodes = testbed.create_cluster(local_aws, "prod", size=1)
+    queues = testbed.create_queues(local_aws, "events")
+    _group(local_aws, "spot-asg")
+    _group(local_aws, "od-asg")
+    _services(local_aws, nodes, fargate_ok=False)
+    scaler = scaler_for(local_aws, _settings(queues.url))
+    with pytest.raises(ConfigError) as caught:
+        await run_until(scaler, lambda: False, limit=10)
+    assert caught.value.problems == [
+        "SCALER_OVERFLOW_SERVICES: 'web-fargate' cannot run on Fargate: requiresCompatibilities "
+        "does not include FARGATE"
+    ]

@@ -1,0 +1,68 @@
+"""Top-up and return to spot, measured in the simulator (the issue's acceptance figures)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from scaler.sim.builtin import builtin
+from scaler.sim.engine import Sim
+from scaler.sim.policies import POLICIES, ScalerPolicy
+from scaler.sim.scenario import Event
+
+SEEDS = (7, 11, 23)
+
+
+def _run(name: str, seed: int, policy: str) -> tuple[dict[str, float], Sim]:
+    scenario = builtin(name, seed=seed)
+    sim = Sim(scenario, POLICIES[policy](), seed)
+    return sim.run(), sim
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_storm_scaler_beats_both_baselines(seed: int) -> None:
+    scaler, sim = _run("storm", seed, "scaler")
+    native, _ = _run("storm", seed, "ecs-native")
+    old, _ = _run("storm", seed, "ecs-scaler")
+    assert scaler["availability"] >= 0.999
+    assert scaler["availability"] > max(native["availability"], old["availability"])
+    assert scaler["worst_5m_availability"] >= 0.95
+    assert scaler["worst_5m_availability"] > max(
+        native["worst_5m_availability"], old["worst_5m_availability"]
+    )
+    overflow = {s.name for s in sim.scenario.services if s.fargate_overflow}
+    assert overflow, "the storm scenario has services allowed to overflow"
+    assert sum(sim.acct.interrupted_by_group[name] for name in overflow) == 0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_steady_week_costs_under_45_percent_of_on_demand(seed: int) -> None:
+    figures, _ = _run("steady", seed, "scaler")
+    assert figures["cost_usd"] <= 0.45 * figures["on_demand_equivalent_cost_usd"]
+    assert figures["availability"] >= 0.9995
+
+
+def _od(sim: Sim) -> int:
+    return sum(1 for i in sim.cluster.instances.values() if i.capacity == "on-demand")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_on_demand_fallback_returns_to_spot_within_the_revert_time(seed: int) -> None:
+    """Every spot pool empty for 20 minutes: on-demand fills in, then gives way to spot."""
+    storm = Event(
+        900, "storm", {"share": 0.5, "over": 300, "unavailable_for": 1200, "all_spot_pools": True}
+    )
+    scenario = replace(builtin("storm", seed=seed), hours=3.0, events=(storm,))
+    policy = ScalerPolicy()
+    sim = Sim(scenario, policy, seed)
+    sim.begin()
+    peak = 0
+    while sim.now < 3 * 3600:
+        sim.step_until(sim.now + 60)
+        peak = max(peak, _od(sim))
+        trouble = policy.memory.last_spot_trouble() or 0.0
+        if sim.now > trouble + policy.capacity.revert_after + 900:  # revert time + a drain's worth
+            assert _od(sim) == 0, f"on-demand still running at {sim.now:.0f}s"
+    assert peak > 0, "the fallback was used"
+    assert sim.finish()["availability"] >= 0.995
