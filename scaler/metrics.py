@@ -164,6 +164,12 @@ class Metrics:
             ["service"],
             registry=r,
         )
+        self.deficit = Gauge(
+            "scaler_capacity_deficit",
+            "Capacity missing at the last plan (before top-up), by resource: CPU units and MiB.",
+            ["resource"],
+            registry=r,
+        )
         self.reverts = Counter(
             "scaler_reverts", "On-demand fallback instances given back for spot.", registry=r
         )

@@ -46,6 +46,7 @@ from scaler.plan.capacity import (
     NodeView,
     PoolView,
     ServiceView,
+    deficit,
     plan_capacity,
 )
 from scaler.settings import ConfigError, Settings
@@ -512,6 +513,9 @@ class CapacityController:
                 self.memory = self.memory.noting(pool_of[iid], at)
 
     def _observe(self, snap: CapacitySnapshot, plan: CapacityPlan) -> None:
+        cpu, mem = deficit(snap, self._policy)
+        self._metrics.deficit.labels("cpu").set(cpu)
+        self._metrics.deficit.labels("memory").set(mem)
         counts = Counter(n.capacity for n in snap.nodes if not n.doomed)
         for capacity in (SPOT, ON_DEMAND):
             self._metrics.capacity.labels(capacity).set(counts[capacity])
