@@ -36,13 +36,14 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from prometheus_client import Gauge
 
 from scaler.aws.clients import error_code
+from scaler.aws.concurrency import bounded
 from scaler.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,6 @@ RISK_CAUSES = ("no_surge_room", "min_healthy_100", "slow_health_check")
 NOTICE_SECONDS = 120.0
 DESCRIBE_SERVICES_BATCH = 10  # the DescribeServices limit
 LIST_PAGE_SIZE = 100  # the ListServices limit
-CONCURRENT_CALLS = 5
 # ECS's (minimumHealthyPercent, maximumPercent) for a service without a deploymentConfiguration
 DEFAULT_PERCENTS = {"REPLICA": (100, 200), "DAEMON": (0, 100)}
 HEALTH_CHECK_INTERVAL = 30  # ECS's default container health check interval, seconds
@@ -187,17 +187,6 @@ def service_view(raw: dict[str, Any], health_check_seconds: int | None) -> Servi
     )
 
 
-async def _bounded(calls: Sequence[Awaitable[T]], limit: int = CONCURRENT_CALLS) -> list[T]:
-    """Await ``calls`` with at most ``limit`` in flight; results in order."""
-    gate = asyncio.Semaphore(limit)
-
-    async def one(call: Awaitable[T]) -> T:
-        async with gate:
-            return await call
-
-    return list(await asyncio.gather(*(one(c) for c in calls)))
-
-
 async def list_service_arns(ecs: Any, cluster: str) -> list[str]:
     arns: list[str] = []
     paginator = ecs.get_paginator("list_services")
@@ -211,7 +200,7 @@ async def list_service_arns(ecs: Any, cluster: str) -> list[str]:
 async def describe_services(ecs: Any, cluster: str, arns: Sequence[str]) -> list[dict[str, Any]]:
     """The ACTIVE services among ``arns``, described 10 a call (services gone meanwhile drop)."""
     step = DESCRIBE_SERVICES_BATCH
-    answers = await _bounded(
+    answers = await bounded(
         [
             ecs.describe_services(cluster=cluster, services=list(arns[i : i + step]))
             for i in range(0, len(arns), step)
@@ -235,7 +224,7 @@ async def _health_check_time(ecs: Any, arn: str) -> int | None:
 async def health_check_times(ecs: Any, arns: Iterable[str]) -> dict[str, int | None]:
     """Task definition ARN -> its health check time, one DescribeTaskDefinition per ARN."""
     distinct = sorted(set(arns))
-    times = await _bounded([_health_check_time(ecs, arn) for arn in distinct])
+    times = await bounded([_health_check_time(ecs, arn) for arn in distinct])
     return dict(zip(distinct, times, strict=True))
 
 

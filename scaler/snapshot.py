@@ -59,12 +59,13 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from scaler.aws.clients import AwsClients, error_code
+from scaler.aws.concurrency import bounded
 from scaler.aws.ecs import list_container_instance_arns
 from scaler.ecs.cluster import (
     DEFAULT_STRATEGY,
@@ -76,6 +77,7 @@ from scaler.ecs.cluster import (
 )
 from scaler.ecs.placement import member_of
 from scaler.guard import container_health_check_seconds, describe_services, list_service_arns
+from scaler.prices import ON_DEMAND_PRICES, PRICE_PER_VCPU_HOUR
 from scaler.sim.scenario import Pool, Scenario, to_dict
 
 T = TypeVar("T")
@@ -83,25 +85,7 @@ T = TypeVar("T")
 DESCRIBE_INSTANCES_BATCH = 100  # ids per DescribeInstances call (as values of one filter)
 DESCRIBE_CONTAINER_INSTANCES_BATCH = 100  # the DescribeContainerInstances limit
 DESCRIBE_INSTANCE_TYPES_BATCH = 100  # the DescribeInstanceTypes limit
-CONCURRENT_CALLS = 5
 
-# us-east-1 Linux on-demand prices, USD per hour
-ON_DEMAND_PRICES = {
-    "m5.large": 0.096,
-    "m5.xlarge": 0.192,
-    "m5.2xlarge": 0.384,
-    "c5.large": 0.085,
-    "c5.xlarge": 0.17,
-    "c5.2xlarge": 0.34,
-    "r5.large": 0.126,
-    "r5.xlarge": 0.252,
-    "m6i.large": 0.096,
-    "m6i.xlarge": 0.192,
-    "c6i.xlarge": 0.17,
-    "t3.medium": 0.0416,
-    "t3.large": 0.0832,
-}
-PRICE_PER_VCPU_HOUR = 0.048  # estimate for types not in the table
 SPOT_FLOOR_SHARE = 0.05  # a spot price below this share of on-demand is not believed
 SPOT_ESTIMATE_SHARE = 0.35  # ... and this share of on-demand is used instead
 SPOT_INTERRUPTIONS_PER_HOUR = 0.15 / 720  # per instance: 15% a month
@@ -194,7 +178,7 @@ async def _read_capacity(
 async def _read_nodes(aws: AwsClients, cluster: str, notes: list[str]) -> list[_Node]:
     arns = await list_container_instance_arns(aws.ecs, cluster)
     step = DESCRIBE_CONTAINER_INSTANCES_BATCH
-    answers = await _bounded(
+    answers = await bounded(
         [
             aws.ecs.describe_container_instances(
                 cluster=cluster, containerInstances=arns[i : i + step]
@@ -267,7 +251,7 @@ async def _ec2_instances(ec2: Any, ids: Sequence[str]) -> dict[str, dict[str, An
 
     step = DESCRIBE_INSTANCES_BATCH
     unique = sorted(set(ids))
-    answers = await _bounded([chunk(unique[i : i + step]) for i in range(0, len(unique), step)])
+    answers = await bounded([chunk(unique[i : i + step]) for i in range(0, len(unique), step)])
     return {str(i["InstanceId"]): i for found in answers for i in found}
 
 
@@ -326,12 +310,12 @@ async def _describe_instance_types(ec2: Any, names: Sequence[str]) -> dict[str, 
             if len(chunk) == 1:
                 return []
             # one unknown type fails the whole call: ask for each on its own
-            singles = await _bounded([describe([name]) for name in chunk])
+            singles = await bounded([describe([name]) for name in chunk])
             return [entry for found in singles for entry in found]
         return list(answer.get("InstanceTypes", []))
 
     step = DESCRIBE_INSTANCE_TYPES_BATCH
-    answers = await _bounded([describe(names[i : i + step]) for i in range(0, len(names), step)])
+    answers = await bounded([describe(names[i : i + step]) for i in range(0, len(names), step)])
     return {str(e["InstanceType"]): e for found in answers for e in found}
 
 
@@ -414,7 +398,7 @@ async def _read_services(ecs: Any, cluster: str, notes: list[str]) -> tuple[Serv
     raws = await describe_services(ecs, cluster, await list_service_arns(ecs, cluster))
     arns = sorted({str(r["taskDefinition"]) for r in raws if r.get("taskDefinition")})
     definitions = dict(
-        zip(arns, await _bounded([_task_definition(ecs, a) for a in arns]), strict=True)
+        zip(arns, await bounded([_task_definition(ecs, a) for a in arns]), strict=True)
     )
     specs: list[ServiceSpec] = []
     no_cpu: list[str] = []
@@ -590,17 +574,6 @@ def _constraints(
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-async def _bounded(calls: Sequence[Awaitable[T]], limit: int = CONCURRENT_CALLS) -> list[T]:
-    """Await ``calls`` with at most ``limit`` in flight; results in order."""
-    gate = asyncio.Semaphore(limit)
-
-    async def one(call: Awaitable[T]) -> T:
-        async with gate:
-            return await call
-
-    return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
 def _most_common(values: Iterable[int]) -> int:

@@ -49,26 +49,11 @@ from scaler.plan.capacity import (
     deficit,
     plan_capacity,
 )
+from scaler.prices import on_demand_price
 from scaler.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
-# USD per hour, us-east-1 Linux; other types are estimated per vCPU (only the spend cap uses it).
-ON_DEMAND_PRICES = {
-    "m5.large": 0.096,
-    "m5.xlarge": 0.192,
-    "m5.2xlarge": 0.384,
-    "c5.large": 0.085,
-    "c5.xlarge": 0.17,
-    "c5.2xlarge": 0.34,
-    "r5.large": 0.126,
-    "r5.xlarge": 0.252,
-    "m6i.large": 0.096,
-    "m6i.xlarge": 0.192,
-    "c6i.xlarge": 0.17,
-    "t3.medium": 0.0416,
-}
-PRICE_PER_VCPU = 0.048
 LAUNCHING_STATES = frozenset({"Pending", "Pending:Wait", "Pending:Proceed"})
 
 
@@ -183,7 +168,7 @@ class CapacityReader:
             reply = await self._aws.ec2.describe_instance_types(InstanceTypes=missing[i : i + 100])
             for t in reply.get("InstanceTypes", []):
                 vcpu = int(t["VCpuInfo"]["DefaultVCpus"])
-                price = ON_DEMAND_PRICES.get(t["InstanceType"], vcpu * PRICE_PER_VCPU)
+                price = on_demand_price(t["InstanceType"], vcpu)
                 self._types[t["InstanceType"]] = (
                     vcpu * 1024,
                     int(t["MemoryInfo"]["SizeInMiB"]),
@@ -229,7 +214,7 @@ class CapacityReader:
                 if i.get("LifecycleState", "").startswith(("Pending", "InService"))
             ]
             itype = next((i["InstanceType"] for i in g.get("Instances", [])), "")
-            cpu, mem, price = self._types.get(itype, (4096, 8192, 4 * PRICE_PER_VCPU))
+            cpu, mem, price = self._types.get(itype, (4096, 8192, on_demand_price(itype, 4)))
             size = 0
             for inst in live:
                 member[inst["InstanceId"]] = name

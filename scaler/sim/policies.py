@@ -118,14 +118,18 @@ def launch_spread(sim: Sim, pools: list[Pool], count: int) -> int:
     return launched
 
 
-class EcsNative:
-    name = "ecs-native"
+class CapacityProviderScaled:
+    """A baseline whose capacity a capacity provider with managed scaling runs."""
 
     def __init__(self) -> None:
         self.scaling = DemandScaling()
 
     def start(self, sim: Sim) -> None:
         self.scaling.start(sim)
+
+
+class EcsNative(CapacityProviderScaled):
+    name = "ecs-native"
 
     def on_signal(self, sim: Sim, signal: Signal) -> None:
         if isinstance(signal, SpotInterruption):
@@ -134,14 +138,8 @@ class EcsNative:
                 sim.cluster.drain(inst)  # the agent itself, from IMDS: no API call of ours
 
 
-class EcsScaler:
+class EcsScaler(CapacityProviderScaled):
     name = "ecs-scaler"
-
-    def __init__(self) -> None:
-        self.scaling = DemandScaling()
-
-    def start(self, sim: Sim) -> None:
-        self.scaling.start(sim)
 
     def on_signal(self, sim: Sim, signal: Signal) -> None:
         if isinstance(signal, SpotInterruption):
