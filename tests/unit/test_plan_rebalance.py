@@ -1,0 +1,155 @@
+"""Task rebalancing: only useful moves, never below minimum health, within budgets, no ping-pong."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scaler.ecs.cluster import Cluster, InstanceType, ServiceSpec, ServiceState, Strategy
+from scaler.ecs.scheduler import Scheduler
+from scaler.plan.rebalance import RebalancePolicy, hot_instances, load, movable, plan_moves
+
+M5 = InstanceType("m5.xlarge", 4, 16384, 0.192)
+SPREAD = (Strategy("spread", "attribute:ecs.availability-zone"), Strategy("spread", "instanceId"))
+NOW = 10_000.0
+
+
+def cluster_with(
+    loads: list[int], *, min_healthy: int = 50, cpu_use: float = 1.0, free: int = 2
+) -> tuple[Cluster, ServiceState]:
+    """Instances holding ``loads[i]`` tasks of one 1024-CPU service each, plus ``free`` empty
+    ones; every task RUNNING and healthy long ago."""
+    cluster = Cluster()
+    for n in range(len(loads) + free):
+        inst = cluster.launch("p", M5, "us-east-1a", "spot", 0.07, 0.0, id=f"i-{n}")
+        cluster.register(inst, 0.0)
+    spec = ServiceSpec("web", sum(loads), 1024, 1024, min_healthy, 200, SPREAD, cpu_use=cpu_use)
+    state = cluster.add_service(spec)
+    instances = list(cluster.instances.values())
+    for inst, count in zip(instances, loads, strict=False):
+        for _ in range(count):
+            task = cluster.start_task(state, inst, inst.az, 0.0)
+            task.running_at = task.healthy_at = 0.0
+            cluster.mark_running(task)
+    return cluster, state
+
+
+def test_a_hot_instance_loses_tasks_to_the_coolest_instances() -> None:
+    cluster, _ = cluster_with([4, 1])  # i-0 at 100%, i-1 at 25%, i-2 and i-3 empty
+    plan = plan_moves(cluster.instances, cluster.services, NOW, RebalancePolicy())
+    assert plan.hot == ("i-0",)
+    assert [m.source for m in plan.moves] == ["i-0"]  # one move per service at a time
+    assert plan.moves[0].destination in {"i-2", "i-3"}
+
+
+def test_nothing_moves_when_nothing_is_hot() -> None:
+    cluster, _ = cluster_with([2, 2], free=0)
+    assert plan_moves(cluster.instances, cluster.services, NOW, RebalancePolicy()).moves == ()
+
+
+def test_a_move_whose_replacement_would_land_back_is_not_made() -> None:
+    cluster, _ = cluster_with([4], free=0)  # nowhere else to go
+    assert plan_moves(cluster.instances, cluster.services, NOW, RebalancePolicy()).moves == ()
+
+
+def test_minimum_healthy_percent_is_never_broken() -> None:
+    cluster, _ = cluster_with([4, 1], min_healthy=100)
+    assert plan_moves(cluster.instances, cluster.services, NOW, RebalancePolicy()).moves == ()
+
+
+def test_young_tasks_are_not_moved_again() -> None:
+    cluster, state = cluster_with([4, 1])
+    for task in state.tasks.values():
+        task.created_at = NOW - 60  # just replaced
+    policy = RebalancePolicy(task_cooldown=1800)
+    assert plan_moves(cluster.instances, cluster.services, NOW, policy).moves == ()
+
+
+def test_no_move_mid_deployment_or_while_a_replacement_is_starting() -> None:
+    _, state = cluster_with([4, 1])
+    state.revision += 1
+    assert not any(movable(t, state, NOW, RebalancePolicy()) for t in state.tasks.values())
+    state.revision -= 1
+    next(iter(state.tasks.values())).healthy_at = NOW + 30  # a replacement not yet healthy
+    assert not any(movable(t, state, NOW, RebalancePolicy()) for t in state.tasks.values())
+
+
+def test_the_hourly_budget_is_respected() -> None:
+    cluster, _ = cluster_with([4, 1])
+    policy = RebalancePolicy(max_moves_per_hour=5)
+    assert (
+        plan_moves(cluster.instances, cluster.services, NOW, policy, moves_last_hour=5).moves == ()
+    )
+
+
+# -- properties -----------------------------------------------------------------------------
+
+
+@st.composite
+def clusters(draw: st.DrawFn) -> tuple[Cluster, RebalancePolicy]:
+    cluster = Cluster()
+    count = draw(st.integers(1, 8))
+    for n in range(count):
+        inst = cluster.launch("p", M5, f"us-east-1{'abc'[n % 3]}", "spot", 0.07, 0.0, id=f"i-{n}")
+        cluster.register(inst, 0.0)
+    rng = random.Random(draw(st.integers(0, 1000)))
+    scheduler = Scheduler(cluster, rng, ["us-east-1a", "us-east-1b", "us-east-1c"])
+    for s in range(draw(st.integers(1, 4))):
+        spec = ServiceSpec(
+            f"svc-{s}",
+            draw(st.integers(1, 8)),
+            draw(st.sampled_from([256, 512, 1024])),
+            512,
+            draw(st.sampled_from([0, 50, 100])),
+            200,
+            draw(st.sampled_from([SPREAD, (Strategy("binpack", "cpu"),)])),
+            cpu_use=draw(st.floats(0.2, 1.5)),
+        )
+        state = cluster.add_service(spec)
+        scheduler.reconcile(state, 0.0)
+        for task in state.tasks.values():
+            task.running_at = task.healthy_at = 0.0
+            cluster.mark_running(task)
+    policy = RebalancePolicy(
+        hot_threshold=draw(st.floats(0.3, 0.9)),
+        max_moves=draw(st.integers(0, 5)),
+        max_moves_per_hour=draw(st.integers(0, 10)),
+    )
+    return cluster, policy
+
+
+@settings(max_examples=150, deadline=None)
+@given(clusters(), st.integers(0, 10))
+def test_plans_respect_budgets_health_and_converge(
+    drawn: tuple[Cluster, RebalancePolicy], moved: int
+) -> None:
+    cluster, policy = drawn
+    plan = plan_moves(cluster.instances, cluster.services, NOW, policy, moves_last_hour=moved)
+    assert len(plan.moves) <= max(0, min(policy.max_moves, policy.max_moves_per_hour - moved))
+    assert len({m.service for m in plan.moves}) == len(plan.moves), "one move per service"
+    for move in plan.moves:
+        state = cluster.services[move.service]
+        healthy = sum(t.healthy(NOW) for t in state.tasks.values())
+        need = -(-state.spec.desired * state.spec.min_healthy_percent // 100)
+        assert healthy - 1 >= need, "never below minimumHealthyPercent"
+        assert move.destination != move.source
+    # apply the plan as ECS would (stop, replacement where predicted) and plan again: the
+    # replacements are young, the services have a move in flight: nothing new is proposed
+    for move in plan.moves:
+        state = cluster.services[move.service]
+        cluster.stop_task(state.tasks[move.task], NOW, "rebalance")
+        dest = cluster.instances[move.destination]
+        cluster.start_task(state, dest, dest.az, NOW)
+    again = plan_moves(cluster.instances, cluster.services, NOW + 1, policy)
+    moved_services = {m.service for m in plan.moves}
+    assert not any(m.service in moved_services for m in again.moves)
+
+
+def test_load_and_hot_detection() -> None:
+    cluster, _ = cluster_with([4, 3, 0], free=0)
+    loads = sorted(round(load(i), 2) for i in cluster.instances.values())
+    assert loads == [0.0, 0.75, 1.0]
+    hot = hot_instances(cluster.instances.values(), RebalancePolicy(hot_threshold=0.8))
+    assert [i.id for i in hot] == ["i-0"]
