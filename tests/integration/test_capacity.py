@@ -150,3 +150,59 @@ async def test_an_overflow_companion_that_cannot_run_on_fargate_is_refused(
         "SCALER_OVERFLOW_SERVICES: 'web-fargate' cannot run on Fargate: requiresCompatibilities "
         "does not include FARGATE"
     ]
+
+
+def _fallback_instance(aws: testbed.LocalAws) -> testbed.Node:
+    """An on-demand fallback instance, launched by its group and registered in the cluster."""
+    asg = aws.client("autoscaling")
+    asg.set_desired_capacity(AutoScalingGroupName="od-asg", DesiredCapacity=1)
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["od-asg"])
+    iid = group["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
+    return testbed.register_instances(aws, "prod", [iid], "us-east-1a")[0]
+
+
+async def test_quiet_spot_gives_the_on_demand_fallback_back(local_aws: testbed.LocalAws) -> None:
+    nodes = testbed.create_cluster(local_aws, "prod", size=3)
+    queues = testbed.create_queues(local_aws, "events")
+    _group(local_aws, "spot-asg")
+    _group(local_aws, "od-asg")
+    _services(local_aws, nodes)
+    fallback = _fallback_instance(local_aws)
+    scaler = scaler_for(local_aws, _settings(queues.url, revert_after=0.1))
+    asg = local_aws.client("autoscaling")
+
+    def given_back() -> bool:
+        group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["od-asg"])
+        return group["AutoScalingGroups"][0]["DesiredCapacity"] == 0
+
+    assert await run_until(scaler, given_back, limit=30)
+    assert testbed.container_instance_states(local_aws, "prod")[fallback.instance_id] == "DRAINING"
+    calls = aws_calls(scaler.metrics)
+    assert calls["autoscaling:TerminateInstanceInAutoScalingGroup"] == 1
+    assert "scaler_reverts_total 1.0" in scaler.metrics.render().decode()
+
+
+async def test_dry_run_plans_capacity_but_changes_nothing(local_aws: testbed.LocalAws) -> None:
+    nodes = testbed.create_cluster(local_aws, "prod", size=3)
+    queues = testbed.create_queues(local_aws, "events")
+    _group(local_aws, "spot-asg")
+    _group(local_aws, "od-asg")
+    _services(local_aws, nodes)
+    testbed.send_raw(
+        local_aws, queues.url, [json.dumps(testbed.spot_warning(n.instance_id)) for n in nodes[:2]]
+    )
+    scaler = scaler_for(local_aws, _settings(queues.url, headroom=0.75, dry_run=True))
+    text = ""
+
+    def planned() -> bool:
+        nonlocal text
+        text = scaler.metrics.render().decode()
+        return 'action="overflow",outcome="dry_run"' in text and 'action="set_desired"' in text
+
+    assert await run_until(scaler, planned, limit=30)
+    assert 'outcome="dry_run",reason="spot-asg"' in text
+    calls = aws_calls(scaler.metrics)
+    for write in ("SetDesiredCapacity", "UpdateService", "UpdateContainerInstancesState"):
+        assert not any(k.endswith(f":{write}") for k in calls), write
+    overflow = local_aws.client("ecs").describe_services(cluster="prod", services=["web-fargate"])
+    assert overflow["services"][0]["desiredCount"] == 0
