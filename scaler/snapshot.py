@@ -67,6 +67,7 @@ from typing import Any, TypeVar
 from scaler.aws.clients import AwsClients, error_code
 from scaler.aws.concurrency import bounded
 from scaler.aws.ecs import list_container_instance_arns
+from scaler.aws.taskdefs import reservation
 from scaler.ecs.cluster import (
     DEFAULT_STRATEGY,
     Constraint,
@@ -245,8 +246,8 @@ async def _ec2_instances(ec2: Any, ids: Sequence[str]) -> dict[str, dict[str, An
         paginator = ec2.get_paginator("describe_instances")
         filters = [{"Name": "instance-id", "Values": values}]
         async for page in paginator.paginate(Filters=filters):
-            for reservation in page.get("Reservations", []):
-                found.extend(reservation.get("Instances", []))
+            for booking in page.get("Reservations", []):
+                found.extend(booking.get("Instances", []))
         return found
 
     step = DESCRIBE_INSTANCES_BATCH
@@ -421,7 +422,7 @@ async def _read_services(ecs: Any, cluster: str, notes: list[str]) -> tuple[Serv
         if definition is None:
             notes.append(f"service {name}: task definition unreadable; left out")
             continue
-        cpu, memory = _reservation(definition)
+        cpu, memory = reservation(definition)
         if cpu <= 0:
             cpu = MIN_CPU
             no_cpu.append(name)
@@ -493,34 +494,6 @@ def _launch_type(raw: dict[str, Any]) -> str:
     if providers:
         return "FARGATE" if providers <= FARGATE_PROVIDERS else "EC2"
     return str(raw.get("launchType") or "EC2")
-
-
-def _reservation(definition: dict[str, Any]) -> tuple[int, int]:
-    """(CPU units, MiB) a task reserves: the task-level values if set, else the containers' sum.
-
-    A container reserves its ``memoryReservation`` (soft limit) if it has one, else its
-    ``memory`` (hard limit), as the ECS scheduler counts it.
-    """
-    containers = definition.get("containerDefinitions", [])
-    cpu = _amount(definition.get("cpu")) or sum(int(c.get("cpu") or 0) for c in containers)
-    memory = _amount(definition.get("memory")) or sum(
-        int(c.get("memoryReservation") or c.get("memory") or 0) for c in containers
-    )
-    return cpu, memory
-
-
-def _amount(value: Any) -> int:
-    """A task-level cpu or memory value: ``"512"``, ``"1 vCPU"``, ``"2 GB"``; 0 when unset."""
-    if value is None:
-        return 0
-    text = str(value).strip().lower().replace(" ", "")
-    for unit in ("vcpu", "gb"):
-        if text.endswith(unit):
-            return int(float(text[: -len(unit)]) * 1024)
-    try:
-        return int(float(text))
-    except ValueError:
-        return 0
 
 
 def _strategies(raw: Iterable[dict[str, Any]]) -> tuple[Strategy, ...]:

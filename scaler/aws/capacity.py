@@ -33,6 +33,7 @@ from scaler.aws.clients import AwsClients
 from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.retry import Backoff
+from scaler.aws.taskdefs import fargate_problem, reservation
 from scaler.metrics import Metrics
 from scaler.model import ContainerInstance
 from scaler.notices import NoticeBoard
@@ -180,7 +181,8 @@ class CapacityReader:
             td = (await self._aws.ecs.describe_task_definition(taskDefinition=arn))[
                 "taskDefinition"
             ]
-            self._task_sizes[arn] = task_size(td)
+            cpu, memory = reservation(td)
+            self._task_sizes[arn] = (cpu or 128, memory or 128)
         return self._task_sizes[arn]
 
     async def read(self, now: float) -> Observed:
@@ -322,29 +324,6 @@ class CapacityReader:
                     placed[service][node] += 1
                     observed.tasks.setdefault((service, node), []).append(task["taskArn"])
         return placed
-
-
-def task_size(td: dict[str, Any]) -> tuple[int, int]:
-    """(CPU units, MiB) a task reserves: task-level sizes, else the sum of its containers'."""
-    containers = td.get("containerDefinitions", [])
-    cpu = int(td.get("cpu") or sum(int(c.get("cpu", 0)) for c in containers) or 128)
-    mem = int(
-        td.get("memory")
-        or sum(int(c.get("memoryReservation") or c.get("memory") or 0) for c in containers)
-        or 128
-    )
-    return cpu, mem
-
-
-def fargate_problem(td: dict[str, Any]) -> str | None:
-    """Why a task definition cannot run on Fargate, or None."""
-    if "FARGATE" not in td.get("requiresCompatibilities", []):
-        return "requiresCompatibilities does not include FARGATE"
-    if td.get("networkMode") != "awsvpc":
-        return "networkMode must be awsvpc"
-    if not td.get("cpu") or not td.get("memory"):
-        return "task-level cpu and memory must be set"
-    return None
 
 
 class CapacityActuator:

@@ -173,7 +173,7 @@ async def test_quiet_spot_gives_the_on_demand_fallback_back(local_aws: testbed.L
 
     def given_back() -> bool:
         group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["od-asg"])
-        return group["AutoScalingGroups"][0]["DesiredCapacity"] == 0
+        return bool(group["AutoScalingGroups"][0]["DesiredCapacity"] == 0)
 
     assert await run_until(scaler, given_back, limit=30)
     assert testbed.container_instance_states(local_aws, "prod")[fallback.instance_id] == "DRAINING"
