@@ -2,9 +2,9 @@
 
 Subcommands: ``run`` (the service), ``demo`` (the service against an embedded local AWS),
 ``simulate`` (policies compared on a simulated cluster), ``snapshot`` (a scenario file from the
-live cluster, read-only), ``config`` (the settings table, or
-``--check`` the current environment). Configuration problems
-exit with status 2 and one line per problem, naming the variable.
+live cluster, read-only), ``plan`` (what the planners would do now, read-only), ``config`` (the
+settings table, or ``--check`` the current environment). Configuration problems exit with status
+2 and one line per problem, naming the variable.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     snap.add_argument("--out", default="-", help="file to write (.toml or .json); - for stdout")
     snap.add_argument("--hours", type=float, default=2.0, help="the scenario's length")
+    plan = sub.add_parser("plan", help="what drain, top-up and rebalance would do now (read-only)")
+    plan.add_argument("--json", action="store_true", help="print one JSON object")
     config = sub.add_parser("config", help="print every setting as a Markdown table")
     config.add_argument("--check", action="store_true", help="validate the current environment")
     return parser
@@ -135,6 +137,25 @@ def _snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(as_json: bool) -> int:
+    from scaler.aws.clients import AwsClients
+    from scaler.metrics import Metrics
+    from scaler.planview import plan_now, render
+
+    settings = load_settings()
+    logs.configure("WARNING", LogFormat.TEXT)
+    aws_env = load_aws_env()
+    target = AwsTarget(region=require_region(aws_env), endpoint_url=aws_env.endpoint_url)
+
+    async def read() -> dict[str, object]:
+        async with AwsClients(target, Metrics()) as aws:
+            return await plan_now(aws, settings)
+
+    report = asyncio.run(read())
+    sys.stdout.write(json.dumps(report, indent=2) + "\n" if as_json else render(report))
+    return 0
+
+
 def _config(check: bool) -> int:
     if not check:
         sys.stdout.write(settings_table())
@@ -156,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulate(args)
         if args.command == "snapshot":
             return _snapshot(args)
+        if args.command == "plan":
+            return _plan(args.json)
         return _config(args.check)
     except ConfigError as exc:
         for line in exc.problems:

@@ -19,6 +19,7 @@ from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.intake import Intake
 from scaler.aws.lifecycle import AutoScalingLifecycle, LifecycleFollower, LifecyclePort
+from scaler.aws.rebalancer import RebalanceController
 from scaler.aws.retry import Backoff
 from scaler.aws.tasks import StandaloneRestarter, TaskInspector
 from scaler.clock import Clock, SystemClock
@@ -113,6 +114,9 @@ class Scaler:
                 background.append(
                     asyncio.create_task(controller.run_forever(stop), name="capacity")
                 )
+            if self.settings.task_rebalance:
+                mover = RebalanceController(aws, self.settings, self.metrics)
+                background.append(asyncio.create_task(mover.run_forever(stop), name="rebalance"))
             try:
                 await self.intake.run(stop)
             finally:

@@ -173,6 +173,23 @@ class Metrics:
         self.reverts = Counter(
             "scaler_reverts", "On-demand fallback instances given back for spot.", registry=r
         )
+        self.task_moves = Counter(
+            "scaler_task_moves",
+            "Task moves off hot instances, by outcome (`stopped`, `dry_run`, `failed`; then "
+            "`as_predicted`, `elsewhere` or `not_replaced`).",
+            ["outcome"],
+            registry=r,
+        )
+        self.hot_instances = Gauge(
+            "scaler_hot_instances",
+            "Container instances above the hot threshold at the last plan.",
+            registry=r,
+        )
+        self.imbalance = Gauge(
+            "scaler_cluster_imbalance",
+            "Highest instance CPU share minus the mean, at the last plan.",
+            registry=r,
+        )
         self.drain_risk_services = Gauge(
             "scaler_drain_risk_services",
             "Services whose tasks cannot be replaced within a spot notice, by cause.",

@@ -233,6 +233,30 @@ class Settings(BaseSettings):
         "instance are stopped gracefully.",
     )
 
+    # -- task rebalancing ---------------------------------------------------------------------
+    task_rebalance: bool = Field(
+        default=False,
+        description="Move running tasks off CPU-hot instances (StopTask; ECS starts the "
+        "replacement where the service's placement puts it). Off until turned on.",
+    )
+    rebalance_interval: Seconds = Field(
+        default=300.0, description="Seconds between task-rebalancing plans."
+    )
+    hot_threshold: float = Field(
+        default=0.8, gt=0, le=1, description="CPU share (reserved) above which an instance is hot."
+    )
+    hot_deviation: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="An instance is also hot when its CPU share is this far above the mean.",
+    )
+    max_moves: int = Field(default=5, ge=0, description="Most task moves per rebalancing plan.")
+    max_moves_per_hour: int = Field(default=30, ge=0, description="Most task moves per hour.")
+    task_cooldown: Seconds = Field(
+        default=1800.0, description="Seconds a task must have run before it may be moved."
+    )
+
     @field_validator("spot_pools", "on_demand_pools", mode="before")
     @classmethod
     def _split_names(cls, value: Any) -> Any:

@@ -126,7 +126,7 @@ async def snapshot(aws: AwsClients, cluster: str, *, hours: float = 2.0) -> dict
     service_notes: list[str] = []
     (nodes, types, spot_prices), services = await asyncio.gather(
         _read_capacity(aws, cluster, capacity_notes),
-        _read_services(aws.ecs, cluster, service_notes),
+        read_services(aws.ecs, cluster, service_notes),
     )
     pools = _pools(nodes, types, spot_prices, capacity_notes)
     scenario = Scenario(
@@ -395,7 +395,7 @@ def _spot_price(kind: InstanceType, az: str, reported: float | None, notes: list
 # -- services ----------------------------------------------------------------------------------
 
 
-async def _read_services(ecs: Any, cluster: str, notes: list[str]) -> tuple[ServiceSpec, ...]:
+async def read_services(ecs: Any, cluster: str, notes: list[str]) -> tuple[ServiceSpec, ...]:
     raws = await describe_services(ecs, cluster, await list_service_arns(ecs, cluster))
     arns = sorted({str(r["taskDefinition"]) for r in raws if r.get("taskDefinition")})
     definitions = dict(

@@ -50,3 +50,29 @@ def test_sim_speed_benchmark_runs() -> None:
     assert len(report["runs"]) == 8
     assert {r["policy"] for r in report["runs"]} == {"scaler", "ecs-native", "ecs-scaler"}
     assert all(r["events"] > 0 for r in report["runs"])
+
+
+@pytest.mark.slow
+def test_rebalance_plan_benchmark_runs() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.benchmarks.rebalance_plan",
+            "--instances",
+            "200",
+            "--tasks",
+            "2000",
+            "--services",
+            "30",
+            "--repeats",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    report = json.loads(proc.stdout)
+    assert report["default_budget"]["moves"] <= 10
+    assert report["unlimited_budget"]["lower_bound_moves"] >= 0

@@ -1,0 +1,156 @@
+"""The live cluster as the ECS model sees it, built from read-only ECS calls.
+
+The rebalance planner and ``scaler plan`` reason on :class:`scaler.ecs.cluster.Cluster`, the same
+model the simulator runs. This module fills one from the real cluster: container instances (type
+and AZ from their ECS attributes, registered and remaining CPU and memory), services (placement
+strategies and constraints, deployment bounds, task sizes: :func:`scaler.snapshot.read_services`)
+and their running tasks (where they run, when they started, whether they belong to the service's
+current task definition).
+
+CPU load is the share of CPU *reserved* on each instance (each task counted at its reservation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from scaler.aws.clients import AwsClients
+from scaler.aws.ecs import list_container_instance_arns
+from scaler.ecs.cluster import (
+    ACTIVE,
+    DRAINING,
+    Cluster,
+    Instance,
+    InstanceType,
+    ServiceState,
+    Task,
+)
+from scaler.prices import on_demand_price
+from scaler.snapshot import read_services
+
+
+def _attribute(raw: dict[str, Any], name: str) -> str:
+    for attr in raw.get("attributes", []):
+        if attr.get("name") == name:
+            return str(attr.get("value", ""))
+    return ""
+
+
+def _resource(raw: dict[str, Any], key: str, name: str) -> int:
+    for item in raw.get(key, []):
+        if item.get("name") == name:
+            return int(item.get("integerValue", 0))
+    return 0
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value or 0.0)
+
+
+@dataclass
+class LiveCluster:
+    model: Cluster
+    task_arns: dict[str, str] = field(default_factory=dict)  # model task id -> task ARN
+    notes: list[str] = field(default_factory=list)
+
+
+async def live_cluster(aws: AwsClients, cluster: str) -> LiveCluster:
+    """The model of the live cluster, its tasks' ARNs, and notes on what it had to assume."""
+    live = LiveCluster(Cluster())
+    model = live.model
+    by_arn: dict[str, tuple[Instance, dict[str, Any]]] = {}
+    for raw in await _container_instances(aws, cluster):
+        if raw.get("status") in (ACTIVE, DRAINING):
+            by_arn[raw["containerInstanceArn"]] = (_instance(model, raw), raw)
+    for spec in await read_services(aws.ecs, cluster, live.notes):
+        model.add_service(replace(spec, cpu_use=1.0))  # load counts reservations
+    primaries = await _primary_task_definitions(aws, cluster, list(model.services))
+    for raw in await _running_tasks(aws, cluster):
+        task = _place(model, raw, by_arn, primaries)
+        if task is not None:
+            live.task_arns[task.id] = raw["taskArn"]
+    for inst, raw in by_arn.values():  # ECS's own accounting of what is left wins
+        inst.free_cpu = _resource(raw, "remainingResources", "CPU")
+        inst.free_mem = _resource(raw, "remainingResources", "MEMORY")
+    live.notes.append("CPU load is the share of CPU reserved by tasks (not measured use)")
+    return live
+
+
+def _instance(model: Cluster, raw: dict[str, Any]) -> Instance:
+    cpu = _resource(raw, "registeredResources", "CPU")
+    memory = _resource(raw, "registeredResources", "MEMORY")
+    name = _attribute(raw, "ecs.instance-type") or "unknown"
+    vcpu = max(1, cpu // 1024)
+    itype = InstanceType(name, vcpu, memory, on_demand_price(name, vcpu))
+    az = _attribute(raw, "ecs.availability-zone")
+    inst = model.launch(
+        "live", itype, az, "unknown", itype.on_demand_price, 0.0, id=raw["ec2InstanceId"]
+    )
+    model.register(inst, 0.0)
+    inst.status = str(raw["status"])
+    return inst
+
+
+def _place(
+    model: Cluster,
+    raw: dict[str, Any],
+    by_arn: dict[str, tuple[Instance, dict[str, Any]]],
+    primaries: dict[str, str],
+) -> Task | None:
+    group = str(raw.get("group", ""))
+    if not group.startswith("service:"):
+        return None
+    state: ServiceState | None = model.services.get(group.split(":", 1)[1])
+    placed = by_arn.get(raw.get("containerInstanceArn", ""))
+    if state is None or placed is None:
+        return None
+    inst = placed[0]
+    started = _epoch(raw.get("startedAt") or raw.get("createdAt"))
+    task: Task = model.start_task(state, inst, inst.az, started)
+    task.running_at = started
+    task.healthy_at = started if raw.get("healthStatus") != "UNHEALTHY" else float("inf")
+    if raw.get("taskDefinitionArn") != primaries.get(state.spec.name):
+        task.revision = state.revision - 1  # an older revision: a deployment is under way
+    if raw.get("lastStatus") == "RUNNING":
+        model.mark_running(task)
+    return task
+
+
+async def _container_instances(aws: AwsClients, cluster: str) -> list[dict[str, Any]]:
+    arns = await list_container_instance_arns(aws.ecs, cluster)
+    raws: list[dict[str, Any]] = []
+    for i in range(0, len(arns), 100):
+        reply = await aws.ecs.describe_container_instances(
+            cluster=cluster, containerInstances=arns[i : i + 100]
+        )
+        raws += reply.get("containerInstances", [])
+    return raws
+
+
+async def _primary_task_definitions(
+    aws: AwsClients, cluster: str, names: list[str]
+) -> dict[str, str]:
+    primaries: dict[str, str] = {}
+    for i in range(0, len(names), 10):
+        reply = await aws.ecs.describe_services(cluster=cluster, services=names[i : i + 10])
+        for svc in reply.get("services", []):
+            primaries[svc["serviceName"]] = svc.get("taskDefinition", "")
+    return primaries
+
+
+async def _running_tasks(aws: AwsClients, cluster: str) -> list[dict[str, Any]]:
+    arns: list[str] = []
+    paginator = aws.ecs.get_paginator("list_tasks")
+    async for page in paginator.paginate(
+        cluster=cluster, desiredStatus="RUNNING", PaginationConfig={"PageSize": 100}
+    ):
+        arns += page.get("taskArns", [])
+    tasks: list[dict[str, Any]] = []
+    for i in range(0, len(arns), 100):
+        reply = await aws.ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + 100])
+        tasks += reply.get("tasks", [])
+    return tasks

@@ -1,0 +1,138 @@
+"""Task rebalancing against moto over HTTP: the live model, moves and their check; `scaler plan`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from scaler import testbed
+from scaler.aws.clients import AwsClients, AwsTarget
+from scaler.aws.live import live_cluster
+from scaler.aws.rebalancer import RebalanceController
+from scaler.demo import aws_calls
+from scaler.metrics import Metrics
+from scaler.planview import plan_now
+from tests.integration.helpers import settings_for
+
+READS = ("List", "Describe", "Get")
+
+
+def _hot_cluster(aws: testbed.LocalAws) -> list[testbed.Node]:
+    """Three instances; all four web tasks piled on the first one (100% CPU reserved)."""
+    testbed.manual_task_states(aws)
+    nodes = testbed.create_cluster(aws, "prod", size=3)
+    ecs = aws.client("ecs")
+    ecs.register_task_definition(
+        family="web",
+        containerDefinitions=[{"name": "app", "image": "x", "cpu": 1024, "memory": 512}],
+    )
+    ecs.create_service(cluster="prod", serviceName="web", taskDefinition="web", desiredCount=4)
+    ecs.update_service(
+        cluster="prod",
+        service="web",
+        deploymentConfiguration={"minimumHealthyPercent": 50, "maximumPercent": 200},
+        placementStrategy=[{"type": "spread", "field": "instanceId"}],
+    )
+    ecs.start_task(
+        cluster="prod",
+        taskDefinition="web",
+        group="service:web",
+        containerInstances=[nodes[0].container_instance_arn] * 4,
+    )
+    return nodes
+
+
+def _target(aws: testbed.LocalAws) -> AwsTarget:
+    return AwsTarget(region=testbed.REGION, endpoint_url=aws.endpoint, max_attempts=1)
+
+
+async def test_the_live_model_sees_where_tasks_run(local_aws: testbed.LocalAws) -> None:
+    nodes = _hot_cluster(local_aws)
+    async with AwsClients(_target(local_aws), Metrics()) as aws:
+        live = await live_cluster(aws, "prod")
+    first = live.model.instances[nodes[0].instance_id]
+    assert len(first.tasks) == 4 and first.free_cpu == 0
+    assert live.model.services["web"].spec.min_healthy_percent == 50
+    assert len(live.task_arns) == 4
+
+
+async def test_a_hot_instance_is_cooled_and_the_move_checked(local_aws: testbed.LocalAws) -> None:
+    nodes = _hot_cluster(local_aws)
+    settings = settings_for("http://q", task_rebalance=True, task_cooldown=0.01)
+    metrics = Metrics()
+    async with AwsClients(_target(local_aws), metrics) as aws:
+        mover = RebalanceController(aws, settings, metrics)
+        plan = await mover.cycle(now=time.time())
+        assert plan.hot == (nodes[0].instance_id,)
+        assert len(plan.moves) == 1  # one move per service at a time
+        move = plan.moves[0]
+        assert move.destination in {nodes[1].instance_id, nodes[2].instance_id}
+        # ECS starts the replacement where the service's strategy puts it
+        dest = next(n for n in nodes if n.instance_id == move.destination)
+        local_aws.client("ecs").start_task(
+            cluster="prod",
+            taskDefinition="web",
+            group="service:web",
+            containerInstances=[dest.container_instance_arn],
+        )
+        await mover.cycle(now=time.time())
+    text = metrics.render().decode()
+    assert 'scaler_task_moves_total{outcome="stopped"} 1.0' in text
+    assert 'scaler_task_moves_total{outcome="as_predicted"} 1.0' in text
+    assert aws_calls(metrics)["ecs:StopTask"] == 1
+
+
+async def test_dry_run_moves_nothing(local_aws: testbed.LocalAws) -> None:
+    _hot_cluster(local_aws)
+    settings = settings_for("http://q", task_rebalance=True, dry_run=True)
+    metrics = Metrics()
+    async with AwsClients(_target(local_aws), metrics) as aws:
+        plan = await RebalanceController(aws, settings, metrics).cycle(now=1e10)
+    assert plan.moves
+    assert "ecs:StopTask" not in aws_calls(metrics)
+    assert 'scaler_task_moves_total{outcome="dry_run"} 1.0' in metrics.render().decode()
+
+
+async def test_plan_reads_only_and_reports_every_planner(local_aws: testbed.LocalAws) -> None:
+    nodes = _hot_cluster(local_aws)
+    metrics = Metrics()
+    async with AwsClients(_target(local_aws), metrics) as aws:
+        report: dict[str, Any] = await plan_now(aws, settings_for("http://q"))
+    assert all(k.split(":")[1].startswith(READS) for k in aws_calls(metrics)), aws_calls(metrics)
+    assert report["rebalance"]["hot"] == {nodes[0].instance_id: 1.0}
+    assert len(report["rebalance"]["moves"]) == 1
+    assert report["top_up"]["off"].startswith("no SCALER_SPOT_POOLS")
+    assert report["drain"]["draining"] == []
+
+
+def test_plan_command_prints_json(local_aws: testbed.LocalAws) -> None:
+    _hot_cluster(local_aws)
+    env = {
+        **os.environ,
+        "SCALER_CLUSTER": "prod",
+        "AWS_REGION": testbed.REGION,
+        "AWS_ENDPOINT_URL": local_aws.endpoint,
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "scaler", "plan", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    report = json.loads(out)
+    assert set(report) == {"cluster", "drain", "top_up", "rebalance"}
+    text = subprocess.run(
+        [sys.executable, "-m", "scaler", "plan"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert "rebalance (SCALER_TASK_REBALANCE is off)" in text and "hot:" in text
