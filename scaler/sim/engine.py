@@ -101,6 +101,8 @@ class Sim:
         self._tick_due = False
         self._event_ids = itertools.count(1)
         self.events_processed = 0
+        self.version = 0  # rises at every change of the cluster: lets policies skip idle work
+        self.on_demand = 0  # on-demand instances live (launching included)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -367,6 +369,10 @@ class Sim:
             self._mark(task.service.name)
 
     def _observe(self, kind: str, obj: object) -> None:
+        self.version += 1
+        on_demand = isinstance(obj, Instance) and obj.capacity == "on-demand"
+        if on_demand and kind in ("launch", "terminate"):
+            self.on_demand += 1 if kind == "launch" else -1
         self._account(kind, obj)
         if self.world is not None:
             self.world.mirror(kind, obj)

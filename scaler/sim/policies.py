@@ -180,6 +180,8 @@ class ScalerPolicy:
         self.capacity = capacity or CapacityPolicy()
         self.rebalance = rebalance or RebalancePolicy()
         self.moved_at: list[float] = []
+        self._planned_at_version = -1  # the cluster version of the last plan that did nothing
+        self._rebalanced_at_version = -1
         self.memory = CapacityMemory()
         self.scaling = DemandScaling(scale_out=False)  # scale-in of empty instances only
         self.releasing: set[str] = set()
@@ -226,6 +228,9 @@ class ScalerPolicy:
     def _rebalance(self, sim: Sim) -> None:
         sim.at(sim.now + REBALANCE_PERIOD, self._rebalance, sim)
         self.moved_at = [t for t in self.moved_at if sim.now - t < 3600]
+        if sim.version == self._rebalanced_at_version:
+            return  # nothing changed since a plan that found no move
+        self._rebalanced_at_version = sim.version
         plan = plan_moves(
             sim.cluster.instances,
             sim.cluster.services,
@@ -243,9 +248,19 @@ class ScalerPolicy:
 
     def _tick(self, sim: Sim) -> None:
         sim.at(sim.now + CAPACITY_PERIOD, self._tick, sim)
+        if self._calm(sim):
+            return
         self._plan(sim)
 
+    def _calm(self, sim: Sim) -> bool:
+        """Nothing the capacity planner could act on (the common case: skip the snapshot)."""
+        if sim.doomed or self.releasing or sim.on_demand or sim.unplaced():
+            return False
+        overflow = any(s.spec.desired for s in sim.cluster.services.values() if s.spec.overflow_of)
+        return not overflow and sim.version == self._planned_at_version
+
     def _plan(self, sim: Sim) -> None:
+        self._planned_at_version = sim.version
         for _ in range(MAX_REPLANS):  # a pool with no capacity is marked, then plan again
             snap = capacity_snapshot(sim)
             plan = plan_capacity(snap, self.memory, self.capacity)
