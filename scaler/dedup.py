@@ -40,6 +40,10 @@ class Deduplicator:
             if await asyncio.shield(working):
                 return False
 
+    def working(self, event_id: str) -> bool:
+        """Another delivery of ``event_id`` is being handled right now."""
+        return event_id in self._working
+
     def finish(self, event_id: str, *, succeeded: bool) -> None:
         """Record the outcome of a claimed id and wake any copies waiting on it."""
         working = self._working.pop(event_id, None)

@@ -318,14 +318,14 @@ def send_raw(aws: LocalAws, queue_url: str, bodies: list[str]) -> None:
 
 
 def queue_depth(aws: LocalAws, queue_url: str) -> int:
-    """Visible plus in-flight messages."""
-    attrs = aws.client("sqs").get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(
-        attrs["ApproximateNumberOfMessagesNotVisible"]
-    )
+    """Messages on the queue: visible, in flight and delayed."""
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    attrs = aws.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)
+    return sum(int(attrs["Attributes"].get(name, 0)) for name in names)
 
 
 def container_instance_states(aws: LocalAws, cluster: str) -> dict[str, str]:

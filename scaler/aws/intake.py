@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -44,7 +44,10 @@ T = TypeVar("T")
 MAX_RECEIVE = 10
 MAX_RETRY_DELAY = 300
 ABANDON_POLL_AFTER = 1.0  # seconds a long poll may still answer once stopping
-MAX_VISIBILITY = 43_200  # SQS caps a message's visibility timeout at 12 hours
+MAX_VISIBILITY = 43_200  # SQS hides a message at most 12 hours from its receive
+VISIBILITY_MARGIN = 60
+FINAL_CALLS_TIMEOUT = 3.0  # shutdown must end well inside ECS's 30 s stopTimeout
+MAX_SEND_DELAY = 900  # the longest DelaySeconds SQS accepts
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Message:
     received_at: datetime
     received_mono: float
     last_extended: float = field(default=0.0)
+    done: bool = False  # its outcome is decided: the extender leaves it alone
     kind: str = "unknown"
 
     @classmethod
@@ -221,45 +225,59 @@ class Intake:
             self._malformed(message, exc)
             return
         message.kind = signal.KIND
+        if signal.event_id and self._dedup.working(signal.event_id):
+            # a copy of an event still being handled: wait for it outside the handler slots
+            self._hold_task(message, self._handle(message, signal))
+            return
+        await self._handle(message, signal)
+
+    async def _handle(self, message: Message, signal: Signal) -> None:
         if signal.event_id and not await self._dedup.claim(signal.event_id):
             await self._ack(message, signal, "duplicate")
             return
         try:
             outcome = await self._handler(signal, message.received_at)
-        except BaseException as exc:
-            await self._handling_failed(message, signal, exc)
+        except asyncio.CancelledError:
+            self._dedup.finish(signal.event_id, succeeded=False)
             raise
+        except Exception as exc:
+            self._dedup.finish(signal.event_id, succeeded=False)
+            await self._failed(message, signal, exc)
+            return
         if outcome.retry_after is not None:
             self._dedup.finish(signal.event_id, succeeded=False)
             await self._defer(message, signal, outcome.retry_after)
         elif outcome.follow_up is not None:
-            self._hold(message, signal, outcome)
+            self._hold_task(
+                message, self._follow(message, signal, outcome.label, outcome.follow_up)
+            )
         else:
             self._dedup.finish(signal.event_id, succeeded=True)
             await self._ack(message, signal, outcome.label)
 
-    async def _handling_failed(self, message: Message, signal: Signal, exc: BaseException) -> None:
-        self._dedup.finish(signal.event_id, succeeded=False)
-        if isinstance(exc, Exception):
-            await self._failed(message, signal, exc)
-
-    def _hold(self, message: Message, signal: Signal, outcome: Outcome) -> None:
-        """Keep the message in flight, outside the handler slots, until its follow-up ends."""
-        assert outcome.follow_up is not None
-        task = asyncio.create_task(self._follow(message, signal, outcome.label, outcome.follow_up))
+    def _hold_task(self, message: Message, work: Coroutine[Any, Any, None]) -> None:
+        """Keep the message in flight, outside the handler slots, until ``work`` ends."""
+        task = asyncio.create_task(work)
         self._held[task] = message
-        task.add_done_callback(lambda t: self._held.pop(t, None))
+        task.add_done_callback(self._released_hold)
+
+    def _released_hold(self, task: asyncio.Task[None]) -> None:
+        self._held.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("held message failed", exc_info=task.exception())
 
     async def _follow(
         self, message: Message, signal: Signal, label: str, follow_up: Awaitable[None]
     ) -> None:
         try:
             await follow_up
-        except BaseException as exc:
-            await self._handling_failed(message, signal, exc)
-            if isinstance(exc, Exception):
-                return
+        except asyncio.CancelledError:
+            self._dedup.finish(signal.event_id, succeeded=False)
             raise
+        except Exception as exc:
+            self._dedup.finish(signal.event_id, succeeded=False)
+            await self._failed(message, signal, exc)
+            return
         finally:
             if inspect.iscoroutine(follow_up):
                 follow_up.close()  # a no-op once it ran; avoids a warning if cancelled first
@@ -267,13 +285,27 @@ class Intake:
         await self._ack(message, signal, label)
 
     async def _defer(self, message: Message, signal: Signal, delay: float) -> None:
-        seconds = int(min(max(delay, 0), MAX_VISIBILITY))
+        """Hand the message back to be received when it is due.
+
+        SQS hides a message for at most 12 hours from its receive, and every receive counts
+        toward the dead-letter queue. A wait that fits is one hidden message; a longer one is
+        carried by a fresh copy of the event, sent with the longest delay SQS allows, and the
+        original is deleted: each copy is received at most twice, however far away the event.
+        """
+        message.done = True
+        elapsed = self._clock.monotonic() - message.received_mono
+        room = MAX_VISIBILITY - elapsed - VISIBILITY_MARGIN
         self._record(message, "deferred")
-        log.info(
-            "event deferred",
-            extra={**self._context(message, signal, "deferred"), "retry_in_s": seconds},
+        context = {**self._context(message, signal, "deferred"), "due_in_s": round(delay)}
+        if delay <= room:
+            log.info("event deferred", extra=context)
+            await self._set_visibility([message], max(0, int(delay)))
+            return
+        log.info("event deferred: re-queued as a fresh copy", extra=context)
+        await self._sqs.send_message(
+            QueueUrl=self._queue_url, MessageBody=message.body, DelaySeconds=MAX_SEND_DELAY
         )
-        await self._set_visibility([message], seconds)
+        await self._deleter.submit(message.receipt_handle)
 
     def _all_inflight(self) -> list[Message]:
         return [*self._inflight.values(), *self._held.values()]
@@ -291,6 +323,7 @@ class Intake:
         )
 
     async def _ack(self, message: Message, signal: Signal, outcome: str) -> None:
+        message.done = True
         try:
             await self._deleter.submit(message.receipt_handle)
         except Exception as exc:
@@ -304,6 +337,7 @@ class Intake:
         log.log(level, f"event {outcome}", extra=self._context(message, signal, outcome))
 
     async def _failed(self, message: Message, signal: Signal, exc: Exception) -> None:
+        message.done = True
         delay = min(self._settings.retry_delay * 2 ** (message.receive_count - 1), MAX_RETRY_DELAY)
         self._record(message, "failed")
         log.error(
@@ -349,13 +383,22 @@ class Intake:
                 for i, m in enumerate(chunk)
             ]
             try:
-                await self._sqs.change_message_visibility_batch(
+                reply = await self._sqs.change_message_visibility_batch(
                     QueueUrl=self._queue_url, Entries=entries
                 )
             except Exception as exc:
                 log.warning(
                     "changing message visibility failed",
                     extra={"messages": len(chunk), "error": error_code(exc) or repr(exc)},
+                )
+                continue
+            for failure in reply.get("Failed", []):
+                log.warning(
+                    "changing message visibility failed",
+                    extra={
+                        "message_id": chunk[int(failure["Id"])].message_id,
+                        "error": f"{failure.get('Code')}: {failure.get('Message')}",
+                    },
                 )
 
     async def _extend_forever(self) -> None:
@@ -365,7 +408,7 @@ class Intake:
             due = [
                 m
                 for m in self._all_inflight()
-                if self._clock.monotonic() - m.last_extended >= period
+                if not m.done and self._clock.monotonic() - m.last_extended >= period
             ]
             if due:
                 await self._set_visibility(due, self._settings.visibility_timeout)
@@ -386,13 +429,18 @@ class Intake:
             task.cancel()
         if leftovers:
             await asyncio.wait(set(leftovers))
-            await self._set_visibility(list(leftovers.values()), 0)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FINAL_CALLS_TIMEOUT):
+                    await self._set_visibility(list(leftovers.values()), 0)
             for message in leftovers.values():
-                self._record(message, "released")
+                if not message.done:  # a decided outcome was counted already
+                    self._record(message, "released")
             log.warning(
                 "released unfinished messages to the queue", extra={"count": len(leftovers)}
             )
-        await self._deleter.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FINAL_CALLS_TIMEOUT):
+                await self._deleter.close()
 
     @property
     def inflight(self) -> int:

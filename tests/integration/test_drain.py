@@ -95,8 +95,13 @@ async def test_scheduled_changes_drain_ahead_of_their_start(local_aws: testbed.L
     scaler = scaler_for(local_aws, settings_for(queues.url))
     assert await run_until(scaler, _settled(scaler, {"handled": 1, "deferred": 1}), limit=20)
     assert _states(local_aws) == {members[0]: "DRAINING", members[1]: "ACTIVE"}
-    # the deferred event stays on the queue, hidden until it is due
+    # the far event stays on the queue: re-queued as a fresh, delayed copy (a message can be
+    # hidden for 12 hours at most, and every receive counts toward the dead-letter queue)
     assert testbed.queue_depth(local_aws, queues.url) == 1
+    attrs = local_aws.client("sqs").get_queue_attributes(
+        QueueUrl=queues.url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )
+    assert attrs["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"
 
 
 class SlowReplacement:
@@ -191,3 +196,58 @@ async def test_dry_run_changes_nothing_and_says_what_it_would_do(
     text = scaler.metrics.render().decode()
     expected = 'action="drain",outcome="dry_run",reason="spot_interruption"} 3.0'
     assert expected in text
+
+
+async def test_an_event_hours_ahead_is_hidden_until_due(local_aws: testbed.LocalAws) -> None:
+    members, queues = _cluster(local_aws, 1)
+    event = testbed.scheduled_change(members[0], start=datetime.now(UTC) + timedelta(hours=3))
+    testbed.send_raw(local_aws, queues.url, [json.dumps(event)])
+    scaler = scaler_for(local_aws, settings_for(queues.url))
+    assert await run_until(scaler, _settled(scaler, {"deferred": 1}), limit=20)
+    attrs = local_aws.client("sqs").get_queue_attributes(
+        QueueUrl=queues.url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )
+    assert attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+
+
+class GatedLifecycle(RecordingLifecycle):
+    """Completes only once the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def complete(self, action: LifecycleAction, result: str) -> bool:
+        await self.gate.wait()
+        return await super().complete(action, result)
+
+
+async def test_a_copy_of_an_event_being_followed_holds_no_handler_slot(
+    local_aws: testbed.LocalAws,
+) -> None:
+    members, queues = _cluster(local_aws, 2)
+    event = json.dumps(testbed.lifecycle_terminate(members[0], "prod-asg", token="tok-9"))
+    warning = json.dumps(testbed.spot_warning(members[1]))
+    testbed.send_raw(local_aws, queues.url, [event])
+    port = GatedLifecycle()
+    settings = settings_for(queues.url, concurrency=1, drain_poll=0.2)
+    scaler = Scaler(settings, scaler_for(local_aws, settings).target, lifecycle=port)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(scaler.run(stop))
+    await scaler.started.wait()
+    await asyncio.sleep(1.0)  # the lifecycle action is being followed (held, waiting on the gate)
+    testbed.send_raw(local_aws, queues.url, [event, warning])  # a copy, then other work
+    for _ in range(100):
+        if _states(local_aws)[members[1]] == "DRAINING":
+            break
+        await asyncio.sleep(0.1)
+    assert _states(local_aws)[members[1]] == "DRAINING", "the copy must not block the only slot"
+    port.gate.set()
+    for _ in range(100):
+        if outcomes(scaler.metrics) == {"handled": 2, "duplicate": 1}:
+            break
+        await asyncio.sleep(0.1)
+    stop.set()
+    await runner
+    assert outcomes(scaler.metrics) == {"handled": 2, "duplicate": 1}
+    assert port.completed == [("tok-9", "CONTINUE")]
