@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -95,6 +95,7 @@ class EventHandler:
             return Outcome("deferred", retry_after=decision.defer)
         now_actions = [a for a in decision.actions if not isinstance(a, FollowUp)]
         await _all(self._act(a, received_at) for a in now_actions)
+        await self._restart_on_drained(signal, members, now_actions)
         later = [a for a in decision.actions if isinstance(a, FollowUp)]
         if later:
             return Outcome("handled", follow_up=_all(self._follow(a, received_at) for a in later))
@@ -136,6 +137,19 @@ class EventHandler:
             self._w.drained()
         if self._w.restarter is not None and outcome in ("ok", "already", "dry_run"):
             await self._w.restarter.restart_all(instance)
+
+    async def _restart_on_drained(
+        self, signal: Signal, members: Mapping[str, ContainerInstance], done: Sequence[Action]
+    ) -> None:
+        """A warning for an instance already DRAINING still restarts its standalone tasks: a
+        redelivered warning whose first try drained but failed to restart must finish the job
+        (restarts are keyed on the task, so nothing runs twice)."""
+        if self._w.restarter is None or not isinstance(signal, SpotInterruption):
+            return
+        drained_now = {a.instance.ec2_instance_id for a in done if isinstance(a, Drain)}
+        for iid, ci in members.items():
+            if ci.draining and iid not in drained_now:
+                await self._w.restarter.restart_all(ci)
 
     async def _follow(self, action: FollowUp, received_at: datetime) -> None:
         if isinstance(action, FollowLifecycle):

@@ -123,6 +123,7 @@ class Scaler:
                 for task in background:
                     task.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
+                await workers.lifecycle.close()
                 await workers.drainer.close()
                 await self.http.stop()
         log.info("scaler stopped")

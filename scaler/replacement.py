@@ -41,8 +41,8 @@ class CapacityReplacement:
         self._timeout = timeout
 
     async def replace(self, instance: ContainerInstance, reason: str) -> bool:
+        asked_after = self._controller.cycles
         self._board.warned(instance.ec2_instance_id, time.time(), notice=self._timeout)
-        self._controller.ready.clear()
         self._controller.wake.set()
-        await self._controller.ready.wait()
+        await self._controller.ready_after(asked_after)
         return True

@@ -78,6 +78,8 @@ class Observed:
     snapshot: CapacitySnapshot
     tasks: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (svc, node) -> ARNs
     max_size: dict[str, int] = field(default_factory=dict)
+    desired: dict[str, int] = field(default_factory=dict)  # group -> DesiredCapacity
+    live: dict[str, int] = field(default_factory=dict)  # group -> Pending or InService instances
     instances: dict[str, ContainerInstance] = field(default_factory=dict)
 
 
@@ -91,6 +93,7 @@ class CapacityReader:
         self._board = board
         self._types: dict[str, tuple[int, int, float]] = {}  # type -> (cpu units, MiB, $/h)
         self._task_sizes: dict[str, tuple[int, int]] = {}
+        self._template_types: dict[str, str] = {}
 
     @property
     def groups(self) -> dict[str, str]:
@@ -187,48 +190,83 @@ class CapacityReader:
 
     async def read(self, now: float) -> Observed:
         groups = await self._describe_groups()
-        types = {i["InstanceType"] for g in groups for i in g.get("Instances", [])}
-        await self._type_info(types)
+        kinds = await self._group_types(groups)
+        await self._type_info(set(kinds.values()))
         instances = {ci.ec2_instance_id: ci for ci in await self._directory.refresh()}
         observed = Observed(CapacitySnapshot(now, (), (), ()), instances=instances)
-        nodes, pools = self._nodes_and_pools(groups, instances, now, observed)
+        nodes, pools = self._nodes_and_pools(groups, kinds, instances, observed)
         services = await self._services(instances, observed)
         observed.snapshot = CapacitySnapshot(now, tuple(nodes), tuple(pools), tuple(services))
         return observed
 
+    async def _group_types(self, groups: list[dict[str, Any]]) -> dict[str, str]:
+        """Group name -> the instance type it launches: from its instances, else its launch
+        template (an empty fallback group has no instance to look at)."""
+        kinds: dict[str, str] = {}
+        for g in groups:
+            name = g["AutoScalingGroupName"]
+            first = next((i["InstanceType"] for i in g.get("Instances", [])), None)
+            kinds[name] = first or self._template_types.get(name) or await self._template_type(g)
+            self._template_types[name] = kinds[name]
+        return kinds
+
+    async def _template_type(self, group: dict[str, Any]) -> str:
+        spec = group.get("LaunchTemplate") or (
+            group.get("MixedInstancesPolicy", {})
+            .get("LaunchTemplate", {})
+            .get("LaunchTemplateSpecification", {})
+        )
+        overrides = (
+            group.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {}).get("Overrides", [])
+        )
+        if overrides and overrides[0].get("InstanceType"):
+            return str(overrides[0]["InstanceType"])
+        ref = {k: spec[k] for k in ("LaunchTemplateId", "LaunchTemplateName") if spec.get(k)}
+        if not ref:
+            return ""
+        reply = await self._aws.ec2.describe_launch_template_versions(
+            **ref, Versions=[str(spec.get("Version") or "$Default")]
+        )
+        versions = reply.get("LaunchTemplateVersions", [])
+        return (
+            str(versions[0].get("LaunchTemplateData", {}).get("InstanceType", ""))
+            if versions
+            else ""
+        )
+
     def _nodes_and_pools(
         self,
         groups: list[dict[str, Any]],
+        kinds: dict[str, str],
         instances: dict[str, ContainerInstance],
-        now: float,
         observed: Observed,
     ) -> tuple[list[NodeView], list[PoolView]]:
-        kinds = self.groups
-        member: dict[str, str] = {}
+        member: dict[str, tuple[str, str]] = {}  # instance id -> (group, AZ)
         nodes: list[NodeView] = []
         pools: list[PoolView] = []
         for g in groups:
             name = g["AutoScalingGroupName"]
             observed.max_size[name] = int(g.get("MaxSize", 0))
+            observed.desired[name] = int(g.get("DesiredCapacity", 0))
             live = [
                 i
                 for i in g.get("Instances", [])
                 if i.get("LifecycleState", "").startswith(("Pending", "InService"))
             ]
-            itype = next((i["InstanceType"] for i in g.get("Instances", [])), "")
-            cpu, mem, price = self._types.get(itype, (4096, 8192, on_demand_price(itype, 4)))
+            observed.live[name] = len(live)
+            cpu, mem, price = self._types.get(kinds[name], (4096, 8192, on_demand_price("", 4)))
             size = 0
             for inst in live:
-                member[inst["InstanceId"]] = name
-                ci = instances.get(inst["InstanceId"])
-                ends = self._board.ends.get(inst["InstanceId"])
-                if ci is None and inst["LifecycleState"] in LAUNCHING_STATES | {"InService"}:
+                iid = inst["InstanceId"]
+                member[iid] = (name, inst["AvailabilityZone"])
+                ci, ends = instances.get(iid), self._board.ends.get(iid)
+                if ci is None:  # not registered in ECS yet: still launching, as far as ECS goes
                     nodes.append(
                         NodeView(
-                            inst["InstanceId"],
+                            iid,
                             name,
                             inst["AvailabilityZone"],
-                            kinds[name],
+                            self.groups[name],
                             "launching",
                             cpu,
                             mem,
@@ -239,28 +277,40 @@ class CapacityReader:
                     )
                 if ends is None and (ci is None or not ci.draining):
                     size += 1
-            pools.append(PoolView(name, kinds[name], "*", cpu, mem, price, max(size, 0)))
-        for ci in instances.values():
-            if ci.status not in ("ACTIVE", "DRAINING"):
-                continue
-            pool = member.get(ci.ec2_instance_id, "")
-            capacity = kinds.get(pool, SPOT)
-            nodes.append(
-                NodeView(
-                    ci.ec2_instance_id,
-                    pool,
-                    "",
-                    capacity,
-                    ci.status,
-                    ci.cpu,
-                    ci.memory,
-                    ci.free_cpu,
-                    ci.free_memory,
-                    self._board.ends.get(ci.ec2_instance_id),
-                    ci.running_tasks + ci.pending_tasks,
+            pools.append(
+                PoolView(
+                    name,
+                    self.groups[name],
+                    "*",
+                    cpu,
+                    mem,
+                    price,
+                    size,
+                    max_size=observed.max_size[name],
                 )
             )
+        nodes += [
+            self._node(ci, member)
+            for ci in instances.values()
+            if ci.status in ("ACTIVE", "DRAINING")
+        ]
         return nodes, pools
+
+    def _node(self, ci: ContainerInstance, member: dict[str, tuple[str, str]]) -> NodeView:
+        pool, az = member.get(ci.ec2_instance_id, ("", ""))
+        return NodeView(
+            ci.ec2_instance_id,
+            pool,
+            az,
+            self.groups.get(pool, SPOT),
+            ci.status,
+            ci.cpu,
+            ci.memory,
+            ci.free_cpu,
+            ci.free_memory,
+            self._board.ends.get(ci.ec2_instance_id),
+            ci.running_tasks + ci.pending_tasks,
+        )
 
     async def _services(
         self, instances: dict[str, ContainerInstance], observed: Observed
@@ -342,21 +392,22 @@ class CapacityActuator:
         self._drainer = drainer
         self._metrics = metrics
         self._backoff = backoff
-        self.releasing: set[str] = set()
+        self.asked: dict[str, tuple[int, float]] = {}  # group -> (desired we set, when)
 
-    async def apply(self, plan: CapacityPlan, observed: Observed) -> None:
-        snap = observed.snapshot
-        pools = {p.name: p for p in snap.pools}
+    async def apply(self, plan: CapacityPlan, observed: Observed, now: float) -> None:
+        pools = {p.name: p for p in observed.snapshot.pools}
         for name, count in plan.launches(pools).items():
-            target = min(pools[name].size + count, observed.max_size.get(name, 10**6))
-            await self._act(
+            # on top of the group's own desired capacity, which counts its draining instances
+            target = min(observed.desired.get(name, 0) + count, observed.max_size.get(name, 0))
+            if await self._act(
                 "set_desired",
                 name,
                 lambda n=name, t=target: self._aws.autoscaling.set_desired_capacity(
                     AutoScalingGroupName=n, DesiredCapacity=t, HonorCooldown=False
                 ),
-            )
-        current = {s.overflow: s.overflow_desired for s in snap.services if s.overflow}
+            ):
+                self.asked[name] = (target, now)
+        current = {s.overflow: s.overflow_desired for s in observed.snapshot.services if s.overflow}
         for companion, desired in plan.overflow_targets.items():
             if current.get(companion) != desired:
                 await self._act(
@@ -380,38 +431,53 @@ class CapacityActuator:
         await self._release(plan.release, observed)
 
     async def _release(self, release: tuple[str, ...], observed: Observed) -> None:
+        """Drain the on-demand instances the plan gives back; terminate those drained empty.
+
+        Which instances are being given back is read from the cluster each time (DRAINING
+        on-demand instances of the fallback groups), not remembered, so a restart, a failed
+        call or a second replica carries on where things are.
+        """
         for node in release:
             ci = observed.instances.get(node)
-            if ci is not None and await self._drainer.drain(ci, "revert_to_spot") in (
-                "ok",
-                "already",
-            ):
-                self.releasing.add(node)
-        for node in sorted(self.releasing):
-            ci = observed.instances.get(node)
-            if ci is None or ci.running_tasks + ci.pending_tasks == 0:
-                await self._act(
-                    "terminate",
-                    node,
-                    lambda n=node: self._aws.autoscaling.terminate_instance_in_auto_scaling_group(
+            if ci is not None:
+                await self._drainer.drain(ci, "revert_to_spot")
+        fallback = {p.name for p in observed.snapshot.pools if p.capacity == ON_DEMAND}
+        drained = [
+            n
+            for n in observed.snapshot.nodes
+            if n.pool in fallback and n.status == "DRAINING" and n.tasks == 0
+        ]
+        for drained_node in drained:
+            terminated = await self._act(
+                "terminate",
+                drained_node.pool,
+                lambda n=drained_node.id: (
+                    self._aws.autoscaling.terminate_instance_in_auto_scaling_group(
                         InstanceId=n, ShouldDecrementDesiredCapacity=True
-                    ),
-                )
-                self.releasing.discard(node)
+                    )
+                ),
+            )
+            if terminated:
+                self._metrics.reverts.inc()
 
-    async def _act(self, action: str, target: str, call: Any) -> None:
+    async def _act(self, action: str, target: str, call: Any) -> bool:
+        """Make one call (or, in dry-run, say it); True if it was made and succeeded."""
         if self._settings.dry_run:
             log.info(f"dry run: would {action}", extra={"target": target})
             self._metrics.actions.labels(action, target, "dry_run").inc()
-            return
+            return False
         try:
             await self._backoff.call(action, call)
         except Exception as exc:
             self._metrics.actions.labels(action, target, "failed").inc()
             log.error(f"{action} failed", extra={"target": target, "error": repr(exc)})
-            return
+            return False
         self._metrics.actions.labels(action, target, "ok").inc()
         log.info(action, extra={"target": target})
+        return True
+
+
+LAUNCH_GRACE = 240.0  # seconds a group may take to start what it was asked for
 
 
 class CapacityController:
@@ -435,46 +501,66 @@ class CapacityController:
         self.memory = CapacityMemory()
         self.wake = asyncio.Event()
         self.last_plan: CapacityPlan | None = None
-        self.ready = asyncio.Event()  # set after a plan that needed no new capacity
+        self.cycles = 0  # completed cycles
+        self.ready_at = -1  # the last cycle after which no capacity was missing or coming
+        self._changed = asyncio.Condition()
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self.wake.clear()  # a wake during the cycle below triggers the next one at once
             try:
                 await self.cycle()
             except Exception:
                 log.exception("capacity cycle failed")
-            self.wake.clear()
             waiters = {asyncio.create_task(stop.wait()), asyncio.create_task(self.wake.wait())}
             await asyncio.wait(waiters, timeout=self._interval, return_when="FIRST_COMPLETED")
             for w in waiters:
                 w.cancel()
 
+    async def ready_after(self, cycle: int) -> None:
+        """Wait for a cycle that started after ``cycle`` to find nothing missing or coming."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.ready_at > cycle)
+
     async def cycle(self) -> CapacityPlan:
         now = time.time()
         self._board.prune(now)
         observed = await self._reader.read(now)
-        self._remember_troubles(observed.snapshot)
+        self._remember_troubles(observed, now)
         plan = plan_capacity(observed.snapshot, self.memory, self._policy)
         for reason in plan.reasons:
             log.info("capacity decision", extra={"reason": reason})
-        await self._actuator.apply(plan, observed)
+        await self._actuator.apply(plan, observed, now)
         self._observe(observed.snapshot, plan)
         self.last_plan = plan
         pools = {p.name: p for p in observed.snapshot.pools}
         launching = any(n.status == "launching" for n in observed.snapshot.nodes)
-        if not plan.launches(pools) and not launching:
-            self.ready.set()
-        else:
-            self.ready.clear()
+        async with self._changed:
+            self.cycles += 1
+            if not plan.launches(pools) and not launching:
+                self.ready_at = self.cycles
+            self._changed.notify_all()
         return plan
 
-    def _remember_troubles(self, snap: CapacitySnapshot) -> None:
-        """A notice or recommendation for an instance marks its spot pool as troubled."""
+    def _remember_troubles(self, observed: Observed, now: float) -> None:
+        """Notices and recommendations mark their spot pool; a group that has not started what
+        it was asked for within ``LAUNCH_GRACE`` is out of capacity (cooled down too)."""
+        snap = observed.snapshot
         spot = {p.name for p in snap.pools if p.capacity == SPOT}
         pool_of = {n.id: n.pool for n in snap.nodes if n.pool in spot}
         for iid, at in self._board.noticed.items():
             if iid in pool_of:
                 self.memory = self.memory.noting(pool_of[iid], at)
+        for name, (target, since) in list(self._actuator.asked.items()):
+            if observed.live.get(name, 0) >= target:
+                del self._actuator.asked[name]
+            elif now - since > LAUNCH_GRACE:
+                log.warning(
+                    "group did not launch what it was asked for: avoiding it",
+                    extra={"group": name, "asked": target, "live": observed.live.get(name)},
+                )
+                self.memory = self.memory.failing(name, now, spot=name in spot)
+                del self._actuator.asked[name]
 
     def _observe(self, snap: CapacitySnapshot, plan: CapacityPlan) -> None:
         cpu, mem = deficit(snap, self._policy)
@@ -487,5 +573,3 @@ class CapacityController:
         self._metrics.fallback_active.set(1 if counts[ON_DEMAND] else 0)
         for companion, desired in plan.overflow_targets.items():
             self._metrics.overflow_tasks.labels(companion).set(desired)
-        if plan.release:
-            self._metrics.reverts.inc(len(plan.release))

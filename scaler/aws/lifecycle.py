@@ -157,6 +157,13 @@ class LifecycleFollower:
                 last_beat = now
             await self._sleep(self._poll)
 
+    async def close(self) -> None:
+        """Stop following (at shutdown): the messages are released and will be followed again."""
+        tasks = list(self._following.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def _remember(self, token: str, result: str) -> None:
         self._completed[token] = result
         while len(self._completed) > REMEMBERED_TOKENS:

@@ -37,15 +37,26 @@ def restart_key(task_arn: str) -> str:
     return "scaler-restart-" + hashlib.sha256(task_arn.encode()).hexdigest()[:32]
 
 
-async def tasks_on(ecs: Any, cluster: str, instance_arn: str) -> list[dict[str, Any]]:
-    """Live tasks on one container instance (filtered client-side as well)."""
+async def tasks_on(
+    ecs: Any, cluster: str, instance_arn: str, *, stopping: bool = False
+) -> list[dict[str, Any]]:
+    """Live tasks on one container instance (filtered client-side as well).
+
+    With ``stopping``, tasks ECS is stopping (desired STOPPED, not stopped yet: draining their
+    load balancer connections, say) count too: they still hold the instance.
+    """
+    wanted = ("RUNNING", "STOPPED") if stopping else ("RUNNING",)
     arns: list[str] = []
     paginator = ecs.get_paginator("list_tasks")
-    pages = paginator.paginate(
-        cluster=cluster, containerInstance=instance_arn, PaginationConfig={"PageSize": 100}
-    )
-    async for page in pages:
-        arns.extend(page.get("taskArns", []))
+    for desired in wanted:
+        pages = paginator.paginate(
+            cluster=cluster,
+            containerInstance=instance_arn,
+            desiredStatus=desired,
+            PaginationConfig={"PageSize": 100},
+        )
+        async for page in pages:
+            arns.extend(page.get("taskArns", []))
     tasks: list[dict[str, Any]] = []
     for i in range(0, len(arns), 100):
         reply = await ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + 100])
@@ -54,8 +65,8 @@ async def tasks_on(ecs: Any, cluster: str, instance_arn: str) -> list[dict[str, 
         t
         for t in tasks
         if t.get("containerInstanceArn") == instance_arn
-        and t.get("lastStatus") in LIVE
-        and t.get("desiredStatus") != "STOPPED"
+        and t.get("lastStatus") not in ("STOPPED", "DELETED")
+        and (stopping or t.get("desiredStatus") != "STOPPED")
     ]
 
 
@@ -67,7 +78,7 @@ class TaskInspector:
         self._cluster = cluster
 
     async def service_tasks(self, instance: ContainerInstance) -> int:
-        tasks = await tasks_on(self._ecs, self._cluster, instance.arn)
+        tasks = await tasks_on(self._ecs, self._cluster, instance.arn, stopping=True)
         return sum(1 for t in tasks if is_service_task(t))
 
 

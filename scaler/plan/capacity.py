@@ -45,6 +45,7 @@ class PoolView:
     price: float  # USD per instance-hour
     size: int  # instances now, launching included, doomed excluded
     managed: bool = True  # the scaler may set this pool's size
+    max_size: int | None = None  # the group's MaxSize: it cannot grow past it
 
 
 @dataclass(frozen=True)
@@ -258,7 +259,7 @@ def _top_up(
     turn = 0
     while (cpu > 0 or mem > 0) and azs:
         az = azs[turn % len(azs)]
-        pool = _pick(_sources(snap, memory, policy, az), od_nodes, od_spend, policy)
+        pool = _pick(_sources(snap, memory, policy, az), od_nodes, od_spend, policy, targets)
         if pool is None:
             reasons.append("deficit left: no pool may grow (caps or cooldowns)")
             break
@@ -277,9 +278,15 @@ def _top_up(
 
 
 def _pick(
-    sources: list[PoolView], od_nodes: int, od_spend: float, policy: CapacityPolicy
+    sources: list[PoolView],
+    od_nodes: int,
+    od_spend: float,
+    policy: CapacityPolicy,
+    targets: Mapping[str, int],
 ) -> PoolView | None:
     for pool in sources:
+        if pool.max_size is not None and targets[pool.name] >= pool.max_size:
+            continue  # full: another pool, or the fallback
         if pool.capacity == SPOT:
             return pool
         if od_nodes < policy.max_on_demand and od_spend + pool.price <= policy.max_hourly_spend:

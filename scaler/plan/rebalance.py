@@ -80,6 +80,8 @@ def movable(task: Task, service: ServiceState, now: float, policy: RebalancePoli
         return False
     if any(t.revision != service.revision for t in tasks):
         return False  # mid-deployment
+    if any(t.instance is not None and t.instance.status != ACTIVE for t in tasks):
+        return False  # ECS is moving its tasks off a draining instance already
     if any(not t.healthy(now) for t in tasks) or len(tasks) < spec.desired:
         return False  # a previous move (or a replacement) is still under way
     healthy = sum(t.healthy(now) for t in tasks)
@@ -103,7 +105,8 @@ def plan_moves(
     mean = sum(loads.values()) / len(loads)
     hot = hot_instances(active, policy)
     budget = min(policy.max_moves, policy.max_moves_per_hour - moves_last_hour)
-    plan = _Planning(active, loads, services, now, policy, rng)
+    limit = min(policy.hot_threshold, mean + policy.deviation)  # what counts as hot
+    plan = _Planning(active, loads, services, now, policy, rng, limit)
     for inst in hot:
         if budget <= 0:
             break
@@ -125,7 +128,9 @@ class _Planning:
         now: float,
         policy: RebalancePolicy,
         rng: random.Random,
+        limit: float,
     ) -> None:
+        self.limit = limit
         self.active = active
         self.loads = dict(loads)
         self.services = services
@@ -144,7 +149,7 @@ class _Planning:
             key=lambda t: (-t.service.cpu * t.service.cpu_use, t.id),
         )
         for task in tasks:
-            if made >= budget or self.loads[inst.id] <= self.policy.hot_threshold:
+            if made >= budget or self.loads[inst.id] <= self.limit:
                 break
             move = self._try(task, inst)
             if move is not None:
@@ -163,7 +168,7 @@ class _Planning:
             return None
         cpu = task.service.cpu * task.service.cpu_use
         after = self.loads[destination.id] + cpu / destination.cpu
-        if after >= self.loads[source.id] or after > self.policy.hot_threshold:
+        if after >= self.loads[source.id] or after > self.limit:
             return None  # the peak would not go down
         return Move(task.id, task.service.name, source.id, destination.id, cpu)
 

@@ -7,6 +7,7 @@ parameters against the service model and serialized them exactly as they would g
 
 from __future__ import annotations
 
+import json
 from urllib.parse import parse_qs
 
 import pytest
@@ -93,3 +94,48 @@ async def test_other_validation_errors_surface(local_aws: testbed.LocalAws) -> N
         port = AutoScalingLifecycle(aws.autoscaling, Backoff())
         with pytest.raises(ClientError):
             await port.complete(ACTION, "CONTINUE")
+
+
+@pytest.mark.parametrize(("last", "held"), [("DEACTIVATING", 1), ("STOPPING", 1), ("STOPPED", 0)])
+async def test_tasks_still_stopping_hold_the_lifecycle_action(
+    local_aws: testbed.LocalAws, last: str, held: int
+) -> None:
+    """A service task ECS is stopping (draining its load balancer connections) still holds the
+    instance. moto stops tasks at once, so ECS's answers are given at botocore's hook."""
+    from scaler.aws.tasks import TaskInspector
+    from scaler.model import ContainerInstance
+
+    ci = "arn:aws:ecs:us-east-1:123456789012:container-instance/prod/abc"
+    arn = "arn:aws:ecs:us-east-1:123456789012:task/prod/t1"
+    listed = Capture("ecs", "ListTasks", reply={"taskArns": [arn]})
+    described = Capture(
+        "ecs",
+        "DescribeTasks",
+        reply={
+            "tasks": [
+                {
+                    "taskArn": arn,
+                    "group": "service:web",
+                    "containerInstanceArn": ci,
+                    "lastStatus": last,
+                    "desiredStatus": "STOPPED",
+                }
+            ]
+        },
+    )
+
+    def instrument(service: str, client: object) -> None:
+        listed(service, client)
+        described(service, client)
+
+    target = AwsTarget(region=testbed.REGION, endpoint_url=local_aws.endpoint, max_attempts=1)
+    async with AwsClients(target, Metrics(), instrument) as aws:
+        count = await TaskInspector(aws.ecs, "prod").service_tasks(
+            ContainerInstance(ci, "i-1", "DRAINING")
+        )
+    assert count == held
+    asked = {
+        _form(r).get("desiredStatus") or json.loads(r["body"]).get("desiredStatus")
+        for r in listed.requests
+    }
+    assert asked == {"RUNNING", "STOPPED"}

@@ -880,3 +880,13 @@ def test_releases_and_evacuations_are_safe(
         ends = nodes[nid].notice_ends
         assert ends is not None
         assert ends - snap.now <= policy.evacuate_lead
+
+
+def test_a_group_at_its_maximum_size_is_not_grown() -> None:
+    from dataclasses import replace as _replace
+
+    snap = tight_top_up()
+    full = _replace(snap, pools=tuple(_replace(p, max_size=p.size) for p in snap.pools))
+    plan = plan_capacity(full, CALM, CapacityPolicy(headroom=0.0))
+    assert launches(full, plan) == {}
+    assert any("no pool may grow" in r for r in plan.reasons)

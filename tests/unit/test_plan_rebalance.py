@@ -153,3 +153,16 @@ def test_load_and_hot_detection() -> None:
     assert loads == [0.0, 0.75, 1.0]
     hot = hot_instances(cluster.instances.values(), RebalancePolicy(hot_threshold=0.8))
     assert [i.id for i in hot] == ["i-0"]
+
+
+def test_a_service_with_a_task_on_a_draining_instance_is_left_alone() -> None:
+    cluster, state = cluster_with([4, 1])
+    cluster.drain(cluster.instances["i-1"])  # ECS is already moving web's task off i-1
+    assert not any(movable(t, state, NOW, RebalancePolicy()) for t in state.tasks.values())
+    assert plan_moves(cluster.instances, cluster.services, NOW, RebalancePolicy()).moves == ()
+
+
+def test_an_instance_hot_only_by_deviation_is_cooled_too() -> None:
+    cluster, _ = cluster_with([3, 0, 0, 0], free=0)  # 75%: under 80%, far above the mean
+    plan = plan_moves(cluster.instances, cluster.services, NOW, RebalancePolicy(deviation=0.3))
+    assert plan.hot == ("i-0",) and len(plan.moves) == 1
