@@ -216,6 +216,8 @@ async def _drive(scaler: Scaler, sim: Sim, world: MotoWorld, limit: float) -> No
     stop = asyncio.Event()
     runner = asyncio.create_task(scaler.run(stop))
     await scaler.started.wait()
+    if scaler.http is not None:
+        world.say(f"the scaler is running; metrics at http://127.0.0.1:{scaler.http.port}/metrics")
     began = time.monotonic()
     while not runner.done():
         elapsed = time.monotonic() - began
