@@ -14,14 +14,14 @@ from scaler.aws.capacity import CapacityReader
 from scaler.aws.capacity import policy_from as capacity_policy
 from scaler.aws.clients import AwsClients
 from scaler.aws.ecs import InstanceDirectory
-from scaler.aws.live import live_cluster
+from scaler.aws.live import live_cluster, with_measured_cpu
 from scaler.aws.rebalancer import policy_from as rebalance_policy
 from scaler.clock import SystemClock
 from scaler.guard import drain_risks, scan_services
 from scaler.notices import NoticeBoard
 from scaler.plan.capacity import CapacityMemory, deficit, plan_capacity
 from scaler.plan.rebalance import load, plan_moves
-from scaler.settings import Settings
+from scaler.settings import LoadSource, Settings
 
 
 async def plan_now(aws: AwsClients, settings: Settings) -> dict[str, Any]:
@@ -72,6 +72,8 @@ async def _top_up(
 
 async def _rebalance(aws: AwsClients, settings: Settings) -> dict[str, Any]:
     live = await live_cluster(aws, settings.cluster)
+    if settings.load_source is LoadSource.MEASURED:
+        live = await with_measured_cpu(aws, live)
     plan = plan_moves(
         live.model.instances, live.model.services, time.time(), rebalance_policy(settings)
     )

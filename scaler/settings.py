@@ -37,6 +37,13 @@ class LogLevel(StrEnum):
     ERROR = "ERROR"
 
 
+class LoadSource(StrEnum):
+    """Where the CPU load that rebalancing acts on comes from."""
+
+    RESERVED = "reserved"
+    MEASURED = "measured"
+
+
 class RebalancePolicy(StrEnum):
     """What to do on an EC2 Instance Rebalance Recommendation."""
 
@@ -241,6 +248,11 @@ class Settings(BaseSettings):
     )
     rebalance_interval: Seconds = Field(
         default=300.0, description="Seconds between task-rebalancing plans."
+    )
+    load_source: LoadSource = Field(
+        default=LoadSource.RESERVED,
+        description="What CPU load drives rebalancing: `reserved` (task reservations) or "
+        "`measured` (CloudWatch CPUUtilization, average of the last 10 minutes).",
     )
     hot_threshold: float = Field(
         default=0.8, gt=0, le=1, description="CPU share (reserved) above which an instance is hot."

@@ -19,7 +19,7 @@ from aiobotocore.session import get_session
 
 from scaler.metrics import Metrics
 
-SERVICES = ("sqs", "ecs", "ec2", "autoscaling")
+SERVICES = ("sqs", "ecs", "ec2", "autoscaling", "cloudwatch")
 
 
 @dataclass(frozen=True)
@@ -129,3 +129,7 @@ class AwsClients:
     @property
     def autoscaling(self) -> Any:
         return self._clients["autoscaling"]
+
+    @property
+    def cloudwatch(self) -> Any:
+        return self._clients["cloudwatch"]

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from scaler.aws.clients import AwsClients
+from scaler.aws.cpu import measured_cpu
 from scaler.aws.ecs import list_container_instance_arns
 from scaler.ecs.cluster import (
     ACTIVE,
@@ -77,6 +78,40 @@ async def live_cluster(aws: AwsClients, cluster: str) -> LiveCluster:
         inst.free_cpu = _resource(raw, "remainingResources", "CPU")
         inst.free_mem = _resource(raw, "remainingResources", "MEMORY")
     live.notes.append("CPU load is the share of CPU reserved by tasks (not measured use)")
+    return live
+
+
+async def with_measured_cpu(aws: AwsClients, live: LiveCluster) -> LiveCluster:
+    """Replace reserved load by CloudWatch's measured CPU where there is a measurement.
+
+    Each instance's load becomes its measured share; each service's modelled use per task is
+    estimated from the instances it runs on (measured over reserved, weighted by its tasks
+    there), so a move's size reflects how much CPU the task really uses.
+    """
+    model = live.model
+    shares = await measured_cpu(aws.cloudwatch, sorted(model.instances))
+    ratio: dict[str, float] = {}
+    for iid, share in shares.items():
+        inst = model.instances[iid]
+        reserved = inst.cpu - inst.free_cpu
+        ratio[iid] = share * inst.cpu / reserved if reserved > 0 else 1.0
+    for state in model.services.values():
+        weights = [
+            ratio[t.instance.id]
+            for t in state.tasks.values()
+            if t.instance is not None and t.instance.id in ratio
+        ]
+        if weights:
+            use = sum(weights) / len(weights)
+            state.spec = replace(state.spec, cpu_use=use)
+            for task in state.tasks.values():
+                task.service = state.spec
+    for iid, share in shares.items():
+        model.instances[iid].used_cpu = share * model.instances[iid].cpu
+    live.notes[-1] = (
+        f"CPU load measured by CloudWatch for {len(shares)} of {len(model.instances)} instances "
+        "(the others: reserved share)"
+    )
     return live
 
 

@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass
 
 from scaler.aws.clients import AwsClients
-from scaler.aws.live import LiveCluster, live_cluster
+from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
 from scaler.aws.retry import Backoff
 from scaler.metrics import Metrics
 from scaler.plan.rebalance import Move, RebalancePlan, RebalancePolicy, plan_moves
-from scaler.settings import Settings
+from scaler.settings import LoadSource, Settings
 
 log = logging.getLogger(__name__)
 GIVE_UP_AFTER = 600.0  # seconds to wait for a replacement before calling it not replaced
@@ -65,6 +65,8 @@ class RebalanceController:
 
     async def cycle(self, now: float) -> RebalancePlan:
         live = await live_cluster(self._aws, self._settings.cluster)
+        if self._settings.load_source is LoadSource.MEASURED:
+            live = await with_measured_cpu(self._aws, live)
         self._verify(live, now)
         self.moved_at = [t for t in self.moved_at if now - t < 3600]
         plan = plan_moves(

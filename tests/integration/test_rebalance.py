@@ -138,3 +138,31 @@ def test_plan_command_prints_json(local_aws: testbed.LocalAws) -> None:
         timeout=60,
     ).stdout
     assert "rebalance (SCALER_TASK_REBALANCE is off)" in text and "hot:" in text
+
+
+async def test_measured_cpu_drives_decisions_when_asked(local_aws: testbed.LocalAws) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    nodes = _hot_cluster(local_aws)  # i-0: 100% reserved
+    cloudwatch = local_aws.client("cloudwatch")
+    now = datetime.now(UTC)
+    for node, percent in ((nodes[0], 30.0), (nodes[1], 96.0), (nodes[2], 5.0)):
+        cloudwatch.put_metric_data(
+            Namespace="AWS/EC2",
+            MetricData=[
+                {
+                    "MetricName": "CPUUtilization",
+                    "Dimensions": [{"Name": "InstanceId", "Value": node.instance_id}],
+                    "Timestamp": now - timedelta(minutes=m),
+                    "Value": percent,
+                }
+                for m in (1, 3, 5)
+            ],
+        )
+    async with AwsClients(_target(local_aws), Metrics()) as aws:
+        reserved = await plan_now(aws, settings_for("http://q"))
+        measured = await plan_now(aws, settings_for("http://q", load_source="measured"))
+    assert reserved["rebalance"]["hot"] == {nodes[0].instance_id: 1.0}
+    # by measurement the piled-up instance is cool and another one is hot
+    assert measured["rebalance"]["hot"] == {nodes[1].instance_id: 0.96}
+    assert "measured by CloudWatch for 3 of 3" in " ".join(measured["rebalance"]["notes"])
