@@ -34,6 +34,8 @@ from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.retry import Backoff
 from scaler.aws.taskdefs import fargate_problem, reservation
+from scaler.aws.tasks import running_tasks
+from scaler.guard import describe_services
 from scaler.metrics import Metrics
 from scaler.model import ContainerInstance
 from scaler.notices import NoticeBoard
@@ -156,15 +158,8 @@ class CapacityReader:
         return groups
 
     async def _describe_services(self, names: list[str]) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(names), 10):
-            reply = await self._aws.ecs.describe_services(
-                cluster=self._settings.cluster, services=names[i : i + 10]
-            )
-            for svc in reply.get("services", []):
-                if svc.get("status") == "ACTIVE":
-                    found[svc["serviceName"]] = svc
-        return found
+        described = await describe_services(self._aws.ecs, self._settings.cluster, names)
+        return {svc["serviceName"]: svc for svc in described}
 
     async def _type_info(self, names: set[str]) -> None:
         missing = sorted(n for n in names if n not in self._types)
@@ -353,26 +348,14 @@ class CapacityReader:
     async def _tasks_by_service(
         self, by_arn: dict[str, str], observed: Observed
     ) -> dict[str, Counter[str]]:
-        arns: list[str] = []
-        paginator = self._aws.ecs.get_paginator("list_tasks")
-        async for page in paginator.paginate(
-            cluster=self._settings.cluster,
-            desiredStatus="RUNNING",
-            PaginationConfig={"PageSize": 100},
-        ):
-            arns += page.get("taskArns", [])
         placed: dict[str, Counter[str]] = defaultdict(Counter)
-        for i in range(0, len(arns), 100):
-            reply = await self._aws.ecs.describe_tasks(
-                cluster=self._settings.cluster, tasks=arns[i : i + 100]
-            )
-            for task in reply.get("tasks", []):
-                group = str(task.get("group", ""))
-                node = by_arn.get(task.get("containerInstanceArn", ""))
-                if group.startswith("service:") and node:
-                    service = group.split(":", 1)[1]
-                    placed[service][node] += 1
-                    observed.tasks.setdefault((service, node), []).append(task["taskArn"])
+        for task in await running_tasks(self._aws.ecs, self._settings.cluster):
+            group = str(task.get("group", ""))
+            node = by_arn.get(task.get("containerInstanceArn", ""))
+            if group.startswith("service:") and node:
+                service = group.split(":", 1)[1]
+                placed[service][node] += 1
+                observed.tasks.setdefault((service, node), []).append(task["taskArn"])
         return placed
 
 

@@ -39,14 +39,15 @@ def _container_instance(raw: dict[str, Any]) -> ContainerInstance:
         pending_tasks=int(raw.get("pendingTasksCount", 0)),
         agent_connected=bool(raw.get("agentConnected", True)),
         version=int(raw.get("version", 0)),
-        cpu=_resource(raw, "registeredResources", "CPU"),
-        memory=_resource(raw, "registeredResources", "MEMORY"),
-        free_cpu=_resource(raw, "remainingResources", "CPU"),
-        free_memory=_resource(raw, "remainingResources", "MEMORY"),
+        cpu=resource(raw, "registeredResources", "CPU"),
+        memory=resource(raw, "registeredResources", "MEMORY"),
+        free_cpu=resource(raw, "remainingResources", "CPU"),
+        free_memory=resource(raw, "remainingResources", "MEMORY"),
     )
 
 
-def _resource(raw: dict[str, Any], key: str, name: str) -> int:
+def resource(raw: dict[str, Any], key: str, name: str) -> int:
+    """An integer resource (CPU, MEMORY) of a described container instance; 0 if absent."""
     for item in raw.get(key, []):
         if item.get("name") == name:
             return int(item.get("integerValue", 0))
@@ -61,10 +62,10 @@ async def list_container_instance_arns(ecs: Any, cluster: str) -> list[str]:
     return arns
 
 
-async def describe_container_instances(
+async def describe_container_instances_raw(
     ecs: Any, cluster: str, arns: Sequence[str]
-) -> list[ContainerInstance]:
-    """Describe ``arns`` in calls of 100, concurrently."""
+) -> list[dict[str, Any]]:
+    """ECS's own description of ``arns``, in calls of 100, concurrently."""
     chunks = [arns[i : i + DESCRIBE_BATCH] for i in range(0, len(arns), DESCRIBE_BATCH)]
     answers = await asyncio.gather(
         *(
@@ -72,7 +73,17 @@ async def describe_container_instances(
             for c in chunks
         )
     )
-    return [_container_instance(raw) for a in answers for raw in a.get("containerInstances", [])]
+    return [raw for a in answers for raw in a.get("containerInstances", [])]
+
+
+async def describe_container_instances(
+    ecs: Any, cluster: str, arns: Sequence[str]
+) -> list[ContainerInstance]:
+    """Describe ``arns`` in calls of 100, concurrently."""
+    return [
+        _container_instance(raw)
+        for raw in await describe_container_instances_raw(ecs, cluster, arns)
+    ]
 
 
 class InstanceDirectory:

@@ -18,7 +18,12 @@ from typing import Any
 
 from scaler.aws.clients import AwsClients
 from scaler.aws.cpu import measured_cpu
-from scaler.aws.ecs import list_container_instance_arns
+from scaler.aws.ecs import (
+    describe_container_instances_raw,
+    list_container_instance_arns,
+    resource,
+)
+from scaler.aws.tasks import running_tasks
 from scaler.ecs.cluster import (
     ACTIVE,
     DRAINING,
@@ -28,6 +33,7 @@ from scaler.ecs.cluster import (
     ServiceState,
     Task,
 )
+from scaler.guard import describe_services
 from scaler.prices import on_demand_price
 from scaler.snapshot import read_services
 
@@ -37,13 +43,6 @@ def _attribute(raw: dict[str, Any], name: str) -> str:
         if attr.get("name") == name:
             return str(attr.get("value", ""))
     return ""
-
-
-def _resource(raw: dict[str, Any], key: str, name: str) -> int:
-    for item in raw.get(key, []):
-        if item.get("name") == name:
-            return int(item.get("integerValue", 0))
-    return 0
 
 
 def _epoch(value: Any) -> float:
@@ -70,13 +69,13 @@ async def live_cluster(aws: AwsClients, cluster: str) -> LiveCluster:
     for spec in await read_services(aws.ecs, cluster, live.notes):
         model.add_service(replace(spec, cpu_use=1.0))  # load counts reservations
     primaries = await _primary_task_definitions(aws, cluster, list(model.services))
-    for raw in await _running_tasks(aws, cluster):
+    for raw in await running_tasks(aws.ecs, cluster):
         task = _place(model, raw, by_arn, primaries)
         if task is not None:
             live.task_arns[task.id] = raw["taskArn"]
     for inst, raw in by_arn.values():  # ECS's own accounting of what is left wins
-        inst.free_cpu = _resource(raw, "remainingResources", "CPU")
-        inst.free_mem = _resource(raw, "remainingResources", "MEMORY")
+        inst.free_cpu = resource(raw, "remainingResources", "CPU")
+        inst.free_mem = resource(raw, "remainingResources", "MEMORY")
     live.notes.append("CPU load is the share of CPU reserved by tasks (not measured use)")
     return live
 
@@ -116,8 +115,8 @@ async def with_measured_cpu(aws: AwsClients, live: LiveCluster) -> LiveCluster:
 
 
 def _instance(model: Cluster, raw: dict[str, Any]) -> Instance:
-    cpu = _resource(raw, "registeredResources", "CPU")
-    memory = _resource(raw, "registeredResources", "MEMORY")
+    cpu = resource(raw, "registeredResources", "CPU")
+    memory = resource(raw, "registeredResources", "MEMORY")
     name = _attribute(raw, "ecs.instance-type") or "unknown"
     vcpu = max(1, cpu // 1024)
     itype = InstanceType(name, vcpu, memory, on_demand_price(name, vcpu))
@@ -157,35 +156,11 @@ def _place(
 
 async def _container_instances(aws: AwsClients, cluster: str) -> list[dict[str, Any]]:
     arns = await list_container_instance_arns(aws.ecs, cluster)
-    raws: list[dict[str, Any]] = []
-    for i in range(0, len(arns), 100):
-        reply = await aws.ecs.describe_container_instances(
-            cluster=cluster, containerInstances=arns[i : i + 100]
-        )
-        raws += reply.get("containerInstances", [])
-    return raws
+    return await describe_container_instances_raw(aws.ecs, cluster, arns)
 
 
 async def _primary_task_definitions(
     aws: AwsClients, cluster: str, names: list[str]
 ) -> dict[str, str]:
-    primaries: dict[str, str] = {}
-    for i in range(0, len(names), 10):
-        reply = await aws.ecs.describe_services(cluster=cluster, services=names[i : i + 10])
-        for svc in reply.get("services", []):
-            primaries[svc["serviceName"]] = svc.get("taskDefinition", "")
-    return primaries
-
-
-async def _running_tasks(aws: AwsClients, cluster: str) -> list[dict[str, Any]]:
-    arns: list[str] = []
-    paginator = aws.ecs.get_paginator("list_tasks")
-    async for page in paginator.paginate(
-        cluster=cluster, desiredStatus="RUNNING", PaginationConfig={"PageSize": 100}
-    ):
-        arns += page.get("taskArns", [])
-    tasks: list[dict[str, Any]] = []
-    for i in range(0, len(arns), 100):
-        reply = await aws.ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + 100])
-        tasks += reply.get("tasks", [])
-    return tasks
+    described = await describe_services(aws.ecs, cluster, names)
+    return {svc["serviceName"]: svc.get("taskDefinition", "") for svc in described}

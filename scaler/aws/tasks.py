@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from scaler.aws.retry import Backoff
@@ -57,10 +58,7 @@ async def tasks_on(
         )
         async for page in pages:
             arns.extend(page.get("taskArns", []))
-    tasks: list[dict[str, Any]] = []
-    for i in range(0, len(arns), 100):
-        reply = await ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + 100])
-        tasks.extend(reply.get("tasks", []))
+    tasks = await describe_tasks(ecs, cluster, arns)
     return [
         t
         for t in tasks
@@ -68,6 +66,27 @@ async def tasks_on(
         and t.get("lastStatus") not in ("STOPPED", "DELETED")
         and (stopping or t.get("desiredStatus") != "STOPPED")
     ]
+
+
+async def describe_tasks(ecs: Any, cluster: str, arns: Sequence[str]) -> list[dict[str, Any]]:
+    """Describe ``arns``, 100 a call."""
+    tasks: list[dict[str, Any]] = []
+    for i in range(0, len(arns), 100):
+        reply = await ecs.describe_tasks(cluster=cluster, tasks=list(arns[i : i + 100]))
+        tasks.extend(reply.get("tasks", []))
+    return tasks
+
+
+async def running_tasks(ecs: Any, cluster: str) -> list[dict[str, Any]]:
+    """Every task of the cluster whose desired status is RUNNING, described."""
+    arns: list[str] = []
+    paginator = ecs.get_paginator("list_tasks")
+    pages = paginator.paginate(
+        cluster=cluster, desiredStatus="RUNNING", PaginationConfig={"PageSize": 100}
+    )
+    async for page in pages:
+        arns.extend(page.get("taskArns", []))
+    return await describe_tasks(ecs, cluster, arns)
 
 
 class TaskInspector:
