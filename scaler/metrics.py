@@ -175,8 +175,8 @@ class Metrics:
         )
         self.task_moves = Counter(
             "scaler_task_moves",
-            "Task moves off hot instances, by outcome (`stopped`, `dry_run`, `failed`; then "
-            "`as_predicted`, `elsewhere` or `not_replaced`).",
+            "Task moves off hot instances, by outcome (`stopped`, `surged` (replacement first), "
+            "`dry_run`, `failed`; then `as_predicted`, `elsewhere` or `not_replaced`).",
             ["outcome"],
             registry=r,
         )

@@ -266,7 +266,12 @@ class Settings(BaseSettings):
     max_moves: int = Field(default=5, ge=0, description="Most task moves per rebalancing plan.")
     max_moves_per_hour: int = Field(default=30, ge=0, description="Most task moves per hour.")
     task_cooldown: Seconds = Field(
-        default=1800.0, description="Seconds a task must have run before it may be moved."
+        default=1800.0,
+        description="Seconds after a move during which the service's newer tasks (the moved "
+        "task's replacement) are not moved: no ping-pong.",
+    )
+    task_min_age: Seconds = Field(
+        default=300.0, description="Seconds a task must have run before it may be moved."
     )
 
     @field_validator("spot_pools", "on_demand_pools", mode="before")

@@ -5,7 +5,15 @@ builds the model of the live cluster (:mod:`scaler.aws.live`), asks
 :func:`scaler.plan.rebalance.plan_moves` for moves, and stops each chosen task with a reason that
 says why (``StopTask``; the service scheduler starts the replacement). At the next cycle it looks
 for each move's replacement and records whether it landed where the placement model predicted.
-In dry-run the moves are logged and counted, and nothing is stopped.
+
+A *surge* move (for a service that may not lose a task, ``minimumHealthyPercent`` 100) raises
+the service's desired count by one (``UpdateService``); while surges are pending the controller
+looks every ``SURGE_POLL`` seconds, and once the service has the extra healthy task it stops the
+hot task and sets the desired count back. It sets it back only if the count is still its own
+(an autoscaler or an operator may have changed it meanwhile); a surge whose task is gone, or
+that waited ``GIVE_UP_AFTER`` seconds, is undone the same way.
+
+In dry-run the moves are logged and counted, and nothing is stopped or scaled.
 """
 
 from __future__ import annotations
@@ -19,12 +27,14 @@ from dataclasses import dataclass
 from scaler.aws.clients import AwsClients
 from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
 from scaler.aws.retry import Backoff
+from scaler.ecs.cluster import Task
 from scaler.metrics import Metrics
 from scaler.plan.rebalance import Move, RebalancePlan, RebalancePolicy, plan_moves
 from scaler.settings import LoadSource, Settings
 
 log = logging.getLogger(__name__)
 GIVE_UP_AFTER = 600.0  # seconds to wait for a replacement before calling it not replaced
+SURGE_POLL = 30.0  # seconds between checks while a surge move waits for its extra task
 
 
 def policy_from(settings: Settings) -> RebalancePolicy:
@@ -34,6 +44,7 @@ def policy_from(settings: Settings) -> RebalancePolicy:
         max_moves=settings.max_moves,
         max_moves_per_hour=settings.max_moves_per_hour,
         task_cooldown=settings.task_cooldown,
+        min_task_age=settings.task_min_age,
     )
 
 
@@ -44,6 +55,15 @@ class Pending:
     known: frozenset[str]  # the service's task ARNs when the move was made
 
 
+@dataclass(frozen=True)
+class Surge:
+    move: Move
+    arn: str
+    desired: int  # the service's desired count before the surge
+    started: float
+    known: frozenset[str]
+
+
 class RebalanceController:
     def __init__(self, aws: AwsClients, settings: Settings, metrics: Metrics) -> None:
         self._aws = aws
@@ -52,22 +72,42 @@ class RebalanceController:
         self._policy = policy_from(settings)
         self._backoff = Backoff()
         self.moved_at: list[float] = []
+        self.last_moved: dict[str, float] = {}
         self.pending: list[Pending] = []
+        self.surges: dict[str, Surge] = {}
 
     async def run_forever(self, stop: asyncio.Event) -> None:
+        next_plan = 0.0
         while not stop.is_set():
+            now = time.time()
             try:
-                await self.cycle(time.time())
+                if now >= next_plan:
+                    await self.cycle(now)
+                    next_plan = now + self._settings.rebalance_interval
+                else:
+                    await self.finish_surges(now)
             except Exception:
                 log.exception("rebalancing cycle failed")
+            wait = max(0.0, next_plan - time.time())
+            if self.surges:
+                wait = min(wait, SURGE_POLL)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._settings.rebalance_interval)
+                await asyncio.wait_for(stop.wait(), timeout=wait)
 
-    async def cycle(self, now: float) -> RebalancePlan:
+    async def _live(self) -> LiveCluster:
         live = await live_cluster(self._aws, self._settings.cluster)
         if self._settings.load_source is LoadSource.MEASURED:
             live = await with_measured_cpu(self._aws, live)
+        return live
+
+    async def finish_surges(self, now: float) -> None:
+        if self.surges:
+            await self._finish_surges(await self._live(), now)
+
+    async def cycle(self, now: float) -> RebalancePlan:
+        live = await self._live()
         self._verify(live, now)
+        await self._finish_surges(live, now)
         self.moved_at = [t for t in self.moved_at if now - t < 3600]
         plan = plan_moves(
             live.model.instances,
@@ -76,13 +116,87 @@ class RebalanceController:
             self._policy,
             moves_last_hour=len(self.moved_at),
             seed=int(now),
+            last_moved=self.last_moved,
         )
         self._metrics.hot_instances.set(len(plan.hot))
         self._metrics.imbalance.set(plan.imbalance)
         for move, why in zip(plan.moves, plan.reasons, strict=True):
+            if move.service in self.surges:
+                continue
             known = frozenset(_arns(live, move.service))
-            await self._stop(move, live.task_arns.get(move.task), why, now, known)
+            arn = live.task_arns.get(move.task)
+            if move.surge:
+                desired = live.model.services[move.service].spec.desired
+                await self._surge(move, arn, why, now, known, desired)
+            else:
+                await self._stop(move, arn, why, now, known)
         return plan
+
+    async def _surge(
+        self, move: Move, arn: str | None, why: str, now: float, known: frozenset[str], desired: int
+    ) -> None:
+        context = {"service": move.service, "source": move.source, "task": arn}
+        if arn is None:
+            return
+        if self._settings.dry_run:
+            log.info(f"dry run: would {why}", extra=context)
+            self._metrics.task_moves.labels("dry_run").inc()
+            return
+        try:
+            await self._set_desired(move.service, desired + 1)
+        except Exception as exc:
+            self._metrics.task_moves.labels("failed").inc()
+            log.error("surge move failed", extra={**context, "error": repr(exc)})
+            return
+        self._metrics.task_moves.labels("surged").inc()
+        self.moved_at.append(now)
+        self.last_moved[move.service] = now
+        self.surges[move.service] = Surge(move, arn, desired, now, known)
+        log.info(f"{why}: desired count {desired} -> {desired + 1} first", extra=context)
+
+    async def _finish_surges(self, live: LiveCluster, now: float) -> None:
+        for name, surge in sorted(self.surges.items()):
+            state = live.model.services.get(name)
+            tasks = list(state.tasks.values()) if state else []
+            hot = next((t for t in tasks if live.task_arns.get(t.id) == surge.arn), None)
+            healthy = sum(t.healthy(now) for t in tasks)
+            if hot is not None and healthy >= surge.desired + 1:
+                await self._stop_surged(surge, now)
+                new = [t for t in tasks if live.task_arns.get(t.id) not in surge.known]
+                self._metrics.task_moves.labels(_landed(new, surge.move)).inc()
+            elif hot is not None and now - surge.started < GIVE_UP_AFTER:
+                continue
+            else:
+                self._metrics.task_moves.labels("not_replaced").inc()
+                log.warning("surge move given up", extra={"service": name, "task": surge.arn})
+            current = state.spec.desired if state else None
+            if current == surge.desired + 1:
+                await self._set_desired(name, surge.desired)
+            else:
+                log.warning(
+                    "desired count changed during a surge move: left as it is",
+                    extra={"service": name, "desired": current},
+                )
+            del self.surges[name]
+
+    async def _stop_surged(self, surge: Surge, now: float) -> None:
+        await self._backoff.call(
+            "StopTask",
+            lambda: self._aws.ecs.stop_task(
+                cluster=self._settings.cluster,
+                task=surge.arn,
+                reason=f"scaler: rebalance off CPU-hot {surge.move.source} (replacement running)",
+            ),
+        )
+        self._metrics.task_moves.labels("stopped").inc()
+
+    async def _set_desired(self, service: str, desired: int) -> None:
+        await self._backoff.call(
+            "UpdateService",
+            lambda: self._aws.ecs.update_service(
+                cluster=self._settings.cluster, service=service, desiredCount=desired
+            ),
+        )
 
     async def _stop(
         self, move: Move, arn: str | None, why: str, now: float, known: frozenset[str]
@@ -114,6 +228,7 @@ class RebalanceController:
             return
         self._metrics.task_moves.labels("stopped").inc()
         self.moved_at.append(now)
+        self.last_moved[move.service] = now
         self.pending.append(Pending(move, now, known))
         log.info(why, extra=context)
 
@@ -125,10 +240,7 @@ class RebalanceController:
             tasks = state.tasks.values() if state else ()
             new = [t for t in tasks if live.task_arns.get(t.id) not in p.known]
             if new:
-                hit = any(
-                    t.instance is not None and t.instance.id == p.move.destination for t in new
-                )
-                outcome = "as_predicted" if hit else "elsewhere"
+                outcome = _landed(new, p.move)
             elif now - p.stopped_at > GIVE_UP_AFTER:
                 outcome = "not_replaced"
             else:
@@ -137,6 +249,11 @@ class RebalanceController:
             self._metrics.task_moves.labels(outcome).inc()
             log.info("task move checked", extra={"service": p.move.service, "outcome": outcome})
         self.pending = still
+
+
+def _landed(new: list[Task], move: Move) -> str:
+    hit = any(t.instance is not None and t.instance.id == move.destination for t in new)
+    return "as_predicted" if hit else "elsewhere"
 
 
 def _arns(live: LiveCluster, service: str) -> list[str]:

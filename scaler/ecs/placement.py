@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from scaler.ecs.cluster import ACTIVE, STOPPED, Constraint, Instance, ServiceSpec, ServiceState
 
@@ -92,6 +92,13 @@ def candidates(instances: Iterable[Instance], service: ServiceState) -> list[Ins
 def rank_key(
     inst: Instance, spec: ServiceSpec, spread: Spread, rng: random.Random
 ) -> tuple[float, ...]:
+    # ECS leaves the last tie-break undocumented: at random
+    return (*_strategy_key(inst, spec, spread, rng.random), rng.random())
+
+
+def _strategy_key(
+    inst: Instance, spec: ServiceSpec, spread: Spread, draw: Callable[[], float]
+) -> tuple[float, ...]:
     key: list[float] = []
     for s in spec.strategies:
         if s.type == "binpack":
@@ -101,8 +108,7 @@ def rank_key(
         elif s.type == "spread":
             key.append(spread.of(s.field, inst))
         elif s.type == "random":
-            key.append(rng.random())
-    key.append(rng.random())  # ECS leaves the last tie-break undocumented
+            key.append(draw())
     return tuple(key)
 
 
@@ -119,6 +125,23 @@ def choose(
         key = rank_key(inst, spec, spread, rng)
         if best is None or key < best_key:
             best, best_key = inst, key
+    return best
+
+
+def likely(instances: Iterable[Instance], service: ServiceState, spread: Spread) -> list[Instance]:
+    """Every instance ECS might pick for the service's next task: those tied on the strategies'
+    ranking (a ``random`` strategy ties them all). Empty if none can take it."""
+    spec = service.spec
+    best: list[Instance] = []
+    best_key: tuple[float, ...] = ()
+    for inst in instances:
+        if not fits(inst, spec) or not satisfies(inst, spec.constraints, service):
+            continue
+        key = _strategy_key(inst, spec, spread, lambda: 0.0)
+        if not best or key < best_key:
+            best, best_key = [inst], key
+        elif key == best_key:
+            best.append(inst)
     return best
 
 

@@ -14,10 +14,13 @@ Every figure is an integral of a piecewise-constant rate, advanced at each event
 - ``interrupted_tasks``: tasks (pending or running) lost with their instance.
 - ``task_moves``: tasks stopped to move them: off a draining instance, by ECS's AZ rebalancing,
   or by the scaler's rebalancer.
+- ``min_healthy_violations``: tasks the rebalancer stopped that left their service with fewer
+  healthy tasks than ``minimumHealthyPercent`` of its desired count.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -103,6 +106,10 @@ class Accountant:
         if task.id in self.healthy_tasks:
             self.healthy_tasks.discard(task.id)
             self._regroup(task.service.group, lambda: self._bump(task.service.group, -1))
+        if reason == "rebalance":  # the scaler's own choice: never below minimum health
+            group = task.service.group
+            floor = math.ceil(self.desired.get(group, 0) * task.service.min_healthy_percent / 100)
+            self.min_healthy_violations += self.healthy[group] < floor
         if task.instance is None:
             self._fargate(task.service, -1)
 

@@ -5,7 +5,9 @@
   the reclaimed instances get a rebalance recommendation 10 minutes ahead; reclaimed pools have
   no spot capacity for an hour.
 - ``az-outage``: one AZ's instances vanish without notice and the AZ takes no launches for an hour.
-- ``deploy-skew``: a deployment surge on binpacked services piles new tasks on a few instances.
+- ``deploy-skew``: the operator adds a quarter more instances as headroom, then deploys every
+  service: the surge piles new tasks onto the fresh instances, which stay CPU-hot (tasks use more
+  CPU than they reserve) while the old ones idle. Starts skewed too (binpack services).
 """
 
 from __future__ import annotations
@@ -110,9 +112,8 @@ def builtin(
     rng = random.Random(f"{name}:{seed}:{instances}:{tasks}:{services}")
     pools = _pools(instances, rng)
     budget = int(_capacity(pools) * 0.62)
-    layouts = ((Strategy("binpack", "cpu"),),) if name == "deploy-skew" else LAYOUTS
-    specs = _services(services, tasks, budget, rng, layouts)
-    hours = {"steady": 24.0 * 7, "storm": 2.0, "az-outage": 2.0, "deploy-skew": 2.0}[name]
+    specs = _services(services, tasks, budget, rng)
+    hours = {"steady": 24.0 * 7, "storm": 2.0, "az-outage": 2.0, "deploy-skew": 4.0}[name]
     events: tuple[Event, ...] = ()
     if name == "storm":
         events = (
@@ -131,7 +132,10 @@ def builtin(
     elif name == "az-outage":
         events = (Event(1200, "az_outage", {"az": AZS[1], "duration": 3600}),)
     elif name == "deploy-skew":
-        events = (Event(600, "deploy", {"share": 0.5}),)
+        events = (
+            Event(300, "add_instances", {"share": 0.25}),
+            Event(900, "deploy", {"share": 1.0}),
+        )
         specs = tuple(_hot(s) for s in specs)
     return Scenario(name, hours, dict(TYPES), pools, specs, events)
 
@@ -139,4 +143,4 @@ def builtin(
 def _hot(spec: ServiceSpec) -> ServiceSpec:
     from dataclasses import replace
 
-    return replace(spec, cpu_use=min(1.2, spec.cpu_use * 1.6), max_percent=200)
+    return replace(spec, cpu_use=min(1.2, spec.cpu_use * 1.3), max_percent=200)

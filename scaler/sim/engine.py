@@ -97,6 +97,7 @@ class Sim:
         self.doomed: dict[str, float] = {}  # instance id -> termination time
         self.terminated: dict[str, Instance] = {}  # instances gone, for policies that look back
         self.api_calls: Counter[str] = Counter()
+        self.surged: dict[str, int] = {}  # desired count raised for surge moves, per service
         self._dirty: set[str] = set()
         self._tick_due = False
         self._event_ids = itertools.count(1)
@@ -202,6 +203,12 @@ class Sim:
             self.api_calls["UpdateService"] += 1
             self.cluster.set_desired(service, desired)
 
+    def surge(self, service: str, delta: int) -> None:
+        """UpdateService(desiredCount +/- 1) for a surge move; availability is still measured
+        against the desired count without the surge."""
+        self.surged[service] = self.surged.get(service, 0) + delta
+        self.set_desired(service, self.cluster.services[service].spec.desired + delta)
+
     def stop_task(self, task: Task, reason: str) -> None:
         self.api_calls["StopTask"] += 1
         self.cluster.stop_task(task, self.now, reason)
@@ -296,6 +303,7 @@ class Sim:
             "storm": self._storm,
             "az_outage": self._az_outage,
             "deploy": self._deploy,
+            "add_instances": self._add_instances,
         }
         handlers[event.type](**event.params)
 
@@ -337,6 +345,14 @@ class Sim:
                 self.unavailable_until[pool.name] = self.now + duration
         for inst in [i for i in self.cluster.instances.values() if i.az == az]:
             self._gone(inst)
+
+    def _add_instances(self, share: float) -> None:
+        """The operator adds ``share`` more instances (headroom for a deployment's surge), in the
+        pools the cluster started in, round robin."""
+        homes = sorted((p for p in self.pools.values() if p.initial), key=lambda p: (p.az, p.name))
+        count = round(share * len(self.cluster.instances))
+        for n in range(count):
+            self.launch(homes[n % len(homes)].name, 1, "headroom")
 
     def _deploy(self, share: float) -> None:
         services = sorted(self.cluster.services.values(), key=lambda s: s.spec.name)
@@ -411,7 +427,8 @@ class Sim:
             self.acct.instance_down(obj)
         elif kind == "desired":
             _, new = cast(tuple[ServiceSpec, ServiceSpec], obj)
-            self.acct.set_desired(new.group, new.desired if new.overflow_of is None else 0)
+            wanted = new.desired - self.surged.get(new.name, 0)
+            self.acct.set_desired(new.group, wanted if new.overflow_of is None else 0)
             self._mark(new.name)
 
 

@@ -39,8 +39,9 @@ from scaler.plan.capacity import (
     plan_capacity,
 )
 from scaler.plan.drain import Drain, DrainPolicy, decide
-from scaler.plan.rebalance import RebalancePolicy, plan_moves
+from scaler.plan.rebalance import RebalancePolicy
 from scaler.sim.engine import Policy, Sim, overflow_name
+from scaler.sim.rebalancing import SimRebalancer
 from scaler.sim.scenario import Pool
 
 SCALE_OUT_PERIOD = 60.0
@@ -49,7 +50,6 @@ SCALE_IN_PERIOD = 300.0
 SCALE_IN_AFTER = 900.0
 DRAIN_WINDOW = 0.25
 CAPACITY_PERIOD = 15.0
-REBALANCE_PERIOD = 60.0
 MAX_REPLANS = 4
 
 
@@ -179,9 +179,8 @@ class ScalerPolicy:
         self.policy = policy or DrainPolicy()
         self.capacity = capacity or CapacityPolicy()
         self.rebalance = rebalance or RebalancePolicy()
-        self.moved_at: list[float] = []
+        self.rebalancer = SimRebalancer(self.rebalance)
         self._planned_at_version = -1  # the cluster version of the last plan that did nothing
-        self._rebalanced_at_version = -1
         self.memory = CapacityMemory()
         self.scaling = DemandScaling(scale_out=False)  # scale-in of empty instances only
         self.releasing: set[str] = set()
@@ -190,7 +189,7 @@ class ScalerPolicy:
     def start(self, sim: Sim) -> None:
         self.scaling.start(sim)
         sim.at(CAPACITY_PERIOD, self._tick, sim)
-        sim.at(REBALANCE_PERIOD, self._rebalance, sim)
+        self.rebalancer.start(sim)
 
     def on_signal(self, sim: Sim, signal: Signal) -> None:
         members = {
@@ -224,27 +223,6 @@ class ScalerPolicy:
         batch, self._batch = self._batch, []
         sim.drain([i for i in batch if i.id in sim.cluster.instances])
         self._plan(sim)  # top up at once, not at the next tick
-
-    def _rebalance(self, sim: Sim) -> None:
-        sim.at(sim.now + REBALANCE_PERIOD, self._rebalance, sim)
-        self.moved_at = [t for t in self.moved_at if sim.now - t < 3600]
-        if sim.version == self._rebalanced_at_version:
-            return  # nothing changed since a plan that found no move
-        self._rebalanced_at_version = sim.version
-        plan = plan_moves(
-            sim.cluster.instances,
-            sim.cluster.services,
-            sim.now,
-            self.rebalance,
-            moves_last_hour=len(self.moved_at),
-            seed=int(sim.now),
-        )
-        for move in plan.moves:
-            service = sim.cluster.services[move.service]
-            task = service.tasks.get(move.task)
-            if task is not None:
-                sim.stop_task(task, "rebalance")
-                self.moved_at.append(sim.now)
 
     def _tick(self, sim: Sim) -> None:
         sim.at(sim.now + CAPACITY_PERIOD, self._tick, sim)

@@ -21,7 +21,7 @@ from tests.integration.helpers import settings_for
 READS = ("List", "Describe", "Get")
 
 
-def _hot_cluster(aws: testbed.LocalAws) -> list[testbed.Node]:
+def _hot_cluster(aws: testbed.LocalAws, min_healthy: int = 50) -> list[testbed.Node]:
     """Three instances; all four web tasks piled on the first one (100% CPU reserved)."""
     testbed.manual_task_states(aws)
     nodes = testbed.create_cluster(aws, "prod", size=3)
@@ -34,7 +34,7 @@ def _hot_cluster(aws: testbed.LocalAws) -> list[testbed.Node]:
     ecs.update_service(
         cluster="prod",
         service="web",
-        deploymentConfiguration={"minimumHealthyPercent": 50, "maximumPercent": 200},
+        deploymentConfiguration={"minimumHealthyPercent": min_healthy, "maximumPercent": 200},
         placementStrategy=[{"type": "spread", "field": "instanceId"}],
     )
     ecs.start_task(
@@ -62,7 +62,7 @@ async def test_the_live_model_sees_where_tasks_run(local_aws: testbed.LocalAws) 
 
 async def test_a_hot_instance_is_cooled_and_the_move_checked(local_aws: testbed.LocalAws) -> None:
     nodes = _hot_cluster(local_aws)
-    settings = settings_for("http://q", task_rebalance=True, task_cooldown=0.01)
+    settings = settings_for("http://q", task_rebalance=True, task_min_age=0.01)
     metrics = Metrics()
     async with AwsClients(_target(local_aws), metrics) as aws:
         mover = RebalanceController(aws, settings, metrics)
@@ -86,6 +86,59 @@ async def test_a_hot_instance_is_cooled_and_the_move_checked(local_aws: testbed.
     stops = aws_calls(metrics)["ecs:StopTask"]
     assert stops == 2
     assert f'scaler_task_moves_total{{outcome="stopped"}} {stops:.1f}' in text
+
+
+async def test_a_service_that_may_not_lose_a_task_is_surged_first(
+    local_aws: testbed.LocalAws,
+) -> None:
+    nodes = _hot_cluster(local_aws, min_healthy=100)
+    ecs = local_aws.client("ecs")
+    settings = settings_for("http://q", task_rebalance=True, task_min_age=0.01)
+    metrics = Metrics()
+    async with AwsClients(_target(local_aws), metrics) as aws:
+        mover = RebalanceController(aws, settings, metrics)
+        plan = await mover.cycle(now=time.time())
+        (move,) = plan.moves
+        assert move.surge
+        web = ecs.describe_services(cluster="prod", services=["web"])["services"][0]
+        assert web["desiredCount"] == 5  # the replacement first
+        assert "ecs:StopTask" not in aws_calls(metrics)
+        await mover.finish_surges(time.time())  # not yet: the extra task is not running
+        assert "ecs:StopTask" not in aws_calls(metrics)
+        dest = next(n for n in nodes if n.instance_id == move.destination)
+        ecs.start_task(  # ECS starts the extra task where the service's strategy puts it
+            cluster="prod",
+            taskDefinition="web",
+            group="service:web",
+            containerInstances=[dest.container_instance_arn],
+        )
+        await mover.finish_surges(time.time())
+    assert aws_calls(metrics)["ecs:StopTask"] == 1
+    web = ecs.describe_services(cluster="prod", services=["web"])["services"][0]
+    assert web["desiredCount"] == 4
+    text = metrics.render().decode()
+    for outcome in ("surged", "stopped", "as_predicted"):
+        assert f'scaler_task_moves_total{{outcome="{outcome}"}} 1.0' in text
+    assert not mover.surges
+
+
+async def test_a_surge_leaves_a_desired_count_someone_else_changed(
+    local_aws: testbed.LocalAws,
+) -> None:
+    _hot_cluster(local_aws, min_healthy=100)
+    ecs = local_aws.client("ecs")
+    settings = settings_for("http://q", task_rebalance=True, task_min_age=0.01)
+    metrics = Metrics()
+    async with AwsClients(_target(local_aws), metrics) as aws:
+        mover = RebalanceController(aws, settings, metrics)
+        started = time.time()
+        await mover.cycle(now=started)
+        ecs.update_service(cluster="prod", service="web", desiredCount=8)  # an autoscaler
+        await mover.finish_surges(started + 601)  # given up: the extra task never came
+    web = ecs.describe_services(cluster="prod", services=["web"])["services"][0]
+    assert web["desiredCount"] == 8
+    assert "ecs:StopTask" not in aws_calls(metrics)
+    assert 'scaler_task_moves_total{outcome="not_replaced"} 1.0' in metrics.render().decode()
 
 
 async def test_dry_run_moves_nothing(local_aws: testbed.LocalAws) -> None:

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaler.ecs.cluster import Cluster, InstanceType, ServiceSpec, ServiceState, Strategy
 from scaler.ecs.scheduler import Scheduler
-from scaler.plan.rebalance import RebalancePolicy, hot_instances, load, movable, plan_moves
+from scaler.plan.rebalance import (
+    SURGE,
+    RebalancePolicy,
+    hot_instances,
+    load,
+    movable,
+    move_kind,
+    plan_moves,
+)
 
 M5 = InstanceType("m5.xlarge", 4, 16384, 0.192)
 SPREAD = (Strategy("spread", "attribute:ecs.availability-zone"), Strategy("spread", "instanceId"))
@@ -56,15 +65,83 @@ def test_a_move_whose_replacement_would_land_back_is_not_made() -> None:
 
 def test_minimum_healthy_percent_is_never_broken() -> None:
     cluster, _ = cluster_with([4, 1], min_healthy=100)
+    policy = RebalancePolicy(surge=False)
+    assert plan_moves(cluster.instances, cluster.services, NOW, policy).moves == ()
+
+
+def test_a_service_that_may_not_lose_a_task_gets_its_replacement_first() -> None:
+    cluster, state = cluster_with([4, 1], min_healthy=100)
+    plan = plan_moves(cluster.instances, cluster.services, NOW, RebalancePolicy())
+    (move,) = plan.moves
+    assert move.surge and move.source == "i-0" and move.destination in {"i-2", "i-3"}
+    assert plan.reasons[0].startswith("surge-move web task off i-0")
+    assert move_kind(state.tasks[move.task], state, NOW, RebalancePolicy()) == SURGE
+
+
+def test_no_surge_beyond_maximum_percent() -> None:
+    cluster, state = cluster_with([4, 1], min_healthy=100)
+    state.spec = replace(state.spec, max_percent=100)
     assert plan_moves(cluster.instances, cluster.services, NOW, RebalancePolicy()).moves == ()
 
 
-def test_young_tasks_are_not_moved_again() -> None:
+def test_a_surge_predicts_placement_beside_the_hot_task() -> None:
+    # binpack: once the task stopped, its room on i-0 would be the tightest fit (it would land
+    # back); with the task still there, the extra task goes to the fullest other instance
+    cluster, state = cluster_with([4, 1], min_healthy=100)
+    state.spec = replace(state.spec, strategies=(Strategy("binpack", "cpu"),))
+    (move,) = plan_moves(cluster.instances, cluster.services, NOW, RebalancePolicy()).moves
+    assert move.surge and move.destination == "i-1"
+    stop = RebalancePolicy(surge=False)
+    state.spec = replace(state.spec, min_healthy_percent=50)
+    assert plan_moves(cluster.instances, cluster.services, NOW, stop).moves == ()
+
+
+def test_young_tasks_are_not_moved() -> None:
     cluster, state = cluster_with([4, 1])
     for task in state.tasks.values():
-        task.created_at = NOW - 60  # just replaced
-    policy = RebalancePolicy(task_cooldown=1800)
+        task.created_at = NOW - 60  # just started
+    policy = RebalancePolicy(min_task_age=300)
     assert plan_moves(cluster.instances, cluster.services, NOW, policy).moves == ()
+
+
+def test_a_replacement_is_not_moved_again_within_the_cooldown() -> None:
+    cluster, state = cluster_with([4, 1])
+    moved_at = NOW - 600
+    for task in state.tasks.values():
+        task.created_at = moved_at  # started by (or after) the last move
+    policy = RebalancePolicy(task_cooldown=1800, min_task_age=300)
+    plan = plan_moves(
+        cluster.instances, cluster.services, NOW, policy, last_moved={"web": moved_at}
+    )
+    assert plan.moves == ()
+    later = plan_moves(
+        cluster.instances, cluster.services, moved_at + 1800, policy, last_moved={"web": moved_at}
+    )
+    assert len(later.moves) == 1  # the cooldown is over
+    older = NOW - 3600
+    for task in state.tasks.values():
+        task.created_at = older  # tasks from before the move may move
+    plan = plan_moves(
+        cluster.instances, cluster.services, NOW, policy, last_moved={"web": moved_at}
+    )
+    assert len(plan.moves) == 1
+
+
+def test_no_move_when_ecs_may_put_the_replacement_on_another_hot_instance() -> None:
+    # spread by instance: i-1 and i-2 tie (no web task); i-1 is made hot by another service
+    cluster, _ = cluster_with([3, 0], free=1)
+    other = cluster.add_service(
+        ServiceSpec("batch", 3, 1024, 1024, 50, 200, (Strategy("binpack", "cpu"),), cpu_use=1.0)
+    )
+    i1 = cluster.instances["i-1"]
+    for _ in range(3):
+        task = cluster.start_task(other, i1, i1.az, 0.0)
+        task.running_at = task.healthy_at = 0.0
+        cluster.mark_running(task)
+    policy = RebalancePolicy(hot_threshold=0.7)
+    plan = plan_moves(cluster.instances, cluster.services, NOW, policy)
+    assert all(m.destination != "i-1" for m in plan.moves)
+    assert not any(m.service == "web" for m in plan.moves), "i-1 or i-2: half the time hot"
 
 
 def test_no_move_mid_deployment_or_while_a_replacement_is_starting() -> None:
@@ -133,18 +210,34 @@ def test_plans_respect_budgets_health_and_converge(
         state = cluster.services[move.service]
         healthy = sum(t.healthy(NOW) for t in state.tasks.values())
         need = -(-state.spec.desired * state.spec.min_healthy_percent // 100)
-        assert healthy - 1 >= need, "never below minimumHealthyPercent"
+        if move.surge:  # the replacement first: healthy + 1, then - 1; within maximumPercent
+            assert healthy + 1 <= state.spec.desired * state.spec.max_percent // 100
+            assert healthy - 1 < need
+        else:
+            assert healthy - 1 >= need, "never below minimumHealthyPercent"
         assert move.destination != move.source
-    # apply the plan as ECS would (stop, replacement where predicted) and plan again: the
-    # replacements are young, the services have a move in flight: nothing new is proposed
+    # apply the plan as ECS would (replacement where predicted, then the stop) and plan again:
+    # the replacements are new, the services have a move in their cooldown: nothing new for them
     for move in plan.moves:
         state = cluster.services[move.service]
         cluster.stop_task(state.tasks[move.task], NOW, "rebalance")
         dest = cluster.instances[move.destination]
         cluster.start_task(state, dest, dest.az, NOW)
-    again = plan_moves(cluster.instances, cluster.services, NOW + 1, policy)
-    moved_services = {m.service for m in plan.moves}
-    assert not any(m.service in moved_services for m in again.moves)
+    later = NOW + policy.min_task_age
+    last = {m.service: NOW for m in plan.moves}
+    for state in cluster.services.values():
+        for task in state.tasks.values():
+            task.running_at = task.healthy_at = min(task.healthy_at, NOW)
+            if task.state != "STOPPED":
+                cluster.mark_running(task)
+    again = plan_moves(cluster.instances, cluster.services, later, policy, last_moved=last)
+    moved_tasks = {
+        t
+        for s in cluster.services.values()
+        for t, task in s.tasks.items()
+        if task.created_at >= NOW
+    }
+    assert not any(m.task in moved_tasks for m in again.moves), "no ping-pong"
 
 
 def test_load_and_hot_detection() -> None:

@@ -1,0 +1,110 @@
+"""Task rebalancing in the simulator: the built-in deploy-skew scenario, the accounting of
+minimum-health violations, and surge moves carried out as the production controller does."""
+
+from __future__ import annotations
+
+import pytest
+
+from scaler.ecs.cluster import InstanceType, ServiceSpec, Strategy, Task
+from scaler.plan.rebalance import RebalancePolicy
+from scaler.sim.builtin import builtin
+from scaler.sim.engine import Sim
+from scaler.sim.policies import POLICIES, ScalerPolicy
+from scaler.sim.scenario import Pool, Scenario
+
+A = "us-east-1a"
+XLARGE = InstanceType("m5.xlarge", 4, 16384, 0.192)
+
+
+class Watched(ScalerPolicy):
+    """The scaler's policy, recording every task its rebalancer stops."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped: list[tuple[float, Task]] = []
+
+    def start(self, sim: Sim) -> None:
+        super().start(sim)
+        stop = sim.stop_task
+
+        def watched(task: Task, reason: str) -> None:
+            if reason == "rebalance":
+                self.stopped.append((sim.now, task))
+            stop(task, reason)
+
+        sim.stop_task = watched  # type: ignore[method-assign]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [7, 11, 23])
+def test_deploy_skew_cools_hot_instances_safely(seed: int) -> None:
+    scenario = builtin("deploy-skew", seed=seed)
+    native = Sim(scenario, POLICIES["ecs-native"](), seed).run()
+    policy = Watched()
+    scaler = Sim(scenario, policy, seed).run()
+    assert scaler["hot_instance_share"] < native["hot_instance_share"]
+    assert scaler["min_healthy_violations"] == 0
+    assert scaler["availability"] >= native["availability"] - 0.0005
+    cooldown = policy.rebalance.task_cooldown
+    moves: dict[str, list[float]] = {}
+    for at, task in policy.stopped:
+        earlier = moves.setdefault(task.service.name, [])
+        # a task started by (or after) a move of its service is not moved within the cooldown
+        assert not any(task.created_at >= m and at - m < cooldown for m in earlier)
+        earlier.append(at)
+    assert policy.stopped, "the rebalancer made moves"
+
+
+def _one_hot_instance(min_healthy: int) -> Scenario:
+    """Four 1024-unit web tasks (cpu_use 0.9) on the first of three m5.xlarge."""
+    web = ServiceSpec(
+        "web",
+        4,
+        1024,
+        1024,
+        min_healthy,
+        200,
+        (Strategy("spread", "instanceId"),),
+        cpu_use=0.9,
+        start_delay=10,
+        health_delay=20,
+    )
+    pools = (Pool("spot-a", "spot", XLARGE.name, A, price=0.07, initial=3),)
+    return Scenario("hot", 1.0, {XLARGE.name: XLARGE}, pools, (web,), ())
+
+
+def _pile_on_first(sim: Sim) -> None:
+    state = sim.cluster.services["web"]
+    first = sorted(sim.cluster.instances.values(), key=lambda i: i.id)[0]
+    for task in list(state.tasks.values()):
+        sim.cluster.stop_task(task, 0.0, "setup")
+    for _ in range(4):
+        task = sim.cluster.start_task(state, first, first.az, 0.0)
+        task.running_at = task.healthy_at = 0.0
+        sim.cluster.mark_running(task)
+        sim.acct.task_healthy(task)
+
+
+@pytest.mark.parametrize("min_healthy", [50, 100])
+def test_a_hot_instance_is_cooled_without_going_below_minimum_health(min_healthy: int) -> None:
+    policy = ScalerPolicy(rebalance=RebalancePolicy(min_task_age=60))
+    sim = Sim(_one_hot_instance(min_healthy), policy, seed=1)
+    sim.begin()
+    _pile_on_first(sim)
+    sim.step_until(3600)
+    result = sim.finish()
+    first = sorted(sim.cluster.instances.values(), key=lambda i: i.id)[0]
+    assert len(first.tasks) < 4
+    assert result["min_healthy_violations"] == 0
+    assert sim.cluster.services["web"].spec.desired == 4  # a surge is always undone
+    surged = sim.api_calls["UpdateService"] > 0
+    assert surged == (min_healthy == 100)
+
+
+def test_a_stop_below_minimum_health_is_counted() -> None:
+    sim = Sim(_one_hot_instance(100), POLICIES["ecs-native"](), seed=1)
+    sim.begin()
+    _pile_on_first(sim)
+    task = next(iter(sim.cluster.services["web"].tasks.values()))
+    sim.stop_task(task, "rebalance")
+    assert sim.acct.min_healthy_violations == 1
