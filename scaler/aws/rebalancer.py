@@ -29,7 +29,7 @@ from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
 from scaler.aws.retry import Backoff
 from scaler.ecs.cluster import Task
 from scaler.metrics import Metrics
-from scaler.plan.rebalance import Move, RebalancePlan, RebalancePolicy, plan_moves
+from scaler.plan.rebalance import Move, MoveHistory, RebalancePlan, RebalancePolicy, plan_moves
 from scaler.settings import LoadSource, Settings
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,7 @@ class RebalanceController:
         self._metrics = metrics
         self._policy = policy_from(settings)
         self._backoff = Backoff()
-        self.moved_at: list[float] = []
-        self.last_moved: dict[str, float] = {}
+        self.history = MoveHistory()
         self.pending: list[Pending] = []
         self.surges: dict[str, Surge] = {}
 
@@ -108,15 +107,15 @@ class RebalanceController:
         live = await self._live()
         self._verify(live, now)
         await self._finish_surges(live, now)
-        self.moved_at = [t for t in self.moved_at if now - t < 3600]
+        self.history.forget(now, self._policy.task_cooldown)
         plan = plan_moves(
             live.model.instances,
             live.model.services,
             now,
             self._policy,
-            moves_last_hour=len(self.moved_at),
+            moves_last_hour=self.history.last_hour(now),
             seed=int(now),
-            last_moved=self.last_moved,
+            cooling=self.history.cooling(now, self._policy.task_cooldown),
         )
         self._metrics.hot_instances.set(len(plan.hot))
         self._metrics.imbalance.set(plan.imbalance)
@@ -149,8 +148,7 @@ class RebalanceController:
             log.error("surge move failed", extra={**context, "error": repr(exc)})
             return
         self._metrics.task_moves.labels("surged").inc()
-        self.moved_at.append(now)
-        self.last_moved[move.service] = now
+        self.history.record(move.service, now)
         self.surges[move.service] = Surge(move, arn, desired, now, known)
         log.info(f"{why}: desired count {desired} -> {desired + 1} first", extra=context)
 
@@ -227,8 +225,7 @@ class RebalanceController:
             log.error("task move failed", extra={**context, "error": repr(exc)})
             return
         self._metrics.task_moves.labels("stopped").inc()
-        self.moved_at.append(now)
-        self.last_moved[move.service] = now
+        self.history.record(move.service, now)
         self.pending.append(Pending(move, now, known))
         log.info(why, extra=context)
 

@@ -19,28 +19,36 @@ given back to its instance; for a surge, with the task still in place.
 when its CPU load is above ``hot_threshold``, or above the cluster mean by more than
 ``deviation``.
 
-**Planning**, hottest instance first: take its tasks, heaviest first; keep a move only if the
-predicted destination ends up cooler than the source was (the peak goes down) and not hot itself;
-stop when the instance is no longer hot or the budget is spent. Greedy, so the number of moves is
-small: each move takes the most CPU it can off the hottest instance.
+**Planning**, hottest instance first: take its tasks, heaviest first; predict every instance ECS
+may put the replacement on (the strategies rank them equally; ECS picks one at random), and keep
+the move only if, on average over them, it removes at least ``min_gain`` of the heat it could
+remove (heat: load above the hot limit, summed over instances; landing back on the source removes
+none). For AZ-spread services a move must not leave the AZs further apart than before: ECS's own
+AZ rebalancing would move a task back. Stop when the instance is no longer hot or the budget is
+spent. Greedy, so the number of moves is small: each move takes the most CPU it can off the
+hottest instance. Each prediction reads every instance, so a plan makes at most
+``max_predictions`` of them (the hottest instances come first).
 
 **Safety**, every rule a hard filter: at most ``max_moves`` per plan and ``max_moves_per_hour``;
 at most one move per service at a time (none while a previous move's replacement is not yet
 healthy); never a service mid-deployment (two revisions, or tasks leaving DRAINING instances);
 never a task that would take its service below ``minimumHealthyPercent`` (a surge never does);
 never a task younger than ``min_task_age`` (let new tasks settle); after a move, none of the
-service's tasks started since (its replacement) for ``task_cooldown`` seconds (no ping-pong).
+service's tasks started since (its replacement) for ``task_cooldown`` seconds (no ping-pong);
+no moves at all while an instance is draining or tasks wait for room (a disruption is under way).
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from scaler.ecs.cluster import ACTIVE, RUNNING, Instance, ServiceState, Task
+from scaler.ecs.cluster import ACTIVE, DRAINING, RUNNING, STOPPED, Instance, ServiceState, Task
 from scaler.ecs.placement import Spread, likely, spread_fields
+from scaler.ecs.scheduler import rebalances_azs
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,8 @@ class RebalancePolicy:
     task_cooldown: float = 1800.0  # after a move, the service's newer tasks stay put this long
     min_task_age: float = 300.0
     surge: bool = True  # replacement first when a stop would break minimumHealthyPercent
+    min_gain: float = 0.5  # least share of the heat a move could remove that it must remove
+    max_predictions: int = 40  # placement predictions per plan (each reads every instance)
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,31 @@ class RebalancePlan:
     hot: tuple[str, ...] = ()
     imbalance: float = 0.0  # max load - mean load, before the moves
     reasons: tuple[str, ...] = ()
+
+
+@dataclass
+class MoveHistory:
+    """The scaler's recent moves, as (time, service): the hourly budget and the cooldown."""
+
+    moves: list[tuple[float, str]] = field(default_factory=list)
+
+    def record(self, service: str, now: float) -> None:
+        self.moves.append((now, service))
+
+    def forget(self, now: float, keep: float) -> None:
+        self.moves = [(t, s) for t, s in self.moves if now - t < max(keep, 3600.0)]
+
+    def last_hour(self, now: float) -> int:
+        return sum(1 for t, _ in self.moves if now - t < 3600.0)
+
+    def cooling(self, now: float, cooldown: float) -> dict[str, float]:
+        """Per service, its earliest move within the cooldown: a task started since then is
+        the replacement of a recent move (or newer), and is not moved."""
+        first: dict[str, float] = {}
+        for t, service in sorted(self.moves):
+            if now - t < cooldown:
+                first.setdefault(service, t)
+        return first
 
 
 def load(inst: Instance) -> float:
@@ -94,16 +129,15 @@ def move_kind(
     service: ServiceState,
     now: float,
     policy: RebalancePolicy,
-    last_moved: float | None = None,
+    cooling_since: float | None = None,
 ) -> str | None:
     """How this task may be moved now without breaking a safety rule: ``"stop"``, ``"surge"``
-    or None. ``last_moved`` is when the scaler last moved one of the service's tasks."""
+    or None. ``cooling_since``: the scaler's earliest move of the service within the cooldown."""
     spec = service.spec
     tasks = list(service.tasks.values())
     if not task.healthy(now) or now - task.created_at < policy.min_task_age:
         return None
-    recent = last_moved is not None and now - last_moved < policy.task_cooldown
-    if recent and task.created_at >= (last_moved or 0.0):
+    if cooling_since is not None and task.created_at >= cooling_since:
         return None  # the replacement of a recent move (or newer): no ping-pong
     if any(t.revision != service.revision for t in tasks):
         return None  # mid-deployment
@@ -111,10 +145,10 @@ def move_kind(
         return None  # ECS is moving its tasks off a draining instance already
     if any(not t.healthy(now) for t in tasks) or len(tasks) != spec.desired:
         return None  # a previous move (or a replacement) is still under way
+    if policy.surge and len(tasks) + 1 <= spec.desired * spec.max_percent // 100:
+        return SURGE  # replacement first: the service never runs short, even briefly
     if len(tasks) - 1 >= math.ceil(spec.desired * spec.min_healthy_percent / 100):
         return STOP
-    if policy.surge and len(tasks) + 1 <= spec.desired * spec.max_percent // 100:
-        return SURGE
     return None
 
 
@@ -130,10 +164,11 @@ def plan_moves(
     policy: RebalancePolicy,
     moves_last_hour: int = 0,
     seed: int = 0,
-    last_moved: Mapping[str, float] | None = None,
+    cooling: Mapping[str, float] | None = None,
 ) -> RebalancePlan:
     """The moves that cool the hot instances, as plain values; ``instances`` is not changed.
-    ``last_moved``: when the scaler last moved a task of each service (for the cooldown)."""
+    ``cooling``: per service, the scaler's earliest move still within the cooldown
+    (:meth:`MoveHistory.cooling`): tasks started since stay put."""
     rng = random.Random(seed)
     active = [i for i in instances.values() if i.status == ACTIVE]
     if not active:
@@ -141,18 +176,33 @@ def plan_moves(
     loads = {i.id: load(i) for i in active}
     mean = sum(loads.values()) / len(loads)
     hot = hot_instances(active, policy)
+    imbalance = round(max(loads.values()) - mean, 4)
+    pause = _disrupted(instances.values(), services.values())
+    if pause:
+        return RebalancePlan((), tuple(i.id for i in hot), imbalance, (pause,))
     budget = min(policy.max_moves, policy.max_moves_per_hour - moves_last_hour)
     limit = min(policy.hot_threshold, mean + policy.deviation)  # what counts as hot
     plan = _Planning(active, loads, services, now, policy, rng, limit)
-    plan.last_moved = dict(last_moved or {})
+    plan.cooling = dict(cooling or {})
     for inst in hot:
         if budget <= 0:
             break
         budget -= plan.cool(inst, budget)
-    imbalance = max(loads.values()) - mean
     return RebalancePlan(
-        tuple(plan.moves), tuple(i.id for i in hot), round(imbalance, 4), tuple(plan.reasons)
+        tuple(plan.moves), tuple(i.id for i in hot), imbalance, tuple(plan.reasons)
     )
+
+
+def _disrupted(instances: Iterable[Instance], services: Iterable[ServiceState]) -> str:
+    """Why rebalancing waits: capacity is leaving or short (a move would compete with ECS's own
+    replacements for room and for the services' health budget)."""
+    draining = sum(1 for i in instances if i.status == DRAINING)
+    if draining:
+        return f"paused: {draining} instance(s) draining"
+    short = sorted(s.spec.name for s in services if s.unplaced > 0)
+    if short:
+        return f"paused: tasks that could not be placed ({', '.join(short[:3])})"
+    return ""
 
 
 class _Planning:
@@ -179,7 +229,12 @@ class _Planning:
         self.reasons: list[str] = []
         self.moved_services: set[str] = set()
         self.free = {i.id: (i.free_cpu, i.free_mem) for i in active}
-        self.last_moved: dict[str, float] = {}
+        self.cooling: dict[str, float] = {}
+        # memos, valid until the next move changes the predicted room
+        self.rejected: set[tuple[str, str]] = set()
+        self.predictions = 0
+        self.surge_options: dict[str, list[Instance]] = {}
+        self.azs = {i.az for i in active}
 
     def cool(self, inst: Instance, budget: int) -> int:
         made = 0
@@ -200,20 +255,77 @@ class _Planning:
         service = self.services.get(task.service.name)
         if service is None or task.service.name in self.moved_services:
             return None
-        kind = move_kind(
-            task, service, self.now, self.policy, self.last_moved.get(task.service.name)
-        )
+        kind = move_kind(task, service, self.now, self.policy, self.cooling.get(task.service.name))
         if kind is None:
             return None
-        options = self._predict(task, source, service, surge=kind == SURGE)
-        if not options or source in options:
-            return None  # nowhere to go, or the replacement may land back
+        name = service.spec.name
+        if (name, source.id) in self.rejected:
+            return None  # another task of the service, in the same place: the same answer
+        if kind == SURGE and name in self.surge_options:
+            options = self.surge_options[name]  # a surge's placement does not depend on the source
+        elif self.predictions >= self.policy.max_predictions:
+            return None  # out of planning time: the hottest instances came first
+        else:
+            self.predictions += 1
+            options = self._predict(task, source, service, surge=kind == SURGE)
+            if kind == SURGE:
+                self.surge_options[name] = options
+        move = self._judge(task, source, service, options, kind)
+        if move is None:
+            self.rejected.add((name, source.id))
+        return move
+
+    def _judge(
+        self,
+        task: Task,
+        source: Instance,
+        service: ServiceState,
+        options: list[Instance],
+        kind: str,
+    ) -> Move | None:
+        if not options:
+            return None
+        if rebalances_azs(service.spec) and not self._azs_stay_balanced(service, source, options):
+            return None  # ECS's AZ rebalancing would move a task back
         cpu = task.service.cpu * task.service.cpu_use
-        after = [self.loads[d.id] + cpu / d.cpu for d in options]
-        if max(after) >= self.loads[source.id] or sum(after) / len(after) > self.limit:
-            return None  # the peak would not go down wherever ECS puts it
-        destination = self.rng.choice(options)
+        most = min(cpu / source.cpu, self._excess(self.loads[source.id]))  # all it could remove
+        if self._gain(source, options, cpu) <= self.policy.min_gain * most:
+            return None  # no surer cooling wherever ECS puts the replacement
+        destination = self.rng.choice([d for d in options if d is not source])
         return Move(task.id, task.service.name, source.id, destination.id, cpu, kind == SURGE)
+
+    def _azs_stay_balanced(
+        self, service: ServiceState, source: Instance, options: list[Instance]
+    ) -> bool:
+        """Wherever the replacement lands, are the service's AZs no further apart than before
+        (or than one task)? ECS rebalances AZ-spread services beyond that, and would move a
+        task back."""
+        counts = Counter({az: 0 for az in self.azs})
+        counts.update(t.az for t in service.tasks.values() if t.state != STOPPED)
+        allowed = max(1, max(counts.values()) - min(counts.values()))
+        counts[source.az] -= 1
+        for dest in options:
+            counts[dest.az] += 1
+            spread = max(counts.values()) - min(counts.values())
+            counts[dest.az] -= 1
+            if spread > allowed:
+                return False
+        return True
+
+    def _gain(self, source: Instance, options: list[Instance], cpu: float) -> float:
+        """How much heat (load above the hot limit, summed over instances) the move removes,
+        on average over the places ECS may put the replacement (back on the source: none)."""
+        before = self.loads[source.id]
+        gain = self._excess(before) - self._excess(before - cpu / source.cpu)
+        total = sum(
+            gain - self._excess(self.loads[d.id] + cpu / d.cpu) + self._excess(self.loads[d.id])
+            for d in options
+            if d is not source
+        )
+        return total / len(options)
+
+    def _excess(self, load: float) -> float:
+        return max(0.0, load - self.limit)
 
     def _predict(
         self, task: Task, source: Instance, service: ServiceState, surge: bool
@@ -249,6 +361,8 @@ class _Planning:
                 i.free_cpu, i.free_mem = saved[i.id]
 
     def _apply(self, move: Move, task: Task) -> None:
+        self.rejected.clear()
+        self.surge_options.clear()
         self.moves.append(move)
         self.moved_services.add(move.service)
         src = next(i for i in self.active if i.id == move.source)

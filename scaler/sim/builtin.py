@@ -5,9 +5,10 @@
   the reclaimed instances get a rebalance recommendation 10 minutes ahead; reclaimed pools have
   no spot capacity for an hour.
 - ``az-outage``: one AZ's instances vanish without notice and the AZ takes no launches for an hour.
-- ``deploy-skew``: the operator adds a quarter more instances as headroom, then deploys every
-  service: the surge piles new tasks onto the fresh instances, which stay CPU-hot (tasks use more
-  CPU than they reserve) while the old ones idle. Starts skewed too (binpack services).
+- ``deploy-skew``: spread-placed services (AZ then instance, or AZ then binpack memory) whose
+  tasks use more CPU than they reserve. The operator adds a quarter more instances as headroom,
+  then deploys every service: the surge piles new tasks onto the fresh instances, which stay
+  CPU-hot while the old ones idle.
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ def builtin(
     rng = random.Random(f"{name}:{seed}:{instances}:{tasks}:{services}")
     pools = _pools(instances, rng)
     budget = int(_capacity(pools) * 0.62)
-    specs = _services(services, tasks, budget, rng)
+    layouts = LAYOUTS[:2] if name == "deploy-skew" else LAYOUTS
+    specs = _services(services, tasks, budget, rng, layouts)
     hours = {"steady": 24.0 * 7, "storm": 2.0, "az-outage": 2.0, "deploy-skew": 4.0}[name]
     events: tuple[Event, ...] = ()
     if name == "storm":

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from scaler.ecs.cluster import RUNNING
-from scaler.plan.rebalance import Move, RebalancePolicy, plan_moves
+from scaler.plan.rebalance import Move, MoveHistory, RebalancePolicy, plan_moves
 from scaler.sim.engine import Sim
 
 REBALANCE_PERIOD = 60.0
@@ -30,8 +30,7 @@ class Surge:
 class SimRebalancer:
     def __init__(self, policy: RebalancePolicy) -> None:
         self.policy = policy
-        self.moved_at: list[float] = []
-        self.last_moved: dict[str, float] = {}
+        self.history = MoveHistory()
         self.surges: dict[str, Surge] = {}
         self._planned = (-1, -1.0)
 
@@ -40,7 +39,7 @@ class SimRebalancer:
 
     def _rebalance(self, sim: Sim) -> None:
         sim.at(sim.now + REBALANCE_PERIOD, self._rebalance, sim)
-        self.moved_at = [t for t in self.moved_at if sim.now - t < 3600]
+        self.history.forget(sim.now, self.policy.task_cooldown)
         if (sim.version, sim.now // REPLAN) == self._planned:
             return  # nothing changed since the last plan (tasks age, so plan anyway at times)
         self._planned = (sim.version, sim.now // REPLAN)
@@ -49,17 +48,16 @@ class SimRebalancer:
             sim.cluster.services,
             sim.now,
             self.policy,
-            moves_last_hour=len(self.moved_at),
+            moves_last_hour=self.history.last_hour(sim.now),
             seed=int(sim.now),
-            last_moved=self.last_moved,
+            cooling=self.history.cooling(sim.now, self.policy.task_cooldown),
         )
         for move in plan.moves:
             if move.service not in self.surges:
                 self._start(sim, move)
 
     def _start(self, sim: Sim, move: Move) -> None:
-        self.moved_at.append(sim.now)
-        self.last_moved[move.service] = sim.now
+        self.history.record(move.service, sim.now)
         if not move.surge:
             task = sim.cluster.services[move.service].tasks.get(move.task)
             if task is not None:

@@ -21,7 +21,9 @@ from tests.integration.helpers import settings_for
 READS = ("List", "Describe", "Get")
 
 
-def _hot_cluster(aws: testbed.LocalAws, min_healthy: int = 50) -> list[testbed.Node]:
+def _hot_cluster(
+    aws: testbed.LocalAws, min_healthy: int = 50, max_percent: int = 100
+) -> list[testbed.Node]:
     """Three instances; all four web tasks piled on the first one (100% CPU reserved)."""
     testbed.manual_task_states(aws)
     nodes = testbed.create_cluster(aws, "prod", size=3)
@@ -34,7 +36,10 @@ def _hot_cluster(aws: testbed.LocalAws, min_healthy: int = 50) -> list[testbed.N
     ecs.update_service(
         cluster="prod",
         service="web",
-        deploymentConfiguration={"minimumHealthyPercent": min_healthy, "maximumPercent": 200},
+        deploymentConfiguration={
+            "minimumHealthyPercent": min_healthy,
+            "maximumPercent": max_percent,
+        },
         placementStrategy=[{"type": "spread", "field": "instanceId"}],
     )
     ecs.start_task(
@@ -91,7 +96,7 @@ async def test_a_hot_instance_is_cooled_and_the_move_checked(local_aws: testbed.
 async def test_a_service_that_may_not_lose_a_task_is_surged_first(
     local_aws: testbed.LocalAws,
 ) -> None:
-    nodes = _hot_cluster(local_aws, min_healthy=100)
+    nodes = _hot_cluster(local_aws, min_healthy=100, max_percent=200)
     ecs = local_aws.client("ecs")
     settings = settings_for("http://q", task_rebalance=True, task_min_age=0.01)
     metrics = Metrics()
@@ -125,7 +130,7 @@ async def test_a_service_that_may_not_lose_a_task_is_surged_first(
 async def test_a_surge_leaves_a_desired_count_someone_else_changed(
     local_aws: testbed.LocalAws,
 ) -> None:
-    _hot_cluster(local_aws, min_healthy=100)
+    _hot_cluster(local_aws, min_healthy=100, max_percent=200)
     ecs = local_aws.client("ecs")
     settings = settings_for("http://q", task_rebalance=True, task_min_age=0.01)
     metrics = Metrics()

@@ -55,7 +55,7 @@ def test_deploy_skew_cools_hot_instances_safely(seed: int) -> None:
     assert policy.stopped, "the rebalancer made moves"
 
 
-def _one_hot_instance(min_healthy: int) -> Scenario:
+def _one_hot_instance(min_healthy: int, max_percent: int = 200) -> Scenario:
     """Four 1024-unit web tasks (cpu_use 0.9) on the first of three m5.xlarge."""
     web = ServiceSpec(
         "web",
@@ -63,7 +63,7 @@ def _one_hot_instance(min_healthy: int) -> Scenario:
         1024,
         1024,
         min_healthy,
-        200,
+        max_percent,
         (Strategy("spread", "instanceId"),),
         cpu_use=0.9,
         start_delay=10,
@@ -85,10 +85,14 @@ def _pile_on_first(sim: Sim) -> None:
         sim.acct.task_healthy(task)
 
 
-@pytest.mark.parametrize("min_healthy", [50, 100])
-def test_a_hot_instance_is_cooled_without_going_below_minimum_health(min_healthy: int) -> None:
+@pytest.mark.parametrize(
+    ("min_healthy", "max_percent", "surge"), [(50, 100, False), (50, 200, True), (100, 200, True)]
+)
+def test_a_hot_instance_is_cooled_without_going_below_minimum_health(
+    min_healthy: int, max_percent: int, surge: bool
+) -> None:
     policy = ScalerPolicy(rebalance=RebalancePolicy(min_task_age=60))
-    sim = Sim(_one_hot_instance(min_healthy), policy, seed=1)
+    sim = Sim(_one_hot_instance(min_healthy, max_percent), policy, seed=1)
     sim.begin()
     _pile_on_first(sim)
     sim.step_until(3600)
@@ -97,8 +101,7 @@ def test_a_hot_instance_is_cooled_without_going_below_minimum_health(min_healthy
     assert len(first.tasks) < 4
     assert result["min_healthy_violations"] == 0
     assert sim.cluster.services["web"].spec.desired == 4  # a surge is always undone
-    surged = sim.api_calls["UpdateService"] > 0
-    assert surged == (min_healthy == 100)
+    assert (sim.api_calls["UpdateService"] > 0) == surge  # replacement first when room allows
 
 
 def test_a_stop_below_minimum_health_is_counted() -> None:

@@ -12,6 +12,7 @@ from scaler.ecs.cluster import Cluster, InstanceType, ServiceSpec, ServiceState,
 from scaler.ecs.scheduler import Scheduler
 from scaler.plan.rebalance import (
     SURGE,
+    MoveHistory,
     RebalancePolicy,
     hot_instances,
     load,
@@ -106,25 +107,27 @@ def test_young_tasks_are_not_moved() -> None:
 
 def test_a_replacement_is_not_moved_again_within_the_cooldown() -> None:
     cluster, state = cluster_with([4, 1])
-    moved_at = NOW - 600
+    history = MoveHistory()
+    history.record("web", NOW - 1000)
+    history.record("web", NOW - 600)  # a later move: the earlier one's window still counts
     for task in state.tasks.values():
-        task.created_at = moved_at  # started by (or after) the last move
+        task.created_at = NOW - 900  # started after the first move (e.g. its replacement)
     policy = RebalancePolicy(task_cooldown=1800, min_task_age=300)
-    plan = plan_moves(
-        cluster.instances, cluster.services, NOW, policy, last_moved={"web": moved_at}
-    )
-    assert plan.moves == ()
-    later = plan_moves(
-        cluster.instances, cluster.services, moved_at + 1800, policy, last_moved={"web": moved_at}
-    )
-    assert len(later.moves) == 1  # the cooldown is over
-    older = NOW - 3600
+
+    def plan(now: float) -> int:
+        cooling = history.cooling(now, policy.task_cooldown)
+        return len(
+            plan_moves(cluster.instances, cluster.services, now, policy, cooling=cooling).moves
+        )
+
+    assert plan(NOW) == 0
+    assert plan(NOW - 1000 + 1799) == 0
+    # started before the second move: free once the first move's window is over
+    assert plan(NOW - 1000 + 1800) == 1
     for task in state.tasks.values():
-        task.created_at = older  # tasks from before the move may move
-    plan = plan_moves(
-        cluster.instances, cluster.services, NOW, policy, last_moved={"web": moved_at}
-    )
-    assert len(plan.moves) == 1
+        task.created_at = NOW - 3600  # tasks from before the moves may move
+    assert plan(NOW) == 1
+    assert history.last_hour(NOW) == 2
 
 
 def test_no_move_when_ecs_may_put_the_replacement_on_another_hot_instance() -> None:
@@ -210,11 +213,11 @@ def test_plans_respect_budgets_health_and_converge(
         state = cluster.services[move.service]
         healthy = sum(t.healthy(NOW) for t in state.tasks.values())
         need = -(-state.spec.desired * state.spec.min_healthy_percent // 100)
-        if move.surge:  # the replacement first: healthy + 1, then - 1; within maximumPercent
-            assert healthy + 1 <= state.spec.desired * state.spec.max_percent // 100
-            assert healthy - 1 < need
+        room = healthy + 1 <= state.spec.desired * state.spec.max_percent // 100
+        if move.surge:  # the replacement first (whenever maximumPercent leaves room)
+            assert room
         else:
-            assert healthy - 1 >= need, "never below minimumHealthyPercent"
+            assert not room and healthy - 1 >= need, "never below minimumHealthyPercent"
         assert move.destination != move.source
     # apply the plan as ECS would (replacement where predicted, then the stop) and plan again:
     # the replacements are new, the services have a move in their cooldown: nothing new for them
@@ -230,7 +233,7 @@ def test_plans_respect_budgets_health_and_converge(
             task.running_at = task.healthy_at = min(task.healthy_at, NOW)
             if task.state != "STOPPED":
                 cluster.mark_running(task)
-    again = plan_moves(cluster.instances, cluster.services, later, policy, last_moved=last)
+    again = plan_moves(cluster.instances, cluster.services, later, policy, cooling=last)
     moved_tasks = {
         t
         for s in cluster.services.values()
@@ -259,3 +262,17 @@ def test_an_instance_hot_only_by_deviation_is_cooled_too() -> None:
     cluster, _ = cluster_with([3, 0, 0, 0], free=0)  # 75%: under 80%, far above the mean
     plan = plan_moves(cluster.instances, cluster.services, NOW, RebalancePolicy(deviation=0.3))
     assert plan.hot == ("i-0",) and len(plan.moves) == 1
+
+
+def test_no_moves_while_a_disruption_is_under_way() -> None:
+    cluster, state = cluster_with([4, 1], free=3)
+    cluster.drain(cluster.instances["i-4"])  # an instance on its way out (no web task on it)
+    plan = plan_moves(cluster.instances, cluster.services, NOW, RebalancePolicy())
+    assert plan.moves == () and plan.hot == ("i-0",)
+    assert plan.reasons == ("paused: 1 instance(s) draining",)
+    cluster.instances["i-4"].status = "ACTIVE"
+    state.unplaced = 2  # the scheduler could not place tasks: room is short
+    plan = plan_moves(cluster.instances, cluster.services, NOW, RebalancePolicy())
+    assert plan.moves == () and plan.reasons[0].startswith("paused: tasks that could not be placed")
+    state.unplaced = 0
+    assert plan_moves(cluster.instances, cluster.services, NOW, RebalancePolicy()).moves
