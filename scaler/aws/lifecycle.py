@@ -53,7 +53,7 @@ class AutoScalingLifecycle:
     """The Auto Scaling side: heartbeats and completion, over aiobotocore."""
 
     def __init__(self, autoscaling: Any, backoff: Backoff, *, dry_run: bool = False) -> None:
-        self._client = autoscaling
+        self._autoscaling = autoscaling
         self._backoff = backoff
         self._dry_run = dry_run
 
@@ -71,7 +71,7 @@ class AutoScalingLifecycle:
             return
         await self._backoff.call(
             "RecordLifecycleActionHeartbeat",
-            lambda: self._client.record_lifecycle_action_heartbeat(**self._ids(action)),
+            lambda: self._autoscaling.record_lifecycle_action_heartbeat(**self._ids(action)),
         )
 
     async def complete(self, action: LifecycleAction, result: str) -> bool:
@@ -81,7 +81,7 @@ class AutoScalingLifecycle:
         try:
             await self._backoff.call(
                 "CompleteLifecycleAction",
-                lambda: self._client.complete_lifecycle_action(
+                lambda: self._autoscaling.complete_lifecycle_action(
                     **self._ids(action), LifecycleActionResult=result
                 ),
             )

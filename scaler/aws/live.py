@@ -3,9 +3,9 @@
 The rebalance planner and ``scaler plan`` reason on :class:`scaler.ecs.cluster.Cluster`, the same
 model the simulator runs. This module fills one from the real cluster: container instances (type
 and AZ from their ECS attributes, registered and remaining CPU and memory), services (placement
-strategies and constraints, deployment bounds, task sizes: :func:`scaler.snapshot.read_services`)
-and their running tasks (where they run, when they started, whether they belong to the service's
-current task definition).
+strategies and constraints, deployment bounds, task sizes:
+:func:`scaler.aws.services.read_services`) and their running tasks (where they run, when they
+started, whether they belong to the service's current task definition).
 
 CPU load is the share of CPU *reserved* on each instance (each task counted at its reservation).
 """
@@ -23,6 +23,7 @@ from scaler.aws.ecs import (
     list_container_instance_arns,
     resource,
 )
+from scaler.aws.services import read_services
 from scaler.aws.tasks import running_tasks
 from scaler.ecs.cluster import (
     ACTIVE,
@@ -35,7 +36,6 @@ from scaler.ecs.cluster import (
 )
 from scaler.guard import describe_services
 from scaler.prices import on_demand_price
-from scaler.snapshot import read_services
 
 
 def _attribute(raw: dict[str, Any], name: str) -> str:

@@ -22,12 +22,13 @@ import pytest
 
 from scaler import testbed
 from scaler.aws.clients import AwsClients, AwsTarget, error_code
+from scaler.aws.services import _understood
 from scaler.aws.taskdefs import reservation as _reservation
 from scaler.demo import aws_calls
 from scaler.metrics import Metrics
 from scaler.sim.run import simulate
 from scaler.sim.scenario import from_dict, load
-from scaler.snapshot import _understood, render, snapshot
+from scaler.snapshot import render, snapshot
 
 CLUSTER = "prod"
 AZ_SPREAD = {"type": "spread", "field": "attribute:ecs.availability-zone"}

@@ -1,0 +1,191 @@
+"""How the live cluster's services are read: one :class:`scaler.ecs.cluster.ServiceSpec` each.
+
+ListServices and DescribeServices (batched), then each primary deployment's task definition
+(DescribeTaskDefinition, bounded concurrency): desired count, CPU and memory reservation,
+deployment percentages (ECS's REPLICA defaults when unset), placement strategies and the
+constraints the ECS model understands (others are noted and left out), the launch type, and the
+container health checks' worst-case time. ``scaler snapshot`` writes these into a scenario; the
+rebalancer and ``scaler plan`` build the live model from them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+from scaler.aws.clients import error_code
+from scaler.aws.concurrency import bounded
+from scaler.aws.taskdefs import reservation
+from scaler.ecs.cluster import (
+    DEFAULT_STRATEGY,
+    Constraint,
+    Instance,
+    InstanceType,
+    ServiceSpec,
+    Strategy,
+)
+from scaler.ecs.placement import member_of
+from scaler.guard import container_health_check_seconds, describe_services, list_service_arns
+
+CPU_USE = 0.5
+MIN_CPU = 128  # CPU units modelled for a task that reserves none
+MIN_MEMORY = 128  # MiB, likewise
+DEFAULT_PERCENTS = (100, 200)  # ECS's REPLICA deployment defaults
+FARGATE_PROVIDERS = frozenset({"FARGATE", "FARGATE_SPOT"})
+_SUBJECT = re.compile(r"^\s*([^\s=!<>]+)")
+_PROBE = Instance("i-probe", "probe", InstanceType("probe", 1, 1024, 0.0), "az", "spot", 0.0, 0.0)
+
+
+async def read_services(ecs: Any, cluster: str, notes: list[str]) -> tuple[ServiceSpec, ...]:
+    raws = await describe_services(ecs, cluster, await list_service_arns(ecs, cluster))
+    arns = sorted({str(r["taskDefinition"]) for r in raws if r.get("taskDefinition")})
+    definitions = dict(
+        zip(arns, await bounded([_task_definition(ecs, a) for a in arns]), strict=True)
+    )
+    specs: list[ServiceSpec] = []
+    no_cpu: list[str] = []
+    no_memory: list[str] = []
+    load_balanced: list[str] = []
+    for raw in sorted(raws, key=lambda r: str(r.get("serviceName", ""))):
+        name = str(raw["serviceName"])
+        if raw.get("schedulingStrategy", "REPLICA") == "DAEMON":
+            notes.append(f"service {name}: DAEMON services are not simulated; left out")
+            continue
+        launch_type = _launch_type(raw)
+        if launch_type not in ("EC2", "FARGATE"):
+            notes.append(f"service {name}: launch type {launch_type} is not simulated; left out")
+            continue
+        if launch_type == "FARGATE" and raw.get("capacityProviderStrategy"):
+            providers = {p.get("capacityProvider") for p in raw["capacityProviderStrategy"]}
+            if "FARGATE_SPOT" in providers:
+                notes.append(f"service {name}: FARGATE_SPOT modelled as Fargate on-demand")
+        definition = definitions.get(str(raw.get("taskDefinition", "")))
+        if definition is None:
+            notes.append(f"service {name}: task definition unreadable; left out")
+            continue
+        cpu, memory = reservation(definition)
+        if cpu <= 0:
+            cpu = MIN_CPU
+            no_cpu.append(name)
+        if memory <= 0:
+            memory = MIN_MEMORY
+            no_memory.append(name)
+        if raw.get("loadBalancers"):
+            load_balanced.append(name)
+        config = raw.get("deploymentConfiguration") or {}
+        spec = ServiceSpec(
+            name=name,
+            desired=int(raw.get("desiredCount", 0)),
+            cpu=cpu,
+            memory=memory,
+            min_healthy_percent=int(config.get("minimumHealthyPercent", DEFAULT_PERCENTS[0])),
+            max_percent=int(config.get("maximumPercent", DEFAULT_PERCENTS[1])),
+            strategies=_strategies(raw.get("placementStrategy") or []),
+            constraints=_constraints(
+                name,
+                [
+                    *(raw.get("placementConstraints") or []),
+                    *definition.get("placementConstraints", []),
+                ],
+                notes,
+            ),
+            cpu_use=CPU_USE,
+            launch_type=launch_type,
+            az_rebalancing=raw.get("availabilityZoneRebalancing", "ENABLED") != "DISABLED",
+        )
+        checks = container_health_check_seconds(definition)
+        if checks is not None:
+            spec = replace(spec, health_delay=float(checks))
+        specs.append(spec)
+    if no_cpu:
+        notes.append(
+            f"services reserving no CPU modelled with {MIN_CPU} CPU units: {', '.join(no_cpu)}"
+        )
+    if no_memory:
+        notes.append(
+            f"services reserving no memory modelled with {MIN_MEMORY} MiB: {', '.join(no_memory)}"
+        )
+    if load_balanced:
+        notes.append(
+            "load balancer health checks are not modelled (they need Elastic Load Balancing"
+            f" calls): {', '.join(load_balanced)}"
+        )
+    if specs:
+        notes.append(
+            "start_delay and health_delay: the simulator's defaults, except health_delay from"
+            " container health checks where the task definition has them"
+        )
+    return tuple(specs)
+
+
+async def _task_definition(ecs: Any, arn: str) -> dict[str, Any] | None:
+    try:
+        answer = await ecs.describe_task_definition(taskDefinition=arn)
+    except Exception as exc:
+        if error_code(exc) is None:
+            raise
+        return None
+    definition = answer.get("taskDefinition")
+    return dict(definition) if isinstance(definition, dict) else None
+
+
+def _launch_type(raw: dict[str, Any]) -> str:
+    """FARGATE, EC2 or EXTERNAL; a capacity provider strategy decides over ``launchType``."""
+    providers = {str(p.get("capacityProvider")) for p in raw.get("capacityProviderStrategy") or []}
+    if providers:
+        return "FARGATE" if providers <= FARGATE_PROVIDERS else "EC2"
+    return str(raw.get("launchType") or "EC2")
+
+
+def _strategies(raw: Iterable[dict[str, Any]]) -> tuple[Strategy, ...]:
+    strategies = []
+    for s in raw:
+        kind = str(s.get("type", ""))
+        field = str(s.get("field") or "")
+        if kind == "binpack":
+            field = field.lower()
+        strategies.append(Strategy(kind, field))
+    return tuple(strategies) or DEFAULT_STRATEGY
+
+
+# An instance whose attributes are all non-empty, to see which expressions the simulator reads.
+
+
+def _understood(expression: str) -> bool:
+    """Whether the simulator can evaluate a ``memberOf`` expression as ECS would."""
+    words = {w.lower() for w in expression.split()}
+    subject = _SUBJECT.match(expression)
+    if subject is None or words & {"and", "or", "not", "exists"} or "~" in expression:
+        return False
+    try:
+        member_of(_PROBE, expression)
+    except ValueError:
+        return False
+    return _PROBE.attribute(subject.group(1)) != ""
+
+
+def _constraints(
+    service: str, raw: Iterable[dict[str, Any]], notes: list[str]
+) -> tuple[Constraint, ...]:
+    constraints: list[Constraint] = []
+    for c in raw:
+        kind = str(c.get("type", ""))
+        expression = str(c.get("expression") or "")
+        if kind == "memberOf" and not _understood(expression):
+            notes.append(
+                f"service {service}: memberOf constraint {expression!r} is beyond what the"
+                " simulator evaluates; dropped"
+            )
+            continue
+        if kind not in ("memberOf", "distinctInstance"):
+            notes.append(f"service {service}: constraint type {kind!r} unknown; dropped")
+            continue
+        constraint = Constraint(kind, expression)
+        if constraint not in constraints:
+            constraints.append(constraint)
+    return tuple(constraints)
+
+
+# -- helpers -----------------------------------------------------------------------------------
