@@ -1,0 +1,50 @@
+resource "aws_sqs_queue" "dead_letter" {
+  name_prefix               = "scaler-dlq-${local.short_name}-"
+  sqs_managed_sse_enabled   = true
+  message_retention_seconds = 1209600 # 14 days to look at what could not be read
+  tags                      = var.tags
+}
+
+resource "aws_sqs_queue" "events" {
+  name_prefix                = "scaler-${local.short_name}-"
+  sqs_managed_sse_enabled    = true
+  message_retention_seconds  = 345600
+  receive_wait_time_seconds  = 20
+  visibility_timeout_seconds = 60 # the scaler extends it while it works on a message
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.dead_letter.arn
+    maxReceiveCount     = 5
+  })
+  tags = var.tags
+}
+
+resource "aws_sqs_queue_policy" "events" {
+  queue_url = aws_sqs_queue.events.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "OnlyTheseRulesSend"
+        Effect    = "Allow"
+        Principal = { Service = "events.amazonaws.com" }
+        Action    = "sqs:SendMessage"
+        Resource  = aws_sqs_queue.events.arn
+        Condition = {
+          ArnEquals = {
+            "aws:SourceArn" = [for rule in aws_cloudwatch_event_rule.events : rule.arn]
+          }
+        }
+      },
+      {
+        Sid       = "TlsOnly"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "sqs:*"
+        Resource  = aws_sqs_queue.events.arn
+        Condition = {
+          Bool = { "aws:SecureTransport" = "false" }
+        }
+      },
+    ]
+  })
+}
