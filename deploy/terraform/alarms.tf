@@ -35,14 +35,16 @@ resource "aws_cloudwatch_metric_alarm" "not_running" {
 
 resource "aws_cloudwatch_metric_alarm" "queue_backlog" {
   alarm_name          = "scaler-${var.cluster_name}-queue-backlog"
-  alarm_description   = "scaler ${var.cluster_name}: events wait in the queue for more than a minute (docs/alerts.md)"
+  # visible messages, not the oldest message's age: a deferred scheduled change waits hidden
+  # on the queue for hours, and is no backlog
+  alarm_description   = "scaler ${var.cluster_name}: events wait unread in the queue for 3 minutes (docs/alerts.md)"
   namespace           = "AWS/SQS"
-  metric_name         = "ApproximateAgeOfOldestMessage"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
   dimensions          = { QueueName = aws_sqs_queue.events.name }
-  statistic           = "Maximum"
+  statistic           = "Minimum"
   period              = 60
   evaluation_periods  = 3
-  threshold           = 60
+  threshold           = 0
   comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
