@@ -124,33 +124,9 @@ class RebalanceController:
                 continue
             known = frozenset(_arns(live, move.service))
             arn = live.task_arns.get(move.task)
-            if move.surge:
-                desired = live.model.services[move.service].spec.desired
-                await self._surge(move, arn, why, now, known, desired)
-            else:
-                await self._stop(move, arn, why, now, known)
+            desired = live.model.services[move.service].spec.desired
+            await self._move(move, arn, why, now, known, desired)
         return plan
-
-    async def _surge(
-        self, move: Move, arn: str | None, why: str, now: float, known: frozenset[str], desired: int
-    ) -> None:
-        context = {"service": move.service, "source": move.source, "task": arn}
-        if arn is None:
-            return
-        if self._settings.dry_run:
-            log.info(f"dry run: would {why}", extra=context)
-            self._metrics.task_moves.labels("dry_run").inc()
-            return
-        try:
-            await self._set_desired(move.service, desired + 1)
-        except Exception as exc:
-            self._metrics.task_moves.labels("failed").inc()
-            log.error("surge move failed", extra={**context, "error": repr(exc)})
-            return
-        self._metrics.task_moves.labels("surged").inc()
-        self.history.record(move.service, now)
-        self.surges[move.service] = Surge(move, arn, desired, now, known)
-        log.info(f"{why}: desired count {desired} -> {desired + 1} first", extra=context)
 
     async def _finish_surges(self, live: LiveCluster, now: float) -> None:
         for name, surge in sorted(self.surges.items()):
@@ -178,15 +154,17 @@ class RebalanceController:
             del self.surges[name]
 
     async def _stop_surged(self, surge: Surge, now: float) -> None:
+        why = f"scaler: rebalance off CPU-hot {surge.move.source} (replacement running)"
+        await self._stop_task(surge.arn, why)
+        self._metrics.task_moves.labels("stopped").inc()
+
+    async def _stop_task(self, arn: str, reason: str) -> None:
         await self._backoff.call(
             "StopTask",
             lambda: self._aws.ecs.stop_task(
-                cluster=self._settings.cluster,
-                task=surge.arn,
-                reason=f"scaler: rebalance off CPU-hot {surge.move.source} (replacement running)",
+                cluster=self._settings.cluster, task=arn, reason=reason
             ),
         )
-        self._metrics.task_moves.labels("stopped").inc()
 
     async def _set_desired(self, service: str, desired: int) -> None:
         await self._backoff.call(
@@ -196,8 +174,8 @@ class RebalanceController:
             ),
         )
 
-    async def _stop(
-        self, move: Move, arn: str | None, why: str, now: float, known: frozenset[str]
+    async def _move(
+        self, move: Move, arn: str | None, why: str, now: float, known: frozenset[str], desired: int
     ) -> None:
         context = {
             "service": move.service,
@@ -212,22 +190,23 @@ class RebalanceController:
             self._metrics.task_moves.labels("dry_run").inc()
             return
         try:
-            await self._backoff.call(
-                "StopTask",
-                lambda: self._aws.ecs.stop_task(
-                    cluster=self._settings.cluster,
-                    task=arn,
-                    reason=f"scaler: rebalance off CPU-hot {move.source}",
-                ),
-            )
+            if move.surge:
+                await self._set_desired(move.service, desired + 1)
+            else:
+                await self._stop_task(arn, f"scaler: rebalance off CPU-hot {move.source}")
         except Exception as exc:
             self._metrics.task_moves.labels("failed").inc()
             log.error("task move failed", extra={**context, "error": repr(exc)})
             return
-        self._metrics.task_moves.labels("stopped").inc()
         self.history.record(move.service, now)
-        self.pending.append(Pending(move, now, known))
-        log.info(why, extra=context)
+        if move.surge:
+            self._metrics.task_moves.labels("surged").inc()
+            self.surges[move.service] = Surge(move, arn, desired, now, known)
+            log.info(f"{why}: desired count {desired} -> {desired + 1} first", extra=context)
+        else:
+            self._metrics.task_moves.labels("stopped").inc()
+            self.pending.append(Pending(move, now, known))
+            log.info(why, extra=context)
 
     def _verify(self, live: LiveCluster, now: float) -> None:
         """Did each earlier move's replacement land where the model predicted?"""
