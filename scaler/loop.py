@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
+import uuid
 from typing import Any
 
 from scaler.aws.capacity import CapacityActuator, CapacityController, CapacityReader, policy_from
@@ -18,6 +21,7 @@ from scaler.aws.clients import AwsClients, AwsTarget, Instrument, error_code
 from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.intake import Intake
+from scaler.aws.lease import Always, DynamoLease, Leadership
 from scaler.aws.lifecycle import AutoScalingLifecycle, LifecycleFollower, LifecyclePort
 from scaler.aws.rebalancer import RebalanceController
 from scaler.aws.retry import Backoff
@@ -26,6 +30,7 @@ from scaler.clock import Clock, SystemClock
 from scaler.guard import GuardRails
 from scaler.handler import EventHandler, Workers
 from scaler.http import Health, HttpServer, build_app
+from scaler.lease import LeaseTerms
 from scaler.metrics import Metrics
 from scaler.plan.drain import DrainPolicy
 from scaler.replacement import CapacityReplacement, NoReplacement, ReplacementSource
@@ -40,6 +45,7 @@ _FATAL = {
     "AWS.SimpleQueueService.NonExistentQueue": "SCALER_QUEUE_URL",
     "QueueDoesNotExist": "SCALER_QUEUE_URL",
     "ClusterNotFoundException": "SCALER_CLUSTER",
+    "ResourceNotFoundException": "SCALER_LEASE_TABLE",  # only DescribeTable is asked below
 }
 
 
@@ -109,13 +115,19 @@ class Scaler:
                 self.clock,
                 interval=self.settings.guard_interval,
             )
-            background = [asyncio.create_task(guard.run_forever(stop), name="guard-rails")]
+            leader = self._leadership(aws)
+            background = [
+                asyncio.create_task(guard.run_forever(stop), name="guard-rails"),
+                asyncio.create_task(leader.run_forever(stop), name="lease"),
+            ]
             if controller is not None:
+                controller.leader = leader
                 background.append(
                     asyncio.create_task(controller.run_forever(stop), name="capacity")
                 )
             if self.settings.task_rebalance:
                 mover = RebalanceController(aws, self.settings, self.metrics)
+                mover.leader = leader
                 background.append(asyncio.create_task(mover.run_forever(stop), name="rebalance"))
             try:
                 await self.intake.run(stop)
@@ -181,6 +193,19 @@ class Scaler:
         self.capacity = controller
         return controller
 
+    def _leadership(self, aws: AwsClients) -> Leadership:
+        """The leader lease, when replicas share the cluster (SCALER_LEASE_TABLE)."""
+        s = self.settings
+        if s.lease_table is None:
+            self.metrics.leader.set(1)
+            return Always()
+        # unique per process start: in containers the pid is often 1 and hostnames can repeat
+        me = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        terms = LeaseTerms(s.lease_duration, s.lease_margin)
+        return DynamoLease(
+            aws.dynamodb, s.lease_table, s.cluster_name, me, terms, self.clock, self.metrics
+        )
+
     def _health(self, aws: AwsClients, intake: Intake) -> Health:
         async def probe() -> str | None:
             await aws.sqs.get_queue_attributes(
@@ -191,7 +216,8 @@ class Scaler:
         return Health(self.clock, self.settings.stuck_after, lambda: intake.last_tick, probe)
 
     async def _check_targets(self, aws: AwsClients) -> int:
-        """Refuse a queue or cluster that does not exist; warn about a queue without a DLQ.
+        """Refuse a queue, cluster or lease table that does not exist; warn about a queue
+        without a DLQ.
 
         Returns the queue's visibility timeout (30 s, SQS's default, if it could not be read).
         """
@@ -200,6 +226,8 @@ class Scaler:
                 QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy", "VisibilityTimeout"]
             )
             clusters = await aws.ecs.describe_clusters(clusters=[self.settings.cluster])
+            if self.settings.lease_table is not None:
+                await aws.dynamodb.describe_table(TableName=self.settings.lease_table)
         except Exception as exc:
             variable = _FATAL.get(error_code(exc) or "")
             if variable:

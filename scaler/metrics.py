@@ -180,6 +180,18 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.leader = Gauge(
+            "scaler_leader",
+            "1 while this replica holds the leader lease (runs top-up and rebalancing); always 1 "
+            "without SCALER_LEASE_TABLE.",
+            registry=r,
+        )
+        self.lease_changes = Counter(
+            "scaler_lease_changes",
+            "Leader lease changes of this replica, by event (`acquired`, `lost`, `released`).",
+            ["event"],
+            registry=r,
+        )
         self.hot_instances = Gauge(
             "scaler_hot_instances",
             "Container instances above the hot threshold at the last plan.",

@@ -19,7 +19,7 @@ import typing
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
+from pydantic import AnyHttpUrl, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "SCALER_"
@@ -274,6 +274,21 @@ class Settings(BaseSettings):
         default=300.0, description="Seconds a task must have run before it may be moved."
     )
 
+    lease_table: str | None = Field(
+        default=None,
+        description="DynamoDB table for the leader lease, so that replicas can share a cluster "
+        "(only the leader tops up and rebalances). Unset: this scaler is the only one.",
+    )
+    lease_duration: Seconds = Field(
+        default=30.0,
+        description="Seconds a leader lease lasts unless renewed (renewed every third of it).",
+    )
+    lease_margin: Seconds = Field(
+        default=5.0,
+        description="Seconds before its lease expires that a leader stops acting (clock skew "
+        "between replicas must stay below this).",
+    )
+
     @field_validator("spot_pools", "on_demand_pools", mode="before")
     @classmethod
     def _split_names(cls, value: Any) -> Any:
@@ -305,6 +320,14 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("lease_margin")
+    @classmethod
+    def _margin_inside_lease(cls, value: float, info: ValidationInfo) -> float:
+        duration = info.data.get("lease_duration")
+        if duration is not None and value >= duration:
+            raise ValueError(f"must be shorter than SCALER_LEASE_DURATION ({duration:g} s)")
+        return value
 
     @property
     def cluster_name(self) -> str:

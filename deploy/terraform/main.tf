@@ -28,6 +28,7 @@ locals {
       { name = "SCALER_ON_DEMAND_POOLS", value = join(",", var.on_demand_pools) },
       { name = "SCALER_OVERFLOW_SERVICES", value = join(",", [for service, companion in var.overflow_services : "${service}=${companion}"]) },
       { name = "SCALER_DRY_RUN", value = tostring(var.dry_run) },
+      { name = "SCALER_LEASE_TABLE", value = aws_dynamodb_table.lease.name },
       { name = "AWS_REGION", value = local.region },
     ]
     healthCheck = {

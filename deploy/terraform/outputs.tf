@@ -17,3 +17,8 @@ output "service_name" {
   description = "Name of the scaler's ECS service."
   value       = aws_ecs_service.scaler.name
 }
+
+output "lease_table_name" {
+  description = "The leader lease table (SCALER_LEASE_TABLE)."
+  value       = aws_dynamodb_table.lease.name
+}

@@ -1,3 +1,27 @@
+# The leader lease: replicas share the queue, one runs top-up and rebalancing (scaler/lease.py).
+# Its name is fixed: the task role's policy (deploy/iam/task-role-policy.json) names it.
+resource "aws_dynamodb_table" "lease" {
+  #checkov:skip=CKV_AWS_119:One record naming the leader and its expiry; encrypted with the AWS owned key.
+  name         = "scaler-${var.cluster_name}-lease"
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key     = "name"
+
+  attribute {
+    name = "name"
+    type = "S"
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled = true
+  }
+
+  tags = var.tags
+}
+
 resource "aws_sqs_queue" "dead_letter" {
   name_prefix               = "scaler-dlq-${local.short_name}-"
   sqs_managed_sse_enabled   = true

@@ -33,9 +33,10 @@ resource "aws_ecs_service" "scaler" {
   propagate_tags         = "SERVICE"
   enable_execute_command = false
 
-  # one scaler at a time: the old task stops before the new one starts
-  deployment_minimum_healthy_percent = 0
-  deployment_maximum_percent         = 100
+  # the new scaler starts before the old one stops; events are handled by both meanwhile
+  # (idempotently), top-up and rebalancing by the lease holder only
+  deployment_minimum_healthy_percent = 100
+  deployment_maximum_percent         = 200
 
   deployment_circuit_breaker {
     enable   = true

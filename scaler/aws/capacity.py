@@ -32,6 +32,7 @@ from typing import Any
 from scaler.aws.clients import AwsClients
 from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
+from scaler.aws.lease import Always, Leadership
 from scaler.aws.retry import Backoff
 from scaler.aws.taskdefs import fargate_problem, reservation
 from scaler.aws.tasks import running_tasks
@@ -481,6 +482,7 @@ class CapacityController:
         self._policy = policy
         self._metrics = metrics
         self._interval = interval
+        self.leader: Leadership = Always()  # with two replicas, only the leader tops up
         self.memory = CapacityMemory()
         self.wake = asyncio.Event()
         self.last_plan: CapacityPlan | None = None
@@ -492,7 +494,8 @@ class CapacityController:
         while not stop.is_set():
             self.wake.clear()  # a wake during the cycle below triggers the next one at once
             try:
-                await self.cycle()
+                if self.leader.holds():
+                    await self.cycle()
             except Exception:
                 log.exception("capacity cycle failed")
             waiters = {asyncio.create_task(stop.wait()), asyncio.create_task(self.wake.wait())}

@@ -19,7 +19,7 @@ from aiobotocore.session import get_session
 
 from scaler.metrics import Metrics
 
-SERVICES = ("sqs", "ecs", "ec2", "autoscaling", "cloudwatch")
+SERVICES = ("sqs", "ecs", "ec2", "autoscaling", "cloudwatch", "dynamodb")
 
 
 @dataclass(frozen=True)
@@ -133,3 +133,7 @@ class AwsClients:
     @property
     def cloudwatch(self) -> Any:
         return self._clients["cloudwatch"]
+
+    @property
+    def dynamodb(self) -> Any:
+        return self._clients["dynamodb"]

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 
 from scaler.aws.clients import AwsClients
+from scaler.aws.lease import Always, Leadership
 from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
 from scaler.aws.retry import Backoff
 from scaler.ecs.cluster import Task
@@ -74,13 +75,16 @@ class RebalanceController:
         self.history = MoveHistory()
         self.pending: list[Pending] = []
         self.surges: dict[str, Surge] = {}
+        self.leader: Leadership = Always()  # with two replicas, only the leader moves tasks
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         next_plan = 0.0
         while not stop.is_set():
             now = time.time()
             try:
-                if now >= next_plan:
+                if not self.leader.holds():
+                    pass  # another replica leads; its own surges are its to finish
+                elif now >= next_plan:
                     await self.cycle(now)
                     next_plan = now + self._settings.rebalance_interval
                 else:

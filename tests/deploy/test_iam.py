@@ -21,7 +21,7 @@ import pytest
 from botocore import xform_name
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("sqs", "ecs", "ec2", "autoscaling", "cloudwatch")
+SERVICES = ("sqs", "ecs", "ec2", "autoscaling", "cloudwatch", "dynamodb")
 NOT_CLIENTS = frozenset({"model", "self.cluster", "cluster", "sim"})  # the ECS model
 PURE = ("scaler/ecs/", "scaler/plan/", "scaler/sim/")  # no I/O (tests/unit/test_layering.py)
 # IAM authorizes some operations under another action's name

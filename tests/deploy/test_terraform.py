@@ -34,6 +34,7 @@ CFN_TO_TF = {
     "AWS::ECS::TaskDefinition": "aws_ecs_task_definition",
     "AWS::ECS::Service": "aws_ecs_service",
     "AWS::CloudWatch::Alarm": "aws_cloudwatch_metric_alarm",
+    "AWS::DynamoDB::Table": "aws_dynamodb_table",
 }
 # What CloudFormation declares inside a resource and Terraform as resources of their own.
 TF_ONLY = {"aws_cloudwatch_event_target", "aws_iam_role_policy", "aws_iam_role_policy_attachment"}

@@ -113,3 +113,11 @@ def test_readme_settings_table_is_the_config_output() -> None:
     assert match.group(1) == settings_table(), (
         "README settings table is stale: run scripts/readme-settings"
     )
+
+
+def test_a_lease_margin_must_be_shorter_than_the_lease() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(cluster="c", queue_url="http://q", lease_duration=10, lease_margin=10)
+    (problem,) = raised.value.problems
+    assert problem.startswith("SCALER_LEASE_MARGIN:")
+    assert "shorter than SCALER_LEASE_DURATION" in problem
