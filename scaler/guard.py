@@ -197,12 +197,16 @@ async def list_service_arns(ecs: Any, cluster: str) -> list[str]:
     return arns
 
 
-async def describe_services(ecs: Any, cluster: str, arns: Sequence[str]) -> list[dict[str, Any]]:
-    """The ACTIVE services among ``arns``, described 10 a call (services gone meanwhile drop)."""
+async def describe_services(
+    ecs: Any, cluster: str, arns: Sequence[str], tags: bool = False
+) -> list[dict[str, Any]]:
+    """The ACTIVE services among ``arns``, described 10 a call (services gone meanwhile drop),
+    with their tags if ``tags``."""
     step = DESCRIBE_SERVICES_BATCH
+    include = {"include": ["TAGS"]} if tags else {}
     answers = await bounded(
         [
-            ecs.describe_services(cluster=cluster, services=list(arns[i : i + step]))
+            ecs.describe_services(cluster=cluster, services=list(arns[i : i + step]), **include)
             for i in range(0, len(arns), step)
         ]
     )

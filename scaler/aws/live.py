@@ -55,6 +55,8 @@ def _epoch(value: Any) -> float:
 class LiveCluster:
     model: Cluster
     task_arns: dict[str, str] = field(default_factory=dict)  # model task id -> task ARN
+    # service name -> (service ARN, its tags)
+    service_tags: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -66,7 +68,7 @@ async def live_cluster(aws: AwsClients, cluster: str) -> LiveCluster:
     for raw in await _container_instances(aws, cluster):
         if raw.get("status") in (ACTIVE, DRAINING):
             by_arn[raw["containerInstanceArn"]] = (_instance(model, raw), raw)
-    for spec in await read_services(aws.ecs, cluster, live.notes):
+    for spec in await read_services(aws.ecs, cluster, live.notes, live.service_tags):
         model.add_service(replace(spec, cpu_use=1.0))  # load counts reservations
     primaries = await _primary_task_definitions(aws, cluster, list(model.services))
     for raw in await running_tasks(aws.ecs, cluster):

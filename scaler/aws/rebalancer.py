@@ -24,6 +24,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from scaler.aws import surges as surge_marks
 from scaler.aws.clients import AwsClients
 from scaler.aws.lease import Always, Leadership
 from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
@@ -62,7 +63,8 @@ class Surge:
     arn: str
     desired: int  # the service's desired count before the surge
     started: float
-    known: frozenset[str]
+    known: frozenset[str]  # the service's tasks before it (empty: adopted from a mark)
+    service_arn: str
 
 
 class RebalanceController:
@@ -110,7 +112,8 @@ class RebalanceController:
     async def cycle(self, now: float) -> RebalancePlan:
         live = await self._live()
         self._verify(live, now)
-        await self._finish_surges(live, now)
+        self._adopt(live)
+        settled = await self._finish_surges(live, now)
         self.history.forget(now, self._policy.task_cooldown)
         plan = plan_moves(
             live.model.instances,
@@ -124,38 +127,68 @@ class RebalanceController:
         self._metrics.hot_instances.set(len(plan.hot))
         self._metrics.imbalance.set(plan.imbalance)
         for move, why in zip(plan.moves, plan.reasons, strict=True):
-            if move.service in self.surges:
-                continue
+            if move.service in self.surges or move.service in settled:
+                continue  # its state in ``live`` is from before the surge was settled
             known = frozenset(_arns(live, move.service))
             arn = live.task_arns.get(move.task)
             desired = live.model.services[move.service].spec.desired
-            await self._move(move, arn, why, now, known, desired)
+            service_arn = live.service_tags.get(move.service, ("", {}))[0]
+            await self._move(move, arn, why, now, known, desired, service_arn)
         return plan
 
-    async def _finish_surges(self, live: LiveCluster, now: float) -> None:
+    async def _finish_surges(self, live: LiveCluster, now: float) -> set[str]:
+        """Finish or undo the surges that are due; the services settled."""
+        settled: set[str] = set()
         for name, surge in sorted(self.surges.items()):
             state = live.model.services.get(name)
             tasks = list(state.tasks.values()) if state else []
             hot = next((t for t in tasks if live.task_arns.get(t.id) == surge.arn), None)
             healthy = sum(t.healthy(now) for t in tasks)
+            adopted = not surge.known
             if hot is not None and healthy >= surge.desired + 1:
                 await self._stop_surged(surge, now)
                 new = [t for t in tasks if live.task_arns.get(t.id) not in surge.known]
-                self._metrics.task_moves.labels(_landed(new, surge.move)).inc()
+                if not adopted:  # an adopted surge cannot tell its extra task from the others
+                    self._metrics.task_moves.labels(_landed(new, surge.move)).inc()
             elif hot is not None and now - surge.started < GIVE_UP_AFTER:
                 continue
-            else:
+            elif not adopted:
                 self._metrics.task_moves.labels("not_replaced").inc()
                 log.warning("surge move given up", extra={"service": name, "task": surge.arn})
-            current = state.spec.desired if state else None
-            if current == surge.desired + 1:
-                await self._set_desired(name, surge.desired)
-            else:
-                log.warning(
-                    "desired count changed during a surge move: left as it is",
-                    extra={"service": name, "desired": current},
-                )
+            await self._settle(name, surge, state.spec.desired if state else None)
             del self.surges[name]
+            settled.add(name)
+        return settled
+
+    async def _settle(self, name: str, surge: Surge, current: int | None) -> None:
+        """Set the desired count back if it is still the surge's, and remove the mark."""
+        if current == surge.desired + 1:
+            await self._set_desired(name, surge.desired)
+        elif current is not None and current != surge.desired:
+            log.warning(
+                "desired count changed during a surge move: left as it is",
+                extra={"service": name, "desired": current},
+            )
+        if current is not None and surge.service_arn:
+            try:
+                await surge_marks.remove(self._aws.ecs, surge.service_arn)
+            except Exception as exc:  # adopted again next cycle, and settled then
+                log.warning("surge mark not removed", extra={"service": name, "error": repr(exc)})
+
+    def _adopt(self, live: LiveCluster) -> None:
+        """Take on the surges marked on services that this replica did not start (it crashed
+        mid-surge and restarted, or another replica led then)."""
+        marked = surge_marks.marks({name: tags for name, (_, tags) in live.service_tags.items()})
+        for name, mark in marked.items():
+            if name in self.surges:
+                continue
+            move = Move(mark.task_arn, name, mark.source, mark.destination, 0.0, surge=True)
+            service_arn = live.service_tags[name][0]
+            self.surges[name] = Surge(
+                move, mark.task_arn, mark.desired, mark.started, frozenset(), service_arn
+            )
+            self.history.record(name, mark.started)  # its replacement is cooling down too
+            log.info("surge move adopted", extra={"service": name, "task": mark.task_arn})
 
     async def _stop_surged(self, surge: Surge, now: float) -> None:
         why = f"scaler: rebalance off CPU-hot {surge.move.source} (replacement running)"
@@ -179,7 +212,14 @@ class RebalanceController:
         )
 
     async def _move(
-        self, move: Move, arn: str | None, why: str, now: float, known: frozenset[str], desired: int
+        self,
+        move: Move,
+        arn: str | None,
+        why: str,
+        now: float,
+        known: frozenset[str],
+        desired: int,
+        service_arn: str,
     ) -> None:
         context = {
             "service": move.service,
@@ -195,6 +235,8 @@ class RebalanceController:
             return
         try:
             if move.surge:
+                mark = surge_marks.Mark(desired, arn, now, move.source, move.destination)
+                await surge_marks.put(self._aws.ecs, service_arn, mark)  # first: a crash leaves it
                 await self._set_desired(move.service, desired + 1)
             else:
                 await self._stop_task(arn, f"scaler: rebalance off CPU-hot {move.source}")
@@ -205,7 +247,7 @@ class RebalanceController:
         self.history.record(move.service, now)
         if move.surge:
             self._metrics.task_moves.labels("surged").inc()
-            self.surges[move.service] = Surge(move, arn, desired, now, known)
+            self.surges[move.service] = Surge(move, arn, desired, now, known, service_arn)
             log.info(f"{why}: desired count {desired} -> {desired + 1} first", extra=context)
         else:
             self._metrics.task_moves.labels("stopped").inc()

@@ -38,8 +38,20 @@ _SUBJECT = re.compile(r"^\s*([^\s=!<>]+)")
 _PROBE = Instance("i-probe", "probe", InstanceType("probe", 1, 1024, 0.0), "az", "spot", 0.0, 0.0)
 
 
-async def read_services(ecs: Any, cluster: str, notes: list[str]) -> tuple[ServiceSpec, ...]:
-    raws = await describe_services(ecs, cluster, await list_service_arns(ecs, cluster))
+async def read_services(
+    ecs: Any,
+    cluster: str,
+    notes: list[str],
+    tags: dict[str, tuple[str, dict[str, str]]] | None = None,
+) -> tuple[ServiceSpec, ...]:
+    """The cluster's services as the ECS model sees them; with ``tags``, also fills it with each
+    service's ARN and tags, by name."""
+    service_arns = await list_service_arns(ecs, cluster)
+    raws = await describe_services(ecs, cluster, service_arns, tags=tags is not None)
+    if tags is not None:
+        for raw in raws:
+            pairs = {str(t.get("key")): str(t.get("value", "")) for t in raw.get("tags") or []}
+            tags[str(raw["serviceName"])] = (str(raw["serviceArn"]), pairs)
     arns = sorted({str(r["taskDefinition"]) for r in raws if r.get("taskDefinition")})
     definitions = dict(
         zip(arns, await bounded([_task_definition(ecs, a) for a in arns]), strict=True)

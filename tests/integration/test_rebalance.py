@@ -224,3 +224,40 @@ async def test_measured_cpu_drives_decisions_when_asked(local_aws: testbed.Local
     # by measurement the piled-up instance is cool and another one is hot
     assert measured["rebalance"]["hot"] == {nodes[1].instance_id: 0.96}
     assert "measured by CloudWatch for 3 of 3" in " ".join(measured["rebalance"]["notes"])
+
+
+async def test_a_surge_survives_a_crash_of_the_scaler(local_aws: testbed.LocalAws) -> None:
+    """The scaler dies after raising the desired count: its successor finds the mark on the
+    service, finishes the move and sets the count back."""
+    nodes = _hot_cluster(local_aws, min_healthy=100, max_percent=200)
+    ecs = local_aws.client("ecs")
+    settings = settings_for("http://q", task_rebalance=True, task_min_age=0.01)
+    async with AwsClients(_target(local_aws), Metrics()) as aws:
+        crashed = RebalanceController(aws, settings, Metrics())
+        (move,) = (await crashed.cycle(time.time())).moves
+        marked = crashed.surges["web"].arn
+    web = ecs.describe_services(cluster="prod", services=["web"], include=["TAGS"])["services"][0]
+    assert web["desiredCount"] == 5
+    assert [t["key"] for t in web["tags"]] == ["scaler:surge"]
+    dest = next(n for n in nodes if n.instance_id == move.destination)
+    ecs.start_task(  # ECS starts the extra task while no scaler runs
+        cluster="prod",
+        taskDefinition="web",
+        group="service:web",
+        containerInstances=[dest.container_instance_arn],
+    )
+    metrics = Metrics()
+    async with AwsClients(_target(local_aws), metrics) as aws:
+        successor = RebalanceController(aws, settings, metrics)
+        await successor.cycle(time.time())
+    assert aws_calls(metrics)["ecs:StopTask"] == 1
+    web = ecs.describe_services(cluster="prod", services=["web"], include=["TAGS"])["services"][0]
+    assert web["desiredCount"] == 4 and web["tags"] == []
+    assert not successor.surges
+    arns = ecs.list_tasks(cluster="prod")["taskArns"]
+    stopped = [
+        t["taskArn"]
+        for t in ecs.describe_tasks(cluster="prod", tasks=arns)["tasks"]
+        if t["lastStatus"] == "STOPPED" or t["desiredStatus"] == "STOPPED"
+    ]
+    assert stopped == [marked]  # the marked task, and only it
