@@ -111,6 +111,8 @@ class EventHandler:
                 self._w.board.warned(iid, at)
             elif isinstance(signal, RebalanceRecommendation):
                 self._w.board.recommended(iid, at)
+        # the capacity controller prunes too, but it does not run without pools: bound it here
+        self._w.board.prune(received_at.timestamp())
 
     def _explain(self, signal: Signal, decision: Decision) -> None:
         log.info(

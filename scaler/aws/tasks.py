@@ -157,9 +157,12 @@ class StandaloneRestarter:
 
     async def _run_copy(self, task: dict[str, Any]) -> str:
         key = restart_key(task["taskArn"])
-        existing = await self._ecs.list_tasks(cluster=self._cluster, startedBy=key)
-        if existing.get("taskArns"):
-            return str(existing["taskArns"][0])  # restarted before (a redelivered message)
+        for status in ("RUNNING", "STOPPED"):  # ECS lists RUNNING only unless asked
+            existing = await self._ecs.list_tasks(
+                cluster=self._cluster, startedBy=key, desiredStatus=status
+            )
+            if existing.get("taskArns"):
+                return str(existing["taskArns"][0])  # restarted before (a redelivered message)
         reply = await self._backoff.call(
             "RunTask", lambda: self._ecs.run_task(**self._copy(task, key))
         )
