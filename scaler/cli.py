@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from scaler import __version__, logs
-from scaler.aws.clients import AwsTarget
+from scaler.aws.clients import AwsTarget, error_code
 from scaler.settings import (
     ConfigError,
     LogFormat,
@@ -151,7 +151,12 @@ def _plan(as_json: bool) -> int:
         async with AwsClients(target, Metrics()) as aws:
             return await plan_now(aws, settings)
 
-    report = asyncio.run(read())
+    try:
+        report = asyncio.run(read())
+    except Exception as exc:
+        if error_code(exc) == "ClusterNotFoundException":
+            raise ConfigError([f"SCALER_CLUSTER: cluster {settings.cluster!r} not found"]) from None
+        raise
     sys.stdout.write(json.dumps(report, indent=2) + "\n" if as_json else render(report))
     return 0
 

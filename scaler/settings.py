@@ -52,7 +52,7 @@ class RebalancePolicy(StrEnum):
     REPLACE_THEN_DRAIN = "replace-then-drain"
 
 
-Seconds = Annotated[float, Field(gt=0)]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 # Lists come as comma-separated text, not JSON: NoDecode hands the raw string to a validator.
 Names = Annotated[tuple[str, ...], NoDecode]
 Pairs = Annotated[dict[str, str], NoDecode]
@@ -144,6 +144,7 @@ class Settings(BaseSettings):
 
     # -- drain --------------------------------------------------------------------------------
     drain_batch_window: float = Field(
+        allow_inf_nan=False,
         default=0.25,
         ge=0,
         le=10,
@@ -204,6 +205,7 @@ class Settings(BaseSettings):
         "(comma-separated); each companion runs the same task on Fargate.",
     )
     headroom: float = Field(
+        allow_inf_nan=False,
         default=0.05,
         ge=0,
         le=1,
@@ -216,6 +218,7 @@ class Settings(BaseSettings):
         default=100, ge=0, description="Most Fargate overflow tasks at once, all services."
     )
     max_hourly_spend: float = Field(
+        allow_inf_nan=False,
         default=50.0,
         ge=0,
         description="Most USD per hour spent on on-demand fallback plus Fargate overflow.",
@@ -255,9 +258,14 @@ class Settings(BaseSettings):
         "`measured` (CloudWatch CPUUtilization, average of the last 10 minutes).",
     )
     hot_threshold: float = Field(
-        default=0.8, gt=0, le=1, description="CPU share (reserved) above which an instance is hot."
+        allow_inf_nan=False,
+        default=0.8,
+        gt=0,
+        le=1,
+        description="CPU share (reserved) above which an instance is hot.",
     )
     hot_deviation: float = Field(
+        allow_inf_nan=False,
         default=0.3,
         ge=0,
         le=1,
@@ -306,7 +314,17 @@ class Settings(BaseSettings):
             service, sep, companion = item.partition("=")
             if not sep or not service.strip() or not companion.strip():
                 raise ValueError(f"{item!r} is not service=companion")
-            pairs[service.strip()] = companion.strip()
+            service, companion = service.strip(), companion.strip()
+            if service == companion:
+                raise ValueError(f"{item!r}: a service cannot be its own companion")
+            if service in pairs:
+                raise ValueError(f"{service!r} is listed twice")
+            if companion in pairs.values():
+                raise ValueError(f"companion {companion!r} is given to two services")
+            pairs[service] = companion
+        both = set(pairs) & set(pairs.values())
+        if both:
+            raise ValueError(f"{sorted(both)[0]!r} is both a service and a companion")
         return pairs
 
     @field_validator("cluster")
@@ -314,6 +332,8 @@ class Settings(BaseSettings):
     def _no_blank_cluster(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be blank")
+        if not value.strip().rsplit("/", 1)[-1]:
+            raise ValueError("names no cluster (nothing after the last '/')")
         return value.strip()
 
     @field_validator("log_level", mode="before")

@@ -29,7 +29,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaler.aws.clients import AwsClients
+from scaler.aws.clients import AwsClients, error_code
 from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.lease import Always, Leadership
@@ -165,8 +165,7 @@ class CapacityReader:
     async def _type_info(self, names: set[str]) -> None:
         missing = sorted(n for n in names if n not in self._types)
         for i in range(0, len(missing), 100):
-            reply = await self._aws.ec2.describe_instance_types(InstanceTypes=missing[i : i + 100])
-            for t in reply.get("InstanceTypes", []):
+            for t in await self._describe_types(missing[i : i + 100]):
                 vcpu = int(t["VCpuInfo"]["DefaultVCpus"])
                 price = on_demand_price(t["InstanceType"], vcpu)
                 self._types[t["InstanceType"]] = (
@@ -175,12 +174,40 @@ class CapacityReader:
                     price,
                 )
 
+    async def _describe_types(self, names: list[str]) -> list[dict[str, Any]]:
+        """EC2's description of ``names``; one at a time when the batch is refused, leaving
+        out (with a warning) the types EC2 does not know, which then count as 4 vCPU/8 GiB."""
+        try:
+            reply = await self._aws.ec2.describe_instance_types(InstanceTypes=names)
+            return list(reply.get("InstanceTypes", []))
+        except Exception as exc:
+            code = error_code(exc)
+            if code is None:
+                raise
+            if len(names) == 1:
+                log.warning(
+                    "instance type not described: sized as 4 vCPU, 8 GiB",
+                    extra={"instance_type": names[0], "error": code},
+                )
+                return []
+        found: list[dict[str, Any]] = []
+        for name in names:
+            found += await self._describe_types([name])
+        return found
+
     async def _task_size(self, arn: str) -> tuple[int, int]:
         if arn not in self._task_sizes:
-            td = (await self._aws.ecs.describe_task_definition(taskDefinition=arn))[
-                "taskDefinition"
-            ]
-            cpu, memory = reservation(td)
+            try:
+                reply = await self._aws.ecs.describe_task_definition(taskDefinition=arn)
+            except Exception as exc:
+                if error_code(exc) is None:
+                    raise
+                log.warning(
+                    "task definition unreadable: its tasks sized as 128 CPU, 128 MiB",
+                    extra={"task_definition": arn, "error": error_code(exc)},
+                )
+                return (128, 128)  # not cached: it may be readable again
+            cpu, memory = reservation(reply["taskDefinition"])
             self._task_sizes[arn] = (cpu or 128, memory or 128)
         return self._task_sizes[arn]
 

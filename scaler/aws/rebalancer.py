@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 
 from scaler.aws import surges as surge_marks
-from scaler.aws.clients import AwsClients
+from scaler.aws.clients import AwsClients, error_code
 from scaler.aws.lease import Always, Leadership
 from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
 from scaler.aws.retry import Backoff
@@ -163,7 +163,15 @@ class RebalanceController:
     async def _settle(self, name: str, surge: Surge, current: int | None) -> None:
         """Set the desired count back if it is still the surge's, and remove the mark."""
         if current == surge.desired + 1:
-            await self._set_desired(name, surge.desired)
+            try:
+                await self._set_desired(name, surge.desired)
+            except Exception as exc:  # e.g. the service was deleted meanwhile
+                if error_code(exc) is None:
+                    raise
+                log.warning(
+                    "surge count not set back", extra={"service": name, "error": error_code(exc)}
+                )
+                return
         elif current is not None and current != surge.desired:
             log.warning(
                 "desired count changed during a surge move: left as it is",
