@@ -74,7 +74,7 @@ def _outcomes(metrics: str) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_a_thousand_events_while_aws_misbehaves(
-    local_aws: testbed.LocalAws, proxy: FaultProxy
+    local_aws: testbed.LocalAws, proxy: FaultProxy, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rng = random.Random(7)
     nodes = testbed.create_cluster(local_aws, "prod", size=INSTANCES)
@@ -114,7 +114,8 @@ def test_a_thousand_events_while_aws_misbehaves(
         "draining": sum(s == "DRAINING" for s in states.values()),
         "stop_seconds": round(elapsed, 1),
     }
-    print(json.dumps(figures, indent=1))
+    with capsys.disabled():  # the figures belong in CI's output
+        print(f"\nfault test figures: {json.dumps(figures)}")
     assert status == 200 and health == 200, log[-3000:]
     assert figures["proxy"]["injected"], "faults were injected"  # type: ignore[index]
     # every valid instance drained, none of the other cluster's touched
