@@ -27,7 +27,7 @@ from scaler.settings import (
 )
 
 EXIT_CONFIG = 2
-BUILTINS = ("steady", "storm", "az-outage", "deploy-skew")
+BUILTINS = ("steady", "storm", "az-outage", "deploy-skew", "diurnal")
 POLICY_NAMES = ("scaler", "ecs-native", "ecs-scaler")
 
 

@@ -188,9 +188,10 @@ class Scheduler:
         low = min(counts, key=lambda az: (counts[az], az))
         if max(counts.values()) - counts[low] <= 1:
             return
-        before = result.started
+        before, unplaced = result.started, result.unplaced
         self._start(service, 1, now, result, az=low)
         service.rebalancing = result.started > before
+        result.unplaced = unplaced  # no room for an AZ move is not demand: the service runs
 
     def _stop(self, task: Task, now: float, reason: str, result: Reconciled) -> None:
         self.cluster.stop_task(task, now, reason)

@@ -5,6 +5,8 @@
   the reclaimed instances get a rebalance recommendation 10 minutes ahead; reclaimed pools have
   no spot capacity for an hour.
 - ``az-outage``: one AZ's instances vanish without notice and the AZ takes no launches for an hour.
+- ``diurnal``: three days of demand swinging 2x (peak at midnight, half at noon), a deployment
+  of a third of the services each morning.
 - ``deploy-skew``: spread-placed services (AZ then instance, or AZ then binpack memory) whose
   tasks use more CPU than they reserve. The operator adds a quarter more instances as headroom,
   then deploys every service: the surge piles new tasks onto the fresh instances, which stay
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from scaler.ecs.cluster import Constraint, InstanceType, ServiceSpec, Strategy
@@ -37,7 +40,7 @@ LAYOUTS = (
     (AZ_SPREAD, Strategy("binpack", "memory")),  # AZ balanced binpack
     (Strategy("binpack", "cpu"),),  # binpack
 )
-NAMES = ("steady", "storm", "az-outage", "deploy-skew")
+NAMES = ("steady", "storm", "az-outage", "deploy-skew", "diurnal")
 
 
 def _pools(instances: int, rng: random.Random) -> tuple[Pool, ...]:
@@ -115,7 +118,13 @@ def builtin(
     budget = int(_capacity(pools) * 0.62)
     layouts = LAYOUTS[:2] if name == "deploy-skew" else LAYOUTS
     specs = _services(services, tasks, budget, rng, layouts)
-    hours = {"steady": 24.0 * 7, "storm": 2.0, "az-outage": 2.0, "deploy-skew": 4.0}[name]
+    hours = {
+        "steady": 24.0 * 7,
+        "storm": 2.0,
+        "az-outage": 2.0,
+        "deploy-skew": 4.0,
+        "diurnal": 72.0,
+    }[name]
     events: tuple[Event, ...] = ()
     if name == "storm":
         events = (
@@ -133,6 +142,8 @@ def builtin(
         )
     elif name == "az-outage":
         events = (Event(1200, "az_outage", {"az": AZS[1], "duration": 3600}),)
+    elif name == "diurnal":
+        events = _diurnal(hours)
     elif name == "deploy-skew":
         events = (
             Event(300, "add_instances", {"share": 0.25}),
@@ -140,6 +151,17 @@ def builtin(
         )
         specs = tuple(_hot(s) for s in specs)
     return Scenario(name, hours, dict(TYPES), pools, specs, events)
+
+
+def _diurnal(hours: float) -> tuple[Event, ...]:
+    """Demand at its peak at midnight of the scenario's clock, half of it at noon, changing
+    every 30 minutes; a deployment of a third of the services every day at 10:00."""
+    events = [
+        Event(t * 1800.0, "scale", {"factor": round(0.75 + 0.25 * math.cos(math.pi * t / 24), 3)})
+        for t in range(1, int(hours * 2))
+    ]
+    events += [Event(day * 86400.0 + 36000.0, "deploy", {"share": 0.33}) for day in range(3)]
+    return tuple(sorted(events, key=lambda e: e.at))
 
 
 def _hot(spec: ServiceSpec) -> ServiceSpec:

@@ -304,6 +304,7 @@ class Sim:
             "az_outage": self._az_outage,
             "deploy": self._deploy,
             "add_instances": self._add_instances,
+            "scale": self._scale,
         }
         handlers[event.type](**event.params)
 
@@ -353,6 +354,15 @@ class Sim:
         count = round(share * len(self.cluster.instances))
         for n in range(count):
             self.launch(homes[n % len(homes)].name, 1, "headroom")
+
+    def _scale(self, factor: float) -> None:
+        """Demand changes (an application autoscaler at work): every service's desired count
+        becomes ``factor`` times the scenario's."""
+        for spec in self.scenario.services:
+            state = self.cluster.services.get(spec.name)
+            if state is not None and spec.overflow_of is None:
+                wanted = max(1, round(spec.desired * factor)) + self.surged.get(spec.name, 0)
+                self.cluster.set_desired(spec.name, wanted)
 
     def _deploy(self, share: float) -> None:
         services = sorted(self.cluster.services.values(), key=lambda s: s.spec.name)

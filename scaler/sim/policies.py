@@ -38,6 +38,7 @@ from scaler.plan.capacity import (
     ServiceView,
     plan_capacity,
 )
+from scaler.plan.consolidate import ConsolidationPolicy, plan_consolidation
 from scaler.plan.drain import Drain, DrainPolicy, decide
 from scaler.plan.rebalance import RebalancePolicy
 from scaler.sim.engine import Policy, Sim, overflow_name
@@ -50,6 +51,7 @@ SCALE_IN_PERIOD = 300.0
 SCALE_IN_AFTER = 900.0
 DRAIN_WINDOW = 0.25
 CAPACITY_PERIOD = 15.0
+CONSOLIDATE_PERIOD = 300.0
 MAX_REPLANS = 4
 
 
@@ -184,12 +186,15 @@ class ScalerPolicy:
         self.memory = CapacityMemory()
         self.scaling = DemandScaling(scale_out=False)  # scale-in of empty instances only
         self.releasing: set[str] = set()
+        self.consolidation = ConsolidationPolicy()
+        self.consolidated_at: list[float] = []
         self._batch: list[Instance] = []
 
     def start(self, sim: Sim) -> None:
         self.scaling.start(sim)
         sim.at(CAPACITY_PERIOD, self._tick, sim)
         self.rebalancer.start(sim)
+        sim.at(CONSOLIDATE_PERIOD, self._consolidate, sim)
 
     def on_signal(self, sim: Sim, signal: Signal) -> None:
         members = {
@@ -223,6 +228,31 @@ class ScalerPolicy:
         batch, self._batch = self._batch, []
         sim.drain([i for i in batch if i.id in sim.cluster.instances])
         self._plan(sim)  # top up at once, not at the next tick
+
+    def _consolidate(self, sim: Sim) -> None:
+        """Scale in: drain instances whose tasks fit elsewhere (terminated once empty)."""
+        sim.at(sim.now + CONSOLIDATE_PERIOD, self._consolidate, sim)
+        self.consolidated_at = [t for t in self.consolidated_at if sim.now - t < 3600]
+        others_draining = any(
+            i.status == DRAINING and i.id not in self.releasing
+            for i in sim.cluster.instances.values()
+        )
+        if sim.doomed or sim.unplaced() or others_draining or sim.launching():
+            return  # a disruption or a top-up is under way
+        plan = plan_consolidation(
+            sim.cluster.instances,
+            sim.cluster.services,
+            sim.now,
+            self.consolidation,
+            draining=len(self.releasing),
+            removed_last_hour=len(self.consolidated_at),
+            last_trouble=self.memory.last_spot_trouble(),
+        )
+        for removal in plan.remove:
+            inst = sim.instance(removal.instance)
+            if inst is not None and sim.drain([inst]):
+                self.releasing.add(inst.id)
+                self.consolidated_at.append(sim.now)
 
     def _tick(self, sim: Sim) -> None:
         sim.at(sim.now + CAPACITY_PERIOD, self._tick, sim)
