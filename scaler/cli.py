@@ -28,7 +28,8 @@ from scaler.settings import (
 
 EXIT_CONFIG = 2
 BUILTINS = ("steady", "storm", "az-outage", "deploy-skew", "diurnal")
-POLICY_NAMES = ("scaler", "ecs-native", "ecs-scaler")
+POLICY_NAMES = ("scaler", "ecs-native", "ecs-scaler")  # --policy all
+EXTRA_POLICIES = ("scaler-consolidating",)  # simulated only: scale-in by consolidation
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,7 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--scenario", required=True, help=f"built-in ({', '.join(BUILTINS)}) or a file"
     )
-    sim.add_argument("--policy", default="all", help="scaler, ecs-native, ecs-scaler or all")
+    sim.add_argument(
+        "--policy",
+        default="all",
+        help="scaler, ecs-native, ecs-scaler, scaler-consolidating or all (the first three)",
+    )
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--hours", type=float, default=None, help="override the scenario's length")
     sim.add_argument("--json", action="store_true", help="print one JSON object")
@@ -84,11 +89,11 @@ def _simulate(args: argparse.Namespace) -> int:
     from scaler.sim.scenario import ScenarioError, load
 
     policies = list(POLICY_NAMES) if args.policy == "all" else [args.policy]
-    if any(p not in POLICY_NAMES for p in policies):
+    if any(p not in (*POLICY_NAMES, *EXTRA_POLICIES) for p in policies):
         raise ConfigError(
             [
                 f"--policy: unknown policy {args.policy!r} (choose from "
-                f"{', '.join(POLICY_NAMES)} or all)"
+                f"{', '.join((*POLICY_NAMES, *EXTRA_POLICIES))} or all)"
             ]
         )
     if args.scenario in BUILTINS:

@@ -13,7 +13,12 @@ instance is kept when it is younger than ``min_age``,
 runs a task that is not running steadily, saves less than ``min_saving`` an hour, or when
 removing it would leave less than
 ``keep_free`` of the remaining CPU and memory free (so the next deployment's surge or a top-up
-does not have to launch it again).
+does not have to launch it again). A task moves only where its CPU use keeps the instance under
+``max_load``: consolidation makes no hot spots, and waits while there are any.
+
+ECS breaks placement ties at random; the plan predicts one draw, and checks the whole plan in
+the order ECS replaces tasks (service by service). A draw that differs can leave a task without
+room: it then stays on its draining instance (replacement first) until capacity arrives.
 
 Budgets: at most ``max_disrupted`` of the ACTIVE instances draining at once (those already
 draining count), at most ``max_per_hour`` removals an hour, and nothing within ``quiet_after``
@@ -45,6 +50,7 @@ class ConsolidationPolicy:
     # only instances whose services ECS drains replacement first (minimumHealthyPercent 100 and
     # room under maximumPercent), so giving capacity back never dips a service
     dip_free: bool = True
+    max_load: float = 0.8  # a moved task may not take its new instance's CPU above this
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,12 @@ def plan_consolidation(
     )
     if budget <= 0 or len(active) < 2:
         return ConsolidationPlan()
-    room = _Room(active, services)
+    hot = sum(1 for i in active if i.cpu and i.used_cpu / i.cpu > policy.max_load)
+    if hot:  # cool those first (rebalancing): giving back the cool instances would not help
+        return ConsolidationPlan(
+            (), (f"paused: {hot} instance(s) above {policy.max_load:.0%} CPU",)
+        )
+    room = _Room(active, services, policy.max_load)
     chosen: list[Removal] = []
     for inst in sorted(active, key=_order):
         if len(chosen) >= budget:
@@ -92,6 +103,10 @@ def plan_consolidation(
         if room.remove(inst, policy.keep_free):
             tasks = sum(1 for t in inst.tasks.values() if t.state == RUNNING)
             chosen.append(Removal(inst.id, inst.pool, inst.capacity, inst.price, tasks))
+    # ECS replaces the drained tasks service by service, not instance by instance: check the
+    # whole plan in that order, and give up the last removals until it holds
+    while chosen and not _feasible({r.instance for r in chosen}, active, services, policy):
+        chosen.pop()
     reasons = tuple(
         f"consolidate: drain {r.instance} ({r.capacity}, {r.tasks} task(s) fit elsewhere, "
         f"saves ${r.saving:.3f}/h)"
@@ -120,13 +135,37 @@ def _dip_free(inst: Instance) -> bool:
     return True
 
 
+def _feasible(
+    gone: set[str],
+    active: list[Instance],
+    services: Mapping[str, ServiceState],
+    policy: ConsolidationPolicy,
+) -> bool:
+    """Can every task on the ``gone`` instances be placed on the others, service by service?"""
+    room = _Room(active, services, policy.max_load)
+    room.gone = set(gone)
+    targets = [i for i in active if i.id not in gone]
+    moving = sorted(
+        (t.service.name for i in active if i.id in gone for t in i.tasks.values()),
+    )
+    for name in moving:
+        service = services.get(name)
+        if service is None or not room._place(service, targets):
+            return False
+    return room._keeps_free(targets, policy.keep_free)
+
+
 class _Room:
     """The free room the remaining instances would have, as removals are chosen."""
 
-    def __init__(self, active: list[Instance], services: Mapping[str, ServiceState]) -> None:
+    def __init__(
+        self, active: list[Instance], services: Mapping[str, ServiceState], max_load: float
+    ) -> None:
         self.active = active
         self.services = services
+        self.max_load = max_load
         self.free = {i.id: (i.free_cpu, i.free_mem) for i in active}
+        self.used = {i.id: i.used_cpu for i in active}  # modelled (or measured) CPU in use
         self.gone: set[str] = set()
         self.placed: set[tuple[str, str]] = set()  # (service, instance) given a moved task
         self.moved_in: dict[str, list[ServiceState]] = {}  # instance -> tasks placed on it
@@ -135,15 +174,20 @@ class _Room:
     def remove(self, inst: Instance, keep_free: float) -> bool:
         """Remove ``inst`` if every task of it fits elsewhere and enough stays free."""
         targets = [i for i in self.active if i.id not in self.gone and i.id != inst.id]
-        saved = (dict(self.free), set(self.placed), {k: list(v) for k, v in self.moved_in.items()})
+        saved = (
+            dict(self.free),
+            dict(self.used),
+            set(self.placed),
+            {k: list(v) for k, v in self.moved_in.items()},
+        )
         own = [self.services.get(t.service.name) for t in inst.tasks.values()]
         moving = [*own, *self.moved_in.pop(inst.id, [])]  # with what earlier removals put here
         for service in sorted(moving, key=lambda s: -s.spec.cpu if s else 0):
             if service is None or not self._place(service, targets):
-                self.free, self.placed, self.moved_in = saved
+                self.free, self.used, self.placed, self.moved_in = saved
                 return False
         if not self._keeps_free(targets, keep_free):
-            self.free, self.placed, self.moved_in = saved
+            self.free, self.used, self.placed, self.moved_in = saved
             return False
         self.gone.add(inst.id)
         return True
@@ -158,6 +202,7 @@ class _Room:
     def _place(self, service: ServiceState, targets: list[Instance]) -> bool:
         spec = service.spec
         distinct = any(c.type == "distinctInstance" for c in spec.constraints)
+        use = spec.cpu * spec.cpu_use
         allowed = [i for i in targets if not (distinct and (spec.name, i.id) in self.placed)]
         saved = {i.id: (i.free_cpu, i.free_mem) for i in allowed}
         try:
@@ -167,10 +212,11 @@ class _Room:
         finally:
             for i in allowed:
                 i.free_cpu, i.free_mem = saved[i.id]
-        if dest is None:
-            return False
+        if dest is None or (self.used[dest.id] + use) / dest.cpu > self.max_load:
+            return False  # nowhere, or where ECS would put it the instance would run hot
         cpu, mem = self.free[dest.id]
         self.free[dest.id] = (cpu - spec.cpu, mem - spec.memory)
+        self.used[dest.id] += use
         self.placed.add((spec.name, dest.id))
         self.moved_in.setdefault(dest.id, []).append(service)
         return True

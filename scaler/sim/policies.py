@@ -177,6 +177,7 @@ class ScalerPolicy:
         policy: DrainPolicy | None = None,
         capacity: CapacityPolicy | None = None,
         rebalance: RebalancePolicy | None = None,
+        consolidation: ConsolidationPolicy | None = None,
     ) -> None:
         self.policy = policy or DrainPolicy()
         self.capacity = capacity or CapacityPolicy()
@@ -186,7 +187,7 @@ class ScalerPolicy:
         self.memory = CapacityMemory()
         self.scaling = DemandScaling(scale_out=False)  # scale-in of empty instances only
         self.releasing: set[str] = set()
-        self.consolidation = ConsolidationPolicy()
+        self.consolidation = consolidation  # None: no scale-in beyond empty instances
         self.consolidated_at: list[float] = []
         self._batch: list[Instance] = []
 
@@ -194,7 +195,8 @@ class ScalerPolicy:
         self.scaling.start(sim)
         sim.at(CAPACITY_PERIOD, self._tick, sim)
         self.rebalancer.start(sim)
-        sim.at(CONSOLIDATE_PERIOD, self._consolidate, sim)
+        if self.consolidation is not None:
+            sim.at(CONSOLIDATE_PERIOD, self._consolidate, sim)
 
     def on_signal(self, sim: Sim, signal: Signal) -> None:
         members = {
@@ -231,6 +233,7 @@ class ScalerPolicy:
 
     def _consolidate(self, sim: Sim) -> None:
         """Scale in: drain instances whose tasks fit elsewhere (terminated once empty)."""
+        assert self.consolidation is not None
         sim.at(sim.now + CONSOLIDATE_PERIOD, self._consolidate, sim)
         self.consolidated_at = [t for t in self.consolidated_at if sim.now - t < 3600]
         others_draining = any(
@@ -363,8 +366,15 @@ def _view(inst: Instance) -> ContainerInstance:
     return ContainerInstance(arn=f"arn:sim:{inst.id}", ec2_instance_id=inst.id, status=inst.status)
 
 
+def consolidating() -> ScalerPolicy:
+    """The scaler with scale-in by consolidation (:mod:`scaler.plan.consolidate`): simulated
+    only, until ``scaler run`` carries consolidation out."""
+    return ScalerPolicy(consolidation=ConsolidationPolicy())
+
+
 POLICIES: dict[str, Callable[[], Policy]] = {
     "scaler": ScalerPolicy,
+    "scaler-consolidating": consolidating,
     "ecs-native": EcsNative,
     "ecs-scaler": EcsScaler,
 }
