@@ -135,6 +135,7 @@ class Scaler:
                 for task in background:
                     task.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
+                await leader.give_up()  # only now that nothing it guarded still runs
                 await workers.lifecycle.close()
                 await workers.drainer.close()
                 await self.http.stop()

@@ -345,8 +345,9 @@ class Settings(BaseSettings):
     @classmethod
     def _margin_inside_lease(cls, value: float, info: ValidationInfo) -> float:
         duration = info.data.get("lease_duration")
-        if duration is not None and value >= duration:
-            raise ValueError(f"must be shorter than SCALER_LEASE_DURATION ({duration:g} s)")
+        if duration is not None and value > duration / 2:
+            # a leader renews every third of the lease and must still hold it in between
+            raise ValueError(f"must be at most half of SCALER_LEASE_DURATION ({duration / 2:g} s)")
         return value
 
     @property

@@ -182,8 +182,8 @@ class CapacityReader:
             return list(reply.get("InstanceTypes", []))
         except Exception as exc:
             code = error_code(exc)
-            if code is None:
-                raise
+            if code not in UNKNOWN_TYPE:
+                raise  # throttling and the like: this cycle fails and the next tries again
             if len(names) == 1:
                 log.warning(
                     "instance type not described: sized as 4 vCPU, 8 GiB",
@@ -200,7 +200,7 @@ class CapacityReader:
             try:
                 reply = await self._aws.ecs.describe_task_definition(taskDefinition=arn)
             except Exception as exc:
-                if error_code(exc) is None:
+                if error_code(exc) != "ClientException":  # ECS's "unable to describe"
                     raise
                 log.warning(
                     "task definition unreadable: its tasks sized as 128 CPU, 128 MiB",
@@ -488,6 +488,7 @@ class CapacityActuator:
         return True
 
 
+UNKNOWN_TYPE = frozenset({"InvalidInstanceType", "InvalidParameterValue"})
 LAUNCH_GRACE = 240.0  # seconds a group may take to start what it was asked for
 
 

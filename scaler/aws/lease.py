@@ -37,6 +37,8 @@ class Leadership(Protocol):
 
     async def run_forever(self, stop: asyncio.Event) -> None: ...
 
+    async def give_up(self) -> None: ...
+
 
 class Always:
     """No lease table: this scaler is the only one, and always leads."""
@@ -46,6 +48,9 @@ class Always:
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         await stop.wait()
+
+    async def give_up(self) -> None:
+        return None
 
 
 class DynamoLease:
@@ -73,13 +78,12 @@ class DynamoLease:
         return self._clock.monotonic() < self._until
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        try:
-            while not stop.is_set():
-                await self.tick()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self._terms.renew_every)
-        finally:
-            await self.give_up()
+        """Take and renew the lease until ``stop``; the caller gives it up (:meth:`give_up`)
+        once the work it guards has ended, not before."""
+        while not stop.is_set():
+            await self.tick()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self._terms.renew_every)
 
     async def tick(self) -> None:
         """Take or renew the lease, once."""

@@ -80,24 +80,27 @@ class RebalanceController:
         self.leader: Leadership = Always()  # with two replicas, only the leader moves tasks
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        next_plan = 0.0
+        next_plan = time.monotonic()
         while not stop.is_set():
-            now = time.time()
+            wait = SURGE_POLL
             try:
                 if not self.leader.holds():
-                    pass  # another replica leads; its own surges are its to finish
-                elif now >= next_plan:
-                    await self.cycle(now)
-                    next_plan = now + self._settings.rebalance_interval
+                    # the marks on the services are the truth: whoever leads next adopts them
+                    self.surges.clear()
+                    self.pending.clear()
+                elif time.monotonic() >= next_plan:
+                    next_plan = time.monotonic() + self._settings.rebalance_interval
+                    await self.cycle(time.time())
+                    wait = self._settings.rebalance_interval
                 else:
-                    await self.finish_surges(now)
+                    await self.finish_surges(time.time())
+                    wait = next_plan - time.monotonic()
             except Exception:
-                log.exception("rebalancing cycle failed")
-            wait = max(0.0, next_plan - time.time())
+                log.exception("rebalancing cycle failed")  # tried again at the next plan
             if self.surges:
                 wait = min(wait, SURGE_POLL)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait)
+                await asyncio.wait_for(stop.wait(), timeout=max(1.0, wait))
 
     async def _live(self) -> LiveCluster:
         live = await live_cluster(self._aws, self._settings.cluster)
@@ -112,8 +115,10 @@ class RebalanceController:
     async def cycle(self, now: float) -> RebalancePlan:
         live = await self._live()
         self._verify(live, now)
-        self._adopt(live)
-        settled = await self._finish_surges(live, now)
+        settled: set[str] = set()
+        if not self._settings.dry_run:  # dry-run writes nothing, not even to finish a surge
+            self._adopt(live)
+            settled = await self._finish_surges(live, now)
         self.history.forget(now, self._policy.task_cooldown)
         plan = plan_moves(
             live.model.instances,
@@ -140,6 +145,8 @@ class RebalanceController:
         """Finish or undo the surges that are due; the services settled."""
         settled: set[str] = set()
         for name, surge in sorted(self.surges.items()):
+            if not self.leader.holds():
+                break  # lost the lease: the marks stay for the next leader
             state = live.model.services.get(name)
             tasks = list(state.tasks.values()) if state else []
             hot = next((t for t in tasks if live.task_arns.get(t.id) == surge.arn), None)
@@ -235,8 +242,8 @@ class RebalanceController:
             "destination": move.destination,
             "task": arn,
         }
-        if arn is None:
-            return
+        if arn is None or not self.leader.holds():
+            return  # lost the lease during the cycle: the next leader plans again
         if self._settings.dry_run:
             log.info(f"dry run: would {why}", extra=context)
             self._metrics.task_moves.labels("dry_run").inc()

@@ -120,4 +120,4 @@ def test_a_lease_margin_must_be_shorter_than_the_lease() -> None:
         load_settings(cluster="c", queue_url="http://q", lease_duration=10, lease_margin=10)
     (problem,) = raised.value.problems
     assert problem.startswith("SCALER_LEASE_MARGIN:")
-    assert "shorter than SCALER_LEASE_DURATION" in problem
+    assert "at most half of SCALER_LEASE_DURATION" in problem
