@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -261,3 +262,34 @@ async def test_a_surge_survives_a_crash_of_the_scaler(local_aws: testbed.LocalAw
         if t["lastStatus"] == "STOPPED" or t["desiredStatus"] == "STOPPED"
     ]
     assert stopped == [marked]  # the marked task, and only it
+
+
+class _Follower:
+    """A leadership that never holds, counting how often it is asked."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def holds(self) -> bool:
+        self.asked += 1
+        return False
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+
+    async def give_up(self) -> None:
+        return None
+
+
+async def test_a_follower_waits_between_turns(local_aws: testbed.LocalAws) -> None:
+    settings = settings_for("http://q", task_rebalance=True)
+    async with AwsClients(_target(local_aws), Metrics()) as aws:
+        mover = RebalanceController(aws, settings, Metrics())
+        follower = _Follower()
+        mover.leader = follower
+        stop = asyncio.Event()
+        runner = asyncio.create_task(mover.run_forever(stop))
+        await asyncio.sleep(1.5)
+        stop.set()
+        await runner
+    assert 1 <= follower.asked <= 3  # a turn a second at most, not a busy loop
