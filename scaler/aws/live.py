@@ -148,12 +148,23 @@ def _place(
     started = _epoch(raw.get("startedAt") or raw.get("createdAt"))
     task: Task = model.start_task(state, inst, inst.az, started)
     task.running_at = started
-    task.healthy_at = started if raw.get("healthStatus") != "UNHEALTHY" else float("inf")
+    task.healthy_at = _healthy_at(raw.get("healthStatus"), started, state.spec.health_delay)
     if raw.get("taskDefinitionArn") != primaries.get(state.spec.name):
         task.revision = state.revision - 1  # an older revision: a deployment is under way
     if raw.get("lastStatus") == "RUNNING":
         model.mark_running(task)
     return task
+
+
+def _healthy_at(status: Any, started: float, delay: float) -> float:
+    """When a task counts as healthy: at once if ECS says HEALTHY, never while UNHEALTHY, else
+    (UNKNOWN: no container health check, or one still in its start period) ``delay`` seconds
+    after it started (the health checks' worst case, or the model's default settle time)."""
+    if status == "HEALTHY":
+        return started
+    if status == "UNHEALTHY":
+        return float("inf")
+    return started + delay
 
 
 async def _container_instances(aws: AwsClients, cluster: str) -> list[dict[str, Any]]:
