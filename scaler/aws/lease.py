@@ -72,6 +72,7 @@ class DynamoLease:
         self._clock = clock
         self._metrics = metrics
         self._until = float("-inf")  # monotonic time until which we may act
+        metrics.leader.set_function(lambda: float(self.holds()))  # true at every scrape
         self.term: int | None = None
 
     def holds(self) -> bool:
@@ -100,7 +101,6 @@ class DynamoLease:
         self._until = acts_until(started, self._terms)
         if not held:
             self.term = term
-            self._metrics.leader.set(1)
             self._metrics.lease_changes.labels("acquired").inc()
             log.info("leading", extra={"holder": self.me, "term": term, "table": self.table})
         if self._clock.monotonic() >= self._until:  # the write took too long to count
@@ -110,7 +110,6 @@ class DynamoLease:
         if not self.holds():
             return
         self._until = float("-inf")
-        self._metrics.leader.set(0)
         self._metrics.lease_changes.labels("released").inc()
         with contextlib.suppress(Exception):
             await self._dynamodb.update_item(
@@ -124,7 +123,6 @@ class DynamoLease:
 
     def _lose(self, why: str) -> None:
         self._until = float("-inf")
-        self._metrics.leader.set(0)
         self._metrics.lease_changes.labels("lost").inc()
         log.warning("leadership lost", extra={"holder": self.me, "reason": why})
 

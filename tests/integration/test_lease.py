@@ -141,7 +141,7 @@ class _Skewed:
 
 
 def _leading(scaler: Scaler) -> bool:
-    return bool(scaler.metrics.leader._value.get())
+    return scaler.metrics.registry.get_sample_value("scaler_leader") == 1.0
 
 
 async def test_two_whole_scalers_share_a_cluster_with_one_leader(
