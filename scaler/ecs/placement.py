@@ -18,7 +18,8 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from scaler.ecs.cluster import ACTIVE, STOPPED, Constraint, Instance, ServiceSpec, ServiceState
 
@@ -143,6 +144,20 @@ def likely(instances: Iterable[Instance], service: ServiceState, spread: Spread)
         elif key == best_key:
             best.append(inst)
     return best
+
+
+@contextmanager
+def what_if(instances: list[Instance], free: Mapping[str, tuple[int, int]]) -> Iterator[None]:
+    """For the duration, ``instances`` have the free CPU and memory in ``free`` (room a planner
+    predicts); afterwards, what they had. For placing on a predicted state without copying it."""
+    saved = {i.id: (i.free_cpu, i.free_mem) for i in instances}
+    try:
+        for i in instances:
+            i.free_cpu, i.free_mem = free[i.id]
+        yield
+    finally:
+        for i in instances:
+            i.free_cpu, i.free_mem = saved[i.id]
 
 
 def spread_fields(spec: ServiceSpec) -> list[str]:

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from scaler.ecs.cluster import ACTIVE, RUNNING, Instance, ServiceState
-from scaler.ecs.placement import Spread, choose, spread_fields
+from scaler.ecs.placement import Spread, choose, spread_fields, what_if
 
 ON_DEMAND = "on-demand"
 
@@ -204,14 +204,8 @@ class _Room:
         distinct = any(c.type == "distinctInstance" for c in spec.constraints)
         use = spec.cpu * spec.cpu_use
         allowed = [i for i in targets if not (distinct and (spec.name, i.id) in self.placed)]
-        saved = {i.id: (i.free_cpu, i.free_mem) for i in allowed}
-        try:
-            for i in allowed:
-                i.free_cpu, i.free_mem = self.free[i.id]
+        with what_if(allowed, self.free):
             dest = choose(allowed, service, Spread(service, spread_fields(spec)), self.rng)
-        finally:
-            for i in allowed:
-                i.free_cpu, i.free_mem = saved[i.id]
         if dest is None or (self.used[dest.id] + use) / dest.cpu > self.max_load:
             return False  # nowhere, or where ECS would put it the instance would run hot
         cpu, mem = self.free[dest.id]

@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from scaler.ecs.cluster import ACTIVE, DRAINING, RUNNING, STOPPED, Instance, ServiceState, Task
-from scaler.ecs.placement import Spread, likely, spread_fields
+from scaler.ecs.placement import Spread, likely, spread_fields, what_if
 from scaler.ecs.scheduler import rebalances_azs
 
 
@@ -349,16 +349,9 @@ class _Planning:
             task.state = stopped_state
 
     def _place(self, service: ServiceState, adjust: Callable[[], None]) -> list[Instance]:
-        saved = {i.id: (i.free_cpu, i.free_mem) for i in self.active}
-        try:
-            for i in self.active:
-                i.free_cpu, i.free_mem = self.free[i.id]
+        with what_if(self.active, self.free):
             adjust()
-            spread = Spread(service, spread_fields(service.spec))
-            return likely(self.active, service, spread)
-        finally:
-            for i in self.active:
-                i.free_cpu, i.free_mem = saved[i.id]
+            return likely(self.active, service, Spread(service, spread_fields(service.spec)))
 
     def _apply(self, move: Move, task: Task) -> None:
         self.rejected.clear()
