@@ -31,7 +31,8 @@ from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
 from scaler.aws.retry import Backoff
 from scaler.ecs.cluster import Task
 from scaler.metrics import Metrics
-from scaler.plan.rebalance import Move, MoveHistory, RebalancePlan, RebalancePolicy, plan_moves
+from scaler.plan.cooldown import MoveHistory
+from scaler.plan.rebalance import Move, RebalancePlan, RebalancePolicy, plan_moves
 from scaler.settings import LoadSource, Settings
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,9 @@ class RebalanceController:
             self._policy,
             moves_last_hour=self.history.last_hour(now),
             seed=int(now),
-            cooling=self.history.cooling(now, self._policy.task_cooldown),
+            cooling=self.history.cooling(now, self._policy.task_cooldown).renamed(
+                {arn: task for task, arn in live.task_arns.items()}
+            ),
         )
         self._metrics.hot_instances.set(len(plan.hot))
         self._metrics.imbalance.set(plan.imbalance)
@@ -157,6 +160,7 @@ class RebalanceController:
                 new = [t for t in tasks if live.task_arns.get(t.id) not in surge.known]
                 if not adopted:  # an adopted surge cannot tell its extra task from the others
                     self._metrics.task_moves.labels(_landed(new, surge.move)).inc()
+                    self._replaced(live, name, new)
             elif hot is not None and now - surge.started < GIVE_UP_AFTER:
                 continue
             elif not adopted:
@@ -278,6 +282,7 @@ class RebalanceController:
             new = [t for t in tasks if live.task_arns.get(t.id) not in p.known]
             if new:
                 outcome = _landed(new, p.move)
+                self._replaced(live, p.move.service, new)
             elif now - p.stopped_at > GIVE_UP_AFTER:
                 outcome = "not_replaced"
             else:
@@ -286,6 +291,11 @@ class RebalanceController:
             self._metrics.task_moves.labels(outcome).inc()
             log.info("task move checked", extra={"service": p.move.service, "outcome": outcome})
         self.pending = still
+
+    def _replaced(self, live: LiveCluster, service: str, new: list[Task]) -> None:
+        """The first task started since the move is its replacement: it cools down."""
+        first = min(new, key=lambda t: (t.created_at, t.id))
+        self.history.replaced(service, live.task_arns.get(first.id, first.id))
 
 
 def _landed(new: list[Task], move: Move) -> str:

@@ -22,7 +22,8 @@ when its CPU load is above ``hot_threshold``, or above the cluster mean by more 
 **Planning**, hottest instance first: take its tasks, heaviest first; predict every instance ECS
 may put the replacement on (the strategies rank them equally; ECS picks one at random), and keep
 the move only if, on average over them, it removes at least ``min_gain`` of the heat it could
-remove (heat: load above the hot limit, summed over instances; landing back on the source removes
+remove (heat: the square of the load above the hot limit, summed over instances, so that
+lowering the peak is what counts; landing back on the source removes
 none). For AZ-spread services a move must not leave the AZs further apart than before: ECS's own
 AZ rebalancing would move a task back. Stop when the instance is no longer hot or the budget is
 spent. Greedy, so the number of moves is small: each move takes the most CPU it can off the
@@ -33,8 +34,8 @@ hottest instance. Each prediction reads every instance, so a plan makes at most
 at most one move per service at a time (none while a previous move's replacement is not yet
 healthy); never a service mid-deployment (two revisions, or tasks leaving DRAINING instances);
 never a task that would take its service below ``minimumHealthyPercent`` (a surge never does);
-never a task younger than ``min_task_age`` (let new tasks settle); after a move, none of the
-service's tasks started since (its replacement) for ``task_cooldown`` seconds (no ping-pong);
+never a task younger than ``min_task_age`` (let new tasks settle); never a move's replacement
+within ``task_cooldown`` seconds (no ping-pong; :mod:`scaler.plan.cooldown`);
 no moves at all while an instance is draining or tasks wait for room (a disruption is under way).
 """
 
@@ -44,11 +45,14 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from scaler.ecs.cluster import ACTIVE, DRAINING, RUNNING, STOPPED, Instance, ServiceState, Task
 from scaler.ecs.placement import Spread, likely, spread_fields, what_if
 from scaler.ecs.scheduler import rebalances_azs
+from scaler.plan.cooldown import Cooling
+
+NO_COOLING = Cooling()
 
 
 @dataclass(frozen=True)
@@ -82,31 +86,6 @@ class RebalancePlan:
     reasons: tuple[str, ...] = ()
 
 
-@dataclass
-class MoveHistory:
-    """The scaler's recent moves, as (time, service): the hourly budget and the cooldown."""
-
-    moves: list[tuple[float, str]] = field(default_factory=list)
-
-    def record(self, service: str, now: float) -> None:
-        self.moves.append((now, service))
-
-    def forget(self, now: float, keep: float) -> None:
-        self.moves = [(t, s) for t, s in self.moves if now - t < max(keep, 3600.0)]
-
-    def last_hour(self, now: float) -> int:
-        return sum(1 for t, _ in self.moves if now - t < 3600.0)
-
-    def cooling(self, now: float, cooldown: float) -> dict[str, float]:
-        """Per service, its earliest move within the cooldown: a task started since then is
-        the replacement of a recent move (or newer), and is not moved."""
-        first: dict[str, float] = {}
-        for t, service in sorted(self.moves):
-            if now - t < cooldown:
-                first.setdefault(service, t)
-        return first
-
-
 def load(inst: Instance) -> float:
     return inst.used_cpu / inst.cpu if inst.cpu else 0.0
 
@@ -129,16 +108,16 @@ def move_kind(
     service: ServiceState,
     now: float,
     policy: RebalancePolicy,
-    cooling_since: float | None = None,
+    cooling: Cooling = NO_COOLING,
 ) -> str | None:
     """How this task may be moved now without breaking a safety rule: ``"stop"``, ``"surge"``
-    or None. ``cooling_since``: the scaler's earliest move of the service within the cooldown."""
+    or None. ``cooling``: the replacements of the scaler's recent moves."""
     spec = service.spec
     tasks = list(service.tasks.values())
     if not task.healthy(now) or now - task.created_at < policy.min_task_age:
         return None
-    if cooling_since is not None and task.created_at >= cooling_since:
-        return None  # the replacement of a recent move (or newer): no ping-pong
+    if cooling.holds(spec.name, task.id, task.created_at):
+        return None  # the replacement of a recent move: no ping-pong
     if any(t.revision != service.revision for t in tasks):
         return None  # mid-deployment
     if any(t.instance is not None and t.instance.status != ACTIVE for t in tasks):
@@ -164,11 +143,10 @@ def plan_moves(
     policy: RebalancePolicy,
     moves_last_hour: int = 0,
     seed: int = 0,
-    cooling: Mapping[str, float] | None = None,
+    cooling: Cooling = NO_COOLING,
 ) -> RebalancePlan:
     """The moves that cool the hot instances, as plain values; ``instances`` is not changed.
-    ``cooling``: per service, the scaler's earliest move still within the cooldown
-    (:meth:`MoveHistory.cooling`): tasks started since stay put."""
+    ``cooling``: the replacements of recent moves (:meth:`MoveHistory.cooling`) stay put."""
     rng = random.Random(seed)
     active = [i for i in instances.values() if i.status == ACTIVE]
     if not active:
@@ -183,7 +161,7 @@ def plan_moves(
     budget = min(policy.max_moves, policy.max_moves_per_hour - moves_last_hour)
     limit = min(policy.hot_threshold, mean + policy.deviation)  # what counts as hot
     plan = _Planning(active, loads, services, now, policy, rng, limit)
-    plan.cooling = dict(cooling or {})
+    plan.cooling = cooling
     for inst in hot:
         if budget <= 0:
             break
@@ -229,7 +207,7 @@ class _Planning:
         self.reasons: list[str] = []
         self.moved_services: set[str] = set()
         self.free = {i.id: (i.free_cpu, i.free_mem) for i in active}
-        self.cooling: dict[str, float] = {}
+        self.cooling = NO_COOLING
         # memos, valid until the next move changes the predicted room
         self.rejected: set[tuple[str, str]] = set()
         self.predictions = 0
@@ -255,7 +233,7 @@ class _Planning:
         service = self.services.get(task.service.name)
         if service is None or task.service.name in self.moved_services:
             return None
-        kind = move_kind(task, service, self.now, self.policy, self.cooling.get(task.service.name))
+        kind = move_kind(task, service, self.now, self.policy, self.cooling)
         if kind is None:
             return None
         name = service.spec.name
@@ -288,7 +266,8 @@ class _Planning:
         if rebalances_azs(service.spec) and not self._azs_stay_balanced(service, source, options):
             return None  # ECS's AZ rebalancing would move a task back
         cpu = task.service.cpu * task.service.cpu_use
-        most = min(cpu / source.cpu, self._excess(self.loads[source.id]))  # all it could remove
+        before = self.loads[source.id]
+        most = self._heat(before) - self._heat(before - cpu / source.cpu)  # all it could remove
         if self._gain(source, options, cpu) <= self.policy.min_gain * most:
             return None  # no surer cooling wherever ECS puts the replacement
         destination = self.rng.choice([d for d in options if d is not source])
@@ -313,19 +292,22 @@ class _Planning:
         return True
 
     def _gain(self, source: Instance, options: list[Instance], cpu: float) -> float:
-        """How much heat (load above the hot limit, summed over instances) the move removes,
+        """How much heat (:meth:`_heat`, summed over instances) the move removes,
         on average over the places ECS may put the replacement (back on the source: none)."""
         before = self.loads[source.id]
-        gain = self._excess(before) - self._excess(before - cpu / source.cpu)
+        gain = self._heat(before) - self._heat(before - cpu / source.cpu)
         total = sum(
-            gain - self._excess(self.loads[d.id] + cpu / d.cpu) + self._excess(self.loads[d.id])
+            gain - self._heat(self.loads[d.id] + cpu / d.cpu) + self._heat(self.loads[d.id])
             for d in options
             if d is not source
         )
         return total / len(options)
 
-    def _excess(self, load: float) -> float:
-        return max(0.0, load - self.limit)
+    def _heat(self, load: float) -> float:
+        """The square of the load above the hot limit: convex, so moving load from a hotter
+        instance to a less hot one always removes heat (the peak comes down), and a move that
+        raises the peak never does."""
+        return max(0.0, load - self.limit) ** 2
 
     def _predict(
         self, task: Task, source: Instance, service: ServiceState, surge: bool

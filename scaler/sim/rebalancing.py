@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from scaler.ecs.cluster import RUNNING
-from scaler.plan.rebalance import Move, MoveHistory, RebalancePolicy, plan_moves
+from scaler.plan.cooldown import MoveHistory
+from scaler.plan.rebalance import Move, RebalancePolicy, plan_moves
 from scaler.sim.engine import Sim
 
 REBALANCE_PERIOD = 60.0
@@ -32,6 +33,7 @@ class SimRebalancer:
         self.policy = policy
         self.history = MoveHistory()
         self.surges: dict[str, Surge] = {}
+        self.known: dict[str, frozenset[str]] = {}  # service -> its tasks when a move began
         self._planned = (-1, -1.0)
 
     def start(self, sim: Sim) -> None:
@@ -40,6 +42,7 @@ class SimRebalancer:
     def _rebalance(self, sim: Sim) -> None:
         sim.at(sim.now + REBALANCE_PERIOD, self._rebalance, sim)
         self.history.forget(sim.now, self.policy.task_cooldown)
+        self._identify(sim)
         if (sim.version, sim.now // REPLAN) == self._planned:
             return  # nothing changed since the last plan (tasks age, so plan anyway at times)
         self._planned = (sim.version, sim.now // REPLAN)
@@ -56,8 +59,20 @@ class SimRebalancer:
             if move.service not in self.surges:
                 self._start(sim, move)
 
+    def _identify(self, sim: Sim) -> None:
+        """Name each move's replacement: the first task the service started since the move."""
+        for name, known in list(self.known.items()):
+            state = sim.cluster.services.get(name)
+            new = [t for t in state.tasks.values() if t.id not in known] if state else []
+            if new:
+                first = min(new, key=lambda t: (t.created_at, t.id))
+                self.history.replaced(name, first.id)
+            if new or name not in self.history.unmatched:
+                del self.known[name]
+
     def _start(self, sim: Sim, move: Move) -> None:
         self.history.record(move.service, sim.now)
+        self.known[move.service] = frozenset(sim.cluster.services[move.service].tasks)
         if not move.surge:
             task = sim.cluster.services[move.service].tasks.get(move.task)
             if task is not None:

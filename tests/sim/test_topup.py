@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -49,9 +50,10 @@ def _od(sim: Sim) -> int:
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_on_demand_fallback_returns_to_spot_within_the_revert_time(seed: int) -> None:
-    """Every spot pool empty for 20 minutes: on-demand fills in, then gives way to spot."""
+    """60% of spot reclaimed and every spot pool empty for 20 minutes (on-demand must fill in,
+    whatever the packing): then on-demand gives way to spot, a batch at a time."""
     storm = Event(
-        900, "storm", {"share": 0.5, "over": 300, "unavailable_for": 1200, "all_spot_pools": True}
+        900, "storm", {"share": 0.6, "over": 300, "unavailable_for": 1200, "all_spot_pools": True}
     )
     scenario = replace(builtin("storm", seed=seed), hours=3.0, events=(storm,))
     policy = ScalerPolicy()
@@ -62,7 +64,9 @@ def test_on_demand_fallback_returns_to_spot_within_the_revert_time(seed: int) ->
         sim.step_until(sim.now + 60)
         peak = max(peak, _od(sim))
         trouble = policy.memory.last_spot_trouble() or 0.0
-        if sim.now > trouble + policy.capacity.revert_after + 900:  # revert time + a drain's worth
+        # revert time, then a drain's worth, and 5 minutes more for every further batch
+        batches = math.ceil(peak / policy.capacity.revert_batch)
+        if sim.now > trouble + policy.capacity.revert_after + 900 + 300 * (batches - 1):
             assert _od(sim) == 0, f"on-demand still running at {sim.now:.0f}s"
     assert peak > 0, "the fallback was used"
     assert sim.finish()["availability"] >= 0.995

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from scaler.ecs.cluster import Cluster, InstanceType, ServiceSpec, ServiceState, Strategy
 from scaler.ecs.scheduler import Scheduler
+from scaler.plan.cooldown import Cooling, MoveHistory
 from scaler.plan.rebalance import (
     SURGE,
-    MoveHistory,
     RebalancePolicy,
     hot_instances,
     load,
@@ -109,25 +109,43 @@ def test_a_replacement_is_not_moved_again_within_the_cooldown() -> None:
     cluster, state = cluster_with([4, 1])
     history = MoveHistory()
     history.record("web", NOW - 1000)
-    history.record("web", NOW - 600)  # a later move: the earlier one's window still counts
     for task in state.tasks.values():
-        task.created_at = NOW - 900  # started after the first move (e.g. its replacement)
+        task.created_at = NOW - 900  # started after the move
     policy = RebalancePolicy(task_cooldown=1800, min_task_age=300)
 
-    def plan(now: float) -> int:
+    def plan(now: float) -> list[str]:
         cooling = history.cooling(now, policy.task_cooldown)
-        return len(
-            plan_moves(cluster.instances, cluster.services, now, policy, cooling=cooling).moves
-        )
+        moves = plan_moves(cluster.instances, cluster.services, now, policy, cooling=cooling)
+        return [m.task for m in moves.moves]
 
-    assert plan(NOW) == 0
-    assert plan(NOW - 1000 + 1799) == 0
-    # started before the second move: free once the first move's window is over
-    assert plan(NOW - 1000 + 1800) == 1
-    for task in state.tasks.values():
-        task.created_at = NOW - 3600  # tasks from before the moves may move
-    assert plan(NOW) == 1
+    # the replacement is not known yet: every task started since the move may be it
+    assert plan(NOW) == []
+    hot = cluster.instances["i-0"]
+    replacement = sorted(hot.tasks)[0]
+    history.replaced("web", replacement)
+    # known now: the others (started after the move, say by a deployment) may move
+    (moved,) = plan(NOW)
+    assert moved != replacement
+    every = Cooling(frozenset(hot.tasks))  # all of them replacements: none moves
+    assert plan_moves(cluster.instances, cluster.services, NOW, policy, cooling=every).moves == ()
+    history.record("web", NOW - 10)
     assert history.last_hour(NOW) == 2
+    assert plan(NOW) != [], "tasks older than a move are not its replacement"
+
+
+def test_the_cooldown_holds_a_replacement_until_it_is_over() -> None:
+    history = MoveHistory()
+    history.record("web", 0.0)
+    assert history.cooling(10.0, 1800.0).holds("web", "any", 5.0), "unmatched: any newer task"
+    assert not history.cooling(10.0, 1800.0).holds("web", "any", -5.0), "older tasks are free"
+    history.replaced("web", "arn-2")
+    cooling = history.cooling(1799.0, 1800.0)
+    assert cooling.holds("web", "arn-2", 5.0) and not cooling.holds("web", "arn-3", 5.0)
+    assert cooling.renamed({"arn-2": "t-9"}).holds("web", "t-9", 5.0)
+    assert not cooling.renamed({}).holds("web", "t-9", 5.0), "a replacement no longer running"
+    assert not history.cooling(1800.0, 1800.0).holds("web", "arn-2", 5.0)
+    history.forget(1800.0, 1800.0)
+    assert history.replacements == {} and history.unmatched == {}
 
 
 def test_no_move_when_ecs_may_put_the_replacement_on_another_hot_instance() -> None:
@@ -227,7 +245,7 @@ def test_plans_respect_budgets_health_and_converge(
         dest = cluster.instances[move.destination]
         cluster.start_task(state, dest, dest.az, NOW)
     later = NOW + policy.min_task_age
-    last = {m.service: NOW for m in plan.moves}
+    last = Cooling(since={m.service: NOW for m in plan.moves})
     for state in cluster.services.values():
         for task in state.tasks.values():
             task.running_at = task.healthy_at = min(task.healthy_at, NOW)
