@@ -27,9 +27,10 @@ from scaler.settings import (
 )
 
 EXIT_CONFIG = 2
-BUILTINS = ("steady", "storm", "az-outage", "deploy-skew", "diurnal")
+BUILTINS = ("steady", "storm", "az-outage", "deploy-skew", "diurnal", "ami-roll")
 POLICY_NAMES = ("scaler", "ecs-native", "ecs-scaler")  # --policy all
-EXTRA_POLICIES = ("scaler-consolidating",)  # simulated only: scale-in by consolidation
+# simulated only: scale-in by consolidation, rolling out-of-date instances
+EXTRA_POLICIES = ("scaler-consolidating", "scaler-rolling")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--policy",
         default="all",
-        help="scaler, ecs-native, ecs-scaler, scaler-consolidating or all (the first three)",
+        help="scaler, ecs-native, ecs-scaler, scaler-consolidating, scaler-rolling or all "
+        "(the first three)",
     )
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--hours", type=float, default=None, help="override the scenario's length")

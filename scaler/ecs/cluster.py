@@ -83,6 +83,7 @@ class Instance:
         "free_cpu",
         "free_mem",
         "id",
+        "image",
         "launched_at",
         "memory",
         "pool",
@@ -103,8 +104,10 @@ class Instance:
         capacity: str,
         price: float,
         launched_at: float,
+        image: str = "",
     ) -> None:
         self.id = id
+        self.image = image  # the launch template version / AMI it was launched from
         self.pool = pool
         self.type = type
         self.az = az
@@ -207,8 +210,11 @@ class Cluster:
         price: float,
         now: float,
         id: str | None = None,
+        image: str = "",
     ) -> Instance:
-        inst = Instance(id or f"i-{next(self._ids):017x}", pool, type, az, capacity, price, now)
+        inst = Instance(
+            id or f"i-{next(self._ids):017x}", pool, type, az, capacity, price, now, image
+        )
         self.instances[inst.id] = inst
         self._observe("launch", inst)
         return inst

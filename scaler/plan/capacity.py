@@ -223,7 +223,7 @@ def _lost_by_az(snap: CapacitySnapshot) -> list[str]:
     return sorted({p.az for p in snap.pools})
 
 
-def _sources(
+def sources(
     snap: CapacitySnapshot, memory: CapacityMemory, policy: CapacityPolicy, az: str
 ) -> list[PoolView]:
     """Pools that may grow, in order: spot (cheapest, this AZ first), then on-demand; any pool
@@ -262,7 +262,7 @@ def _top_up(
     turn = 0
     while (cpu > 0 or mem > 0) and azs:
         az = azs[turn % len(azs)]
-        pool = _pick(_sources(snap, memory, policy, az), od_nodes, od_spend, policy, targets)
+        pool = _pick(sources(snap, memory, policy, az), od_nodes, od_spend, policy, targets)
         if pool is None:
             reasons.append("deficit left: no pool may grow (caps or cooldowns)")
             break
@@ -407,7 +407,7 @@ def _bring_spot_back(
     if not quiet(snap, memory, policy) or any(n.status == "launching" for n in snap.nodes):
         return result
     for node in _fallback(snap)[: policy.revert_batch]:
-        spot = [p for p in _sources(snap, memory, policy, node.az) if p.capacity == SPOT]
+        spot = [p for p in sources(snap, memory, policy, node.az) if p.capacity == SPOT]
         if not spot:
             break
         result[spot[0].name] += 1

@@ -16,6 +16,9 @@ Every figure is an integral of a piecewise-constant rate, advanced at each event
   or by the scaler's rebalancer.
 - ``min_healthy_violations``: tasks the rebalancer stopped that left their service with fewer
   healthy tasks than ``minimumHealthyPercent`` of its desired count.
+- ``peak_disrupted_share``: the most instances ever draining at once without a spot notice (a
+  policy's own choice: a roll, a consolidation, a return to spot) / ACTIVE and DRAINING
+  instances then; the figure disruption budgets are checked against.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class Accountant:
         self.interrupted_by_group: dict[str, int] = defaultdict(int)
         self.moves = 0
         self.min_healthy_violations = 0
+        self.peak_disrupted = 0.0
 
     # -- time -------------------------------------------------------------------------------
 
@@ -163,6 +167,11 @@ class Accountant:
         else:
             self.hot.discard(inst.id)
 
+    def disrupted(self, draining: int, live: int) -> None:
+        """``draining`` of ``live`` instances are draining without a spot notice."""
+        if live:
+            self.peak_disrupted = max(self.peak_disrupted, draining / live)
+
     # -- results ------------------------------------------------------------------------------
 
     def result(self) -> dict[str, float | int]:
@@ -179,4 +188,5 @@ class Accountant:
             else 0.0,
             "task_moves": self.moves,
             "min_healthy_violations": self.min_healthy_violations,
+            "peak_disrupted_share": round(self.peak_disrupted, 4),
         }

@@ -11,6 +11,8 @@
   tasks use more CPU than they reserve. The operator adds a quarter more instances as headroom,
   then deploys every service: the surge piles new tasks onto the fresh instances, which stay
   CPU-hot while the old ones idle.
+- ``ami-roll``: a steady cluster whose launch template gets a new image 10 minutes in: every
+  instance is out of date and must be replaced, under everyday spot interruptions.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ LAYOUTS = (
     (AZ_SPREAD, Strategy("binpack", "memory")),  # AZ balanced binpack
     (Strategy("binpack", "cpu"),),  # binpack
 )
-NAMES = ("steady", "storm", "az-outage", "deploy-skew", "diurnal")
+NAMES = ("steady", "storm", "az-outage", "deploy-skew", "diurnal", "ami-roll")
 
 
 def _pools(instances: int, rng: random.Random) -> tuple[Pool, ...]:
@@ -124,6 +126,7 @@ def builtin(
         "az-outage": 2.0,
         "deploy-skew": 4.0,
         "diurnal": 72.0,
+        "ami-roll": 6.0,
     }[name]
     events: tuple[Event, ...] = ()
     if name == "storm":
@@ -144,6 +147,8 @@ def builtin(
         events = (Event(1200, "az_outage", {"az": AZS[1], "duration": 3600}),)
     elif name == "diurnal":
         events = _diurnal(hours)
+    elif name == "ami-roll":
+        events = (Event(600, "new_image", {"image": "image-2"}),)
     elif name == "deploy-skew":
         events = (
             Event(300, "add_instances", {"share": 0.25}),

@@ -9,7 +9,7 @@ they were scheduled), so a run is a pure function of the scenario, the policy an
   happened (ECS's own reaction time);
 - the spot market sends interruption warnings (everyday rates, and correlated storms), rebalance
   recommendations ahead of some of them, and terminates instances when the 2-minute notice ends;
-- AZ outages and deployments happen when the scenario says.
+- AZ outages, deployments, demand changes and new launch images happen when the scenario says.
 
 A *policy* hears the signals AWS would send (the same :mod:`scaler.events` signal values) and acts
 through :class:`Sim`'s small cloud interface (drain, launch, terminate), which counts API calls.
@@ -29,6 +29,7 @@ from typing import Any, Protocol, cast
 
 from scaler.ecs.cluster import (
     ACTIVE,
+    DRAINING,
     LAUNCHING,
     RUNNING,
     Cluster,
@@ -104,6 +105,7 @@ class Sim:
         self.events_processed = 0
         self.version = 0  # rises at every change of the cluster: lets policies skip idle work
         self.on_demand = 0  # on-demand instances live (launching included)
+        self.image = scenario.image  # what new instances launch from (a launch template version)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -137,7 +139,11 @@ class Sim:
     def finish(self) -> dict[str, Any]:
         self.acct.advance(self.horizon)
         self.now = max(self.now, self.horizon)
-        return {**self.acct.result(), "api_calls": sum(self.api_calls.values())}
+        return {
+            **self.acct.result(),
+            "out_of_date_instances": len(self.out_of_date()),
+            "api_calls": sum(self.api_calls.values()),
+        }
 
     def wall(self, t: float | None = None) -> datetime:
         return EPOCH + timedelta(seconds=self.now if t is None else t)
@@ -240,7 +246,7 @@ class Sim:
         price = pool.price if pool.price is not None else itype.on_demand_price
         external = self.world.new_instance_id(pool) if self.world else None
         inst = self.cluster.launch(
-            pool.name, itype, pool.az, pool.capacity, price, self.now, id=external
+            pool.name, itype, pool.az, pool.capacity, price, self.now, id=external, image=self.image
         )
         if pool.capacity == "spot" and pool.interruptions_per_hour > 0:
             wait = self.market_rng.expovariate(pool.interruptions_per_hour / 3600)
@@ -305,6 +311,7 @@ class Sim:
             "deploy": self._deploy,
             "add_instances": self._add_instances,
             "scale": self._scale,
+            "new_image": self._new_image,
         }
         handlers[event.type](**event.params)
 
@@ -364,6 +371,14 @@ class Sim:
                 wanted = max(1, round(spec.desired * factor)) + self.surged.get(spec.name, 0)
                 self.cluster.set_desired(spec.name, wanted)
 
+    def _new_image(self, image: str) -> None:
+        """A new launch template version (a new AMI): instances launched from now on run it,
+        and every instance running an older one is out of date."""
+        self.image = image
+
+    def out_of_date(self) -> list[Instance]:
+        return [i for i in self.cluster.instances.values() if i.image != self.image]
+
     def _deploy(self, share: float) -> None:
         services = sorted(self.cluster.services.values(), key=lambda s: s.spec.name)
         for state in services[: max(1, round(share * len(services)))]:
@@ -385,6 +400,11 @@ class Sim:
             state = self.cluster.services.get(name)
             if state is not None:
                 self.scheduler.reconcile(state, self.now)
+
+    def _disruption(self) -> None:
+        live = [i for i in self.cluster.instances.values() if i.status in (ACTIVE, DRAINING)]
+        chosen = sum(1 for i in live if i.status == DRAINING and i.id not in self.doomed)
+        self.acct.disrupted(chosen, len(live))
 
     def _task_running(self, task: Task) -> None:
         self.cluster.mark_running(task)
@@ -432,6 +452,7 @@ class Sim:
             assert isinstance(obj, Instance)
             for name in {t.service.name for t in obj.tasks.values()}:
                 self._mark(name)
+            self._disruption()
         elif kind == "terminate":
             assert isinstance(obj, Instance)
             self.acct.instance_down(obj)

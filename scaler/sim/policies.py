@@ -37,10 +37,12 @@ from scaler.plan.capacity import (
     PoolView,
     ServiceView,
     plan_capacity,
+    sources,
 )
 from scaler.plan.consolidate import ConsolidationPolicy, plan_consolidation
 from scaler.plan.drain import Drain, DrainPolicy, decide
 from scaler.plan.rebalance import RebalancePolicy
+from scaler.plan.roll import RollPolicy, RollState, plan_roll, surges_before_drain
 from scaler.sim.engine import Policy, Sim, overflow_name
 from scaler.sim.rebalancing import SimRebalancer
 from scaler.sim.scenario import Pool
@@ -52,6 +54,11 @@ SCALE_IN_AFTER = 900.0
 DRAIN_WINDOW = 0.25
 CAPACITY_PERIOD = 15.0
 CONSOLIDATE_PERIOD = 300.0
+ROLL_PERIOD = 60.0
+SURGE_WAIT = 600.0  # longest wait for a service's extra tasks before draining anyway
+REFRESH_MIN_HEALTHY = 0.9
+REFRESH_WARMUP = 300.0
+REFRESH_DRAIN_TIMEOUT = 900.0
 MAX_REPLANS = 4
 
 
@@ -122,14 +129,50 @@ def launch_spread(sim: Sim, pools: list[Pool], count: int) -> int:
     return launched
 
 
+class InstanceRefresh:
+    """How the baselines roll a new image: an Auto Scaling instance refresh (MinHealthyPercentage
+    90, terminate first) with ECS managed instance draining. A tenth of the instances at a time
+    are drained, terminated once empty (or after 15 minutes) and replaced in their pool; the
+    next batch starts when the replacements have warmed up. Spot notices are not its concern."""
+
+    def __init__(self) -> None:
+        self.batch: dict[str, float] = {}  # instance -> when its draining began
+        self.next_at = 0.0
+
+    def start(self, sim: Sim) -> None:
+        sim.at(ROLL_PERIOD, self._step, sim)
+
+    def _step(self, sim: Sim) -> None:
+        sim.at(sim.now + ROLL_PERIOD, self._step, sim)
+        for iid, since in sorted(self.batch.items()):
+            inst = sim.instance(iid)
+            if inst is not None and inst.tasks and sim.now - since < REFRESH_DRAIN_TIMEOUT:
+                continue
+            del self.batch[iid]
+            if inst is not None:
+                sim.terminate(inst)
+                sim.launch(inst.pool, 1, "refresh")
+                self.next_at = sim.now + sim.scenario.boot_delay[1] + REFRESH_WARMUP
+        if self.batch or sim.now < self.next_at:
+            return
+        stale = sorted((i for i in sim.out_of_date() if i.status == ACTIVE), key=lambda i: i.id)
+        live = sum(1 for i in sim.cluster.instances.values() if i.status == ACTIVE)
+        for inst in stale[: max(1, math.floor((1 - REFRESH_MIN_HEALTHY) * live))]:
+            if sim.cluster.drain(inst):  # managed draining: no API call of ours
+                self.batch[inst.id] = sim.now
+
+
 class CapacityProviderScaled:
-    """A baseline whose capacity a capacity provider with managed scaling runs."""
+    """A baseline whose capacity a capacity provider with managed scaling runs (and whose
+    images an instance refresh rolls)."""
 
     def __init__(self) -> None:
         self.scaling = DemandScaling()
+        self.refresh = InstanceRefresh()
 
     def start(self, sim: Sim) -> None:
         self.scaling.start(sim)
+        self.refresh.start(sim)
 
 
 class EcsNative(CapacityProviderScaled):
@@ -178,6 +221,7 @@ class ScalerPolicy:
         capacity: CapacityPolicy | None = None,
         rebalance: RebalancePolicy | None = None,
         consolidation: ConsolidationPolicy | None = None,
+        roll: RollPolicy | None = None,
     ) -> None:
         self.policy = policy or DrainPolicy()
         self.capacity = capacity or CapacityPolicy()
@@ -189,6 +233,11 @@ class ScalerPolicy:
         self.releasing: set[str] = set()
         self.consolidation = consolidation  # None: no scale-in beyond empty instances
         self.consolidated_at: list[float] = []
+        self.roll = roll  # None: out-of-date instances are left alone
+        self.roll_state = RollState()
+        self.rolled_at: list[float] = []
+        self.presurged: dict[str, tuple[float, dict[str, int]]] = {}  # instance -> (since, surges)
+        self.unsurge: dict[str, dict[str, int]] = {}  # drained instance -> surges to set back
         self._batch: list[Instance] = []
 
     def start(self, sim: Sim) -> None:
@@ -197,6 +246,8 @@ class ScalerPolicy:
         self.rebalancer.start(sim)
         if self.consolidation is not None:
             sim.at(CONSOLIDATE_PERIOD, self._consolidate, sim)
+        if self.roll is not None:
+            sim.at(ROLL_PERIOD, self._roll, sim)
 
     def on_signal(self, sim: Sim, signal: Signal) -> None:
         members = {
@@ -256,6 +307,73 @@ class ScalerPolicy:
             if inst is not None and sim.drain([inst]):
                 self.releasing.add(inst.id)
                 self.consolidated_at.append(sim.now)
+
+    def _roll(self, sim: Sim) -> None:
+        """Replace out-of-date instances: replacement first, then drain (terminated once empty)."""
+        assert self.roll is not None
+        sim.at(sim.now + ROLL_PERIOD, self._roll, sim)
+        self.rolled_at = [t for t in self.rolled_at if sim.now - t < 3600]
+        self._presurged(sim)
+        plan = plan_roll(
+            sim.cluster.instances,
+            {i.id for i in sim.out_of_date()},
+            sim.now,
+            self.roll,
+            self.roll_state,
+            ours=self.releasing | self.presurged.keys(),
+            unplaced=sum(s.unplaced for s in sim.unplaced()),
+            doomed=sim.doomed.keys(),
+            replaced_last_hour=len(self.rolled_at),
+            last_trouble=self.memory.last_spot_trouble(),
+        )
+        state = plan.state
+        for iid in plan.drain:
+            inst = sim.instance(iid)
+            if inst is None:
+                continue
+            surges = surges_before_drain(inst, sim.cluster.services)
+            for name, count in surges.items():
+                sim.surge(name, count)
+            self.presurged[iid] = (sim.now, surges)
+            self.rolled_at.append(sim.now)
+        self._presurged(sim)
+        snap = capacity_snapshot(sim) if plan.launch else None
+        for az, count in sorted(plan.launch.items()):
+            for _ in range(count):
+                if snap is None or not self._launch_in(sim, snap, az, "roll"):
+                    state = state.failed(az)
+        self.roll_state = state
+
+    def _presurged(self, sim: Sim) -> None:
+        """Drain each instance whose services have their extra tasks healthy (or waited
+        ``SURGE_WAIT``); set the counts back once a drained instance holds none of their tasks."""
+        for iid, (since, surges) in sorted(self.presurged.items()):
+            inst = sim.instance(iid)
+            ready = all(_steady(sim, name) for name in surges)
+            if inst is not None and not ready and sim.now - since < SURGE_WAIT:
+                continue
+            del self.presurged[iid]
+            if inst is not None and sim.drain([inst]):
+                self.releasing.add(iid)
+            self.unsurge[iid] = surges
+        for iid, surges in sorted(self.unsurge.items()):
+            inst = sim.instance(iid)
+            for name in list(surges):
+                if inst is None or not any(t.service.name == name for t in inst.tasks.values()):
+                    sim.surge(name, -surges.pop(name))
+            if not surges:
+                del self.unsurge[iid]
+
+    def _launch_in(self, sim: Sim, snap: CapacitySnapshot, az: str, why: str) -> bool:
+        """One instance in ``az`` from the first pool there that has capacity (the order top-up
+        uses); pools without capacity are remembered as top-up remembers them."""
+        for pool in sources(snap, self.memory, self.capacity, az):
+            if pool.az != az:
+                continue
+            if sim.launch(pool.name, 1, why):
+                return True
+            self.memory = self.memory.failing(pool.name, sim.now, pool.capacity == "spot")
+        return False
 
     def _tick(self, sim: Sim) -> None:
         sim.at(sim.now + CAPACITY_PERIOD, self._tick, sim)
@@ -362,6 +480,13 @@ def capacity_snapshot(sim: Sim) -> CapacitySnapshot:
     return CapacitySnapshot(sim.now, nodes, pools, tuple(services))
 
 
+def _steady(sim: Sim, service: str) -> bool:
+    state = sim.cluster.services.get(service)
+    if state is None:
+        return True
+    return sum(t.healthy(sim.now) for t in state.tasks.values()) >= state.spec.desired
+
+
 def _view(inst: Instance) -> ContainerInstance:
     return ContainerInstance(arn=f"arn:sim:{inst.id}", ec2_instance_id=inst.id, status=inst.status)
 
@@ -372,9 +497,16 @@ def consolidating() -> ScalerPolicy:
     return ScalerPolicy(consolidation=ConsolidationPolicy())
 
 
+def rolling() -> ScalerPolicy:
+    """The scaler rolling out-of-date instances (:mod:`scaler.plan.roll`): simulated only,
+    until ``scaler run`` carries rolls out."""
+    return ScalerPolicy(roll=RollPolicy())
+
+
 POLICIES: dict[str, Callable[[], Policy]] = {
     "scaler": ScalerPolicy,
     "scaler-consolidating": consolidating,
+    "scaler-rolling": rolling,
     "ecs-native": EcsNative,
     "ecs-scaler": EcsScaler,
 }

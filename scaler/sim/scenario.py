@@ -36,7 +36,7 @@ A scenario file is TOML or JSON with the same shape (see ``scenarios/example.tom
 
     [[events]]                     # at = seconds from the start
     at = 900
-    type = "storm"                 # storm | az_outage | deploy
+    type = "storm"                 # storm | az_outage | deploy | add_instances | scale | new_image
     share = 0.3                    # storm: share of spot capacity reclaimed
     over = 300                     # ... within this many seconds
     rebalance_share = 0.5          # ... of which this share gets a rebalance recommendation
@@ -86,6 +86,7 @@ class Scenario:
     hot_threshold: float = 0.8
     boot_delay: tuple[float, float] = (60.0, 120.0)
     fargate_start_delay: tuple[float, float] = (30.0, 60.0)
+    image: str = "image-1"  # what instances launch from until a ``new_image`` event
 
     def with_hours(self, hours: float) -> Scenario:
         from dataclasses import replace

@@ -18,6 +18,8 @@ FIGURES = {
     "hot_instance_share",
     "task_moves",
     "min_healthy_violations",
+    "peak_disrupted_share",
+    "out_of_date_instances",
     "api_calls",
     "worst_5m_availability",
 }

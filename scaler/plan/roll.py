@@ -1,0 +1,194 @@
+"""Roll a new launch template version (or AMI) through the cluster, replacement first.
+
+An instance is *out of date* when it runs an older launch template version or image than its
+pool launches now; the caller decides which are (the planner gets their ids). Each is replaced
+the way a careful operator would do it by hand:
+
+1. launch a replacement in the instance's AZ (capacity first: nothing is lost if it never comes);
+2. once the AZ has nothing left launching, drain as many out-of-date instances there as
+   replacements arrived, the emptiest first (ECS moves their tasks within each service's
+   deployment bounds);
+3. terminate each drained instance once it runs no service task (the caller's release loop).
+
+Draining makes ECS stop a service's tasks there before their replacements are healthy when its
+``minimumHealthyPercent`` is under 100 (a dip its operator accepted for deployments, not for
+maintenance). :func:`surges_before_drain` says by how much to raise such services' desired
+counts first (within ``maximumPercent``): once the extra tasks are healthy the instance drains
+without a dip, and the counts are set back when it holds none of their tasks.
+
+**Budgets**, shared with consolidation: at most ``max_disrupted`` of the instances disrupted at
+once (draining by the scaler's choice, or waiting for a replacement), at most ``max_per_hour``
+replacements an hour. **Pause**: nothing new starts (no launch, no drain) while a spot storm is
+in progress: an instance under a spot notice or drained for another reason, tasks ECS could
+not place, or spot trouble within ``pause_after`` seconds. Replacements already launched wait.
+
+The plan carries a :class:`RollState` (replacements launched and not yet matched by a drain,
+per AZ) that the caller hands to the next plan.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+from scaler.ecs.cluster import (
+    ACTIVE,
+    DRAINING,
+    LAUNCHING,
+    RUNNING,
+    STOPPED,
+    Instance,
+    ServiceState,
+)
+
+
+@dataclass(frozen=True)
+class RollPolicy:
+    max_disrupted: float = 0.1  # share of instances disrupted at once (with consolidation's)
+    max_per_hour: int = 24
+    pause_after: float = 900.0  # seconds after spot trouble before the roll goes on
+
+
+@dataclass(frozen=True)
+class RollState:
+    waiting: Mapping[str, int] = field(default_factory=dict)  # AZ -> replacements not matched
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self.waiting.values())
+
+    def failed(self, az: str, count: int = 1) -> RollState:
+        """``count`` replacement launches in ``az`` found no capacity."""
+        left = max(0, self.waiting.get(az, 0) - count)
+        return RollState({**self.waiting, az: left})
+
+
+@dataclass(frozen=True)
+class RollPlan:
+    launch: Mapping[str, int] = field(default_factory=dict)  # AZ -> replacements to launch
+    drain: tuple[str, ...] = ()  # out-of-date instances whose replacement is up
+    state: RollState = field(default_factory=RollState)
+    reasons: tuple[str, ...] = ()
+
+
+def plan_roll(
+    instances: Mapping[str, Instance],
+    outdated: Collection[str],
+    now: float,
+    policy: RollPolicy,
+    state: RollState,
+    *,
+    ours: Collection[str] = (),
+    unplaced: int = 0,
+    doomed: Collection[str] = (),
+    replaced_last_hour: int = 0,
+    last_trouble: float | None = None,
+) -> RollPlan:
+    """What the roll does now, as plain values. ``ours``: instances the scaler is taking out by
+    its own choice (draining for a roll or a consolidation, or about to); ``doomed``: instances
+    under a spot notice."""
+    taken = set(ours)
+    stale = [
+        i
+        for i in instances.values()
+        if i.id in outdated and i.status == ACTIVE and i.id not in taken
+    ]
+    if not stale and not state.in_flight:
+        return RollPlan(state=RollState())
+    pause = _storm(instances, now, policy, ours, unplaced, doomed, last_trouble)
+    if pause:
+        return RollPlan(state=state, reasons=(pause,))
+    drain, waiting = _matched(instances, stale, state)
+    live = sum(1 for i in instances.values() if i.status in (ACTIVE, DRAINING))
+    disrupted = len(taken | set(drain)) + sum(waiting.values())
+    budget = min(
+        math.floor(policy.max_disrupted * live) - disrupted,
+        policy.max_per_hour - replaced_last_hour - len(drain) - sum(waiting.values()),
+    )
+    launch = _launches(stale, drain, waiting, budget)
+    for az, n in launch.items():
+        waiting[az] = waiting.get(az, 0) + n
+    reasons = [f"roll: drain {i} (out of date; its replacement is up)" for i in drain]
+    reasons += [f"roll: launch {n} replacement(s) in {az}" for az, n in sorted(launch.items())]
+    return RollPlan(launch, tuple(drain), RollState(waiting), tuple(reasons))
+
+
+def _storm(
+    instances: Mapping[str, Instance],
+    now: float,
+    policy: RollPolicy,
+    ours: Collection[str],
+    unplaced: int,
+    doomed: Collection[str],
+    last_trouble: float | None,
+) -> str:
+    if doomed:
+        return f"paused: {len(doomed)} instance(s) under a spot notice"
+    others = [i for i in instances.values() if i.status == DRAINING and i.id not in ours]
+    if others:
+        return f"paused: {len(others)} instance(s) draining for another reason"
+    if unplaced:
+        return f"paused: {unplaced} task(s) waiting for room"
+    if last_trouble is not None and now - last_trouble < policy.pause_after:
+        return "paused: spot trouble within the pause period"
+    return ""
+
+
+def _matched(
+    instances: Mapping[str, Instance], stale: list[Instance], state: RollState
+) -> tuple[list[str], dict[str, int]]:
+    """Out-of-date instances to drain now: as many per AZ as replacements arrived there."""
+    launching = Counter(i.az for i in instances.values() if i.status == LAUNCHING)
+    waiting = dict(state.waiting)
+    drain: list[str] = []
+    for az, count in sorted(state.waiting.items()):
+        if count <= 0 or launching[az]:
+            continue  # still coming: capacity first
+        here = sorted((i for i in stale if i.az == az), key=_emptiest)
+        chosen = [i.id for i in here[:count]]
+        drain += chosen
+        waiting[az] = 0  # any replacement beyond what is left out of date is plain capacity
+    return drain, {az: n for az, n in waiting.items() if n > 0}
+
+
+def _launches(
+    stale: list[Instance], drain: list[str], waiting: Mapping[str, int], budget: int
+) -> dict[str, int]:
+    """Replacements to launch, round robin over the AZs with out-of-date instances left."""
+    left = Counter(i.az for i in stale if i.id not in drain)
+    for az, n in waiting.items():
+        left[az] -= n
+    launch: dict[str, int] = {}
+    azs = sorted(az for az in left if left[az] > 0)
+    while budget > 0 and azs:
+        for az in list(azs):
+            if budget <= 0:
+                break
+            launch[az] = launch.get(az, 0) + 1
+            budget -= 1
+            left[az] -= 1
+            if left[az] <= 0:
+                azs.remove(az)
+    return launch
+
+
+def _emptiest(inst: Instance) -> tuple[int, str]:
+    return (sum(1 for t in inst.tasks.values() if t.state == RUNNING), inst.id)
+
+
+def surges_before_drain(inst: Instance, services: Mapping[str, ServiceState]) -> dict[str, int]:
+    """Per service that would dip when ``inst`` drains (``minimumHealthyPercent`` under 100),
+    how many tasks to add first: its tasks on ``inst``, as far as ``maximumPercent`` allows."""
+    here = Counter(t.service.name for t in inst.tasks.values() if t.state != STOPPED)
+    surges: dict[str, int] = {}
+    for name, count in sorted(here.items()):
+        state = services.get(name)
+        if state is None or state.spec.min_healthy_percent >= 100:
+            continue
+        spec = state.spec
+        room = spec.desired * spec.max_percent // 100 - len(state.tasks)
+        if min(count, room) > 0:
+            surges[name] = min(count, room)
+    return surges
