@@ -170,6 +170,14 @@ class Metrics:
             ["resource"],
             registry=r,
         )
+        self.capacity_changes = Counter(
+            "scaler_capacity_changes",
+            "Instances added to or removed from the scaler's pools, by change (`add`, `remove`) "
+            "and reason (`interruption`, `demand`, `headroom`, `return_to_spot`, "
+            "`consolidation`, `drift`, `migration`).",
+            ["change", "reason"],
+            registry=r,
+        )
         self.reverts = Counter(
             "scaler_reverts", "On-demand fallback instances given back for spot.", registry=r
         )

@@ -418,6 +418,8 @@ class CapacityActuator:
                 ),
             ):
                 self.asked[name] = (target, now)
+                added = max(0, target - observed.desired.get(name, 0))
+                self._metrics.capacity_changes.labels("add", plan.cause(name)).inc(added)
         current = {s.overflow: s.overflow_desired for s in observed.snapshot.services if s.overflow}
         for companion, desired in plan.overflow_targets.items():
             if current.get(companion) != desired:
@@ -470,6 +472,7 @@ class CapacityActuator:
             )
             if terminated:
                 self._metrics.reverts.inc()
+                self._metrics.capacity_changes.labels("remove", "return_to_spot").inc()
 
     async def _act(self, action: str, target: str, call: Any) -> bool:
         """Make one call (or, in dry-run, say it); True if it was made and succeeded."""

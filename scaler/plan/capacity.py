@@ -136,10 +136,16 @@ class CapacityPlan:
     evacuate: tuple[tuple[str, str], ...] = ()  # (service, node) pairs to stop gracefully now
     release: tuple[str, ...] = ()  # on-demand nodes to drain and give back
     reasons: tuple[str, ...] = ()
+    causes: Mapping[str, str] = field(default_factory=dict)  # pool -> why its target rose
 
     def launches(self, pools: Mapping[str, PoolView]) -> dict[str, int]:
         """Instances to launch per pool: target minus current size, where positive."""
         return {p: t - pools[p].size for p, t in self.pool_targets.items() if t > pools[p].size}
+
+    def cause(self, pool: str) -> str:
+        """Why ``pool`` grows: ``interruption`` (tasks losing their instance), ``demand``
+        (tasks ECS could not place), ``headroom`` or ``return_to_spot``."""
+        return self.causes.get(pool, "headroom")
 
 
 def plan_capacity(
@@ -167,11 +173,14 @@ def plan_capacity(
     evacuate = _evacuate(snap, policy)
     sizes = {p.name: p.size for p in snap.pools}
     release: tuple[str, ...] = ()
-    if not any(target > sizes[name] for name, target in targets.items()):
+    cause = deficit_cause(snap)
+    causes = {name: cause for name, target in targets.items() if target > sizes[name]}
+    if not causes:
         release = _release(snap, memory, policy, reasons)
         if not release:
             targets = _bring_spot_back(snap, memory, policy, targets, reasons)
-    return CapacityPlan(targets, overflow, evacuate, release, tuple(reasons))
+            causes = {n: "return_to_spot" for n, t in targets.items() if t > sizes[n]}
+    return CapacityPlan(targets, overflow, evacuate, release, tuple(reasons), causes)
 
 
 # -- deficit and top-up -------------------------------------------------------------------------
@@ -210,6 +219,16 @@ def deficit(snap: CapacitySnapshot, policy: CapacityPolicy) -> tuple[int, int]:
     cpu = max(homeless_cpu + policy.headroom * total_cpu - spare_cpu, unplaced_cpu - coming_cpu)
     mem = max(homeless_mem + policy.headroom * total_mem - spare_mem, unplaced_mem - coming_mem)
     return max(0, math.ceil(cpu)), max(0, math.ceil(mem))
+
+
+def deficit_cause(snap: CapacitySnapshot) -> str:
+    """What a top-up now is for: ``interruption`` when service tasks sit on doomed instances,
+    else ``demand`` when tasks could not be placed, else ``headroom``."""
+    if any(n.doomed and n.tasks for n in snap.nodes):
+        return "interruption"
+    if any(s.unplaced for s in snap.services):
+        return "demand"
+    return "headroom"
 
 
 def _lost_by_az(snap: CapacitySnapshot) -> list[str]:

@@ -115,6 +115,8 @@ async def test_warnings_top_up_capacity_and_fill_the_overflow(local_aws: testbed
     assert "autoscaling:TerminateInstanceInAutoScalingGroup" not in calls
     text = scaler.metrics.render().decode()
     assert 'scaler_overflow_tasks{service="web-fargate"} 4.0' in text
+    added = groups_desired(asg, "spot-asg")
+    assert f'scaler_capacity_changes_total{{change="add",reason="interruption"}} {added}.0' in text
     # the on-demand fallback was not needed: the spot group could grow
     od = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["od-asg"])
     assert od["AutoScalingGroups"][0]["DesiredCapacity"] == 0
@@ -152,6 +154,11 @@ async def test_an_overflow_companion_that_cannot_run_on_fargate_is_refused(
     ]
 
 
+def groups_desired(asg: Any, name: str) -> int:
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+    return int(group["AutoScalingGroups"][0]["DesiredCapacity"])
+
+
 def _fallback_instance(aws: testbed.LocalAws) -> testbed.Node:
     """An on-demand fallback instance, launched by its group and registered in the cluster."""
     asg = aws.client("autoscaling")
@@ -179,7 +186,9 @@ async def test_quiet_spot_gives_the_on_demand_fallback_back(local_aws: testbed.L
     assert testbed.container_instance_states(local_aws, "prod")[fallback.instance_id] == "DRAINING"
     calls = aws_calls(scaler.metrics)
     assert calls["autoscaling:TerminateInstanceInAutoScalingGroup"] == 1
-    assert "scaler_reverts_total 1.0" in scaler.metrics.render().decode()
+    text = scaler.metrics.render().decode()
+    assert "scaler_reverts_total 1.0" in text
+    assert 'scaler_capacity_changes_total{change="remove",reason="return_to_spot"} 1.0' in text
 
 
 async def test_dry_run_plans_capacity_but_changes_nothing(local_aws: testbed.LocalAws) -> None:

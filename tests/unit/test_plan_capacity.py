@@ -651,6 +651,23 @@ def test_return_to_spot(
     assert plan.release == release
     assert launches(snap, plan) == expected
     assert bool(release) == any(r.startswith("return to spot: release") for r in plan.reasons)
+    assert all(plan.cause(p) == "return_to_spot" for p in expected) or unplaced
+
+
+def test_every_growth_names_its_cause() -> None:
+    interrupted = lost_in_a()
+    assert plan_capacity(interrupted, CALM, NO_HEADROOM).causes == {"spot-a": "interruption"}
+    unplaced = snapshot(SOURCE_POOLS, [node("b1", SPOT_B, tasks=4)], [web({"b1": 4}, unplaced=2)])
+    plan = plan_capacity(unplaced, CALM, NO_HEADROOM)
+    assert (
+        set(plan.causes.values()) == {"demand"}
+        and plan.causes.keys() == launches(unplaced, plan).keys()
+    )
+    roomy = snapshot(SOURCE_POOLS, [node("b1", SPOT_B, tasks=4)], [web({"b1": 4}, desired=4)])
+    plan = plan_capacity(roomy, CALM, CapacityPolicy(headroom=0.5))
+    assert set(plan.causes.values()) == {"headroom"}
+    calm = snapshot(SOURCE_POOLS, [node("b1", SPOT_B, free=(1000, 4000))], [])
+    assert plan_capacity(calm, CALM, NO_HEADROOM).causes == {}
 
 
 # -- bugs ---------------------------------------------------------------------------------------
