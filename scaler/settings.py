@@ -214,6 +214,19 @@ class Settings(BaseSettings):
     max_on_demand: int = Field(
         default=20, ge=0, description="Most on-demand fallback instances at once."
     )
+    on_demand_base: int = Field(
+        default=0,
+        ge=0,
+        description="On-demand instances kept at all times (launched in the on-demand groups "
+        "if missing, never given back to spot), as an Auto Scaling mixed-instances base.",
+    )
+    on_demand_percent: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Percent of the instances above the base that the scaler launches (and "
+        "keeps) on-demand; spot already running is not replaced to meet it.",
+    )
     max_overflow_tasks: int = Field(
         default=100, ge=0, description="Most Fargate overflow tasks at once, all services."
     )
@@ -340,6 +353,16 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("on_demand_base", "on_demand_percent")
+    @classmethod
+    def _on_demand_mix(cls, value: int, info: ValidationInfo) -> int:
+        if value and not info.data.get("on_demand_pools"):
+            raise ValueError("needs on-demand groups to launch in (SCALER_ON_DEMAND_POOLS)")
+        most = info.data.get("max_on_demand")
+        if info.field_name == "on_demand_base" and most is not None and value > most:
+            raise ValueError(f"must be at most SCALER_MAX_ON_DEMAND ({most})")
+        return value
 
     @field_validator("lease_margin")
     @classmethod

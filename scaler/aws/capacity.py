@@ -71,6 +71,8 @@ def policy_from(settings: Settings) -> CapacityPolicy:
         revert_after=settings.revert_after,
         revert_batch=settings.revert_batch,
         evacuate_lead=settings.evacuate_lead,
+        on_demand_base=settings.on_demand_base,
+        on_demand_percent=settings.on_demand_percent,
     )
 
 

@@ -27,6 +27,12 @@ stopped gracefully (ECS then counts on the companion) rather than killed with th
 **Return to spot.** Once no spot pool has been interrupted for ``revert_after`` seconds, on-demand
 fallback instances are released a few at a time (``revert_batch``), but only while the capacity
 left keeps the headroom, so a release never causes the next top-up.
+
+**On-demand base and percentage** (as an Auto Scaling mixed-instances policy has them): at least
+``on_demand_base`` instances are on-demand, and ``on_demand_percent`` of those above the base.
+Growth picks on-demand pools while the mix is short of that (a missing base is launched even
+without a deficit, cause ``on_demand_base``); the return to spot never releases below it. Spot
+instances already running are not replaced to meet the percentage.
 """
 
 from __future__ import annotations
@@ -127,6 +133,8 @@ class CapacityPolicy:
     revert_batch: int = 2
     evacuate_lead: float = 20.0
     fargate_task_price: float = 0.05  # rough USD per task-hour, for the spend cap
+    on_demand_base: int = 0  # on-demand instances kept whatever spot can do
+    on_demand_percent: int = 0  # share (%) of instances above the base that are on-demand
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,7 @@ def plan_capacity(
     release: tuple[str, ...] = ()
     cause = deficit_cause(snap)
     causes = {name: cause for name, target in targets.items() if target > sizes[name]}
+    causes |= _base(snap, memory, policy, targets, reasons)
     if not causes:
         release = _release(snap, memory, policy, reasons)
         if not release:
@@ -275,17 +284,22 @@ def _top_up(
     """Pool targets that cover the deficit; and the hourly spend on fallback and overflow."""
     targets = {p.name: p.size for p in snap.pools if p.managed}
     od_nodes = sum(p.size for p in snap.pools if p.capacity == ON_DEMAND)
+    all_nodes = sum(p.size for p in snap.pools)
     od_spend = _fallback_spend(snap) + overflow_spend
     cpu, mem = deficit(snap, policy)
     azs = _lost_by_az(snap)
     turn = 0
     while (cpu > 0 or mem > 0) and azs:
         az = azs[turn % len(azs)]
-        pool = _pick(sources(snap, memory, policy, az), od_nodes, od_spend, policy, targets)
+        options = sources(snap, memory, policy, az)
+        if od_nodes < required_on_demand(all_nodes + 1, policy):
+            options = _on_demand_first(options)
+        pool = _pick(options, od_nodes, od_spend, policy, targets)
         if pool is None:
             reasons.append("deficit left: no pool may grow (caps or cooldowns)")
             break
         targets[pool.name] += 1
+        all_nodes += 1
         if pool.capacity == ON_DEMAND:
             od_nodes += 1
             od_spend += pool.price
@@ -297,6 +311,46 @@ def _top_up(
         if target > before:
             reasons.append(f"top-up {name}: {before} -> {target}")
     return targets, od_spend
+
+
+def required_on_demand(total: int, policy: CapacityPolicy) -> int:
+    """On-demand instances a cluster of ``total`` instances must have: the base, and the
+    percentage of those above it (rounded up, as Auto Scaling rounds)."""
+    base = min(total, policy.on_demand_base)
+    return base + math.ceil(policy.on_demand_percent * (total - base) / 100)
+
+
+def _on_demand_first(options: list[PoolView]) -> list[PoolView]:
+    return [p for p in options if p.capacity == ON_DEMAND] + [
+        p for p in options if p.capacity != ON_DEMAND
+    ]
+
+
+def _base(
+    snap: CapacitySnapshot,
+    memory: CapacityMemory,
+    policy: CapacityPolicy,
+    targets: dict[str, int],
+    reasons: list[str],
+) -> dict[str, str]:
+    """Launch the on-demand base that is missing (round robin over the AZs); the causes."""
+    od_nodes = sum(targets.get(p.name, p.size) for p in snap.pools if p.capacity == ON_DEMAND)
+    azs = sorted({p.az for p in snap.pools})
+    causes: dict[str, str] = {}
+    for turn in range(max(0, policy.on_demand_base - od_nodes)):
+        options = sources(snap, memory, policy, azs[turn % len(azs)])
+        pool = next((p for p in options if p.capacity == ON_DEMAND and _fits(p, targets)), None)
+        if pool is None:
+            reasons.append("on-demand base left short: no on-demand pool may grow")
+            break
+        targets[pool.name] += 1
+        causes[pool.name] = "on_demand_base"
+        reasons.append(f"on-demand base: {pool.name} +1")
+    return causes
+
+
+def _fits(pool: PoolView, targets: Mapping[str, int]) -> bool:
+    return pool.max_size is None or targets[pool.name] < pool.max_size
 
 
 def _pick(
@@ -398,7 +452,12 @@ def _release(
     spare = [sum(n.free_cpu for n in active), sum(n.free_memory for n in active)]
     total = [sum(n.cpu for n in active), sum(n.memory for n in active)]
     released: list[str] = []
+    od_nodes = sum(p.size for p in snap.pools if p.capacity == ON_DEMAND)
+    all_nodes = sum(p.size for p in snap.pools)
     for node in _fallback(snap)[: policy.revert_batch]:
+        if od_nodes - 1 < required_on_demand(all_nodes - 1, policy):
+            break  # the on-demand base and percentage stay
+        od_nodes, all_nodes = od_nodes - 1, all_nodes - 1
         size = (node.cpu, node.memory)
         if any(spare[i] - size[i] < 2 * policy.headroom * (total[i] - size[i]) for i in (0, 1)):
             break  # its tasks would not fit with room to spare: bring spot back first
@@ -425,7 +484,9 @@ def _bring_spot_back(
     result = dict(targets)
     if not quiet(snap, memory, policy) or any(n.status == "launching" for n in snap.nodes):
         return result
-    for node in _fallback(snap)[: policy.revert_batch]:
+    keep = required_on_demand(sum(p.size for p in snap.pools), policy)
+    od_nodes = sum(p.size for p in snap.pools if p.capacity == ON_DEMAND)
+    for node in _fallback(snap)[: min(policy.revert_batch, max(0, od_nodes - keep))]:
         spot = [p for p in sources(snap, memory, policy, node.az) if p.capacity == SPOT]
         if not spot:
             break

@@ -22,6 +22,7 @@ from scaler.plan.capacity import (
     ServiceView,
     deficit,
     plan_capacity,
+    required_on_demand,
 )
 
 NOW = 10_000.0
@@ -668,6 +669,55 @@ def test_every_growth_names_its_cause() -> None:
     assert set(plan.causes.values()) == {"headroom"}
     calm = snapshot(SOURCE_POOLS, [node("b1", SPOT_B, free=(1000, 4000))], [])
     assert plan_capacity(calm, CALM, NO_HEADROOM).causes == {}
+
+
+# -- on-demand base and percentage -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base", "percent", "total", "expected"),
+    [(0, 0, 10, 0), (2, 0, 10, 2), (2, 50, 10, 6), (2, 50, 1, 1), (0, 25, 5, 2), (0, 100, 3, 3)],
+)
+def test_required_on_demand(base: int, percent: int, total: int, expected: int) -> None:
+    policy = CapacityPolicy(on_demand_base=base, on_demand_percent=percent)
+    assert required_on_demand(total, policy) == expected
+
+
+def test_growth_is_on_demand_while_the_percentage_is_short() -> None:
+    snap = lost_in_a(lost=2)  # 2 doomed spot-a instances, 1 spot-b: 2 replacements in AZ a
+    plain = plan_capacity(snap, CALM, NO_HEADROOM)
+    assert launches(snap, plain) == {"spot-a": 2}
+    mixed = replace(NO_HEADROOM, on_demand_percent=50)
+    plan = plan_capacity(snap, CALM, mixed)
+    # after it, 3 instances: 50% rounded up (as Auto Scaling rounds) is 2 on-demand
+    assert launches(snap, plan) == {"od-a": 2}
+    assert launches(snap, plan_capacity(snap, CALM, replace(mixed, on_demand_percent=20))) == {
+        "od-a": 1,
+        "spot-a": 1,
+    }
+
+
+def test_a_missing_base_is_launched_without_a_deficit() -> None:
+    snap = snapshot(SOURCE_POOLS, [node("b1", SPOT_B, free=(1000, 4000))], [])
+    policy = replace(NO_HEADROOM, on_demand_base=2)
+    plan = plan_capacity(snap, CALM, policy)
+    assert launches(snap, plan) == {"od-a": 1, "od-b": 1}
+    assert set(plan.causes.values()) == {"on_demand_base"}
+    replayed_snap = snapshot(
+        SOURCE_POOLS,
+        [node("b1", SPOT_B), node("n1", OD_A, "launching"), node("n2", OD_B, "launching")],
+        [],
+    )
+    assert launches(replayed_snap, plan_capacity(replayed_snap, CALM, policy)) == {}
+
+
+def test_the_return_to_spot_keeps_the_base() -> None:
+    snap = snapshot(RETURN_POOLS, fallback(), [web({"s1": 1, "s2": 1, "od-1": 2})])
+    assert plan_capacity(snap, QUIET, CapacityPolicy()).release == ("od-2", "od-1")
+    keep_one = plan_capacity(snap, QUIET, CapacityPolicy(on_demand_base=1))
+    assert keep_one.release == ("od-2",)
+    keep_all = plan_capacity(snap, QUIET, CapacityPolicy(on_demand_base=2))
+    assert keep_all.release == () and launches(snap, keep_all) == {}
 
 
 # -- bugs ---------------------------------------------------------------------------------------

@@ -115,6 +115,28 @@ def test_readme_settings_table_is_the_config_output() -> None:
     )
 
 
+def test_an_on_demand_mix_needs_groups_and_fits_the_cap() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(cluster="c", queue_url="http://q", on_demand_percent=20)
+    assert raised.value.problems == [
+        "SCALER_ON_DEMAND_PERCENT: Value error, needs on-demand groups to launch in "
+        "(SCALER_ON_DEMAND_POOLS) (got 20)"
+    ]
+    with pytest.raises(ConfigError) as raised:
+        load_settings(
+            cluster="c",
+            queue_url="http://q",
+            on_demand_pools="od",
+            max_on_demand=2,
+            on_demand_base=3,
+        )
+    assert raised.value.problems == [
+        "SCALER_ON_DEMAND_BASE: Value error, must be at most SCALER_MAX_ON_DEMAND (2) (got 3)"
+    ]
+    ok = load_settings(cluster="c", queue_url="http://q", on_demand_pools="od", on_demand_base=2)
+    assert (ok.on_demand_base, ok.on_demand_percent) == (2, 0)
+
+
 def test_a_lease_margin_must_be_shorter_than_the_lease() -> None:
     with pytest.raises(ConfigError) as raised:
         load_settings(cluster="c", queue_url="http://q", lease_duration=10, lease_margin=10)
