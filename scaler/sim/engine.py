@@ -458,8 +458,8 @@ class Sim:
             self.acct.instance_down(obj)
         elif kind == "desired":
             _, new = cast(tuple[ServiceSpec, ServiceSpec], obj)
-            wanted = new.desired - self.surged.get(new.name, 0)
-            self.acct.set_desired(new.group, wanted if new.overflow_of is None else 0)
+            if new.overflow_of is None:  # a companion's count is not its service's demand
+                self.acct.set_desired(new.group, new.desired - self.surged.get(new.name, 0))
             self._mark(new.name)
 
 

@@ -16,8 +16,7 @@ def test_diurnal_costs_under_85_percent_of_ecs_native_at_least_as_available(seed
     native = Sim(scenario, POLICIES["ecs-native"](), seed).run()
     scaler = Sim(scenario, POLICIES["scaler-consolidating"](), seed).run()
     assert scaler["cost_usd"] <= 0.85 * native["cost_usd"], (scaler["cost_usd"], native)
-    # measured: equal at seed 23, 3e-6 lower at seeds 7 and 11 (about 0.1 task-hours over three
-    # days of ~480 tasks; at seed 7 the gap is there with consolidation off too). The issue asks
-    # for "at least as high": this tolerance is the part not yet met.
-    assert scaler["availability"] >= native["availability"] - 0.00001
+    # measured: equal at seeds 7 and 11, higher at 23 (before the companion accounting was fixed
+    # the scaler's figure was 3e-6 lower: a companion's desired count zeroed its service's demand)
+    assert scaler["availability"] >= native["availability"]
     assert scaler["min_healthy_violations"] == 0
