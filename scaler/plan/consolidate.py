@@ -20,21 +20,20 @@ ECS breaks placement ties at random; the plan predicts one draw, and checks the 
 the order ECS replaces tasks (service by service). A draw that differs can leave a task without
 room: it then stays on its draining instance (replacement first) until capacity arrives.
 
-Budgets: at most ``max_disrupted`` of the ACTIVE instances draining at once (those already
-draining count), at most ``max_per_hour`` removals an hour, and nothing within ``quiet_after``
-seconds of spot trouble (an interruption or a launch that found no capacity): capacity is not
-given back while the market is taking it away.
-"""
+Budgets: at most ``max_disrupted`` of the ACTIVE instances (at least one) draining at once
+(those already draining count), at most ``max_per_hour`` removals an hour, and nothing within
+``quiet_after`` seconds of spot trouble (an interruption or a launch that found no capacity):
+capacity is not given back while the market is taking it away. """
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from scaler.ecs.cluster import ACTIVE, RUNNING, Instance, ServiceState
 from scaler.ecs.placement import Spread, choose, spread_fields, what_if
+from scaler.plan.roll import disruption_budget
 
 ON_DEMAND = "on-demand"
 
@@ -83,7 +82,7 @@ def plan_consolidation(
         return ConsolidationPlan((), ("paused: spot trouble within the quiet period",))
     active = [i for i in instances.values() if i.status == ACTIVE]
     budget = min(
-        math.floor(policy.max_disrupted * (len(active) + draining)) - draining,
+        disruption_budget(policy.max_disrupted, len(active) + draining) - draining,
         policy.max_per_hour - removed_last_hour,
     )
     if budget <= 0 or len(active) < 2:

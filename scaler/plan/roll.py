@@ -16,11 +16,12 @@ maintenance). :func:`surges_before_drain` says by how much to raise such service
 counts first (within ``maximumPercent``): once the extra tasks are healthy the instance drains
 without a dip, and the counts are set back when it holds none of their tasks.
 
-**Budgets**, shared with consolidation: at most ``max_disrupted`` of the instances disrupted at
-once (draining by the scaler's choice, or waiting for a replacement), at most ``max_per_hour``
-replacements an hour. **Pause**: nothing new starts (no launch, no drain) while a spot storm is
-in progress: an instance under a spot notice or drained for another reason, tasks ECS could
-not place, or spot trouble within ``pause_after`` seconds. Replacements already launched wait.
+**Budgets**, shared with consolidation: at most ``max_disrupted`` of the instances (at least
+one, :func:`disruption_budget`) disrupted at once (draining by the scaler's choice, or waiting
+for a replacement), at most ``max_per_hour`` replacements an hour. **Pause**: nothing new starts
+(no launch, no drain) while a spot storm is in progress: an instance under a spot notice or
+drained for another reason, tasks ECS could not place, or spot trouble within ``pause_after``
+seconds. Replacements already launched wait.
 
 The plan carries a :class:`RollState` (replacements launched and not yet matched by a drain,
 per AZ) that the caller hands to the next plan.
@@ -104,7 +105,7 @@ def plan_roll(
     live = sum(1 for i in instances.values() if i.status in (ACTIVE, DRAINING))
     disrupted = len(taken | set(drain)) + sum(waiting.values())
     budget = min(
-        math.floor(policy.max_disrupted * live) - disrupted,
+        disruption_budget(policy.max_disrupted, live) - disrupted,
         policy.max_per_hour - replaced_last_hour - len(drain) - sum(waiting.values()),
     )
     launch = _launches(stale, drain, waiting, budget)
@@ -113,6 +114,12 @@ def plan_roll(
     reasons = [f"roll: drain {i} (out of date; its replacement is up)" for i in drain]
     reasons += [f"roll: launch {n} replacement(s) in {az}" for az, n in sorted(launch.items())]
     return RollPlan(launch, tuple(drain), RollState(waiting), tuple(reasons))
+
+
+def disruption_budget(share: float, live: int) -> int:
+    """Instances the scaler may disrupt at once by its own choice: ``share`` of the ``live``
+    ones, and at least one (a small cluster is still rolled and consolidated, one at a time)."""
+    return max(1, math.floor(share * live)) if live > 1 else 0
 
 
 def _storm(

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from scaler.ecs.cluster import Cluster, Constraint, InstanceType, ServiceSpec, Strategy
 from scaler.ecs.scheduler import Scheduler
 from scaler.plan.consolidate import ConsolidationPolicy, plan_consolidation
+from scaler.plan.roll import disruption_budget
 
 M5 = InstanceType("m5.xlarge", 4, 16384, 0.192)
 AZS = ["us-east-1a", "us-east-1b", "us-east-1c"]
@@ -89,9 +90,8 @@ def test_budgets_age_quiet_period_and_headroom() -> None:
 
 def test_by_default_only_instances_drained_replacement_first() -> None:
     dips = cluster_of(6, [web(3)])  # minimumHealthyPercent 50: a drain stops tasks first
-    assert (
-        plan_consolidation(dips.instances, dips.services, NOW, ConsolidationPolicy()).remove == ()
-    )
+    removed = plan_consolidation(dips.instances, dips.services, NOW, ConsolidationPolicy()).remove
+    assert all(r.tasks == 0 for r in removed), "only instances with nothing to dip (empty ones)"
     steady = cluster_of(6, [ServiceSpec("web", 3, 1024, 1024, 100, 200, SPREAD)])
     policy = ConsolidationPolicy(max_disrupted=1.0)
     assert plan_consolidation(steady.instances, steady.services, NOW, policy).remove
@@ -142,7 +142,7 @@ def test_removals_fit_under_the_placement_model_and_budgets(
     plan = plan_consolidation(
         cluster.instances, cluster.services, NOW, policy, removed_last_hour=removed_last_hour
     )
-    assert len(plan.remove) <= int(policy.max_disrupted * active)
+    assert len(plan.remove) <= disruption_budget(policy.max_disrupted, active)
     assert len(plan.remove) <= max(0, policy.max_per_hour - removed_last_hour)
     # carry the plan out as ECS would: drain the instances, let the scheduler place everything
     scheduler = Scheduler(cluster, random.Random(1), AZS)

@@ -10,7 +10,6 @@ re-plan with the plan carried out.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Collection
 
@@ -29,7 +28,14 @@ from scaler.ecs.cluster import (
     ServiceSpec,
     ServiceState,
 )
-from scaler.plan.roll import RollPlan, RollPolicy, RollState, plan_roll, surges_before_drain
+from scaler.plan.roll import (
+    RollPlan,
+    RollPolicy,
+    RollState,
+    disruption_budget,
+    plan_roll,
+    surges_before_drain,
+)
 
 M5 = InstanceType("m5.xlarge", 4, 16384, 0.192)
 A, B, C = "us-east-1a", "us-east-1b", "us-east-1c"
@@ -348,8 +354,9 @@ def check_launches(cluster: Cluster, drawn: Drawn, plan: RollPlan) -> None:
 
 def check_budgets(cluster: Cluster, drawn: Drawn, plan: RollPlan) -> None:
     _, _, ours, state, policy, replaced = drawn
-    if len(ours) + state.in_flight <= math.floor(policy.max_disrupted * live(cluster)):
-        assert disrupted(plan, ours) <= math.floor(policy.max_disrupted * live(cluster))
+    budget = disruption_budget(policy.max_disrupted, live(cluster))
+    if len(ours) + state.in_flight <= budget:
+        assert disrupted(plan, ours) <= budget
     if replaced + state.in_flight <= policy.max_per_hour:
         assert replaced + len(plan.drain) + plan.state.in_flight <= policy.max_per_hour
 
@@ -379,3 +386,11 @@ def test_random_rolls_keep_to_their_choices_and_budgets(drawn: Drawn) -> None:
     again = roll(cluster, outdated, plan.state, policy, ours, replaced + len(plan.drain))
     assert again.drain == () and again.launch == {}
     assert again.state == plan.state
+
+
+def test_a_small_cluster_is_rolled_one_instance_at_a_time() -> None:
+    cluster = fleet(A, A, B, B, C)  # 10% of 5 rounds down to 0: the budget is still one
+    plan = roll(cluster, set(cluster.instances), policy=RollPolicy())
+    assert sum(plan.launch.values()) == 1
+    assert disruption_budget(0.1, 5) == 1 and disruption_budget(0.1, 1) == 0
+    assert disruption_budget(0.1, 25) == 2
