@@ -23,7 +23,7 @@ room: it then stays on its draining instance (replacement first) until capacity 
 Budgets: at most ``max_disrupted`` of the ACTIVE instances (at least one) draining at once
 (those already draining count), at most ``max_per_hour`` removals an hour, and nothing within
 ``quiet_after`` seconds of spot trouble (an interruption or a launch that found no capacity):
-capacity is not given back while the market is taking it away. """
+capacity is not given back while the market is taking it away."""
 
 from __future__ import annotations
 

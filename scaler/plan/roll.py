@@ -4,8 +4,9 @@ An instance is *out of date* when it runs an older launch template version or im
 pool launches now; the caller decides which are (the planner gets their ids). Each is replaced
 the way a careful operator would do it by hand:
 
-1. launch a replacement in the instance's AZ (capacity first: nothing is lost if it never comes);
-2. once the AZ has nothing left launching, drain as many out-of-date instances there as
+1. launch a replacement in the instance's *place* (its AZ, or its Auto Scaling group, which picks
+   the AZ itself): capacity first, nothing is lost if it never comes;
+2. once the place has nothing left launching, drain as many out-of-date instances there as
    replacements arrived, the emptiest first (ECS moves their tasks within each service's
    deployment bounds);
 3. terminate each drained instance once it runs no service task (the caller's release loop).
@@ -37,7 +38,6 @@ from dataclasses import dataclass, field
 from scaler.ecs.cluster import (
     ACTIVE,
     DRAINING,
-    LAUNCHING,
     RUNNING,
     STOPPED,
     Instance,
@@ -54,7 +54,7 @@ class RollPolicy:
 
 @dataclass(frozen=True)
 class RollState:
-    waiting: Mapping[str, int] = field(default_factory=dict)  # AZ -> replacements not matched
+    waiting: Mapping[str, int] = field(default_factory=dict)  # place -> replacements unmatched
 
     @property
     def in_flight(self) -> int:
@@ -67,15 +67,35 @@ class RollState:
 
 
 @dataclass(frozen=True)
+class Machine:
+    """What the roll needs to know of an instance. ``place``: where its replacement comes from
+    (its AZ when the caller launches per AZ; its Auto Scaling group when the group picks the
+    AZ); ``status``: ACTIVE, DRAINING or anything else for not registered yet."""
+
+    id: str
+    place: str
+    status: str
+    tasks: int = 0  # service tasks running on it
+
+
+def machines(instances: Mapping[str, Instance]) -> dict[str, Machine]:
+    """The ECS model's instances as the roll sees them, placed by AZ."""
+    return {
+        i.id: Machine(i.id, i.az, i.status, sum(t.state == RUNNING for t in i.tasks.values()))
+        for i in instances.values()
+    }
+
+
+@dataclass(frozen=True)
 class RollPlan:
-    launch: Mapping[str, int] = field(default_factory=dict)  # AZ -> replacements to launch
+    launch: Mapping[str, int] = field(default_factory=dict)  # place -> replacements to launch
     drain: tuple[str, ...] = ()  # out-of-date instances whose replacement is up
     state: RollState = field(default_factory=RollState)
     reasons: tuple[str, ...] = ()
 
 
 def plan_roll(
-    instances: Mapping[str, Instance],
+    instances: Mapping[str, Machine],
     outdated: Collection[str],
     now: float,
     policy: RollPolicy,
@@ -112,7 +132,7 @@ def plan_roll(
     for az, n in launch.items():
         waiting[az] = waiting.get(az, 0) + n
     reasons = [f"roll: drain {i} (out of date; its replacement is up)" for i in drain]
-    reasons += [f"roll: launch {n} replacement(s) in {az}" for az, n in sorted(launch.items())]
+    reasons += [f"roll: launch {n} replacement(s) in {p}" for p, n in sorted(launch.items())]
     return RollPlan(launch, tuple(drain), RollState(waiting), tuple(reasons))
 
 
@@ -123,7 +143,7 @@ def disruption_budget(share: float, live: int) -> int:
 
 
 def _storm(
-    instances: Mapping[str, Instance],
+    instances: Mapping[str, Machine],
     now: float,
     policy: RollPolicy,
     ours: Collection[str],
@@ -144,16 +164,16 @@ def _storm(
 
 
 def _matched(
-    instances: Mapping[str, Instance], stale: list[Instance], state: RollState
+    instances: Mapping[str, Machine], stale: list[Machine], state: RollState
 ) -> tuple[list[str], dict[str, int]]:
-    """Out-of-date instances to drain now: as many per AZ as replacements arrived there."""
-    launching = Counter(i.az for i in instances.values() if i.status == LAUNCHING)
+    """Out-of-date instances to drain now: as many per place as replacements arrived there."""
+    launching = Counter(i.place for i in instances.values() if i.status not in (ACTIVE, DRAINING))
     waiting = dict(state.waiting)
     drain: list[str] = []
     for az, count in sorted(state.waiting.items()):
         if count <= 0 or launching[az]:
             continue  # still coming: capacity first
-        here = sorted((i for i in stale if i.az == az), key=_emptiest)
+        here = sorted((i for i in stale if i.place == az), key=_emptiest)
         chosen = [i.id for i in here[:count]]
         drain += chosen
         waiting[az] = 0  # any replacement beyond what is left out of date is plain capacity
@@ -161,10 +181,10 @@ def _matched(
 
 
 def _launches(
-    stale: list[Instance], drain: list[str], waiting: Mapping[str, int], budget: int
+    stale: list[Machine], drain: list[str], waiting: Mapping[str, int], budget: int
 ) -> dict[str, int]:
     """Replacements to launch, round robin over the AZs with out-of-date instances left."""
-    left = Counter(i.az for i in stale if i.id not in drain)
+    left = Counter(i.place for i in stale if i.id not in drain)
     for az, n in waiting.items():
         left[az] -= n
     launch: dict[str, int] = {}
@@ -181,8 +201,8 @@ def _launches(
     return launch
 
 
-def _emptiest(inst: Instance) -> tuple[int, str]:
-    return (sum(1 for t in inst.tasks.values() if t.state == RUNNING), inst.id)
+def _emptiest(inst: Machine) -> tuple[int, str]:
+    return (inst.tasks, inst.id)
 
 
 def surges_before_drain(inst: Instance, services: Mapping[str, ServiceState]) -> dict[str, int]:

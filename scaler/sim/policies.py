@@ -42,7 +42,7 @@ from scaler.plan.capacity import (
 from scaler.plan.consolidate import ConsolidationPolicy, plan_consolidation
 from scaler.plan.drain import Drain, DrainPolicy, decide
 from scaler.plan.rebalance import RebalancePolicy
-from scaler.plan.roll import RollPolicy, RollState, plan_roll, surges_before_drain
+from scaler.plan.roll import RollPolicy, RollState, machines, plan_roll, surges_before_drain
 from scaler.sim.engine import Policy, Sim, overflow_name
 from scaler.sim.rebalancing import SimRebalancer
 from scaler.sim.scenario import Pool
@@ -315,7 +315,7 @@ class ScalerPolicy:
         self.rolled_at = [t for t in self.rolled_at if sim.now - t < 3600]
         self._presurged(sim)
         plan = plan_roll(
-            sim.cluster.instances,
+            machines(sim.cluster.instances),
             {i.id for i in sim.out_of_date()},
             sim.now,
             self.roll,

@@ -33,6 +33,7 @@ from scaler.plan.roll import (
     RollPolicy,
     RollState,
     disruption_budget,
+    machines,
     plan_roll,
     surges_before_drain,
 )
@@ -75,7 +76,7 @@ def roll(
     replaced_last_hour: int = 0,
 ) -> RollPlan:
     return plan_roll(
-        cluster.instances,
+        machines(cluster.instances),
         outdated,
         NOW,
         policy,
@@ -183,7 +184,7 @@ def paused_plan(cause: str) -> tuple[RollPlan, RollState]:
         cluster.drain(cluster.instances["i-03"])
     trouble = {"trouble": NOW - 60, "over": NOW - LOOSE.pause_after}.get(cause)
     plan = plan_roll(
-        cluster.instances,
+        machines(cluster.instances),
         {"i-00", "i-01", "i-02"},
         NOW,
         LOOSE,
