@@ -33,6 +33,7 @@ from scaler.http import Health, HttpServer, build_app
 from scaler.lease import LeaseTerms
 from scaler.metrics import Metrics
 from scaler.plan.drain import DrainPolicy
+from scaler.plan.roll import RollPolicy
 from scaler.replacement import CapacityReplacement, NoReplacement, ReplacementSource
 from scaler.settings import ConfigError, Settings
 
@@ -183,8 +184,9 @@ class Scaler:
         reader = CapacityReader(aws, s, workers.directory, workers.board)
         await reader.validate()
         actuator = CapacityActuator(aws, s, workers.drainer, self.metrics, Backoff())
+        roll = RollPolicy(s.disruption_budget, s.roll_per_hour) if s.roll else None
         controller = CapacityController(
-            reader, actuator, workers.board, policy_from(s), self.metrics, s.capacity_interval
+            reader, actuator, workers.board, policy_from(s), self.metrics, s.capacity_interval, roll
         )
         workers.drained = controller.wake.set
         if self._replacements_given is None:

@@ -173,8 +173,8 @@ class Metrics:
         self.capacity_changes = Counter(
             "scaler_capacity_changes",
             "Instances added to or removed from the scaler's pools, by change (`add`, `remove`) "
-            "and reason (`interruption`, `demand`, `headroom`, `return_to_spot`, "
-            "`consolidation`, `drift`, `migration`).",
+            "and reason (`interruption`, `demand`, `headroom`, `on_demand_base`, "
+            "`return_to_spot`, `drift`).",
             ["change", "reason"],
             registry=r,
         )

@@ -256,6 +256,24 @@ class Settings(BaseSettings):
         "instance are stopped gracefully.",
     )
 
+    roll: bool = Field(
+        default=False,
+        description="Replace instances of the scaler's groups launched from another launch "
+        "template version or image than the group launches now: a replacement first, then "
+        "drain, then terminate. Off until turned on.",
+    )
+    roll_per_hour: int = Field(
+        default=24, ge=1, description="Most out-of-date instances replaced an hour."
+    )
+    disruption_budget: float = Field(
+        allow_inf_nan=False,
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Share of the instances the scaler may take out at once by its own choice "
+        "(rolling new images; at least one).",
+    )
+
     # -- task rebalancing ---------------------------------------------------------------------
     task_rebalance: bool = Field(
         default=False,

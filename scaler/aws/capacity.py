@@ -34,6 +34,7 @@ from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.lease import Always, Leadership
 from scaler.aws.retry import Backoff
+from scaler.aws.roll import DriftReader, RollMemory
 from scaler.aws.taskdefs import fargate_problem, reservation
 from scaler.aws.tasks import running_tasks
 from scaler.guard import describe_services
@@ -53,6 +54,7 @@ from scaler.plan.capacity import (
     deficit,
     plan_capacity,
 )
+from scaler.plan.roll import RollPolicy
 from scaler.prices import on_demand_price
 from scaler.settings import ConfigError, Settings
 
@@ -86,6 +88,8 @@ class Observed:
     desired: dict[str, int] = field(default_factory=dict)  # group -> DesiredCapacity
     live: dict[str, int] = field(default_factory=dict)  # group -> Pending or InService instances
     instances: dict[str, ContainerInstance] = field(default_factory=dict)
+    groups: list[dict[str, Any]] = field(default_factory=list)  # as DescribeAutoScalingGroups
+    outdated: frozenset[str] = frozenset()  # instances launched from an older template/image
 
 
 class CapacityReader:
@@ -218,10 +222,12 @@ class CapacityReader:
         kinds = await self._group_types(groups)
         await self._type_info(set(kinds.values()))
         instances = {ci.ec2_instance_id: ci for ci in await self._directory.refresh()}
-        observed = Observed(CapacitySnapshot(now, (), (), ()), instances=instances)
+        observed = Observed(CapacitySnapshot(now, (), (), ()), instances=instances, groups=groups)
         nodes, pools = self._nodes_and_pools(groups, kinds, instances, observed)
         services = await self._services(instances, observed)
         observed.snapshot = CapacitySnapshot(now, tuple(nodes), tuple(pools), tuple(services))
+        if self._settings.roll:
+            observed.outdated = await DriftReader(self._aws).outdated(groups)
         return observed
 
     async def _group_types(self, groups: list[dict[str, Any]]) -> dict[str, str]:
@@ -410,18 +416,7 @@ class CapacityActuator:
     async def apply(self, plan: CapacityPlan, observed: Observed, now: float) -> None:
         pools = {p.name: p for p in observed.snapshot.pools}
         for name, count in plan.launches(pools).items():
-            # on top of the group's own desired capacity, which counts its draining instances
-            target = min(observed.desired.get(name, 0) + count, observed.max_size.get(name, 0))
-            if await self._act(
-                "set_desired",
-                name,
-                lambda n=name, t=target: self._aws.autoscaling.set_desired_capacity(
-                    AutoScalingGroupName=n, DesiredCapacity=t, HonorCooldown=False
-                ),
-            ):
-                self.asked[name] = (target, now)
-                added = max(0, target - observed.desired.get(name, 0))
-                self._metrics.capacity_changes.labels("add", plan.cause(name)).inc(added)
+            await self.grow(name, count, observed, now, plan.cause(name))
         current = {s.overflow: s.overflow_desired for s in observed.snapshot.services if s.overflow}
         for companion, desired in plan.overflow_targets.items():
             if current.get(companion) != desired:
@@ -445,6 +440,46 @@ class CapacityActuator:
                 )
         await self._release(plan.release, observed)
 
+    async def grow(self, name: str, count: int, observed: Observed, now: float, reason: str) -> int:
+        """Raise a group's desired capacity by ``count`` (within its MaxSize), on top of its own
+        desired capacity (which counts its draining instances) and of what this cycle already
+        asked; how many were added (0 in dry-run or on failure)."""
+        before = observed.desired.get(name, 0)
+        target = min(before + count, observed.max_size.get(name, 0))
+        if target <= before or not await self._act(
+            "set_desired",
+            name,
+            lambda: self._aws.autoscaling.set_desired_capacity(
+                AutoScalingGroupName=name, DesiredCapacity=target, HonorCooldown=False
+            ),
+        ):
+            return 0
+        self.asked[name] = (target, now)
+        observed.desired[name] = target
+        self._metrics.capacity_changes.labels("add", reason).inc(target - before)
+        return target - before
+
+    async def retire(self, node: str, pool: str, reason: str) -> bool:
+        """Terminate a drained instance, its group's desired capacity decremented."""
+        done = await self._act(
+            "terminate",
+            pool,
+            lambda: self._aws.autoscaling.terminate_instance_in_auto_scaling_group(
+                InstanceId=node, ShouldDecrementDesiredCapacity=True
+            ),
+        )
+        if done:
+            self._metrics.capacity_changes.labels("remove", reason).inc()
+        return done
+
+    async def drain(self, ci: ContainerInstance, reason: str) -> bool:
+        """Drain an instance by the scaler's own choice; False if that failed."""
+        try:
+            return await self._drainer.drain(ci, reason) in ("ok", "already", "dry_run")
+        except Exception as exc:
+            log.error("drain failed", extra={"instance": ci.ec2_instance_id, "error": repr(exc)})
+            return False
+
     async def _release(self, release: tuple[str, ...], observed: Observed) -> None:
         """Drain the on-demand instances the plan gives back; terminate those drained empty.
 
@@ -460,21 +495,14 @@ class CapacityActuator:
         drained = [
             n
             for n in observed.snapshot.nodes
-            if n.pool in fallback and n.status == "DRAINING" and n.tasks == 0
+            if n.pool in fallback
+            and n.status == "DRAINING"
+            and n.tasks == 0
+            and n.id not in observed.outdated  # the roll retires those
         ]
         for drained_node in drained:
-            terminated = await self._act(
-                "terminate",
-                drained_node.pool,
-                lambda n=drained_node.id: (
-                    self._aws.autoscaling.terminate_instance_in_auto_scaling_group(
-                        InstanceId=n, ShouldDecrementDesiredCapacity=True
-                    )
-                ),
-            )
-            if terminated:
+            if await self.retire(drained_node.id, drained_node.pool, "return_to_spot"):
                 self._metrics.reverts.inc()
-                self._metrics.capacity_changes.labels("remove", "return_to_spot").inc()
 
     async def _act(self, action: str, target: str, call: Any) -> bool:
         """Make one call (or, in dry-run, say it); True if it was made and succeeded."""
@@ -508,6 +536,7 @@ class CapacityController:
         policy: CapacityPolicy,
         metrics: Metrics,
         interval: float,
+        roll: RollPolicy | None = None,
     ) -> None:
         self._reader = reader
         self._actuator = actuator
@@ -522,6 +551,8 @@ class CapacityController:
         self.cycles = 0  # completed cycles
         self.ready_at = -1  # the last cycle after which no capacity was missing or coming
         self._changed = asyncio.Condition()
+        self._roll_policy = roll  # None: out-of-date instances are left alone
+        self.roll = RollMemory()
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -550,6 +581,8 @@ class CapacityController:
         for reason in plan.reasons:
             log.info("capacity decision", extra={"reason": reason})
         await self._actuator.apply(plan, observed, now)
+        if self._roll_policy is not None:
+            await self._roll(observed, self._roll_policy)
         self._observe(observed.snapshot, plan)
         self.last_plan = plan
         pools = {p.name: p for p in observed.snapshot.pools}
@@ -560,6 +593,28 @@ class CapacityController:
                 self.ready_at = self.cycles
             self._changed.notify_all()
         return plan
+
+    async def _roll(self, observed: Observed, policy: RollPolicy) -> None:
+        """Replace out-of-date instances (:mod:`scaler.aws.roll`): launch, drain, retire."""
+        snap = observed.snapshot
+        plan = self.roll.plan(snap, observed.outdated, self.memory, policy)
+        for reason in plan.reasons:
+            log.info("roll decision", extra={"reason": reason})
+        state = plan.state
+        for pool, count in sorted(plan.launch.items()):
+            added = await self._actuator.grow(pool, count, observed, snap.now, "drift")
+            if added < count:
+                state = state.failed(pool, count - added)
+        self.roll.state = state
+        for node in plan.drain:
+            ci = observed.instances.get(node)
+            if ci is not None and await self._actuator.drain(ci, "drift"):
+                self.roll.drained_at.append(snap.now)
+        managed = {p.name for p in snap.pools if p.managed}
+        for n in snap.nodes:
+            retiring = n.status == "DRAINING" and n.notice_ends is None and n.pool in managed
+            if retiring and n.id in observed.outdated and n.tasks == 0:
+                await self._actuator.retire(n.id, n.pool, "drift")
 
     def _remember_troubles(self, observed: Observed, now: float) -> None:
         """Notices and recommendations mark their spot pool; a group that has not started what

@@ -152,7 +152,7 @@ class CapacityPlan:
 
     def cause(self, pool: str) -> str:
         """Why ``pool`` grows: ``interruption`` (tasks losing their instance), ``demand``
-        (tasks ECS could not place), ``headroom`` or ``return_to_spot``."""
+        (tasks ECS could not place), ``headroom``, ``on_demand_base`` or ``return_to_spot``."""
         return self.causes.get(pool, "headroom")
 
 
