@@ -597,7 +597,15 @@ class CapacityController:
     async def _roll(self, observed: Observed, policy: RollPolicy) -> None:
         """Replace out-of-date instances (:mod:`scaler.aws.roll`): launch, drain, retire."""
         snap = observed.snapshot
-        plan = self.roll.plan(snap, observed.outdated, self.memory, policy)
+        # not a group that still owes instances (asked this cycle, or finding no capacity: asking
+        # again would only raise its desired capacity), nor one cooling down after trouble
+        blocked = frozenset(
+            p.name
+            for p in snap.pools
+            if observed.desired.get(p.name, 0) > observed.live.get(p.name, 0)
+            or self.memory.cooling(p.name, snap.now, self._policy.pool_cooldown)
+        )
+        plan = self.roll.plan(snap, observed.outdated, self.memory, policy, blocked)
         for reason in plan.reasons:
             log.info("roll decision", extra={"reason": reason})
         state = plan.state

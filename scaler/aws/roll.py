@@ -124,7 +124,9 @@ class RollMemory:
         outdated: frozenset[str],
         memory: CapacityMemory,
         policy: RollPolicy,
+        blocked: frozenset[str] = frozenset(),
     ) -> RollPlan:
+        """``blocked``: groups not to ask for replacements now."""
         now = snap.now
         self.drained_at = [t for t in self.drained_at if now - t < 3600.0]
         noticed = {n.id for n in snap.nodes if n.notice_ends is not None}
@@ -144,4 +146,5 @@ class RollMemory:
             doomed=noticed,
             replaced_last_hour=len(self.drained_at),
             last_trouble=memory.last_spot_trouble(),
+            blocked=blocked,
         )

@@ -55,6 +55,9 @@ class RollPolicy:
 @dataclass(frozen=True)
 class RollState:
     waiting: Mapping[str, int] = field(default_factory=dict)  # place -> replacements unmatched
+    # place -> its up-to-date ACTIVE instances when the replacements were launched: only what
+    # arrived since is matched by drains (a launch that never came drains nothing)
+    baseline: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def in_flight(self) -> int:
@@ -63,7 +66,7 @@ class RollState:
     def failed(self, az: str, count: int = 1) -> RollState:
         """``count`` replacement launches in ``az`` found no capacity."""
         left = max(0, self.waiting.get(az, 0) - count)
-        return RollState({**self.waiting, az: left})
+        return RollState({**self.waiting, az: left}, self.baseline)
 
 
 @dataclass(frozen=True)
@@ -106,10 +109,12 @@ def plan_roll(
     doomed: Collection[str] = (),
     replaced_last_hour: int = 0,
     last_trouble: float | None = None,
+    blocked: Collection[str] = (),
 ) -> RollPlan:
     """What the roll does now, as plain values. ``ours``: instances the scaler is taking out by
     its own choice (draining for a roll or a consolidation, or about to); ``doomed``: instances
-    under a spot notice."""
+    under a spot notice; ``blocked``: places that may not launch now (out of capacity, or
+    still owing instances they were asked for)."""
     taken = set(ours)
     stale = [
         i
@@ -121,19 +126,22 @@ def plan_roll(
     pause = _storm(instances, now, policy, ours, unplaced, doomed, last_trouble)
     if pause:
         return RollPlan(state=state, reasons=(pause,))
-    drain, waiting = _matched(instances, stale, state)
+    fresh = _fresh(instances, outdated, taken)
+    drain, waiting = _matched(instances, stale, state, fresh)
     live = sum(1 for i in instances.values() if i.status in (ACTIVE, DRAINING))
     disrupted = len(taken | set(drain)) + sum(waiting.values())
     budget = min(
         disruption_budget(policy.max_disrupted, live) - disrupted,
         policy.max_per_hour - replaced_last_hour - len(drain) - sum(waiting.values()),
     )
-    launch = _launches(stale, drain, waiting, budget)
+    launch = _launches([i for i in stale if i.place not in blocked], drain, waiting, budget)
+    baseline = {p: n for p, n in state.baseline.items() if p in waiting}
     for az, n in launch.items():
+        baseline.setdefault(az, fresh[az])
         waiting[az] = waiting.get(az, 0) + n
     reasons = [f"roll: drain {i} (out of date; its replacement is up)" for i in drain]
     reasons += [f"roll: launch {n} replacement(s) in {p}" for p, n in sorted(launch.items())]
-    return RollPlan(launch, tuple(drain), RollState(waiting), tuple(reasons))
+    return RollPlan(launch, tuple(drain), RollState(waiting, baseline), tuple(reasons))
 
 
 def disruption_budget(share: float, live: int) -> int:
@@ -163,18 +171,31 @@ def _storm(
     return ""
 
 
+def _fresh(
+    instances: Mapping[str, Machine], outdated: Collection[str], taken: set[str]
+) -> Counter[str]:
+    """Up-to-date ACTIVE instances per place."""
+    return Counter(
+        i.place
+        for i in instances.values()
+        if i.status == ACTIVE and i.id not in outdated and i.id not in taken
+    )
+
+
 def _matched(
-    instances: Mapping[str, Machine], stale: list[Machine], state: RollState
+    instances: Mapping[str, Machine], stale: list[Machine], state: RollState, fresh: Counter[str]
 ) -> tuple[list[str], dict[str, int]]:
-    """Out-of-date instances to drain now: as many per place as replacements arrived there."""
+    """Out-of-date instances to drain now: as many per place as replacements arrived there
+    (once nothing is launching there; all that were waited for, when no baseline is known)."""
     launching = Counter(i.place for i in instances.values() if i.status not in (ACTIVE, DRAINING))
     waiting = dict(state.waiting)
     drain: list[str] = []
     for az, count in sorted(state.waiting.items()):
         if count <= 0 or launching[az]:
             continue  # still coming: capacity first
+        arrived = fresh[az] - state.baseline.get(az, fresh[az] - count)
         here = sorted((i for i in stale if i.place == az), key=_emptiest)
-        chosen = [i.id for i in here[:count]]
+        chosen = [i.id for i in here[: max(0, min(count, arrived))]]
         drain += chosen
         waiting[az] = 0  # any replacement beyond what is left out of date is plain capacity
     return drain, {az: n for az, n in waiting.items() if n > 0}

@@ -395,3 +395,23 @@ def test_a_small_cluster_is_rolled_one_instance_at_a_time() -> None:
     assert sum(plan.launch.values()) == 1
     assert disruption_budget(0.1, 5) == 1 and disruption_budget(0.1, 1) == 0
     assert disruption_budget(0.1, 25) == 2
+
+
+def test_a_replacement_that_never_arrived_drains_nothing() -> None:
+    cluster = fleet(A, A, A)
+    old = {"i-00", "i-01"}
+    first = roll(cluster, old, policy=RollPolicy(max_disrupted=0.34))
+    assert first.launch == {A: 1} and first.state.baseline == {A: 1}  # i-02 is up to date
+    # the launch failed without a trace: nothing launching, nothing new
+    assert roll(cluster, old, first.state).drain == ()
+    new = launching(cluster, A)
+    cluster.register(new, NOW)
+    assert roll(cluster, old, first.state).drain == ("i-00",)
+
+
+def test_no_replacement_is_asked_of_a_blocked_place() -> None:
+    cluster = fleet(A, B)
+    plan = plan_roll(
+        machines(cluster.instances), {"i-00", "i-01"}, NOW, LOOSE, RollState(), blocked={A}
+    )
+    assert plan.launch == {B: 1}
