@@ -34,7 +34,7 @@ from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.lease import Always, Leadership
 from scaler.aws.retry import Backoff
-from scaler.aws.roll import DriftReader, RollMemory
+from scaler.aws.roll import RETIRING, Drift, DriftReader, RollMemory
 from scaler.aws.taskdefs import fargate_problem, reservation
 from scaler.aws.tasks import running_tasks
 from scaler.guard import describe_services
@@ -89,7 +89,7 @@ class Observed:
     live: dict[str, int] = field(default_factory=dict)  # group -> Pending or InService instances
     instances: dict[str, ContainerInstance] = field(default_factory=dict)
     groups: list[dict[str, Any]] = field(default_factory=list)  # as DescribeAutoScalingGroups
-    outdated: frozenset[str] = frozenset()  # instances launched from an older template/image
+    drift: Drift = field(default_factory=Drift)  # out-of-date instances, and those retiring
 
 
 class CapacityReader:
@@ -227,7 +227,7 @@ class CapacityReader:
         services = await self._services(instances, observed)
         observed.snapshot = CapacitySnapshot(now, tuple(nodes), tuple(pools), tuple(services))
         if self._settings.roll:
-            observed.outdated = await DriftReader(self._aws).outdated(groups)
+            observed.drift = await DriftReader(self._aws).read(groups)
         return observed
 
     async def _group_types(self, groups: list[dict[str, Any]]) -> dict[str, str]:
@@ -441,11 +441,14 @@ class CapacityActuator:
         await self._release(plan.release, observed)
 
     async def grow(self, name: str, count: int, observed: Observed, now: float, reason: str) -> int:
-        """Raise a group's desired capacity by ``count`` (within its MaxSize), on top of its own
-        desired capacity (which counts its draining instances) and of what this cycle already
-        asked; how many were added (0 in dry-run or on failure)."""
+        """Raise a group's desired capacity so that ``count`` more instances come than it has
+        live now (within its MaxSize): on top of its own desired capacity, which counts its
+        draining instances, less what it was asked for and has not started yet (a group out of
+        capacity is not raised again and again); how many were added (0 in dry-run, on failure,
+        or when enough is owed already)."""
         before = observed.desired.get(name, 0)
-        target = min(before + count, observed.max_size.get(name, 0))
+        owed = max(0, before - observed.live.get(name, 0))  # asked for, not started yet
+        target = min(before + count - owed, observed.max_size.get(name, 0))
         if target <= before or not await self._act(
             "set_desired",
             name,
@@ -471,6 +474,17 @@ class CapacityActuator:
         if done:
             self._metrics.capacity_changes.labels("remove", reason).inc()
         return done
+
+    async def mark_retiring(self, node: str) -> bool:
+        """Tag an instance the roll is about to drain, so that only such instances are ever
+        terminated by it (one drained by hand never is)."""
+        return await self._act(
+            "mark_retiring",
+            node,
+            lambda: self._aws.ec2.create_tags(
+                Resources=[node], Tags=[{"Key": RETIRING, "Value": "drift"}]
+            ),
+        )
 
     async def drain(self, ci: ContainerInstance, reason: str) -> bool:
         """Drain an instance by the scaler's own choice; False if that failed."""
@@ -498,7 +512,7 @@ class CapacityActuator:
             if n.pool in fallback
             and n.status == "DRAINING"
             and n.tasks == 0
-            and n.id not in observed.outdated  # the roll retires those
+            and n.id not in observed.drift.retiring  # the roll retires those
         ]
         for drained_node in drained:
             if await self.retire(drained_node.id, drained_node.pool, "return_to_spot"):
@@ -581,7 +595,7 @@ class CapacityController:
         for reason in plan.reasons:
             log.info("capacity decision", extra={"reason": reason})
         await self._actuator.apply(plan, observed, now)
-        if self._roll_policy is not None:
+        if self._roll_policy is not None and not plan.release:  # not while returning to spot
             await self._roll(observed, self._roll_policy)
         self._observe(observed.snapshot, plan)
         self.last_plan = plan
@@ -605,23 +619,24 @@ class CapacityController:
             if observed.desired.get(p.name, 0) > observed.live.get(p.name, 0)
             or self.memory.cooling(p.name, snap.now, self._policy.pool_cooldown)
         )
-        plan = self.roll.plan(snap, observed.outdated, self.memory, policy, blocked)
+        plan = self.roll.plan(snap, observed.drift, self.memory, policy, blocked)
         for reason in plan.reasons:
             log.info("roll decision", extra={"reason": reason})
         state = plan.state
         for pool, count in sorted(plan.launch.items()):
             added = await self._actuator.grow(pool, count, observed, snap.now, "drift")
+            self.roll.launched_at += [snap.now] * added
             if added < count:
                 state = state.failed(pool, count - added)
         self.roll.state = state
         for node in plan.drain:
             ci = observed.instances.get(node)
-            if ci is not None and await self._actuator.drain(ci, "drift"):
-                self.roll.drained_at.append(snap.now)
+            if ci is not None and await self._actuator.mark_retiring(node):
+                await self._actuator.drain(ci, "drift")
         managed = {p.name for p in snap.pools if p.managed}
         for n in snap.nodes:
-            retiring = n.status == "DRAINING" and n.notice_ends is None and n.pool in managed
-            if retiring and n.id in observed.outdated and n.tasks == 0:
+            ours = n.id in observed.drift.retiring and n.pool in managed
+            if ours and n.status == "DRAINING" and n.tasks == 0:
                 await self._actuator.retire(n.id, n.pool, "drift")
 
     def _remember_troubles(self, observed: Observed, now: float) -> None:

@@ -160,7 +160,8 @@ class RebalanceController:
                 new = [t for t in tasks if live.task_arns.get(t.id) not in surge.known]
                 if not adopted:  # an adopted surge cannot tell its extra task from the others
                     self._metrics.task_moves.labels(_landed(new, surge.move)).inc()
-                    self._replaced(live, name, new)
+                    if new:
+                        self._replaced(live, name, new)
             elif hot is not None and now - surge.started < GIVE_UP_AFTER:
                 continue
             elif not adopted:

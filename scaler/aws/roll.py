@@ -12,10 +12,14 @@ aliases resolved, ``DescribeInstances``). :func:`scaler.plan.roll.plan_roll` dec
 - each drained out-of-date instance that holds no service task is **terminated** with the
   group's desired capacity decremented (``TerminateInstanceInAutoScalingGroup``).
 
-What is being rolled is read back from the cluster each cycle (DRAINING out-of-date instances
-without a spot notice), so a restart carries on; only the replacements launched and not yet
-matched by a drain live in memory (after a restart the next plan launches them again, within
-the same budgets). Budgets: ``SCALER_DISRUPTION_BUDGET`` of the instances at once,
+An instance is tagged ``scaler:retiring=drift`` (EC2) before the roll drains it, and only
+tagged instances are terminated: an instance drained by hand or for another reason is never
+retired (it pauses the roll instead). What is being rolled is read back from those tags each
+cycle, so a restart carries on; only the replacements launched and not yet matched by a drain
+live in memory (after a restart the next plan may launch one again, within the same budgets).
+The hourly budget counts launches, so a replacement that somehow reads as out of date too
+cannot make the roll grow a group without end. A failed read skips the roll for that cycle;
+top-up goes on. Budgets: ``SCALER_DISRUPTION_BUDGET`` of the instances at once,
 ``SCALER_ROLL_PER_HOUR`` an hour; nothing new while a spot storm is under way. Services below
 minimumHealthyPercent 100 lose their tasks on a drained instance as ECS drains them (as in a
 deployment); the simulator's rolling policy raises their counts first, this one does not yet.
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from scaler.aws.clients import AwsClients
@@ -32,7 +37,14 @@ from scaler.plan.capacity import CapacityMemory, CapacitySnapshot
 from scaler.plan.roll import Machine, RollPlan, RollPolicy, RollState, plan_roll
 
 log = logging.getLogger(__name__)
-DESCRIBE_BATCH = 200  # instance ids per DescribeInstances call
+DESCRIBE_BATCH = 200  # instance ids per DescribeInstances filter
+RETIRING = "scaler:retiring"  # EC2 tag on an instance the roll drains: it terminates only those
+
+
+@dataclass(frozen=True)
+class Drift:
+    outdated: frozenset[str] = frozenset()  # launched from an older template version or image
+    retiring: frozenset[str] = frozenset()  # tagged by the roll before it drained them
 
 
 def template_spec(group: dict[str, Any]) -> dict[str, str]:
@@ -54,55 +66,93 @@ class DriftReader:
     def __init__(self, aws: AwsClients) -> None:
         self._aws = aws
 
-    async def outdated(self, groups: Iterable[dict[str, Any]]) -> frozenset[str]:
+    async def read(self, groups: Iterable[dict[str, Any]]) -> Drift:
+        """Out-of-date and retiring instances; nothing (with a warning) if EC2 cannot be read,
+        so the capacity cycle goes on without the roll."""
         stale: set[str] = set()
-        for group in groups:
-            stale |= await self._group(group)
-        return frozenset(stale)
+        retiring: set[str] = set()
+        try:
+            for group in groups:
+                found, tagged = await self._group(group)
+                stale |= found
+                retiring |= tagged
+        except Exception as exc:
+            log.warning(
+                "out-of-date instances not read: no roll this cycle", extra={"error": repr(exc)}
+            )
+            return Drift()
+        return Drift(frozenset(stale), frozenset(retiring))
 
-    async def _group(self, group: dict[str, Any]) -> set[str]:
+    async def _group(self, group: dict[str, Any]) -> tuple[set[str], set[str]]:
         spec = template_spec(group)
         live = [
             i
             for i in group.get("Instances", [])
             if i.get("LifecycleState", "").startswith(("Pending", "InService"))
         ]
-        if not spec or not live:
-            return set()  # a launch configuration or nothing running: nothing to compare
-        version, image = await self._current(spec)
+        if not spec or not live or _overrides_templates(group):
+            return set(), set()  # nothing to compare with (or more than one template)
+        template, version, image = await self._current(spec)
         if version is None:
-            return set()
-        images = await self._images([i["InstanceId"] for i in live])
-        stale = set()
-        for inst in live:
-            launched = str((inst.get("LaunchTemplate") or {}).get("Version", version))
-            ran = images.get(inst["InstanceId"])
-            if launched != version or (image and ran and ran != image):
-                stale.add(str(inst["InstanceId"]))
-        return stale
+            return set(), set()
+        described = await self._describe([i["InstanceId"] for i in live])
+        stale = {
+            str(inst["InstanceId"])
+            for inst in live
+            if _launched_elsewhere(inst, template, version)
+            or (image and described.get(inst["InstanceId"], ("", False))[0] not in ("", image))
+        }
+        retiring = {iid for iid, (_, tagged) in described.items() if tagged}
+        return stale, retiring
 
-    async def _current(self, spec: dict[str, str]) -> tuple[str | None, str]:
-        """The version number the group launches now, and its image (SSM aliases resolved)."""
+    async def _current(self, spec: dict[str, str]) -> tuple[str, str | None, str]:
+        """The template id, the version number the group launches now, and its image (SSM
+        aliases resolved)."""
         ref = {k: v for k, v in spec.items() if k != "Version"}
         reply = await self._aws.ec2.describe_launch_template_versions(
             **ref, Versions=[spec["Version"]], ResolveAlias=True
         )
         versions = reply.get("LaunchTemplateVersions", [])
         if not versions:
-            return None, ""
+            return "", None, ""
         data = versions[0].get("LaunchTemplateData", {})
-        return str(versions[0]["VersionNumber"]), str(data.get("ImageId", ""))
+        found = versions[0]
+        return (
+            str(found.get("LaunchTemplateId", "")),
+            str(found["VersionNumber"]),
+            str(data.get("ImageId", "")),
+        )
 
-    async def _images(self, ids: list[str]) -> dict[str, str]:
-        images: dict[str, str] = {}
+    async def _describe(self, ids: list[str]) -> dict[str, tuple[str, bool]]:
+        """Instance id -> (image, tagged retiring); a filter, so that an instance EC2 does not
+        know yet (just launched) is left out rather than failing the call."""
+        found: dict[str, tuple[str, bool]] = {}
         for start in range(0, len(ids), DESCRIBE_BATCH):
             reply = await self._aws.ec2.describe_instances(
-                InstanceIds=ids[start : start + DESCRIBE_BATCH]
+                Filters=[{"Name": "instance-id", "Values": ids[start : start + DESCRIBE_BATCH]}]
             )
             for reservation in reply.get("Reservations", []):
                 for inst in reservation.get("Instances", []):
-                    images[str(inst["InstanceId"])] = str(inst.get("ImageId", ""))
-        return images
+                    tags = {t.get("Key"): t.get("Value") for t in inst.get("Tags", [])}
+                    found[str(inst["InstanceId"])] = (
+                        str(inst.get("ImageId", "")),
+                        tags.get(RETIRING) == "drift",
+                    )
+        return found
+
+
+def _overrides_templates(group: dict[str, Any]) -> bool:
+    overrides = group.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {}).get("Overrides", [])
+    return any(o.get("LaunchTemplateSpecification") for o in overrides)
+
+
+def _launched_elsewhere(inst: dict[str, Any], template: str, version: str) -> bool:
+    """Did the group launch this instance from another template, or another version number?
+    (A version Auto Scaling reports as an alias, not a number, is not compared.)"""
+    launched = inst.get("LaunchTemplate") or {}
+    other_template = bool(template and launched.get("LaunchTemplateId") not in (None, template))
+    number = str(launched.get("Version", ""))
+    return other_template or (number.isdigit() and number != version)
 
 
 def roll_machines(snap: CapacitySnapshot) -> dict[str, Machine]:
@@ -116,35 +166,32 @@ class RollMemory:
 
     def __init__(self) -> None:
         self.state = RollState()
-        self.drained_at: list[float] = []
+        self.launched_at: list[float] = []  # the hourly budget counts launches
 
     def plan(
         self,
         snap: CapacitySnapshot,
-        outdated: frozenset[str],
+        drift: Drift,
         memory: CapacityMemory,
         policy: RollPolicy,
         blocked: frozenset[str] = frozenset(),
     ) -> RollPlan:
         """``blocked``: groups not to ask for replacements now."""
         now = snap.now
-        self.drained_at = [t for t in self.drained_at if now - t < 3600.0]
+        self.launched_at = [t for t in self.launched_at if now - t < 3600.0]
         noticed = {n.id for n in snap.nodes if n.notice_ends is not None}
-        ours = {
-            n.id
-            for n in snap.nodes
-            if n.id in outdated and n.status == "DRAINING" and n.id not in noticed
-        }
+        ours = {n.id for n in snap.nodes if n.id in drift.retiring and n.status == "DRAINING"}
         return plan_roll(
             roll_machines(snap),
-            outdated,
+            drift.outdated,
             now,
             policy,
             self.state,
             ours=ours,
             unplaced=sum(s.unplaced for s in snap.services),
             doomed=noticed,
-            replaced_last_hour=len(self.drained_at),
+            # launches whose drain is done (or never comes): the budget caps launches
+            replaced_last_hour=max(0, len(self.launched_at) - self.state.in_flight),
             last_trouble=memory.last_spot_trouble(),
             blocked=blocked,
         )

@@ -455,7 +455,7 @@ def _release(
     od_nodes = sum(p.size for p in snap.pools if p.capacity == ON_DEMAND)
     all_nodes = sum(p.size for p in snap.pools)
     for node in _fallback(snap)[: policy.revert_batch]:
-        if od_nodes - 1 < required_on_demand(all_nodes - 1, policy):
+        if od_nodes - 1 < max(policy.on_demand_base, required_on_demand(all_nodes - 1, policy)):
             break  # the on-demand base and percentage stay
         od_nodes, all_nodes = od_nodes - 1, all_nodes - 1
         size = (node.cpu, node.memory)
@@ -484,7 +484,7 @@ def _bring_spot_back(
     result = dict(targets)
     if not quiet(snap, memory, policy) or any(n.status == "launching" for n in snap.nodes):
         return result
-    keep = required_on_demand(sum(p.size for p in snap.pools), policy)
+    keep = max(policy.on_demand_base, required_on_demand(sum(p.size for p in snap.pools), policy))
     od_nodes = sum(p.size for p in snap.pools if p.capacity == ON_DEMAND)
     for node in _fallback(snap)[: min(policy.revert_batch, max(0, od_nodes - keep))]:
         spot = [p for p in sources(snap, memory, policy, node.az) if p.capacity == SPOT]

@@ -104,6 +104,7 @@ async def test_a_new_image_is_rolled_replacement_first(local_aws: testbed.LocalA
     assert most == 4, "one replacement at a time, launched before an old instance goes"
     calls = aws_calls(scaler.metrics)
     assert calls["autoscaling:TerminateInstanceInAutoScalingGroup"] == 3
+    assert calls["ec2:CreateTags"] == 3, "each retired instance tagged before its drain"
     text = scaler.metrics.render().decode()
     assert 'scaler_capacity_changes_total{change="remove",reason="drift"} 3.0' in text
     assert 'scaler_capacity_changes_total{change="add",reason="drift"} 3.0' in text
@@ -133,3 +134,37 @@ async def test_without_roll_or_in_dry_run_nothing_is_replaced(local_aws: testbed
         assert "autoscaling:SetDesiredCapacity" not in calls
         assert "autoscaling:TerminateInstanceInAutoScalingGroup" not in calls
     assert "ec2:DescribeInstances" in calls, "dry-run still reads which instances are stale"
+
+
+async def test_an_instance_drained_by_hand_is_never_retired(local_aws: testbed.LocalAws) -> None:
+    local_aws.client("ecs").create_cluster(clusterName="prod")
+    queues = testbed.create_queues(local_aws, "events")
+    _, new = _spot_group(local_aws, 2)
+    agent = Agent(local_aws)
+    agent.tick()
+    ec2, ecs = local_aws.client("ec2"), local_aws.client("ecs")
+    ec2.create_launch_template_version(
+        LaunchTemplateName="spot-lt",
+        LaunchTemplateData={"ImageId": new, "InstanceType": "m5.large"},
+    )
+    ec2.modify_launch_template(LaunchTemplateName="spot-lt", DefaultVersion="2")
+    arns = ecs.list_container_instances(cluster="prod")["containerInstanceArns"]
+    ecs.update_container_instances_state(
+        cluster="prod", containerInstances=arns[:1], status="DRAINING"
+    )
+    by_hand = ecs.describe_container_instances(cluster="prod", containerInstances=arns[:1])[
+        "containerInstances"
+    ][0]["ec2InstanceId"]
+    settings = settings_for(
+        queues.url, spot_pools="spot-asg", capacity_interval=0.3, headroom=0.0, roll=True
+    )
+    scaler = scaler_for(local_aws, settings)
+
+    def changed() -> bool:
+        agent.tick()
+        return by_hand not in _members(local_aws)
+
+    assert not await run_until(scaler, changed, limit=4), "an operator's drain is left alone"
+    calls = aws_calls(scaler.metrics)
+    assert "autoscaling:TerminateInstanceInAutoScalingGroup" not in calls
+    assert "ec2:CreateTags" not in calls, "the roll pauses while another drain is under way"

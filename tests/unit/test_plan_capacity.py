@@ -711,6 +711,13 @@ def test_a_missing_base_is_launched_without_a_deficit() -> None:
     assert launches(replayed_snap, plan_capacity(replayed_snap, CALM, policy)) == {}
 
 
+def test_the_base_is_kept_when_no_spot_runs_at_all() -> None:
+    nodes = [node("od-1", OD_R, free=(500, 2000), tasks=2), node("od-2", OD_R, free=(1000, 4000))]
+    snap = snapshot(RETURN_POOLS, nodes, [web({"od-1": 2}, desired=2)])
+    plan = plan_capacity(snap, QUIET, CapacityPolicy(on_demand_base=2))
+    assert plan.release == () and launches(snap, plan) == {}, "no release-relaunch flapping"
+
+
 def test_the_return_to_spot_keeps_the_base() -> None:
     snap = snapshot(RETURN_POOLS, fallback(), [web({"s1": 1, "s2": 1, "od-1": 2})])
     assert plan_capacity(snap, QUIET, CapacityPolicy()).release == ("od-2", "od-1")
