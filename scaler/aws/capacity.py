@@ -34,7 +34,7 @@ from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.lease import Always, Leadership
 from scaler.aws.retry import Backoff
-from scaler.aws.roll import RETIRING, Drift, DriftReader, RollMemory
+from scaler.aws.roll import RETIRING, Drift, DriftReader, RollMemory, template_spec
 from scaler.aws.taskdefs import fargate_problem, reservation
 from scaler.aws.tasks import running_tasks
 from scaler.guard import describe_services
@@ -242,22 +242,16 @@ class CapacityReader:
         return kinds
 
     async def _template_type(self, group: dict[str, Any]) -> str:
-        spec = group.get("LaunchTemplate") or (
-            group.get("MixedInstancesPolicy", {})
-            .get("LaunchTemplate", {})
-            .get("LaunchTemplateSpecification", {})
-        )
         overrides = (
             group.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {}).get("Overrides", [])
         )
         if overrides and overrides[0].get("InstanceType"):
             return str(overrides[0]["InstanceType"])
-        ref = {k: spec[k] for k in ("LaunchTemplateId", "LaunchTemplateName") if spec.get(k)}
+        ref = template_spec(group)
         if not ref:
             return ""
-        reply = await self._aws.ec2.describe_launch_template_versions(
-            **ref, Versions=[str(spec.get("Version") or "$Default")]
-        )
+        version = ref.pop("Version")
+        reply = await self._aws.ec2.describe_launch_template_versions(**ref, Versions=[version])
         versions = reply.get("LaunchTemplateVersions", [])
         return (
             str(versions[0].get("LaunchTemplateData", {}).get("InstanceType", ""))
