@@ -42,6 +42,16 @@ def _spot_group(aws: testbed.LocalAws, size: int) -> tuple[str, str]:
     return old, new
 
 
+def _release_image(aws: testbed.LocalAws, image: str) -> None:
+    """A new default version of the group's launch template, launching ``image``."""
+    ec2 = aws.client("ec2")
+    ec2.create_launch_template_version(
+        LaunchTemplateName="spot-lt",
+        LaunchTemplateData={"ImageId": image, "InstanceType": "m5.large"},
+    )
+    ec2.modify_launch_template(LaunchTemplateName="spot-lt", DefaultVersion="2")
+
+
 def _members(aws: testbed.LocalAws) -> list[str]:
     group = aws.client("autoscaling").describe_auto_scaling_groups(
         AutoScalingGroupNames=["spot-asg"]
@@ -75,12 +85,7 @@ async def test_a_new_image_is_rolled_replacement_first(local_aws: testbed.LocalA
     agent.tick()
     first = set(_members(local_aws))
     assert set(_image_of(local_aws, sorted(first)).values()) == {old}
-    ec2 = local_aws.client("ec2")
-    ec2.create_launch_template_version(
-        LaunchTemplateName="spot-lt",
-        LaunchTemplateData={"ImageId": new, "InstanceType": "m5.large"},
-    )
-    ec2.modify_launch_template(LaunchTemplateName="spot-lt", DefaultVersion="2")
+    _release_image(local_aws, new)
     settings = settings_for(
         queues.url,
         spot_pools="spot-asg",
@@ -116,12 +121,7 @@ async def test_without_roll_or_in_dry_run_nothing_is_replaced(local_aws: testbed
     queues = testbed.create_queues(local_aws, "events")
     _, new = _spot_group(local_aws, 2)
     Agent(local_aws).tick()
-    ec2 = local_aws.client("ec2")
-    ec2.create_launch_template_version(
-        LaunchTemplateName="spot-lt",
-        LaunchTemplateData={"ImageId": new, "InstanceType": "m5.large"},
-    )
-    ec2.modify_launch_template(LaunchTemplateName="spot-lt", DefaultVersion="2")
+    _release_image(local_aws, new)
     first = set(_members(local_aws))
     runs: list[dict[str, Any]] = [{}, {"roll": True, "dry_run": True}]
     for extra in runs:
@@ -142,12 +142,8 @@ async def test_an_instance_drained_by_hand_is_never_retired(local_aws: testbed.L
     _, new = _spot_group(local_aws, 2)
     agent = Agent(local_aws)
     agent.tick()
-    ec2, ecs = local_aws.client("ec2"), local_aws.client("ecs")
-    ec2.create_launch_template_version(
-        LaunchTemplateName="spot-lt",
-        LaunchTemplateData={"ImageId": new, "InstanceType": "m5.large"},
-    )
-    ec2.modify_launch_template(LaunchTemplateName="spot-lt", DefaultVersion="2")
+    ecs = local_aws.client("ecs")
+    _release_image(local_aws, new)
     arns = ecs.list_container_instances(cluster="prod")["containerInstanceArns"]
     ecs.update_container_instances_state(
         cluster="prod", containerInstances=arns[:1], status="DRAINING"
