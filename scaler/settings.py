@@ -271,7 +271,49 @@ class Settings(BaseSettings):
         gt=0,
         le=1,
         description="Share of the instances the scaler may take out at once by its own choice "
-        "(rolling new images; at least one).",
+        "(rolling new images, consolidating, migrating off Spot Fleets; at least one).",
+    )
+    consolidate: bool = Field(
+        default=False,
+        description="Scale in by consolidation: drain instances of the scaler's groups whose "
+        "service tasks the other instances can take (placement as ECS does it), on-demand "
+        "first, then terminate them once empty. Off until turned on.",
+    )
+    consolidate_per_hour: int = Field(
+        default=6, ge=1, description="Most instances consolidation drains an hour."
+    )
+    consolidate_min_age: Seconds = Field(
+        default=1800.0,
+        description="Seconds an instance must have run before consolidation may remove it.",
+    )
+    consolidate_min_saving: float = Field(
+        allow_inf_nan=False,
+        default=0.01,
+        ge=0,
+        description="USD per hour an instance must cost for consolidation to remove it (spot "
+        "instances are estimated at a third of the on-demand price).",
+    )
+    consolidate_keep_free: float = Field(
+        allow_inf_nan=False,
+        default=0.15,
+        ge=0,
+        lt=1,
+        description="Share of the remaining CPU and memory consolidation leaves free, so the "
+        "next deployment does not need the instance back.",
+    )
+    consolidate_quiet_after: Seconds = Field(
+        default=7200.0,
+        description="Seconds without spot trouble (a notice or a launch that found no "
+        "capacity) before consolidation gives capacity back.",
+    )
+    migrate_spot_fleets: Names = Field(
+        default=(),
+        description="Spot Fleet request ids to move off (comma-separated): read-only pools "
+        "whose instances are drained at a pace once the scaler's groups have launched their "
+        "replacements; each fleet's target capacity is lowered as its instances go.",
+    )
+    migrate_per_hour: int = Field(
+        default=12, ge=1, description="Most Spot Fleet instances migrated an hour."
     )
 
     # -- task rebalancing ---------------------------------------------------------------------
@@ -328,7 +370,7 @@ class Settings(BaseSettings):
         "between replicas must stay below this).",
     )
 
-    @field_validator("spot_pools", "on_demand_pools", mode="before")
+    @field_validator("spot_pools", "on_demand_pools", "migrate_spot_fleets", mode="before")
     @classmethod
     def _split_names(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -357,6 +399,19 @@ class Settings(BaseSettings):
         if both:
             raise ValueError(f"{sorted(both)[0]!r} is both a service and a companion")
         return pairs
+
+    @field_validator("roll", "consolidate", "migrate_spot_fleets")
+    @classmethod
+    def _needs_groups(cls, value: Any, info: ValidationInfo) -> Any:
+        if value and not (info.data.get("spot_pools") or info.data.get("on_demand_pools")):
+            raise ValueError(
+                "needs the scaler's own groups (SCALER_SPOT_POOLS or SCALER_ON_DEMAND_POOLS)"
+            )
+        if info.field_name == "migrate_spot_fleets":
+            bad = [v for v in value if not v.startswith("sfr-")]
+            if bad:
+                raise ValueError(f"{bad[0]!r} is not a Spot Fleet request id (sfr-...)")
+        return value
 
     @field_validator("cluster")
     @classmethod

@@ -143,3 +143,30 @@ def test_a_lease_margin_must_be_shorter_than_the_lease() -> None:
     (problem,) = raised.value.problems
     assert problem.startswith("SCALER_LEASE_MARGIN:")
     assert "at most half of SCALER_LEASE_DURATION" in problem
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("roll", True), ("consolidate", True), ("migrate_spot_fleets", "sfr-1")],
+)
+def test_scaling_in_needs_groups_of_the_scalers_own(name: str, value: object) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(cluster="c", queue_url="http://q", **{name: value})
+    (problem,) = raised.value.problems
+    assert problem.startswith(f"SCALER_{name.upper()}: Value error, needs the scaler's own groups")
+    ok = load_settings(cluster="c", queue_url="http://q", spot_pools="spot-a", **{name: value})
+    assert getattr(ok, name) in (True, ("sfr-1",))
+
+
+def test_spot_fleets_to_migrate_are_request_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCALER_SPOT_POOLS", "spot-a")
+    monkeypatch.setenv("SCALER_MIGRATE_SPOT_FLEETS", " sfr-1 , sfr-2 ")
+    assert load_settings(cluster="c", queue_url="http://q").migrate_spot_fleets == (
+        "sfr-1",
+        "sfr-2",
+    )
+    monkeypatch.setenv("SCALER_MIGRATE_SPOT_FLEETS", "sfr-1,fleet-2")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(cluster="c", queue_url="http://q")
+    (problem,) = raised.value.problems
+    assert problem.startswith("SCALER_MIGRATE_SPOT_FLEETS: Value error, 'fleet-2' is not a Spot")
