@@ -18,6 +18,7 @@ from typing import Any
 
 from scaler.aws.capacity import CapacityActuator, CapacityController, CapacityReader, policy_from
 from scaler.aws.clients import AwsClients, AwsTarget, Instrument, error_code
+from scaler.aws.consolidation import Consolidator
 from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.intake import Intake
@@ -185,8 +186,19 @@ class Scaler:
         await reader.validate()
         actuator = CapacityActuator(aws, s, workers.drainer, self.metrics, Backoff())
         roll = RollPolicy(s.disruption_budget, s.roll_per_hour) if s.roll else None
+        policy = policy_from(s)
+        consolidator = (
+            Consolidator(aws, s, policy, s.consolidate_interval) if s.consolidate else None
+        )
         controller = CapacityController(
-            reader, actuator, workers.board, policy_from(s), self.metrics, s.capacity_interval, roll
+            reader,
+            actuator,
+            workers.board,
+            policy,
+            self.metrics,
+            s.capacity_interval,
+            roll,
+            consolidator,
         )
         workers.drained = controller.wake.set
         if self._replacements_given is None:

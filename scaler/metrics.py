@@ -174,8 +174,15 @@ class Metrics:
             "scaler_capacity_changes",
             "Instances added to or removed from the scaler's pools, by change (`add`, `remove`) "
             "and reason (`interruption`, `demand`, `headroom`, `on_demand_base`, "
-            "`return_to_spot`, `drift`).",
+            "`return_to_spot`, `drift`, `consolidation`, `migration`).",
             ["change", "reason"],
+            registry=r,
+        )
+        self.retiring = Gauge(
+            "scaler_retiring_instances",
+            "Instances the scaler is taking out by its own choice (tagged scaler:retiring), "
+            "by reason (`drift`, `consolidation`, `migration`).",
+            ["reason"],
             registry=r,
         )
         self.reverts = Counter(

@@ -1,7 +1,9 @@
 """Published on-demand prices the scaler needs without calling the Pricing API.
 
-Only estimates use them: the spend cap of the capacity planner and the prices ``scaler snapshot``
-writes into a scenario. Types not listed are estimated per vCPU.
+Only estimates use them: the spend cap of the capacity planner, the prices ``scaler snapshot``
+writes into a scenario, and the saving consolidation weighs against
+``SCALER_CONSOLIDATE_MIN_SAVING`` (spot at a third of on-demand). Types not listed are estimated
+per vCPU.
 """
 
 from __future__ import annotations
@@ -28,3 +30,6 @@ PRICE_PER_VCPU_HOUR = 0.048
 def on_demand_price(instance_type: str, vcpu: int) -> float:
     """The listed price, or an estimate from the vCPU count."""
     return ON_DEMAND_PRICES.get(instance_type, round(vcpu * PRICE_PER_VCPU_HOUR, 5))
+
+
+SPOT_SHARE = 1 / 3  # a typical spot price as a share of on-demand (savings of 60-70%)

@@ -279,6 +279,9 @@ class Settings(BaseSettings):
         "service tasks the other instances can take (placement as ECS does it), on-demand "
         "first, then terminate them once empty. Off until turned on.",
     )
+    consolidate_interval: Seconds = Field(
+        default=300.0, description="Seconds between consolidation plans (at the earliest)."
+    )
     consolidate_per_hour: int = Field(
         default=6, ge=1, description="Most instances consolidation drains an hour."
     )

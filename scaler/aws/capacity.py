@@ -30,11 +30,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scaler.aws.clients import AwsClients, error_code
+from scaler.aws.consolidation import Consolidator, unsettled
 from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.lease import Always, Leadership
+from scaler.aws.retiring import REASONS, RETIRING, Ec2Facts, describe, retiring
 from scaler.aws.retry import Backoff
-from scaler.aws.roll import RETIRING, Drift, DriftReader, RollMemory, template_spec
+from scaler.aws.roll import Drift, DriftReader, RollMemory, template_spec
 from scaler.aws.taskdefs import fargate_problem, reservation
 from scaler.aws.tasks import running_tasks
 from scaler.guard import describe_services
@@ -90,6 +92,7 @@ class Observed:
     instances: dict[str, ContainerInstance] = field(default_factory=dict)
     groups: list[dict[str, Any]] = field(default_factory=list)  # as DescribeAutoScalingGroups
     drift: Drift = field(default_factory=Drift)  # out-of-date instances, and those retiring
+    facts: dict[str, Ec2Facts] | None = None  # EC2's, on the groups' instances (None: not read)
 
 
 class CapacityReader:
@@ -226,9 +229,29 @@ class CapacityReader:
         nodes, pools = self._nodes_and_pools(groups, kinds, instances, observed)
         services = await self._services(instances, observed)
         observed.snapshot = CapacitySnapshot(now, tuple(nodes), tuple(pools), tuple(services))
-        if self._settings.roll:
-            observed.drift = await DriftReader(self._aws).read(groups)
+        s = self._settings
+        if s.roll or s.consolidate or s.migrate_spot_fleets:
+            observed.facts = await self._facts(groups)
+        if s.roll and observed.facts is not None:
+            observed.drift = await DriftReader(self._aws).read(groups, observed.facts)
         return observed
+
+    async def _facts(self, groups: list[dict[str, Any]]) -> dict[str, Ec2Facts] | None:
+        """EC2's facts on every live instance of the groups; None (with a warning) if EC2
+        cannot be read: nothing is rolled, consolidated or retired this cycle."""
+        ids = [
+            str(i["InstanceId"])
+            for g in groups
+            for i in g.get("Instances", [])
+            if i.get("LifecycleState", "").startswith(("Pending", "InService"))
+        ]
+        try:
+            return await describe(self._aws, ids)
+        except Exception as exc:
+            log.warning(
+                "instances not described: nothing retired this cycle", extra={"error": repr(exc)}
+            )
+            return None
 
     async def _group_types(self, groups: list[dict[str, Any]]) -> dict[str, str]:
         """Group name -> the instance type it launches: from its instances, else its launch
@@ -469,14 +492,14 @@ class CapacityActuator:
             self._metrics.capacity_changes.labels("remove", reason).inc()
         return done
 
-    async def mark_retiring(self, node: str) -> bool:
-        """Tag an instance the roll is about to drain, so that only such instances are ever
-        terminated by it (one drained by hand never is)."""
+    async def mark_retiring(self, node: str, reason: str) -> bool:
+        """Tag an instance the scaler is about to drain by its own choice, so that only such
+        instances are ever terminated by it (one drained by hand never is)."""
         return await self._act(
             "mark_retiring",
             node,
             lambda: self._aws.ec2.create_tags(
-                Resources=[node], Tags=[{"Key": RETIRING, "Value": "drift"}]
+                Resources=[node], Tags=[{"Key": RETIRING, "Value": reason}]
             ),
         )
 
@@ -506,7 +529,7 @@ class CapacityActuator:
             if n.pool in fallback
             and n.status == "DRAINING"
             and n.tasks == 0
-            and n.id not in observed.drift.retiring  # the roll retires those
+            and n.id not in retiring(observed.facts or {})  # retired for their own reason
         ]
         for drained_node in drained:
             if await self.retire(drained_node.id, drained_node.pool, "return_to_spot"):
@@ -545,6 +568,7 @@ class CapacityController:
         metrics: Metrics,
         interval: float,
         roll: RollPolicy | None = None,
+        consolidator: Consolidator | None = None,
     ) -> None:
         self._reader = reader
         self._actuator = actuator
@@ -561,6 +585,7 @@ class CapacityController:
         self._changed = asyncio.Condition()
         self._roll_policy = roll  # None: out-of-date instances are left alone
         self.roll = RollMemory()
+        self.consolidator = consolidator  # None: no scale-in by consolidation
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -589,8 +614,12 @@ class CapacityController:
         for reason in plan.reasons:
             log.info("capacity decision", extra={"reason": reason})
         await self._actuator.apply(plan, observed, now)
-        if self._roll_policy is not None and not plan.release:  # not while returning to spot
-            await self._roll(observed, self._roll_policy)
+        if observed.facts is not None:
+            if self._roll_policy is not None and not plan.release:  # not while returning to spot
+                await self._roll(observed, self._roll_policy)
+            await self._retire(observed, observed.facts)
+            if self.consolidator is not None:
+                await self._consolidate(observed, observed.facts, plan, self.consolidator)
         self._observe(observed.snapshot, plan)
         self.last_plan = plan
         pools = {p.name: p for p in observed.snapshot.pools}
@@ -625,13 +654,55 @@ class CapacityController:
         self.roll.state = state
         for node in plan.drain:
             ci = observed.instances.get(node)
-            if ci is not None and await self._actuator.mark_retiring(node):
+            if ci is not None and await self._actuator.mark_retiring(node, "drift"):
                 await self._actuator.drain(ci, "drift")
+
+    async def _retire(self, observed: Observed, facts: dict[str, Ec2Facts]) -> None:
+        """Terminate the instances drained by the scaler's own choice (tagged retiring) once
+        they hold no task; count those still on their way out."""
+        snap = observed.snapshot
         managed = {p.name for p in snap.pools if p.managed}
+        leaving: Counter[str] = Counter()
         for n in snap.nodes:
-            ours = n.id in observed.drift.retiring and n.pool in managed
-            if ours and n.status == "DRAINING" and n.tasks == 0:
-                await self._actuator.retire(n.id, n.pool, "drift")
+            reason = facts[n.id].retiring if n.id in facts else None
+            if reason is None or n.pool not in managed or n.status != "DRAINING":
+                continue
+            if n.tasks or not await self._actuator.retire(n.id, n.pool, reason):
+                leaving[reason] += 1
+        for reason in REASONS:
+            self._metrics.retiring.labels(reason).set(leaving[reason])
+
+    async def _consolidate(
+        self,
+        observed: Observed,
+        facts: dict[str, Ec2Facts],
+        plan: CapacityPlan,
+        consolidator: Consolidator,
+    ) -> None:
+        """Drain the instances consolidation can give back (:mod:`scaler.aws.consolidation`)."""
+        snap = observed.snapshot
+        ours = frozenset(
+            n.id
+            for n in snap.nodes
+            if n.status == "DRAINING" and n.id in retiring(facts, "consolidation")
+        )
+        if not consolidator.due(snap.now) or unsettled(snap, plan, ours, observed.drift.outdated):
+            return
+        try:
+            chosen = await consolidator.plan(snap, facts, self.memory, ours)
+        except Exception:
+            log.exception("consolidation plan failed: nothing drained this time")
+            return
+        for reason in chosen.reasons:
+            log.info("consolidation decision", extra={"reason": reason})
+        for removal in chosen.remove:
+            ci = observed.instances.get(removal.instance)
+            if ci is None or not await self._actuator.mark_retiring(
+                removal.instance, "consolidation"
+            ):
+                continue
+            if await self._actuator.drain(ci, "consolidation"):
+                consolidator.drained_at.append(snap.now)
 
     def _remember_troubles(self, observed: Observed, now: float) -> None:
         """Notices and recommendations mark their spot pool; a group that has not started what

@@ -58,6 +58,7 @@ class LiveCluster:
     # service name -> (service ARN, its tags)
     service_tags: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    standalone: dict[str, int] = field(default_factory=dict)  # instance id -> non-service tasks
 
 
 async def live_cluster(aws: AwsClients, cluster: str) -> LiveCluster:
@@ -72,6 +73,7 @@ async def live_cluster(aws: AwsClients, cluster: str) -> LiveCluster:
         model.add_service(replace(spec, cpu_use=1.0))  # load counts reservations
     primaries = await _primary_task_definitions(aws, cluster, list(model.services))
     for raw in await running_tasks(aws.ecs, cluster):
+        _count_standalone(live, raw, by_arn)
         task = _place(model, raw, by_arn, primaries)
         if task is not None:
             live.task_arns[task.id] = raw["taskArn"]
@@ -126,9 +128,18 @@ def _instance(model: Cluster, raw: dict[str, Any]) -> Instance:
     inst = model.launch(
         "live", itype, az, "unknown", itype.on_demand_price, 0.0, id=raw["ec2InstanceId"]
     )
-    model.register(inst, 0.0)
+    model.register(inst, _epoch(raw.get("registeredAt")))  # 0.0 when ECS does not say
     inst.status = str(raw["status"])
     return inst
+
+
+def _count_standalone(
+    live: LiveCluster, raw: dict[str, Any], by_arn: dict[str, tuple[Instance, dict[str, Any]]]
+) -> None:
+    placed = by_arn.get(raw.get("containerInstanceArn", ""))
+    if placed is not None and not str(raw.get("group", "")).startswith("service:"):
+        iid = placed[0].id
+        live.standalone[iid] = live.standalone.get(iid, 0) + 1
 
 
 def _place(

@@ -33,12 +33,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from scaler.aws.clients import AwsClients
+from scaler.aws.retiring import Ec2Facts, retiring
 from scaler.plan.capacity import CapacityMemory, CapacitySnapshot
 from scaler.plan.roll import Machine, RollPlan, RollPolicy, RollState, plan_roll
 
 log = logging.getLogger(__name__)
-DESCRIBE_BATCH = 200  # instance ids per DescribeInstances filter
-RETIRING = "scaler:retiring"  # EC2 tag on an instance the roll drains: it terminates only those
 
 
 @dataclass(frozen=True)
@@ -66,24 +65,21 @@ class DriftReader:
     def __init__(self, aws: AwsClients) -> None:
         self._aws = aws
 
-    async def read(self, groups: Iterable[dict[str, Any]]) -> Drift:
-        """Out-of-date and retiring instances; nothing (with a warning) if EC2 cannot be read,
-        so the capacity cycle goes on without the roll."""
+    async def read(self, groups: Iterable[dict[str, Any]], facts: dict[str, Ec2Facts]) -> Drift:
+        """Out-of-date and retiring instances (``facts``: EC2's on the groups' instances);
+        nothing (with a warning) if EC2 cannot be read, so the cycle goes on without the roll."""
         stale: set[str] = set()
-        retiring: set[str] = set()
         try:
             for group in groups:
-                found, tagged = await self._group(group)
-                stale |= found
-                retiring |= tagged
+                stale |= await self._group(group, facts)
         except Exception as exc:
             log.warning(
                 "out-of-date instances not read: no roll this cycle", extra={"error": repr(exc)}
             )
             return Drift()
-        return Drift(frozenset(stale), frozenset(retiring))
+        return Drift(frozenset(stale), retiring(facts, "drift"))
 
-    async def _group(self, group: dict[str, Any]) -> tuple[set[str], set[str]]:
+    async def _group(self, group: dict[str, Any], facts: dict[str, Ec2Facts]) -> set[str]:
         spec = template_spec(group)
         live = [
             i
@@ -91,19 +87,16 @@ class DriftReader:
             if i.get("LifecycleState", "").startswith(("Pending", "InService"))
         ]
         if not spec or not live or _overrides_templates(group):
-            return set(), set()  # nothing to compare with (or more than one template)
+            return set()  # nothing to compare with (or more than one template)
         template, version, image = await self._current(spec)
         if version is None:
-            return set(), set()
-        described = await self._describe([i["InstanceId"] for i in live])
-        stale = {
+            return set()
+        return {
             str(inst["InstanceId"])
             for inst in live
             if _launched_elsewhere(inst, template, version)
-            or (image and described.get(inst["InstanceId"], ("", False))[0] not in ("", image))
+            or (image and facts.get(inst["InstanceId"], Ec2Facts()).image not in ("", image))
         }
-        retiring = {iid for iid, (_, tagged) in described.items() if tagged}
-        return stale, retiring
 
     async def _current(self, spec: dict[str, str]) -> tuple[str, str | None, str]:
         """The template id, the version number the group launches now, and its image (SSM
@@ -122,23 +115,6 @@ class DriftReader:
             str(found["VersionNumber"]),
             str(data.get("ImageId", "")),
         )
-
-    async def _describe(self, ids: list[str]) -> dict[str, tuple[str, bool]]:
-        """Instance id -> (image, tagged retiring); a filter, so that an instance EC2 does not
-        know yet (just launched) is left out rather than failing the call."""
-        found: dict[str, tuple[str, bool]] = {}
-        for start in range(0, len(ids), DESCRIBE_BATCH):
-            reply = await self._aws.ec2.describe_instances(
-                Filters=[{"Name": "instance-id", "Values": ids[start : start + DESCRIBE_BATCH]}]
-            )
-            for reservation in reply.get("Reservations", []):
-                for inst in reservation.get("Instances", []):
-                    tags = {t.get("Key"): t.get("Value") for t in inst.get("Tags", [])}
-                    found[str(inst["InstanceId"])] = (
-                        str(inst.get("ImageId", "")),
-                        tags.get(RETIRING) == "drift",
-                    )
-        return found
 
 
 def _overrides_templates(group: dict[str, Any]) -> bool:

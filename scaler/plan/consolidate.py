@@ -23,12 +23,18 @@ room: it then stays on its draining instance (replacement first) until capacity 
 Budgets: at most ``max_disrupted`` of the ACTIVE instances (at least one) draining at once
 (those already draining count), at most ``max_per_hour`` removals an hour, and nothing within
 ``quiet_after`` seconds of spot trouble (an interruption or a launch that found no capacity):
-capacity is not given back while the market is taking it away."""
+capacity is not given back while the market is taking it away.
+
+Two hooks make it safe beside the other planners: ``only`` limits the candidates (in production,
+instances of the scaler's own groups without standalone tasks; the rest still take moved tasks),
+and ``agrees`` vetoes a set of removals the capacity planner would answer with a launch (its
+headroom or on-demand base would be short), so scale-in and top-up never undo each other
+(:func:`scaler.plan.scale_in.capacity_agrees`)."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from scaler.ecs.cluster import ACTIVE, RUNNING, Instance, ServiceState
@@ -75,9 +81,13 @@ def plan_consolidation(
     draining: int = 0,
     removed_last_hour: int = 0,
     last_trouble: float | None = None,
+    only: Collection[str] | None = None,
+    agrees: Callable[[frozenset[str]], bool] | None = None,
 ) -> ConsolidationPlan:
     """The instances to drain and give back now, as plain values; nothing is changed.
-    ``last_trouble``: the last spot interruption or failed launch in any pool."""
+    ``last_trouble``: the last spot interruption or failed launch in any pool; ``only``: the
+    instances that may be removed (default: all); ``agrees``: whether a set of removals leaves
+    capacity the capacity planner would not add to."""
     if last_trouble is not None and now - last_trouble < policy.quiet_after:
         return ConsolidationPlan((), ("paused: spot trouble within the quiet period",))
     active = [i for i in instances.values() if i.status == ACTIVE]
@@ -97,7 +107,11 @@ def plan_consolidation(
     for inst in sorted(active, key=_order):
         if len(chosen) >= budget:
             break
-        if not _eligible(inst, now, policy) or (policy.dip_free and not _dip_free(inst)):
+        if (only is not None and inst.id not in only) or not _eligible(inst, now, policy):
+            continue
+        if policy.dip_free and not _dip_free(inst):
+            continue
+        if agrees is not None and not agrees(frozenset(r.instance for r in chosen) | {inst.id}):
             continue
         if room.remove(inst, policy.keep_free):
             tasks = sum(1 for t in inst.tasks.values() if t.state == RUNNING)

@@ -43,6 +43,7 @@ from scaler.plan.consolidate import ConsolidationPolicy, plan_consolidation
 from scaler.plan.drain import Drain, DrainPolicy, decide
 from scaler.plan.rebalance import RebalancePolicy
 from scaler.plan.roll import RollPolicy, RollState, machines, plan_roll, surges_before_drain
+from scaler.plan.scale_in import capacity_agrees
 from scaler.sim.engine import Policy, Sim, overflow_name
 from scaler.sim.rebalancing import SimRebalancer
 from scaler.sim.scenario import Pool
@@ -301,6 +302,7 @@ class ScalerPolicy:
             draining=len(self.releasing),
             removed_last_hour=len(self.consolidated_at),
             last_trouble=self.memory.last_spot_trouble(),
+            agrees=capacity_agrees(capacity_snapshot(sim), self.memory, self.capacity),
         )
         for removal in plan.remove:
             inst = sim.instance(removal.instance)

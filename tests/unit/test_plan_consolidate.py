@@ -97,6 +97,27 @@ def test_by_default_only_instances_drained_replacement_first() -> None:
     assert plan_consolidation(steady.instances, steady.services, NOW, policy).remove
 
 
+def test_only_the_named_instances_are_removed_but_all_take_tasks() -> None:
+    cluster = cluster_of(6, [web(6)])
+    only = {"i-04", "i-05"}
+    plan = plan_consolidation(cluster.instances, cluster.services, NOW, LOOSE, only=only)
+    assert {r.instance for r in plan.remove} == only
+
+
+def test_a_veto_is_asked_with_every_removal_chosen_so_far() -> None:
+    cluster = cluster_of(6, [web(6)])
+    asked: list[frozenset[str]] = []
+
+    def at_most_two(gone: frozenset[str]) -> bool:
+        asked.append(gone)
+        return len(gone) <= 2
+
+    plan = plan_consolidation(cluster.instances, cluster.services, NOW, LOOSE, agrees=at_most_two)
+    assert len(plan.remove) == 2
+    assert [len(g) for g in asked[:3]] == [1, 2, 3]
+    assert asked[1] > asked[0]
+
+
 # -- properties -----------------------------------------------------------------------------
 
 

@@ -1,0 +1,192 @@
+"""Scale-in by consolidation in `scaler run`, against moto over HTTP.
+
+Four instances of a spot group each run one task of a service that ECS drains replacement first
+(minimumHealthyPercent 100, maximumPercent 200). Two instances can carry all four tasks with the
+free room consolidation keeps, so with ``SCALER_CONSOLIDATE=true`` the scaler gives two back:
+one at a time (the disruption budget), each tagged, drained, and terminated once empty with the
+group's desired capacity decremented. moto has no ECS scheduler, so the test plays ECS: tasks on a
+draining instance are started again on the active instance with the fewest, and a terminated
+instance's container instance is deregistered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scaler import testbed
+from scaler.demo import aws_calls, run_until
+from tests.integration.helpers import scaler_for, settings_for
+
+AZ = "us-east-1a"
+
+
+def _members(aws: testbed.LocalAws) -> list[str]:
+    group = aws.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=["spot-asg"]
+    )["AutoScalingGroups"][0]
+    return [i["InstanceId"] for i in group["Instances"]]
+
+
+def _cluster(aws: testbed.LocalAws, size: int = 4) -> list[testbed.Node]:
+    """A spot group of ``size`` instances in cluster ``prod``, one ``web`` task on each."""
+    testbed.manual_task_states(aws)
+    ec2, asg, ecs = aws.client("ec2"), aws.client("autoscaling"), aws.client("ecs")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    ec2.create_launch_template(LaunchTemplateName="spot-lt", LaunchTemplateData={"ImageId": image})
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName="spot-asg",
+        LaunchTemplate={"LaunchTemplateName": "spot-lt", "Version": "$Default"},
+        MinSize=0,
+        MaxSize=10,
+        DesiredCapacity=size,
+        AvailabilityZones=[AZ],
+    )
+    ecs.create_cluster(clusterName="prod")
+    nodes = testbed.register_instances(aws, "prod", _members(aws), AZ)
+    ecs.register_task_definition(
+        family="web",
+        containerDefinitions=[{"name": "app", "image": "x", "cpu": 1024, "memory": 512}],
+    )
+    ecs.create_service(cluster="prod", serviceName="web", taskDefinition="web", desiredCount=size)
+    ecs.update_service(
+        cluster="prod",
+        service="web",
+        deploymentConfiguration={"minimumHealthyPercent": 100, "maximumPercent": 200},
+        placementStrategy=[{"type": "spread", "field": "instanceId"}],
+    )
+    for node in nodes:
+        _start(aws, "service:web", str(node.container_instance_arn))
+    return nodes
+
+
+def _start(aws: testbed.LocalAws, group: str, arn: str) -> None:
+    aws.client("ecs").start_task(
+        cluster="prod", taskDefinition="web", group=group, containerInstances=[arn]
+    )
+
+
+class Ecs:
+    """What ECS would do that moto does not: move tasks off draining instances, and forget
+    instances that were terminated."""
+
+    def __init__(self, aws: testbed.LocalAws) -> None:
+        self.ecs = aws.client("ecs")
+        self.ec2 = aws.client("ec2")
+
+    def tick(self) -> None:
+        described = self._instances()
+        active = [ci for ci in described if ci["status"] == "ACTIVE"]
+        for ci in described:
+            if ci["status"] != "DRAINING":
+                continue
+            if self._terminated(ci["ec2InstanceId"]):
+                self.ecs.deregister_container_instance(
+                    cluster="prod", containerInstance=ci["containerInstanceArn"], force=True
+                )
+                continue
+            for task in self._tasks_on(ci["containerInstanceArn"]):
+                target = min(active, key=lambda c: len(self._tasks_on(c["containerInstanceArn"])))
+                self.ecs.start_task(
+                    cluster="prod",
+                    taskDefinition="web",
+                    group=task["group"],
+                    containerInstances=[target["containerInstanceArn"]],
+                )
+                self.ecs.stop_task(cluster="prod", task=task["taskArn"], reason="draining")
+
+    def _instances(self) -> list[dict[str, Any]]:
+        arns = self.ecs.list_container_instances(cluster="prod")["containerInstanceArns"]
+        if not arns:
+            return []
+        reply = self.ecs.describe_container_instances(cluster="prod", containerInstances=arns)
+        return list(reply["containerInstances"])
+
+    def _tasks_on(self, arn: str) -> list[dict[str, Any]]:
+        arns = self.ecs.list_tasks(cluster="prod", desiredStatus="RUNNING")["taskArns"]
+        if not arns:
+            return []
+        tasks = self.ecs.describe_tasks(cluster="prod", tasks=arns)["tasks"]
+        return [
+            t for t in tasks if t["containerInstanceArn"] == arn and t["lastStatus"] == "RUNNING"
+        ]
+
+    def _terminated(self, iid: str) -> bool:
+        reply = self.ec2.describe_instances(InstanceIds=[iid])
+        state = reply["Reservations"][0]["Instances"][0]["State"]["Name"]
+        return state in ("shutting-down", "terminated")
+
+
+def _settings(queue_url: str, **extra: Any) -> Any:
+    return settings_for(
+        queue_url,
+        spot_pools="spot-asg",
+        capacity_interval=0.3,
+        consolidate=True,
+        consolidate_interval=0.3,
+        consolidate_min_age=0.01,
+        disruption_budget=0.1,  # one instance at a time
+        **extra,
+    )
+
+
+async def test_half_the_cluster_is_given_back_one_instance_at_a_time(
+    local_aws: testbed.LocalAws,
+) -> None:
+    _cluster(local_aws)
+    queues = testbed.create_queues(local_aws, "events")
+    scaler = scaler_for(local_aws, _settings(queues.url))
+    ecs = Ecs(local_aws)
+    draining_at_once = 0
+
+    def two_left() -> bool:
+        nonlocal draining_at_once
+        ecs.tick()
+        states = testbed.container_instance_states(local_aws, "prod")
+        draining_at_once = max(draining_at_once, list(states.values()).count("DRAINING"))
+        return len(_members(local_aws)) == 2
+
+    assert await run_until(scaler, two_left, limit=60)
+    assert not await run_until(scaler, lambda: len(_members(local_aws)) < 2, limit=3), (
+        "the last two keep the free room consolidation leaves"
+    )
+    assert draining_at_once == 1
+    group = local_aws.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=["spot-asg"]
+    )["AutoScalingGroups"][0]
+    assert group["DesiredCapacity"] == 2, "terminated with the desired capacity decremented"
+    calls = aws_calls(scaler.metrics)
+    assert calls["ec2:CreateTags"] == 2
+    assert calls["autoscaling:TerminateInstanceInAutoScalingGroup"] == 2
+    assert "autoscaling:SetDesiredCapacity" not in calls, "nothing launched back"
+    text = scaler.metrics.render().decode()
+    assert 'scaler_capacity_changes_total{change="remove",reason="consolidation"} 2.0' in text
+    assert 'scaler_drained_instances_total{reason="consolidation"} 2.0' in text
+
+
+async def test_standalone_tasks_and_dry_run_keep_every_instance(
+    local_aws: testbed.LocalAws,
+) -> None:
+    nodes = _cluster(local_aws, size=2)
+    queues = testbed.create_queues(local_aws, "events")
+    for extra in ({"dry_run": True}, {}):
+        if not extra:  # a standalone task on each: nothing may be removed
+            for node in nodes:
+                _start(local_aws, "family:batch", str(node.container_instance_arn))
+        scaler = scaler_for(local_aws, _settings(queues.url, **extra))
+        assert not await run_until(scaler, lambda: len(_members(local_aws)) < 2, limit=3)
+        calls = aws_calls(scaler.metrics)
+        assert "ec2:CreateTags" not in calls
+        assert "ecs:UpdateContainerInstancesState" not in calls
+        assert calls["ecs:ListTasks"], "the live cluster was read and planned on"
+
+
+async def test_the_headroom_keeps_what_the_capacity_planner_would_launch_back(
+    local_aws: testbed.LocalAws,
+) -> None:
+    _cluster(local_aws, size=2)  # one of the two could carry both tasks
+    queues = testbed.create_queues(local_aws, "events")
+    scaler = scaler_for(local_aws, _settings(queues.url, headroom=0.6))
+    assert not await run_until(scaler, lambda: len(_members(local_aws)) < 2, limit=3)
+    calls = aws_calls(scaler.metrics)
+    assert "ec2:CreateTags" not in calls
+    assert "autoscaling:SetDesiredCapacity" not in calls

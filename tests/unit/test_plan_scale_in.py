@@ -1,0 +1,104 @@
+"""Scale-in the capacity planner agrees with: no removal it would launch back."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scaler.plan.capacity import (
+    ON_DEMAND,
+    SPOT,
+    CapacityMemory,
+    CapacityPolicy,
+    CapacitySnapshot,
+    NodeView,
+    PoolView,
+    ServiceView,
+)
+from scaler.plan.scale_in import capacity_agrees, launches_after, without
+
+NOW = 50_000.0
+
+
+def snapshot(used: list[int], on_demand: int = 0) -> CapacitySnapshot:
+    """Instances of 4096 CPU / 8192 MiB, ``used[i]`` CPU units reserved on the i-th (one
+    service's tasks of 512 units), the first ``on_demand`` of them on-demand."""
+    nodes = []
+    for i, cpu in enumerate(used):
+        pool, capacity = ("od", ON_DEMAND) if i < on_demand else ("spot", SPOT)
+        free = 4096 - cpu
+        nodes.append(
+            NodeView(
+                f"i-{i}",
+                pool,
+                "a",
+                capacity,
+                "ACTIVE",
+                4096,
+                8192,
+                free,
+                8192 - cpu,
+                None,
+                cpu // 512,
+            )
+        )
+    pools = (
+        PoolView("spot", SPOT, "*", 4096, 8192, 0.06, len(used) - on_demand),
+        PoolView("od", ON_DEMAND, "*", 4096, 8192, 0.19, on_demand),
+    )
+    tasks_on = {f"i-{i}": cpu // 512 for i, cpu in enumerate(used) if cpu}
+    service = ServiceView(
+        "web", sum(tasks_on.values()), 512, 512, tasks_on, healthy=sum(tasks_on.values())
+    )
+    return CapacitySnapshot(NOW, tuple(nodes), pools, (service,))
+
+
+def test_removals_are_seen_as_drains_of_one_less_instance() -> None:
+    after = without(snapshot([1024, 1024, 0]), frozenset({"i-1"}))
+    assert [n.status for n in after.nodes] == ["ACTIVE", "DRAINING", "ACTIVE"]
+    assert {p.name: p.size for p in after.pools} == {"spot": 2, "od": 0}
+
+
+def test_removals_that_leave_room_and_headroom_stand() -> None:
+    agrees = capacity_agrees(snapshot([1024, 1024, 1024, 0]), CapacityMemory(), CapacityPolicy())
+    assert agrees(frozenset({"i-3"})) and agrees(frozenset({"i-2", "i-3"}))
+
+
+def test_removals_the_headroom_would_launch_back_are_refused() -> None:
+    snap = snapshot([3584, 3584, 512])
+    policy = CapacityPolicy(headroom=0.2)
+    assert launches_after(snap, CapacityMemory(), policy, frozenset({"i-2"})) == {"spot": 1}
+    assert not capacity_agrees(snap, CapacityMemory(), policy)(frozenset({"i-2"}))
+
+
+def test_the_on_demand_base_is_kept() -> None:
+    snap = snapshot([512, 0, 0, 0], on_demand=1)
+    policy = CapacityPolicy(on_demand_base=1)
+    agrees = capacity_agrees(snap, CapacityMemory(), policy)
+    assert not agrees(frozenset({"i-0"}))  # the base would be launched again
+    assert agrees(frozenset({"i-1"}))
+
+
+@given(
+    st.lists(st.sampled_from([0, 512, 1024, 2048, 3584, 4096]), min_size=2, max_size=8),
+    st.integers(0, 2),
+    st.sampled_from([0.0, 0.05, 0.2]),
+    st.integers(0, 2),
+    st.data(),
+)
+def test_fewer_removals_never_turn_agreement_into_a_launch(
+    used: list[int], on_demand: int, headroom: float, base: int, data: st.DataObject
+) -> None:
+    """Consolidation gives up its last removals until the plan holds: that is only safe if any
+    subset of an agreed set is agreed too."""
+    on_demand = min(on_demand, len(used))
+    snap = snapshot(used, on_demand)
+    policy = CapacityPolicy(headroom=headroom, on_demand_base=min(base, on_demand))
+    agrees = capacity_agrees(snap, CapacityMemory(), policy)
+    ids = [n.id for n in snap.nodes]
+    gone = frozenset(data.draw(st.lists(st.sampled_from(ids), unique=True)))
+    fewer = (
+        frozenset(data.draw(st.lists(st.sampled_from(sorted(gone)), unique=True))) if gone else gone
+    )
+    if agrees(gone):
+        assert agrees(fewer)
