@@ -24,6 +24,7 @@ from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.intake import Intake
 from scaler.aws.lease import Always, DynamoLease, Leadership
 from scaler.aws.lifecycle import AutoScalingLifecycle, LifecycleFollower, LifecyclePort
+from scaler.aws.migration import Migration
 from scaler.aws.rebalancer import RebalanceController
 from scaler.aws.retry import Backoff
 from scaler.aws.tasks import StandaloneRestarter, TaskInspector
@@ -186,6 +187,7 @@ class Scaler:
         await reader.validate()
         actuator = CapacityActuator(aws, s, workers.drainer, self.metrics, Backoff())
         roll = RollPolicy(s.disruption_budget, s.roll_per_hour) if s.roll else None
+        migrate = RollPolicy(s.disruption_budget, s.migrate_per_hour)
         policy = policy_from(s)
         consolidator = (
             Consolidator(aws, s, policy, s.consolidate_interval) if s.consolidate else None
@@ -199,6 +201,7 @@ class Scaler:
             s.capacity_interval,
             roll,
             consolidator,
+            Migration(aws, s.migrate_spot_fleets, migrate) if s.migrate_spot_fleets else None,
         )
         workers.drained = controller.wake.set
         if self._replacements_given is None:

@@ -34,6 +34,7 @@ from scaler.aws.consolidation import Consolidator, unsettled
 from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.lease import Always, Leadership
+from scaler.aws.migration import Migration, migrate, missing_fleets
 from scaler.aws.retiring import REASONS, RETIRING, Ec2Facts, describe, retiring
 from scaler.aws.retry import Backoff
 from scaler.aws.roll import Drift, DriftReader, RollMemory, template_spec
@@ -93,6 +94,7 @@ class Observed:
     groups: list[dict[str, Any]] = field(default_factory=list)  # as DescribeAutoScalingGroups
     drift: Drift = field(default_factory=Drift)  # out-of-date instances, and those retiring
     facts: dict[str, Ec2Facts] | None = None  # EC2's, on the groups' instances (None: not read)
+    migrating: frozenset[str] = frozenset()  # Spot Fleet instances still to be replaced
 
 
 class CapacityReader:
@@ -131,6 +133,7 @@ class CapacityReader:
                     "scaler tops up through groups of its own"
                 )
         problems += await self._check_companions()
+        problems += await missing_fleets(self._aws, self._settings.migrate_spot_fleets)
         if problems:
             raise ConfigError(problems)
 
@@ -492,6 +495,29 @@ class CapacityActuator:
             self._metrics.capacity_changes.labels("remove", reason).inc()
         return done
 
+    async def lower_fleet(self, fleet: str, target: float) -> bool:
+        """Lower a Spot Fleet's target capacity without letting it stop an instance itself."""
+        return await self._act(
+            "lower_fleet",
+            fleet,
+            lambda: self._aws.ec2.modify_spot_fleet_request(
+                SpotFleetRequestId=fleet,
+                TargetCapacity=int(target),
+                ExcessCapacityTerminationPolicy="noTermination",
+            ),
+        )
+
+    async def terminate(self, node: str, reason: str) -> bool:
+        """Terminate an instance no Auto Scaling group owns (a Spot Fleet's)."""
+        done = await self._act(
+            "terminate",
+            node,
+            lambda: self._aws.ec2.terminate_instances(InstanceIds=[node]),
+        )
+        if done:
+            self._metrics.capacity_changes.labels("remove", reason).inc()
+        return done
+
     async def mark_retiring(self, node: str, reason: str) -> bool:
         """Tag an instance the scaler is about to drain by its own choice, so that only such
         instances are ever terminated by it (one drained by hand never is)."""
@@ -569,6 +595,7 @@ class CapacityController:
         interval: float,
         roll: RollPolicy | None = None,
         consolidator: Consolidator | None = None,
+        migration: Migration | None = None,
     ) -> None:
         self._reader = reader
         self._actuator = actuator
@@ -586,6 +613,7 @@ class CapacityController:
         self._roll_policy = roll  # None: out-of-date instances are left alone
         self.roll = RollMemory()
         self.consolidator = consolidator  # None: no scale-in by consolidation
+        self.migration = migration  # None: no Spot Fleet to move off
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -615,8 +643,10 @@ class CapacityController:
             log.info("capacity decision", extra={"reason": reason})
         await self._actuator.apply(plan, observed, now)
         if observed.facts is not None:
-            if self._roll_policy is not None and not plan.release:  # not while returning to spot
+            migrating = self.migration is not None and self.migration.state.in_flight > 0
+            if self._roll_policy is not None and not plan.release and not migrating:
                 await self._roll(observed, self._roll_policy)
+            await self._migrate(observed, plan)
             await self._retire(observed, observed.facts)
             if self.consolidator is not None:
                 await self._consolidate(observed, observed.facts, plan, self.consolidator)
@@ -634,15 +664,7 @@ class CapacityController:
     async def _roll(self, observed: Observed, policy: RollPolicy) -> None:
         """Replace out-of-date instances (:mod:`scaler.aws.roll`): launch, drain, retire."""
         snap = observed.snapshot
-        # not a group that still owes instances (asked this cycle, or finding no capacity: asking
-        # again would only raise its desired capacity), nor one cooling down after trouble
-        blocked = frozenset(
-            p.name
-            for p in snap.pools
-            if observed.desired.get(p.name, 0) > observed.live.get(p.name, 0)
-            or self.memory.cooling(p.name, snap.now, self._policy.pool_cooldown)
-        )
-        plan = self.roll.plan(snap, observed.drift, self.memory, policy, blocked)
+        plan = self.roll.plan(snap, observed.drift, self.memory, policy, self._blocked(observed))
         for reason in plan.reasons:
             log.info("roll decision", extra={"reason": reason})
         state = plan.state
@@ -657,6 +679,38 @@ class CapacityController:
             if ci is not None and await self._actuator.mark_retiring(node, "drift"):
                 await self._actuator.drain(ci, "drift")
 
+    async def _migrate(self, observed: Observed, plan: CapacityPlan) -> None:
+        """Replace Spot Fleet instances (:mod:`scaler.aws.migration`), after any roll."""
+        if self.migration is None or plan.release:
+            return
+        if observed.drift.outdated or self.roll.state.in_flight:
+            observed.migrating = frozenset({"(after the roll)"})
+            return
+        fleets = await migrate(
+            self.migration,
+            observed,
+            self._actuator,
+            self.memory,
+            self._policy,
+            self._blocked(observed),
+        )
+        if fleets is None:
+            observed.migrating = frozenset({"(fleets not read)"})
+            return
+        observed.migrating = fleets.remaining
+        observed.facts = {**(observed.facts or {}), **fleets.facts}
+
+    def _blocked(self, observed: Observed) -> frozenset[str]:
+        """Groups not to ask for replacements now: those still owing instances they were asked
+        for (asking again would only raise their desired capacity), or cooling after trouble."""
+        snap = observed.snapshot
+        return frozenset(
+            p.name
+            for p in snap.pools
+            if observed.desired.get(p.name, 0) > observed.live.get(p.name, 0)
+            or self.memory.cooling(p.name, snap.now, self._policy.pool_cooldown)
+        )
+
     async def _retire(self, observed: Observed, facts: dict[str, Ec2Facts]) -> None:
         """Terminate the instances drained by the scaler's own choice (tagged retiring) once
         they hold no task; count those still on their way out."""
@@ -665,9 +719,11 @@ class CapacityController:
         leaving: Counter[str] = Counter()
         for n in snap.nodes:
             reason = facts[n.id].retiring if n.id in facts else None
-            if reason is None or n.pool not in managed or n.status != "DRAINING":
+            if reason is None or n.status != "DRAINING" or facts[n.id].gone:
                 continue
-            if n.tasks or not await self._actuator.retire(n.id, n.pool, reason):
+            # a Spot Fleet's instance (not in a group) is the migration's to retire
+            ours = n.pool in managed and not n.tasks
+            if not ours or not await self._actuator.retire(n.id, n.pool, reason):
                 leaving[reason] += 1
         for reason in REASONS:
             self._metrics.retiring.labels(reason).set(leaving[reason])
@@ -686,7 +742,8 @@ class CapacityController:
             for n in snap.nodes
             if n.status == "DRAINING" and n.id in retiring(facts, "consolidation")
         )
-        if not consolidator.due(snap.now) or unsettled(snap, plan, ours, observed.drift.outdated):
+        stale = observed.drift.outdated | observed.migrating
+        if not consolidator.due(snap.now) or unsettled(snap, plan, ours, stale):
             return
         try:
             chosen = await consolidator.plan(snap, facts, self.memory, ours)

@@ -30,6 +30,11 @@ class Ec2Facts:
     image: str = ""
     launched_at: float | None = None  # epoch seconds
     retiring: str | None = None  # the reason it was tagged for, if it was
+    state: str = ""  # EC2's: pending, running, shutting-down, terminated...
+
+    @property
+    def gone(self) -> bool:
+        return self.state in ("shutting-down", "terminated")
 
 
 async def describe(aws: AwsClients, ids: list[str]) -> dict[str, Ec2Facts]:
@@ -54,6 +59,7 @@ def _facts(inst: dict[str, Any]) -> Ec2Facts:
         str(inst.get("ImageId", "")),
         launched.timestamp() if isinstance(launched, datetime) else None,
         str(reason) if reason in REASONS else None,
+        str(inst.get("State", {}).get("Name", "")),
     )
 
 

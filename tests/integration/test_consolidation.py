@@ -4,9 +4,8 @@ Four instances of a spot group each run one task of a service that ECS drains re
 (minimumHealthyPercent 100, maximumPercent 200). Two instances can carry all four tasks with the
 free room consolidation keeps, so with ``SCALER_CONSOLIDATE=true`` the scaler gives two back:
 one at a time (the disruption budget), each tagged, drained, and terminated once empty with the
-group's desired capacity decremented. moto has no ECS scheduler, so the test plays ECS: tasks on a
-draining instance are started again on the active instance with the fewest, and a terminated
-instance's container instance is deregistered.
+group's desired capacity decremented. moto has no ECS scheduler: the test plays ECS
+(:mod:`tests.integration.ecs_harness`).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from typing import Any
 
 from scaler import testbed
 from scaler.demo import aws_calls, run_until
+from tests.integration.ecs_harness import Ecs
 from tests.integration.helpers import scaler_for, settings_for
 
 AZ = "us-east-1a"
@@ -32,7 +32,10 @@ def _cluster(aws: testbed.LocalAws, size: int = 4) -> list[testbed.Node]:
     testbed.manual_task_states(aws)
     ec2, asg, ecs = aws.client("ec2"), aws.client("autoscaling"), aws.client("ecs")
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    ec2.create_launch_template(LaunchTemplateName="spot-lt", LaunchTemplateData={"ImageId": image})
+    ec2.create_launch_template(
+        LaunchTemplateName="spot-lt",
+        LaunchTemplateData={"ImageId": image, "InstanceType": "m5.large"},
+    )
     asg.create_auto_scaling_group(
         AutoScalingGroupName="spot-asg",
         LaunchTemplate={"LaunchTemplateName": "spot-lt", "Version": "$Default"},
@@ -63,57 +66,6 @@ def _start(aws: testbed.LocalAws, group: str, arn: str) -> None:
     aws.client("ecs").start_task(
         cluster="prod", taskDefinition="web", group=group, containerInstances=[arn]
     )
-
-
-class Ecs:
-    """What ECS would do that moto does not: move tasks off draining instances, and forget
-    instances that were terminated."""
-
-    def __init__(self, aws: testbed.LocalAws) -> None:
-        self.ecs = aws.client("ecs")
-        self.ec2 = aws.client("ec2")
-
-    def tick(self) -> None:
-        described = self._instances()
-        active = [ci for ci in described if ci["status"] == "ACTIVE"]
-        for ci in described:
-            if ci["status"] != "DRAINING":
-                continue
-            if self._terminated(ci["ec2InstanceId"]):
-                self.ecs.deregister_container_instance(
-                    cluster="prod", containerInstance=ci["containerInstanceArn"], force=True
-                )
-                continue
-            for task in self._tasks_on(ci["containerInstanceArn"]):
-                target = min(active, key=lambda c: len(self._tasks_on(c["containerInstanceArn"])))
-                self.ecs.start_task(
-                    cluster="prod",
-                    taskDefinition="web",
-                    group=task["group"],
-                    containerInstances=[target["containerInstanceArn"]],
-                )
-                self.ecs.stop_task(cluster="prod", task=task["taskArn"], reason="draining")
-
-    def _instances(self) -> list[dict[str, Any]]:
-        arns = self.ecs.list_container_instances(cluster="prod")["containerInstanceArns"]
-        if not arns:
-            return []
-        reply = self.ecs.describe_container_instances(cluster="prod", containerInstances=arns)
-        return list(reply["containerInstances"])
-
-    def _tasks_on(self, arn: str) -> list[dict[str, Any]]:
-        arns = self.ecs.list_tasks(cluster="prod", desiredStatus="RUNNING")["taskArns"]
-        if not arns:
-            return []
-        tasks = self.ecs.describe_tasks(cluster="prod", tasks=arns)["tasks"]
-        return [
-            t for t in tasks if t["containerInstanceArn"] == arn and t["lastStatus"] == "RUNNING"
-        ]
-
-    def _terminated(self, iid: str) -> bool:
-        reply = self.ec2.describe_instances(InstanceIds=[iid])
-        state = reply["Reservations"][0]["Instances"][0]["State"]["Name"]
-        return state in ("shutting-down", "terminated")
 
 
 def _settings(queue_url: str, **extra: Any) -> Any:

@@ -1,0 +1,78 @@
+"""What ECS and its agent would do that moto does not, for tests that scale a cluster in and out.
+
+moto has no ECS scheduler and no agent: instances an Auto Scaling group launches never register,
+tasks on a draining instance never move, and a terminated instance's container instance stays.
+:class:`Ecs` plays those parts, one ``tick()`` at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scaler import testbed
+
+
+class Ecs:
+    def __init__(self, aws: testbed.LocalAws, cluster: str = "prod", az: str = "us-east-1a"):
+        self.aws = aws
+        self.cluster = cluster
+        self.az = az
+        self.ecs = aws.client("ecs")
+        self.ec2 = aws.client("ec2")
+        self.registered: set[str] = set()
+
+    def tick(self, groups: tuple[str, ...] = ()) -> None:
+        """Register the groups' new instances, move tasks off draining instances (to the active
+        instance with the fewest), and deregister instances EC2 terminated."""
+        self.register(groups)
+        described = self._instances()
+        active = [ci for ci in described if ci["status"] == "ACTIVE"]
+        for ci in described:
+            if ci["status"] != "DRAINING":
+                continue
+            if self._terminated(ci["ec2InstanceId"]):
+                self.ecs.deregister_container_instance(
+                    cluster=self.cluster, containerInstance=ci["containerInstanceArn"], force=True
+                )
+                continue
+            for task in self.tasks_on(ci["containerInstanceArn"]):
+                target = min(active, key=lambda c: len(self.tasks_on(c["containerInstanceArn"])))
+                self.ecs.start_task(
+                    cluster=self.cluster,
+                    taskDefinition=task["taskDefinitionArn"],
+                    group=task["group"],
+                    containerInstances=[target["containerInstanceArn"]],
+                )
+                self.ecs.stop_task(cluster=self.cluster, task=task["taskArn"], reason="draining")
+
+    def register(self, groups: tuple[str, ...]) -> None:
+        if not groups:
+            return
+        reply = self.aws.client("autoscaling").describe_auto_scaling_groups(
+            AutoScalingGroupNames=list(groups)
+        )
+        members = [i["InstanceId"] for g in reply["AutoScalingGroups"] for i in g["Instances"]]
+        fresh = [i for i in members if i not in self.registered]
+        testbed.register_instances(self.aws, self.cluster, fresh, self.az)
+        self.registered |= set(fresh)
+
+    def tasks_on(self, arn: str) -> list[dict[str, Any]]:
+        arns = self.ecs.list_tasks(cluster=self.cluster, desiredStatus="RUNNING")["taskArns"]
+        if not arns:
+            return []
+        tasks = self.ecs.describe_tasks(cluster=self.cluster, tasks=arns)["tasks"]
+        return [
+            t for t in tasks if t["containerInstanceArn"] == arn and t["lastStatus"] == "RUNNING"
+        ]
+
+    def _instances(self) -> list[dict[str, Any]]:
+        arns = self.ecs.list_container_instances(cluster=self.cluster)["containerInstanceArns"]
+        if not arns:
+            return []
+        reply = self.ecs.describe_container_instances(cluster=self.cluster, containerInstances=arns)
+        return list(reply["containerInstances"])
+
+    def _terminated(self, iid: str) -> bool:
+        reply = self.ec2.describe_instances(InstanceIds=[iid])
+        state = reply["Reservations"][0]["Instances"][0]["State"]["Name"]
+        return state in ("shutting-down", "terminated")
