@@ -9,6 +9,16 @@ DRAINING or under a spot notice) or have none (tasks ECS could not place), plus 
 operator asked for, minus what can take them: free room on healthy ACTIVE instances and the whole
 of instances still launching.
 
+**Headroom.** Per resource, the larger of ``headroom`` (a share of ACTIVE capacity) and an absolute
+amount (``headroom_cpu`` CPU units, ``headroom_memory`` MiB). With ``headroom_per_az`` every AZ
+with healthy instances must also keep its own headroom (of its own capacity, or the absolute
+amount) in its own free room and launching instances; an AZ short of it is grown in pools of that
+AZ, or, if it has none, in multi-AZ pools (``az == "*"``: the Auto Scaling group picks the AZ),
+pools still chosen as below and its launches counted toward the cluster's deficit, which is still
+kept as well. In that mode instances launching, or being launched by the plan, count as capacity
+for the share (they will be ACTIVE soon), so a plan made again once its launches have arrived asks
+for nothing more; without it, the share is of ACTIVE capacity only, as it always was.
+
 **Source.** Each instance of deficit comes from the cheapest spot pool that has not been
 interrupted within ``pool_cooldown`` (Karpenter marks an interrupted type and zone unavailable the
 same way), in the AZ that lost the capacity when possible; failing that from an on-demand pool, up
@@ -26,7 +36,10 @@ stopped gracefully (ECS then counts on the companion) rather than killed with th
 
 **Return to spot.** Once no spot pool has been interrupted for ``revert_after`` seconds, on-demand
 fallback instances are released a few at a time (``revert_batch``), but only while the capacity
-left keeps the headroom, so a release never causes the next top-up.
+left keeps twice the headroom (and, with ``headroom_per_az``, the instance's AZ twice its own with
+the instance's tasks put back in it), so a release never causes the next top-up. Nothing is
+released while an AZ is short of headroom that no pool may serve now: freeing an on-demand slot
+would let the next plan launch.
 
 **On-demand base and percentage** (as an Auto Scaling mixed-instances policy has them): at least
 ``on_demand_base`` instances are on-demand, and ``on_demand_percent`` of those above the base.
@@ -38,6 +51,7 @@ instances already running are not replaced to meet the percentage.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -135,6 +149,9 @@ class CapacityPolicy:
     fargate_task_price: float = 0.05  # rough USD per task-hour, for the spend cap
     on_demand_base: int = 0  # on-demand instances kept whatever spot can do
     on_demand_percent: int = 0  # share (%) of instances above the base that are on-demand
+    headroom_cpu: int = 0  # CPU units kept free at least (the share, where larger, wins)
+    headroom_memory: int = 0  # MiB kept free at least
+    headroom_per_az: bool = False  # every AZ with healthy instances keeps its own headroom too
 
 
 @dataclass(frozen=True)
@@ -171,25 +188,102 @@ def plan_capacity(
             for svc in snap.services
         ),
     )
-    targets, _ = _top_up(
-        carried,
-        memory,
-        policy,
-        reasons,
-        overflow_spend=sum(overflow.values()) * policy.fargate_task_price,
-    )
+    growth = _Growth.start(carried, sum(overflow.values()) * policy.fargate_task_price)
+    _top_up(carried, memory, policy, growth, reasons, deficit_cause(snap))
+    base = _base(snap, memory, policy, growth, reasons)
+    if base and policy.headroom_per_az:
+        # the base's instances may open an AZ, which must then keep its headroom too
+        _top_up_azs(carried, memory, policy, growth, _az_rooms(carried), reasons)
+    targets = growth.targets
     evacuate = _evacuate(snap, policy)
     sizes = {p.name: p.size for p in snap.pools}
     release: tuple[str, ...] = ()
-    cause = deficit_cause(snap)
-    causes = {name: cause for name, target in targets.items() if target > sizes[name]}
-    causes |= _base(snap, memory, policy, targets, reasons)
-    if not causes:
+    causes = {name: growth.causes[name] for name in targets if name in growth.causes} | base
+    if not causes and not growth.blocked:
         release = _release(snap, memory, policy, reasons)
         if not release:
             targets = _bring_spot_back(snap, memory, policy, targets, reasons)
             causes = {n: "return_to_spot" for n, t in targets.items() if t > sizes[n]}
     return CapacityPlan(targets, overflow, evacuate, release, tuple(reasons), causes)
+
+
+# -- headroom -------------------------------------------------------------------------------------
+
+Pair = tuple[int, int]  # (CPU units, MiB)
+NOTHING: Pair = (0, 0)
+
+
+def headroom(policy: CapacityPolicy, cpu: float, memory: float) -> tuple[float, float]:
+    """Room to keep free on ``cpu`` units and ``memory`` MiB of capacity: the share of it, or
+    the absolute amount where that is larger."""
+    return (
+        max(policy.headroom * cpu, policy.headroom_cpu),
+        max(policy.headroom * memory, policy.headroom_memory),
+    )
+
+
+@dataclass(frozen=True)
+class _Room:
+    """Capacity held against the headroom in one scope: the cluster, or one AZ."""
+
+    base: Pair  # the capacity the headroom's share is of
+    spare: Pair  # free room on healthy instances, launching ones whole
+    homeless: Pair = NOTHING  # tasks that need a place (in the cluster's room only)
+    floor: Pair = NOTHING  # unplaced tasks less what launches: free room does not count
+    grows: bool = False  # what the plan launches adds to the base (headroom is kept on it)
+    whole: bool = True  # headroom is kept with no capacity at all (the cluster), else not
+
+    def keep(self, policy: CapacityPolicy, added: Pair = NOTHING) -> tuple[float, float]:
+        base = _plus(self.base, added) if self.grows else self.base
+        if not self.whole and base == NOTHING:
+            return 0.0, 0.0
+        return headroom(policy, *base)
+
+    def short(self, policy: CapacityPolicy, added: Pair = NOTHING) -> Pair:
+        """What is missing, once ``added`` capacity has been launched into it."""
+        keep = self.keep(policy, added)
+        cpu, mem = (
+            max(self.homeless[i] + keep[i] - self.spare[i] - added[i], self.floor[i] - added[i])
+            for i in (0, 1)
+        )
+        return max(0, math.ceil(cpu)), max(0, math.ceil(mem))
+
+    def plus(self, size: Pair, free: Pair) -> _Room:
+        return replace(self, base=_plus(self.base, size), spare=_plus(self.spare, free))
+
+    def without(self, node: NodeView) -> _Room:
+        """With ``node`` gone and its tasks placed again in the room that is left."""
+        return self.plus((-node.cpu, -node.memory), (-node.cpu, -node.memory))
+
+    def keeps_twice(self, policy: CapacityPolicy) -> bool:
+        keep = self.keep(policy)
+        return all(self.spare[i] >= 2 * keep[i] for i in (0, 1))
+
+
+AZ_ROOM = _Room(NOTHING, NOTHING, grows=True, whole=False)
+
+
+def _plus(a: Pair, b: Pair) -> Pair:
+    return a[0] + b[0], a[1] + b[1]
+
+
+def _az_rooms(snap: CapacitySnapshot) -> dict[str, _Room]:
+    """The room of each AZ with healthy instances: ACTIVE ones by their free room, launching
+    ones whole (they are soon ACTIVE and empty, so they count for the share as well)."""
+    rooms: dict[str, _Room] = {}
+    for n in snap.nodes:
+        if n.doomed or n.status not in ("ACTIVE", "launching"):
+            continue
+        free = (n.cpu, n.memory) if n.status == "launching" else (n.free_cpu, n.free_memory)
+        rooms[n.az] = rooms.get(n.az, AZ_ROOM).plus((n.cpu, n.memory), free)
+    return rooms
+
+
+def _serving(snap: CapacitySnapshot, az: str) -> str | None:
+    """Which pools launch into ``az``: those of that AZ, else multi-AZ ones (``"*"``: the Auto
+    Scaling group picks the AZ), else none."""
+    zones = {p.az for p in snap.pools if p.managed}
+    return az if az in zones else "*" if "*" in zones else None
 
 
 # -- deficit and top-up -------------------------------------------------------------------------
@@ -203,8 +297,13 @@ def deficit(snap: CapacitySnapshot, policy: CapacityPolicy) -> tuple[int, int]:
     failed to place (free room it could not use, because of constraints or fragmentation, does
     not count for those). A Fargate companion carries its service's tasks on doomed instances
     through the notice; tasks left unplaced afterwards need EC2 capacity like any other, so the
-    service comes back from Fargate once the storm is over.
+    service comes back from Fargate once the storm is over. The cluster's alone: AZs short of
+    their own headroom (``headroom_per_az``) may need more.
     """
+    return _cluster_room(snap, policy).short(policy)
+
+
+def _cluster_room(snap: CapacitySnapshot, policy: CapacityPolicy) -> _Room:
     nodes = {n.id: n for n in snap.nodes}
     homeless_cpu = homeless_mem = unplaced_cpu = unplaced_mem = 0
     for svc in snap.services:
@@ -219,15 +318,16 @@ def deficit(snap: CapacitySnapshot, policy: CapacityPolicy) -> tuple[int, int]:
     healthy = [n for n in snap.nodes if not n.doomed]
     launching = [n for n in healthy if n.status == "launching"]
     active = [n for n in healthy if n.status == "ACTIVE"]
-    coming_cpu = sum(n.cpu for n in launching)
-    coming_mem = sum(n.memory for n in launching)
-    spare_cpu = sum(n.free_cpu for n in active) + coming_cpu
-    spare_mem = sum(n.free_memory for n in active) + coming_mem
-    total_cpu = sum(n.cpu for n in active)
-    total_mem = sum(n.memory for n in active)
-    cpu = max(homeless_cpu + policy.headroom * total_cpu - spare_cpu, unplaced_cpu - coming_cpu)
-    mem = max(homeless_mem + policy.headroom * total_mem - spare_mem, unplaced_mem - coming_mem)
-    return max(0, math.ceil(cpu)), max(0, math.ceil(mem))
+    coming = (sum(n.cpu for n in launching), sum(n.memory for n in launching))
+    total = (sum(n.cpu for n in active), sum(n.memory for n in active))
+    free = (sum(n.free_cpu for n in active), sum(n.free_memory for n in active))
+    return _Room(
+        _plus(total, coming) if policy.headroom_per_az else total,
+        _plus(free, coming),
+        (homeless_cpu, homeless_mem),
+        (unplaced_cpu - coming[0], unplaced_mem - coming[1]),
+        grows=policy.headroom_per_az,
+    )
 
 
 def deficit_cause(snap: CapacitySnapshot) -> str:
@@ -274,43 +374,137 @@ def _fallback_spend(snap: CapacitySnapshot) -> float:
     return sum(p.size * p.price for p in snap.pools if p.capacity == ON_DEMAND)
 
 
+@dataclass
+class _Growth:
+    """The launches one plan has made so far, and what they add up to."""
+
+    targets: dict[str, int]
+    od_nodes: int
+    all_nodes: int
+    od_spend: float  # on-demand fallback and overflow, USD per hour
+    placed: dict[str, Pair] = field(default_factory=dict)  # AZ ("*": not known) -> launched
+    causes: dict[str, str] = field(default_factory=dict)  # pool -> why it grows
+    for_az: Counter[str] = field(default_factory=Counter)  # AZ -> launches for its headroom
+    given_up: set[str] = field(default_factory=set)  # AZs left short of headroom
+    blocked: set[str] = field(default_factory=set)  # ... of those, because of caps or cooldowns
+
+    @classmethod
+    def start(cls, snap: CapacitySnapshot, overflow_spend: float) -> _Growth:
+        return cls(
+            {p.name: p.size for p in snap.pools if p.managed},
+            sum(p.size for p in snap.pools if p.capacity == ON_DEMAND),
+            sum(p.size for p in snap.pools),
+            _fallback_spend(snap) + overflow_spend,
+        )
+
+    def pick(self, options: list[PoolView], policy: CapacityPolicy) -> PoolView | None:
+        if self.od_nodes < required_on_demand(self.all_nodes + 1, policy):
+            options = _on_demand_first(options)
+        return _pick(options, self.od_nodes, self.od_spend, policy, self.targets)
+
+    def add(self, pool: PoolView, az: str) -> None:
+        """One more instance of ``pool``, launched into ``az``."""
+        self.targets[pool.name] += 1
+        self.all_nodes += 1
+        if pool.capacity == ON_DEMAND:
+            self.od_nodes += 1
+            self.od_spend += pool.price
+        self.placed[az] = _plus(self.placed.get(az, NOTHING), (pool.cpu, pool.memory))
+
+    def added(self, az: str | None = None) -> Pair:
+        """Capacity launched into ``az``; into any AZ if None."""
+        if az is not None:
+            return self.placed.get(az, NOTHING)
+        return sum(c for c, _ in self.placed.values()), sum(m for _, m in self.placed.values())
+
+
 def _top_up(
     snap: CapacitySnapshot,
     memory: CapacityMemory,
     policy: CapacityPolicy,
+    growth: _Growth,
     reasons: list[str],
-    overflow_spend: float = 0.0,
-) -> tuple[dict[str, int], float]:
-    """Pool targets that cover the deficit; and the hourly spend on fallback and overflow."""
-    targets = {p.name: p.size for p in snap.pools if p.managed}
-    od_nodes = sum(p.size for p in snap.pools if p.capacity == ON_DEMAND)
-    all_nodes = sum(p.size for p in snap.pools)
-    od_spend = _fallback_spend(snap) + overflow_spend
-    cpu, mem = deficit(snap, policy)
+    cause: str,
+) -> None:
+    """Grow pools until each AZ keeps its own headroom (with ``headroom_per_az``: launches
+    for AZs come first and count toward the cluster's deficit) and the cluster's is covered."""
+    before = dict(growth.targets)
+    rooms = _az_rooms(snap) if policy.headroom_per_az else {}
+    _top_up_azs(snap, memory, policy, growth, rooms, reasons)
+    cluster = _cluster_room(snap, policy)
     azs = _lost_by_az(snap)
     turn = 0
-    while (cpu > 0 or mem > 0) and azs:
-        az = azs[turn % len(azs)]
-        options = sources(snap, memory, policy, az)
-        if od_nodes < required_on_demand(all_nodes + 1, policy):
-            options = _on_demand_first(options)
-        pool = _pick(options, od_nodes, od_spend, policy, targets)
+    while azs and any(short := cluster.short(policy, growth.added())):
+        pool = growth.pick(sources(snap, memory, policy, azs[turn % len(azs)]), policy)
         if pool is None:
             reasons.append("deficit left: no pool may grow (caps or cooldowns)")
             break
-        targets[pool.name] += 1
-        all_nodes += 1
-        if pool.capacity == ON_DEMAND:
-            od_nodes += 1
-            od_spend += pool.price
-        cpu -= pool.cpu
-        mem -= pool.memory
+        growth.add(pool, pool.az)
+        growth.causes[pool.name] = cause
+        if sum(cluster.short(policy, growth.added())) >= sum(short):
+            reasons.append("deficit left: launches do not lessen it (headroom share too large)")
+            break
         turn += 1
-    for name, target in targets.items():
-        before = next(p.size for p in snap.pools if p.name == name)
-        if target > before:
-            reasons.append(f"top-up {name}: {before} -> {target}")
-    return targets, od_spend
+        # an instance of a pool in an AZ without any may open it: it keeps its headroom too
+        _top_up_azs(snap, memory, policy, growth, rooms, reasons)
+    for name, target in growth.targets.items():
+        if target > before[name]:
+            reasons.append(f"top-up {name}: {before[name]} -> {target}")
+
+
+def _top_up_azs(
+    snap: CapacitySnapshot,
+    memory: CapacityMemory,
+    policy: CapacityPolicy,
+    growth: _Growth,
+    rooms: Mapping[str, _Room],
+    reasons: list[str],
+) -> None:
+    """Launch for each AZ short of its own headroom, in turn (fewest launches for it first)."""
+    if not policy.headroom_per_az:
+        return
+    while short := _short_azs(policy, rooms, growth):
+        az = min(short, key=lambda z: (growth.for_az[z], z))
+        why = _grow_az(snap, memory, policy, growth, az, reasons)
+        if why is None and sum(_short_azs(policy, rooms, growth).get(az, NOTHING)) >= sum(
+            short[az]
+        ):
+            why = "launches do not lessen it (headroom share too large)"
+        if why:
+            growth.given_up.add(az)
+            reasons.append(f"AZ {az} left short of headroom: {why}")
+
+
+def _short_azs(
+    policy: CapacityPolicy, rooms: Mapping[str, _Room], growth: _Growth
+) -> dict[str, Pair]:
+    """The AZs with instances, or launches planned, short of their own headroom (CPU, MiB)."""
+    azs = (set(rooms) | set(growth.placed)) - growth.given_up - {"*"}
+    short = {az: rooms.get(az, AZ_ROOM).short(policy, growth.added(az)) for az in azs}
+    return {az: s for az, s in short.items() if any(s)}
+
+
+def _grow_az(
+    snap: CapacitySnapshot,
+    memory: CapacityMemory,
+    policy: CapacityPolicy,
+    growth: _Growth,
+    az: str,
+    reasons: list[str],
+) -> str | None:
+    """One instance for ``az``'s headroom, in its pools, else in multi-AZ ones; or why not."""
+    where = _serving(snap, az)
+    if where is None:
+        return "no pool launches into it"
+    pool = growth.pick([p for p in sources(snap, memory, policy, az) if p.az == where], policy)
+    if pool is None:
+        growth.blocked.add(az)
+        return "no pool may grow (caps or cooldowns)"
+    growth.add(pool, az)
+    growth.causes.setdefault(pool.name, "headroom")
+    growth.for_az[az] += 1
+    reasons.append(f"headroom in AZ {az}: {pool.name} +1")
+    return None
 
 
 def required_on_demand(total: int, policy: CapacityPolicy) -> int:
@@ -330,10 +524,11 @@ def _base(
     snap: CapacitySnapshot,
     memory: CapacityMemory,
     policy: CapacityPolicy,
-    targets: dict[str, int],
+    growth: _Growth,
     reasons: list[str],
 ) -> dict[str, str]:
     """Launch the on-demand base that is missing (round robin over the AZs); the causes."""
+    targets = growth.targets
     od_nodes = sum(targets.get(p.name, p.size) for p in snap.pools if p.capacity == ON_DEMAND)
     azs = sorted({p.az for p in snap.pools})
     causes: dict[str, str] = {}
@@ -343,7 +538,7 @@ def _base(
         if pool is None:
             reasons.append("on-demand base left short: no on-demand pool may grow")
             break
-        targets[pool.name] += 1
+        growth.add(pool, pool.az)
         causes[pool.name] = "on_demand_base"
         reasons.append(f"on-demand base: {pool.name} +1")
     return causes
@@ -445,12 +640,17 @@ def _release(
     snap: CapacitySnapshot, memory: CapacityMemory, policy: CapacityPolicy, reasons: list[str]
 ) -> tuple[str, ...]:
     """On-demand fallback to drain and give back, while the rest keeps twice the headroom (CPU
-    and memory alike), so a release never causes the next top-up."""
+    and memory alike, its tasks placed again), and with ``headroom_per_az`` so does the rest of
+    its AZ (the tasks back in it, as ECS spreading by AZ puts them), so a release never causes
+    the next top-up."""
     if not quiet(snap, memory, policy):
         return ()
     active = [n for n in snap.nodes if n.status == "ACTIVE"]
-    spare = [sum(n.free_cpu for n in active), sum(n.free_memory for n in active)]
-    total = [sum(n.cpu for n in active), sum(n.memory for n in active)]
+    cluster = _Room(
+        (sum(n.cpu for n in active), sum(n.memory for n in active)),
+        (sum(n.free_cpu for n in active), sum(n.free_memory for n in active)),
+    )
+    rooms = _az_rooms(snap) if policy.headroom_per_az else {}
     released: list[str] = []
     od_nodes = sum(p.size for p in snap.pools if p.capacity == ON_DEMAND)
     all_nodes = sum(p.size for p in snap.pools)
@@ -458,12 +658,12 @@ def _release(
         if od_nodes - 1 < max(policy.on_demand_base, required_on_demand(all_nodes - 1, policy)):
             break  # the on-demand base and percentage stay
         od_nodes, all_nodes = od_nodes - 1, all_nodes - 1
-        size = (node.cpu, node.memory)
-        if any(spare[i] - size[i] < 2 * policy.headroom * (total[i] - size[i]) for i in (0, 1)):
+        rest = {az: room.without(node) for az, room in rooms.items() if az == node.az}
+        if not all(r.keeps_twice(policy) for r in (cluster.without(node), *rest.values())):
             break  # its tasks would not fit with room to spare: bring spot back first
         released.append(node.id)
-        spare = [spare[i] - size[i] for i in (0, 1)]
-        total = [total[i] - size[i] for i in (0, 1)]
+        cluster = cluster.without(node)
+        rooms = {**rooms, **rest}
     if released:
         reasons.append(f"return to spot: release {len(released)} on-demand instance(s)")
     return tuple(released)
@@ -479,7 +679,9 @@ def _bring_spot_back(
     """Launch spot in place of on-demand fallback that cannot be released for lack of room.
 
     Nothing is launched while anything is still launching: the next plan sees the new capacity
-    and releases the on-demand instance instead, so the swap is one for one, never a loop.
+    and releases the on-demand instance instead, so the swap is one for one, never a loop. With
+    ``headroom_per_az`` the spot instance goes to the on-demand one's AZ (its pools, else
+    multi-AZ ones), whose room the release needs.
     """
     result = dict(targets)
     if not quiet(snap, memory, policy) or any(n.status == "launching" for n in snap.nodes):
@@ -487,9 +689,20 @@ def _bring_spot_back(
     keep = max(policy.on_demand_base, required_on_demand(sum(p.size for p in snap.pools), policy))
     od_nodes = sum(p.size for p in snap.pools if p.capacity == ON_DEMAND)
     for node in _fallback(snap)[: min(policy.revert_batch, max(0, od_nodes - keep))]:
-        spot = [p for p in sources(snap, memory, policy, node.az) if p.capacity == SPOT]
+        spot = [
+            p
+            for p in sources(snap, memory, policy, node.az)
+            if p.capacity == SPOT and _fits(p, result) and _replaces(snap, policy, p, node)
+        ]
         if not spot:
             break
         result[spot[0].name] += 1
         reasons.append(f"return to spot: {spot[0].name} +1 to replace {node.id}")
     return result
+
+
+def _replaces(
+    snap: CapacitySnapshot, policy: CapacityPolicy, pool: PoolView, node: NodeView
+) -> bool:
+    """Whether an instance of ``pool`` makes room for releasing ``node``."""
+    return not policy.headroom_per_az or pool.az == _serving(snap, node.az)

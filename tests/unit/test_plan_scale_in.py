@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from scaler.plan.capacity import (
@@ -79,6 +79,7 @@ def test_the_on_demand_base_is_kept() -> None:
     assert agrees(frozenset({"i-1"}))
 
 
+@settings(max_examples=300)
 @given(
     st.lists(st.sampled_from([0, 512, 1024, 2048, 3584, 4096]), min_size=2, max_size=8),
     st.integers(0, 2),
@@ -95,6 +96,8 @@ def test_fewer_removals_never_turn_agreement_into_a_launch(
     snap = snapshot(used, on_demand)
     policy = CapacityPolicy(headroom=headroom, on_demand_base=min(base, on_demand))
     agrees = capacity_agrees(snap, CapacityMemory(), policy)
+    # consolidation only plans on a settled cluster: one the capacity planner adds nothing to
+    assume(agrees(frozenset()))
     ids = [n.id for n in snap.nodes]
     gone = frozenset(data.draw(st.lists(st.sampled_from(ids), unique=True)))
     fewer = (
