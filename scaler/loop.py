@@ -177,10 +177,12 @@ class Scaler:
     async def _capacity(self, aws: AwsClients, workers: Workers) -> CapacityController | None:
         """The capacity controller, if any pool or overflow service is configured."""
         s = self.settings
-        if not (s.spot_pools or s.on_demand_pools or s.overflow_services):
+        pools = s.spot_pools or s.on_demand_pools or s.spot_templates or s.on_demand_templates
+        if not (pools or s.overflow_services):
             log.info(
-                "capacity top-up off: no SCALER_SPOT_POOLS, SCALER_ON_DEMAND_POOLS or "
-                "SCALER_OVERFLOW_SERVICES configured"
+                "capacity top-up off: no SCALER_SPOT_POOLS, SCALER_ON_DEMAND_POOLS, "
+                "SCALER_SPOT_TEMPLATES, SCALER_ON_DEMAND_TEMPLATES or SCALER_OVERFLOW_SERVICES "
+                "configured"
             )
             return None
         reader = CapacityReader(aws, s, workers.directory, workers.board)

@@ -199,6 +199,31 @@ class Settings(BaseSettings):
         description="On-demand Auto Scaling groups used as fallback when spot cannot serve "
         "(comma-separated names).",
     )
+    spot_templates: Pairs = Field(
+        default={},
+        description="Spot pools without an Auto Scaling group: `pool=launch-template` pairs "
+        "(template id or name, its default version), launched with EC2 Fleet (CreateFleet "
+        "instant, price-capacity-optimized across SCALER_FLEET_INSTANCE_TYPES and "
+        "SCALER_FLEET_SUBNETS) and tagged with the cluster and the pool.",
+    )
+    on_demand_templates: Pairs = Field(
+        default={},
+        description="On-demand fallback pools launched with EC2 Fleet, as `pool=launch-template` "
+        "pairs (as SCALER_SPOT_TEMPLATES).",
+    )
+    fleet_instance_types: Names = Field(
+        default=(),
+        description="Instance types EC2 Fleet may choose from for template pools "
+        "(comma-separated; none: the template's own). The first sizes the pool's instances.",
+    )
+    fleet_subnets: Names = Field(
+        default=(),
+        description="Subnets EC2 Fleet may launch template pools in, one per AZ "
+        "(comma-separated; none: the template's network settings).",
+    )
+    fleet_max_size: int = Field(
+        default=50, ge=0, description="Most instances in each template pool."
+    )
     overflow_services: Pairs = Field(
         default={},
         description="Services allowed to overflow to Fargate, as `service=companion` pairs "
@@ -210,6 +235,23 @@ class Settings(BaseSettings):
         ge=0,
         le=1,
         description="Share of the cluster's CPU kept free beyond what lost tasks need.",
+    )
+    headroom_cpu: int = Field(
+        default=0,
+        ge=0,
+        description="ECS CPU units kept free at least (1024 = one vCPU), whatever the share "
+        "gives; the larger of the two wins.",
+    )
+    headroom_memory: int = Field(
+        default=0,
+        ge=0,
+        description="MiB of memory kept free at least, whatever the share gives; the larger of "
+        "the two wins.",
+    )
+    headroom_per_az: bool = Field(
+        default=False,
+        description="Each AZ with instances also keeps the headroom free on its own, grown in "
+        "the groups of that AZ (else in multi-AZ groups); the cluster-wide headroom still holds.",
     )
     max_on_demand: int = Field(
         default=20, ge=0, description="Most on-demand fallback instances at once."
@@ -373,12 +415,37 @@ class Settings(BaseSettings):
         "between replicas must stay below this).",
     )
 
-    @field_validator("spot_pools", "on_demand_pools", "migrate_spot_fleets", mode="before")
+    @field_validator(
+        "spot_pools",
+        "on_demand_pools",
+        "migrate_spot_fleets",
+        "fleet_instance_types",
+        "fleet_subnets",
+        mode="before",
+    )
     @classmethod
     def _split_names(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())
         return value
+
+    @field_validator("spot_templates", "on_demand_templates", mode="before")
+    @classmethod
+    def _split_templates(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in (v.strip() for v in value.split(",") if v.strip()):
+            pool, sep, template = (part.strip() for part in item.partition("="))
+            if not sep or not pool or not template:
+                raise ValueError(f"{item!r} is not pool=launch-template")
+            if pool in pairs:
+                raise ValueError(f"pool {pool!r} is listed twice")
+            groups = (info.data.get("spot_pools") or ()) + (info.data.get("on_demand_pools") or ())
+            if pool in groups or pool in (info.data.get("spot_templates") or {}):
+                raise ValueError(f"pool {pool!r} is already named (pool names must be unique)")
+            pairs[pool] = template
+        return pairs
 
     @field_validator("overflow_services", mode="before")
     @classmethod
@@ -406,9 +473,11 @@ class Settings(BaseSettings):
     @field_validator("roll", "consolidate", "migrate_spot_fleets")
     @classmethod
     def _needs_groups(cls, value: Any, info: ValidationInfo) -> Any:
-        if value and not (info.data.get("spot_pools") or info.data.get("on_demand_pools")):
+        pools = ("spot_pools", "on_demand_pools", "spot_templates", "on_demand_templates")
+        if value and not any(info.data.get(p) for p in pools):
             raise ValueError(
-                "needs the scaler's own groups (SCALER_SPOT_POOLS or SCALER_ON_DEMAND_POOLS)"
+                "needs the scaler's own groups (SCALER_SPOT_POOLS or SCALER_ON_DEMAND_POOLS) "
+                "or template pools (SCALER_SPOT_TEMPLATES or SCALER_ON_DEMAND_TEMPLATES)"
             )
         if info.field_name == "migrate_spot_fleets":
             bad = [v for v in value if not v.startswith("sfr-")]
@@ -433,8 +502,11 @@ class Settings(BaseSettings):
     @field_validator("on_demand_base", "on_demand_percent")
     @classmethod
     def _on_demand_mix(cls, value: int, info: ValidationInfo) -> int:
-        if value and not info.data.get("on_demand_pools"):
-            raise ValueError("needs on-demand groups to launch in (SCALER_ON_DEMAND_POOLS)")
+        if value and not (info.data.get("on_demand_pools") or info.data.get("on_demand_templates")):
+            raise ValueError(
+                "needs on-demand groups to launch in (SCALER_ON_DEMAND_POOLS or "
+                "SCALER_ON_DEMAND_TEMPLATES)"
+            )
         most = info.data.get("max_on_demand")
         if info.field_name == "on_demand_base" and most is not None and value > most:
             raise ValueError(f"must be at most SCALER_MAX_ON_DEMAND ({most})")

@@ -40,6 +40,7 @@ from scaler.aws.retry import Backoff
 from scaler.aws.roll import Drift, DriftReader, RollMemory, template_spec
 from scaler.aws.taskdefs import fargate_problem, reservation
 from scaler.aws.tasks import running_tasks
+from scaler.aws.templates import TemplatePools, new_token
 from scaler.guard import describe_services
 from scaler.metrics import Metrics
 from scaler.model import ContainerInstance
@@ -69,6 +70,9 @@ LAUNCHING_STATES = frozenset({"Pending", "Pending:Wait", "Pending:Proceed"})
 def policy_from(settings: Settings) -> CapacityPolicy:
     return CapacityPolicy(
         headroom=settings.headroom,
+        headroom_cpu=settings.headroom_cpu,
+        headroom_memory=settings.headroom_memory,
+        headroom_per_az=settings.headroom_per_az,
         pool_cooldown=settings.pool_cooldown,
         max_on_demand=settings.max_on_demand,
         max_overflow_tasks=settings.max_overflow_tasks,
@@ -105,13 +109,21 @@ class CapacityReader:
         self._settings = settings
         self._directory = directory
         self._board = board
+        self._templates = TemplatePools(aws, settings)
         self._types: dict[str, tuple[int, int, float]] = {}  # type -> (cpu units, MiB, $/h)
         self._task_sizes: dict[str, tuple[int, int]] = {}
         self._template_types: dict[str, str] = {}
 
     @property
     def groups(self) -> dict[str, str]:
-        """Auto Scaling group name -> capacity type."""
+        """Pool name (Auto Scaling group or template pool) -> capacity type."""
+        return {
+            **self._auto_scaling_groups,
+            **{p: capacity for p, (_, capacity) in self._templates.templates.items()},
+        }
+
+    @property
+    def _auto_scaling_groups(self) -> dict[str, str]:
         return {
             **{g: SPOT for g in self._settings.spot_pools},
             **{g: ON_DEMAND for g in self._settings.on_demand_pools},
@@ -122,7 +134,7 @@ class CapacityReader:
         companions whose task definition cannot run on Fargate."""
         problems: list[str] = []
         found = {g["AutoScalingGroupName"]: g for g in await self._describe_groups()}
-        for name, capacity in self.groups.items():
+        for name, capacity in self._auto_scaling_groups.items():
             variable = "SCALER_SPOT_POOLS" if capacity == SPOT else "SCALER_ON_DEMAND_POOLS"
             group = found.get(name)
             if group is None:
@@ -133,6 +145,7 @@ class CapacityReader:
                     "scaler tops up through groups of its own"
                 )
         problems += await self._check_companions()
+        problems += await self._templates.validate()
         problems += await missing_fleets(self._aws, self._settings.migrate_spot_fleets)
         if problems:
             raise ConfigError(problems)
@@ -161,7 +174,7 @@ class CapacityReader:
         return problems
 
     async def _describe_groups(self) -> list[dict[str, Any]]:
-        names = list(self.groups)
+        names = list(self._auto_scaling_groups)
         groups: list[dict[str, Any]] = []
         for i in range(0, len(names), 50):
             reply = await self._aws.autoscaling.describe_auto_scaling_groups(
@@ -224,7 +237,7 @@ class CapacityReader:
         return self._task_sizes[arn]
 
     async def read(self, now: float) -> Observed:
-        groups = await self._describe_groups()
+        groups = await self._describe_groups() + await self._templates.groups()
         kinds = await self._group_types(groups)
         await self._type_info(set(kinds.values()))
         instances = {ci.ec2_instance_id: ci for ci in await self._directory.refresh()}
@@ -431,7 +444,9 @@ class CapacityActuator:
         self._drainer = drainer
         self._metrics = metrics
         self._backoff = backoff
+        self._templates = TemplatePools(aws, settings)
         self.asked: dict[str, tuple[int, float]] = {}  # group -> (desired we set, when)
+        self.shortfalls: dict[str, float] = {}  # template pool -> when EC2 Fleet came up short
 
     async def apply(self, plan: CapacityPlan, observed: Observed, now: float) -> None:
         pools = {p.name: p for p in observed.snapshot.pools}
@@ -466,6 +481,8 @@ class CapacityActuator:
         draining instances, less what it was asked for and has not started yet (a group out of
         capacity is not raised again and again); how many were added (0 in dry-run, on failure,
         or when enough is owed already)."""
+        if name in self._templates:
+            return await self._launch(name, count, observed, now, reason)
         before = observed.desired.get(name, 0)
         owed = max(0, before - observed.live.get(name, 0))  # asked for, not started yet
         target = min(before + count - owed, observed.max_size.get(name, 0))
@@ -482,8 +499,37 @@ class CapacityActuator:
         self._metrics.capacity_changes.labels("add", reason).inc(target - before)
         return target - before
 
+    async def _launch(
+        self, name: str, count: int, observed: Observed, now: float, reason: str
+    ) -> int:
+        """Launch up to ``count`` instances in a template pool (within its maximum size);
+        how many EC2 Fleet launched (a shortfall marks the pool out of capacity)."""
+        before = observed.desired.get(name, 0)
+        want = min(before + count, observed.max_size.get(name, 0)) - before
+        token = new_token()  # one per launch: retries of this call get its answer
+        launched = 0
+
+        async def create() -> None:
+            nonlocal launched
+            launched = await self._templates.launch(name, want, token)
+
+        if want <= 0:
+            return 0
+        if not await self._act("create_fleet", name, create):
+            if not self._settings.dry_run:
+                self.shortfalls[name] = now  # refused: try other pools for a while
+            return 0
+        if launched < want:
+            self.shortfalls[name] = now
+        observed.desired[name] = before + launched
+        self._metrics.capacity_changes.labels("add", reason).inc(launched)
+        return launched
+
     async def retire(self, node: str, pool: str, reason: str) -> bool:
-        """Terminate a drained instance, its group's desired capacity decremented."""
+        """Terminate a drained instance, its group's desired capacity decremented (a template
+        pool's instance is just terminated)."""
+        if pool in self._templates:
+            return await self.terminate(node, reason)
         done = await self._act(
             "terminate",
             pool,
@@ -642,6 +688,7 @@ class CapacityController:
         for reason in plan.reasons:
             log.info("capacity decision", extra={"reason": reason})
         await self._actuator.apply(plan, observed, now)
+        self._note_shortfalls({p.name for p in observed.snapshot.pools if p.capacity == SPOT})
         if observed.facts is not None:
             migrating = self.migration is not None and self.migration.state.in_flight > 0
             if self._roll_policy is not None and not plan.release and not migrating:
@@ -694,10 +741,10 @@ class CapacityController:
             self._policy,
             self._blocked(observed),
         )
-        if fleets is None:
-            observed.migrating = frozenset({"(fleets not read)"})
+        if fleets is None:  # read again next cycle; consolidation judges on the rest
             return
-        observed.migrating = fleets.remaining
+        registered = {n.id for n in observed.snapshot.nodes}
+        observed.migrating = fleets.remaining & registered  # the others are left alone
         observed.facts = {**(observed.facts or {}), **fleets.facts}
 
     def _blocked(self, observed: Observed) -> frozenset[str]:
@@ -761,6 +808,13 @@ class CapacityController:
             if await self._actuator.drain(ci, "consolidation"):
                 consolidator.drained_at.append(snap.now)
 
+    def _note_shortfalls(self, spot: set[str]) -> None:
+        """Template pools EC2 Fleet could not fill are out of capacity (cooled down)."""
+        for name, at in sorted(self._actuator.shortfalls.items()):
+            log.warning("pool out of capacity: avoiding it", extra={"group": name})
+            self.memory = self.memory.failing(name, at, spot=name in spot)
+        self._actuator.shortfalls.clear()
+
     def _remember_troubles(self, observed: Observed, now: float) -> None:
         """Notices and recommendations mark their spot pool; a group that has not started what
         it was asked for within ``LAUNCH_GRACE`` is out of capacity (cooled down too)."""
@@ -770,6 +824,7 @@ class CapacityController:
         for iid, at in self._board.noticed.items():
             if iid in pool_of:
                 self.memory = self.memory.noting(pool_of[iid], at)
+        self._note_shortfalls(spot)
         for name, (target, since) in list(self._actuator.asked.items()):
             if observed.live.get(name, 0) >= target:
                 del self._actuator.asked[name]

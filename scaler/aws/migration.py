@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the capacity controller runs the migration
     from scaler.aws.capacity import CapacityActuator, Observed
 
 log = logging.getLogger(__name__)
+ACTIVE_STATES = frozenset({"submitted", "active", "modifying"})
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,9 @@ class FleetReader:
             token = page.get("NextToken") or ""
             if not token:
                 break
-        maintain = config.get("Type", "maintain") == "maintain"
+        # a cancelled fleet (instances left running) replaces nothing and cannot be modified
+        active = described.get("SpotFleetRequestState", "active") in ACTIVE_STATES
+        maintain = active and config.get("Type", "maintain") == "maintain"
         return Fleet(fid, float(config.get("TargetCapacity", 0)), maintain, instances)
 
 
@@ -113,6 +116,11 @@ async def missing_fleets(aws: AwsClients, ids: tuple[str, ...]) -> list[str]:
             found = []
         if not found:
             problems.append(f"SCALER_MIGRATE_SPOT_FLEETS: Spot Fleet request {fid!r} not found")
+        elif found[0].get("SpotFleetRequestState") not in ACTIVE_STATES:
+            log.warning(
+                "Spot Fleet request not active: its instances are still migrated",
+                extra={"fleet": fid, "state": found[0].get("SpotFleetRequestState")},
+            )
     return problems
 
 
@@ -164,7 +172,11 @@ class Migration:
         now = snap.now
         self.launched_at = [t for t in self.launched_at if now - t < 3600.0]
         if not self.state.in_flight or not self.place:
-            usable = [p for p in sources(snap, memory, capacity, "*") if p.managed]
+            usable = [
+                p
+                for p in sources(snap, memory, capacity, "*")
+                if p.managed and (p.max_size is None or p.size < p.max_size)
+            ]
             self.place = usable[0].name if usable else ""
         managed = {p.name for p in snap.pools if p.managed}
         members = fleets.ids
@@ -174,10 +186,13 @@ class Migration:
             if n.pool in managed or n.id in members
         }
         going = retiring(fleets.facts, "migration")
-        ours = {iid for iid in members & going if iid in machines}
+        # tagged and draining: on their way out; tagged but ACTIVE (the drain failed, or a
+        # restart came between tag and drain): to be drained again
+        ours = {i for i in members & going if i in machines and machines[i].status != "ACTIVE"}
+        again = {i for i in members & going if i in machines and machines[i].status == "ACTIVE"}
         return plan_roll(
             machines,
-            fleets.remaining,
+            fleets.remaining | again,
             now,
             self.policy,
             self.state,

@@ -51,8 +51,13 @@ class Ecs:
         reply = self.aws.client("autoscaling").describe_auto_scaling_groups(
             AutoScalingGroupNames=list(groups)
         )
-        members = [i["InstanceId"] for g in reply["AutoScalingGroups"] for i in g["Instances"]]
-        fresh = [i for i in members if i not in self.registered]
+        self.register_instances(
+            [i["InstanceId"] for g in reply["AutoScalingGroups"] for i in g["Instances"]]
+        )
+
+    def register_instances(self, ids: list[str]) -> None:
+        """Register those of ``ids`` not registered yet, as their agents would."""
+        fresh = [i for i in ids if i not in self.registered]
         testbed.register_instances(self.aws, self.cluster, fresh, self.az)
         self.registered |= set(fresh)
 

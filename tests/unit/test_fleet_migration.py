@@ -40,3 +40,31 @@ def test_remaining_leaves_out_retiring_and_terminated_instances() -> None:
     fleets = Fleets((fleet,), facts)
     assert fleets.remaining == {"i-c"}
     assert fleets.of("i-b") is fleet and fleets.of("i-z") is None
+
+
+def test_a_tagged_instance_whose_drain_failed_is_replaced_again() -> None:
+    """Tagged, but still ACTIVE (the drain failed, or a restart came in between): it must not
+    hold the budget for ever; the migration launches for it and drains it again."""
+    from scaler.aws.migration import Migration
+    from scaler.plan.capacity import (
+        SPOT,
+        CapacityMemory,
+        CapacityPolicy,
+        CapacitySnapshot,
+        NodeView,
+        PoolView,
+    )
+    from scaler.plan.roll import RollPolicy
+
+    def node(iid: str, pool: str) -> NodeView:
+        return NodeView(iid, pool, "a", SPOT, "ACTIVE", 4096, 8192, 2048, 4096, tasks=2)
+
+    nodes = [node(f"g{i}", "grp") for i in range(3)] + [node(f"f{i}", "") for i in range(4)]
+    pool = PoolView("grp", SPOT, "*", 4096, 8192, 0.1, 3, max_size=10)
+    snap = CapacitySnapshot(10_000.0, tuple(nodes), (pool,), ())
+    facts = {f"f{i}": Ec2Facts(state="running") for i in range(4)}
+    facts["f0"] = GOING
+    fleets = Fleets((Fleet("sfr-1", 4.0, True, {f"f{i}": 1.0 for i in range(4)}),), facts)
+    migration = Migration(None, ("sfr-1",), RollPolicy(max_disrupted=0.1))  # type: ignore[arg-type]
+    plan = migration.plan(snap, fleets, CapacityMemory(), CapacityPolicy(), frozenset())
+    assert dict(plan.launch) == {"grp": 1}, plan.reasons

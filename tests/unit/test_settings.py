@@ -120,7 +120,7 @@ def test_an_on_demand_mix_needs_groups_and_fits_the_cap() -> None:
         load_settings(cluster="c", queue_url="http://q", on_demand_percent=20)
     assert raised.value.problems == [
         "SCALER_ON_DEMAND_PERCENT: Value error, needs on-demand groups to launch in "
-        "(SCALER_ON_DEMAND_POOLS) (got 20)"
+        "(SCALER_ON_DEMAND_POOLS or SCALER_ON_DEMAND_TEMPLATES) (got 20)"
     ]
     with pytest.raises(ConfigError) as raised:
         load_settings(
@@ -170,3 +170,24 @@ def test_spot_fleets_to_migrate_are_request_ids(monkeypatch: pytest.MonkeyPatch)
         load_settings(cluster="c", queue_url="http://q")
     (problem,) = raised.value.problems
     assert problem.startswith("SCALER_MIGRATE_SPOT_FLEETS: Value error, 'fleet-2' is not a Spot")
+
+
+def test_template_pools_are_pool_template_pairs_with_unique_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SCALER_SPOT_TEMPLATES", "spot-a=lt-0123, spot-b = ecs-node")
+    monkeypatch.setenv("SCALER_ON_DEMAND_TEMPLATES", "od=lt-0456")
+    monkeypatch.setenv("SCALER_FLEET_INSTANCE_TYPES", "m5.large,m6i.large")
+    ok = load_settings(cluster="c", queue_url="http://q", on_demand_percent=20)
+    assert ok.spot_templates == {"spot-a": "lt-0123", "spot-b": "ecs-node"}
+    assert ok.fleet_instance_types == ("m5.large", "m6i.large")
+    for bad, says in [("spot-a", "is not pool=launch-template"), ("spot-a=lt-9", "already named")]:
+        monkeypatch.setenv("SCALER_ON_DEMAND_TEMPLATES", bad)
+        with pytest.raises(ConfigError) as raised:
+            load_settings(cluster="c", queue_url="http://q")
+        (problem,) = raised.value.problems
+        assert problem.startswith("SCALER_ON_DEMAND_TEMPLATES: Value error") and says in problem
+    monkeypatch.setenv("SCALER_ON_DEMAND_TEMPLATES", "od=lt-1")
+    monkeypatch.setenv("SCALER_SPOT_POOLS", "od")
+    with pytest.raises(ConfigError):
+        load_settings(cluster="c", queue_url="http://q")
