@@ -447,6 +447,7 @@ class CapacityActuator:
         self._templates = TemplatePools(aws, settings)
         self.asked: dict[str, tuple[int, float]] = {}  # group -> (desired we set, when)
         self.shortfalls: dict[str, float] = {}  # template pool -> when EC2 Fleet came up short
+        self.acted = 0  # calls made that changed something (not in dry-run)
 
     async def apply(self, plan: CapacityPlan, observed: Observed, now: float) -> None:
         pools = {p.name: p for p in observed.snapshot.pools}
@@ -621,6 +622,7 @@ class CapacityActuator:
             return False
         self._metrics.actions.labels(action, target, "ok").inc()
         log.info(action, extra={"target": target})
+        self.acted += 1
         return True
 
 
@@ -687,6 +689,7 @@ class CapacityController:
         plan = plan_capacity(observed.snapshot, self.memory, self._policy)
         for reason in plan.reasons:
             log.info("capacity decision", extra={"reason": reason})
+        acted = self._actuator.acted
         await self._actuator.apply(plan, observed, now)
         self._note_shortfalls({p.name for p in observed.snapshot.pools if p.capacity == SPOT})
         if observed.facts is not None:
@@ -695,7 +698,8 @@ class CapacityController:
                 await self._roll(observed, self._roll_policy)
             await self._migrate(observed, plan)
             await self._retire(observed, observed.facts)
-            if self.consolidator is not None:
+            # not in a cycle that changed anything: its snapshot no longer says what runs where
+            if self.consolidator is not None and self._actuator.acted == acted:
                 await self._consolidate(observed, observed.facts, plan, self.consolidator)
         self._observe(observed.snapshot, plan)
         self.last_plan = plan
