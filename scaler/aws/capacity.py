@@ -37,7 +37,7 @@ from scaler.aws.lease import Always, Leadership
 from scaler.aws.migration import Migration, migrate, missing_fleets
 from scaler.aws.retiring import REASONS, RETIRING, Ec2Facts, describe, retiring
 from scaler.aws.retry import Backoff
-from scaler.aws.roll import Drift, DriftReader, RollMemory, template_spec
+from scaler.aws.roll import Drift, DriftReader, RollMemory, carry_out, live_instances, template_spec
 from scaler.aws.taskdefs import fargate_problem, reservation
 from scaler.aws.tasks import running_tasks
 from scaler.aws.templates import TemplatePools, new_token
@@ -255,12 +255,7 @@ class CapacityReader:
     async def _facts(self, groups: list[dict[str, Any]]) -> dict[str, Ec2Facts] | None:
         """EC2's facts on every live instance of the groups; None (with a warning) if EC2
         cannot be read: nothing is rolled, consolidated or retired this cycle."""
-        ids = [
-            str(i["InstanceId"])
-            for g in groups
-            for i in g.get("Instances", [])
-            if i.get("LifecycleState", "").startswith(("Pending", "InService"))
-        ]
+        ids = [str(i["InstanceId"]) for g in groups for i in live_instances(g)]
         try:
             return await describe(self._aws, ids)
         except Exception as exc:
@@ -312,11 +307,7 @@ class CapacityReader:
             name = g["AutoScalingGroupName"]
             observed.max_size[name] = int(g.get("MaxSize", 0))
             observed.desired[name] = int(g.get("DesiredCapacity", 0))
-            live = [
-                i
-                for i in g.get("Instances", [])
-                if i.get("LifecycleState", "").startswith(("Pending", "InService"))
-            ]
+            live = live_instances(g)
             observed.live[name] = len(live)
             cpu, mem, price = self._types.get(kinds[name], (4096, 8192, on_demand_price("", 4)))
             size = 0
@@ -718,17 +709,9 @@ class CapacityController:
         plan = self.roll.plan(snap, observed.drift, self.memory, policy, self._blocked(observed))
         for reason in plan.reasons:
             log.info("roll decision", extra={"reason": reason})
-        state = plan.state
-        for pool, count in sorted(plan.launch.items()):
-            added = await self._actuator.grow(pool, count, observed, snap.now, "drift")
-            self.roll.launched_at += [snap.now] * added
-            if added < count:
-                state = state.failed(pool, count - added)
-        self.roll.state = state
-        for node in plan.drain:
-            ci = observed.instances.get(node)
-            if ci is not None and await self._actuator.mark_retiring(node, "drift"):
-                await self._actuator.drain(ci, "drift")
+        self.roll.state = await carry_out(
+            plan, observed, self._actuator, "drift", self.roll.launched_at
+        )
 
     async def _migrate(self, observed: Observed, plan: CapacityPlan) -> None:
         """Replace Spot Fleet instances (:mod:`scaler.aws.migration`), after any roll."""

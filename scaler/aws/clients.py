@@ -43,6 +43,12 @@ def error_code(exc: BaseException) -> str | None:
     return None
 
 
+def is_not_found(exc: BaseException) -> bool:
+    """Does AWS say the resource asked for does not exist (or its id is malformed)?"""
+    code = error_code(exc) or ""
+    return "NotFound" in code or "Malformed" in code
+
+
 class _CallCounter:
     """botocore event handlers that count each API call by its outcome."""
 

@@ -25,8 +25,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from scaler.aws.clients import AwsClients, error_code
+from scaler.aws.clients import AwsClients, is_not_found
 from scaler.aws.retiring import Ec2Facts, describe, retiring
+from scaler.aws.roll import carry_out
 from scaler.plan.capacity import CapacityMemory, CapacityPolicy, CapacitySnapshot, sources
 from scaler.plan.roll import Machine, RollPlan, RollPolicy, RollState, plan_roll
 
@@ -110,8 +111,7 @@ async def missing_fleets(aws: AwsClients, ids: tuple[str, ...]) -> list[str]:
             reply = await aws.ec2.describe_spot_fleet_requests(SpotFleetRequestIds=[fid])
             found = reply.get("SpotFleetRequestConfigs", [])
         except Exception as exc:
-            code = error_code(exc) or ""
-            if "NotFound" not in code and "Malformed" not in code:
+            if not is_not_found(exc):
                 raise
             found = []
         if not found:
@@ -223,17 +223,7 @@ async def migrate(
     plan = migration.plan(snap, fleets, memory, capacity, blocked)
     for reason in plan.reasons:
         log.info("migration decision", extra={"reason": reason})
-    state = plan.state
-    for pool, count in sorted(plan.launch.items()):
-        added = await actuator.grow(pool, count, observed, snap.now, "migration")
-        migration.launched_at += [snap.now] * added
-        if added < count:
-            state = state.failed(pool, count - added)
-    migration.state = state
-    for node in plan.drain:
-        ci = observed.instances.get(node)
-        if ci is not None and await actuator.mark_retiring(node, "migration"):
-            await actuator.drain(ci, "migration")
+    migration.state = await carry_out(plan, observed, actuator, "migration", migration.launched_at)
     await _retire(observed, fleets, actuator)
     return fleets
 

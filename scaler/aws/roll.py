@@ -30,12 +30,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scaler.aws.clients import AwsClients
 from scaler.aws.retiring import Ec2Facts, retiring
 from scaler.plan.capacity import CapacityMemory, CapacitySnapshot
 from scaler.plan.roll import Machine, RollPlan, RollPolicy, RollState, plan_roll
+
+if TYPE_CHECKING:  # the capacity controller carries out the roll
+    from scaler.aws.capacity import CapacityActuator, Observed
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +84,7 @@ class DriftReader:
 
     async def _group(self, group: dict[str, Any], facts: dict[str, Ec2Facts]) -> set[str]:
         spec = template_spec(group)
-        live = [
-            i
-            for i in group.get("Instances", [])
-            if i.get("LifecycleState", "").startswith(("Pending", "InService"))
-        ]
+        live = live_instances(group)
         if not spec or not live or _overrides_templates(group):
             return set()  # nothing to compare with (or more than one template)
         template, version, image = await self._current(spec)
@@ -115,6 +114,38 @@ class DriftReader:
             str(found["VersionNumber"]),
             str(data.get("ImageId", "")),
         )
+
+
+def live_instances(group: dict[str, Any]) -> list[dict[str, Any]]:
+    """A group's instances that are launching or in service (not leaving)."""
+    return [
+        i
+        for i in group.get("Instances", [])
+        if i.get("LifecycleState", "").startswith(("Pending", "InService"))
+    ]
+
+
+async def carry_out(
+    plan: RollPlan,
+    observed: Observed,
+    actuator: CapacityActuator,
+    reason: str,
+    launched_at: list[float],
+) -> RollState:
+    """Launch a roll plan's replacements (their times added to ``launched_at``), tag and drain
+    the instances it drains; the state to plan with next (launches that failed taken out)."""
+    now = observed.snapshot.now
+    state = plan.state
+    for pool, count in sorted(plan.launch.items()):
+        added = await actuator.grow(pool, count, observed, now, reason)
+        launched_at += [now] * added
+        if added < count:
+            state = state.failed(pool, count - added)
+    for node in plan.drain:
+        ci = observed.instances.get(node)
+        if ci is not None and await actuator.mark_retiring(node, reason):
+            await actuator.drain(ci, reason)
+    return state
 
 
 def _overrides_templates(group: dict[str, Any]) -> bool:

@@ -27,7 +27,7 @@ import logging
 import uuid
 from typing import Any
 
-from scaler.aws.clients import AwsClients, error_code
+from scaler.aws.clients import AwsClients, is_not_found
 from scaler.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,7 @@ class TemplatePools:
             try:
                 found = await self._current(template)
             except Exception as exc:
-                if "NotFound" not in (error_code(exc) or "") and "Malformed" not in (
-                    error_code(exc) or ""
-                ):
+                if not is_not_found(exc):
                     raise
                 found = None
             if found is None:
