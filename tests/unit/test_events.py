@@ -1,12 +1,11 @@
-"""Tests for scaler.events: real AWS payloads, malformed variants and properties.
+"""Tests for scaler.events: example AWS payloads, malformed variants and properties.
 
-The example payloads live outside the repository, in ``/work/shared/events`` (see SOURCES.md
-there). Set ``SCALER_EVENTS_DIR`` to point elsewhere. If the directory is missing, the tests
-that need it fail instead of being skipped.
+The example payloads are in ``tests/fixtures/events`` (its README says which AWS format each
+one follows and which odd details it keeps on purpose). The tests read them relative to this
+file, so they need nothing outside the repository.
 """
 
 import json
-import os
 from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime
 from functools import cache
@@ -35,7 +34,7 @@ from scaler.events import (
     parse_event,
 )
 
-EVENTS_DIR_ENV = "SCALER_EVENTS_DIR"
+EVENTS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "events"
 REASONS = {"too_large", "not_json", "not_object", "invalid_envelope", "invalid_detail"}
 
 SPOT = "ec2-spot-instance-interruption-warning.json"
@@ -58,100 +57,90 @@ def utc(
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
-ECS_USE1 = "arn:aws:ecs:us-east-1:111122223333"
-ECS_USW2 = "arn:aws:ecs:us-west-2:111122223333"
-DOC_EC2_ID = "i-1234567890abcdef0"
-DOC_ID = "12345678-1234-1234-1234-123456789012"
+ECS_EUW1 = "arn:aws:ecs:eu-west-1:111122223333"
+ECS_EUC1 = "arn:aws:ecs:eu-central-1:111122223333"
+SPOT_ID = "i-06635483f437ca845"
+HEALTH_ID = "i-7a1c3e5f"
+DOC_EC2_ID = "i-0abcdef1234567890"
+DOC_ID = "abcdef01-2345-6789-abcd-ef0123456789"
 
 GOLDEN: dict[str, Signal] = {
     SPOT: SpotInterruption(
-        event_id="1e5527d7-bb36-4607-3370-4164db56a40e",
-        time=utc(1970, 1, 1),
-        instance_id="i-0b662ef9931388ba0",
+        event_id="336b1da8-ffda-4d54-ae3b-9a7b5b7bf6a6",
+        time=utc(2026, 3, 14, 9, 26, 53),
+        instance_id=SPOT_ID,
         action="terminate",
     ),
     REBALANCE: RebalanceRecommendation(
-        event_id="5d5555d5-dd55-5555-5555-5555dd55d55d",
-        time=utc(2020, 10, 26, 14, 14, 14),
-        instance_id="i-0b662ef9931388ba0",
+        event_id="4acbdbad-d6a3-4aa4-9c62-e211a2890b12",
+        time=utc(2026, 3, 14, 9, 21, 7),
+        instance_id=SPOT_ID,
     ),
     STATE: InstanceStateChange(
-        event_id="7bf73129-1428-4cd3-a780-95db273d1602",
-        time=utc(2015, 11, 11, 21, 29, 54),
-        instance_id="i-abcd1111",
-        state="pending",
+        event_id="2a2e9acc-d989-4d96-862b-1222cd0e3ec0",
+        time=utc(2026, 2, 2, 7, 45, 12),
+        instance_id="i-0b9e411b13298ef28",
+        state="shutting-down",
     ),
     LIFECYCLE: LifecycleTerminate(
-        event_id="782d5b4c-0f6f-1fd6-9d62-ecf6aed0a470",
-        time=utc(2020, 7, 1, 22, 19, 58),
-        instance_id="i-0633ac2b0d9769723",
-        group_name="testt1.demo-0a20f32c.kops.sh",
-        hook_name="cluster-termination-handler",
-        token="0befcbdb-6ecd-498a-9ff7-ae9b54447cd6",
+        event_id="ec31b399-888b-4b89-b2b9-b7e3cc5c9c4b",
+        time=utc(2026, 1, 19, 18, 3, 41),
+        instance_id="i-06f8568685282463f",
+        group_name="ecs-spot.workers-c5a1e2f0.example.net",
+        hook_name="scaler-drain-before-terminate",
+        token="65e679fd-d4c4-4168-a3fb-e073040d043d",
         transition="autoscaling:EC2_INSTANCE_TERMINATING",
     ),
     HEALTH: ScheduledChange(
-        event_id="7fb65329-1628-4cf3-a740-95fg457h1402",
-        time=utc(2016, 6, 5, 6, 27, 57),
-        instance_ids=("i-12345678",),
-        start_time=utc(2016, 6, 5, 15, 10, 9),
-        event_type_code="AWS_EC2_DEDICATED_HOST_NETWORK_MAINTENANCE_SCHEDULED",
+        event_id="3e9c0f12-5b7a-4d2e-8c61-40qz218k5e07",
+        time=utc(2026, 4, 7, 11, 2, 33),
+        instance_ids=(HEALTH_ID,),
+        start_time=utc(2026, 4, 21, 4, 30),
+        event_type_code="AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
     ),
     CONTAINER_INSTANCE: ContainerInstanceChange(
-        event_id="8952ba83-7be2-4ab5-9c32-6687532d15a2",
-        time=utc(2016, 12, 6, 16, 41, 6),
-        cluster_arn=f"{ECS_USE1}:cluster/default",
-        container_instance_arn=f"{ECS_USE1}:container-instance/b54a2a04-046f-4331-9d74-3f6d7f6ca315",
-        ec2_instance_id="i-f3a8506b",
-        status="ACTIVE",
-        version=14801,
+        event_id="b354e9f7-7aeb-49da-9ad4-2bc8950b8430",
+        time=utc(2026, 3, 14, 9, 27, 1),
+        cluster_arn=f"{ECS_EUW1}:cluster/spot-workers",
+        container_instance_arn=f"{ECS_EUW1}:container-instance/2a4f2c8d-921c-4c7b-a908-a32d5368be03",
+        ec2_instance_id="i-7c3d91e2",
+        status="DRAINING",
+        version=27,
     ),
     TASK: TaskStateChange(
-        event_id="3317b2af-7005-947d-b652-f55e762e571a",
-        time=utc(2020, 1, 23, 17, 57, 58),
-        cluster_arn=f"{ECS_USW2}:cluster/FargateCluster",
-        task_arn=f"{ECS_USW2}:task/FargateCluster/c13b4cb40f1f4fe4a2971f76ae5a47ad",
+        event_id="8f1abb9c-d05e-4ccd-b003-87b3cf43cc8a",
+        time=utc(2026, 2, 20, 13, 14, 29),
+        cluster_arn=f"{ECS_EUC1}:cluster/web-fargate",
+        task_arn=f"{ECS_EUC1}:task/web-fargate/5389fecd702a3fc0a30f931eb316daec",
         last_status="RUNNING",
         desired_status="RUNNING",
         stop_code=None,
-        group="family:sample-fargate",
+        group="service:web",
         container_instance_arn=None,
-        version=4,
+        version=3,
     ),
     PLACEMENT: ServicePlacementFailure(
-        event_id="ddca6449-b258-46c0-8653-e0e3a6d0468b",
-        time=utc(2019, 11, 19, 19, 55, 38),
-        cluster_arn=f"{ECS_USW2}:cluster/default",
-        service_arn=f"{ECS_USW2}:service/default/servicetest",
+        event_id="309ed398-140f-497d-8902-3f9f13af3878",
+        time=utc(2026, 2, 20, 13, 40, 5),
+        cluster_arn=f"{ECS_EUC1}:cluster/spot-workers",
+        service_arn=f"{ECS_EUC1}:service/spot-workers/checkout",
         reason="RESOURCE:CPU",
     ),
     DOC_SPOT: SpotInterruption(event_id=DOC_ID, time=None, instance_id=DOC_EC2_ID, action="action"),
     DOC_REBALANCE: RebalanceRecommendation(event_id=DOC_ID, time=None, instance_id=DOC_EC2_ID),
     DOC_STATE: InstanceStateChange(
-        event_id="7bf73129-1428-4cd3-a780-95db273d1602",
-        time=utc(2021, 11, 11, 21, 29, 54),
-        instance_id="i-abcd1111",
+        event_id="381dc2c7-a066-488a-9ed6-9780b4b0c652",
+        time=utc(2026, 1, 5, 16, 20, 45),
+        instance_id="i-0cb8d562497a3d450",
         state="pending",
     ),
 }
 EC2_FILES = [SPOT, REBALANCE, STATE, DOC_SPOT, DOC_REBALANCE, DOC_STATE]
 
 
-def events_dir() -> Path:
-    override = os.environ.get(EVENTS_DIR_ENV)
-    path = Path(override) if override else Path(__file__).resolve().parents[3] / "shared" / "events"
-    if not path.is_dir():
-        pytest.fail(
-            f"example events directory {path} not found; "
-            f"set {EVENTS_DIR_ENV} to the directory holding the AWS example payloads",
-            pytrace=False,
-        )
-    return path
-
-
 @cache
 def raw(name: str) -> str:
-    return (events_dir() / name).read_text(encoding="utf-8")
+    return (EVENTS_DIR / name).read_text(encoding="utf-8")
 
 
 def payload(name: str) -> dict[str, Any]:
@@ -200,7 +189,7 @@ def test_golden_datetimes_are_aware_utc(name: str) -> None:
 
 
 def test_every_example_file_has_a_golden_test() -> None:
-    root = events_dir()
+    root = EVENTS_DIR
     found = {p.relative_to(root).as_posix() for p in root.rglob("*.json")}
     assert found == set(GOLDEN)
     assert (root / FARGATE_SNIPPET).is_file()
@@ -215,10 +204,10 @@ def test_fargate_spot_snippet_without_ellipsis() -> None:
     assert text.count(",\n    ...") == 1
     signal = parse_event(text.replace(",\n    ...", ""))
     assert signal == TaskStateChange(
-        event_id="9bcdac79-b31f-4d3d-9410-fbd727c29fab",
+        event_id="d4ac5cdb-b2b5-440b-bf17-40856788a894",
         time=None,  # the snippet has no "time"
-        cluster_arn=f"{ECS_USE1}:cluster/default",
-        task_arn=f"{ECS_USE1}:task/b99d40b3-5176-4f71-9a52-9dbd6fEXAMPLE",
+        cluster_arn=f"{ECS_EUW1}:cluster/batch",
+        task_arn=f"{ECS_EUW1}:task/1c7e5a90-3d4b-4f62-8e15-6a2b9cEXAMPLE",
         last_status="RUNNING",
         desired_status="STOPPED",
         stop_code="TerminationNotice",
@@ -226,6 +215,22 @@ def test_fargate_spot_snippet_without_ellipsis() -> None:
         container_instance_arn=None,
         version=None,
     )
+
+
+def test_examples_keep_the_odd_details_the_parser_must_survive() -> None:
+    """The fixtures are written for the project but keep the quirks of published examples."""
+    spot, rebalance, health = payload(SPOT), payload(REBALANCE), payload(HEALTH)
+    assert spot["account"] == "<account_number>"
+    for data in (spot, rebalance):  # an AZ where the region belongs, and no account
+        assert data["resources"] == [f"arn:aws:ec2:eu-west-1c:instance/{SPOT_ID}"]
+    assert health["account"] == "account id"
+    assert health["detail"]["eventArn"] == "arn:aws:health:region::event/id"
+    assert health["resources"] == [HEALTH_ID]  # a bare id, not an ARN
+    assert health["detail"]["startTime"] == "Tue, 21 Apr 2026 04:30:00 GMT"  # RFC 1123
+    assert "version" not in payload(DOC_STATE)
+    for name in (DOC_SPOT, DOC_REBALANCE):
+        assert payload(name)["time"] == "yyyy-mm-ddThh:mm:ssZ"
+    assert payload(DOC_SPOT)["detail"]["instance-action"] == "action"
 
 
 def test_signals_are_frozen() -> None:
@@ -353,7 +358,7 @@ def test_missing_ec2_instance_id(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", EC2_FILES)
-@pytest.mark.parametrize("value", [123, None, "", ["i-0b662ef9931388ba0"], {"id": "i-1"}, True])
+@pytest.mark.parametrize("value", [123, None, "", [SPOT_ID], {"id": "i-1"}, True])
 def test_wrongly_typed_ec2_instance_id(name: str, value: Any) -> None:
     data = payload(name)
     data["detail"]["instance-id"] = value
@@ -375,10 +380,10 @@ def test_wrongly_typed_ec2_instance_id(name: str, value: Any) -> None:
         (HEALTH, "service", None),
         (HEALTH, "eventTypeCategory", 3),
         (HEALTH, "eventTypeCode", None),
-        (HEALTH, "affectedEntities", "i-12345678"),
-        (HEALTH, "affectedEntities", ["i-12345678"]),
-        (CONTAINER_INSTANCE, "version", "14801"),
-        (CONTAINER_INSTANCE, "version", 14801.0),
+        (HEALTH, "affectedEntities", HEALTH_ID),
+        (HEALTH, "affectedEntities", [HEALTH_ID]),
+        (CONTAINER_INSTANCE, "version", "27"),
+        (CONTAINER_INSTANCE, "version", 27.0),
         (CONTAINER_INSTANCE, "version", True),
         (CONTAINER_INSTANCE, "version", None),
         (CONTAINER_INSTANCE, "ec2InstanceId", None),
@@ -386,7 +391,7 @@ def test_wrongly_typed_ec2_instance_id(name: str, value: Any) -> None:
         (CONTAINER_INSTANCE, "clusterArn", None),
         (CONTAINER_INSTANCE, "containerInstanceArn", 1),
         (CONTAINER_INSTANCE, "status", None),
-        (TASK, "version", "4"),
+        (TASK, "version", "3"),
         (TASK, "taskArn", None),
         (TASK, "clusterArn", None),
         (TASK, "lastStatus", None),
@@ -457,8 +462,8 @@ def test_unknown_detail_type_is_ignored() -> None:
     data = payload(SPOT)
     data["detail-type"] = "EC2 Fleet Spot Instance Request Change"
     assert parse_event(json.dumps(data)) == Ignored(
-        event_id="1e5527d7-bb36-4607-3370-4164db56a40e",
-        time=utc(1970, 1, 1),
+        event_id="336b1da8-ffda-4d54-ae3b-9a7b5b7bf6a6",
+        time=utc(2026, 3, 14, 9, 26, 53),
         source="aws.ec2",
         detail_type="EC2 Fleet Spot Instance Request Change",
     )
@@ -533,7 +538,7 @@ def test_scheduled_change_without_entities_uses_resources() -> None:
     del data["detail"]["affectedEntities"]
     signal = parse_event(json.dumps(data))
     assert isinstance(signal, ScheduledChange)
-    assert signal.instance_ids == ("i-12345678",)
+    assert signal.instance_ids == (HEALTH_ID,)
 
 
 @pytest.mark.parametrize(
@@ -597,7 +602,7 @@ def test_other_service_actions_are_ignored(event_name: str) -> None:
 
 def test_placement_failure_without_service_resource() -> None:
     data = payload(PLACEMENT)
-    data["resources"] = [f"{ECS_USW2}:cluster/default"]
+    data["resources"] = [f"{ECS_EUC1}:cluster/spot-workers"]
     del data["detail"]["reason"]
     signal = parse_event(json.dumps(data))
     assert isinstance(signal, ServicePlacementFailure)
@@ -891,17 +896,17 @@ def test_extra_fields_are_ignored_everywhere() -> None:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        (SPOT, ("i-0b662ef9931388ba0",)),
-        (REBALANCE, ("i-0b662ef9931388ba0",)),
-        (STATE, ("i-abcd1111",)),
-        (LIFECYCLE, ("i-0633ac2b0d9769723",)),
-        (HEALTH, ("i-12345678",)),
-        (CONTAINER_INSTANCE, ("i-f3a8506b",)),
+        (SPOT, (SPOT_ID,)),
+        (REBALANCE, (SPOT_ID,)),
+        (STATE, ("i-0b9e411b13298ef28",)),
+        (LIFECYCLE, ("i-06f8568685282463f",)),
+        (HEALTH, (HEALTH_ID,)),
+        (CONTAINER_INSTANCE, ("i-7c3d91e2",)),
         (TASK, ()),
         (PLACEMENT, ()),
         (DOC_SPOT, (DOC_EC2_ID,)),
         (DOC_REBALANCE, (DOC_EC2_ID,)),
-        (DOC_STATE, ("i-abcd1111",)),
+        (DOC_STATE, ("i-0cb8d562497a3d450",)),
     ],
 )
 def test_instance_ids(name: str, expected: tuple[str, ...]) -> None:

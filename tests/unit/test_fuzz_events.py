@@ -1,8 +1,8 @@
-"""Fuzzing scaler.events.parse_event with mutations of the real AWS payloads.
+"""Fuzzing scaler.events.parse_event with mutations of the example AWS payloads.
 
 test_events.py already feeds arbitrary text, arbitrary JSON, envelope-shaped JSON and one-field
-changes at the top level or in ``detail``. This file goes further with the real payloads in
-``/work/shared/events`` (``SCALER_EVENTS_DIR`` overrides it): several mutations at any depth
+changes at the top level or in ``detail``. This file goes further with the example payloads in
+``tests/fixtures/events`` (read relative to this file): several mutations at any depth
 (delete, replace, change the type of, rename a key), truncation and byte damage of the JSON text,
 other encodings, SNS / SQS / EventBridge-in-a-string wrappers (which the parser does not unwrap:
 they must be malformed, not half-read), hostile unicode and huge strings and numbers. The parser
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from datetime import UTC
 from functools import cache
 from pathlib import Path
@@ -32,7 +31,7 @@ from scaler.events import (
     parse_event,
 )
 
-EVENTS_DIR_ENV = "SCALER_EVENTS_DIR"
+EVENTS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "events"
 REASONS = {"too_large", "not_json", "not_object", "invalid_envelope", "invalid_detail"}
 FUZZ = settings(
     max_examples=150,
@@ -40,7 +39,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-# Every real payload is an event the scaler acts on: the kind it must parse to.
+# Every example payload is an event the scaler acts on: the kind it must parse to.
 EXPECTED_KIND = {
     "ec2-spot-instance-interruption-warning.json": "spot_interruption",
     "ec2-instance-rebalance-recommendation.json": "rebalance_recommendation",
@@ -61,19 +60,9 @@ EXPECTED_KIND = {
 NAMES = sorted(EXPECTED_KIND)
 
 
-def events_dir() -> Path:
-    override = os.environ.get(EVENTS_DIR_ENV)
-    path = Path(override) if override else Path(__file__).resolve().parents[3] / "shared" / "events"
-    if not path.is_dir():
-        pytest.fail(
-            f"example events directory {path} not found; set {EVENTS_DIR_ENV}", pytrace=False
-        )
-    return path
-
-
 @cache
 def raw(name: str) -> str:
-    return (events_dir() / name).read_text(encoding="utf-8")
+    return (EVENTS_DIR / name).read_text(encoding="utf-8")
 
 
 def payload(name: str) -> Any:
@@ -187,7 +176,7 @@ def changed_type(value: Any) -> Any:
 
 @st.composite
 def mutated(draw: st.DrawFn, name: str | None = None) -> Any:
-    """A real payload with one to four mutations at random depths."""
+    """A example payload with one to four mutations at random depths."""
     root = payload(name or draw(st.sampled_from(NAMES), label="file"))
     for _ in range(draw(st.integers(1, 4), label="mutations")):
         where = paths(root)
@@ -216,16 +205,16 @@ def mutated(draw: st.DrawFn, name: str | None = None) -> Any:
     return root
 
 
-# --- the real payloads still parse -----------------------------------------------------------
+# --- the example payloads still parse -----------------------------------------------------------
 
 
-def test_every_real_payload_is_covered() -> None:
-    root = events_dir()
+def test_every_example_payload_is_covered() -> None:
+    root = EVENTS_DIR
     assert {p.relative_to(root).as_posix() for p in root.rglob("*.json")} == set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_unmodified_real_payload_parses_to_its_kind(name: str) -> None:
+def test_unmodified_example_payload_parses_to_its_kind(name: str) -> None:
     for body in (raw(name), raw(name).encode(), json.dumps(payload(name), ensure_ascii=False)):
         signal = parse_event(body)
         assert EXPECTED_KIND[name] == signal.KIND
@@ -327,7 +316,7 @@ def test_unicode_in_every_string(name: str, text: str, data: st.DataObject) -> N
 @FUZZ
 @given(name=st.sampled_from(NAMES), extra=st.integers(-64, 64))
 def test_bodies_around_the_size_limit(name: str, extra: int) -> None:
-    """Padding a real payload to the limit (whitespace or one huge ignored field)."""
+    """Padding a example payload to the limit (whitespace or one huge ignored field)."""
     text = raw(name)
     size = MAX_BODY_BYTES + extra
     padded = text + " " * (size - len(text.encode()))
@@ -390,7 +379,7 @@ def test_duplicate_keys_in_the_text(copies: int, data: st.DataObject) -> None:
 
 @FUZZ
 @given(depth=st.integers(1, 5_000), name=st.sampled_from(NAMES))
-def test_deep_nesting_inside_a_real_payload(depth: int, name: str) -> None:
+def test_deep_nesting_inside_an_example_payload(depth: int, name: str) -> None:
     value = payload(name)
     deep = "[" * depth + "]" * depth
     text = json.dumps(value)
