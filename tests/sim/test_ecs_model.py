@@ -1,4 +1,6 @@
-"""The ECS behaviour model (scaler.ecs) against the rules in shared/notes/ecs-semantics.md.
+"""The ECS behaviour model (scaler.ecs) against ECS's documented rules.
+
+The rules are stated in the docstrings of scaler.ecs.placement and scaler.ecs.scheduler.
 
 Every test builds a small cluster by hand and drives the scheduler with explicit times: tasks
 become RUNNING when the test calls ``mark_running`` (at ``running_at``) and count as healthy from
