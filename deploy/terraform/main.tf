@@ -12,6 +12,19 @@ locals {
   short_name    = substr(var.cluster_name, 0, 24)
   alarm_actions = var.alarm_topic_arn == null ? [] : [var.alarm_topic_arn]
 
+  # The settings the module sets itself or from its named variables; any other setting comes
+  # from var.extra_environment (whose validation keeps these names out of it).
+  named_environment = {
+    SCALER_CLUSTER           = var.cluster_name
+    SCALER_QUEUE_URL         = aws_sqs_queue.events.url
+    SCALER_SPOT_POOLS        = join(",", var.spot_pools)
+    SCALER_ON_DEMAND_POOLS   = join(",", var.on_demand_pools)
+    SCALER_OVERFLOW_SERVICES = join(",", [for service, companion in var.overflow_services : "${service}=${companion}"])
+    SCALER_DRY_RUN           = tostring(var.dry_run)
+    SCALER_LEASE_TABLE       = aws_dynamodb_table.lease.name
+    AWS_REGION               = local.region
+  }
+
   # The scaler container. Kept here (not inline in jsonencode) so tests can read it.
   container = {
     name                   = "scaler"
@@ -21,16 +34,7 @@ locals {
     user                   = "10001"
     stopTimeout            = 30 # SIGTERM, then this long to hand unfinished messages back
     portMappings           = [{ containerPort = 9100, protocol = "tcp" }]
-    environment = [
-      { name = "SCALER_CLUSTER", value = var.cluster_name },
-      { name = "SCALER_QUEUE_URL", value = aws_sqs_queue.events.url },
-      { name = "SCALER_SPOT_POOLS", value = join(",", var.spot_pools) },
-      { name = "SCALER_ON_DEMAND_POOLS", value = join(",", var.on_demand_pools) },
-      { name = "SCALER_OVERFLOW_SERVICES", value = join(",", [for service, companion in var.overflow_services : "${service}=${companion}"]) },
-      { name = "SCALER_DRY_RUN", value = tostring(var.dry_run) },
-      { name = "SCALER_LEASE_TABLE", value = aws_dynamodb_table.lease.name },
-      { name = "AWS_REGION", value = local.region },
-    ]
+    environment            = [for name, value in merge(var.extra_environment, local.named_environment) : { name = name, value = value }]
     healthCheck = {
       command = [
         "CMD",

@@ -60,6 +60,22 @@ variable "dry_run" {
   description = "SCALER_DRY_RUN. Start with true: the scaler logs what it would do; then set false."
 }
 
+variable "extra_environment" {
+  type        = map(string)
+  default     = {}
+  description = "Any other setting `scaler config` lists: SCALER_* variable name => value, as the variable takes it (lists comma-separated)."
+
+  validation {
+    condition     = alltrue([for name in keys(var.extra_environment) : can(regex("^SCALER_[A-Z0-9_]+$", name))])
+    error_message = "extra_environment keys must be SCALER_ setting names in capitals (scaler config lists them)."
+  }
+
+  validation {
+    condition     = length(setintersection(keys(var.extra_environment), ["SCALER_CLUSTER", "SCALER_QUEUE_URL", "SCALER_SPOT_POOLS", "SCALER_ON_DEMAND_POOLS", "SCALER_OVERFLOW_SERVICES", "SCALER_DRY_RUN", "SCALER_LEASE_TABLE"])) == 0
+    error_message = "extra_environment must not set SCALER_CLUSTER, SCALER_QUEUE_URL or SCALER_LEASE_TABLE (the module sets them), nor SCALER_SPOT_POOLS, SCALER_ON_DEMAND_POOLS, SCALER_OVERFLOW_SERVICES or SCALER_DRY_RUN (use their variables)."
+  }
+}
+
 variable "subnets" {
   type        = list(string)
   description = "Subnets for the scaler task (private, with a route to the AWS APIs)."
