@@ -1,10 +1,11 @@
 """``scaler snapshot``: a scenario file taken from a live cluster, with read-only calls only.
 
 :func:`snapshot` reads an ECS cluster and returns a scenario as plain data, in the shape
-:func:`scaler.sim.scenario.to_dict` produces, plus a top-level ``notes`` list (``from_dict``
-ignores keys it does not know) saying what was estimated and what was left out. :func:`render`
-writes it as JSON or TOML, so ``scaler simulate --scenario FILE`` can replay the cluster under
-every policy. Every call is a ``List*``, ``Describe*`` or ``Get*``: nothing is changed.
+:func:`scaler.sim.scenario.to_dict` produces, plus a top-level ``notes`` list (a key scenario
+files accept and the simulator does not read) saying what was estimated and what was left out.
+:func:`render` writes it as JSON or TOML, so ``scaler simulate --scenario FILE`` can replay the
+cluster under every policy. Every call is a ``List*``, ``Describe*`` or ``Get*``: nothing is
+changed.
 
 What is read:
 

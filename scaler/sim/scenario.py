@@ -49,12 +49,14 @@ Built-in scenarios (:func:`builtin`) are generated from a few size parameters.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scaler.ecs.cluster import Constraint, InstanceType, ServiceSpec, Strategy
+from scaler.sim.validate import problems
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,12 @@ class Scenario:
 
 
 class ScenarioError(ValueError):
-    """A scenario file that cannot be used; the message names the field."""
+    """A scenario file that cannot be used: ``problems`` holds one line per mistake, each naming
+    the value at fault (see :mod:`scaler.sim.validate`)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 def _service(raw: dict[str, Any]) -> ServiceSpec:
@@ -113,6 +120,10 @@ def _service(raw: dict[str, Any]) -> ServiceSpec:
 
 
 def from_dict(raw: dict[str, Any]) -> Scenario:
+    """The scenario in ``raw``, or a :class:`ScenarioError` naming every mistake in it."""
+    mistakes = problems(raw)
+    if mistakes:
+        raise ScenarioError(mistakes)
     try:
         types = {t["name"]: InstanceType(**t) for t in raw["instance_types"]}
         pools = tuple(Pool(**p) for p in raw["pools"])
@@ -132,18 +143,51 @@ def from_dict(raw: dict[str, Any]) -> Scenario:
             events=events,
             hot_threshold=float(raw.get("hot_threshold", 0.8)),
         )
-    except (KeyError, TypeError) as exc:
-        raise ScenarioError(f"scenario is missing or has a bad field: {exc}") from None
-    for pool in pools:
-        if pool.instance_type not in types:
-            raise ScenarioError(f"pool {pool.name!r}: unknown instance_type {pool.instance_type!r}")
+    except (KeyError, TypeError, ValueError) as exc:  # what validation missed, named anyway
+        raise ScenarioError([f"scenario is missing or has a bad field: {exc}"]) from None
     return scenario
 
 
 def load(path: Path) -> Scenario:
-    text = path.read_text()
-    raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    return from_dict(raw)
+    """Read a ``.toml`` file (any other name is read as JSON); :class:`ScenarioError` names
+    what is wrong: the file unreadable, its syntax (with line and column), or its content."""
+    return from_dict(parse(path))
+
+
+def parse(path: Path) -> Any:
+    """The data in a scenario file, before validation."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            [f"not UTF-8 text (byte {exc.start}); save the file as UTF-8"]
+        ) from None
+    except OSError as exc:
+        raise ScenarioError([f"cannot read the file: {exc.strerror or exc}"]) from None
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(text)
+        return json.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError([_toml_syntax(str(exc), text)]) from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise ScenarioError([f"{where}: invalid JSON: {exc.msg}; fix the syntax there"]) from None
+    except RecursionError:
+        raise ScenarioError(["nested too deeply to read"]) from None
+
+
+def _toml_syntax(message: str, text: str) -> str:
+    """``line L, column C: invalid TOML: ...`` from tomllib's ``... (at line L, column C)``."""
+    found = re.search(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$", message)
+    if found is None:
+        return f"invalid TOML: {message}; fix the syntax"
+    if found[1]:
+        line, column = int(found[1]), int(found[2])
+    else:  # the end of the text: its last line, after its last character
+        line, column = text.count("\n") + 1, len(text.rsplit("\n", 1)[-1]) + 1
+    detail = message[: found.start()]
+    return f"line {line}, column {column}: invalid TOML: {detail}; fix the syntax there"
 
 
 def to_dict(s: Scenario) -> dict[str, Any]:
