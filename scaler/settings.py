@@ -14,8 +14,11 @@ No I/O happens here beyond reading the environment.
 
 from __future__ import annotations
 
+import difflib
+import os
 import types
 import typing
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -573,12 +576,36 @@ def _problems(exc: ValidationError, prefix: str) -> list[str]:
     return lines
 
 
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A line for each ``SCALER_*`` variable that is no setting (in any letter case, as the
+    settings are read), with the setting it most likely means: a misspelt ``SCALER_DRY_RUN``
+    must stop the scaler, not let it act for real."""
+    known = [name.upper() for name in Settings.model_fields]
+    lines = []
+    for variable in sorted(environ):
+        upper = variable.upper()
+        if upper.startswith(ENV_PREFIX) and upper.removeprefix(ENV_PREFIX) not in known:
+            close = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), known, n=1)
+            hint = (
+                f"did you mean {ENV_PREFIX}{close[0]}?"
+                if close
+                else "`scaler config` lists the settings"
+            )
+            lines.append(f"{variable}: unknown setting; {hint}")
+    return lines
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Read and validate settings; raise :class:`ConfigError` naming each bad variable."""
+    """Read and validate settings; raise :class:`ConfigError` naming each bad variable, and each
+    ``SCALER_*`` variable that is not a setting."""
+    unknown = unknown_variables(os.environ)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_problems(exc, ENV_PREFIX)) from None
+        raise ConfigError(unknown + _problems(exc, ENV_PREFIX)) from None
+    if unknown:
+        raise ConfigError(unknown)
+    return settings
 
 
 def load_aws_env() -> AwsEnv:

@@ -7,7 +7,7 @@
 - the ``/metrics`` of a running ``scaler run`` passes ``promtool check metrics``.
 
 promtool comes from the ``prometheus`` package (Debian/Ubuntu); without it these tests skip,
-unless ``SCALER_REQUIRE_TOOLS=1``.
+unless ``SCALERTEST_REQUIRE_TOOLS=1``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ TARGET_LABELS = {"job", "instance", "le"}
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        if os.environ.get("SCALER_REQUIRE_TOOLS") == "1":
+        if os.environ.get("SCALERTEST_REQUIRE_TOOLS") == "1":
             pytest.fail("promtool not found: scripts/test installs it")
         pytest.skip("promtool not found (apt-get install prometheus)")
     return path

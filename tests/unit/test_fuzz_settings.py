@@ -7,9 +7,10 @@ entry point is the CLI's own: ``scaler config --check`` (``scaler.cli.main``), w
 :class:`~scaler.settings.ConfigError` into ``scaler: SCALER_X: ...`` lines and exit status 2.
 Either the settings load and every value keeps the constraints declared on its field, or every
 problem line names a real variable that is set (or required and missing, or the partner of a set
-one in a cross-field rule, naming it), and exactly those variables that fail on their own. Never
-another exception, never a line without its variable. (Plain ``scaler config`` prints the table
-and validates nothing; ``--check`` is the command that reads the environment.)
+one in a cross-field rule, naming it), and exactly those variables that fail on their own, and
+every ``SCALER_*`` variable that is no setting (refused: a misspelt setting must not be
+ignored). Never another exception, never a line without its variable. (Plain ``scaler config``
+prints the table and validates nothing; ``--check`` is the command that reads the environment.)
 """
 
 from __future__ import annotations
@@ -240,12 +241,17 @@ def assert_keeps_its_constraints(loaded: Settings) -> None:
 def assert_names_its_variables(env: Mapping[str, str], problems: list[str]) -> None:
     assert problems, "a ConfigError without a problem"
     set_names = {k.upper() for k in env}
+    unknown = {k for k in env if k.upper().startswith(ENV_PREFIX) and k.upper() not in KNOWN}
     named = []
     for line in problems:
         assert "\n" not in line and "\r" not in line, line  # one line per problem
         match = PROBLEM.match(line)
         assert match, f"problem does not start with a variable name: {line!r}"
         variable = match.group(1)
+        if variable in unknown:
+            assert line.startswith(f"{variable}: unknown setting; "), line
+            named.append(variable)
+            continue
         assert variable in KNOWN, f"not a setting: {line!r}"
         if variable not in set_names:
             if variable in REQUIRED:
@@ -256,7 +262,7 @@ def assert_names_its_variables(env: Mapping[str, str], problems: list[str]) -> N
         named.append(variable)
     assert len(named) == len(set(named)), f"a variable reported twice: {problems}"
     # exactly the variables that fail on their own (those in cross-field rules aside)
-    expected = REQUIRED - set_names
+    expected = (REQUIRED - set_names) | unknown
     for key, value in env.items():
         variable = key.upper()
         if variable in REQUIRED:
@@ -335,9 +341,17 @@ def test_aws_variables_load_or_name_themselves(env: dict[str, str]) -> None:
         assert aws.endpoint_url.startswith(("http://", "https://"))
 
 
-def test_unknown_scaler_variables_are_ignored() -> None:
+def test_unknown_scaler_variables_are_refused_naming_the_setting_meant() -> None:
     env = {"SCALER_CLUSTER": "prod", "SCALER_CONCURENCY": "ten", "SCALER_": "x", "SCALER_1": ""}
-    assert problems_of(env) is None
+    assert problems_of(env) == [
+        "SCALER_: unknown setting; `scaler config` lists the settings",
+        "SCALER_1: unknown setting; `scaler config` lists the settings",
+        "SCALER_CONCURENCY: unknown setting; did you mean SCALER_CONCURRENCY?",
+    ]
+    assert problems_of({"SCALER_CLUSTER": "prod", "scaler_dryrun": "true"}) == [
+        "scaler_dryrun: unknown setting; did you mean SCALER_DRY_RUN?"
+    ]
+    assert problems_of({"scaler_cluster": "prod", "Scaler_Dry_Run": "true"}) is None
 
 
 # --- the real command, as an operator runs it --------------------------------------------------
