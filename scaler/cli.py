@@ -23,6 +23,7 @@ from scaler.settings import (
     load_aws_env,
     load_settings,
     require_region,
+    settings_env,
     settings_table,
 )
 
@@ -172,9 +173,7 @@ def _config(check: bool) -> int:
     if not check:
         sys.stdout.write(settings_table())
         return 0
-    settings = load_settings()
-    for name, value in settings.model_dump(mode="json").items():
-        print(f"SCALER_{name.upper()}={value}")
+    sys.stdout.write(settings_env(load_settings()))
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import shlex
 import types
 import typing
 from collections.abc import Mapping
@@ -515,6 +516,12 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at most SCALER_MAX_ON_DEMAND ({most})")
         return value
 
+    @field_validator("queue_url", "lease_table", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `SCALER_LEASE_TABLE=` unsets it, as `scaler config --check` prints an unset value
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("lease_margin")
     @classmethod
     def _margin_inside_lease(cls, value: float, info: ValidationInfo) -> float:
@@ -667,3 +674,31 @@ def settings_table() -> str:
         type_text = _type_name(field.annotation).replace("|", "\\|")
         rows.append(f"| `{env}` | {type_text} | {_default_text(field)} | {field.description} |")
     return "\n".join(rows) + "\n"
+
+
+# -- `scaler config --check`: the values in effect ----------------------------------------------
+
+
+def _env_text(value: Any) -> str:
+    """A value as its variable takes it: lists comma-separated, pairs ``a=b,c=d``, unset empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def settings_env(settings: Settings) -> str:
+    """Every setting in effect as a ``SCALER_X=value`` line, quoted for a POSIX shell where it
+    needs to be: pasted back (or read as an environment), the lines give the same settings."""
+    lines = []
+    for name in Settings.model_fields:
+        text = _env_text(getattr(settings, name))
+        lines.append(f"{ENV_PREFIX}{name.upper()}={shlex.quote(text) if text else ''}")
+    return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ import io
 import math
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -297,6 +298,22 @@ def test_config_check_loads_or_names_every_bad_variable(env: dict[str, str]) -> 
         assert err.splitlines() == [f"scaler: {p}" for p in problems]
         assert "Traceback" not in err
         assert_names_its_variables(env, problems)
+
+
+@FUZZ
+@given(environments())
+def test_config_check_prints_lines_that_load_back_the_same(env: dict[str, str]) -> None:
+    env = {k: v for k, v in env.items() if k.upper() in KNOWN}
+    if problems_of(env) is not None:
+        return
+    status, out, err = run_config_check(env)
+    assert (status, err) == (0, "")
+    printed = dict(token.split("=", 1) for token in shlex.split(out))  # as a shell reads them
+    assert set(printed) == KNOWN
+    with environment(env):
+        loaded = load_settings()
+    with environment(printed):
+        assert load_settings() == loaded
 
 
 @FUZZ

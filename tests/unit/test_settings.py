@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from scaler.settings import ConfigError, load_settings, settings_table
+from scaler.settings import ConfigError, load_settings, settings_env, settings_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -191,3 +192,41 @@ def test_template_pools_are_pool_template_pairs_with_unique_names(
     monkeypatch.setenv("SCALER_SPOT_POOLS", "od")
     with pytest.raises(ConfigError):
         load_settings(cluster="c", queue_url="http://q")
+
+
+def test_config_check_lines_paste_back_to_the_same_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    given = {
+        "SCALER_CLUSTER": "prod",
+        "SCALER_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/events",
+        "SCALER_SPOT_POOLS": "spot-a, spot-b",
+        "SCALER_SPOT_TEMPLATES": "t1=lt-0abc,t2=my template",
+        "SCALER_OVERFLOW_SERVICES": "web=web-fargate",
+        "SCALER_LOG_LEVEL": "debug",
+        "SCALER_DRY_RUN": "1",
+        "SCALER_DRAIN_BATCH_WINDOW": "0.1",
+    }
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+    loaded = load_settings()
+    lines = settings_env(loaded).splitlines()
+    assert "SCALER_SPOT_POOLS=spot-a,spot-b" in lines
+    assert "SCALER_SPOT_TEMPLATES='t1=lt-0abc,t2=my template'" in lines
+    assert "SCALER_OVERFLOW_SERVICES=web=web-fargate" in lines
+    assert "SCALER_ON_DEMAND_POOLS=" in lines and "SCALER_LEASE_TABLE=" in lines
+    assert "SCALER_DRY_RUN=true" in lines and "SCALER_LOG_LEVEL=DEBUG" in lines
+    for name in given:
+        monkeypatch.delenv(name)
+    for token in shlex.split("\n".join(lines)):
+        name, _, value = token.partition("=")
+        monkeypatch.setenv(name, value)
+    assert load_settings() == loaded
+
+
+def test_an_empty_optional_setting_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCALER_CLUSTER", "prod")
+    monkeypatch.setenv("SCALER_QUEUE_URL", "")
+    monkeypatch.setenv("SCALER_LEASE_TABLE", " ")
+    loaded = load_settings()
+    assert (loaded.queue_url, loaded.lease_table) == (None, None)
