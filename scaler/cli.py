@@ -3,17 +3,22 @@
 Subcommands: ``run`` (the service), ``demo`` (the service against an embedded local AWS),
 ``simulate`` (policies compared on a simulated cluster), ``snapshot`` (a scenario file from the
 live cluster, read-only), ``plan`` (what the planners would do now, read-only), ``config`` (the
-settings table, or ``--check`` the current environment). Configuration problems exit with status
-2 and one line per problem, naming the variable.
+settings table, or ``--check`` the current environment). Each command's ``--help`` says what it
+needs. Mistakes exit with status 2 and one ``scaler: ...`` line per problem, naming the variable,
+the option or the place in a scenario file, and what to do: argparse's usage text is left to
+``--help``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import json
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from scaler import __version__, logs
 from scaler.aws.clients import AwsTarget, error_code
@@ -27,6 +32,9 @@ from scaler.settings import (
     settings_table,
 )
 
+if TYPE_CHECKING:
+    from scaler.sim.scenario import Scenario
+
 EXIT_CONFIG = 2
 BUILTINS = ("steady", "storm", "az-outage", "deploy-skew", "diurnal", "ami-roll")
 POLICY_NAMES = ("scaler", "ecs-native", "ecs-scaler")  # --policy all
@@ -34,35 +42,153 @@ POLICY_NAMES = ("scaler", "ecs-native", "ecs-scaler")  # --policy all
 EXTRA_POLICIES = ("scaler-consolidating", "scaler-rolling")
 
 
+ABOUT = (
+    "scaler keeps an Amazon ECS cluster on EC2 Spot available and cheap: it drains instances "
+    "before Spot takes them back, tops up lost capacity (falling back to on-demand and back), "
+    "and can rebalance tasks, roll new images and consolidate. It runs as a service fed with "
+    "EC2 and ECS events through an SQS queue, is configured with SCALER_* environment variables "
+    "(`scaler config` lists them), and can be tried without AWS (`scaler demo`, "
+    "`scaler simulate`)."
+)
+AWS_NEEDS = (
+    "Also needs a region (AWS_REGION or AWS_DEFAULT_REGION) and AWS credentials from the "
+    "standard chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the task's IAM "
+    "role); AWS_ENDPOINT_URL, if set, sends every call there."
+)
+SEE_CONFIG = "`scaler config` lists every setting; `scaler config --check` checks the environment."
+COMMANDS: dict[str, tuple[str, str]] = {  # name -> (one line, what it needs)
+    "run": (
+        "consume events from SQS and act on them (the service)",
+        "Needs SCALER_CLUSTER (the ECS cluster) and SCALER_QUEUE_URL (the SQS queue EventBridge "
+        f"delivers to). {AWS_NEEDS} Start with SCALER_DRY_RUN=true: every action is logged and "
+        f"counted, nothing is changed. {SEE_CONFIG}",
+    ),
+    "demo": (
+        "run against an embedded local AWS and a scripted burst",
+        "Needs nothing: no AWS account, no credentials, no settings. Prints what the scaler "
+        "did with a burst of spot interruptions on a local cluster.",
+    ),
+    "simulate": (
+        "compare policies on a simulated cluster",
+        "Needs nothing: no AWS, no settings. Runs a built-in scenario or a scenario file (TOML or "
+        "JSON, see scenarios/example.toml; `scaler snapshot` writes one from a live cluster) "
+        "under each policy and prints the figures side by side.",
+    ),
+    "snapshot": (
+        "write a scenario file from the live cluster (read-only)",
+        f"Needs SCALER_CLUSTER. {AWS_NEEDS} Only List, Describe and Get calls are made. "
+        f"{SEE_CONFIG}",
+    ),
+    "plan": (
+        "what drain, top-up and rebalance would do now (read-only)",
+        "Needs SCALER_CLUSTER, and the pool settings `run` uses (SCALER_SPOT_POOLS and the "
+        f"like). {AWS_NEEDS} Nothing is changed. {SEE_CONFIG}",
+    ),
+    "config": (
+        "print every setting as a Markdown table, or check the environment",
+        "Needs no AWS. Without options: every SCALER_* setting with its type, default and "
+        "meaning. With --check: reads the SCALER_* environment as `run` does, names each "
+        "problem, and prints the values in effect as VAR=value lines that can be pasted back.",
+    ),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line reported in one line and status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        message = message.removeprefix("argument ")
+        sys.stderr.write(f"scaler: {message}; see `{self.prog} --help`\n")
+        sys.exit(EXIT_CONFIG)
+
+
+def _positive(unit: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a positive number of {unit} (got {text!r})")
+        return value
+
+    return parse
+
+
+def _seed(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (e.g. 7)") from None
+
+
+def _command(sub: Any, name: str) -> argparse.ArgumentParser:
+    brief, needs = COMMANDS[name]
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=brief, description=f"{brief[0].upper()}{brief[1:]}. {needs}"
+    )
+    return parser
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scaler", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="scaler", description=ABOUT)
     parser.add_argument("--version", action="version", version=f"scaler {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="consume events from SQS and act on them (the service)")
-    demo = sub.add_parser("demo", help="run against an embedded local AWS and a scripted burst")
-    demo.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
-    sim = sub.add_parser("simulate", help="compare policies on a simulated cluster")
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="command",
+        help="one of these; `scaler COMMAND --help` says what it needs",
+    )
+    _command(sub, "run")
+    demo = _command(sub, "demo")
+    demo.add_argument(
+        "--timeout",
+        type=_positive("seconds"),
+        default=60.0,
+        help="give up after this many seconds (default 60)",
+    )
+    sim = _command(sub, "simulate")
     sim.add_argument(
-        "--scenario", required=True, help=f"built-in ({', '.join(BUILTINS)}) or a file"
+        "--scenario",
+        required=True,
+        help=f"a built-in scenario ({', '.join(BUILTINS)}) or a scenario file (.toml or .json)",
     )
     sim.add_argument(
         "--policy",
         default="all",
-        help="scaler, ecs-native, ecs-scaler, scaler-consolidating, scaler-rolling or all "
-        "(the first three)",
+        help="scaler, ecs-native, ecs-scaler, scaler-consolidating, scaler-rolling, or all "
+        "(the first three; the default)",
     )
-    sim.add_argument("--seed", type=int, default=7)
-    sim.add_argument("--hours", type=float, default=None, help="override the scenario's length")
-    sim.add_argument("--json", action="store_true", help="print one JSON object")
-    snap = sub.add_parser(
-        "snapshot", help="write a scenario file from the live cluster (read-only)"
+    sim.add_argument(
+        "--seed",
+        type=_seed,
+        default=7,
+        help="seed of every random draw (and of a built-in scenario's layout): the same seed "
+        "gives the same figures (default 7)",
     )
+    sim.add_argument(
+        "--hours",
+        type=_positive("hours"),
+        default=None,
+        help="simulated hours, instead of the scenario's own length",
+    )
+    sim.add_argument("--json", action="store_true", help="print one JSON object, not a table")
+    snap = _command(sub, "snapshot")
     snap.add_argument("--out", default="-", help="file to write (.toml or .json); - for stdout")
-    snap.add_argument("--hours", type=float, default=2.0, help="the scenario's length")
-    plan = sub.add_parser("plan", help="what drain, top-up and rebalance would do now (read-only)")
-    plan.add_argument("--json", action="store_true", help="print one JSON object")
-    config = sub.add_parser("config", help="print every setting as a Markdown table")
-    config.add_argument("--check", action="store_true", help="validate the current environment")
+    snap.add_argument(
+        "--hours",
+        type=_positive("hours"),
+        default=2.0,
+        help="the scenario's length in hours (default 2)",
+    )
+    plan = _command(sub, "plan")
+    plan.add_argument("--json", action="store_true", help="print one JSON object, not text")
+    config = _command(sub, "config")
+    config.add_argument(
+        "--check",
+        action="store_true",
+        help="check the SCALER_* environment and print the values in effect as VAR=value lines",
+    )
     return parser
 
 
@@ -85,40 +211,51 @@ def _demo(timeout: float) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from scaler.sim import builtin as builtins
     from scaler.sim.run import simulate, table
-    from scaler.sim.scenario import ScenarioError, load
 
+    known = (*POLICY_NAMES, *EXTRA_POLICIES)
     policies = list(POLICY_NAMES) if args.policy == "all" else [args.policy]
-    if any(p not in (*POLICY_NAMES, *EXTRA_POLICIES) for p in policies):
+    if any(p not in known for p in policies):
         raise ConfigError(
             [
-                f"--policy: unknown policy {args.policy!r} (choose from "
-                f"{', '.join((*POLICY_NAMES, *EXTRA_POLICIES))} or all)"
+                f"--policy: unknown policy {args.policy!r}"
+                f"{_closest(args.policy, [*known, 'all'])} (choose from {', '.join(known)} or all)"
             ]
         )
-    if args.scenario in BUILTINS:
-        scenario = builtins.builtin(args.scenario, seed=args.seed)
-    else:
-        path = Path(args.scenario)
-        if not path.is_file():
-            raise ConfigError(
-                [
-                    f"--scenario: {args.scenario!r} is neither a built-in "
-                    f"({', '.join(BUILTINS)}) nor a file"
-                ]
-            )
-        try:
-            scenario = load(path)
-        except ScenarioError as exc:
-            raise ConfigError([f"--scenario: {exc}"]) from None
+    scenario = _scenario(args.scenario, args.seed)
     if args.hours is not None:
         scenario = scenario.with_hours(args.hours)
     report = simulate(scenario, policies, args.seed)
     print(json.dumps(report) if args.json else table(report))
     return 0
+
+
+def _closest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _scenario(name: str, seed: int) -> Scenario:
+    """A built-in scenario, or the file ``name``; a :class:`ConfigError` says what is wrong."""
+    from pathlib import Path
+
+    from scaler.sim import builtin as builtins
+    from scaler.sim.scenario import ScenarioError, load
+
+    if name in BUILTINS:
+        return builtins.builtin(name, seed=seed)
+    path = Path(name)
+    if not path.is_file():
+        raise ConfigError(
+            [
+                f"--scenario: {name!r} is neither a built-in ({', '.join(BUILTINS)}) nor a "
+                f"file{_closest(name, list(BUILTINS))}"
+            ]
+        )
+    try:
+        return load(path)
+    except ScenarioError as exc:
+        raise ConfigError([f"{name}: {problem}" for problem in exc.problems]) from None
 
 
 def _snapshot(args: argparse.Namespace) -> int:
