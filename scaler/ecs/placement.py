@@ -34,14 +34,23 @@ def _values(text: str) -> set[str]:
     return {v.strip().strip("'\"") for v in text.strip().lstrip("[(").rstrip("])").split(",")}
 
 
-def member_of(inst: Instance, expression: str) -> bool:
-    """Evaluate a small subset of the cluster query language against an instance."""
+def expression_problem(expression: str) -> str | None:
+    """Why the model cannot evaluate a ``memberOf`` expression, or None if it can."""
     match = _EQUALITY.match(expression) or _MEMBERSHIP.match(expression)
     if not match or match.group(1) not in SUBJECTS:
-        raise ValueError(
+        return (
             f"unsupported memberOf expression: {expression!r} (the model knows ==, !=, in, !in "
             f"on {', '.join(sorted(SUBJECTS))})"
         )
+    return None
+
+
+def member_of(inst: Instance, expression: str) -> bool:
+    """Evaluate a small subset of the cluster query language against an instance."""
+    problem = expression_problem(expression)
+    match = _EQUALITY.match(expression) or _MEMBERSHIP.match(expression)
+    if problem is not None or match is None:
+        raise ValueError(problem)
     subject, op, value = match.groups()
     actual = inst.attribute(subject)
     if op == "==":

@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from scaler.ecs.placement import expression_problem
+
 Check = Callable[[Any, str], list[str]]
 
 
@@ -193,6 +195,17 @@ STRATEGY = Table(
 CONSTRAINT = Table(
     {"type": text("distinctInstance", "memberOf"), "expression": text()}, frozenset({"type"})
 )
+
+
+def constraint(value: Any, path: str) -> list[str]:
+    """A placement constraint; a ``memberOf`` one with an expression the model can evaluate."""
+    lines = CONSTRAINT(value, path)
+    if lines or value["type"] != "memberOf":
+        return lines
+    problem = expression_problem(value.get("expression", ""))
+    return [f"{_at(path, 'expression')}: {problem}"] if problem else []
+
+
 SERVICE = Table(
     {
         "name": text(),
@@ -202,7 +215,7 @@ SERVICE = Table(
         "min_healthy_percent": integer(0),
         "max_percent": integer(100),
         "strategies": many(STRATEGY),
-        "constraints": many(CONSTRAINT),
+        "constraints": many(constraint),
         "cpu_use": NOT_NEGATIVE,
         "start_delay": SECONDS,
         "health_delay": SECONDS,

@@ -38,6 +38,11 @@ def test_every_builtin_and_the_example_are_valid(tmp_path: Path) -> None:
         assert load(path) == builtin(name)
     assert load(EXAMPLE).name == "example"
     assert validate.problems(storm()) == []
+    data = storm()
+    data["services"][1]["constraints"] = [
+        {"type": "memberOf", "expression": "attribute:ecs.instance-type == m5.xlarge"}
+    ]
+    assert validate.problems(data) == []
 
 
 def mutate(edit: Callable[[dict[str, Any]], object]) -> list[str]:
@@ -147,6 +152,12 @@ CASES: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "unknown AZ": (
         lambda d: d["events"][1].update(az="us-east1a"),
         "events[1].az: no pool is in 'us-east1a'; did you mean 'us-east-1a'?",
+    ),
+    "memberOf the model cannot evaluate": (
+        lambda d: d["services"][0].update(constraints=[{"type": "memberOf", "expression": "x"}]),
+        "services[0].constraints[0].expression: unsupported memberOf expression: 'x' (the model "
+        "knows ==, !=, in, !in on attribute:ecs.availability-zone, attribute:ecs.instance-type, "
+        "ec2InstanceId)",
     ),
     "duplicate name": (
         lambda d: d["services"][1].update(name=d["services"][0]["name"]),
