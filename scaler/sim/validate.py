@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 from scaler.ecs.placement import expression_problem
 
 Check = Callable[[Any, str], list[str]]
+_WORD = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _given(value: Any) -> str:
@@ -154,6 +156,9 @@ class Table:
 
 
 def _at(path: str, key: str) -> str:
+    """``path.key``, or ``path['key']`` for a key that is not a plain word (quoted, escaped)."""
+    if not _WORD.fullmatch(key):
+        return f"{path}[{key!r}]"
     return f"{path}.{key}" if path else key
 
 

@@ -285,3 +285,41 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError) as raised:
         load(path)
     assert raised.value.problems == ["not UTF-8 text (byte 11); save the file as UTF-8"]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def places(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The path of every value in the data."""
+    found = [path]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += places(item, (*path, key))
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            found += places(item, (*path, n))
+    return found
+
+
+PLACES = places(storm())
+
+
+@given(where=st.sampled_from(PLACES[1:]), value=JSON)
+def test_any_value_anywhere_builds_or_is_named(where: tuple[Any, ...], value: Any) -> None:
+    data = storm()
+    parent = data
+    for step in where[:-1]:
+        parent = parent[step]
+    parent[where[-1]] = value
+    try:
+        from_dict(data)
+    except ScenarioError as exc:
+        assert exc.problems and all("\n" not in line for line in exc.problems)
+        assert not any(line.startswith("scenario is missing") for line in exc.problems)
