@@ -115,6 +115,14 @@ def _positive(unit: str) -> Callable[[str], float]:
     return parse
 
 
+def _out(text: str) -> str:
+    if text != "-" and not text.endswith((".toml", ".json")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} names no format: end it in .toml or .json (or give - for stdout)"
+        )
+    return text
+
+
 def _seed(text: str) -> int:
     try:
         return int(text)
@@ -174,7 +182,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--json", action="store_true", help="print one JSON object, not a table")
     snap = _command(sub, "snapshot")
-    snap.add_argument("--out", default="-", help="file to write (.toml or .json); - for stdout")
+    snap.add_argument(
+        "--out",
+        type=_out,
+        default="-",
+        help="file to write, TOML or JSON by its name (.toml or .json); - for JSON on stdout",
+    )
     snap.add_argument(
         "--hours",
         type=_positive("hours"),

@@ -180,6 +180,12 @@ ARGUMENTS: dict[str, tuple[list[str], str]] = {
         ["snapshot", "--hours", "0"],
         "--hours: must be a positive number of hours (got '0'); see `scaler snapshot --help`",
     ),
+    "snapshot format": (
+        ["snapshot", "--out", "prod.yaml"],
+        "--out: 'prod.yaml' names no format: end it in .toml or .json (or give - for stdout); "
+        "see `scaler snapshot --help`",
+    ),
+    "no command": ([], "the following arguments are required: command; see `scaler --help`"),
     "demo timeout": (
         ["demo", "--timeout", "-1"],
         "--timeout: must be a positive number of seconds (got '-1'); see `scaler demo --help`",
