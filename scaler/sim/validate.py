@@ -53,7 +53,9 @@ def _wrong(path: str, expected: str, value: Any) -> list[str]:
 
 
 def suggest(word: str, choices: list[str]) -> str:
-    """``; did you mean 'x'?`` for the closest choice, else the list of choices."""
+    """``; did you mean 'x'?`` for the closest choice, else the list of choices (if any)."""
+    if not choices:
+        return ""
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     if close:
         return f"; did you mean {close[0]!r}?"
@@ -309,13 +311,13 @@ def _references(raw: dict[str, Any]) -> list[str]:
     types = [t["name"] for t in raw["instance_types"]]
     lines = [
         f"pools[{n}].instance_type: {p['instance_type']!r} is not in instance_types"
-        f"{suggest(p['instance_type'], types)}"
+        f"{suggest(p['instance_type'], types) or '; add it there'}"
         for n, p in enumerate(raw["pools"])
         if p["instance_type"] not in types
     ]
     azs = sorted({p["az"] for p in raw["pools"]})
     lines += [
-        f"events[{n}].az: no pool is in {e['az']!r}{suggest(e['az'], azs)}"
+        f"events[{n}].az: no pool is in {e['az']!r}{suggest(e['az'], azs) or '; add a pool there'}"
         for n, e in enumerate(raw.get("events", ()))
         if e["type"] == "az_outage" and e["az"] not in azs
     ]
@@ -329,6 +331,5 @@ def problems(raw: Any) -> list[str]:
     lines = SCENARIO(raw, "")
     if lines:
         return lines
-    return [
-        line for key in ("instance_types", "pools", "services") for line in _unique(raw, key)
-    ] + (_references(raw))
+    sections = ("instance_types", "pools", "services")
+    return [line for key in sections for line in _unique(raw, key)] + _references(raw)

@@ -323,3 +323,15 @@ def test_any_value_anywhere_builds_or_is_named(where: tuple[Any, ...], value: An
     except ScenarioError as exc:
         assert exc.problems and all("\n" not in line for line in exc.problems)
         assert not any(line.startswith("scenario is missing") for line in exc.problems)
+
+
+def test_a_reference_with_nothing_close_says_what_to_add() -> None:
+    pool = {"name": "p", "capacity": "spot", "instance_type": "m5.large", "az": "us-east-1a"}
+    outage = {"at": 0, "type": "az_outage", "az": "zone-9", "duration": 60}
+    data = {"instance_types": [], "pools": [pool], "services": [], "events": [outage]}
+    assert validate.problems(data) == [
+        "pools[0].instance_type: 'm5.large' is not in instance_types; add it there",
+        "events[0].az: no pool is in 'zone-9' (valid: us-east-1a)",
+    ]
+    data["pools"] = []
+    assert validate.problems(data) == ["events[0].az: no pool is in 'zone-9'; add a pool there"]
