@@ -181,7 +181,7 @@ class Metrics:
         self.retiring = Gauge(
             "scaler_retiring_instances",
             "Instances the scaler is taking out by its own choice (tagged scaler:retiring), "
-            "by reason (`drift`, `consolidation`, `migration`).",
+            "by reason (`drift`, `consolidation`, `migration`, `return_to_spot`).",
             ["reason"],
             registry=r,
         )

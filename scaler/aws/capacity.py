@@ -12,8 +12,9 @@
 
 It acts only with absolute values: ``SetDesiredCapacity`` to a group's target, ``UpdateService``
 to a companion's desired count, so a retry or a second replica repeats a value instead of adding
-to it. Evacuations are ``StopTask``; returning to spot drains an on-demand instance and, once it
-holds no task, ``TerminateInstanceInAutoScalingGroup`` with the desired capacity decremented.
+to it. Evacuations are ``StopTask``; returning to spot tags an on-demand instance
+``scaler:retiring=return_to_spot``, drains it and, once it holds no task,
+``TerminateInstanceInAutoScalingGroup`` with the desired capacity decremented.
 
 Groups owned by ECS managed scaling (tag ``AmazonECSManaged``) are refused at start: ECS sets
 their desired capacity itself and would undo the scaler's. The scaler coexists with them by
@@ -35,7 +36,14 @@ from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.lease import Always, Leadership
 from scaler.aws.migration import Migration, migrate, missing_fleets
-from scaler.aws.retiring import REASONS, RETIRING, Ec2Facts, describe, retiring
+from scaler.aws.retiring import (
+    REASONS,
+    RETIRING,
+    RETURN_TO_SPOT,
+    Ec2Facts,
+    describe,
+    retiring,
+)
 from scaler.aws.retry import Backoff
 from scaler.aws.roll import Drift, DriftReader, RollMemory, carry_out, live_instances, template_spec
 from scaler.aws.taskdefs import fargate_problem, reservation
@@ -246,7 +254,8 @@ class CapacityReader:
         services = await self._services(instances, observed)
         observed.snapshot = CapacitySnapshot(now, tuple(nodes), tuple(pools), tuple(services))
         s = self._settings
-        if s.roll or s.consolidate or s.migrate_spot_fleets:
+        on_demand = ON_DEMAND in self.groups.values()  # the return to spot retires by tag
+        if s.roll or s.consolidate or s.migrate_spot_fleets or on_demand:
             observed.facts = await self._facts(groups)
         if s.roll and observed.facts is not None:
             observed.drift = await DriftReader(self._aws).read(groups, observed.facts)
@@ -531,6 +540,8 @@ class CapacityActuator:
         )
         if done:
             self._metrics.capacity_changes.labels("remove", reason).inc()
+            if reason == RETURN_TO_SPOT:
+                self._metrics.reverts.inc()
         return done
 
     async def lower_fleet(self, fleet: str, target: float) -> bool:
@@ -576,28 +587,13 @@ class CapacityActuator:
             return False
 
     async def _release(self, release: tuple[str, ...], observed: Observed) -> None:
-        """Drain the on-demand instances the plan gives back; terminate those drained empty.
-
-        Which instances are being given back is read from the cluster each time (DRAINING
-        on-demand instances of the fallback groups), not remembered, so a restart, a failed
-        call or a second replica carries on where things are.
-        """
+        """Tag (``scaler:retiring=return_to_spot``) and drain the on-demand instances the plan
+        gives back. The capacity cycle terminates them once empty, like every instance the
+        scaler retires, and only those it tagged: one drained by hand stays."""
         for node in release:
             ci = observed.instances.get(node)
-            if ci is not None:
-                await self._drainer.drain(ci, "revert_to_spot")
-        fallback = {p.name for p in observed.snapshot.pools if p.capacity == ON_DEMAND}
-        drained = [
-            n
-            for n in observed.snapshot.nodes
-            if n.pool in fallback
-            and n.status == "DRAINING"
-            and n.tasks == 0
-            and n.id not in retiring(observed.facts or {})  # retired for their own reason
-        ]
-        for drained_node in drained:
-            if await self.retire(drained_node.id, drained_node.pool, "return_to_spot"):
-                self._metrics.reverts.inc()
+            if ci is not None and await self.mark_retiring(node, RETURN_TO_SPOT):
+                await self.drain(ci, "revert_to_spot")
 
     async def _act(self, action: str, target: str, call: Any) -> bool:
         """Make one call (or, in dry-run, say it); True if it was made and succeeded."""

@@ -1,8 +1,9 @@
 """Instances the scaler takes out by its own choice, and what EC2 says about them.
 
-Three things drain instances that nothing is wrong with: the roll (out-of-date images,
+Four things drain instances that nothing is wrong with: the roll (out-of-date images,
 :mod:`scaler.aws.roll`), consolidation (capacity the cluster can do without,
-:mod:`scaler.aws.consolidation`) and the Spot Fleet migration (:mod:`scaler.aws.migration`).
+:mod:`scaler.aws.consolidation`), the Spot Fleet migration (:mod:`scaler.aws.migration`) and the
+return to spot (on-demand fallback given back, :mod:`scaler.aws.capacity`).
 Each tags the instance ``scaler:retiring=<reason>`` (EC2) *before* draining it, and the capacity
 cycle terminates an instance only when it is DRAINING, tagged, and holds no task. So an instance
 drained by hand, or by a spot notice, is never terminated by the scaler, and a restart (or a new
@@ -20,8 +21,9 @@ from typing import Any
 
 from scaler.aws.clients import AwsClients
 
-RETIRING = "scaler:retiring"  # EC2 tag; its value says why: drift | consolidation | migration
-REASONS = ("drift", "consolidation", "migration")
+RETIRING = "scaler:retiring"  # EC2 tag; its value says why (one of REASONS)
+RETURN_TO_SPOT = "return_to_spot"
+REASONS = ("drift", "consolidation", "migration", RETURN_TO_SPOT)
 DESCRIBE_BATCH = 200  # instance ids per DescribeInstances filter
 
 

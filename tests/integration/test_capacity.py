@@ -215,3 +215,26 @@ async def test_dry_run_plans_capacity_but_changes_nothing(local_aws: testbed.Loc
         assert not any(k.endswith(f":{write}") for k in calls), write
     overflow = local_aws.client("ecs").describe_services(cluster="prod", services=["web-fargate"])
     assert overflow["services"][0]["desiredCount"] == 0
+
+
+async def test_an_on_demand_instance_drained_by_hand_is_never_terminated(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """The return to spot terminates only what it tagged for retirement itself: an on-demand
+    instance someone else drained (empty, untagged) stays."""
+    nodes = testbed.create_cluster(local_aws, "prod", size=3)
+    queues = testbed.create_queues(local_aws, "events")
+    _group(local_aws, "spot-asg")
+    _group(local_aws, "od-asg")
+    _services(local_aws, nodes)
+    by_hand = _fallback_instance(local_aws)
+    local_aws.client("ecs").update_container_instances_state(
+        cluster="prod", containerInstances=[str(by_hand.container_instance_arn)], status="DRAINING"
+    )
+    scaler = scaler_for(local_aws, _settings(queues.url, revert_after=0.1))
+    asg = local_aws.client("autoscaling")
+    assert not await run_until(scaler, lambda: groups_desired(asg, "od-asg") == 0, limit=4)
+    calls = aws_calls(scaler.metrics)
+    assert calls["ecs:DescribeContainerInstances"], "the cluster was read"
+    assert "autoscaling:TerminateInstanceInAutoScalingGroup" not in calls
+    assert "scaler_reverts_total 0.0" in scaler.metrics.render().decode()
