@@ -47,7 +47,7 @@ from scaler.aws.retiring import (
 from scaler.aws.retry import Backoff
 from scaler.aws.roll import Drift, DriftReader, RollMemory, carry_out, live_instances, template_spec
 from scaler.aws.taskdefs import fargate_problem, reservation
-from scaler.aws.tasks import running_tasks
+from scaler.aws.tasks import is_empty, running_tasks
 from scaler.aws.templates import TemplatePools, new_token
 from scaler.guard import describe_services
 from scaler.metrics import Metrics
@@ -567,6 +567,20 @@ class CapacityActuator:
             self._metrics.capacity_changes.labels("remove", reason).inc()
         return done
 
+    async def empty(self, ci: ContainerInstance | None) -> bool:
+        """Whether a drained instance holds no task of any status (a task ECS is stopping still
+        runs, out of its counts) and may be terminated; False when that cannot be read."""
+        if ci is None:
+            return False
+        try:
+            return await is_empty(self._aws.ecs, self._settings.cluster, ci.arn)
+        except Exception as exc:
+            log.warning(
+                "tasks not listed: instance kept this cycle",
+                extra={"instance": ci.ec2_instance_id, "error": repr(exc)},
+            )
+            return False
+
     async def mark_retiring(self, node: str, reason: str) -> bool:
         """Tag an instance the scaler is about to drain by its own choice, so that only such
         instances are ever terminated by it (one drained by hand never is)."""
@@ -743,7 +757,7 @@ class CapacityController:
 
     async def _retire(self, observed: Observed, facts: dict[str, Ec2Facts]) -> None:
         """Terminate the instances drained by the scaler's own choice (tagged retiring) once
-        they hold no task; count those still on their way out."""
+        they hold no task of any status; count those still on their way out."""
         snap = observed.snapshot
         managed = {p.name for p in snap.pools if p.managed}
         leaving: Counter[str] = Counter()
@@ -753,7 +767,11 @@ class CapacityController:
                 continue
             # a Spot Fleet's instance (not in a group) is the migration's to retire
             ours = n.pool in managed and not n.tasks
-            if not ours or not await self._actuator.retire(n.id, n.pool, reason):
+            if not (
+                ours
+                and await self._actuator.empty(observed.instances.get(n.id))
+                and await self._actuator.retire(n.id, n.pool, reason)
+            ):
                 leaving[reason] += 1
         for reason in REASONS:
             self._metrics.retiring.labels(reason).set(leaving[reason])

@@ -12,8 +12,9 @@ instance may take their tasks. The capacity planner has a veto
 next top-up would launch back (headroom, the on-demand base).
 
 Each chosen instance is tagged ``scaler:retiring=consolidation`` and drained (reason
-``consolidation``); the capacity cycle terminates it once it holds no task, with its group's
-desired capacity decremented (:mod:`scaler.aws.retiring`). Budgets: the disruption budget
+``consolidation``); the capacity cycle terminates it once it holds no task of any status (one
+being stopped still counts), with its group's desired capacity decremented
+(:mod:`scaler.aws.retiring`). Budgets: the disruption budget
 (``SCALER_DISRUPTION_BUDGET``, the instances the scaler drains by its own choice count), at
 most ``SCALER_CONSOLIDATE_PER_HOUR`` drains an hour (counted in memory: a restart forgets
 them), ``SCALER_CONSOLIDATE_MIN_AGE`` (from ECS's registration, else EC2's launch time; an

@@ -11,9 +11,10 @@ are in flight), then, once it has arrived and nothing is launching there, a flee
 group's instances are smaller, the capacity planner tops up what is missing.
 
 Each fleet instance is tagged ``scaler:retiring=migration`` before its drain. Once it holds no
-task the fleet's target capacity is lowered (``ModifySpotFleetRequest``, ``noTermination``, so the
-fleet neither replaces it nor picks another to stop) to the weight of its instances that are not
-retiring, never raised, and the instance is terminated (``TerminateInstances``). Both calls
+task of any status (a task being stopped still counts) the fleet's target capacity is lowered
+(``ModifySpotFleetRequest``, ``noTermination``, so the fleet neither replaces it nor picks
+another to stop) to the weight of its instances that are not retiring, never raised, and the
+instance is terminated (``TerminateInstances``). Both calls
 repeat safely: the target is an absolute value. Fleets of type ``request`` do not replace
 instances and are not modified. The migration waits while a roll is under way (and the roll and
 consolidation wait for it). Fleet instances not registered in the cluster are left alone.
@@ -237,6 +238,8 @@ async def _retire(observed: Observed, fleets: Fleets, actuator: CapacityActuator
             continue
         if fleets.facts[n.id].gone:
             continue  # terminated already; ECS deregisters it
+        if not await actuator.empty(observed.instances.get(n.id)):
+            continue  # a task is still stopping (draining its connections) there
         target = lowered_target(fleets, fleet.id)
         if target is not None and not await actuator.lower_fleet(fleet.id, target):
             continue  # the fleet would replace it: try again next cycle

@@ -5,9 +5,11 @@ Four things drain instances that nothing is wrong with: the roll (out-of-date im
 :mod:`scaler.aws.consolidation`), the Spot Fleet migration (:mod:`scaler.aws.migration`) and the
 return to spot (on-demand fallback given back, :mod:`scaler.aws.capacity`).
 Each tags the instance ``scaler:retiring=<reason>`` (EC2) *before* draining it, and the capacity
-cycle terminates an instance only when it is DRAINING, tagged, and holds no task. So an instance
-drained by hand, or by a spot notice, is never terminated by the scaler, and a restart (or a new
-leader) reads what is being retired back from the tags instead of from memory.
+cycle terminates an instance only when it is DRAINING, tagged, and holds no task of any status
+(:func:`scaler.aws.tasks.is_empty`: a task being stopped, draining its load balancer connections,
+still counts though ECS's running count leaves it out). So an instance drained by hand, or by a
+spot notice, is never terminated by the scaler, and a restart (or a new leader) reads what is
+being retired back from the tags instead of from memory.
 
 :func:`describe` reads the tags together with the facts the planners need from EC2: the image an
 instance runs (the roll) and when it was launched (consolidation's minimum age).

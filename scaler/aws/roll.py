@@ -9,7 +9,7 @@ aliases resolved, ``DescribeInstances``). :func:`scaler.plan.roll.plan_roll` dec
 - **replacements first**: ``SetDesiredCapacity`` up by the instances it may replace now;
 - once the group has nothing launching, **drain** as many out-of-date instances as arrived,
   the emptiest first (reason ``drift``);
-- each drained out-of-date instance that holds no service task is **terminated** with the
+- each drained out-of-date instance that holds no task of any status is **terminated** with the
   group's desired capacity decremented (``TerminateInstanceInAutoScalingGroup``).
 
 An instance is tagged ``scaler:retiring=drift`` (EC2) before the roll drains it, and only

@@ -68,6 +68,18 @@ async def tasks_on(
     ]
 
 
+async def is_empty(ecs: Any, cluster: str, instance_arn: str) -> bool:
+    """No task of any status is left on a container instance: it may be terminated.
+
+    ECS's ``runningTasksCount`` (and ``pendingTasksCount``) count the tasks whose *desired*
+    status is RUNNING. A task being stopped is left out at once, though it still runs while it
+    is DEACTIVATING (its load balancer draining its connections, 300 s by default) and STOPPING;
+    terminating the instance then would cut those connections. So the tasks are listed with
+    either desired status and judged by their last status.
+    """
+    return not await tasks_on(ecs, cluster, instance_arn, stopping=True)
+
+
 async def describe_tasks(ecs: Any, cluster: str, arns: Sequence[str]) -> list[dict[str, Any]]:
     """Describe ``arns``, 100 a call."""
     tasks: list[dict[str, Any]] = []

@@ -3,34 +3,56 @@
 moto has no ECS scheduler and no agent: instances an Auto Scaling group launches never register,
 tasks on a draining instance never move, and a terminated instance's container instance stays.
 :class:`Ecs` plays those parts, one ``tick()`` at a time.
+
+moto also stops a task at once. In ECS a stopped task behind a load balancer stays DEACTIVATING
+(then STOPPING) for the target group's deregistration delay (300 s by default) while it drains
+its connections; its desired status is STOPPED at once, so the container instance's
+``runningTasksCount`` (and ``pendingTasksCount``) no longer count it. With
+``deregistration_delay`` the harness does the same for the tasks it moves off a draining instance
+(setting the task's status in moto's in-process backend, which its API cannot), and records in
+``cut_short`` every instance terminated while such a task was still on it.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from scaler import testbed
 
 
 class Ecs:
-    def __init__(self, aws: testbed.LocalAws, cluster: str = "prod", az: str = "us-east-1a"):
+    def __init__(
+        self,
+        aws: testbed.LocalAws,
+        cluster: str = "prod",
+        az: str = "us-east-1a",
+        deregistration_delay: float = 0.0,
+    ):
         self.aws = aws
         self.cluster = cluster
         self.az = az
         self.ecs = aws.client("ecs")
         self.ec2 = aws.client("ec2")
         self.registered: set[str] = set()
+        self.deregistration_delay = deregistration_delay  # seconds a stopped task drains
+        self.stopping: dict[str, tuple[str, float]] = {}  # task ARN -> (instance ARN, stops at)
+        self.cut_short: list[str] = []  # instances terminated under a task still draining
 
     def tick(self, groups: tuple[str, ...] = ()) -> None:
         """Register the groups' new instances, move tasks off draining instances (to the active
         instance with the fewest), and deregister instances EC2 terminated."""
         self.register(groups)
+        self._finish_stopping()
         described = self._instances()
         active = [ci for ci in described if ci["status"] == "ACTIVE"]
         for ci in described:
             if ci["status"] != "DRAINING":
                 continue
             if self._terminated(ci["ec2InstanceId"]):
+                arn = ci["containerInstanceArn"]
+                if any(on == arn for on, _ in self.stopping.values()):
+                    self.cut_short.append(ci["ec2InstanceId"])
                 self.ecs.deregister_container_instance(
                     cluster=self.cluster, containerInstance=ci["containerInstanceArn"], force=True
                 )
@@ -44,6 +66,26 @@ class Ecs:
                     containerInstances=[target["containerInstanceArn"]],
                 )
                 self.ecs.stop_task(cluster=self.cluster, task=task["taskArn"], reason="draining")
+                if self.deregistration_delay > 0:
+                    self._deactivate(task["taskArn"], ci["containerInstanceArn"])
+
+    def _deactivate(self, task_arn: str, instance_arn: str) -> None:
+        """Keep a stopped task DEACTIVATING (desired STOPPED) for the deregistration delay."""
+        _moto_task(self.cluster, task_arn).last_status = "DEACTIVATING"
+        self.stopping[task_arn] = (instance_arn, time.monotonic() + self.deregistration_delay)
+
+    def _finish_stopping(self) -> None:
+        """Tasks whose deregistration delay is over stop (STOPPING first, for one tick)."""
+        now = time.monotonic()
+        for task_arn, (_, stops_at) in list(self.stopping.items()):
+            task = _moto_task(self.cluster, task_arn)
+            if now < stops_at:
+                continue
+            if task.last_status == "DEACTIVATING":
+                task.last_status = "STOPPING"
+            else:
+                task.last_status = "STOPPED"
+                del self.stopping[task_arn]
 
     def register(self, groups: tuple[str, ...]) -> None:
         if not groups:
@@ -81,3 +123,10 @@ class Ecs:
         reply = self.ec2.describe_instances(InstanceIds=[iid])
         state = reply["Reservations"][0]["Instances"][0]["State"]["Name"]
         return state in ("shutting-down", "terminated")
+
+
+def _moto_task(cluster: str, task_arn: str) -> Any:
+    """moto's own record of a task (the server runs in this process)."""
+    from moto.ecs.models import ecs_backends
+
+    return ecs_backends[testbed.ACCOUNT][testbed.REGION].tasks[cluster][task_arn]

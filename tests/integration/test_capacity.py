@@ -10,6 +10,7 @@ import pytest
 from scaler import testbed
 from scaler.demo import aws_calls, run_until
 from scaler.settings import ConfigError
+from tests.integration.ecs_harness import Ecs
 from tests.integration.helpers import outcomes, scaler_for, settings_for
 
 
@@ -238,3 +239,33 @@ async def test_an_on_demand_instance_drained_by_hand_is_never_terminated(
     assert calls["ecs:DescribeContainerInstances"], "the cluster was read"
     assert "autoscaling:TerminateInstanceInAutoScalingGroup" not in calls
     assert "scaler_reverts_total 0.0" in scaler.metrics.render().decode()
+
+
+async def test_the_return_to_spot_waits_for_tasks_still_draining_connections(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """A task moved off the fallback instance is DEACTIVATING for a while (out of ECS's
+    runningTasksCount): the instance is terminated only once it has stopped."""
+    nodes = testbed.create_cluster(local_aws, "prod", size=3)
+    queues = testbed.create_queues(local_aws, "events")
+    _group(local_aws, "spot-asg")
+    _group(local_aws, "od-asg")
+    _services(local_aws, nodes)
+    fallback = _fallback_instance(local_aws)
+    local_aws.client("ecs").start_task(
+        cluster="prod",
+        taskDefinition="web",
+        group="service:api",
+        containerInstances=[str(fallback.container_instance_arn)],
+    )
+    scaler = scaler_for(local_aws, _settings(queues.url, revert_after=0.1))
+    asg = local_aws.client("autoscaling")
+    ecs = Ecs(local_aws, deregistration_delay=1.0)
+
+    def given_back() -> bool:
+        ecs.tick()
+        return groups_desired(asg, "od-asg") == 0
+
+    assert await run_until(scaler, given_back, limit=30)
+    assert ecs.cut_short == []
+    assert "scaler_reverts_total 1.0" in scaler.metrics.render().decode()

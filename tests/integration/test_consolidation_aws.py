@@ -4,8 +4,8 @@ Four instances of a spot group each run one task of a service that ECS drains re
 (minimumHealthyPercent 100, maximumPercent 200). Two instances can carry all four tasks with the
 free room consolidation keeps, so with ``SCALER_CONSOLIDATE=true`` the scaler gives two back:
 one at a time (the disruption budget), each tagged, drained, and terminated once empty with the
-group's desired capacity decremented. moto has no ECS scheduler: the test plays ECS
-(:mod:`tests.integration.ecs_harness`).
+group's desired capacity decremented, never while a moved task still drains its connections.
+moto has no ECS scheduler: the test plays ECS (:mod:`tests.integration.ecs_harness`).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ async def test_half_the_cluster_is_given_back_one_instance_at_a_time(
     _cluster(local_aws)
     queues = testbed.create_queues(local_aws, "events")
     scaler = scaler_for(local_aws, _settings(queues.url))
-    ecs = Ecs(local_aws)
+    ecs = Ecs(local_aws, deregistration_delay=1.0)  # moved tasks drain connections a while
     draining_at_once = 0
 
     def two_left() -> bool:
@@ -102,6 +102,7 @@ async def test_half_the_cluster_is_given_back_one_instance_at_a_time(
         "the last two keep the free room consolidation leaves"
     )
     assert draining_at_once == 1
+    assert ecs.cut_short == [], "terminated only once no task, stopping or not, was left"
     group = local_aws.client("autoscaling").describe_auto_scaling_groups(
         AutoScalingGroupNames=["spot-asg"]
     )["AutoScalingGroups"][0]

@@ -119,7 +119,7 @@ async def test_a_fleet_is_replaced_by_the_group_one_instance_at_a_time(
     fleet = _setup(local_aws)
     queues = testbed.create_queues(local_aws, "events")
     scaler = scaler_for(local_aws, _settings(queues.url, fleet))
-    ecs = Ecs(local_aws)
+    ecs = Ecs(local_aws, deregistration_delay=1.0)  # moved tasks drain connections a while
     most = 0
     tasks_low = 3
 
@@ -135,6 +135,7 @@ async def test_a_fleet_is_replaced_by_the_group_one_instance_at_a_time(
     assert await run_until(scaler, migrated, limit=60)
     assert most == 4, "one replacement at a time, launched before a fleet instance goes"
     assert tasks_low == 3, "the service never ran short"
+    assert ecs.cut_short == [], "terminated only once no task, stopping or not, was left"
     assert _target(local_aws, fleet) == 0, "the fleet's target followed its instances down"
     calls = aws_calls(scaler.metrics)
     assert calls["ec2:ModifySpotFleetRequest"] == 3
