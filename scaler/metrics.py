@@ -136,7 +136,7 @@ class Metrics:
         self.actions = Counter(
             "scaler_actions",
             "Actions taken on AWS resources, by action, reason and outcome "
-            "(`ok`, `already`, `dry_run`, `failed`).",
+            "(`ok`, `already`, `dry_run`, `failed`, `not_leader`).",
             ["action", "reason", "outcome"],
             registry=r,
         )

@@ -445,6 +445,7 @@ class CapacityActuator:
         self._metrics = metrics
         self._backoff = backoff
         self._templates = TemplatePools(aws, settings)
+        self.leader: Leadership = Always()  # checked before every call that changes something
         self.asked: dict[str, tuple[int, float]] = {}  # group -> (desired we set, when)
         self.shortfalls: dict[str, float] = {}  # template pool -> when EC2 Fleet came up short
         self.acted = 0  # calls made that changed something (not in dry-run)
@@ -594,6 +595,8 @@ class CapacityActuator:
 
     async def drain(self, ci: ContainerInstance, reason: str) -> bool:
         """Drain an instance by the scaler's own choice; False if that failed."""
+        if not self._leading("drain", ci.ec2_instance_id):
+            return False
         try:
             return await self._drainer.drain(ci, reason) in ("ok", "already", "dry_run")
         except Exception as exc:
@@ -610,13 +613,22 @@ class CapacityActuator:
                 await self.drain(ci, "revert_to_spot")
 
     async def _act(self, action: str, target: str, call: Any) -> bool:
-        """Make one call (or, in dry-run, say it); True if it was made and succeeded."""
+        """Make one call (or, in dry-run, say it); True if it was made and succeeded. Made only
+        while this replica holds the leader lease, checked before each attempt."""
         if self._settings.dry_run:
             log.info(f"dry run: would {action}", extra={"target": target})
             self._metrics.actions.labels(action, target, "dry_run").inc()
             return False
+
+        async def attempt() -> Any:
+            if not self._leading(action, target):
+                raise NotLeading
+            return await call()
+
         try:
-            await self._backoff.call(action, call)
+            await self._backoff.call(action, attempt)
+        except NotLeading:
+            return False
         except Exception as exc:
             self._metrics.actions.labels(action, target, "failed").inc()
             log.error(f"{action} failed", extra={"target": target, "error": repr(exc)})
@@ -625,6 +637,19 @@ class CapacityActuator:
         log.info(action, extra={"target": target})
         self.acted += 1
         return True
+
+    def _leading(self, action: str, target: str) -> bool:
+        """Whether this replica still holds the leader lease; a change it may no longer make
+        is counted (outcome ``not_leader``) and left to the next leader."""
+        if self.leader.holds():
+            return True
+        log.warning(f"not leading: {action} left to the leader", extra={"target": target})
+        self._metrics.actions.labels(action, target, "not_leader").inc()
+        return False
+
+
+class NotLeading(Exception):
+    """The leader lease was lost before a call that changes something."""
 
 
 UNKNOWN_TYPE = frozenset({"InvalidInstanceType", "InvalidParameterValue"})
@@ -652,7 +677,6 @@ class CapacityController:
         self._policy = policy
         self._metrics = metrics
         self._interval = interval
-        self.leader: Leadership = Always()  # with two replicas, only the leader tops up
         self.memory = CapacityMemory()
         self.wake = asyncio.Event()
         self.last_plan: CapacityPlan | None = None
@@ -663,6 +687,16 @@ class CapacityController:
         self.roll = RollMemory()
         self.consolidator = consolidator  # None: no scale-in by consolidation
         self.migration = migration  # None: no Spot Fleet to move off
+
+    @property
+    def leader(self) -> Leadership:
+        """With two replicas, only the leader tops up; the actuator checks the lease before each
+        call that changes something, so a leader that loses it mid-cycle stops there."""
+        return self._actuator.leader
+
+    @leader.setter
+    def leader(self, leader: Leadership) -> None:
+        self._actuator.leader = leader
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

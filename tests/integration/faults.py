@@ -7,8 +7,31 @@ the service model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+# The calls that change something, of every service the scaler writes to.
+MUTATING = frozenset(
+    {
+        "CompleteLifecycleAction",
+        "CreateFleet",
+        "CreateTags",
+        "DeleteTags",
+        "DeregisterContainerInstance",
+        "ModifySpotFleetRequest",
+        "RecordLifecycleActionHeartbeat",
+        "RunTask",
+        "SetDesiredCapacity",
+        "StopTask",
+        "TagResource",
+        "TerminateInstanceInAutoScalingGroup",
+        "TerminateInstances",
+        "UntagResource",
+        "UpdateContainerInstancesState",
+        "UpdateService",
+    }
+)
 
 
 @dataclass
@@ -60,3 +83,23 @@ class Capture:
     def _capture(self, params: dict[str, Any], **_: Any) -> tuple[_Response, dict[str, Any]]:
         self.requests.append(params)
         return _Response(200), {**self.reply, "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+
+@dataclass
+class Mutations:
+    """Record every call of ``operations`` (default: :data:`MUTATING`) about to reach AWS, in
+    order; ``on_first`` runs when the first one is made (to change the world mid-cycle)."""
+
+    on_first: Callable[[], None] = lambda: None
+    operations: frozenset[str] = MUTATING
+    calls: list[str] = field(default_factory=list)
+
+    def __call__(self, service: str, client: Any) -> None:
+        client.meta.events.register("before-call.*.*", self._seen)
+
+    def _seen(self, model: Any, **_: Any) -> None:
+        if model.name not in self.operations:
+            return
+        self.calls.append(model.name)
+        if len(self.calls) == 1:
+            self.on_first()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from scaler import testbed
-from scaler.aws.clients import AwsTarget
+from scaler.aws.clients import AwsTarget, Instrument
+from scaler.clock import Clock, SystemClock
 from scaler.demo import event_outcomes
 from scaler.loop import Scaler
 from scaler.metrics import Metrics
@@ -28,9 +30,32 @@ def settings_for(queue_url: str, cluster: str = "prod", **overrides: Any) -> Set
     return load_settings(**values)
 
 
-def scaler_for(aws: testbed.LocalAws, settings: Settings) -> Scaler:
+def scaler_for(
+    aws: testbed.LocalAws,
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    instrument: Instrument | None = None,
+) -> Scaler:
     target = AwsTarget(region=testbed.REGION, endpoint_url=aws.endpoint, max_attempts=2)
-    return Scaler(settings, target)
+    return Scaler(settings, target, clock, instrument=instrument)
+
+
+class SteppedClock:
+    """The system clock, plus steps forward made by the test (a paused process, say)."""
+
+    def __init__(self) -> None:
+        self._system = SystemClock()
+        self.offset = 0.0
+
+    def now(self) -> datetime:
+        return self._system.now() + timedelta(seconds=self.offset)
+
+    def monotonic(self) -> float:
+        return self._system.monotonic() + self.offset
+
+    def step(self, seconds: float) -> None:
+        self.offset += seconds
 
 
 async def wait_for(condition: Callable[[], bool], limit: float = 20.0, poll: float = 0.05) -> None:

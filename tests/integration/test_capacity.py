@@ -11,7 +11,8 @@ from scaler import testbed
 from scaler.demo import aws_calls, run_until
 from scaler.settings import ConfigError
 from tests.integration.ecs_harness import Ecs
-from tests.integration.helpers import outcomes, scaler_for, settings_for
+from tests.integration.faults import Mutations
+from tests.integration.helpers import SteppedClock, outcomes, scaler_for, settings_for
 
 
 def _group(aws: testbed.LocalAws, name: str, tags: list[dict[str, Any]] | None = None) -> None:
@@ -269,3 +270,42 @@ async def test_the_return_to_spot_waits_for_tasks_still_draining_connections(
     assert await run_until(scaler, given_back, limit=30)
     assert ecs.cut_short == []
     assert "scaler_reverts_total 1.0" in scaler.metrics.render().decode()
+
+
+async def test_a_leader_that_loses_its_lease_mid_cycle_changes_nothing_more(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """The lease is checked before every call that changes something, not once a cycle: once
+    it can have passed to another replica, no further change reaches AWS."""
+    nodes = testbed.create_cluster(local_aws, "prod", size=3)
+    queues = testbed.create_queues(local_aws, "events")
+    _group(local_aws, "spot-asg")
+    _group(local_aws, "od-asg")
+    _services(local_aws, nodes)
+    asg = local_aws.client("autoscaling")
+    asg.update_auto_scaling_group(AutoScalingGroupName="od-asg", DesiredCapacity=2)
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["od-asg"])
+    ids = [i["InstanceId"] for i in group["AutoScalingGroups"][0]["Instances"]]
+    testbed.register_instances(local_aws, "prod", ids, "us-east-1a")
+    dynamodb = local_aws.client("dynamodb")
+    dynamodb.create_table(
+        TableName="lease",
+        KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    clock = SteppedClock()
+
+    def taken_over() -> None:
+        """The process stalls past its lease; another replica takes the lease meanwhile."""
+        clock.step(60.0)
+        item = {"name": {"S": "prod/leader"}, "holder": {"S": "other"}, "term": {"N": "9"}}
+        dynamodb.put_item(TableName="lease", Item={**item, "expires_at": {"N": "9e12"}})
+
+    writes = Mutations(on_first=taken_over)
+    settings = _settings(
+        queues.url, revert_after=0.1, revert_batch=2, lease_table="lease", lease_duration=30
+    )
+    scaler = scaler_for(local_aws, settings, clock=clock, instrument=writes)
+    await run_until(scaler, lambda: len(writes.calls) > 1, limit=4)
+    assert len(writes.calls) == 1, writes.calls
