@@ -4,7 +4,9 @@ Instance-level EC2 and Auto Scaling events arrive for every instance in the acco
 so the first question for each is whether its instance is one of this cluster's container
 instances (:class:`~scaler.aws.ecs.InstanceDirectory` answers from a cached map). ECS events carry
 their cluster's ARN and are compared by name. Signals for other clusters are acknowledged and
-counted as ``other_cluster``; signals the scaler does not act on are ``ignored``.
+counted as ``other_cluster``; signals the scaler does not act on are ``ignored``. A terminate
+lifecycle action for an instance the cluster does not know is completed at once when its group is
+the cluster's (:class:`~scaler.aws.lifecycle.ClusterGroups`), else it is another cluster's.
 
 For the rest, :func:`scaler.plan.drain.decide` says what to do; this module carries it out:
 drains and deregistrations before the message is acknowledged, and work that takes minutes
@@ -23,12 +25,13 @@ from datetime import datetime
 from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.intake import Outcome
-from scaler.aws.lifecycle import LifecycleFollower
+from scaler.aws.lifecycle import ClusterGroups, LifecycleFollower
 from scaler.aws.tasks import StandaloneRestarter
 from scaler.clock import Clock
 from scaler.events import (
     ContainerInstanceChange,
     Ignored,
+    LifecycleTerminate,
     RebalanceRecommendation,
     ServicePlacementFailure,
     Signal,
@@ -45,6 +48,7 @@ from scaler.plan.drain import (
     Drain,
     DrainPolicy,
     FollowLifecycle,
+    LifecycleAction,
     ReplaceThenDrain,
     decide,
 )
@@ -71,6 +75,7 @@ class Workers:
     restarter: StandaloneRestarter | None = None
     board: NoticeBoard = field(default_factory=NoticeBoard)
     drained: Callable[[], None] = lambda: None  # wakes the capacity controller
+    groups: ClusterGroups | None = None  # None: hooks of unknown instances are not completed
 
 
 class EventHandler:
@@ -87,6 +92,8 @@ class EventHandler:
             return self._ecs_signal(signal)
         members = await self._w.directory.resolve(instance_ids(signal))
         if not members:
+            if isinstance(signal, LifecycleTerminate):
+                return await self._unregistered(signal)
             return OTHER_CLUSTER
         self._note(signal, members, received_at)
         decision = decide(signal, members, self._policy, self._clock.now())
@@ -99,6 +106,21 @@ class EventHandler:
         later = [a for a in decision.actions if isinstance(a, FollowUp)]
         if later:
             return Outcome("handled", follow_up=_all(self._follow(a, received_at) for a in later))
+        return HANDLED
+
+    async def _unregistered(self, signal: LifecycleTerminate) -> Outcome:
+        """A terminate hook for an instance not (or no longer) in the cluster: completed at once
+        if its group is the cluster's, or Auto Scaling would wait out the hook's timeout."""
+        if self._w.groups is None or not await self._w.groups.serves(signal.group_name):
+            return OTHER_CLUSTER
+        action = LifecycleAction(
+            signal.group_name, signal.hook_name, signal.token, signal.instance_id
+        )
+        log.info(
+            "terminate lifecycle action for an instance not registered in the cluster",
+            extra={"event_id": signal.event_id, "instance_id": signal.instance_id},
+        )
+        await self._w.lifecycle.complete_unregistered(action)
         return HANDLED
 
     def _note(

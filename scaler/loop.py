@@ -23,7 +23,12 @@ from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.intake import Intake
 from scaler.aws.lease import Always, DynamoLease, Leadership
-from scaler.aws.lifecycle import AutoScalingLifecycle, LifecycleFollower, LifecyclePort
+from scaler.aws.lifecycle import (
+    AutoScalingLifecycle,
+    ClusterGroups,
+    LifecycleFollower,
+    LifecyclePort,
+)
 from scaler.aws.migration import Migration
 from scaler.aws.rebalancer import RebalanceController
 from scaler.aws.retry import Backoff
@@ -166,13 +171,16 @@ class Scaler:
             poll=s.drain_poll,
             heartbeat=s.lifecycle_heartbeat,
             timeout=s.drain_timeout,
+            dry_run=s.dry_run,
         )
+        pools = (*s.spot_pools, *s.on_demand_pools)
+        groups = ClusterGroups(aws.autoscaling, s.cluster_name, pools, directory, self.clock)
         restarter = None
         if s.restart_standalone_tasks:
             restarter = StandaloneRestarter(
                 aws.ecs, cluster, self.metrics, dry_run=s.dry_run, backoff=backoff
             )
-        return Workers(directory, drainer, follower, self._replacements, restarter)
+        return Workers(directory, drainer, follower, self._replacements, restarter, groups=groups)
 
     async def _capacity(self, aws: AwsClients, workers: Workers) -> CapacityController | None:
         """The capacity controller, if any pool or overflow service is configured."""

@@ -6,6 +6,15 @@ heartbeat every ``SCALER_LIFECYCLE_HEARTBEAT`` seconds so the hook does not time
 and completes the action with ``CONTINUE`` once no service task remains or
 ``SCALER_DRAIN_TIMEOUT`` has passed (standalone tasks do not hold it: ECS never moves them).
 
+A hook for an instance the cluster does not know (its agent never registered it, or it was
+deregistered already) would hold the instance in ``Terminating:Wait`` for the hook's whole
+heartbeat timeout (an hour by default). When its group is the cluster's (:class:`ClusterGroups`)
+the action is completed with ``CONTINUE`` at once (result ``unregistered``): there is nothing
+to drain. A hook of another cluster's group is left to that cluster's scaler.
+
+In dry-run nothing is completed: the follower says so once per action, with the group, hook and
+instance (Auto Scaling waits out the hook's heartbeat timeout), and does not poll the drain.
+
 One token is completed at most once per process: a second event for a token being followed waits
 for the first, and a token already completed is not completed again. If Auto Scaling answers that
 no such action is active, the hook has already ended (timed out, or completed by someone else):
@@ -18,10 +27,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol
 
 from scaler.aws.clients import error_code
+from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.retry import Backoff
 from scaler.clock import Clock
 from scaler.metrics import Metrics
@@ -31,6 +41,8 @@ from scaler.plan.drain import LifecycleAction
 log = logging.getLogger(__name__)
 
 REMEMBERED_TOKENS = 10_000
+CLUSTER_TAG = "scaler:cluster"  # an Auto Scaling group's tag naming the cluster it serves
+GROUP_TTL = 300.0  # seconds a group's verdict (the cluster's or not) is kept
 
 
 class LifecyclePort(Protocol):
@@ -92,6 +104,48 @@ class AutoScalingLifecycle:
         return True
 
 
+class ClusterGroups:
+    """Whether an Auto Scaling group serves this cluster: one of its pools, tagged
+    ``scaler:cluster`` with its name, or with an instance registered in it."""
+
+    def __init__(
+        self,
+        autoscaling: Any,
+        cluster: str,
+        pools: Collection[str],
+        directory: InstanceDirectory,
+        clock: Clock,
+    ) -> None:
+        self._autoscaling = autoscaling
+        self._cluster = cluster
+        self._pools = frozenset(pools)
+        self._directory = directory
+        self._clock = clock
+        self._known: dict[str, tuple[bool, float]] = {}  # group -> (serves it, when judged)
+
+    async def serves(self, group: str) -> bool:
+        if group in self._pools:
+            return True
+        now = self._clock.monotonic()
+        known = self._known.get(group)
+        if known is not None and now - known[1] < GROUP_TTL:
+            return known[0]
+        reply = await self._autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])
+        found = reply.get("AutoScalingGroups", [])
+        serves = bool(found) and await self._judge(found[0])
+        if len(self._known) > REMEMBERED_TOKENS:
+            self._known.clear()
+        self._known[group] = (serves, now)
+        return serves
+
+    async def _judge(self, group: dict[str, Any]) -> bool:
+        tags = {t.get("Key"): t.get("Value") for t in group.get("Tags", [])}
+        if CLUSTER_TAG in tags:
+            return bool(tags[CLUSTER_TAG] == self._cluster)
+        ids = [str(i["InstanceId"]) for i in group.get("Instances", [])]
+        return bool(ids) and bool(await self._directory.resolve(ids))
+
+
 class LifecycleFollower:
     def __init__(
         self,
@@ -104,6 +158,7 @@ class LifecycleFollower:
         heartbeat: float,
         timeout: float,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        dry_run: bool = False,
     ) -> None:
         self._port = port
         self._tasks = tasks
@@ -113,6 +168,7 @@ class LifecycleFollower:
         self._heartbeat = heartbeat
         self._timeout = timeout
         self._sleep = sleep
+        self._dry_run = dry_run
         self._following: dict[str, asyncio.Task[str]] = {}
         self._completed: OrderedDict[str, str] = OrderedDict()  # token -> result, bounded
 
@@ -127,16 +183,38 @@ class LifecycleFollower:
             task.add_done_callback(lambda _: self._following.pop(action.token, None))
         return await asyncio.shield(task)
 
+    async def complete_unregistered(self, action: LifecycleAction) -> str:
+        """Complete at once the action of an instance the cluster does not know (nothing to
+        drain); returns unregistered, expired, already or dry_run."""
+        if action.token in self._completed:
+            return "already"
+        if self._dry_run:
+            return self._not_completed(action)
+        return await self._complete(action, "unregistered")
+
     async def _follow(self, action: LifecycleAction, instance: ContainerInstance) -> str:
-        context = {"instance_id": action.instance_id, "token": action.token, "group": action.group}
-        log.info("following lifecycle action", extra=context)
+        if self._dry_run:
+            return self._not_completed(action)
+        log.info("following lifecycle action", extra=_context(action))
         why = await self._wait_for_drain(action, instance)
+        return await self._complete(action, why)
+
+    async def _complete(self, action: LifecycleAction, why: str) -> str:
         completed = await self._port.complete(action, "CONTINUE")
         result = why if completed else "expired"
         self._remember(action.token, result)
         self._metrics.lifecycle_actions.labels(result).inc()
-        log.info("lifecycle action completed", extra={**context, "result": result})
+        log.info("lifecycle action completed", extra={**_context(action), "result": result})
         return result
+
+    def _not_completed(self, action: LifecycleAction) -> str:
+        log.warning(
+            "dry run: lifecycle action not completed; Auto Scaling holds the instance until "
+            "the hook's heartbeat timeout",
+            extra={**_context(action), "hook": action.hook},
+        )
+        self._remember(action.token, "dry_run")
+        return "dry_run"
 
     async def _wait_for_drain(self, action: LifecycleAction, instance: ContainerInstance) -> str:
         started = last_beat = self._clock.monotonic()
@@ -168,3 +246,7 @@ class LifecycleFollower:
         self._completed[token] = result
         while len(self._completed) > REMEMBERED_TOKENS:
             self._completed.popitem(last=False)
+
+
+def _context(action: LifecycleAction) -> dict[str, str]:
+    return {"instance_id": action.instance_id, "token": action.token, "group": action.group}
