@@ -16,6 +16,10 @@ to it. Evacuations are ``StopTask``; returning to spot tags an on-demand instanc
 ``scaler:retiring=return_to_spot``, drains it and, once it holds no task,
 ``TerminateInstanceInAutoScalingGroup`` with the desired capacity decremented.
 
+Nothing is retired below a group's MinSize (Auto Scaling refuses to decrement the desired capacity
+below it): the return to spot and consolidation drain only what a group can spare, and a
+terminate Auto Scaling refuses anyway is asked again only after a cooldown, a few times at most.
+
 Groups owned by ECS managed scaling (tag ``AmazonECSManaged``) are refused at start: ECS sets
 their desired capacity itself and would undo the scaler's. The scaler coexists with them by
 leaving them alone and topping up through groups of its own.
@@ -27,6 +31,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +105,7 @@ class Observed:
     snapshot: CapacitySnapshot
     tasks: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (svc, node) -> ARNs
     max_size: dict[str, int] = field(default_factory=dict)
+    min_size: dict[str, int] = field(default_factory=dict)  # Auto Scaling group -> MinSize
     desired: dict[str, int] = field(default_factory=dict)  # group -> DesiredCapacity
     live: dict[str, int] = field(default_factory=dict)  # group -> Pending or InService instances
     instances: dict[str, ContainerInstance] = field(default_factory=dict)
@@ -315,6 +321,8 @@ class CapacityReader:
         for g in groups:
             name = g["AutoScalingGroupName"]
             observed.max_size[name] = int(g.get("MaxSize", 0))
+            if "MinSize" in g:  # an Auto Scaling group's (a template pool has none)
+                observed.min_size[name] = int(g["MinSize"])
             observed.desired[name] = int(g.get("DesiredCapacity", 0))
             live = live_instances(g)
             observed.live[name] = len(live)
@@ -449,6 +457,8 @@ class CapacityActuator:
         self.asked: dict[str, tuple[int, float]] = {}  # group -> (desired we set, when)
         self.shortfalls: dict[str, float] = {}  # template pool -> when EC2 Fleet came up short
         self.acted = 0  # calls made that changed something (not in dry-run)
+        self._refusals = Refusals()
+        self._kept: set[str] = set()  # drained instances kept at their group's MinSize
 
     async def apply(self, plan: CapacityPlan, observed: Observed, now: float) -> None:
         pools = {p.name: p for p in observed.snapshot.pools}
@@ -527,19 +537,33 @@ class CapacityActuator:
         self._metrics.capacity_changes.labels("add", reason).inc(launched)
         return launched
 
-    async def retire(self, node: str, pool: str, reason: str) -> bool:
+    async def retire(self, node: str, pool: str, reason: str, observed: Observed) -> bool:
         """Terminate a drained instance, its group's desired capacity decremented (a template
-        pool's instance is just terminated)."""
+        pool's instance is just terminated). Never asked below the group's MinSize, which Auto
+        Scaling would refuse; a refused call is tried again only after ``REFUSAL_COOLDOWN``,
+        and at most ``MAX_REFUSALS`` times."""
         if pool in self._templates:
             return await self.terminate(node, reason)
+        if observed.desired.get(pool, 0) - 1 < observed.min_size.get(pool, 0):
+            if node not in self._kept:  # said once, not every cycle
+                self._kept.add(node)
+                log.warning(
+                    "group at its MinSize: drained instance kept until the minimum allows",
+                    extra={"group": pool, "instance": node, "min_size": observed.min_size[pool]},
+                )
+            return False
+        if self._refusals.cooling(node, observed.snapshot.now):
+            return False
         done = await self._act(
             "terminate",
             pool,
             lambda: self._aws.autoscaling.terminate_instance_in_auto_scaling_group(
                 InstanceId=node, ShouldDecrementDesiredCapacity=True
             ),
+            lambda exc: self._refusals.note(node, exc, observed.snapshot.now),
         )
         if done:
+            observed.desired[pool] = observed.desired.get(pool, 0) - 1
             self._metrics.capacity_changes.labels("remove", reason).inc()
             if reason == RETURN_TO_SPOT:
                 self._metrics.reverts.inc()
@@ -607,14 +631,21 @@ class CapacityActuator:
         """Tag (``scaler:retiring=return_to_spot``) and drain the on-demand instances the plan
         gives back. The capacity cycle terminates them once empty, like every instance the
         scaler retires, and only those it tagged: one drained by hand stays."""
-        for node in release:
+        for node in spare(observed, release):
             ci = observed.instances.get(node)
             if ci is not None and await self.mark_retiring(node, RETURN_TO_SPOT):
                 await self.drain(ci, "revert_to_spot")
 
-    async def _act(self, action: str, target: str, call: Any) -> bool:
-        """Make one call (or, in dry-run, say it); True if it was made and succeeded. Made only
-        while this replica holds the leader lease, checked before each attempt."""
+    async def _act(
+        self,
+        action: str,
+        target: str,
+        call: Any,
+        failed: Callable[[Exception], None] = lambda _: None,
+    ) -> bool:
+        """Make one call (or, in dry-run, say it); True if it was made and succeeded (else
+        ``failed`` is told why). Made only while this replica holds the leader lease, checked
+        before each attempt."""
         if self._settings.dry_run:
             log.info(f"dry run: would {action}", extra={"target": target})
             self._metrics.actions.labels(action, target, "dry_run").inc()
@@ -632,6 +663,7 @@ class CapacityActuator:
         except Exception as exc:
             self._metrics.actions.labels(action, target, "failed").inc()
             log.error(f"{action} failed", extra={"target": target, "error": repr(exc)})
+            failed(exc)
             return False
         self._metrics.actions.labels(action, target, "ok").inc()
         log.info(action, extra={"target": target})
@@ -648,8 +680,63 @@ class CapacityActuator:
         return False
 
 
+REFUSAL_COOLDOWN = 600.0  # seconds before a terminate Auto Scaling refused is asked again
+MAX_REFUSALS = 3  # refusals after which an instance is no longer asked for (until a restart)
+
+
+class Refusals:
+    """Terminates Auto Scaling refused (``ValidationError``: its MinSize, say), by instance: not
+    asked again within ``REFUSAL_COOLDOWN``, nor after ``MAX_REFUSALS``."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, float]] = {}  # instance -> (refusals, last)
+
+    def note(self, node: str, exc: Exception, now: float) -> None:
+        if error_code(exc) != "ValidationError":
+            return  # not a refusal: tried again next cycle
+        count = self._seen.get(node, (0, now))[0] + 1
+        self._seen[node] = (count, now)
+        if count >= MAX_REFUSALS:
+            log.error(
+                "terminate refused too often: instance left drained; lower the group's MinSize "
+                "or terminate it by hand",
+                extra={"instance": node, "refusals": count},
+            )
+
+    def cooling(self, node: str, now: float) -> bool:
+        seen = self._seen.get(node)
+        return seen is not None and (seen[0] >= MAX_REFUSALS or now - seen[1] < REFUSAL_COOLDOWN)
+
+
 class NotLeading(Exception):
     """The leader lease was lost before a call that changes something."""
+
+
+def spare(observed: Observed, nodes: Iterable[str]) -> list[str]:
+    """Those of ``nodes`` their groups can spare: each group may lose its desired capacity less
+    its MinSize less the instances already retiring from it (each will be terminated with the
+    desired capacity decremented, which Auto Scaling refuses below MinSize)."""
+    facts = observed.facts or {}
+    pool_of = {n.id: n.pool for n in observed.snapshot.nodes}
+    left: Counter[str] = Counter(
+        {g: observed.desired.get(g, 0) - observed.min_size.get(g, 0) for g in observed.min_size}
+    )
+    for n in observed.snapshot.nodes:
+        f = facts.get(n.id)
+        if n.status == "DRAINING" and f is not None and f.retiring is not None and not f.gone:
+            left[n.pool] -= 1
+    kept: list[str] = []
+    for node in nodes:
+        pool = pool_of.get(node, "")
+        if pool in observed.min_size and left[pool] <= 0:
+            log.info(
+                "group at its MinSize: instance kept",
+                extra={"group": pool, "instance": node, "min_size": observed.min_size[pool]},
+            )
+            continue
+        left[pool] -= 1
+        kept.append(node)
+    return kept
 
 
 UNKNOWN_TYPE = frozenset({"InvalidInstanceType", "InvalidParameterValue"})
@@ -804,7 +891,7 @@ class CapacityController:
             if not (
                 ours
                 and await self._actuator.empty(observed.instances.get(n.id))
-                and await self._actuator.retire(n.id, n.pool, reason)
+                and await self._actuator.retire(n.id, n.pool, reason, observed)
             ):
                 leaving[reason] += 1
         for reason in REASONS:
@@ -834,7 +921,10 @@ class CapacityController:
             return
         for reason in chosen.reasons:
             log.info("consolidation decision", extra={"reason": reason})
+        allowed = spare(observed, [r.instance for r in chosen.remove])
         for removal in chosen.remove:
+            if removal.instance not in allowed:
+                continue
             ci = observed.instances.get(removal.instance)
             if ci is None or not await self._actuator.mark_retiring(
                 removal.instance, "consolidation"

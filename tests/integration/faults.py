@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
+
+from scaler import testbed
 
 # The calls that change something, of every service the scaler writes to.
 MUTATING = frozenset(
@@ -103,3 +106,63 @@ class Mutations:
         self.calls.append(model.name)
         if len(self.calls) == 1:
             self.on_first()
+
+
+def form(params: dict[str, Any]) -> dict[str, str]:
+    """The query-protocol fields of a request at botocore's ``before-call`` hook."""
+    body = params.get("body", {})
+    if isinstance(body, dict):
+        return {str(k): str(v) for k, v in body.items()}
+    text = body.decode() if isinstance(body, bytes) else str(body)
+    return {k: v[0] for k, v in parse_qs(text).items()}
+
+
+MIN_SIZE_MESSAGE = (
+    "Currently, desiredSize equals minSize ({min}). Terminating instance without replacement will "
+    "violate group's min size constraint. Either set shouldDecrementDesiredCapacity flag to "
+    "false or lower group's min size."
+)
+
+
+@dataclass
+class MinSizeRefusal:
+    """Refuse, as AWS does, a ``TerminateInstanceInAutoScalingGroup`` that would decrement a
+    group's desired capacity below its MinSize (moto decrements it anyway)."""
+
+    aws: testbed.LocalAws
+    refused: int = 0
+
+    def __call__(self, service: str, client: Any) -> None:
+        if service == "autoscaling":
+            client.meta.events.register(
+                "before-call.*.TerminateInstanceInAutoScalingGroup", self._check
+            )
+
+    def _check(self, params: dict[str, Any], **_: Any) -> tuple[_Response, dict[str, Any]] | None:
+        fields = form(params)
+        if fields.get("ShouldDecrementDesiredCapacity", "").lower() != "true":
+            return None
+        asg = self.aws.client("autoscaling")
+        found = asg.describe_auto_scaling_instances(InstanceIds=[fields["InstanceId"]])
+        if not found["AutoScalingInstances"]:
+            return None
+        name = found["AutoScalingInstances"][0]["AutoScalingGroupName"]
+        group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+        desired = group["AutoScalingGroups"][0]["DesiredCapacity"]
+        minimum = group["AutoScalingGroups"][0]["MinSize"]
+        if desired - 1 >= minimum:
+            return None
+        self.refused += 1
+        error = {"Code": "ValidationError", "Message": MIN_SIZE_MESSAGE.format(min=minimum)}
+        return _Response(400), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}
+
+
+def chain(*instruments: Callable[[str, Any], None] | None) -> Callable[[str, Any], None]:
+    """One instrument installing each of ``instruments`` (None left out) on every client."""
+
+    def install(service: str, client: Any) -> None:
+        for instrument in instruments:
+            if instrument is not None:
+                instrument(service, client)
+
+    return install

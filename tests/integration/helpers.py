@@ -14,6 +14,7 @@ from scaler.demo import event_outcomes
 from scaler.loop import Scaler
 from scaler.metrics import Metrics
 from scaler.settings import Settings, load_settings
+from tests.integration.faults import MinSizeRefusal, chain
 
 
 def settings_for(queue_url: str, cluster: str = "prod", **overrides: Any) -> Settings:
@@ -37,8 +38,9 @@ def scaler_for(
     clock: Clock | None = None,
     instrument: Instrument | None = None,
 ) -> Scaler:
+    """A scaler on the local AWS, with AWS's rules moto lacks (:class:`MinSizeRefusal`)."""
     target = AwsTarget(region=testbed.REGION, endpoint_url=aws.endpoint, max_attempts=2)
-    return Scaler(settings, target, clock, instrument=instrument)
+    return Scaler(settings, target, clock, instrument=chain(MinSizeRefusal(aws), instrument))
 
 
 class SteppedClock:

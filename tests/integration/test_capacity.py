@@ -11,7 +11,7 @@ from scaler import testbed
 from scaler.demo import aws_calls, run_until
 from scaler.settings import ConfigError
 from tests.integration.ecs_harness import Ecs
-from tests.integration.faults import Mutations
+from tests.integration.faults import MIN_SIZE_MESSAGE, FailFirst, Mutations
 from tests.integration.helpers import SteppedClock, outcomes, scaler_for, settings_for
 
 
@@ -309,3 +309,49 @@ async def test_a_leader_that_loses_its_lease_mid_cycle_changes_nothing_more(
     scaler = scaler_for(local_aws, settings, clock=clock, instrument=writes)
     await run_until(scaler, lambda: len(writes.calls) > 1, limit=4)
     assert len(writes.calls) == 1, writes.calls
+
+
+async def test_the_return_to_spot_keeps_a_group_at_its_min_size(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """The fallback group's MinSize is 1: its one instance is neither drained nor terminated."""
+    nodes = testbed.create_cluster(local_aws, "prod", size=3)
+    queues = testbed.create_queues(local_aws, "events")
+    _group(local_aws, "spot-asg")
+    _group(local_aws, "od-asg")
+    _services(local_aws, nodes)
+    fallback = _fallback_instance(local_aws)
+    asg = local_aws.client("autoscaling")
+    asg.update_auto_scaling_group(AutoScalingGroupName="od-asg", MinSize=1)
+    scaler = scaler_for(local_aws, _settings(queues.url, revert_after=0.1))
+    assert not await run_until(scaler, lambda: groups_desired(asg, "od-asg") == 0, limit=4)
+    calls = aws_calls(scaler.metrics)
+    assert calls["autoscaling:DescribeAutoScalingGroups"], "the groups were read"
+    for write in ("CreateTags", "UpdateContainerInstancesState"):
+        assert not any(k.endswith(f":{write}") for k in calls), write
+    assert "autoscaling:TerminateInstanceInAutoScalingGroup" not in calls
+    assert testbed.container_instance_states(local_aws, "prod")[fallback.instance_id] == "ACTIVE"
+
+
+async def test_a_refused_terminate_is_not_retried_every_cycle(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """Auto Scaling refuses the terminate (its MinSize raised meanwhile, say): the scaler tries
+    again only after a cooldown, not at every cycle."""
+    nodes = testbed.create_cluster(local_aws, "prod", size=3)
+    queues = testbed.create_queues(local_aws, "events")
+    _group(local_aws, "spot-asg")
+    _group(local_aws, "od-asg")
+    _services(local_aws, nodes)
+    _fallback_instance(local_aws)
+    refuse = FailFirst(
+        "autoscaling",
+        "TerminateInstanceInAutoScalingGroup",
+        times=1000,
+        code="ValidationError",
+        message=MIN_SIZE_MESSAGE.format(min=1),
+    )
+    settings = _settings(queues.url, revert_after=0.1, capacity_interval=0.2)
+    scaler = scaler_for(local_aws, settings, instrument=refuse)
+    assert not await run_until(scaler, lambda: refuse.failed > 1, limit=4)
+    assert refuse.failed == 1

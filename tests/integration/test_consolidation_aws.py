@@ -27,7 +27,7 @@ def _members(aws: testbed.LocalAws) -> list[str]:
     return [i["InstanceId"] for i in group["Instances"]]
 
 
-def _cluster(aws: testbed.LocalAws, size: int = 4) -> list[testbed.Node]:
+def _cluster(aws: testbed.LocalAws, size: int = 4, min_size: int = 0) -> list[testbed.Node]:
     """A spot group of ``size`` instances in cluster ``prod``, one ``web`` task on each."""
     testbed.manual_task_states(aws)
     ec2, asg, ecs = aws.client("ec2"), aws.client("autoscaling"), aws.client("ecs")
@@ -39,7 +39,7 @@ def _cluster(aws: testbed.LocalAws, size: int = 4) -> list[testbed.Node]:
     asg.create_auto_scaling_group(
         AutoScalingGroupName="spot-asg",
         LaunchTemplate={"LaunchTemplateName": "spot-lt", "Version": "$Default"},
-        MinSize=0,
+        MinSize=min_size,
         MaxSize=10,
         DesiredCapacity=size,
         AvailabilityZones=[AZ],
@@ -143,3 +143,24 @@ async def test_the_headroom_keeps_what_the_capacity_planner_would_launch_back(
     calls = aws_calls(scaler.metrics)
     assert "ec2:CreateTags" not in calls
     assert "autoscaling:SetDesiredCapacity" not in calls
+
+
+async def test_consolidation_never_asks_a_group_below_its_min_size(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """Two of the four could go, but MinSize is 3: one is given back, and no terminate is
+    refused (AWS refuses to decrement the desired capacity below MinSize)."""
+    _cluster(local_aws, min_size=3)
+    queues = testbed.create_queues(local_aws, "events")
+    scaler = scaler_for(local_aws, _settings(queues.url))
+    ecs = Ecs(local_aws)
+
+    def fewer() -> bool:
+        ecs.tick()
+        return len(_members(local_aws)) < 3
+
+    assert not await run_until(scaler, fewer, limit=8)
+    assert len(_members(local_aws)) == 3
+    calls = aws_calls(scaler.metrics)
+    assert calls["autoscaling:TerminateInstanceInAutoScalingGroup"] == 1, "none refused"
+    assert calls["ec2:CreateTags"] == 1, "only what the group can spare is drained"
