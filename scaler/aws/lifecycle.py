@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from scaler.aws.clients import error_code
 from scaler.aws.ecs import InstanceDirectory
-from scaler.aws.retry import Backoff
+from scaler.aws.retry import Backoff, is_throttling
 from scaler.clock import Clock
 from scaler.metrics import Metrics
 from scaler.model import ContainerInstance
@@ -130,7 +130,18 @@ class ClusterGroups:
         known = self._known.get(group)
         if known is not None and now - known[1] < GROUP_TTL:
             return known[0]
-        reply = await self._autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])
+        try:
+            reply = await self._autoscaling.describe_auto_scaling_groups(
+                AutoScalingGroupNames=[group]
+            )
+        except Exception as exc:
+            if is_throttling(exc):
+                raise  # the message comes back and is asked about again
+            log.warning(
+                "Auto Scaling group not described: its hook is left alone",
+                extra={"group": group, "error": repr(exc)},
+            )
+            return False
         found = reply.get("AutoScalingGroups", [])
         serves = bool(found) and await self._judge(found[0])
         if len(self._known) > REMEMBERED_TOKENS:

@@ -20,7 +20,7 @@ import pytest
 
 from scaler import testbed
 from scaler.demo import run_until
-from tests.integration.faults import Capture
+from tests.integration.faults import Capture, FailFirst, chain
 from tests.integration.helpers import outcomes, scaler_for, settings_for
 
 AZ = "us-east-1a"
@@ -130,3 +130,24 @@ async def test_in_dry_run_the_wait_for_the_heartbeat_timeout_is_said(
         ("WARNING", "prod-asg", "scaler-drain", ids["tagged"]),
         ("WARNING", "web-asg", "scaler-drain", ids["mixed"]),
     }
+
+
+async def test_a_group_that_cannot_be_described_leaves_its_hook_alone(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """Without leave to describe groups the hook is left (as another cluster's), not retried
+    until the message lands in the dead-letter queue."""
+    testbed.create_cluster(local_aws, "prod", size=1)
+    queues = testbed.create_queues(local_aws, "events")
+    tagged = _group(local_aws, "prod-asg", 1, "prod")
+    event = testbed.lifecycle_terminate(tagged[0], "prod-asg")
+    testbed.send_raw(local_aws, queues.url, [json.dumps(event)])
+    denied = FailFirst(
+        "autoscaling", "DescribeAutoScalingGroups", 100, "AccessDenied", "not authorized", 403
+    )
+    complete = Capture("autoscaling", "CompleteLifecycleAction")
+    scaler = scaler_for(local_aws, settings_for(queues.url), instrument=chain(denied, complete))
+    assert await run_until(scaler, lambda: bool(outcomes(scaler.metrics)), limit=15)
+    assert outcomes(scaler.metrics) == {"other_cluster": 1}
+    assert denied.failed == 1
+    assert complete.requests == []
