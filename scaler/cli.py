@@ -6,7 +6,10 @@ live cluster, read-only), ``plan`` (what the planners would do now, read-only), 
 settings table, or ``--check`` the current environment). Each command's ``--help`` says what it
 needs. Mistakes exit with status 2 and one ``scaler: ...`` line per problem, naming the variable,
 the option or the place in a scenario file, and what to do: argparse's usage text is left to
-``--help``.
+``--help``. AWS problems (no credentials, an endpoint that cannot be reached, a cluster that does
+not exist, an action the role may not take...) are told apart in :mod:`scaler.aws.errors` and end
+the same way: one line, status 2, or 1 when the cause is outside the user's control (AWS failing
+or throttling).
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from scaler import __version__, logs
-from scaler.aws.clients import AwsTarget, error_code
+from scaler.aws.clients import AwsTarget
+from scaler.aws.errors import AwsFailure, Context, checked
 from scaler.settings import (
+    AwsEnv,
     ConfigError,
     LogFormat,
+    Settings,
     load_aws_env,
     load_settings,
     require_region,
@@ -205,6 +211,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# `plan` and `snapshot` answer once: few retries, so an endpoint that cannot be reached is
+# reported within seconds rather than after botocore's long retry schedule.
+ONE_SHOT_ATTEMPTS = 3
+ONE_SHOT_CONNECT_TIMEOUT = 3.0
+
+
+def _one_shot_target(aws_env: AwsEnv) -> AwsTarget:
+    return AwsTarget(
+        region=require_region(aws_env),
+        endpoint_url=aws_env.endpoint_url,
+        max_attempts=ONE_SHOT_ATTEMPTS,
+        connect_timeout=ONE_SHOT_CONNECT_TIMEOUT,
+    )
+
+
+def _context(settings: Settings, target: AwsTarget) -> Context:
+    return Context(target.region, target.endpoint_url, settings.cluster)
+
+
 def _run() -> int:
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
@@ -212,7 +237,8 @@ def _run() -> int:
     target = AwsTarget(region=require_region(aws), endpoint_url=aws.endpoint_url)
     from scaler.loop import Scaler, run_until_signalled
 
-    asyncio.run(run_until_signalled(Scaler(settings, target)))
+    scaler = Scaler(settings, target)
+    asyncio.run(checked(run_until_signalled(scaler), scaler.context))
     return 0
 
 
@@ -279,14 +305,13 @@ def _snapshot(args: argparse.Namespace) -> int:
     from scaler.snapshot import render, snapshot
 
     settings = load_settings()
-    aws_env = load_aws_env()
-    target = AwsTarget(region=require_region(aws_env), endpoint_url=aws_env.endpoint_url)
+    target = _one_shot_target(load_aws_env())
 
     async def read() -> dict[str, object]:
         async with AwsClients(target, Metrics()) as aws:
             return await snapshot(aws, settings.cluster, hours=args.hours)
 
-    data = asyncio.run(read())
+    data = asyncio.run(checked(read(), _context(settings, target)))
     text = render(data, "toml" if args.out.endswith(".toml") else "json")
     if args.out == "-":
         sys.stdout.write(text)
@@ -302,19 +327,13 @@ def _plan(as_json: bool) -> int:
 
     settings = load_settings()
     logs.configure("WARNING", LogFormat.TEXT)
-    aws_env = load_aws_env()
-    target = AwsTarget(region=require_region(aws_env), endpoint_url=aws_env.endpoint_url)
+    target = _one_shot_target(load_aws_env())
 
     async def read() -> dict[str, object]:
         async with AwsClients(target, Metrics()) as aws:
             return await plan_now(aws, settings)
 
-    try:
-        report = asyncio.run(read())
-    except Exception as exc:
-        if error_code(exc) == "ClusterNotFoundException":
-            raise ConfigError([f"SCALER_CLUSTER: cluster {settings.cluster!r} not found"]) from None
-        raise
+    report = asyncio.run(checked(read(), _context(settings, target)))
     sys.stdout.write(json.dumps(report, indent=2) + "\n" if as_json else render(report))
     return 0
 
@@ -345,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.problems:
             print(f"scaler: {line}", file=sys.stderr)
         return EXIT_CONFIG
+    except AwsFailure as exc:
+        print(f"scaler: {exc.problem.line}", file=sys.stderr)
+        return exc.problem.status
 
 
 if __name__ == "__main__":

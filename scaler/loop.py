@@ -9,6 +9,9 @@ release it to the queue), then close the HTTP server and the clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import itertools
 import logging
 import os
 import signal
@@ -17,10 +20,11 @@ import uuid
 from typing import Any
 
 from scaler.aws.capacity import CapacityActuator, CapacityController, CapacityReader, policy_from
-from scaler.aws.clients import AwsClients, AwsTarget, Instrument, error_code
+from scaler.aws.clients import AwsClients, AwsTarget, Instrument
 from scaler.aws.consolidation import Consolidator
 from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
+from scaler.aws.errors import AwsFailure, Context, Problem, cluster_missing, explain
 from scaler.aws.intake import Intake
 from scaler.aws.lease import Always, DynamoLease, Leadership
 from scaler.aws.lifecycle import (
@@ -36,7 +40,7 @@ from scaler.aws.tasks import StandaloneRestarter, TaskInspector
 from scaler.clock import Clock, SystemClock
 from scaler.guard import GuardRails
 from scaler.handler import EventHandler, Workers
-from scaler.http import Health, HttpServer, build_app
+from scaler.http import Health, HttpServer, ReadinessProbe, build_app
 from scaler.lease import LeaseTerms
 from scaler.metrics import Metrics
 from scaler.plan.drain import DrainPolicy
@@ -48,13 +52,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_VISIBILITY = 30
 
-# Errors at start-up that mean the configuration names something that does not exist.
-_FATAL = {
-    "AWS.SimpleQueueService.NonExistentQueue": "SCALER_QUEUE_URL",
-    "QueueDoesNotExist": "SCALER_QUEUE_URL",
-    "ClusterNotFoundException": "SCALER_CLUSTER",
-    "ResourceNotFoundException": "SCALER_LEASE_TABLE",  # only DescribeTable is asked below
-}
+STARTUP_RETRY_BASE = 1.0  # seconds: the first wait before trying AWS again at start
+STARTUP_RETRY_CAP = 15.0  # seconds: the longest wait between tries
+STARTUP_TRY = 10.0  # seconds the first try may take (botocore retries inside it), then 20...
 
 
 class Scaler:
@@ -85,69 +85,159 @@ class Scaler:
         self._replacements_given = replacements
         self._replacements = replacements or NoReplacement()
         self.capacity: CapacityController | None = None
+        self.context = Context(
+            region=target.region,
+            endpoint_url=target.endpoint_url,
+            cluster=settings.cluster,
+            queue_url=self.queue_url,
+            lease_table=settings.lease_table,
+        )
         self._lifecycle = lifecycle
         self._instrument = instrument
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with AwsClients(self.target, self.metrics, self._instrument) as aws:
-            queue_visibility = await self._check_targets(aws)
-            workers = self._workers(aws)
-            controller = await self._capacity(aws, workers)
-            handler = EventHandler(
-                self.settings.cluster, workers, DrainPolicy.from_settings(self.settings), self.clock
-            )
-            self.intake = Intake(
-                aws.sqs,
-                self.queue_url,
-                handler,
-                self.settings,
-                self.metrics,
-                self.clock,
-                queue_visibility=queue_visibility,
-            )
-            self.http = HttpServer(
-                build_app(self.metrics, self._health(aws, self.intake)),
-                self.settings.metrics_host,
-                self.settings.metrics_port,
-            )
-            await self.http.start()
-            self.started.set()
-            log.info(
-                "scaler started",
-                extra={"cluster": self.settings.cluster, "dry_run": self.settings.dry_run},
-            )
-            guard = GuardRails(
-                aws.ecs,
-                self.settings.cluster,
-                self.metrics.drain_risk_services,
-                self.clock,
-                interval=self.settings.guard_interval,
-            )
-            leader = self._leadership(aws)
-            background = [
-                asyncio.create_task(guard.run_forever(stop), name="guard-rails"),
-                asyncio.create_task(leader.run_forever(stop), name="lease"),
-            ]
-            if controller is not None:
-                controller.leader = leader
-                background.append(
-                    asyncio.create_task(controller.run_forever(stop), name="capacity")
-                )
-            if self.settings.task_rebalance:
-                mover = RebalanceController(aws, self.settings, self.metrics)
-                mover.leader = leader
-                background.append(asyncio.create_task(mover.run_forever(stop), name="rebalance"))
-            try:
-                await self.intake.run(stop)
-            finally:
-                for task in background:
-                    task.cancel()
-                await asyncio.gather(*background, return_exceptions=True)
-                await leader.give_up()  # only now that nothing it guarded still runs
-                await workers.lifecycle.close()
-                await workers.drainer.close()
-                await self.http.stop()
+        health = Health(self.clock, self.settings.stuck_after)
+        self.http = HttpServer(
+            build_app(self.metrics, health), self.settings.metrics_host, self.settings.metrics_port
+        )
+        await self._serve(self.http)
+        try:
+            async with AwsClients(self.target, self.metrics, self._instrument) as aws:
+                ready = await self._start(aws, health, stop)
+                if ready is not None:
+                    await self._operate(aws, health, stop, *ready)
+        finally:
+            await self.http.stop()
         log.info("scaler stopped")
+
+    async def _serve(self, http: HttpServer) -> None:
+        """Start serving the endpoints; a port that cannot be bound is a configuration problem."""
+        s = self.settings
+        try:
+            await http.start()
+        except OSError as exc:
+            await http.stop()
+            raise ConfigError([_bind_problem(exc, s.metrics_host, s.metrics_port)]) from None
+
+    async def _start(
+        self, aws: AwsClients, health: Health, stop: asyncio.Event
+    ) -> tuple[int, Workers, CapacityController | None] | None:
+        """Check what the settings name, retrying for up to SCALER_STARTUP_TIMEOUT while AWS
+        cannot be reached (jittered exponential backoff; /readyz says why meanwhile, as soon
+        as a call fails).
+
+        Returns the queue's visibility timeout, the workers and the capacity controller, or None
+        if ``stop`` was set first. Raises :class:`AwsFailure` for a problem retrying cannot
+        solve, or once the time is up.
+        """
+        aws.on_failure = lambda exc: health.record(f"starting: {self._describe(exc)}")
+        try:
+            return await self._try_start(aws, health, stop)
+        finally:
+            aws.on_failure = None
+
+    async def _try_start(
+        self, aws: AwsClients, health: Health, stop: asyncio.Event
+    ) -> tuple[int, Workers, CapacityController | None] | None:
+        limit = self.settings.startup_timeout
+        deadline = self.clock.monotonic() + limit
+        backoff = Backoff(base=STARTUP_RETRY_BASE, cap=STARTUP_RETRY_CAP)
+        for attempt in itertools.count():
+            aws.last_failure = None
+            left = deadline - self.clock.monotonic()
+            try:
+                # a try may take longer each time: a slow but working start-up gets through
+                async with asyncio.timeout(max(min(left, STARTUP_TRY * (attempt + 1)), 1.0)):
+                    visibility = await self._check_targets(aws)
+                    workers = self._workers(aws)
+                    return visibility, workers, await self._capacity(aws, workers)
+            except Exception as exc:
+                # cut off by the time limit: say what the calls were struggling with, if anything
+                cause = aws.last_failure if isinstance(exc, TimeoutError) else None
+                problem = explain(cause or exc, self.context)
+                if problem is None:
+                    raise
+                if not problem.transient:
+                    raise AwsFailure(problem) from None
+            left = deadline - self.clock.monotonic()
+            if left <= 0:
+                raise AwsFailure(
+                    Problem(
+                        f"{problem.what} (tried for {limit:g}s, SCALER_STARTUP_TIMEOUT)",
+                        problem.todo,
+                        problem.status,
+                    )
+                )
+            health.record(f"starting: {problem.what}")
+            wait = min(backoff.delay(attempt), left)
+            log.warning(
+                "AWS not reachable at start; retrying",
+                extra={"problem": problem.what, "retry_in_s": round(wait, 2)},
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+            if stop.is_set():
+                return None
+        raise AssertionError("unreachable")
+
+    async def _operate(
+        self,
+        aws: AwsClients,
+        health: Health,
+        stop: asyncio.Event,
+        queue_visibility: int,
+        workers: Workers,
+        controller: CapacityController | None,
+    ) -> None:
+        """Run the intake and the background loops until ``stop``, then shut them down."""
+        handler = EventHandler(
+            self.settings.cluster, workers, DrainPolicy.from_settings(self.settings), self.clock
+        )
+        intake = self.intake = Intake(
+            aws.sqs,
+            self.queue_url,
+            handler,
+            self.settings,
+            self.metrics,
+            self.clock,
+            queue_visibility=queue_visibility,
+        )
+        health.last_tick = lambda: intake.last_tick
+        health.record(None)  # start-up has just reached AWS
+        self.started.set()
+        log.info(
+            "scaler started",
+            extra={"cluster": self.settings.cluster, "dry_run": self.settings.dry_run},
+        )
+        guard = GuardRails(
+            aws.ecs,
+            self.settings.cluster,
+            self.metrics.drain_risk_services,
+            self.clock,
+            interval=self.settings.guard_interval,
+        )
+        leader = self._leadership(aws)
+        background = [
+            asyncio.create_task(guard.run_forever(stop), name="guard-rails"),
+            asyncio.create_task(leader.run_forever(stop), name="lease"),
+            asyncio.create_task(health.watch(self._probe(aws), self._describe, stop), name="ready"),
+        ]
+        if controller is not None:
+            controller.leader = leader
+            background.append(asyncio.create_task(controller.run_forever(stop), name="capacity"))
+        if self.settings.task_rebalance:
+            mover = RebalanceController(aws, self.settings, self.metrics)
+            mover.leader = leader
+            background.append(asyncio.create_task(mover.run_forever(stop), name="rebalance"))
+        try:
+            await intake.run(stop)
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await leader.give_up()  # only now that nothing it guarded still runs
+            await workers.lifecycle.close()
+            await workers.drainer.close()
 
     def _workers(self, aws: AwsClients) -> Workers:
         s, cluster, backoff = self.settings, self.settings.cluster, Backoff()
@@ -234,49 +324,52 @@ class Scaler:
             aws.dynamodb, s.lease_table, s.cluster_name, me, terms, self.clock, self.metrics
         )
 
-    def _health(self, aws: AwsClients, intake: Intake) -> Health:
+    def _probe(self, aws: AwsClients) -> ReadinessProbe:
         async def probe() -> str | None:
             await aws.sqs.get_queue_attributes(
                 QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
             )
             return None
 
-        return Health(self.clock, self.settings.stuck_after, lambda: intake.last_tick, probe)
+        return probe
+
+    def _describe(self, exc: BaseException) -> str:
+        problem = explain(exc, self.context)
+        return problem.what if problem is not None else f"readiness check failed: {exc!r}"
 
     async def _check_targets(self, aws: AwsClients) -> int:
         """Refuse a queue, cluster or lease table that does not exist; warn about a queue
-        without a DLQ.
+        without a DLQ. AWS errors propagate (:meth:`_start` tells them apart).
 
-        Returns the queue's visibility timeout (30 s, SQS's default, if it could not be read).
+        Returns the queue's visibility timeout.
         """
-        try:
-            attrs = await aws.sqs.get_queue_attributes(
-                QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy", "VisibilityTimeout"]
-            )
-            clusters = await aws.ecs.describe_clusters(clusters=[self.settings.cluster])
-            if self.settings.lease_table is not None:
-                await aws.dynamodb.describe_table(TableName=self.settings.lease_table)
-        except Exception as exc:
-            variable = _FATAL.get(error_code(exc) or "")
-            if variable:
-                raise ConfigError([f"{variable}: {error_code(exc)}"]) from None
+        attrs = await aws.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy", "VisibilityTimeout"]
+        )
+        clusters = await aws.ecs.describe_clusters(clusters=[self.settings.cluster])
+        if self.settings.lease_table is not None:
+            await aws.dynamodb.describe_table(TableName=self.settings.lease_table)
+        found = [c for c in clusters.get("clusters", []) if c.get("status") != "INACTIVE"]
+        if not found:
+            raise AwsFailure(cluster_missing(self.context))
+        if "RedrivePolicy" not in attrs.get("Attributes", {}):
             log.warning(
-                "could not check the queue and cluster at start", extra={"error": repr(exc)}
+                "the queue has no redrive policy: malformed messages will be received again "
+                "forever; give it a dead-letter queue"
             )
-            return DEFAULT_QUEUE_VISIBILITY
-        _check_answers(attrs, clusters, self.settings.cluster)
         return int(attrs["Attributes"].get("VisibilityTimeout", DEFAULT_QUEUE_VISIBILITY))
 
 
-def _check_answers(attrs: dict[str, Any], clusters: dict[str, Any], cluster: str) -> None:
-    found = [c for c in clusters.get("clusters", []) if c.get("status") != "INACTIVE"]
-    if not found:
-        raise ConfigError([f"SCALER_CLUSTER: cluster {cluster!r} not found"])
-    if "RedrivePolicy" not in attrs.get("Attributes", {}):
-        log.warning(
-            "the queue has no redrive policy: malformed messages will be received again forever; "
-            "give it a dead-letter queue"
+def _bind_problem(exc: OSError, host: str, port: int) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"SCALER_METRICS_PORT: port {port} is already in use on {host}; stop what listens "
+            "there or set SCALER_METRICS_PORT to a free port (0 picks one)"
         )
+    return (
+        f"SCALER_METRICS_PORT: cannot listen on {host}:{port} ({exc.strerror or exc}); set "
+        "SCALER_METRICS_HOST to an address of this host and SCALER_METRICS_PORT to a free port"
+    )
 
 
 async def run_until_signalled(scaler: Scaler) -> None:

@@ -141,6 +141,11 @@ class Settings(BaseSettings):
         default=120.0,
         description="/healthz fails when the intake loop has not ticked for this many seconds.",
     )
+    startup_timeout: Seconds = Field(
+        default=120.0,
+        description="`scaler run`: seconds to keep trying to reach AWS at start (with backoff; "
+        "/readyz says why it is not ready meanwhile) before exiting with status 2.",
+    )
     instance_cache_ttl: Seconds = Field(
         default=30.0,
         description="Seconds the map of EC2 instances to container instances is trusted.",

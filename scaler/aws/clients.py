@@ -20,6 +20,9 @@ from aiobotocore.session import get_session
 from scaler.metrics import Metrics
 
 SERVICES = ("sqs", "ecs", "ec2", "autoscaling", "cloudwatch", "dynamodb")
+# Key under which an error answer carries the service that gave it (its IAM prefix), so that an
+# error can name the IAM action: ``ClientError.response[SERVICE_KEY]``.
+SERVICE_KEY = "ScalerService"
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,16 @@ class _CallCounter:
         self._metrics.aws_calls.labels(self._service, operation, outcome).inc()
 
 
+def _tag_errors(service: str) -> Callable[..., None]:
+    """An ``after-call`` handler marking error answers with ``service`` (see SERVICE_KEY)."""
+
+    def tag(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+        if http_response.status_code >= 300:
+            parsed[SERVICE_KEY] = service
+
+    return tag
+
+
 def _config(target: AwsTarget) -> AioConfig:
     return AioConfig(
         retries={"max_attempts": target.max_attempts, "mode": target.retry_mode},
@@ -94,6 +107,10 @@ class AwsClients:
         self._extra = instrument
         self._stack = AsyncExitStack()
         self._clients: dict[str, Any] = {}
+        # The last exception an attempt of any call failed with (a refused connection...), even
+        # one botocore went on to retry: what a call cut off by a deadline was struggling with.
+        self.last_failure: BaseException | None = None
+        self.on_failure: Callable[[BaseException], None] | None = None  # told of each one
 
     async def __aenter__(self) -> AwsClients:
         session = get_session()
@@ -117,8 +134,16 @@ class AwsClients:
         counter = _CallCounter(self._metrics, service)
         client.meta.events.register("after-call.*.*", counter.after_call)
         client.meta.events.register("after-call-error.*.*", counter.after_call_error)
+        client.meta.events.register("after-call.*.*", _tag_errors(service))
+        client.meta.events.register("needs-retry.*.*", self._note_failure)
         if self._extra is not None:
             self._extra(service, client)
+
+    def _note_failure(self, caught_exception: BaseException | None = None, **_: Any) -> None:
+        if caught_exception is not None:
+            self.last_failure = caught_exception
+            if self.on_failure is not None:
+                self.on_failure(caught_exception)
 
     @property
     def sqs(self) -> Any:

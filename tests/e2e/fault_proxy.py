@@ -8,6 +8,8 @@ rate. Kinds of fault, as the network and AWS produce them:
 - ``throttle``: a 400 with the service's throttling error (``ThrottlingException``,
   ``RequestLimitExceeded`` for EC2, ``Throttling`` for Auto Scaling);
 - ``error``: a 500 ``InternalError``;
+- ``denied``: the IAM refusal (``AccessDeniedException``, ``UnauthorizedOperation`` for EC2,
+  ``AccessDenied`` for Auto Scaling), naming the action as AWS does;
 - ``reset``: the connection is closed without an answer (the request never arrived);
 - ``lost``: the request is carried out, and the connection closed before its answer (so the
   caller retries something that was done: idempotency is put to the test);
@@ -30,11 +32,12 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 THROTTLE_CODES = {"ec2": "RequestLimitExceeded", "autoscaling": "Throttling"}
+DENIED_CODES = {"ec2": "UnauthorizedOperation", "autoscaling": "AccessDenied"}
 
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # throttle | error | reset | lost | latency | down
+    kind: str  # throttle | error | denied | reset | lost | latency | down
     operations: str = "*"  # glob over "service:Operation", e.g. "ecs:*"
     rate: float = 1.0
     start: float = 0.0  # seconds after the proxy's clock was started (FaultProxy.arm)
@@ -189,6 +192,13 @@ def _error(request: Request, kind: str) -> bytes:
     if kind == "throttle":
         status, code = 400, THROTTLE_CODES.get(request.service, "ThrottlingException")
         message = "Rate exceeded"
+    elif kind == "denied":
+        status = 400 if request.json_protocol else 403
+        code = DENIED_CODES.get(request.service, "AccessDeniedException")
+        message = (
+            f"User: arn:aws:sts::123456789012:assumed-role/scaler/task is not authorized to "
+            f"perform: {request.service}:{request.operation}"
+        )
     else:
         status, code, message = 500, "InternalError", "We encountered an internal error."
     if request.json_protocol:
@@ -200,7 +210,7 @@ def _error(request: Request, kind: str) -> bytes:
             f"<Message>{message}</Message></Error><RequestId>fault</RequestId></ErrorResponse>"
         ).encode()
         kind_header = b"text/xml"
-    reason = b"Bad Request" if status == 400 else b"Internal Server Error"
+    reason = {400: b"Bad Request", 403: b"Forbidden"}.get(status, b"Internal Server Error")
     return (
         b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
         b"x-amzn-RequestId: fault\r\nConnection: keep-alive\r\n\r\n"

@@ -110,7 +110,11 @@ def test_run_serves_health_readiness_and_metrics(local_aws: testbed.LocalAws) ->
         while testbed.queue_depth(local_aws, queues.dlq_url) < 1 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _get(proc.base_url + "/healthz") == (200, '{"status": "ok"}')
-        assert _get(proc.base_url + "/readyz") == (200, '{"status": "ok"}')
+        status, body = _get(proc.base_url + "/readyz")
+        assert status == 200
+        ready = json.loads(body)
+        assert ready["status"] == "ok"
+        assert 0 <= ready["checked_seconds_ago"] < 30
         status, metrics = _get(proc.base_url + "/metrics")
         assert status == 200
         assert 'scaler_events_total{kind="spot_interruption",outcome="handled"} 3.0' in metrics

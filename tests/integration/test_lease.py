@@ -12,12 +12,12 @@ import pytest
 
 from scaler import testbed
 from scaler.aws.clients import AwsClients, AwsTarget
+from scaler.aws.errors import AwsFailure
 from scaler.aws.lease import DynamoLease
 from scaler.clock import Clock, ManualClock
 from scaler.lease import LeaseTerms
 from scaler.loop import Scaler
 from scaler.metrics import Metrics
-from scaler.settings import ConfigError
 from tests.integration.helpers import scaler_for, settings_for, wait_for
 
 TABLE = "scaler-lease"
@@ -178,6 +178,6 @@ async def test_an_unknown_lease_table_is_refused_naming_the_variable(
     testbed.create_cluster(local_aws, "prod", size=1)
     queues = testbed.create_queues(local_aws, "events")
     scaler = scaler_for(local_aws, settings_for(queues.url, lease_table="missing"))
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(AwsFailure) as raised:
         await asyncio.wait_for(scaler.run(asyncio.Event()), timeout=10)
-    assert raised.value.problems[0].startswith("SCALER_LEASE_TABLE:")
+    assert raised.value.problem.line.startswith("SCALER_LEASE_TABLE: table 'missing' not found; ")

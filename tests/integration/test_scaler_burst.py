@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from scaler import testbed
+from scaler.aws.errors import AwsFailure
 from scaler.demo import aws_calls, make_burst, run_until
 from tests.integration.helpers import outcomes, scaler_for, settings_for
 
@@ -44,27 +45,23 @@ async def test_mixed_burst_gets_the_right_outcome_for_every_message(
 
 
 async def test_unknown_queue_is_refused_naming_the_variable(local_aws: testbed.LocalAws) -> None:
-    from scaler.settings import ConfigError
-
     testbed.create_cluster(local_aws, "prod", size=1)
     url = f"{local_aws.endpoint}/123456789012/missing"
     scaler = scaler_for(local_aws, settings_for(url))
     try:
         await asyncio.wait_for(scaler.run(asyncio.Event()), timeout=10)
-    except ConfigError as exc:
-        assert exc.problems[0].startswith("SCALER_QUEUE_URL:")
+    except AwsFailure as exc:
+        assert exc.problem.line.startswith(f"SCALER_QUEUE_URL: queue {url} does not exist; ")
     else:
         raise AssertionError("a missing queue must be refused")
 
 
 async def test_unknown_cluster_is_refused_naming_the_variable(local_aws: testbed.LocalAws) -> None:
-    from scaler.settings import ConfigError
-
     queues = testbed.create_queues(local_aws, "events")
     scaler = scaler_for(local_aws, settings_for(queues.url, cluster="nope"))
     try:
         await asyncio.wait_for(scaler.run(asyncio.Event()), timeout=10)
-    except ConfigError as exc:
-        assert exc.problems == ["SCALER_CLUSTER: cluster 'nope' not found"]
+    except AwsFailure as exc:
+        assert exc.problem.what == "SCALER_CLUSTER: cluster 'nope' not found in us-east-1"
     else:
         raise AssertionError("a missing cluster must be refused")
