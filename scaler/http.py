@@ -36,8 +36,9 @@ READY_STALE = 30.0  # a result older than this is not trusted
 
 # () -> None if ready, else a short reason
 ReadinessProbe = Callable[[], Awaitable[str | None]]
-# an exception a probe raised -> the reason to report
-Describe = Callable[[BaseException], str]
+# an exception a probe raised (or the TimeoutError of one cut off) -> the reason to report, or
+# None to report the exception as it is
+Describe = Callable[[BaseException], str | None]
 
 
 class Health:
@@ -93,10 +94,10 @@ async def _check(probe: ReadinessProbe, describe: Describe, limit: float) -> str
     try:
         async with asyncio.timeout(limit):
             return await probe()
-    except TimeoutError:
-        return f"the readiness check got no answer from AWS within {limit:g}s"
+    except TimeoutError as exc:
+        return describe(exc) or f"the readiness check got no answer from AWS within {limit:g}s"
     except Exception as exc:
-        return describe(exc)
+        return describe(exc) or f"readiness check failed: {exc!r}"
 
 
 def _status(reason: str | None, **extra: Any) -> web.Response:

@@ -40,7 +40,7 @@ from scaler.aws.tasks import StandaloneRestarter, TaskInspector
 from scaler.clock import Clock, SystemClock
 from scaler.guard import GuardRails
 from scaler.handler import EventHandler, Workers
-from scaler.http import Health, HttpServer, ReadinessProbe, build_app
+from scaler.http import Describe, Health, HttpServer, ReadinessProbe, build_app
 from scaler.lease import LeaseTerms
 from scaler.metrics import Metrics
 from scaler.plan.drain import DrainPolicy
@@ -130,7 +130,8 @@ class Scaler:
         if ``stop`` was set first. Raises :class:`AwsFailure` for a problem retrying cannot
         solve, or once the time is up.
         """
-        aws.on_failure = lambda exc: health.record(f"starting: {self._describe(exc)}")
+        describe = self._describer(aws)
+        aws.on_failure = lambda exc: health.record(f"starting: {describe(exc) or repr(exc)}")
         try:
             return await self._try_start(aws, health, stop)
         finally:
@@ -220,7 +221,9 @@ class Scaler:
         background = [
             asyncio.create_task(guard.run_forever(stop), name="guard-rails"),
             asyncio.create_task(leader.run_forever(stop), name="lease"),
-            asyncio.create_task(health.watch(self._probe(aws), self._describe, stop), name="ready"),
+            asyncio.create_task(
+                health.watch(self._probe(aws), self._describer(aws), stop), name="ready"
+            ),
         ]
         if controller is not None:
             controller.leader = leader
@@ -329,13 +332,22 @@ class Scaler:
             await aws.sqs.get_queue_attributes(
                 QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
             )
+            aws.last_failure = None  # a failure from before is no cause of a later timeout
             return None
 
         return probe
 
-    def _describe(self, exc: BaseException) -> str:
-        problem = explain(exc, self.context)
-        return problem.what if problem is not None else f"readiness check failed: {exc!r}"
+    def _describer(self, aws: AwsClients) -> Describe:
+        """What a failed readiness check reports: for a check cut off by its time limit, how
+        the last failed attempt of any call since the last good check failed, if one did (a
+        throttled client waits before it even sends)."""
+
+        def describe(exc: BaseException) -> str | None:
+            cause = aws.last_failure if isinstance(exc, TimeoutError) else exc
+            problem = explain(cause, self.context) if cause is not None else None
+            return problem.what if problem is not None else None
+
+        return describe
 
     async def _check_targets(self, aws: AwsClients) -> int:
         """Refuse a queue, cluster or lease table that does not exist; warn about a queue

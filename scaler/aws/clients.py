@@ -9,6 +9,7 @@ of what the scaler asked of AWS.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.exceptions import ClientError
 
 from scaler.metrics import Metrics
 
@@ -107,8 +109,9 @@ class AwsClients:
         self._extra = instrument
         self._stack = AsyncExitStack()
         self._clients: dict[str, Any] = {}
-        # The last exception an attempt of any call failed with (a refused connection...), even
-        # one botocore went on to retry: what a call cut off by a deadline was struggling with.
+        # How the last failed attempt of any call failed (a refused connection, a throttling
+        # answer...), even one botocore went on to retry: what a call cut off by a deadline was
+        # struggling with.
         self.last_failure: BaseException | None = None
         self.on_failure: Callable[[BaseException], None] | None = None  # told of each one
 
@@ -135,15 +138,26 @@ class AwsClients:
         client.meta.events.register("after-call.*.*", counter.after_call)
         client.meta.events.register("after-call-error.*.*", counter.after_call_error)
         client.meta.events.register("after-call.*.*", _tag_errors(service))
-        client.meta.events.register("needs-retry.*.*", self._note_failure)
+        client.meta.events.register("needs-retry.*.*", functools.partial(self._note, service))
         if self._extra is not None:
             self._extra(service, client)
 
-    def _note_failure(self, caught_exception: BaseException | None = None, **_: Any) -> None:
-        if caught_exception is not None:
-            self.last_failure = caught_exception
+    def _note(
+        self,
+        service: str,
+        caught_exception: BaseException | None = None,
+        response: tuple[Any, dict[str, Any]] | None = None,
+        operation: Any = None,
+        **_: Any,
+    ) -> None:
+        """After each attempt of a call: remember how it failed, if it did."""
+        failure = caught_exception
+        if failure is None and response is not None and response[0].status_code >= 300:
+            failure = ClientError({**response[1], SERVICE_KEY: service}, operation.name)
+        if failure is not None:
+            self.last_failure = failure
             if self.on_failure is not None:
-                self.on_failure(caught_exception)
+                self.on_failure(failure)
 
     @property
     def sqs(self) -> Any:

@@ -204,20 +204,19 @@ def test_run_retries_an_unreachable_aws_then_names_it(local_aws: testbed.LocalAw
     url = f"http://127.0.0.1:{_closed_port()}"
     port = _free_port()
     env = _run_env(url, f"{url}/123456789012/events", port, SCALER_STARTUP_TIMEOUT="6")
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "scaler", "run"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        ready = _starting_readiness(f"http://127.0.0.1:{port}")
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    ) as proc:
+        try:
+            ready = _starting_readiness(f"http://127.0.0.1:{port}")
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
     assert ready["reason"] == f"starting: AWS_ENDPOINT_URL: cannot reach {url}"
     assert isinstance(ready["checked_seconds_ago"], float)
     assert proc.returncode == 2

@@ -75,7 +75,7 @@ def _wait_until_serving(proc: Any) -> None:
         if proc.poll() is not None:
             raise AssertionError(f"scaler exited early: {_read_log(proc)}")
         try:
-            if _get(proc.base_url + "/healthz")[0] == 200:
+            if _get(proc.base_url + "/readyz")[0] == 200:  # started (/healthz answers before)
                 return
         except OSError:
             pass
