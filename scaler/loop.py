@@ -4,6 +4,13 @@
 ``stop`` event is set; ``scaler run`` sets that event on SIGTERM or SIGINT, ``scaler demo`` when its
 scripted burst has been handled. Shutdown order: stop receiving, let in-flight work finish (or
 release it to the queue), then close the HTTP server and the clients.
+
+Start-up serves the endpoints first (a port that cannot be bound is a configuration problem),
+then checks what the settings name: the queue, the cluster, the lease table, the capacity pools.
+While AWS cannot be reached (or throttles, or fails) it tries again with jittered exponential
+backoff for up to ``SCALER_STARTUP_TIMEOUT`` seconds, /readyz saying what stands in the way;
+anything retrying cannot fix (a missing cluster, an action the role may not take) ends start-up
+at once with an :class:`~scaler.aws.errors.AwsFailure`, one line for the command line to print.
 """
 
 from __future__ import annotations
