@@ -24,7 +24,8 @@ import os
 import signal
 import socket
 import uuid
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from scaler.aws.capacity import CapacityActuator, CapacityController, CapacityReader, policy_from
 from scaler.aws.clients import AwsClients, AwsTarget, Instrument
@@ -58,6 +59,9 @@ from scaler.settings import ConfigError, Settings
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_VISIBILITY = 30
+T = TypeVar("T")
+# what start-up hands to the running scaler: queue visibility timeout, workers, capacity
+Started = tuple[int, Workers, CapacityController | None]
 
 STARTUP_RETRY_BASE = 1.0  # seconds: the first wait before trying AWS again at start
 STARTUP_RETRY_CAP = 15.0  # seconds: the longest wait between tries
@@ -126,9 +130,7 @@ class Scaler:
             await http.stop()
             raise ConfigError([_bind_problem(exc, s.metrics_host, s.metrics_port)]) from None
 
-    async def _start(
-        self, aws: AwsClients, health: Health, stop: asyncio.Event
-    ) -> tuple[int, Workers, CapacityController | None] | None:
+    async def _start(self, aws: AwsClients, health: Health, stop: asyncio.Event) -> Started | None:
         """Check what the settings name, retrying for up to SCALER_STARTUP_TIMEOUT while AWS
         cannot be reached (jittered exponential backoff; /readyz says why meanwhile, as soon
         as a call fails).
@@ -146,47 +148,57 @@ class Scaler:
 
     async def _try_start(
         self, aws: AwsClients, health: Health, stop: asyncio.Event
-    ) -> tuple[int, Workers, CapacityController | None] | None:
+    ) -> Started | None:
         limit = self.settings.startup_timeout
         deadline = self.clock.monotonic() + limit
         backoff = Backoff(base=STARTUP_RETRY_BASE, cap=STARTUP_RETRY_CAP)
         for attempt in itertools.count():
-            aws.last_failure = None
             left = deadline - self.clock.monotonic()
-            try:
-                # a try may take longer each time: a slow but working start-up gets through
-                async with asyncio.timeout(max(min(left, STARTUP_TRY * (attempt + 1)), 1.0)):
-                    visibility = await self._check_targets(aws)
-                    workers = self._workers(aws)
-                    return visibility, workers, await self._capacity(aws, workers)
-            except Exception as exc:
-                # cut off by the time limit: say what the calls were struggling with, if anything
-                cause = aws.last_failure if isinstance(exc, TimeoutError) else None
-                problem = explain(cause or exc, self.context)
-                if problem is None:
-                    raise
-                if not problem.transient:
-                    raise AwsFailure(problem) from None
+            # a try may take longer each time: a slow but working start-up gets through
+            outcome = await _until_stopped(
+                self._attempt(aws, max(min(left, STARTUP_TRY * (attempt + 1)), 1.0)), stop
+            )
+            if not isinstance(outcome, Problem):
+                return outcome  # started, or stopped (None)
             left = deadline - self.clock.monotonic()
             if left <= 0:
                 raise AwsFailure(
                     Problem(
-                        f"{problem.what} (tried for {limit:g}s, SCALER_STARTUP_TIMEOUT)",
-                        problem.todo,
-                        problem.status,
+                        f"{outcome.what} (tried for {limit:g}s, SCALER_STARTUP_TIMEOUT)",
+                        outcome.todo,
+                        outcome.status,
                     )
                 )
-            health.record(f"starting: {problem.what}")
+            health.record(f"starting: {outcome.what}")
             wait = min(backoff.delay(attempt), left)
             log.warning(
                 "AWS not reachable at start; retrying",
-                extra={"problem": problem.what, "retry_in_s": round(wait, 2)},
+                extra={"problem": outcome.what, "retry_in_s": round(wait, 2)},
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)
             if stop.is_set():
                 return None
         raise AssertionError("unreachable")
+
+    async def _attempt(self, aws: AwsClients, limit: float) -> Started | Problem:
+        """One try at start-up, cut off after ``limit`` seconds: what it started, or the
+        problem that trying again may solve; any other problem is raised."""
+        aws.last_failure = None
+        try:
+            async with asyncio.timeout(limit):
+                visibility = await self._check_targets(aws)
+                workers = self._workers(aws)
+                return visibility, workers, await self._capacity(aws, workers)
+        except Exception as exc:
+            # cut off by the time limit: say what the calls were struggling with, if anything
+            cause = aws.last_failure if isinstance(exc, TimeoutError) else None
+            problem = explain(cause or exc, self.context)
+            if problem is None:
+                raise
+            if not problem.transient:
+                raise AwsFailure(problem) from None
+            return problem
 
     async def _operate(
         self,
@@ -377,6 +389,21 @@ class Scaler:
                 "forever; give it a dead-letter queue"
             )
         return int(attrs["Attributes"].get("VisibilityTimeout", DEFAULT_QUEUE_VISIBILITY))
+
+
+async def _until_stopped(call: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """``await call``, or cancel it and return None as soon as ``stop`` is set."""
+    task = asyncio.create_task(call)
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return None if task.cancelled() else task.result()
 
 
 def _bind_problem(exc: OSError, host: str, port: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -241,3 +242,28 @@ def _starting_readiness(base: str) -> dict[str, object]:
             return answer
         time.sleep(0.1)
     raise AssertionError("/readyz never said what could not be reached")
+
+
+@pytest.mark.slow
+def test_run_stops_at_once_on_sigterm_while_retrying(local_aws: testbed.LocalAws) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    port = _free_port()
+    env = _run_env(url, f"{url}/123456789012/events", port, SCALER_STARTUP_TIMEOUT="60")
+    with subprocess.Popen(
+        [sys.executable, "-m", "scaler", "run"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            _starting_readiness(f"http://127.0.0.1:{port}")
+            proc.send_signal(signal.SIGTERM)
+            # a try at start-up may last 10 s; SIGTERM must not wait for it
+            _, stderr = proc.communicate(timeout=5)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0
+    assert "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if not line.startswith("{")] == []
