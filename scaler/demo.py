@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from scaler import testbed
 from scaler.aws.clients import AwsTarget
-from scaler.ecs.cluster import InstanceType, ServiceSpec, Strategy
+from scaler.demo_story import CAPACITY, INTAKE, Injected, LossLedger, witnessing
+from scaler.ecs.cluster import ACTIVE, InstanceType, ServiceSpec, Strategy, Task
 from scaler.loop import Scaler
 from scaler.metrics import Metrics
 from scaler.settings import Settings, load_settings
@@ -34,6 +37,7 @@ from scaler.sim.moto_world import Bridge, MotoWorld
 from scaler.sim.scenario import Event, Pool, Scenario
 
 CLUSTER = "demo"
+MAX_RECEIVE = 2  # the demo queue's redrive policy: to the dead-letter queue after 2 receives
 MALFORMED = ['{"truncated": ', "not json at all", "[1, 2, 3]", json.dumps({"id": "x"})]
 
 
@@ -128,6 +132,17 @@ async def run_until(
     return ok
 
 
+# -- the cluster the demo runs, on a clock 6x faster than AWS's (notice 20 s, boot 4-6 s) -----
+
+DEMO_TYPE = InstanceType("c5.xlarge", 4, 7482, 0.17)  # moto registers 4096 CPU / 7482 MiB
+AZS = ("us-east-1a", "us-east-1b")
+SPOT_GROUP, ON_DEMAND_GROUP = "demo-spot", "demo-on-demand"
+NOTICE = 20.0
+STORM_AT = 2.0
+QUIET = 12.0  # SCALER_POOL_COOLDOWN and SCALER_REVERT_AFTER, on the demo's clock
+LENGTH = 48.0  # the run ends once everything has settled, at the latest here
+
+
 def _settings(queue_url: str) -> Settings:
     port = int(os.environ.get("SCALER_METRICS_PORT", "0"))
     return load_settings(
@@ -138,58 +153,35 @@ def _settings(queue_url: str) -> Settings:
         wait_time=1,
         shutdown_grace=5,
         drain_poll=1,
+        spot_pools=SPOT_GROUP,
+        on_demand_pools=ON_DEMAND_GROUP,
+        capacity_interval=1,
+        pool_cooldown=QUIET,
+        revert_after=QUIET,
     )
 
 
-# -- the cluster the demo runs, on a clock 6x faster than AWS's (notice 20 s, boot 5-8 s) -----
-
-DEMO_TYPE = InstanceType("c5.xlarge", 4, 7482, 0.17)  # moto registers 4096 CPU / 7482 MiB
-NOTICE = 20.0
-STORM_AT = 6.0
-LENGTH = 45.0
+def _service(
+    name: str, desired: int, cpu: int, memory: int, strategies: tuple[Strategy, ...]
+) -> ServiceSpec:
+    """A service at minimumHealthyPercent 50 / maximumPercent 200 (the ECS defaults for
+    rolling updates), quick to start (2 s) and to pass its health check (3 s more)."""
+    return ServiceSpec(
+        name, desired, cpu, memory, 50, 200, strategies, start_delay=2.0, health_delay=3.0
+    )
 
 
 def demo_scenario() -> Scenario:
-    azs = ("us-east-1a", "us-east-1b")
-    pools = tuple(Pool(f"spot-{az}", "spot", DEMO_TYPE.name, az, 0.06, 0.0, 3) for az in azs)
-    pools += tuple(Pool(f"od-{az}", "on-demand", DEMO_TYPE.name, az) for az in azs)
+    pools = tuple(Pool(f"spot-{az}", "spot", DEMO_TYPE.name, az, 0.06, 0.0, 3) for az in AZS)
+    pools += tuple(Pool(f"od-{az}", "on-demand", DEMO_TYPE.name, az) for az in AZS)
     az_spread = Strategy("spread", "attribute:ecs.availability-zone")
+    # 17 of the 24 vCPUs: losing two instances leaves less than the headroom free
     services = (
-        ServiceSpec(
-            "web",
-            6,
-            512,
-            512,
-            50,
-            200,
-            (az_spread, Strategy("spread", "instanceId")),
-            start_delay=2,
-            health_delay=3,
-        ),
-        ServiceSpec(
-            "api",
-            4,
-            1024,
-            1024,
-            50,
-            200,
-            (az_spread, Strategy("binpack", "memory")),
-            start_delay=2,
-            health_delay=3,
-        ),
-        ServiceSpec(
-            "worker",
-            4,
-            512,
-            1024,
-            50,
-            200,
-            (Strategy("binpack", "cpu"),),
-            start_delay=2,
-            health_delay=3,
-        ),
+        _service("web", 8, 1024, 512, (az_spread, Strategy("spread", "instanceId"))),
+        _service("api", 6, 1024, 1024, (az_spread, Strategy("binpack", "memory"))),
+        _service("worker", 6, 512, 1024, (az_spread, Strategy("binpack", "cpu"))),
     )
-    storm = Event(STORM_AT, "storm", {"share": 0.34, "over": 2.0, "unavailable_for": 60.0})
+    storm = Event(STORM_AT, "storm", {"share": 0.34, "over": 2.0, "unavailable_for": 1.0})
     return Scenario(
         "demo",
         LENGTH / 3600,
@@ -197,86 +189,198 @@ def demo_scenario() -> Scenario:
         pools,
         services,
         (storm,),
-        boot_delay=(5.0, 8.0),
+        boot_delay=(4.0, 6.0),
     )
 
 
-def _noise(aws: testbed.LocalAws, queues: testbed.Queues, stranger: str) -> Burst:
-    """What a real queue also carries: another cluster's instance, a duplicate, garbage."""
-    burst = Burst()
+def _inject(aws: testbed.LocalAws, queues: testbed.Queues, stranger: str) -> Injected:
+    """What a real queue also carries: an event for another cluster's instance, sent twice (a
+    duplicate), and a malformed body."""
     copy = json.dumps(testbed.spot_warning(stranger))
-    burst.raw += [copy, copy, MALFORMED[0]]
-    burst.malformed = 1
-    testbed.send_raw(aws, queues.url, burst.raw)
-    return burst
+    ids = testbed.send_raw(aws, queues.url, [copy, copy, MALFORMED[0]])
+    injected = Injected(max_receive=MAX_RECEIVE)
+    what = f"a spot warning for {stranger}, an instance of another cluster"
+    injected.add(ids[0], f"copy 1 of {what}")
+    injected.add(ids[1], f"copy 2 of {what}")
+    injected.add(ids[2], f"a malformed message {MALFORMED[0]!r}", malformed=True)
+    return injected
 
 
-async def _drive(scaler: Scaler, sim: Sim, world: MotoWorld, limit: float) -> None:
-    """Step the model in real time beside the running scaler, until the scenario's end."""
+class Demo:
+    """The demo's pieces, and the timeline they print."""
+
+    def __init__(self, aws: testbed.LocalAws, out: Callable[[str], None]) -> None:
+        self.aws = aws
+        aws.client("ecs").create_cluster(clusterName=CLUSTER)
+        self.queues = testbed.create_queues(
+            aws, "scaler-demo", max_receive=MAX_RECEIVE, visibility=5
+        )
+        testbed.route_events(aws, self.queues)
+        self.world = MotoWorld(aws, CLUSTER, out)
+        self.sim = Sim(
+            demo_scenario(),
+            Bridge(self.world),
+            seed=7,
+            world=self.world,
+            notice=NOTICE,
+            signal_delay=0.5,
+        )
+        self.ledger = LossLedger(self.sim.scenario.hot_threshold, self._why_missing)
+        self.sim.acct = self.ledger
+        self.sim.begin()
+        self.world.add_group(self.sim, SPOT_GROUP, "spot", DEMO_TYPE.name, list(AZS))
+        self.world.add_group(self.sim, ON_DEMAND_GROUP, "on-demand", DEMO_TYPE.name, list(AZS))
+        stranger = testbed.launch_instances(aws, 1, az="us-east-1c")[0]
+        self.injected = _inject(aws, self.queues, stranger)
+        self.decisions: set[str] = set()
+
+    def _why_missing(self, task: Task, reason: str) -> str:
+        if reason == "drained" and task.instance is not None:
+            if task.instance.id in self.world.warned_at:
+                return (
+                    "stopped on an instance drained for its spot notice before their "
+                    "replacements were healthy"
+                )
+            return (
+                "stopped on an instance drained to give it back to spot before their "
+                "replacements were healthy"
+            )
+        if reason == "instance-terminated":
+            return "lost with their instance when its notice ended"
+        return f"stopped ({reason})"
+
+    def step(self, elapsed: float) -> None:
+        """Mirror the scaler's changes into the model, then let the model run to ``elapsed``."""
+        self.world.sync_draining(self.sim)
+        self.world.sync_groups(self.sim)
+        self.sim.step_until(elapsed)
+        if not self.injected.dead_lettered:
+            line = self.injected.arrived(testbed.queue_depth(self.aws, self.queues.dlq_url))
+            if line:
+                self.world.say(line)
+
+    def tell(self, record: logging.LogRecord) -> None:
+        """A timeline line, as the scaler logs it, for what it did with an injected message or
+        for a capacity decision."""
+        if record.name == INTAKE:
+            line = self.injected.explain(record)
+        elif record.getMessage() == "capacity decision":
+            line = self._decision(str(getattr(record, "reason", "")))
+        else:
+            line = None
+        if line:
+            self.world.say(line)
+
+    def _decision(self, reason: str) -> str | None:
+        if not reason or reason in self.decisions:
+            return None
+        self.decisions.add(reason)
+        why = ""
+        if reason.startswith(f"top-up {ON_DEMAND_GROUP}:"):
+            why = (
+                f" (on-demand fallback: {SPOT_GROUP} was just interrupted and is avoided for "
+                f"SCALER_POOL_COOLDOWN={QUIET:.0f}s)"
+            )
+        elif reason.startswith("return to spot"):
+            why = f" (no spot trouble for SCALER_REVERT_AFTER={QUIET:.0f}s)"
+        return f"scaler decides: {reason}{why}"
+
+    def settled(self) -> bool:
+        """Everything the demo shows has happened, and the cluster is back at rest."""
+        sim = self.sim
+        healthy = all(
+            sum(t.healthy(sim.now) for t in s.tasks.values()) == s.spec.desired
+            and len(s.tasks) == s.spec.desired
+            for s in sim.cluster.services.values()
+        )
+        return (
+            healthy
+            and self.injected.settled
+            and bool(self.world.given_back)
+            and not sim.doomed
+            and all(i.status == ACTIVE for i in sim.cluster.instances.values())
+            and not any(i.capacity == "on-demand" for i in sim.cluster.instances.values())
+        )
+
+
+async def _drive(scaler: Scaler, demo: Demo, limit: float) -> str:
+    """Step the model in real time beside the running scaler until the demo has settled; why
+    it ended."""
     stop = asyncio.Event()
     runner = asyncio.create_task(scaler.run(stop))
-    await scaler.started.wait()
+    started = asyncio.create_task(scaler.started.wait())
+    await asyncio.wait({runner, started}, return_when=asyncio.FIRST_COMPLETED)
+    started.cancel()
     if scaler.http is not None:
-        world.say(f"the scaler is running; metrics at http://127.0.0.1:{scaler.http.port}/metrics")
+        demo.world.say(
+            f"the scaler is running; metrics at http://127.0.0.1:{scaler.http.port}/metrics"
+        )
+    for line in demo.injected.introduce():
+        demo.world.say(line)
     began = time.monotonic()
+    ended = "the scaler stopped"
     while not runner.done():
         elapsed = time.monotonic() - began
         if elapsed >= min(limit, LENGTH):
+            ended = f"stopped after {elapsed:.0f}s without settling"
             break
-        await asyncio.to_thread(world.sync_draining, sim)
-        await asyncio.to_thread(sim.step_until, elapsed)
+        await asyncio.to_thread(demo.step, elapsed)
+        if demo.settled():
+            ended = f"settled after {elapsed:.0f}s"
+            break
         await asyncio.sleep(0.25)
     stop.set()
     await runner
+    return ended
 
 
 def run_demo(out: Callable[[str], None] = print, timeout: float = 60.0) -> int:
     """The scaler against a local AWS whose ECS behaves like ECS; 0 if no task was lost."""
+    began = time.monotonic()
     with testbed.local_aws() as aws:
         out(
             f"local AWS endpoint {aws.endpoint}; the demo's clock runs 6x faster than AWS's "
             f"(spot notice {NOTICE:.0f} s)"
         )
-        aws.client("ecs").create_cluster(clusterName=CLUSTER)
-        queues = testbed.create_queues(aws, "scaler-demo", max_receive=2, visibility=5)
-        testbed.route_events(aws, queues)
-        world = MotoWorld(aws, CLUSTER, out)
-        sim = Sim(
-            demo_scenario(), Bridge(world), seed=7, world=world, notice=NOTICE, signal_delay=0.5
-        )
-        sim.begin()
-        stranger = testbed.launch_instances(aws, 1, az="us-east-1c")[0]
-        noise = _noise(aws, queues, stranger)
+        demo = Demo(aws, out)
+        sim = demo.sim
         out(
-            f"cluster {CLUSTER!r}: {len(sim.cluster.instances)} spot instances, "
+            f"cluster {CLUSTER!r}: {len(sim.cluster.instances)} spot instances in Auto Scaling "
+            f"group {SPOT_GROUP} (on-demand fallback: {ON_DEMAND_GROUP}, empty), "
             f"{sum(len(s.tasks) for s in sim.cluster.services.values())} service tasks; "
-            f"a storm will reclaim a third of them"
+            "a storm will reclaim a third of the spot instances"
         )
         scaler = Scaler(
-            _settings(queues.url), AwsTarget(region=testbed.REGION, endpoint_url=aws.endpoint)
+            _settings(demo.queues.url),
+            AwsTarget(region=testbed.REGION, endpoint_url=aws.endpoint),
         )
-        world.started = time.monotonic()
-        asyncio.run(_drive(scaler, sim, world, timeout))
+        demo.world.started = time.monotonic()
+        budget = timeout - (time.monotonic() - began) - 3  # leave time to stop and report
+        with witnessing(demo.tell, {INTAKE: logging.DEBUG, CAPACITY: logging.INFO}):
+            ended = asyncio.run(_drive(scaler, demo, budget))
+        sim.horizon = sim.now  # the run ends here, not at the scenario's length
         figures = sim.finish()
-        _report(out, scaler, sim, figures, noise, aws, queues)
+        _report(out, scaler, demo, figures, ended)
         return 0 if figures["interrupted_tasks"] == 0 else 1
 
 
 def _report(
     out: Callable[[str], None],
     scaler: Scaler,
-    sim: Sim,
+    demo: Demo,
     figures: dict[str, Any],
-    noise: Burst,
-    aws: testbed.LocalAws,
-    queues: testbed.Queues,
+    ended: str,
 ) -> None:
-    out("\nsummary")
+    sim = demo.sim
+    out(f"\nsummary ({ended})")
     out(
         f"  tasks lost with their instance: {figures['interrupted_tasks']}; "
         f"availability {figures['availability']:.4f} "
-        f"(worst 5 min {figures['worst_5m_availability']:.4f})"
+        f"({demo.ledger.missing_seconds:.1f} of {demo.ledger.want:.1f} healthy task-seconds "
+        "missing)"
     )
+    for line in demo.ledger.explain():
+        out(f"    {line}")
     running = {
         s.spec.name: sum(t.healthy(sim.now) for t in s.tasks.values())
         for s in sim.cluster.services.values()
@@ -286,11 +390,31 @@ def _report(
         "  services healthy/desired: "
         + ", ".join(f"{k} {running[k]}/{desired[k]}" for k in running)
     )
+    capacity = Counter(i.capacity for i in sim.cluster.instances.values())
+    out(
+        "  instances now: "
+        + ", ".join(f"{n} {c}" for c, n in sorted(capacity.items()))
+        + "; capacity changes: "
+        + (
+            ", ".join(f"{k}={v}" for k, v in sorted(capacity_changes(scaler.metrics).items()))
+            or "none"
+        )
+    )
     seen = event_outcomes(scaler.metrics)
     out("  events: " + ", ".join(f"{k}={v}" for k, v in sorted(seen.items()) if v))
     out(
-        f"  dead-letter queue: {testbed.queue_depth(aws, queues.dlq_url)} message(s) "
-        f"({noise.malformed} malformed sent)"
+        f"  dead-letter queue: {testbed.queue_depth(demo.aws, demo.queues.dlq_url)} message(s) "
+        f"({len(demo.injected.malformed)} malformed sent)"
     )
     calls = aws_calls(scaler.metrics)
     out("  scaler's AWS calls: " + ", ".join(f"{k}={v}" for k, v in sorted(calls.items())))
+
+
+def capacity_changes(metrics: Metrics) -> dict[str, int]:
+    """``change:reason`` -> instances, from the live metrics."""
+    changes: dict[str, int] = {}
+    for sample in next(iter(metrics.capacity_changes.collect())).samples:
+        if sample.name.endswith("_total") and sample.value:
+            key = f"{sample.labels['change']}:{sample.labels['reason']}"
+            changes[key] = changes.get(key, 0) + int(sample.value)
+    return changes

@@ -309,12 +309,17 @@ def put_events(aws: LocalAws, events: list[dict[str, Any]]) -> None:
         client.put_events(Entries=entries)
 
 
-def send_raw(aws: LocalAws, queue_url: str, bodies: list[str]) -> None:
-    """Put bodies straight on the queue (for duplicates and malformed messages)."""
+def send_raw(aws: LocalAws, queue_url: str, bodies: list[str]) -> list[str]:
+    """Put bodies straight on the queue (for duplicates and malformed messages); their
+    message ids, in order."""
     sqs = aws.client("sqs")
+    ids: list[str] = []
     for i in range(0, len(bodies), 10):
         entries = [{"Id": str(j), "MessageBody": b} for j, b in enumerate(bodies[i : i + 10])]
-        sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        reply = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        sent = {int(e["Id"]): str(e["MessageId"]) for e in reply.get("Successful", [])}
+        ids += [sent[j] for j in sorted(sent)]
+    return ids
 
 
 def queue_depth(aws: LocalAws, queue_url: str) -> int:
@@ -340,3 +345,31 @@ def container_instance_states(aws: LocalAws, cluster: str) -> dict[str, str]:
         for ci in described["containerInstances"]:
             states[ci["ec2InstanceId"]] = ci["status"]
     return states
+
+
+def create_group(
+    aws: LocalAws,
+    name: str,
+    instance_type: str,
+    azs: list[str],
+    *,
+    max_size: int = 10,
+    instance_ids: list[str] | None = None,
+) -> None:
+    """An Auto Scaling group launching ``instance_type`` from a launch template in ``azs``,
+    holding ``instance_ids`` (already running) or nothing."""
+    ec2, asg = aws.client("ec2"), aws.client("autoscaling")
+    ec2.create_launch_template(
+        LaunchTemplateName=f"{name}-lt",
+        LaunchTemplateData={"ImageId": _ecs_ami(ec2), "InstanceType": instance_type},
+    )
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        LaunchTemplate={"LaunchTemplateName": f"{name}-lt"},
+        MinSize=0,
+        MaxSize=max_size,
+        DesiredCapacity=0,
+        AvailabilityZones=azs,
+    )
+    if instance_ids:
+        asg.attach_instances(AutoScalingGroupName=name, InstanceIds=instance_ids)

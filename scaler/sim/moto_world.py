@@ -7,6 +7,12 @@ chose, tasks stopped, instances terminated), and every container instance the *s
 DRAINING in moto is drained in the model, whose scheduler then moves the tasks. Spot notices reach
 the scaler the way AWS sends them: through EventBridge into its SQS queue.
 
+Auto Scaling groups (:meth:`MotoWorld.add_group`) are mirrored the other way too: an instance a
+group launches in moto (the scaler raised its desired capacity) boots and registers in the model,
+in the model's pool of the same capacity and AZ; one that leaves its group in moto (the scaler
+terminated it) is terminated in the model. An instance the model loses at the end of its spot
+notice leaves its group with the desired capacity lowered (the pool has no spot to replace it).
+
 The result: the real scaler, over real HTTP, against an AWS whose ECS drains and replaces tasks.
 """
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from scaler import testbed
 from scaler.ecs.cluster import ACTIVE, Instance, ServiceState, Task
@@ -31,12 +38,17 @@ class MotoWorld:
         self._ec2 = aws.client("ec2")
         self._ecs = aws.client("ecs")
         self._events = aws.client("events")
+        self._autoscaling = aws.client("autoscaling")
         self._ami = testbed._ecs_ami(self._ec2)
         self.container_instances: dict[str, str] = {}  # EC2 id -> container instance ARN
         self.tasks: dict[str, str] = {}  # model task id -> moto task ARN
         self.warned_at: dict[str, float] = {}
         self.started = time.monotonic()
         self.storm_started: float | None = None
+        self.groups: dict[str, str] = {}  # Auto Scaling group -> "spot" | "on-demand"
+        self.member: dict[str, str] = {}  # EC2 id -> its group
+        self._arriving: dict[str, list[str]] = {}  # model pool -> ids a group launched
+        self.given_back: set[str] = set()  # instances the scaler terminated
 
     def say(self, text: str) -> None:
         self._say(f"t+{time.monotonic() - self.started:5.1f}s  {text}")
@@ -44,6 +56,9 @@ class MotoWorld:
     # -- World ------------------------------------------------------------------------------
 
     def new_instance_id(self, pool: Pool) -> str | None:
+        arriving = self._arriving.get(pool.name)
+        if arriving:
+            return arriving.pop(0)
         reply = self._ec2.run_instances(
             ImageId=self._ami,
             MinCount=1,
@@ -130,8 +145,66 @@ class MotoWorld:
             self.say(f"{task.service.name}: task LOST with {task.instance.id}")
 
     def _on_terminate(self, inst: Instance) -> None:
-        self._ec2.terminate_instances(InstanceIds=[inst.id])
+        if inst.id in self.given_back:
+            self.say(f"{inst.id} terminated by the scaler ({self.member.pop(inst.id, '')})")
+            return
+        group = self.member.pop(inst.id, None)
+        if group is None:
+            self._ec2.terminate_instances(InstanceIds=[inst.id])
+        else:
+            self._autoscaling.terminate_instance_in_auto_scaling_group(
+                InstanceId=inst.id, ShouldDecrementDesiredCapacity=True
+            )
         self.say(f"{inst.id} terminated (notice over)")
+
+    # -- Auto Scaling groups ------------------------------------------------------------------
+
+    def add_group(
+        self, sim: Sim, name: str, capacity: str, instance_type: str, azs: list[str]
+    ) -> None:
+        """An Auto Scaling group of ``capacity`` in ``azs``, holding the model's instances of
+        that capacity there (those :meth:`Sim.begin` launched)."""
+        mine = [
+            i.id
+            for i in sim.cluster.instances.values()
+            if i.capacity == capacity and i.az in azs and i.id not in self.member
+        ]
+        testbed.create_group(self.aws, name, instance_type, azs, instance_ids=mine)
+        self.groups[name] = capacity
+        self.member.update(dict.fromkeys(mine, name))
+
+    def sync_groups(self, sim: Sim) -> None:
+        """Boot in the model what the groups launched; terminate what left them."""
+        if not self.groups:
+            return
+        reply = self._autoscaling.describe_auto_scaling_groups(
+            AutoScalingGroupNames=list(self.groups)
+        )
+        for group in reply["AutoScalingGroups"]:
+            name = group["AutoScalingGroupName"]
+            listed = {i["InstanceId"]: i["AvailabilityZone"] for i in group.get("Instances", [])}
+            for iid, az in listed.items():
+                if iid not in self.member:
+                    self._adopt(sim, name, iid, az)
+            for iid in [i for i, g in self.member.items() if g == name and i not in listed]:
+                inst = sim.instance(iid)
+                if inst is not None:
+                    self.given_back.add(iid)
+                    sim.terminate(inst)
+
+    def _adopt(self, sim: Sim, group: str, iid: str, az: str) -> None:
+        capacity = self.groups[group]
+        pool = next((p for p in sim.pools.values() if p.capacity == capacity and p.az == az), None)
+        self.member[iid] = group
+        if pool is None:
+            self.say(f"{iid} launched by {group} in {az}, where the model has no pool: ignored")
+            return
+        self._arriving.setdefault(pool.name, []).append(iid)
+        if sim.launch(pool.name, 1, "group") == 0:
+            self._arriving[pool.name].remove(iid)
+            self.say(f"{iid} launched by {group} in {az}, which has no {capacity} capacity")
+            return
+        self.say(f"{iid} launched by {group} ({capacity}, {az}); booting")
 
     # -- the scaler's side ------------------------------------------------------------------
 
@@ -147,22 +220,29 @@ class MotoWorld:
                 inst = sim.instance(by_arn.get(ci["containerInstanceArn"], ""))
                 if ci["status"] == "DRAINING" and inst is not None and inst.status == ACTIVE:
                     sim.cluster.drain(inst)
-                    since = time.monotonic() - self.warned_at.get(inst.id, time.monotonic())
-                    self.say(
-                        f"{inst.id} DRAINING (set by the scaler {since:.1f}s after the warning)"
-                    )
+                    self.say(f"{inst.id} DRAINING ({self._why_draining(inst.id)})")
+
+    def _why_draining(self, iid: str) -> str:
+        if iid in self.warned_at:
+            since = time.monotonic() - self.warned_at[iid]
+            return f"set by the scaler {since:.1f}s after the warning"
+        group = self.member.get(iid)
+        where = f"; {group}'s {self.groups[group]} instance" if group else ""
+        return f"set by the scaler by its own choice, no notice{where}"
 
     def publish(self, signal: Signal) -> None:
-        """Send a signal through EventBridge, as AWS would."""
+        """Send a signal through EventBridge, as AWS would, stamped with the time it is sent
+        (the scaler's clock is the real one, not the model's)."""
+        now = datetime.now(UTC)
         if isinstance(signal, SpotInterruption):
-            event = testbed.spot_warning(signal.instance_id, signal.time)
+            event = testbed.spot_warning(signal.instance_id, now)
             self.warned_at[signal.instance_id] = time.monotonic()
             self.storm_started = self.storm_started or time.monotonic()
             self.say(f"spot interruption warning for {signal.instance_id}")
         elif isinstance(signal, RebalanceRecommendation):
-            event = testbed.rebalance_recommendation(signal.instance_id, signal.time)
+            event = testbed.rebalance_recommendation(signal.instance_id, now)
         elif isinstance(signal, InstanceStateChange):
-            event = testbed.state_change(signal.instance_id, signal.state, signal.time)
+            event = testbed.state_change(signal.instance_id, signal.state, now)
         else:
             return
         testbed.put_events(self.aws, [event])
