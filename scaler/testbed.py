@@ -146,11 +146,18 @@ class Node:
     az: str
 
 
+_AMIS: dict[str, str] = {}  # endpoint -> its ECS-optimized image (moto's are built in)
+
+
 def _ecs_ami(ec2: Any) -> str:
-    images = ec2.describe_images(
-        Owners=["amazon"], Filters=[{"Name": "name", "Values": ["amzn2-ami-ecs-hvm-*x86_64*"]}]
-    )["Images"]
-    return str(images[0]["ImageId"]) if images else "ami-12c6146b"
+    endpoint = str(ec2.meta.endpoint_url)
+    if endpoint not in _AMIS:  # a filtered DescribeImages takes moto a while: ask once
+        images = ec2.describe_images(
+            Owners=["amazon"],
+            Filters=[{"Name": "name", "Values": ["amzn2-ami-ecs-hvm-*x86_64*"]}],
+        )["Images"]
+        _AMIS[endpoint] = str(images[0]["ImageId"]) if images else "ami-12c6146b"
+    return _AMIS[endpoint]
 
 
 def launch_instances(aws: LocalAws, count: int, az: str = "us-east-1a") -> list[str]:
