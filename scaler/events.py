@@ -147,6 +147,7 @@ class ScheduledChange(Signal):
     instance_ids: tuple[str, ...]
     start_time: datetime | None
     event_type_code: str
+    end_time: datetime | None = None  # when the event window ends, if AWS Health says
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -314,6 +315,7 @@ class _HealthEntity(_Model):
 class _HealthDetail(_HealthHeader):
     event_type_code: str = Field(alias="eventTypeCode")
     start_time: _HealthTime = Field(default=None, alias="startTime")
+    end_time: _HealthTime = Field(default=None, alias="endTime")
     entities: list[_HealthEntity] = Field(default_factory=list, alias="affectedEntities")
 
 
@@ -492,6 +494,7 @@ def _health(env: _Envelope) -> Signal:
         time=env.time,
         instance_ids=ids,
         start_time=d.start_time,
+        end_time=d.end_time,
         event_type_code=d.event_type_code,
     )
 

@@ -10,8 +10,15 @@ the cluster's (:class:`~scaler.aws.lifecycle.ClusterGroups`), else it is another
 
 For the rest, :func:`scaler.plan.drain.decide` says what to do; this module carries it out:
 drains and deregistrations before the message is acknowledged, and work that takes minutes
-(following a lifecycle action, waiting for replacement capacity) as a *follow-up*, which keeps
-the message in flight without holding a handler slot.
+(following a lifecycle action, waiting for replacement capacity, waiting for the disruption
+budget and room: :class:`~scaler.aws.drain_gate.DrainGate`) as a *follow-up*, which keeps the
+message in flight without holding a handler slot.
+
+A reversible drain (a rebalance recommendation's, a scheduled reboot's) is marked on the
+container instance first (:class:`~scaler.aws.undrain.DrainMarks`), so the
+:class:`~scaler.aws.undrain.Reactivator` can undo it later. A final signal (spot interruption
+warning, lifecycle action, stopping or terminated, scheduled retirement) is noted on the notice
+board and turns a marked instance's mark final, after its drain.
 """
 
 from __future__ import annotations
@@ -20,13 +27,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from scaler.aws.drain_gate import DrainGate
 from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.intake import Outcome
 from scaler.aws.lifecycle import ClusterGroups, LifecycleFollower
 from scaler.aws.tasks import StandaloneRestarter
+from scaler.aws.undrain import DrainMarks
 from scaler.clock import Clock
 from scaler.events import (
     ContainerInstanceChange,
@@ -48,10 +57,13 @@ from scaler.plan.drain import (
     Drain,
     DrainPolicy,
     FollowLifecycle,
+    GatedDrain,
     LifecycleAction,
     ReplaceThenDrain,
     decide,
+    final_reason,
 )
+from scaler.plan.undrain import Mark
 from scaler.replacement import ReplacementSource
 
 log = logging.getLogger(__name__)
@@ -61,7 +73,7 @@ OTHER_CLUSTER = Outcome("other_cluster")
 IGNORED = Outcome("ignored")
 
 EcsSignal = ContainerInstanceChange | TaskStateChange | ServicePlacementFailure
-FollowUp = FollowLifecycle | ReplaceThenDrain
+FollowUp = FollowLifecycle | ReplaceThenDrain | GatedDrain
 
 
 @dataclass
@@ -76,6 +88,8 @@ class Workers:
     board: NoticeBoard = field(default_factory=NoticeBoard)
     drained: Callable[[], None] = lambda: None  # wakes the capacity controller
     groups: ClusterGroups | None = None  # None: hooks of unknown instances are not completed
+    marks: DrainMarks | None = None  # None: drains are not marked (and never undone)
+    gate: DrainGate | None = None  # None: recommendation drains are not held
 
 
 class EventHandler:
@@ -103,6 +117,7 @@ class EventHandler:
         now_actions = [a for a in decision.actions if not isinstance(a, FollowUp)]
         await _all(self._act(a, received_at) for a in now_actions)
         await self._restart_on_drained(signal, members, now_actions)
+        await self._settle(signal, members, received_at)
         later = [a for a in decision.actions if isinstance(a, FollowUp)]
         if later:
             return Outcome("handled", follow_up=_all(self._follow(a, received_at) for a in later))
@@ -133,8 +148,21 @@ class EventHandler:
                 self._w.board.warned(iid, at)
             elif isinstance(signal, RebalanceRecommendation):
                 self._w.board.recommended(iid, at)
+            if final_reason(signal) is not None:
+                self._w.board.finalised(iid, at)
         # the capacity controller prunes too, but it does not run without pools: bound it here
         self._w.board.prune(received_at.timestamp())
+
+    async def _settle(
+        self, signal: Signal, members: Mapping[str, ContainerInstance], received_at: datetime
+    ) -> None:
+        """After a final signal, a reversible mark on its instances becomes final."""
+        reason = final_reason(signal)
+        if reason is None or self._w.marks is None:
+            return
+        at = (signal.time or received_at).timestamp()
+        for ci in members.values():
+            await self._w.marks.settle(ci, reason, at)
 
     def _explain(self, signal: Signal, decision: Decision) -> None:
         log.info(
@@ -150,7 +178,12 @@ class EventHandler:
         )
 
     async def _act(self, action: Action, received_at: datetime) -> None:
-        if isinstance(action, Drain):
+        if isinstance(action, Drain) and action.undo_at is not None:
+            undo = action.undo_at.timestamp()
+            await self._drain_marked(
+                action.instance, action.reason, action.since, received_at, undo
+            )
+        elif isinstance(action, Drain):
             await self._drain(action.instance, action.reason, action.since or received_at)
         elif isinstance(action, Deregister):
             await self._w.drainer.deregister(action.instance, action.reason)
@@ -175,11 +208,51 @@ class EventHandler:
             if ci.draining and iid not in drained_now:
                 await self._w.restarter.restart_all(ci)
 
+    async def _drain_marked(
+        self,
+        instance: ContainerInstance,
+        reason: str,
+        since: datetime | None,
+        received_at: datetime,
+        undo_at: float,
+    ) -> None:
+        """A reversible drain: marked first, so that it can be told from others' and undone."""
+        if self._w.marks is not None:
+            now = self._clock.now().timestamp()
+            instance = await self._w.marks.put(instance, Mark(reason, now, undo_at))
+        await self._drain(instance, reason, since or received_at)
+
     async def _follow(self, action: FollowUp, received_at: datetime) -> None:
         if isinstance(action, FollowLifecycle):
             await self._w.lifecycle.follow(action.action, action.instance)
+        elif isinstance(action, GatedDrain):
+            await self._gated_drain(action.instance, action.reason, action.since, received_at)
         else:
             await self._replace_then_drain(action, received_at)
+
+    async def _gated_drain(
+        self,
+        instance: ContainerInstance,
+        reason: str,
+        since: datetime | None,
+        received_at: datetime,
+    ) -> None:
+        """A recommendation drain: once the gate admits it, marked to be undone after
+        ``SCALER_UNDRAIN_AFTER`` unless a final signal comes first."""
+        iid = instance.ec2_instance_id
+        raised = since or received_at
+        gate = self._w.gate
+        if gate is not None and not await gate.wait(instance, raised.timestamp()):
+            return
+        try:
+            current = (await self._w.directory.resolve([iid])).get(iid)
+            if current is None or current.draining:
+                return
+            undo_at = self._clock.now() + timedelta(seconds=self._policy.undrain_after)
+            await self._drain_marked(current, reason, since, received_at, undo_at.timestamp())
+        finally:
+            if gate is not None:
+                gate.done(iid)
 
     async def _replace_then_drain(self, action: ReplaceThenDrain, received_at: datetime) -> None:
         context = {"instance_id": action.instance.ec2_instance_id}
@@ -194,7 +267,7 @@ class EventHandler:
         current = await self._w.directory.resolve([action.instance.ec2_instance_id])
         instance = current.get(action.instance.ec2_instance_id)
         if instance is not None:
-            await self._drain(instance, action.reason, action.since or received_at)
+            await self._gated_drain(instance, action.reason, action.since, received_at)
 
     def _ecs_signal(self, signal: EcsSignal) -> Outcome:
         if cluster_name_of(signal.cluster_arn) != self._cluster_name:

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from scaler.aws.capacity import CapacityActuator, CapacityController, CapacityReader, policy_from
 from scaler.aws.clients import AwsClients, AwsTarget, Instrument
 from scaler.aws.consolidation import Consolidator
+from scaler.aws.drain_gate import DrainGate
 from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.errors import AwsFailure, Context, Problem, cluster_missing, explain
@@ -45,6 +46,7 @@ from scaler.aws.migration import Migration
 from scaler.aws.rebalancer import RebalanceController
 from scaler.aws.retry import Backoff
 from scaler.aws.tasks import StandaloneRestarter, TaskInspector
+from scaler.aws.undrain import DrainMarks, Reactivator
 from scaler.clock import Clock, SystemClock
 from scaler.guard import GuardRails
 from scaler.handler import EventHandler, Workers
@@ -237,9 +239,12 @@ class Scaler:
             interval=self.settings.guard_interval,
         )
         leader = self._leadership(aws)
+        reactivator = self._reactivator(aws, workers)
+        reactivator.leader = leader
         background = [
             asyncio.create_task(guard.run_forever(stop), name="guard-rails"),
             asyncio.create_task(leader.run_forever(stop), name="lease"),
+            asyncio.create_task(reactivator.run_forever(stop), name="reactivation"),
             asyncio.create_task(
                 health.watch(self._probe(aws), self._describer(aws), stop), name="ready"
             ),
@@ -292,7 +297,34 @@ class Scaler:
             restarter = StandaloneRestarter(
                 aws.ecs, cluster, self.metrics, dry_run=s.dry_run, backoff=backoff
             )
-        return Workers(directory, drainer, follower, self._replacements, restarter, groups=groups)
+        workers = Workers(
+            directory, drainer, follower, self._replacements, restarter, groups=groups
+        )
+        workers.marks = DrainMarks(aws.ecs, cluster, directory, backoff, dry_run=s.dry_run)
+        workers.gate = DrainGate(
+            directory,
+            self.clock,
+            share=s.disruption_budget,
+            expire_after=s.undrain_after,
+            poll=s.drain_poll,
+        )
+        return workers
+
+    def _reactivator(self, aws: AwsClients, workers: Workers) -> Reactivator:
+        """Undoes the scaler's drains on warnings that did not come true."""
+        s = self.settings
+        assert workers.marks is not None
+        return Reactivator(
+            aws.ecs,
+            s.cluster,
+            workers.directory,
+            workers.board,
+            workers.marks,
+            self.metrics,
+            self.clock,
+            interval=min(60.0, max(0.2, s.undrain_after / 4)),
+            dry_run=s.dry_run,
+        )
 
     async def _capacity(self, aws: AwsClients, workers: Workers) -> CapacityController | None:
         """The capacity controller, if any pool or overflow service is configured."""

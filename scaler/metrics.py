@@ -29,6 +29,7 @@ from prometheus_client import (
 )
 
 from scaler import __version__
+from scaler.plan.undrain import REVERSIBLE
 
 # `*_created` series double the exposition and no dashboard reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -105,6 +106,21 @@ class Metrics:
             "scaler_drained_instances",
             "Container instances set to DRAINING, by reason.",
             ["reason"],
+            registry=r,
+        )
+        self.reactivated = Counter(
+            "scaler_reactivated_instances",
+            "Instances the scaler drained on a warning that did not come true and set ACTIVE "
+            "again, by reason (`rebalance_recommendation`, `scheduled_reboot`).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in REVERSIBLE:
+            self.reactivated.labels(reason)
+        self.stale_draining = Gauge(
+            "scaler_stale_draining_instances",
+            "Instances DRAINING past SCALER_DRAIN_TIMEOUT with no live reason (no spot notice, "
+            "retirement or reactivation to come), no longer counted as doomed; at the last plan.",
             registry=r,
         )
         self.drain_batch_size = Histogram(

@@ -24,6 +24,8 @@ class ContainerInstance:
     memory: int = 0  # registered MiB
     free_cpu: int = 0  # remaining CPU units
     free_memory: int = 0  # remaining MiB
+    # the scaler's drain mark (ECS attribute scaler.drained): "" none, None not known (an event)
+    drain_mark: str | None = None
 
     @property
     def draining(self) -> bool:

@@ -186,6 +186,14 @@ class Settings(BaseSettings):
         default=1800.0,
         description="AWS Health scheduled changes: drain this many seconds before the start time.",
     )
+    undrain_after: Seconds = Field(
+        default=1200.0,
+        description="Seconds after which an instance the scaler drained on a rebalance "
+        "recommendation is set ACTIVE again if no interruption warning, lifecycle action or "
+        "state change came for it (a reboot-only scheduled change: when its window ends, or "
+        "this long after its start); also how long a recommendation waits for the disruption "
+        "budget and room before it is dropped.",
+    )
     restart_standalone_tasks: bool = Field(
         default=False,
         description="Re-run standalone tasks (not in a service) elsewhere when their instance "

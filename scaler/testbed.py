@@ -287,16 +287,24 @@ def lifecycle_terminate(
 
 
 def scheduled_change(
-    instance_id: str, start: datetime, when: datetime | None = None, event_id: str | None = None
+    instance_id: str,
+    start: datetime,
+    when: datetime | None = None,
+    event_id: str | None = None,
+    *,
+    end: datetime | None = None,
+    code: str = "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
 ) -> dict[str, Any]:
     detail = {
         "eventArn": f"arn:aws:health:{REGION}::event/EC2/{uuid.uuid4()}",
         "service": "EC2",
-        "eventTypeCode": "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
+        "eventTypeCode": code,
         "eventTypeCategory": "scheduledChange",
         "startTime": start.strftime("%a, %d %b %Y %H:%M:%S GMT"),
         "affectedEntities": [{"entityValue": instance_id}],
     }
+    if end is not None:
+        detail["endTime"] = end.strftime("%a, %d %b %Y %H:%M:%S GMT")
     return _envelope("aws.health", "AWS Health Event", detail, [instance_id], when, event_id)
 
 

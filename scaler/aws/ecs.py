@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from scaler.clock import Clock
 from scaler.model import ContainerInstance
+from scaler.plan.undrain import ATTRIBUTE as DRAIN_MARK
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,16 @@ def _container_instance(raw: dict[str, Any]) -> ContainerInstance:
         memory=resource(raw, "registeredResources", "MEMORY"),
         free_cpu=resource(raw, "remainingResources", "CPU"),
         free_memory=resource(raw, "remainingResources", "MEMORY"),
+        drain_mark=attribute(raw, DRAIN_MARK),
     )
+
+
+def attribute(raw: dict[str, Any], name: str) -> str:
+    """The value of a described container instance's attribute ``name``; "" if it has none."""
+    for item in raw.get("attributes", []):
+        if item.get("name") == name:
+            return str(item.get("value") or "")
+    return ""
 
 
 def resource(raw: dict[str, Any], key: str, name: str) -> int:
@@ -123,6 +134,8 @@ class InstanceDirectory:
         held = self._by_instance.get(instance.ec2_instance_id)
         if held and instance.version and held.version > instance.version:
             return
+        if held and instance.drain_mark is None:  # an event does not carry the mark
+            instance = replace(instance, drain_mark=held.drain_mark)
         if instance.status in GONE:
             self._by_instance.pop(instance.ec2_instance_id, None)
         else:

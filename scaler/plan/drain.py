@@ -5,13 +5,20 @@
 ========================  =====================================================================
 spot interruption         drain now (the instance has two minutes left)
 rebalance recommendation  the operator's policy: ignore, drain, or replace-then-drain (drain once
-                          replacement capacity is ready or a timeout passes)
+                          replacement capacity is ready or a timeout passes); either drain waits
+                          for the disruption budget and room (:mod:`scaler.plan.drain_budget`)
 ASG terminate lifecycle   drain, then follow the action: heartbeat while service tasks remain,
                           complete it with CONTINUE when none remain or the drain timeout passes
 state change              stopping / shutting-down / stopped: drain; terminated: deregister the
                           container instance (force), so ECS stops counting on it
-scheduled change          drain ``scheduled_drain_lead`` before the start time; until then defer
+scheduled change          drain ``scheduled_drain_lead`` before the start time; until then defer.
+                          A reboot (``eventTypeCode`` with ``_REBOOT_``) is undone once its
+                          window ends (:mod:`scaler.plan.undrain`); a retirement or stop is final
 ========================  =====================================================================
+
+Spot interruption warnings, lifecycle actions, stopping or terminated instances and scheduled
+retirements are *final* (:func:`final_reason`): they drain at once, and a reversible drain of the
+same instance is never undone after one of them.
 
 An instance already DRAINING is not drained again (ECS would accept it, but the call would be
 wasted); a lifecycle action is still followed and a terminated instance still deregistered.
@@ -21,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from scaler.events import (
     InstanceStateChange,
@@ -45,6 +52,7 @@ class DrainPolicy:
     rebalance: RebalancePolicy = RebalancePolicy.DRAIN
     replacement_timeout: float = 300.0
     scheduled_lead: float = 1800.0
+    undrain_after: float = 1200.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DrainPolicy:
@@ -52,6 +60,7 @@ class DrainPolicy:
             rebalance=settings.rebalance_policy,
             replacement_timeout=settings.replacement_timeout,
             scheduled_lead=settings.scheduled_drain_lead,
+            undrain_after=settings.undrain_after,
         )
 
 
@@ -60,6 +69,17 @@ class Drain:
     instance: ContainerInstance
     reason: str
     since: datetime | None  # when the signal was raised, for the latency metric
+    undo_at: datetime | None = None  # reversible: set ACTIVE again from then, unless warned
+
+
+@dataclass(frozen=True)
+class GatedDrain:
+    """A recommendation drain: waits for the disruption budget and room, then drains (marked
+    reversible), or is dropped when it has waited ``undrain_after``."""
+
+    instance: ContainerInstance
+    reason: str
+    since: datetime | None
 
 
 @dataclass(frozen=True)
@@ -92,7 +112,7 @@ class FollowLifecycle:
     action: LifecycleAction
 
 
-Action = Drain | Deregister | ReplaceThenDrain | FollowLifecycle
+Action = Drain | Deregister | ReplaceThenDrain | GatedDrain | FollowLifecycle
 
 
 @dataclass(frozen=True)
@@ -124,6 +144,26 @@ def decide(
     return Decision(why=f"no drain action for {signal.KIND}")
 
 
+def final_reason(signal: Signal) -> str | None:
+    """The drain reason of a signal after which an instance is not coming back; None for the
+    others (a recommendation, a reboot, a state that does not end the instance)."""
+    if isinstance(signal, SpotInterruption):
+        return "spot_interruption"
+    if isinstance(signal, LifecycleTerminate):
+        return "lifecycle_terminate"
+    if isinstance(signal, InstanceStateChange) and signal.state in DRAIN_STATES | GONE_STATES:
+        return "instance_state"
+    if isinstance(signal, ScheduledChange) and not is_reboot(signal):
+        return "scheduled_change"
+    return None
+
+
+def is_reboot(signal: ScheduledChange) -> bool:
+    """A scheduled change after which the instance comes back (e.g.
+    ``AWS_EC2_INSTANCE_REBOOT_MAINTENANCE_SCHEDULED``, ``AWS_EC2_SYSTEM_REBOOT_...``)."""
+    return "_REBOOT_" in signal.event_type_code.upper()
+
+
 def _drain_all(
     members: Mapping[str, ContainerInstance], reason: str, since: datetime | None, why: str
 ) -> Decision:
@@ -140,7 +180,12 @@ def _rebalance(
     if policy.rebalance is RebalancePolicy.IGNORE:
         return Decision(why="rebalance recommendation ignored by policy")
     if policy.rebalance is RebalancePolicy.DRAIN:
-        return _drain_all(members, reason, signal.time, "rebalance recommendation")
+        gated = tuple(
+            GatedDrain(ci, reason, signal.time) for ci in _sorted(members) if not ci.draining
+        )
+        if not gated:
+            return Decision(why="rebalance recommendation: already draining")
+        return Decision(gated, why="rebalance recommendation: drain within the budget")
     todo = tuple(
         ReplaceThenDrain(ci, reason, signal.time, policy.replacement_timeout)
         for ci in _sorted(members)
@@ -181,7 +226,17 @@ def _scheduled(
             return Decision(
                 why=f"scheduled change starts {signal.start_time.isoformat()}", defer=wait
             )
-    return _drain_all(members, "scheduled_change", signal.time, "scheduled change")
+    if not is_reboot(signal):
+        return _drain_all(members, "scheduled_change", signal.time, "scheduled change")
+    undo_at = signal.end_time or (signal.start_time or now) + timedelta(
+        seconds=policy.undrain_after
+    )
+    todo = tuple(
+        Drain(ci, "scheduled_reboot", signal.time, undo_at)
+        for ci in _sorted(members)
+        if not ci.draining
+    )
+    return Decision(todo, why=f"scheduled reboot: drained until {undo_at.isoformat()}")
 
 
 def _sorted(members: Mapping[str, ContainerInstance]) -> list[ContainerInstance]:

@@ -24,9 +24,11 @@ from scaler.plan.drain import (
     Drain,
     DrainPolicy,
     FollowLifecycle,
+    GatedDrain,
     LifecycleAction,
     ReplaceThenDrain,
     decide,
+    final_reason,
 )
 from scaler.settings import RebalancePolicy
 
@@ -60,7 +62,7 @@ def test_an_instance_already_draining_is_not_drained_again() -> None:
     ("policy", "expected"),
     [
         (RebalancePolicy.IGNORE, ()),
-        (RebalancePolicy.DRAIN, (Drain(ACTIVE, "rebalance_recommendation", T),)),
+        (RebalancePolicy.DRAIN, (GatedDrain(ACTIVE, "rebalance_recommendation", T),)),
         (
             RebalancePolicy.REPLACE_THEN_DRAIN,
             (ReplaceThenDrain(ACTIVE, "rebalance_recommendation", T, 300.0),),
@@ -117,13 +119,18 @@ def test_arriving_states_do_nothing(state: str) -> None:
     )
 
 
-def _scheduled(start: datetime | None) -> ScheduledChange:
+def _scheduled(
+    start: datetime | None,
+    code: str = "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
+    end: datetime | None = None,
+) -> ScheduledChange:
     return ScheduledChange(
         event_id="e",
         time=T,
         instance_ids=("i-1",),
         start_time=start,
-        event_type_code="AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
+        end_time=end,
+        event_type_code=code,
     )
 
 
@@ -137,6 +144,49 @@ def test_scheduled_change_far_ahead_is_deferred_until_the_lead() -> None:
 def test_scheduled_change_within_the_lead_drains_now(start: datetime | None) -> None:
     d = decide(_scheduled(start), members(ACTIVE), DrainPolicy(), NOW)
     assert d.actions == (Drain(ACTIVE, "scheduled_change", T),)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "AWS_EC2_INSTANCE_REBOOT_MAINTENANCE_SCHEDULED",
+        "AWS_EC2_SYSTEM_REBOOT_MAINTENANCE_SCHEDULED",
+        "AWS_EC2_INSTANCE_REBOOT_FLEXIBLE_MAINTENANCE_SCHEDULED",
+    ],
+)
+def test_a_reboot_drains_until_its_window_ends(code: str) -> None:
+    start, end = NOW + timedelta(minutes=20), NOW + timedelta(hours=2)
+    d = decide(_scheduled(start, code, end), members(ACTIVE), DrainPolicy(), NOW)
+    assert d.actions == (Drain(ACTIVE, "scheduled_reboot", T, undo_at=end),)
+    # no end announced: the drain is undone SCALER_UNDRAIN_AFTER after the start
+    d = decide(_scheduled(start, code), members(ACTIVE), DrainPolicy(undrain_after=600), NOW)
+    assert d.actions == (
+        Drain(ACTIVE, "scheduled_reboot", T, undo_at=start + timedelta(seconds=600)),
+    )
+    assert final_reason(_scheduled(start, code, end)) is None
+
+
+@pytest.mark.parametrize(
+    "code", ["AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED", "AWS_EC2_INSTANCE_STOP_SCHEDULED"]
+)
+def test_a_retirement_or_stop_is_final(code: str) -> None:
+    d = decide(_scheduled(NOW, code, NOW + timedelta(hours=1)), members(ACTIVE), DrainPolicy(), NOW)
+    assert d.actions == (Drain(ACTIVE, "scheduled_change", T),)
+    assert final_reason(_scheduled(NOW, code)) == "scheduled_change"
+
+
+def test_which_signals_are_final() -> None:
+    assert final_reason(spot()) == "spot_interruption"
+    assert final_reason(_lifecycle("i-1")) == "lifecycle_terminate"
+    assert (
+        final_reason(InstanceStateChange(event_id="e", time=T, instance_id="i-1", state="stopping"))
+        == "instance_state"
+    )
+    assert (
+        final_reason(InstanceStateChange(event_id="e", time=T, instance_id="i-1", state="running"))
+        is None
+    )
+    assert final_reason(RebalanceRecommendation(event_id="e", time=T, instance_id="i-1")) is None
 
 
 def test_signals_without_a_drain_meaning_do_nothing() -> None:
@@ -197,7 +247,7 @@ def test_decisions_touch_only_members_and_never_redrain(
     d = decide(signal, known, DrainPolicy(rebalance=policy), NOW)
     for action in d.actions:
         assert action.instance in known.values()
-        if isinstance(action, Drain | ReplaceThenDrain):
+        if isinstance(action, Drain | ReplaceThenDrain | GatedDrain):
             assert not action.instance.draining
     # deciding again on the state the actions leave behind asks for no new drain
     after = {
@@ -208,3 +258,15 @@ def test_decisions_touch_only_members_and_never_redrain(
     }
     again = decide(signal, after, DrainPolicy(rebalance=policy), NOW)
     assert not any(isinstance(a, Drain) for a in again.actions)
+
+
+@given(st.lists(instances, max_size=6), st.sampled_from(list(RebalancePolicy)))
+def test_interruption_warnings_always_drain_at_once(
+    cis: list[ContainerInstance], policy: RebalancePolicy
+) -> None:
+    known = {ci.ec2_instance_id: ci for ci in cis}
+    for iid in known:
+        d = decide(spot(iid), {iid: known[iid]}, DrainPolicy(rebalance=policy), NOW)
+        assert d.defer is None
+        assert all(isinstance(a, Drain) and a.undo_at is None for a in d.actions)
+        assert len(d.actions) == (0 if known[iid].draining else 1)
