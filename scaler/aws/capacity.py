@@ -51,6 +51,7 @@ from scaler.aws.retiring import (
 )
 from scaler.aws.retry import Backoff
 from scaler.aws.roll import Drift, DriftReader, RollMemory, carry_out, live_instances, template_spec
+from scaler.aws.stale import StaleDrains
 from scaler.aws.taskdefs import fargate_problem, reservation
 from scaler.aws.tasks import is_empty, running_tasks
 from scaler.aws.templates import TemplatePools, new_token
@@ -113,6 +114,7 @@ class Observed:
     drift: Drift = field(default_factory=Drift)  # out-of-date instances, and those retiring
     facts: dict[str, Ec2Facts] | None = None  # EC2's, on the groups' instances (None: not read)
     migrating: frozenset[str] = frozenset()  # Spot Fleet instances still to be replaced
+    stale: tuple[NodeView, ...] = ()  # DRAINING with no live reason: left out of the snapshot
 
 
 class CapacityReader:
@@ -124,6 +126,7 @@ class CapacityReader:
         self._directory = directory
         self._board = board
         self._templates = TemplatePools(aws, settings)
+        self._stale = StaleDrains(board, settings.drain_timeout)
         self._types: dict[str, tuple[int, int, float]] = {}  # type -> (cpu units, MiB, $/h)
         self._task_sizes: dict[str, tuple[int, int]] = {}
         self._template_types: dict[str, str] = {}
@@ -265,6 +268,7 @@ class CapacityReader:
             observed.facts = await self._facts(groups)
         if s.roll and observed.facts is not None:
             observed.drift = await DriftReader(self._aws).read(groups, observed.facts)
+        self._stale.apply(observed, now)
         return observed
 
     async def _facts(self, groups: list[dict[str, Any]]) -> dict[str, Ec2Facts] | None:
@@ -823,7 +827,7 @@ class CapacityController:
             # not in a cycle that changed anything: its snapshot no longer says what runs where
             if self.consolidator is not None and self._actuator.acted == acted:
                 await self._consolidate(observed, observed.facts, plan, self.consolidator)
-        self._observe(observed.snapshot, plan)
+        self._observe(observed.snapshot, plan, observed.stale)
         self.last_plan = plan
         pools = {p.name: p for p in observed.snapshot.pools}
         launching = any(n.status == "launching" for n in observed.snapshot.nodes)
@@ -961,7 +965,9 @@ class CapacityController:
                 self.memory = self.memory.failing(name, now, spot=name in spot)
                 del self._actuator.asked[name]
 
-    def _observe(self, snap: CapacitySnapshot, plan: CapacityPlan) -> None:
+    def _observe(
+        self, snap: CapacitySnapshot, plan: CapacityPlan, stale: tuple[NodeView, ...]
+    ) -> None:
         cpu, mem = deficit(snap, self._policy)
         self._metrics.deficit.labels("cpu").set(cpu)
         self._metrics.deficit.labels("memory").set(mem)
@@ -970,5 +976,6 @@ class CapacityController:
             self._metrics.capacity.labels(capacity).set(counts[capacity])
         self._metrics.capacity.labels("fargate").set(sum(plan.overflow_targets.values()))
         self._metrics.fallback_active.set(1 if counts[ON_DEMAND] else 0)
+        self._metrics.stale_draining.set(len(stale))
         for companion, desired in plan.overflow_targets.items():
             self._metrics.overflow_tasks.labels(companion).set(desired)

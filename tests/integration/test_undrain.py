@@ -216,3 +216,93 @@ def _tasks_on(aws: testbed.LocalAws, iid: str) -> int:
     described = ecs.describe_container_instances(cluster="prod", containerInstances=arns)
     ci = next(c for c in described["containerInstances"] if c["ec2InstanceId"] == iid)
     return int(ci["runningTasksCount"]) + int(ci["pendingTasksCount"])
+
+
+# -- the capacity side: a drain that is undone, or stale, stops blocking the return to spot ------
+
+
+def _with_fallback(aws: testbed.LocalAws) -> None:
+    """Spot and on-demand groups, services on the first instances, an on-demand fallback."""
+    from tests.integration.test_capacity import _fallback_instance, _group, _services
+
+    nodes = [testbed.Node(i, a, "us-east-1a") for i, a in _arns(aws).items()]
+    _group(aws, "spot-asg")
+    _group(aws, "od-asg")
+    _services(aws, nodes)
+    _fallback_instance(aws)
+
+
+def _arns(aws: testbed.LocalAws) -> dict[str, str]:
+    ecs = aws.client("ecs")
+    arns = ecs.list_container_instances(cluster="prod")["containerInstanceArns"]
+    described = ecs.describe_container_instances(cluster="prod", containerInstances=arns)
+    return {c["ec2InstanceId"]: c["containerInstanceArn"] for c in described["containerInstances"]}
+
+
+def _od_desired(aws: testbed.LocalAws) -> int:
+    group = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=["od-asg"])
+    return int(group["AutoScalingGroups"][0]["DesiredCapacity"])
+
+
+def _capacity(**extra: Any) -> dict[str, Any]:
+    return {
+        "spot_pools": "spot-asg",
+        "on_demand_pools": "od-asg",
+        "capacity_interval": 0.3,
+        "headroom": 0.0,
+        "revert_after": 0.1,
+        **extra,
+    }
+
+
+async def test_the_return_to_spot_proceeds_once_recommendation_drains_are_undone(
+    local_aws: testbed.LocalAws,
+) -> None:
+    members, queues = _cluster(local_aws, 6)
+    _with_fallback(local_aws)
+    burst = members[2:6]
+    _send(local_aws, queues.url, [testbed.rebalance_recommendation(i) for i in burst])
+    first = _scaler(local_aws, queues.url, undrain_after=4.0)  # no pools: drains only
+
+    def drained() -> bool:
+        states = _states(local_aws)
+        return all(states[i] == "DRAINING" for i in burst)
+
+    assert await run_until(first, drained, limit=30), outcomes(first.metrics)
+    # a restart: the new process reads which drains are its own from their marks
+    scaler = _scaler(local_aws, queues.url, undrain_after=4.0, **_capacity())
+    released_while_drained = False
+
+    def given_back() -> bool:
+        nonlocal released_while_drained
+        states = _states(local_aws)
+        given = _od_desired(local_aws) == 0
+        if given and any(states[i] == "DRAINING" for i in burst):
+            released_while_drained = True
+        return given
+
+    assert await run_until(scaler, given_back, limit=40), outcomes(scaler.metrics)
+    assert not released_while_drained  # the drains held the return to spot back until undone
+    states = _states(local_aws)
+    assert all(states[i] == "ACTIVE" for i in burst)
+    text = scaler.metrics.render().decode()
+    assert 'scaler_reactivated_instances_total{reason="rebalance_recommendation"} 4.0' in text
+
+
+async def test_a_stale_hand_drain_stops_blocking_the_return_to_spot(
+    local_aws: testbed.LocalAws,
+) -> None:
+    members, queues = _cluster(local_aws, 4)
+    _with_fallback(local_aws)
+    ecs = local_aws.client("ecs")
+    ecs.update_container_instances_state(
+        cluster="prod", containerInstances=[_arns(local_aws)[members[3]]], status="DRAINING"
+    )
+    scaler = _scaler(local_aws, queues.url, drain_timeout=1.0, **_capacity())
+
+    def given_back() -> bool:
+        return _od_desired(local_aws) == 0
+
+    assert await run_until(scaler, given_back, limit=40), outcomes(scaler.metrics)
+    assert _states(local_aws)[members[3]] == "DRAINING"  # left as its owner set it
+    assert "scaler_stale_draining_instances 1.0" in scaler.metrics.render().decode()
