@@ -40,7 +40,8 @@ from scaler.plan.capacity import (
     sources,
 )
 from scaler.plan.consolidate import ConsolidationPolicy, plan_consolidation
-from scaler.plan.drain import Drain, DrainPolicy, decide
+from scaler.plan.drain import Drain, DrainPolicy, GatedDrain, decide
+from scaler.plan.drain_budget import Member, Waiting, admit
 from scaler.plan.rebalance import RebalancePolicy
 from scaler.plan.roll import RollPolicy, RollState, machines, plan_roll, surges_before_drain
 from scaler.plan.scale_in import capacity_agrees
@@ -53,6 +54,8 @@ WARMUP = 300.0
 SCALE_IN_PERIOD = 300.0
 SCALE_IN_AFTER = 900.0
 DRAIN_WINDOW = 0.25
+DRAIN_POLL = 10.0  # SCALER_DRAIN_POLL: how often held recommendation drains are looked at
+DISRUPTION_BUDGET = 0.1  # SCALER_DISRUPTION_BUDGET's default
 CAPACITY_PERIOD = 15.0
 CONSOLIDATE_PERIOD = 300.0
 ROLL_PERIOD = 60.0
@@ -240,6 +243,8 @@ class ScalerPolicy:
         self.presurged: dict[str, tuple[float, dict[str, int]]] = {}  # instance -> (since, surges)
         self.unsurge: dict[str, dict[str, int]] = {}  # drained instance -> surges to set back
         self._batch: list[Instance] = []
+        self.held: dict[str, Waiting] = {}  # recommendation drains waiting for budget and room
+        self.recommended: set[str] = set()  # instances drained on a recommendation
 
     def start(self, sim: Sim) -> None:
         self.scaling.start(sim)
@@ -269,6 +274,47 @@ class ScalerPolicy:
         for action in decision.actions:
             if isinstance(action, Drain):
                 self._queue_drain(sim, action.instance.ec2_instance_id)
+            elif isinstance(action, GatedDrain):
+                self._hold(sim, action.instance.ec2_instance_id)
+
+    def _hold(self, sim: Sim, instance_id: str) -> None:
+        """A recommendation drain waits for the budget and room, as the drain gate has it."""
+        inst = sim.instance(instance_id)
+        if inst is None or instance_id in self.held:
+            return
+        used = (inst.cpu - inst.free_cpu, inst.memory - inst.free_mem)
+        if not self.held:
+            sim.at(sim.now + DRAIN_POLL, self._admit_held, sim)
+        self.held[instance_id] = Waiting(instance_id, sim.now, max(0, used[0]), max(0, used[1]))
+        self._admit(sim)
+
+    def _admit_held(self, sim: Sim) -> None:
+        self._admit(sim)
+        if self.held:
+            sim.at(sim.now + DRAIN_POLL, self._admit_held, sim)
+
+    def _admit(self, sim: Sim) -> None:
+        live = {i.id: i for i in sim.cluster.instances.values() if i.status in (ACTIVE, DRAINING)}
+        for iid in [i for i in self.held if i not in live or live[i].status == DRAINING]:
+            del self.held[iid]  # gone, or drained for another reason meanwhile
+        members = [
+            Member(
+                i.id,
+                i.status,
+                i.free_cpu,
+                i.free_mem,
+                i.id in self.recommended and i.status == DRAINING and bool(i.tasks),
+            )
+            for i in live.values()
+        ]
+        result = admit(
+            list(self.held.values()), members, DISRUPTION_BUDGET, sim.now, self.policy.undrain_after
+        )
+        for iid in (*result.drain, *result.expired):
+            del self.held[iid]
+        for iid in result.drain:
+            self.recommended.add(iid)
+            self._queue_drain(sim, iid)
 
     def _queue_drain(self, sim: Sim, instance_id: str) -> None:
         inst = sim.instance(instance_id)
