@@ -533,6 +533,15 @@ def test_scheduled_change_instance_ids(
     assert signal.instance_ids == instance_ids(signal) == expected
 
 
+def test_scheduled_change_reads_the_end_of_its_window() -> None:
+    data = payload(HEALTH)
+    assert isinstance(signal := parse_event(json.dumps(data)), ScheduledChange)
+    assert signal.end_time is None
+    data["detail"]["endTime"] = "Tue, 21 Apr 2026 06:30:00 GMT"
+    assert isinstance(signal := parse_event(json.dumps(data)), ScheduledChange)
+    assert signal.end_time == utc(2026, 4, 21, 6, 30, 0)
+
+
 def test_scheduled_change_without_entities_uses_resources() -> None:
     data = payload(HEALTH)
     del data["detail"]["affectedEntities"]
