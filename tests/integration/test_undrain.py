@@ -12,6 +12,7 @@ from scaler.loop import Scaler
 from scaler.plan.undrain import ATTRIBUTE
 from tests.integration.ecs_harness import Ecs
 from tests.integration.helpers import outcomes, scaler_for, settings_for
+from tests.integration.test_capacity import _fallback_instance, _group, _services
 
 
 def _cluster(aws: testbed.LocalAws, size: int) -> tuple[list[str], testbed.Queues]:
@@ -223,8 +224,6 @@ def _tasks_on(aws: testbed.LocalAws, iid: str) -> int:
 
 def _with_fallback(aws: testbed.LocalAws) -> None:
     """Spot and on-demand groups, services on the first instances, an on-demand fallback."""
-    from tests.integration.test_capacity import _fallback_instance, _group, _services
-
     nodes = [testbed.Node(i, a, "us-east-1a") for i, a in _arns(aws).items()]
     _group(aws, "spot-asg")
     _group(aws, "od-asg")
