@@ -124,6 +124,17 @@ variable "alarm_topic_arn" {
   }
 }
 
+variable "instance_role_arns" {
+  type        = list(string)
+  default     = []
+  description = "For template pools: ARNs of the roles in the container instances' instance profiles, which a launch passes to EC2. Empty: no role may be passed, and template pools cannot launch."
+
+  validation {
+    condition     = alltrue([for arn in var.instance_role_arns : can(regex("^arn:[^:]+:iam::[0-9]{12}:role/[^*?]+$", arn))])
+    error_message = "instance_role_arns entries must be IAM role ARNs, without wildcards."
+  }
+}
+
 variable "tags" {
   type        = map(string)
   default     = {}

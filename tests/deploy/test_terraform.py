@@ -44,6 +44,7 @@ POLICY_VARIABLES = {
     "AccountId": "data.aws_caller_identity.current.account_id",
     "ClusterName": "var.cluster_name",
     "QueueArn": "aws_sqs_queue.events.arn",
+    "InstanceRoleArns": "local.instance_roles_marker",
 }
 DETAIL_LITERALS = ("state", "service", "eventTypeCategory", "eventName")
 _OPTIONS = hcl2.SerializationOptions(
@@ -187,7 +188,10 @@ def test_the_resource_counts_are_the_templates() -> None:
         assert counts[tf_kind] == len(cfn_resources(kind)), tf_kind
     rules, roles = cfn_resources("AWS::Events::Rule"), cfn_resources("AWS::IAM::Role").values()
     assert counts["aws_cloudwatch_event_target"] == sum(len(r["Targets"]) for r in rules.values())
-    assert counts["aws_iam_role_policy"] == sum(len(r.get("Policies", [])) for r in roles)
+    # a conditional policy of the template (the instance roles a launch may pass) is a statement
+    # of the one Terraform policy, left out there when its list is empty
+    unconditional = [p for r in roles for p in r.get("Policies", []) if isinstance(p, dict)]
+    assert counts["aws_iam_role_policy"] == len(unconditional)
     assert counts["aws_iam_role_policy_attachment"] == sum(
         len(r.get("ManagedPolicyArns", [])) for r in roles
     )
@@ -345,12 +349,21 @@ def test_the_outputs_are_the_templates() -> None:
 
 def test_the_task_role_policy_is_the_shared_file() -> None:
     (policy,) = of_type("aws_iam_role_policy").values()
+    assert policy["policy"] == "${jsonencode(local.task_policy)}"
+    source = locals_()["task_policy_source"]
     call = re.fullmatch(
-        r'\$\{templatefile\("\$\{path\.module\}/(\.\./iam/task-role-policy\.json)", '
-        r"\{(.*)\}\)\}",
-        policy["policy"],
+        r'\$\{jsondecode\(templatefile\("\$\{path\.module\}/(\.\./iam/task-role-policy\.json)", '
+        r"\{(.*)\}\)\)\}",
+        source,
     )
-    assert call, policy["policy"]
+    assert call, source
+    # the statement on the list placeholder (a marker string here) takes the role list, or goes
+    marker = locals_()["instance_roles_marker"]
+    assert marker not in POLICY.read_text()
+    statements = locals_()["task_policy"]["Statement"]
+    assert "s.Resource != local.instance_roles_marker" in statements
+    assert "merge(s, {Resource = var.instance_role_arns})" in statements
+    assert "length(var.instance_role_arns) > 0" in statements
     assert (MODULE / call.group(1)).resolve() == POLICY
     assert dict(re.findall(r"(\w+) = ([\w.]+)", call.group(2))) == POLICY_VARIABLES
     placeholders = set(re.findall(r"\$\{(\w+)\}", POLICY.read_text()))
