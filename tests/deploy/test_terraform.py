@@ -1,15 +1,18 @@
 """The Terraform module (deploy/terraform) is the CloudFormation template's twin.
 
-There is no ``terraform`` binary here: every ``.tf`` file is parsed with python-hcl2 and compared
+There need be no ``terraform`` binary: every ``.tf`` file is parsed with python-hcl2 and compared
 with ``deploy/cloudformation/scaler.yaml``, read with a YAML loader that turns the short-form
 intrinsic tags (``!Sub``, ``!GetAtt``, ``!Ref``...) into plain values. Only literal parts are
-compared; references are checked to point where they should.
+compared; references are checked to point where they should. Where ``terraform`` is installed,
+the expressions that build the task policy are also evaluated with ``terraform console``.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from functools import cache
@@ -376,3 +379,51 @@ def test_the_task_role_policy_is_the_shared_file() -> None:
         assert statement["Sid"] not in text
         repeated = [a for a in statement["Action"] if not a.startswith("sqs:") and a in text]
         assert not repeated, repeated
+
+
+def _terraform_policy(instance_role_arns: list[str], scratch: Path) -> dict[str, Any]:
+    """The task policy as the module's expressions build it, evaluated by ``terraform
+    console`` (no provider needed: the data sources are given as literals)."""
+    statements = locals_()["task_policy"]["Statement"]
+    assert statements.startswith("${") and statements.endswith("}")
+    literals = {
+        "Partition": '"aws"',
+        "Region": '"eu-west-1"',
+        "AccountId": '"123456789012"',
+        "ClusterName": '"prod"',
+        "QueueArn": '"arn:aws:sqs:eu-west-1:123456789012:q"',
+        "InstanceRoleArns": "local.instance_roles_marker",
+    }
+    variables = ", ".join(f"{k} = {v}" for k, v in literals.items())
+    source = f"templatefile({json.dumps(str(POLICY))}, {{{variables}}})"
+    (scratch / "main.tf").write_text(
+        'variable "instance_role_arns" {\n  type = list(string)\n}\n'
+        "locals {\n"
+        f"  instance_roles_marker = {json.dumps(locals_()['instance_roles_marker'])}\n"
+        f"  task_policy_source = jsondecode({source})\n"
+        f"  statements = {statements[2:-1]}\n"
+        "}\n"
+    )
+    reply = subprocess.run(
+        ["terraform", "console", f"-var=instance_role_arns={json.dumps(instance_role_arns)}"],
+        input="jsonencode(local.statements)\n",
+        capture_output=True,
+        text=True,
+        cwd=scratch,
+        timeout=60,
+        check=True,
+    )
+    document: dict[str, Any] = {"Statement": json.loads(json.loads(reply.stdout.strip()))}
+    return document
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="no terraform binary")
+@pytest.mark.parametrize("roles", [[], ["arn:aws:iam::123456789012:role/a"]], ids=["none", "one"])
+def test_terraform_passes_exactly_the_roles_it_is_given(roles: list[str], tmp_path: Path) -> None:
+    policy = _terraform_policy(roles, tmp_path)
+    passing = [s for s in policy["Statement"] if "ec2.amazonaws.com" in json.dumps(s)]
+    assert passing == ([] if not roles else [{**passing[0], "Resource": roles}])
+    assert len(policy["Statement"]) == len(json.loads(POLICY.read_text())["Statement"]) - (
+        not roles
+    )
+    assert "instance-role-arns" not in json.dumps(policy)
