@@ -171,3 +171,44 @@ def what_if(instances: list[Instance], free: Mapping[str, tuple[int, int]]) -> I
 
 def spread_fields(spec: ServiceSpec) -> list[str]:
     return [s.field for s in spec.strategies if s.type == "spread"]
+
+
+Shape = tuple[int, int]  # (CPU units, MiB): a task's reservation, or an instance's free room
+
+
+def room_for(free: Shape, task: Shape) -> bool:
+    """Whether ``task`` fits in ``free`` room: the filter ECS places by, on resources alone."""
+    return free[0] >= task[0] and free[1] >= task[1]
+
+
+def largest_first(tasks: Iterable[Shape]) -> list[Shape]:
+    """Tasks in the order bin packing places them: the most memory first, then the most CPU."""
+    return sorted(tasks, key=lambda t: (t[1], t[0]), reverse=True)
+
+
+def fill(free: Shape, tasks: Sequence[Shape]) -> tuple[Shape, list[Shape]]:
+    """One instance's room filled first-fit from ``tasks`` in their order: the room left, and
+    the tasks that did not go in (in their order)."""
+    left: list[Shape] = []
+    for task in tasks:
+        if room_for(free, task):
+            free = (free[0] - task[0], free[1] - task[1])
+        else:
+            left.append(task)
+    return free, left
+
+
+def first_fit_decreasing(
+    tasks: Iterable[Shape], bins: Sequence[Shape]
+) -> tuple[list[Shape], list[Shape]]:
+    """First-fit-decreasing bin packing: each task, largest first, into the first of ``bins``
+    (free room) with room for it. The tasks left without room, and the bins' room left."""
+    room = list(bins)
+    left: list[Shape] = []
+    for task in largest_first(tasks):
+        at = next((i for i, free in enumerate(room) if room_for(free, task)), None)
+        if at is None:
+            left.append(task)
+        else:
+            room[at] = (room[at][0] - task[0], room[at][1] - task[1])
+    return left, room

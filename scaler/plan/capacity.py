@@ -52,8 +52,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+
+from scaler.ecs.placement import Shape, fill, first_fit_decreasing, largest_first, room_for
 
 SPOT, ON_DEMAND = "spot", "on-demand"
 
@@ -303,10 +305,15 @@ def deficit(snap: CapacitySnapshot, policy: CapacityPolicy) -> tuple[int, int]:
     return _cluster_room(snap, policy).short(policy)
 
 
-def _cluster_room(snap: CapacitySnapshot, policy: CapacityPolicy) -> _Room:
+def _cluster_room(
+    snap: CapacitySnapshot, policy: CapacityPolicy, usable: Sequence[PoolView] | None = None
+) -> _Room:
+    """The cluster's room; with ``usable``, counting only tasks one of those pools can hold."""
     nodes = {n.id: n for n in snap.nodes}
     homeless_cpu = homeless_mem = unplaced_cpu = unplaced_mem = 0
     for svc in snap.services:
+        if usable is not None and not any(room_for((p.cpu, p.memory), _shape(svc)) for p in usable):
+            continue
         doomed = sum(c for nid, c in svc.tasks_on.items() if nid in nodes and nodes[nid].doomed)
         carried = min(svc.overflow_desired, doomed) if svc.overflow else 0
         unplaced = svc.unplaced
@@ -387,6 +394,9 @@ class _Growth:
     for_az: Counter[str] = field(default_factory=Counter)  # AZ -> launches for its headroom
     given_up: set[str] = field(default_factory=set)  # AZs left short of headroom
     blocked: set[str] = field(default_factory=set)  # ... of those, because of caps or cooldowns
+    waiting: list[Shape] = field(default_factory=list)  # tasks for instances launching or new
+    rooms: list[Shape] = field(default_factory=list)  # instances launching, and those launched
+    left: list[Shape] = field(default_factory=list)  # waiting tasks without room yet, largest first
 
     @classmethod
     def start(cls, snap: CapacitySnapshot, overflow_spend: float) -> _Growth:
@@ -410,6 +420,19 @@ class _Growth:
             self.od_nodes += 1
             self.od_spend += pool.price
         self.placed[az] = _plus(self.placed.get(az, NOTHING), (pool.cpu, pool.memory))
+        self.rooms.append((pool.cpu, pool.memory))
+        self.left = self.pack()
+
+    def wait(self, waiting: list[Shape], launching: list[Shape]) -> None:
+        """Tasks waiting for room in instances launching or launched by the plan."""
+        self.waiting, self.rooms = waiting, launching
+        self.left = self.pack()
+
+    def pack(self) -> list[Shape]:
+        """The waiting tasks left without room, packed first-fit decreasing into the instances
+        largest first: the same answer whatever order they were launched or listed in, so a plan
+        made again once its launches are under way asks for nothing more."""
+        return first_fit_decreasing(self.waiting, largest_first(self.rooms))[0]
 
     def added(self, az: str | None = None) -> Pair:
         """Capacity launched into ``az``; into any AZ if None."""
@@ -429,13 +452,23 @@ def _top_up(
     """Grow pools until each AZ keeps its own headroom (with ``headroom_per_az``: launches
     for AZs come first and count toward the cluster's deficit) and the cluster's is covered."""
     before = dict(growth.targets)
+    usable = sources(snap, memory, policy, "")
+    waiting = [t for group in _waiting(snap) for t in group]
+    growth.wait(
+        _without_room(snap, usable, reasons),
+        [(n.cpu, n.memory) for n in snap.nodes if n.status == "launching" and not n.doomed],
+    )
     rooms = _az_rooms(snap) if policy.headroom_per_az else {}
     _top_up_azs(snap, memory, policy, growth, rooms, reasons)
-    cluster = _cluster_room(snap, policy)
+    _place_waiting(snap, memory, policy, growth, rooms, reasons, cause)
+    cluster = _cluster_room(snap, policy, usable)
     azs = _lost_by_az(snap)
     turn = 0
     while azs and any(short := cluster.short(policy, growth.added())):
-        pool = growth.pick(sources(snap, memory, policy, azs[turn % len(azs)]), policy)
+        options = sources(snap, memory, policy, azs[turn % len(azs)])
+        if waiting:  # headroom on top of waiting tasks: in types that hold some of them
+            options = [p for p in options if any(room_for((p.cpu, p.memory), t) for t in waiting)]
+        pool = growth.pick(options, policy)
         if pool is None:
             reasons.append("deficit left: no pool may grow (caps or cooldowns)")
             break
@@ -450,6 +483,90 @@ def _top_up(
     for name, target in growth.targets.items():
         if target > before[name]:
             reasons.append(f"top-up {name}: {before[name]} -> {target}")
+
+
+def _shape(svc: ServiceView) -> Shape:
+    return svc.cpu, svc.memory
+
+
+def _waiting(snap: CapacitySnapshot) -> tuple[list[Shape], list[Shape]]:
+    """The tasks that need a place, one shape each: those losing theirs on doomed instances
+    (less those a Fargate companion carries), and those ECS could not place."""
+    nodes = {n.id: n for n in snap.nodes}
+    doomed: list[Shape] = []
+    unplaced: list[Shape] = []
+    for svc in snap.services:
+        on_doomed = sum(c for nid, c in svc.tasks_on.items() if nid in nodes and nodes[nid].doomed)
+        carried = min(svc.overflow_desired, on_doomed) if svc.overflow else 0
+        doomed += [_shape(svc)] * (on_doomed - carried)
+        unplaced += [_shape(svc)] * svc.unplaced
+    return doomed, unplaced
+
+
+def _without_room(
+    snap: CapacitySnapshot, usable: Sequence[PoolView], reasons: list[str]
+) -> list[Shape]:
+    """Waiting tasks that ACTIVE instances cannot take, largest first: those losing their place
+    packed first-fit decreasing into the free room of healthy ACTIVE instances, and every task
+    ECS could not place (it failed to use the free room there is). Tasks no pool that may grow
+    can hold are left out, with a reason."""
+    doomed, unplaced = _waiting(snap)
+    active = [
+        (n.free_cpu, n.free_memory) for n in snap.nodes if n.status == "ACTIVE" and not n.doomed
+    ]
+    left = first_fit_decreasing(doomed, active)[0] + unplaced
+    unfit = [t for t in left if not any(room_for((p.cpu, p.memory), t) for p in usable)]
+    if unfit:
+        shapes = ", ".join(f"{c} CPU/{m} MiB" for c, m in sorted(set(unfit)))
+        reasons.append(
+            f"{len(unfit)} waiting task(s) fit no instance type a pool may launch now: {shapes}"
+        )
+    return largest_first(t for t in left if t not in unfit)
+
+
+def _per_task(options: Sequence[PoolView], left: Sequence[Shape], az: str) -> list[PoolView]:
+    """The pools that can hold the largest waiting task (the first of ``left``), best first:
+    spot, then this AZ, then the lowest price per task that one new instance of the pool takes,
+    filled first fit from the largest task down (as Karpenter simulates pending pods onto
+    instance types). Smaller tasks fill the room the larger ones leave, so a type that holds
+    only small tasks is chosen only once no larger task is waiting."""
+    scored: list[tuple[tuple[bool, bool, float, float, str], PoolView]] = []
+    for p in options:
+        if not left or not room_for((p.cpu, p.memory), left[0]):
+            continue
+        placed = len(left) - len(fill((p.cpu, p.memory), left)[1])
+        if placed:
+            scored.append(((p.capacity != SPOT, p.az != az, p.price / placed, p.price, p.name), p))
+    return [p for _, p in sorted(scored, key=lambda s: s[0])]
+
+
+def _place_waiting(
+    snap: CapacitySnapshot,
+    memory: CapacityMemory,
+    policy: CapacityPolicy,
+    growth: _Growth,
+    rooms: Mapping[str, _Room],
+    reasons: list[str],
+    cause: str,
+) -> None:
+    """Launch until every waiting task has room in an instance of a type that holds it, one
+    instance at a time of the pool with the lowest price per task it takes."""
+    azs = _lost_by_az(snap)
+    turn = 0
+    while azs and growth.left and turn <= len(growth.waiting):  # an instance a task at most
+        az = azs[turn % len(azs)]
+        options = _per_task(sources(snap, memory, policy, az), growth.left, az)
+        pool = growth.pick(options, policy)
+        if pool is None:
+            reasons.append(
+                f"{len(growth.left)} waiting task(s) left: no pool they fit may grow "
+                "(caps or cooldowns)"
+            )
+            break
+        growth.add(pool, pool.az)
+        growth.causes[pool.name] = cause
+        turn += 1
+        _top_up_azs(snap, memory, policy, growth, rooms, reasons)
 
 
 def _top_up_azs(
