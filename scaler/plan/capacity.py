@@ -19,11 +19,23 @@ kept as well. In that mode instances launching, or being launched by the plan, c
 for the share (they will be ACTIVE soon), so a plan made again once its launches have arrived asks
 for nothing more; without it, the share is of ACTIVE capacity only, as it always was.
 
-**Source.** Each instance of deficit comes from the cheapest spot pool that has not been
-interrupted within ``pool_cooldown`` (Karpenter marks an interrupted type and zone unavailable the
+**Shape.** Tasks are placed whole, so the waiting ones (losing their place, or unplaced) are
+packed, not summed: first-fit decreasing into the free room of healthy ACTIVE instances (for those
+losing their place), into instances still launching, then into new instances, one at a time, of
+the pool with the lowest price per task among those whose type holds the largest task still
+waiting (Karpenter simulates pending pods onto instance types the same way). A type no waiting
+task fits is never launched for them; tasks no pool may hold are named in the reasons. The
+aggregate deficit then adds what the headroom still needs, from types that hold a waiting task.
+
+**Source.** Each instance comes from a spot pool that has not been interrupted or out of
+capacity within ``pool_cooldown`` (Karpenter marks an interrupted type and zone unavailable the
 same way), in the AZ that lost the capacity when possible; failing that from an on-demand pool, up
-to ``max_on_demand`` instances and ``max_hourly_spend``. Targets are the pool's current size plus
-what is missing, so a plan made again after its launches are under way asks for nothing more.
+to ``max_on_demand`` instances and ``max_hourly_spend``. Each spot pool grown is named with the
+other spot pools that could have met the same need (``alternatives``): they are asked together
+(one EC2 Fleet request, price-capacity-optimized across them), and if all of them refuse, all
+are cooled down, so the next plan, made at once, turns to on-demand instead of trying the next
+spot pool. Targets are the pool's current size plus what is missing, so a plan made again after
+its launches are under way asks for nothing more.
 
 **Fargate overflow.** A service allowed to overflow gets a Fargate companion sized to its tasks
 that are at risk (on doomed instances, or unplaced), within ``max_overflow_tasks``. That includes
@@ -164,6 +176,9 @@ class CapacityPlan:
     release: tuple[str, ...] = ()  # on-demand nodes to drain and give back
     reasons: tuple[str, ...] = ()
     causes: Mapping[str, str] = field(default_factory=dict)  # pool -> why its target rose
+    # spot pool -> other spot pools that may launch its instances instead, best first (asked
+    # together: one EC2 Fleet request across them, price-capacity-optimized)
+    alternatives: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def launches(self, pools: Mapping[str, PoolView]) -> dict[str, int]:
         """Instances to launch per pool: target minus current size, where positive."""
@@ -206,7 +221,12 @@ def plan_capacity(
         if not release:
             targets = _bring_spot_back(snap, memory, policy, targets, reasons)
             causes = {n: "return_to_spot" for n, t in targets.items() if t > sizes[n]}
-    return CapacityPlan(targets, overflow, evacuate, release, tuple(reasons), causes)
+    alternatives = {
+        name: tuple(others)
+        for name, others in growth.alternatives.items()
+        if others and targets[name] > sizes[name]
+    }
+    return CapacityPlan(targets, overflow, evacuate, release, tuple(reasons), causes, alternatives)
 
 
 # -- headroom -------------------------------------------------------------------------------------
@@ -397,6 +417,7 @@ class _Growth:
     waiting: list[Shape] = field(default_factory=list)  # tasks for instances launching or new
     rooms: list[Shape] = field(default_factory=list)  # instances launching, and those launched
     left: list[Shape] = field(default_factory=list)  # waiting tasks without room yet, largest first
+    alternatives: dict[str, list[str]] = field(default_factory=dict)  # spot pool -> others
 
     @classmethod
     def start(cls, snap: CapacitySnapshot, overflow_spend: float) -> _Growth:
@@ -412,8 +433,19 @@ class _Growth:
             options = _on_demand_first(options)
         return _pick(options, self.od_nodes, self.od_spend, policy, self.targets)
 
-    def add(self, pool: PoolView, az: str) -> None:
-        """One more instance of ``pool``, launched into ``az``."""
+    def add(self, pool: PoolView, az: str, options: Sequence[PoolView] = ()) -> None:
+        """One more instance of ``pool``, launched into ``az``; the other spot pools among
+        ``options`` (those the need could have been met from) may launch it instead."""
+        if pool.capacity == SPOT:
+            named = self.alternatives.setdefault(pool.name, [])
+            named += [
+                p.name
+                for p in options
+                if p.capacity == SPOT
+                and p.name != pool.name
+                and p.name not in named
+                and _fits(p, self.targets)
+            ]
         self.targets[pool.name] += 1
         self.all_nodes += 1
         if pool.capacity == ON_DEMAND:
@@ -472,7 +504,7 @@ def _top_up(
         if pool is None:
             reasons.append("deficit left: no pool may grow (caps or cooldowns)")
             break
-        growth.add(pool, pool.az)
+        growth.add(pool, pool.az, options)
         growth.causes[pool.name] = cause
         if sum(cluster.short(policy, growth.added())) >= sum(short):
             reasons.append("deficit left: launches do not lessen it (headroom share too large)")
@@ -563,7 +595,7 @@ def _place_waiting(
                 "(caps or cooldowns)"
             )
             break
-        growth.add(pool, pool.az)
+        growth.add(pool, pool.az, options)
         growth.causes[pool.name] = cause
         turn += 1
         _top_up_azs(snap, memory, policy, growth, rooms, reasons)
@@ -613,11 +645,12 @@ def _grow_az(
     where = _serving(snap, az)
     if where is None:
         return "no pool launches into it"
-    pool = growth.pick([p for p in sources(snap, memory, policy, az) if p.az == where], policy)
+    options = [p for p in sources(snap, memory, policy, az) if p.az == where]
+    pool = growth.pick(options, policy)
     if pool is None:
         growth.blocked.add(az)
         return "no pool may grow (caps or cooldowns)"
-    growth.add(pool, az)
+    growth.add(pool, az, options)
     growth.causes.setdefault(pool.name, "headroom")
     growth.for_az[az] += 1
     reasons.append(f"headroom in AZ {az}: {pool.name} +1")

@@ -22,7 +22,7 @@ import itertools
 import math
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
@@ -188,15 +188,24 @@ class Sim:
 
     def launch(self, pool_name: str, count: int, why: str = "") -> int:
         """Launch ``count`` instances in a pool; how many started (0: the pool has no capacity)."""
-        pool = self.pools[pool_name]
+        return count if self.launch_any([pool_name], count, why) else 0
+
+    def launch_any(self, pool_names: Sequence[str], count: int, why: str = "") -> str | None:
+        """One EC2 Fleet request across pools (price-capacity-optimized): ``count`` instances
+        in the first of them, in the order given, that has capacity. Which pool launched them;
+        None if none could (or ``count`` is not positive)."""
         self.api_calls["CreateFleet"] += 1
-        if count <= 0 or not self.available(pool):
-            return 0
+        pool = next((self.pools[n] for n in pool_names if self.available(self.pools[n])), None)
+        if count <= 0 or pool is None:
+            return None
+        self._boot(pool, count)
+        return pool.name
+
+    def _boot(self, pool: Pool, count: int) -> None:
         lo, hi = self.scenario.boot_delay
         for _ in range(count):
             inst = self._launch_one(pool)
             self.at(self.now + self.rng.uniform(lo, hi), self._register, inst)
-        return count
 
     def drain(self, instances: list[Instance]) -> int:
         """Set instances DRAINING, 10 a call (as UpdateContainerInstancesState)."""

@@ -437,12 +437,18 @@ class ScalerPolicy:
         return not overflow and sim.version == self._planned_at_version
 
     def _plan(self, sim: Sim) -> None:
+        """Plan and launch; pools that refused are marked and the plan made again at once, so
+        on-demand follows in the next plan once every spot pool asked for a need refused."""
         self._planned_at_version = sim.version
         for _ in range(MAX_REPLANS):  # a pool with no capacity is marked, then plan again
             snap = capacity_snapshot(sim)
             plan = plan_capacity(snap, self.memory, self.capacity)
             pools = {p.name: p for p in snap.pools}
-            failed = [p for p, n in plan.launches(pools).items() if not sim.launch(p, n, "top-up")]
+            failed: list[str] = []
+            for name, count in plan.launches(pools).items():
+                asked = [name, *plan.alternatives.get(name, ())]  # one fleet request
+                if sim.launch_any(asked, count, "top-up") is None:
+                    failed += [p for p in asked if p not in failed]
             for pool in failed:  # InsufficientInstanceCapacity: avoid the pool for a while
                 spot = sim.pools[pool].capacity == "spot"
                 self.memory = self.memory.failing(pool, sim.now, spot)
