@@ -467,7 +467,8 @@ class CapacityActuator:
     async def apply(self, plan: CapacityPlan, observed: Observed, now: float) -> None:
         pools = {p.name: p for p in observed.snapshot.pools}
         for name, count in plan.launches(pools).items():
-            await self.grow(name, count, observed, now, plan.cause(name))
+            others = plan.alternatives.get(name, ())
+            await self.grow(name, count, observed, now, plan.cause(name), others)
         current = {s.overflow: s.overflow_desired for s in observed.snapshot.services if s.overflow}
         for companion, desired in plan.overflow_targets.items():
             if current.get(companion) != desired:
@@ -491,14 +492,32 @@ class CapacityActuator:
                 )
         await self._release(plan.release, observed)
 
-    async def grow(self, name: str, count: int, observed: Observed, now: float, reason: str) -> int:
+    async def grow(
+        self,
+        name: str,
+        count: int,
+        observed: Observed,
+        now: float,
+        reason: str,
+        alternatives: tuple[str, ...] = (),
+    ) -> int:
         """Raise a group's desired capacity so that ``count`` more instances come than it has
         live now (within its MaxSize): on top of its own desired capacity, which counts its
         draining instances, less what it was asked for and has not started yet (a group out of
         capacity is not raised again and again); how many were added (0 in dry-run, on failure,
-        or when enough is owed already)."""
+        or when enough is owed already).
+
+        A template pool's EC2 Fleet answers at once: what it could not launch is asked of the
+        template pools among ``alternatives`` in turn, in the same cycle (each shortfall marks
+        its pool out of capacity). An Auto Scaling group's shortfall shows only after
+        ``LAUNCH_GRACE``, so its alternatives are left to the plans that follow."""
         if name in self._templates:
-            return await self._launch(name, count, observed, now, reason)
+            launched = 0
+            for pool in (name, *(a for a in alternatives if a in self._templates)):
+                launched += await self._launch(pool, count - launched, observed, now, reason)
+                if launched >= count or self._settings.dry_run:
+                    break
+            return launched
         before = observed.desired.get(name, 0)
         owed = max(0, before - observed.live.get(name, 0))  # asked for, not started yet
         target = min(before + count - owed, observed.max_size.get(name, 0))
@@ -817,6 +836,8 @@ class CapacityController:
             log.info("capacity decision", extra={"reason": reason})
         acted = self._actuator.acted
         await self._actuator.apply(plan, observed, now)
+        if self._actuator.shortfalls:
+            self.wake.set()  # plan again at once: the next plan turns to other pools, on-demand
         self._note_shortfalls({p.name for p in observed.snapshot.pools if p.capacity == SPOT})
         if observed.facts is not None:
             migrating = self.migration is not None and self.migration.state.in_flight > 0
