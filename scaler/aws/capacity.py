@@ -363,6 +363,7 @@ class CapacityReader:
                     price,
                     size,
                     max_size=observed.max_size[name],
+                    instance_type=kinds[name],
                 )
             )
         nodes += [

@@ -29,7 +29,9 @@ aggregate deficit then adds what the headroom still needs, from types that hold 
 
 **Source.** Each instance comes from a spot pool that has not been interrupted or out of
 capacity within ``pool_cooldown`` (Karpenter marks an interrupted type and zone unavailable the
-same way), in the AZ that lost the capacity when possible; failing that from an on-demand pool, up
+same way), nor of an instance type or AZ in a storm (``storm_pools`` of its pools in trouble
+within ``storm_window`` seconds: :func:`scaler.plan.cooldown.correlated`), in the AZ that lost
+the capacity when possible; failing that from an on-demand pool, up
 to ``max_on_demand`` instances and ``max_hourly_spend``. Each spot pool grown is named with the
 other spot pools that could have met the same need (``alternatives``): they are asked together
 (one EC2 Fleet request, price-capacity-optimized across them), and if all of them refuse, all
@@ -68,6 +70,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from scaler.ecs.placement import Shape, fill, first_fit_decreasing, largest_first, room_for
+from scaler.plan.cooldown import correlated
 
 SPOT, ON_DEMAND = "spot", "on-demand"
 
@@ -83,6 +86,7 @@ class PoolView:
     size: int  # instances now, launching included, doomed excluded
     managed: bool = True  # the scaler may set this pool's size
     max_size: int | None = None  # the group's MaxSize: it cannot grow past it
+    instance_type: str = ""  # what it launches ("": not known), for storms of a type
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,8 @@ class CapacityPolicy:
     headroom_cpu: int = 0  # CPU units kept free at least (the share, where larger, wins)
     headroom_memory: int = 0  # MiB kept free at least
     headroom_per_az: bool = False  # every AZ with healthy instances keeps its own headroom too
+    storm_pools: int = 2  # pools of one type, or of one AZ, in trouble together: a storm
+    storm_window: float = 300.0  # seconds within which troubles count as together
 
 
 @dataclass(frozen=True)
@@ -382,11 +388,22 @@ def sources(
     snap: CapacitySnapshot, memory: CapacityMemory, policy: CapacityPolicy, az: str
 ) -> list[PoolView]:
     """Pools that may grow, in order: spot (cheapest, this AZ first), then on-demand; any pool
-    interrupted or out of capacity within the cooldown is left out."""
+    interrupted or out of capacity within the cooldown is left out, and so are the spot pools
+    of an instance type or an AZ in a storm (:func:`scaler.plan.cooldown.correlated`)."""
+    storms = correlated(
+        memory.interrupted,
+        {p.name: (p.instance_type, p.az) for p in snap.pools},
+        snap.now,
+        policy.storm_window,
+        policy.pool_cooldown,
+        policy.storm_pools,
+    )
     usable = [
         p
         for p in snap.pools
-        if p.managed and not memory.cooling(p.name, snap.now, policy.pool_cooldown)
+        if p.managed
+        and not memory.cooling(p.name, snap.now, policy.pool_cooldown)
+        and not (p.capacity == SPOT and storms.holds(p.instance_type, p.az))
     ]
     spot = sorted(
         (p for p in usable if p.capacity == SPOT), key=lambda p: (p.az != az, p.price, p.name)

@@ -509,6 +509,7 @@ def capacity_snapshot(sim: Sim) -> CapacitySnapshot:
             if p.price is not None
             else sim.scenario.instance_types[p.instance_type].on_demand_price,
             size[p.name],
+            instance_type=p.instance_type,
         )
         for p in sim.scenario.pools
     )
