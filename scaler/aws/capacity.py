@@ -4,7 +4,9 @@
 ``SCALER_CAPACITY_INTERVAL`` seconds and whenever the handler drained something. It reads:
 
 - the configured Auto Scaling groups (``SCALER_SPOT_POOLS``, ``SCALER_ON_DEMAND_POOLS``): their
-  instances and desired capacity; the instance types' CPU and memory (DescribeInstanceTypes);
+  instances and desired capacity; the instance types' CPU and memory (DescribeInstanceTypes),
+  or what the group's instances registered in ECS where that is less (the ECS agent and the OS
+  keep part of the memory: a task that needs more fits no instance of the group);
 - the cluster's container instances (free CPU and memory, DRAINING or not) and the notices the
   handler has heard of (:class:`~scaler.notices.NoticeBoard`);
 - the services (desired and running counts, task sizes, where their tasks run) and the Fargate
@@ -331,6 +333,7 @@ class CapacityReader:
             live = live_instances(g)
             observed.live[name] = len(live)
             cpu, mem, price = self._types.get(kinds[name], (4096, 8192, on_demand_price("", 4)))
+            cpu, mem = _registered(cpu, mem, [instances.get(i["InstanceId"]) for i in live])
             size = 0
             for inst in live:
                 iid = inst["InstanceId"]
@@ -761,6 +764,18 @@ def spare(observed: Observed, nodes: Iterable[str]) -> list[str]:
         left[pool] -= 1
         kept.append(node)
     return kept
+
+
+def _registered(
+    cpu: int, memory: int, instances: list[ContainerInstance | None]
+) -> tuple[int, int]:
+    """A pool's instance size as ECS places tasks on it: what its instances registered, where
+    less than the type's (the ECS agent and the OS keep part of the memory), the smallest of
+    them; the type's until one has registered."""
+    known = [ci for ci in instances if ci is not None and ci.cpu > 0 and ci.memory > 0]
+    if not known:
+        return cpu, memory
+    return min(cpu, *(ci.cpu for ci in known)), min(memory, *(ci.memory for ci in known))
 
 
 UNKNOWN_TYPE = frozenset({"InvalidInstanceType", "InvalidParameterValue"})
