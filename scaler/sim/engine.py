@@ -95,6 +95,7 @@ class Sim:
         self.scheduler = Scheduler(self.cluster, random.Random(f"ecs:{seed}"), scenario.azs)
         self.pools = {p.name: p for p in scenario.pools}
         self.unavailable_until: dict[str, float] = {}
+        self.az_storms: dict[str, tuple[float, float]] = {}  # AZ -> (storm's end, reclaim within)
         self.doomed: dict[str, float] = {}  # instance id -> termination time
         self.terminated: dict[str, Instance] = {}  # instances gone, for policies that look back
         self.api_calls: Counter[str] = Counter()
@@ -257,7 +258,11 @@ class Sim:
         inst = self.cluster.launch(
             pool.name, itype, pool.az, pool.capacity, price, self.now, id=external, image=self.image
         )
-        if pool.capacity == "spot" and pool.interruptions_per_hour > 0:
+        until, over = self.az_storms.get(pool.az, (-1.0, 0.0))
+        if pool.capacity == "spot" and self.now < until:  # a storm aimed at its AZ
+            wait = self.scenario.boot_delay[1] + self.market_rng.uniform(0, over)
+            self.at(self.now + wait, self._warn, inst.id)
+        elif pool.capacity == "spot" and pool.interruptions_per_hour > 0:
             wait = self.market_rng.expovariate(pool.interruptions_per_hour / 3600)
             if self.now + wait < self.horizon:
                 self.at(self.now + wait, self._warn, inst.id)
@@ -332,15 +337,25 @@ class Sim:
         rebalance_lead: float = 600.0,
         unavailable_for: float = 3600.0,
         all_spot_pools: bool = False,
+        az: str | None = None,
+        lasts: float = 0.0,
     ) -> None:
         """Reclaim ``share`` of spot capacity, whole pools at a time, over ``over`` seconds; the
         reclaimed pools (every spot pool, with ``all_spot_pools``) take no launches for
-        ``unavailable_for`` seconds."""
+        ``unavailable_for`` seconds. With ``az`` the storm is aimed at one AZ: ``share`` of its
+        spot capacity, and for ``lasts`` seconds every spot instance launched into it is taken
+        back too, within ``over`` seconds of registering (its pools launch, EC2 reclaims)."""
         if all_spot_pools:
             for name, spec in self.pools.items():
                 if spec.capacity == "spot":
                     self.unavailable_until[name] = self.now + unavailable_for
-        spot = [i for i in self.cluster.instances.values() if i.capacity == "spot"]
+        if az is not None:
+            self.az_storms[az] = (self.now + lasts, over)
+        spot = [
+            i
+            for i in self.cluster.instances.values()
+            if i.capacity == "spot" and (az is None or i.az == az)
+        ]
         pools = sorted({i.pool for i in spot})
         self.market_rng.shuffle(pools)
         chosen: list[Instance] = []

@@ -42,6 +42,8 @@ A scenario file is TOML or JSON with the same shape (see ``scenarios/example.tom
     rebalance_share = 0.5          # ... of which this share gets a rebalance recommendation
     rebalance_lead = 600           # ... this many seconds before its warning
     unavailable_for = 3600         # ... and the reclaimed pools have no spot capacity this long
+    # az = "us-east-1a"            # ... aimed at one AZ: its spot capacity only, and
+    # lasts = 1800                 # ... spot launched into it this long is reclaimed as well
 
 Built-in scenarios (:func:`builtin`) are generated from a few size parameters.
 """
