@@ -31,13 +31,13 @@ aggregate deficit then adds what the headroom still needs, from types that hold 
 capacity within ``pool_cooldown`` (Karpenter marks an interrupted type and zone unavailable the
 same way), nor of an instance type or AZ in a storm (``storm_pools`` of its pools in trouble
 within ``storm_window`` seconds: :func:`scaler.plan.cooldown.correlated`), in the AZ that lost
-the capacity when possible; failing that from an on-demand pool, up
-to ``max_on_demand`` instances and ``max_hourly_spend``. Each spot pool grown is named with the
-other spot pools that could have met the same need (``alternatives``): they are asked together
-(one EC2 Fleet request, price-capacity-optimized across them), and if all of them refuse, all
-are cooled down, so the next plan, made at once, turns to on-demand instead of trying the next
-spot pool. Targets are the pool's current size plus what is missing, so a plan made again after
-its launches are under way asks for nothing more.
+the capacity when possible; failing that from an on-demand pool, up to ``max_on_demand``
+instances and ``max_hourly_spend``. Each spot pool grown is named with the other spot pools that
+could have met the same need (``alternatives``): they are asked together (one EC2 Fleet request,
+price-capacity-optimized across them), and if all of them refuse, all are cooled down, so the
+next plan, made at once, turns to on-demand instead of trying the next spot pool. Targets are the
+pool's current size plus what is missing, so a plan made again after its launches are under way
+asks for nothing more.
 
 **Fargate overflow.** A service allowed to overflow gets a Fargate companion sized to its tasks
 that are at risk (on doomed instances, or unplaced), within ``max_overflow_tasks``. That includes
