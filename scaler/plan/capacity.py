@@ -332,13 +332,14 @@ def deficit(snap: CapacitySnapshot, policy: CapacityPolicy) -> tuple[int, int]:
 
 
 def _cluster_room(
-    snap: CapacitySnapshot, policy: CapacityPolicy, usable: Sequence[PoolView] | None = None
+    snap: CapacitySnapshot, policy: CapacityPolicy, holders: Sequence[Shape] | None = None
 ) -> _Room:
-    """The cluster's room; with ``usable``, counting only tasks one of those pools can hold."""
+    """The cluster's room; with ``holders`` (instance sizes), counting only the tasks one of
+    them can hold."""
     nodes = {n.id: n for n in snap.nodes}
     homeless_cpu = homeless_mem = unplaced_cpu = unplaced_mem = 0
     for svc in snap.services:
-        if usable is not None and not any(room_for((p.cpu, p.memory), _shape(svc)) for p in usable):
+        if holders is not None and not any(room_for(h, _shape(svc)) for h in holders):
             continue
         doomed = sum(c for nid, c in svc.tasks_on.items() if nid in nodes and nodes[nid].doomed)
         carried = min(svc.overflow_desired, doomed) if svc.overflow else 0
@@ -501,16 +502,19 @@ def _top_up(
     """Grow pools until each AZ keeps its own headroom (with ``headroom_per_az``: launches
     for AZs come first and count toward the cluster's deficit) and the cluster's is covered."""
     before = dict(growth.targets)
-    usable = sources(snap, memory, policy, "")
+    healthy = [n for n in snap.nodes if not n.doomed and n.status in ("ACTIVE", "launching")]
+    # what could ever hold a task: a pool that may grow now, or an instance there is
+    holders = [(p.cpu, p.memory) for p in sources(snap, memory, policy, "")]
+    holders += [(n.cpu, n.memory) for n in healthy]
     waiting = [t for group in _waiting(snap) for t in group]
     growth.wait(
-        _without_room(snap, usable, reasons),
-        [(n.cpu, n.memory) for n in snap.nodes if n.status == "launching" and not n.doomed],
+        _without_room(snap, holders, reasons),
+        [(n.cpu, n.memory) for n in healthy if n.status == "launching"],
     )
     rooms = _az_rooms(snap) if policy.headroom_per_az else {}
     _top_up_azs(snap, memory, policy, growth, rooms, reasons)
     _place_waiting(snap, memory, policy, growth, rooms, reasons, cause)
-    cluster = _cluster_room(snap, policy, usable)
+    cluster = _cluster_room(snap, policy, holders)
     azs = _lost_by_az(snap)
     turn = 0
     while azs and any(short := cluster.short(policy, growth.added())):
@@ -553,35 +557,38 @@ def _waiting(snap: CapacitySnapshot) -> tuple[list[Shape], list[Shape]]:
 
 
 def _without_room(
-    snap: CapacitySnapshot, usable: Sequence[PoolView], reasons: list[str]
+    snap: CapacitySnapshot, holders: Sequence[Shape], reasons: list[str]
 ) -> list[Shape]:
     """Waiting tasks that ACTIVE instances cannot take, largest first: those losing their place
     packed first-fit decreasing into the free room of healthy ACTIVE instances, and every task
-    ECS could not place (it failed to use the free room there is). Tasks no pool that may grow
-    can hold are left out, with a reason."""
+    ECS could not place (it failed to use the free room there is). Tasks that nothing can hold
+    (no pool that may grow, no instance there is) are left out, with a reason."""
     doomed, unplaced = _waiting(snap)
     active = [
         (n.free_cpu, n.free_memory) for n in snap.nodes if n.status == "ACTIVE" and not n.doomed
     ]
     left = first_fit_decreasing(doomed, active)[0] + unplaced
-    unfit = [t for t in left if not any(room_for((p.cpu, p.memory), t) for p in usable)]
+    unfit = [t for t in left if not any(room_for(h, t) for h in holders)]
     if unfit:
         shapes = ", ".join(f"{c} CPU/{m} MiB" for c, m in sorted(set(unfit)))
         reasons.append(
-            f"{len(unfit)} waiting task(s) fit no instance type a pool may launch now: {shapes}"
+            f"{len(unfit)} waiting task(s) fit no instance type a pool may launch now, nor any "
+            f"instance there is: {shapes}"
         )
     return largest_first(t for t in left if t not in unfit)
 
 
 def _per_task(options: Sequence[PoolView], left: Sequence[Shape], az: str) -> list[PoolView]:
-    """The pools that can hold the largest waiting task (the first of ``left``), best first:
+    """The pools that can hold the largest waiting task one of them can hold, best first:
     spot, then this AZ, then the lowest price per task that one new instance of the pool takes,
     filled first fit from the largest task down (as Karpenter simulates pending pods onto
     instance types). Smaller tasks fill the room the larger ones leave, so a type that holds
     only small tasks is chosen only once no larger task is waiting."""
+    sizes = [(p.cpu, p.memory) for p in options]
+    largest = next((t for t in left if any(room_for(size, t) for size in sizes)), None)
     scored: list[tuple[tuple[bool, bool, float, float, str], PoolView]] = []
     for p in options:
-        if not left or not room_for((p.cpu, p.memory), left[0]):
+        if largest is None or not room_for((p.cpu, p.memory), largest):
             continue
         placed = len(left) - len(fill((p.cpu, p.memory), left)[1])
         if placed:

@@ -181,3 +181,13 @@ def test_launches_fit_the_waiting_tasks_and_give_each_room(s: CapacitySnapshot) 
     placeable = sorted((t for t in tasks if any(fits(p, t) for p in s.pools)), reverse=True)
     bins = [(pools[n].cpu, pools[n].memory) for n, count in got.items() for _ in range(count)]
     assert _assignable(placeable, bins), f"{placeable} do not all fit in {got}"
+
+
+def test_a_task_only_an_instance_there_is_can_hold_still_counts() -> None:
+    # no pool may grow, but a launching instance holds the task: it takes room from the headroom
+    fixed = replace(SMALL, managed=False)
+    coming = NodeView("l", fixed.name, "a", SPOT, "launching", 2048, 8192, 2048, 8192)
+    s = snap([fixed], [service("web", 512, 2048, 1)], [coming])
+    plan = plan_capacity(s, CALM, CapacityPolicy(headroom=0.0, headroom_cpu=2000))
+    assert not any("fit no instance type" in r for r in plan.reasons)
+    assert "deficit left: no pool may grow (caps or cooldowns)" in plan.reasons
