@@ -267,19 +267,22 @@ class Scaler:
             await workers.drainer.close()
 
     def _workers(self, aws: AwsClients) -> Workers:
-        s, cluster, backoff = self.settings, self.settings.cluster, Backoff()
-        directory = InstanceDirectory(aws.ecs, cluster, self.clock, s.instance_cache_ttl)
+        s, cluster = self.settings, self.settings.cluster
+        # the directory answers "which container instance is this?" on the way to a drain
+        directory = InstanceDirectory(aws.urgent_ecs, cluster, self.clock, s.instance_cache_ttl)
         drainer = Drainer(
-            aws.ecs,
+            aws.urgent_ecs,
             cluster,
             directory,
             self.metrics,
             self.clock,
             dry_run=s.dry_run,
             window=s.drain_batch_window,
-            backoff=backoff,
+            gate=aws.gate,
         )
-        port = self._lifecycle or AutoScalingLifecycle(aws.autoscaling, backoff, dry_run=s.dry_run)
+        port = self._lifecycle or AutoScalingLifecycle(
+            aws.urgent_autoscaling, gate=aws.gate, dry_run=s.dry_run
+        )
         follower = LifecycleFollower(
             port,
             TaskInspector(aws.ecs, cluster),
@@ -294,13 +297,11 @@ class Scaler:
         groups = ClusterGroups(aws.autoscaling, s.cluster_name, pools, directory, self.clock)
         restarter = None
         if s.restart_standalone_tasks:
-            restarter = StandaloneRestarter(
-                aws.ecs, cluster, self.metrics, dry_run=s.dry_run, backoff=backoff
-            )
+            restarter = StandaloneRestarter(aws.ecs, cluster, self.metrics, dry_run=s.dry_run)
         workers = Workers(
             directory, drainer, follower, self._replacements, restarter, groups=groups
         )
-        workers.marks = DrainMarks(aws.ecs, cluster, directory, backoff, dry_run=s.dry_run)
+        workers.marks = DrainMarks(aws.urgent_ecs, cluster, directory, dry_run=s.dry_run)
         workers.gate = DrainGate(
             directory,
             self.clock,
@@ -339,7 +340,7 @@ class Scaler:
             return None
         reader = CapacityReader(aws, s, workers.directory, workers.board)
         await reader.validate()
-        actuator = CapacityActuator(aws, s, workers.drainer, self.metrics, Backoff())
+        actuator = CapacityActuator(aws, s, workers.drainer, self.metrics)
         roll = RollPolicy(s.disruption_budget, s.roll_per_hour) if s.roll else None
         migrate = RollPolicy(s.disruption_budget, s.migrate_per_hour)
         policy = policy_from(s)

@@ -51,7 +51,6 @@ from scaler.aws.retiring import (
     describe,
     retiring,
 )
-from scaler.aws.retry import Backoff
 from scaler.aws.roll import Drift, DriftReader, RollMemory, carry_out, live_instances, template_spec
 from scaler.aws.stale import StaleDrains
 from scaler.aws.taskdefs import fargate_problem, reservation
@@ -453,13 +452,11 @@ class CapacityActuator:
         settings: Settings,
         drainer: Drainer,
         metrics: Metrics,
-        backoff: Backoff,
     ) -> None:
         self._aws = aws
         self._settings = settings
         self._drainer = drainer
         self._metrics = metrics
-        self._backoff = backoff
         self._templates = TemplatePools(aws, settings)
         self.leader: Leadership = Always()  # checked before every call that changes something
         self.asked: dict[str, tuple[int, float]] = {}  # group -> (desired we set, when)
@@ -672,21 +669,16 @@ class CapacityActuator:
     ) -> bool:
         """Make one call (or, in dry-run, say it); True if it was made and succeeded (else
         ``failed`` is told why). Made only while this replica holds the leader lease, checked
-        before each attempt."""
+        before the call (botocore's retries, the only ones, follow within moments)."""
         if self._settings.dry_run:
             log.info(f"dry run: would {action}", extra={"target": target})
             self._metrics.actions.labels(action, target, "dry_run").inc()
             return False
 
-        async def attempt() -> Any:
-            if not self._leading(action, target):
-                raise NotLeading
-            return await call()
-
-        try:
-            await self._backoff.call(action, attempt)
-        except NotLeading:
+        if not self._leading(action, target):
             return False
+        try:
+            await call()  # botocore's retries are the only ones (see scaler.aws.clients)
         except Exception as exc:
             self._metrics.actions.labels(action, target, "failed").inc()
             log.error(f"{action} failed", extra={"target": target, "error": repr(exc)})
@@ -733,10 +725,6 @@ class Refusals:
     def cooling(self, node: str, now: float) -> bool:
         seen = self._seen.get(node)
         return seen is not None and (seen[0] >= MAX_REFUSALS or now - seen[1] < REFUSAL_COOLDOWN)
-
-
-class NotLeading(Exception):
-    """The leader lease was lost before a call that changes something."""
 
 
 def spare(observed: Observed, nodes: Iterable[str]) -> list[str]:

@@ -1,10 +1,22 @@
 """aiobotocore clients that count every call they make.
 
 :class:`AwsClients` opens one client per service for the life of the process, all with the same
-region, endpoint (``AWS_ENDPOINT_URL`` for a local test endpoint) and retry policy. A botocore
-event hook on each client increments ``scaler_aws_calls_total{service,operation,outcome}`` once
-per API call (retries inside botocore are part of the one call), so the metric is the ground truth
-of what the scaler asked of AWS.
+region and endpoint (``AWS_ENDPOINT_URL`` for a local test endpoint). A botocore event hook on
+each client increments ``scaler_aws_calls_total{service,operation,outcome}`` once per API call
+(retries inside botocore are part of the one call), so the metric is the ground truth of what the
+scaler asked of AWS.
+
+Retries have ONE layer: botocore's, up to ``max_attempts`` HTTP attempts per call in all
+(``total_max_attempts``), with its jittered exponential backoff. The scaler does not wrap calls
+in retries of its own, which would multiply the attempts of a throttled call (and the load on a
+throttled bucket). Each retried throttled attempt counts in ``scaler_throttle_retries_total``.
+
+Urgent calls get clients of their own (:attr:`AwsClients.urgent_ecs`,
+:attr:`AwsClients.urgent_autoscaling`), in ``standard`` retry mode: botocore's adaptive mode
+paces a client by a token bucket, and its retry quota is per client too, so a flood of throttled
+background reads on a shared client would slow or exhaust what the drains and lifecycle
+completions need. The background ECS client waits at the :class:`PriorityGate` before every
+attempt, so urgent calls reach AWS ahead of queued reads.
 """
 
 from __future__ import annotations
@@ -19,9 +31,24 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
+from scaler.aws.concurrency import PriorityGate
 from scaler.metrics import Metrics
 
 SERVICES = ("sqs", "ecs", "ec2", "autoscaling", "cloudwatch", "dynamodb")
+URGENT_SERVICES = ("ecs", "autoscaling")  # drains and deregistrations; lifecycle actions
+URGENT_RETRY_MODE = "standard"  # no client-side rate limiter holding urgent calls back
+THROTTLING_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "SlowDown",
+    }
+)
 # Key under which an error answer carries the service that gave it (its IAM prefix), so that an
 # error can name the IAM action: ``ClientError.response[SERVICE_KEY]``.
 SERVICE_KEY = "ScalerService"
@@ -33,7 +60,7 @@ class AwsTarget:
 
     region: str
     endpoint_url: str | None = None
-    max_attempts: int = 5
+    max_attempts: int = 5  # HTTP attempts per call in all, the first one included
     retry_mode: str = "adaptive"
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
@@ -85,9 +112,10 @@ def _tag_errors(service: str) -> Callable[..., None]:
     return tag
 
 
-def _config(target: AwsTarget) -> AioConfig:
+def _config(target: AwsTarget, mode: str) -> AioConfig:
     return AioConfig(
-        retries={"max_attempts": target.max_attempts, "mode": target.retry_mode},
+        # botocore's "max_attempts" counts retries only; "total_max_attempts" counts them all
+        retries={"total_max_attempts": target.max_attempts, "mode": mode},
         connect_timeout=target.connect_timeout,
         read_timeout=target.read_timeout,
         max_pool_connections=50,
@@ -99,7 +127,8 @@ Instrument = Callable[[str, Any], None]
 
 
 class AwsClients:
-    """One counted aiobotocore client per service; use as an async context manager."""
+    """One counted aiobotocore client per service, and urgent ones for ECS and Auto Scaling;
+    use as an async context manager."""
 
     def __init__(
         self, target: AwsTarget, metrics: Metrics, instrument: Instrument | None = None
@@ -109,6 +138,8 @@ class AwsClients:
         self._extra = instrument
         self._stack = AsyncExitStack()
         self._clients: dict[str, Any] = {}
+        self._urgent: dict[str, Any] = {}
+        self.gate = PriorityGate()  # urgent calls hold it; background ECS attempts wait at it
         # How the last failed attempt of any call failed (a refused connection, a throttling
         # answer...), even one botocore went on to retry: what a call cut off by a deadline was
         # struggling with.
@@ -118,17 +149,23 @@ class AwsClients:
     async def __aenter__(self) -> AwsClients:
         session = get_session()
         for service in SERVICES:
-            client = await self._stack.enter_async_context(
-                session.create_client(
-                    service,
-                    region_name=self.target.region,
-                    endpoint_url=self.target.endpoint_url,
-                    config=_config(self.target),
-                )
-            )
-            self._instrument(client, service)
-            self._clients[service] = client
+            self._clients[service] = await self._open(session, service, self.target.retry_mode)
+        for service in URGENT_SERVICES:
+            self._urgent[service] = await self._open(session, service, URGENT_RETRY_MODE)
+        self._clients["ecs"].meta.events.register("before-send.*.*", self.gate.background)
         return self
+
+    async def _open(self, session: Any, service: str, mode: str) -> Any:
+        client = await self._stack.enter_async_context(
+            session.create_client(
+                service,
+                region_name=self.target.region,
+                endpoint_url=self.target.endpoint_url,
+                config=_config(self.target, mode),
+            )
+        )
+        self._instrument(client, service)
+        return client
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
@@ -148,16 +185,21 @@ class AwsClients:
         caught_exception: BaseException | None = None,
         response: tuple[Any, dict[str, Any]] | None = None,
         operation: Any = None,
+        attempts: int = 1,
         **_: Any,
     ) -> None:
-        """After each attempt of a call: remember how it failed, if it did."""
+        """After each attempt of a call: remember how it failed, if it did, and count a
+        throttled attempt that botocore will try again."""
         failure = caught_exception
         if failure is None and response is not None and response[0].status_code >= 300:
             failure = ClientError({**response[1], SERVICE_KEY: service}, operation.name)
-        if failure is not None:
-            self.last_failure = failure
-            if self.on_failure is not None:
-                self.on_failure(failure)
+        if failure is None:
+            return
+        self.last_failure = failure
+        if self.on_failure is not None:
+            self.on_failure(failure)
+        if error_code(failure) in THROTTLING_CODES and attempts < self.target.max_attempts:
+            self._metrics.throttle_retries.labels(operation.name).inc()
 
     @property
     def sqs(self) -> Any:
@@ -166,6 +208,16 @@ class AwsClients:
     @property
     def ecs(self) -> Any:
         return self._clients["ecs"]
+
+    @property
+    def urgent_ecs(self) -> Any:
+        """ECS for drains and deregistrations: its own retries and connections, never gated."""
+        return self._urgent["ecs"]
+
+    @property
+    def urgent_autoscaling(self) -> Any:
+        """Auto Scaling for lifecycle heartbeats and completions: its own retries."""
+        return self._urgent["autoscaling"]
 
     @property
     def ec2(self) -> Any:

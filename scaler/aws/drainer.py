@@ -4,7 +4,11 @@
 bucket with RunTask and StopTask. :class:`Drainer` gathers drain requests for
 ``SCALER_DRAIN_BATCH_WINDOW`` seconds (or until 10 wait) into one call, so a burst of N warnings
 costs about N/10 calls. A failure entry ``MISSING`` means the instance is no longer registered:
-nothing is left to drain, which counts as done. Throttling is retried with jittered backoff.
+nothing is left to drain, which counts as done.
+
+Drains are urgent: the drainer is given the urgent ECS client (its own botocore retries, the one
+retry layer: see :mod:`scaler.aws.clients`) and holds the :class:`PriorityGate` from the moment a
+drain is asked for until its answer, so background ECS reads wait meanwhile.
 
 In dry-run nothing is sent: every action is logged and counted with outcome ``dry_run``.
 """
@@ -19,8 +23,8 @@ from typing import Any
 
 from scaler.aws.batcher import Batcher
 from scaler.aws.clients import error_code
+from scaler.aws.concurrency import PriorityGate
 from scaler.aws.ecs import InstanceDirectory
-from scaler.aws.retry import Backoff
 from scaler.clock import Clock
 from scaler.metrics import Metrics
 from scaler.model import ContainerInstance
@@ -55,7 +59,7 @@ class Drainer:
         *,
         dry_run: bool = False,
         window: float = 0.25,
-        backoff: Backoff | None = None,
+        gate: PriorityGate | None = None,
     ) -> None:
         self._ecs = ecs
         self._cluster = cluster
@@ -63,7 +67,7 @@ class Drainer:
         self._metrics = metrics
         self._clock = clock
         self._dry_run = dry_run
-        self._backoff = backoff or Backoff()
+        self._gate = gate or PriorityGate()
         # arn -> (reason, EC2 instance id) of the first request for it in the open batch
         self._requests: dict[str, tuple[str, str]] = {}
         self._batcher: Batcher[str, str] = Batcher(self._flush, max_size=DRAIN_BATCH, window=window)
@@ -75,8 +79,9 @@ class Drainer:
         if instance.draining:
             self._count("drain", reason, "already")
             return "already"
-        self._requests.setdefault(instance.arn, (reason, instance.ec2_instance_id))
-        outcome = await self._batcher.submit(instance.arn)
+        async with self._gate.urgent():
+            self._requests.setdefault(instance.arn, (reason, instance.ec2_instance_id))
+            outcome = await self._batcher.submit(instance.arn)
         if outcome == "ok":
             self._directory.update(replace(instance, status="DRAINING", version=0))
         elif outcome == "gone":
@@ -99,9 +104,7 @@ class Drainer:
                 )
                 self._count("drain", reason, "dry_run")
             return dict.fromkeys(arns, "dry_run")
-        response = await self._backoff.call(
-            "UpdateContainerInstancesState", lambda: self._update(arns), self._retried
-        )
+        response = await self._update(arns)
         self._metrics.drain_batch_size.observe(len(arns))
         failed = {
             f.get("arn", ""): f.get("reason", "UNKNOWN") for f in response.get("failures", [])
@@ -131,9 +134,6 @@ class Drainer:
         self._count("drain", reason, "failed")
         return DrainFailed(f"{arn}: {failure}")
 
-    def _retried(self, operation: str) -> None:
-        self._metrics.throttle_retries.labels(operation).inc()
-
     def _count(self, action: str, reason: str, outcome: str) -> None:
         self._metrics.actions.labels(action, reason, outcome).inc()
 
@@ -144,13 +144,10 @@ class Drainer:
             self._count("deregister", reason, "dry_run")
             return "dry_run"
         try:
-            await self._backoff.call(
-                "DeregisterContainerInstance",
-                lambda: self._ecs.deregister_container_instance(
+            async with self._gate.urgent():
+                await self._ecs.deregister_container_instance(
                     cluster=self._cluster, containerInstance=instance.arn, force=True
-                ),
-                self._retried,
-            )
+                )
         except Exception as exc:
             if not _already_gone(exc):
                 self._count("deregister", reason, "failed")

@@ -20,6 +20,10 @@ for the first, and a token already completed is not completed again. If Auto Sca
 no such action is active, the hook has already ended (timed out, or completed by someone else):
 that is recorded as ``expired``, not an error. Completing is the only call that changes anything,
 so a follower restarted after a crash (the message is redelivered) simply carries on.
+
+Heartbeats and completions are urgent: :class:`AutoScalingLifecycle` is given the urgent Auto
+Scaling client (botocore's retries are the one retry layer: see :mod:`scaler.aws.clients`) and
+holds the :class:`PriorityGate` during each call, so background ECS reads wait meanwhile.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol
 
 from scaler.aws.clients import error_code
+from scaler.aws.concurrency import PriorityGate
 from scaler.aws.ecs import InstanceDirectory
-from scaler.aws.retry import Backoff, is_throttling
+from scaler.aws.retry import is_throttling
 from scaler.clock import Clock
 from scaler.metrics import Metrics
 from scaler.model import ContainerInstance
@@ -64,9 +69,11 @@ def _no_active_action(exc: BaseException) -> bool:
 class AutoScalingLifecycle:
     """The Auto Scaling side: heartbeats and completion, over aiobotocore."""
 
-    def __init__(self, autoscaling: Any, backoff: Backoff, *, dry_run: bool = False) -> None:
+    def __init__(
+        self, autoscaling: Any, *, gate: PriorityGate | None = None, dry_run: bool = False
+    ) -> None:
         self._autoscaling = autoscaling
-        self._backoff = backoff
+        self._gate = gate or PriorityGate()
         self._dry_run = dry_run
 
     @staticmethod
@@ -81,22 +88,18 @@ class AutoScalingLifecycle:
     async def heartbeat(self, action: LifecycleAction) -> None:
         if self._dry_run:
             return
-        await self._backoff.call(
-            "RecordLifecycleActionHeartbeat",
-            lambda: self._autoscaling.record_lifecycle_action_heartbeat(**self._ids(action)),
-        )
+        async with self._gate.urgent():
+            await self._autoscaling.record_lifecycle_action_heartbeat(**self._ids(action))
 
     async def complete(self, action: LifecycleAction, result: str) -> bool:
         if self._dry_run:
             log.info("dry run: would complete lifecycle action", extra={"token": action.token})
             return True
         try:
-            await self._backoff.call(
-                "CompleteLifecycleAction",
-                lambda: self._autoscaling.complete_lifecycle_action(
+            async with self._gate.urgent():
+                await self._autoscaling.complete_lifecycle_action(
                     **self._ids(action), LifecycleActionResult=result
-                ),
-            )
+                )
         except Exception as exc:
             if _no_active_action(exc):
                 return False

@@ -28,7 +28,6 @@ from scaler.aws import surges as surge_marks
 from scaler.aws.clients import AwsClients, error_code
 from scaler.aws.lease import Always, Leadership
 from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
-from scaler.aws.retry import Backoff
 from scaler.ecs.cluster import Task
 from scaler.metrics import Metrics
 from scaler.plan.cooldown import MoveHistory
@@ -74,7 +73,6 @@ class RebalanceController:
         self._settings = settings
         self._metrics = metrics
         self._policy = policy_from(settings)
-        self._backoff = Backoff()
         self.history = MoveHistory()
         self.pending: list[Pending] = []
         self.surges: dict[str, Surge] = {}
@@ -216,19 +214,11 @@ class RebalanceController:
         self._metrics.task_moves.labels("stopped").inc()
 
     async def _stop_task(self, arn: str, reason: str) -> None:
-        await self._backoff.call(
-            "StopTask",
-            lambda: self._aws.ecs.stop_task(
-                cluster=self._settings.cluster, task=arn, reason=reason
-            ),
-        )
+        await self._aws.ecs.stop_task(cluster=self._settings.cluster, task=arn, reason=reason)
 
     async def _set_desired(self, service: str, desired: int) -> None:
-        await self._backoff.call(
-            "UpdateService",
-            lambda: self._aws.ecs.update_service(
-                cluster=self._settings.cluster, service=service, desiredCount=desired
-            ),
+        await self._aws.ecs.update_service(
+            cluster=self._settings.cluster, service=service, desiredCount=desired
         )
 
     async def _move(

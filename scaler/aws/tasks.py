@@ -17,7 +17,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from scaler.aws.retry import Backoff
 from scaler.metrics import Metrics
 from scaler.model import ContainerInstance
 
@@ -116,14 +115,11 @@ class TaskInspector:
 class StandaloneRestarter:
     """Re-runs the standalone tasks of a draining instance elsewhere, then stops the originals."""
 
-    def __init__(
-        self, ecs: Any, cluster: str, metrics: Metrics, *, dry_run: bool, backoff: Backoff
-    ) -> None:
+    def __init__(self, ecs: Any, cluster: str, metrics: Metrics, *, dry_run: bool) -> None:
         self._ecs = ecs
         self._cluster = cluster
         self._metrics = metrics
         self._dry_run = dry_run
-        self._backoff = backoff
 
     async def restart_all(self, instance: ContainerInstance) -> dict[str, str]:
         """Task ARN -> outcome for every standalone task on ``instance``."""
@@ -156,13 +152,10 @@ class StandaloneRestarter:
                 extra={**context, "error": repr(exc)},
             )
             return "failed"
-        await self._backoff.call(
-            "StopTask",
-            lambda: self._ecs.stop_task(
-                cluster=self._cluster,
-                task=task["taskArn"],
-                reason=f"scaler: restarted elsewhere before {instance.ec2_instance_id} goes away",
-            ),
+        await self._ecs.stop_task(
+            cluster=self._cluster,
+            task=task["taskArn"],
+            reason=f"scaler: restarted elsewhere before {instance.ec2_instance_id} goes away",
         )
         log.info("standalone task restarted", extra={**context, "replacement": started})
         return "restarted"
@@ -175,9 +168,7 @@ class StandaloneRestarter:
             )
             if existing.get("taskArns"):
                 return str(existing["taskArns"][0])  # restarted before (a redelivered message)
-        reply = await self._backoff.call(
-            "RunTask", lambda: self._ecs.run_task(**self._copy(task, key))
-        )
+        reply = await self._ecs.run_task(**self._copy(task, key))
         started = reply.get("tasks", [])
         if not started:
             reasons = [f.get("reason") for f in reply.get("failures", [])]

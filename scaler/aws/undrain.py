@@ -25,7 +25,6 @@ from typing import Any
 
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.lease import Always, Leadership
-from scaler.aws.retry import Backoff
 from scaler.clock import Clock
 from scaler.metrics import Metrics
 from scaler.model import ContainerInstance
@@ -45,14 +44,12 @@ class DrainMarks:
         ecs: Any,
         cluster: str,
         directory: InstanceDirectory,
-        backoff: Backoff | None = None,
         *,
         dry_run: bool = False,
     ) -> None:
         self._ecs = ecs
         self._cluster = cluster
         self._directory = directory
-        self._backoff = backoff or Backoff()
         self._dry_run = dry_run
 
     async def put(self, instance: ContainerInstance, mark: Mark) -> ContainerInstance:
@@ -61,10 +58,7 @@ class DrainMarks:
             log.info("dry run: would mark", extra={"instance_id": instance.ec2_instance_id})
             return instance
         attribute = self._attribute(instance, mark.text)
-        await self._backoff.call(
-            "PutAttributes",
-            lambda: self._ecs.put_attributes(cluster=self._cluster, attributes=[attribute]),
-        )
+        await self._ecs.put_attributes(cluster=self._cluster, attributes=[attribute])
         marked = replace(instance, drain_mark=mark.text)
         self._directory.update(replace(marked, version=0))
         return marked
@@ -87,12 +81,7 @@ class DrainMarks:
         for start in range(0, len(instances), BATCH):
             chunk = instances[start : start + BATCH]
             attributes = [self._attribute(ci, ci.drain_mark or "") for ci in chunk]
-            await self._backoff.call(
-                "DeleteAttributes",
-                lambda a=attributes: self._ecs.delete_attributes(  # type: ignore[misc]
-                    cluster=self._cluster, attributes=a
-                ),
-            )
+            await self._ecs.delete_attributes(cluster=self._cluster, attributes=attributes)
 
     @staticmethod
     def _attribute(instance: ContainerInstance, value: str) -> dict[str, str]:
@@ -115,7 +104,6 @@ class Reactivator:
         interval: float,
         *,
         dry_run: bool = False,
-        backoff: Backoff | None = None,
     ) -> None:
         self._ecs = ecs
         self._cluster = cluster
@@ -126,7 +114,6 @@ class Reactivator:
         self._clock = clock
         self._interval = interval
         self._dry_run = dry_run
-        self._backoff = backoff or Backoff()
         self.leader: Leadership = Always()
 
     async def run_forever(self, stop: asyncio.Event) -> None:
@@ -177,13 +164,10 @@ class Reactivator:
         done: set[str] = set()
         for start in range(0, len(instances), BATCH):
             chunk = instances[start : start + BATCH]
-            reply = await self._backoff.call(
-                "UpdateContainerInstancesState",
-                lambda c=chunk: self._ecs.update_container_instances_state(  # type: ignore[misc]
-                    cluster=self._cluster,
-                    containerInstances=[ci.arn for ci in c],
-                    status="ACTIVE",
-                ),
+            reply = await self._ecs.update_container_instances_state(
+                cluster=self._cluster,
+                containerInstances=[ci.arn for ci in chunk],
+                status="ACTIVE",
             )
             failed = {f.get("arn", "") for f in reply.get("failures", [])}
             for ci in chunk:

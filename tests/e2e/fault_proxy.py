@@ -16,7 +16,10 @@ rate. Kinds of fault, as the network and AWS produce them:
 - ``latency``: the answer comes ``delay`` seconds late;
 - ``down``: every connection is refused-by-closing (the endpoint restarting).
 
-Everything injected is counted in :attr:`FaultProxy.injected`, by kind and operation.
+Everything injected is counted in :attr:`FaultProxy.injected`, by kind and operation, and every
+request received is logged in arrival order in :attr:`FaultProxy.seen` (``service:Operation``),
+so a test can tell which calls reached AWS before which. A fault with a ``limit`` is injected at
+most that many times.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class Fault:
     start: float = 0.0  # seconds after the proxy's clock was started (FaultProxy.arm)
     end: float = float("inf")
     delay: float = 0.0
+    limit: int | None = None  # injected at most this many times (None: no limit)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class FaultProxy:
         self.faults = faults
         self.rng = random.Random(seed)
         self.injected: Counter[str] = Counter()
+        self.seen: list[str] = []  # "service:Operation" of every request, in arrival order
+        self._used: Counter[int] = Counter()  # index in faults -> times injected
         self.forwarded = 0
         self._armed_at = float("inf")
         self._loop = asyncio.new_event_loop()
@@ -106,12 +112,15 @@ class FaultProxy:
     def _pick(self, request: Request | None) -> Fault | None:
         elapsed = time.monotonic() - self._armed_at
         name = f"{request.service}:{request.operation}" if request else "*"
-        for fault in self.faults:
+        for index, fault in enumerate(self.faults):
             if not fault.start <= elapsed < fault.end:
                 continue
             if fault.kind != "down" and not fnmatch.fnmatch(name, fault.operations):
                 continue
+            if fault.limit is not None and self._used[index] >= fault.limit:
+                continue
             if self.rng.random() < fault.rate:
+                self._used[index] += 1
                 return fault
         return None
 
@@ -121,6 +130,7 @@ class FaultProxy:
                 request = await _read_request(reader)
                 if request is None:
                     return
+                self.seen.append(f"{request.service}:{request.operation}")
                 fault = self._pick(request)
                 if fault is not None and fault.kind in ("reset", "down"):
                     self.injected[f"{fault.kind} {request.service}:{request.operation}"] += 1

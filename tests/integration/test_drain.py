@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from scaler import testbed
+from scaler.aws.clients import AwsTarget
 from scaler.demo import aws_calls, make_burst, run_until
 from scaler.loop import Scaler
 from scaler.model import ContainerInstance
 from scaler.plan.drain import LifecycleAction
-from tests.integration.faults import FailFirst
+from tests.e2e.fault_proxy import Fault, FaultProxy
 from tests.integration.helpers import outcomes, scaler_for, settings_for
 
 
@@ -60,17 +61,21 @@ async def test_a_burst_drains_exactly_the_members_in_few_calls(local_aws: testbe
 async def test_throttled_drain_calls_are_retried(local_aws: testbed.LocalAws) -> None:
     members, queues = _cluster(local_aws, 12)
     testbed.send_raw(local_aws, queues.url, [json.dumps(testbed.spot_warning(i)) for i in members])
-    throttle = FailFirst("ecs", "UpdateContainerInstancesState", times=3)
-    scaler = Scaler(
-        settings_for(queues.url),
-        scaler_for(local_aws, settings_for(queues.url)).target,
-        instrument=throttle,
-    )
-    assert await run_until(scaler, _settled(scaler, {"handled": 12}), limit=30)
+    drains = "ecs:UpdateContainerInstancesState"
+    proxy = FaultProxy(local_aws.endpoint, [Fault("throttle", drains, limit=3)]).start()
+    proxy.arm()
+    target = AwsTarget(testbed.REGION, endpoint_url=proxy.endpoint, max_attempts=5)
+    scaler = Scaler(settings_for(queues.url), target)
+    try:
+        assert await run_until(scaler, _settled(scaler, {"handled": 12}), limit=30)
+    finally:
+        proxy.stop()
     assert set(_states(local_aws).values()) == {"DRAINING"}
-    assert throttle.failed == 3
+    assert proxy.injected == {f"throttle {drains}": 3}
     text = scaler.metrics.render().decode()
     assert 'scaler_throttle_retries_total{operation="UpdateContainerInstancesState"} 3.0' in text
+    # botocore's retries are inside each call: the throttled attempts are not calls of their own
+    assert aws_calls(scaler.metrics)[drains] <= 3
 
 
 async def test_a_terminated_instance_is_deregistered(local_aws: testbed.LocalAws) -> None:

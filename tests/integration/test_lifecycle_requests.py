@@ -16,7 +16,6 @@ from botocore.exceptions import ClientError
 from scaler import testbed
 from scaler.aws.clients import AwsClients, AwsTarget
 from scaler.aws.lifecycle import AutoScalingLifecycle
-from scaler.aws.retry import Backoff
 from scaler.metrics import Metrics
 from scaler.plan.drain import LifecycleAction
 from tests.integration.faults import Capture, FailFirst
@@ -43,7 +42,7 @@ async def test_complete_and_heartbeat_request_shapes(local_aws: testbed.LocalAws
 
     target = AwsTarget(region=testbed.REGION, endpoint_url=local_aws.endpoint, max_attempts=1)
     async with AwsClients(target, Metrics(), instrument) as aws:
-        port = AutoScalingLifecycle(aws.autoscaling, Backoff())
+        port = AutoScalingLifecycle(aws.urgent_autoscaling)
         await port.heartbeat(ACTION)
         assert await port.complete(ACTION, "CONTINUE")
     ids = {
@@ -77,7 +76,7 @@ async def test_completing_an_action_that_already_ended_is_not_an_error(
     )
     target = AwsTarget(region=testbed.REGION, endpoint_url=local_aws.endpoint, max_attempts=1)
     async with AwsClients(target, Metrics(), gone) as aws:
-        port = AutoScalingLifecycle(aws.autoscaling, Backoff())
+        port = AutoScalingLifecycle(aws.urgent_autoscaling)
         assert await port.complete(ACTION, "CONTINUE") is False
 
 
@@ -91,7 +90,7 @@ async def test_other_validation_errors_surface(local_aws: testbed.LocalAws) -> N
     )
     target = AwsTarget(region=testbed.REGION, endpoint_url=local_aws.endpoint, max_attempts=1)
     async with AwsClients(target, Metrics(), bad) as aws:
-        port = AutoScalingLifecycle(aws.autoscaling, Backoff())
+        port = AutoScalingLifecycle(aws.urgent_autoscaling)
         with pytest.raises(ClientError):
             await port.complete(ACTION, "CONTINUE")
 

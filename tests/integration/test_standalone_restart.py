@@ -71,7 +71,6 @@ async def test_a_restart_interrupted_before_the_stop_is_not_run_twice(
     local_aws: testbed.LocalAws,
 ) -> None:
     from scaler.aws.clients import AwsClients, AwsTarget
-    from scaler.aws.retry import Backoff
     from scaler.aws.tasks import StandaloneRestarter
     from scaler.metrics import Metrics
 
@@ -86,9 +85,7 @@ async def test_a_restart_interrupted_before_the_stop_is_not_run_twice(
     )["tasks"][0]
     target = AwsTarget(region=testbed.REGION, endpoint_url=local_aws.endpoint, max_attempts=1)
     async with AwsClients(target, Metrics()) as aws:
-        restarter = StandaloneRestarter(
-            aws.ecs, "prod", Metrics(), dry_run=False, backoff=Backoff()
-        )
+        restarter = StandaloneRestarter(aws.ecs, "prod", Metrics(), dry_run=False)
         first = await restarter._run_copy(task)
         again = await restarter._run_copy(task)  # as after a crash between RunTask and StopTask
     assert first == again
