@@ -121,18 +121,28 @@ def _reached(expected: dict[str, int], metrics: Metrics) -> bool:
     return all(seen.get(k, 0) >= v for k, v in expected.items())
 
 
+STARTUP_GRACE = 30.0  # seconds run_until gives a scaler to start before counting
+
+
 async def run_until(
     scaler: Scaler, done: Callable[[], bool], limit: float, poll: float = 0.1
 ) -> bool:
-    """Run ``scaler`` until ``done()`` holds or ``limit`` seconds pass; True if ``done()`` held."""
+    """Run ``scaler`` until ``done()`` holds or ``limit`` seconds of its operation pass; True if
+    ``done()`` held. The seconds count from the end of its start-up (which may take a while on a
+    loaded machine, and is given ``STARTUP_GRACE`` seconds of its own), so "nothing happened
+    within ``limit``" means within ``limit`` seconds of the scaler running."""
     stop = asyncio.Event()
     runner = asyncio.create_task(scaler.run(stop))
-    deadline = time.monotonic() + limit
+    deadline = time.monotonic() + limit + STARTUP_GRACE
+    counting = False
     ok = False
     while not runner.done() and time.monotonic() < deadline:
-        if scaler.started.is_set() and done():
-            ok = True
-            break
+        if scaler.started.is_set():
+            if not counting:
+                counting, deadline = True, time.monotonic() + limit
+            if done():
+                ok = True
+                break
         await asyncio.sleep(poll)
     stop.set()
     await runner
