@@ -112,7 +112,8 @@ async def test_an_instance_warned_after_its_recommendation_stays_draining(
 ) -> None:
     members, queues = _cluster(local_aws, 4)
     _send(local_aws, queues.url, [testbed.rebalance_recommendation(i) for i in members[:2]])
-    scaler = _scaler(local_aws, queues.url, undrain_after=3.0)
+    # the warning must arrive before the undo time: leave a loaded machine room for it
+    scaler = _scaler(local_aws, queues.url, undrain_after=10.0)
     sent = False
 
     def warned_one_undone_other() -> bool:
@@ -124,7 +125,7 @@ async def test_an_instance_warned_after_its_recommendation_stays_draining(
         text = scaler.metrics.render().decode()
         return 'reactivated_instances_total{reason="rebalance_recommendation"} 1.0' in text
 
-    assert await run_until(scaler, warned_one_undone_other, limit=30), outcomes(scaler.metrics)
+    assert await run_until(scaler, warned_one_undone_other, limit=60), outcomes(scaler.metrics)
     states = _states(local_aws)
     assert states[members[0]] == "DRAINING"
     assert states[members[1]] == "ACTIVE"
