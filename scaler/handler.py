@@ -18,7 +18,8 @@ A reversible drain (a rebalance recommendation's, a scheduled reboot's) is marke
 container instance first (:class:`~scaler.aws.undrain.DrainMarks`), so the
 :class:`~scaler.aws.undrain.Reactivator` can undo it later. A final signal (spot interruption
 warning, lifecycle action, stopping or terminated, scheduled retirement) is noted on the notice
-board and turns a marked instance's mark final, after its drain.
+board and turns a marked instance's mark final, after its drain. With replicas, what is noted is
+also shared with the leader, which may not be this replica (:mod:`scaler.aws.shared_notices`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from scaler.events import (
     instance_ids,
 )
 from scaler.model import ContainerInstance, cluster_name_of
-from scaler.notices import NoticeBoard
+from scaler.notices import FINAL, RECOMMENDATION, WARNING, NoticeBoard, SharedNotice, shared
 from scaler.plan.drain import (
     Action,
     Decision,
@@ -90,6 +91,7 @@ class Workers:
     groups: ClusterGroups | None = None  # None: hooks of unknown instances are not completed
     marks: DrainMarks | None = None  # None: drains are not marked (and never undone)
     gate: DrainGate | None = None  # None: recommendation drains are not held
+    share: Callable[[SharedNotice], Awaitable[None]] | None = None  # None: one replica
 
 
 class EventHandler:
@@ -109,13 +111,15 @@ class EventHandler:
             if isinstance(signal, LifecycleTerminate):
                 return await self._unregistered(signal)
             return OTHER_CLUSTER
-        self._note(signal, members, received_at)
+        notices = self._note(signal, members, received_at)
         decision = decide(signal, members, self._policy, self._clock.now())
         self._explain(signal, decision)
         if decision.defer is not None:
+            await self._share(notices)
             return Outcome("deferred", retry_after=decision.defer)
         now_actions = [a for a in decision.actions if not isinstance(a, FollowUp)]
-        await _all(self._act(a, received_at) for a in now_actions)
+        # shared alongside the drains: a slow table must not delay them
+        await _all([*(self._act(a, received_at) for a in now_actions), self._share(notices)])
         await self._restart_on_drained(signal, members, now_actions)
         await self._settle(signal, members, received_at)
         later = [a for a in decision.actions if isinstance(a, FollowUp)]
@@ -140,18 +144,26 @@ class EventHandler:
 
     def _note(
         self, signal: Signal, members: Mapping[str, ContainerInstance], received_at: datetime
-    ) -> None:
-        """Tell the capacity side: these instances' tasks are losing their place."""
+    ) -> list[SharedNotice]:
+        """Tell the capacity side: these instances' tasks are losing their place. Returns what
+        was noted, for the other replicas."""
         at = (signal.time or received_at).timestamp()
-        for iid in members:
-            if isinstance(signal, SpotInterruption):
-                self._w.board.warned(iid, at)
-            elif isinstance(signal, RebalanceRecommendation):
-                self._w.board.recommended(iid, at)
-            if final_reason(signal) is not None:
-                self._w.board.finalised(iid, at)
+        kinds: list[str] = []
+        if isinstance(signal, SpotInterruption):
+            kinds.append(WARNING)
+        elif isinstance(signal, RebalanceRecommendation):
+            kinds.append(RECOMMENDATION)
+        if final_reason(signal) is not None:
+            kinds.append(FINAL)
+        notices = [shared(iid, kind, at) for iid in members for kind in kinds]
+        self._w.board.merge(notices, float("-inf"))
         # the capacity controller prunes too, but it does not run without pools: bound it here
         self._w.board.prune(received_at.timestamp())
+        return notices
+
+    async def _share(self, notices: Sequence[SharedNotice]) -> None:
+        if self._w.share is not None:
+            await _all(self._w.share(n) for n in notices)
 
     async def _settle(
         self, signal: Signal, members: Mapping[str, ContainerInstance], received_at: datetime

@@ -45,6 +45,7 @@ from scaler.aws.lifecycle import (
 from scaler.aws.migration import Migration
 from scaler.aws.rebalancer import RebalanceController
 from scaler.aws.retry import Backoff
+from scaler.aws.shared_notices import SharedNotices
 from scaler.aws.tasks import StandaloneRestarter, TaskInspector
 from scaler.aws.undrain import DrainMarks, Reactivator
 from scaler.clock import Clock, SystemClock
@@ -55,7 +56,12 @@ from scaler.lease import LeaseTerms
 from scaler.metrics import Metrics
 from scaler.plan.drain import DrainPolicy
 from scaler.plan.roll import RollPolicy
-from scaler.replacement import CapacityReplacement, NoReplacement, ReplacementSource
+from scaler.replacement import (
+    CapacityReplacement,
+    NoReplacement,
+    ReplacementSource,
+    SharedReplacement,
+)
 from scaler.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -107,6 +113,7 @@ class Scaler:
         )
         self._lifecycle = lifecycle
         self._instrument = instrument
+        self._shared: SharedNotices | None = None  # with a lease table and a controller
 
     async def run(self, stop: asyncio.Event) -> None:
         health = Health(self.clock, self.settings.stuck_after)
@@ -262,6 +269,8 @@ class Scaler:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            if self._shared is not None:
+                await self._shared.close()
             await leader.give_up()  # only now that nothing it guarded still runs
             await workers.lifecycle.close()
             await workers.drainer.close()
@@ -363,8 +372,30 @@ class Scaler:
             workers.replacements = CapacityReplacement(
                 controller, workers.board, s.replacement_timeout
             )
+        if s.lease_table is not None:
+            self._share(aws, s.lease_table, workers, controller)
         self.capacity = controller
         return controller
+
+    def _share(
+        self, aws: AwsClients, table: str, workers: Workers, controller: CapacityController
+    ) -> None:
+        """With replicas, notices and replacement requests reach the leader's controller
+        through the lease table (:mod:`scaler.aws.shared_notices`)."""
+        shared = self._shared = SharedNotices(
+            aws.dynamodb, table, self.settings.cluster_name, self.clock
+        )
+        workers.share = shared.publish
+        controller.shared = lambda board, now: shared.pull(board, now, controller)
+        if isinstance(workers.replacements, CapacityReplacement):
+            workers.replacements = SharedReplacement(
+                workers.replacements,
+                controller,
+                shared,
+                self.clock,
+                self.settings.replacement_timeout,
+                self.settings.drain_poll,
+            )
 
     def _leadership(self, aws: AwsClients) -> Leadership:
         """The leader lease, when replicas share the cluster (SCALER_LEASE_TABLE)."""

@@ -11,6 +11,12 @@ resource "aws_dynamodb_table" "lease" {
     type = "S"
   }
 
+  # notices shared between replicas expire (scaler/aws/shared_notices.py)
+  ttl {
+    attribute_name = "expires"
+    enabled        = true
+  }
+
   point_in_time_recovery {
     enabled = true
   }

@@ -33,7 +33,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -801,6 +801,8 @@ class CapacityController:
         self.roll = RollMemory()
         self.consolidator = consolidator  # None: no scale-in by consolidation
         self.migration = migration  # None: no Spot Fleet to move off
+        # notices other replicas heard, merged into the board each cycle (None: one replica)
+        self.shared: Callable[[NoticeBoard, float], Awaitable[None]] | None = None
 
     @property
     def leader(self) -> Leadership:
@@ -833,6 +835,8 @@ class CapacityController:
     async def cycle(self) -> CapacityPlan:
         now = time.time()
         self._board.prune(now)
+        if self.shared is not None:
+            await self.shared(self._board, now)
         observed = await self._reader.read(now)
         self._remember_troubles(observed, now)
         plan = plan_capacity(observed.snapshot, self.memory, self._policy)
