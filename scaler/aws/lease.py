@@ -10,6 +10,9 @@ conditional, so two replicas cannot both succeed:
 - give up (at shutdown): ``UpdateItem`` setting the expiry to 0, on the condition that it is
   ours, so the next replica takes over at once.
 
+The same table holds the notices replicas share with the leader, under other names
+(:mod:`scaler.aws.shared_notices`).
+
 A replica that cannot reach the table keeps trying every ``renew_every`` seconds and stops
 acting when its last successful write is too old (:func:`scaler.lease.acts_until`).
 """

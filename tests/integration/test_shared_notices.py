@@ -14,7 +14,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from scaler import testbed
+from scaler.aws.clients import AwsClients, AwsTarget
+from scaler.aws.shared_notices import SharedNotices
+from scaler.clock import ManualClock
 from scaler.loop import Scaler
+from scaler.metrics import Metrics
+from scaler.notices import FINAL, REPLACEMENT, WARNING, shared
 from tests.integration.ecs_harness import Ecs
 from tests.integration.helpers import outcomes, scaler_for, settings_for, wait_for
 
@@ -24,6 +29,37 @@ GROUPS = ("spot-asg", "od-asg")
 
 def _leading(scaler: Scaler) -> bool:
     return scaler.metrics.registry.get_sample_value("scaler_leader") == 1.0
+
+
+def _table(aws: testbed.LocalAws) -> None:
+    aws.client("dynamodb").create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+async def test_the_table_keeps_the_newest_notice_and_reads_back_the_live_ones(
+    local_aws: testbed.LocalAws,
+) -> None:
+    _table(local_aws)
+    now = ManualClock().now().timestamp()
+    target = AwsTarget(region=testbed.REGION, endpoint_url=local_aws.endpoint, max_attempts=1)
+    async with AwsClients(target, Metrics()) as clients:
+        prod = SharedNotices(clients.dynamodb, TABLE, "prod", ManualClock())
+        other = SharedNotices(clients.dynamodb, TABLE, "staging", ManualClock())
+        newer = shared("i-1", REPLACEMENT, now, end=now + 300)
+        await prod.publish(newer)
+        await prod.publish(shared("i-1", REPLACEMENT, now - 60, end=now))  # too old: kept out
+        await prod.publish(shared("i-1", FINAL, now))
+        await prod.publish(shared("i-2", WARNING, now - 5000))  # expired
+        await other.publish(shared("i-3", WARNING, now))  # another cluster's
+        found = sorted(await prod.read(now), key=lambda n: n.kind)
+    assert [(n.instance_id, n.kind, n.at, n.end) for n in found] == [
+        ("i-1", FINAL, now, None),
+        ("i-1", REPLACEMENT, now, now + 300),
+    ]
 
 
 def _cluster(aws: testbed.LocalAws) -> tuple[Ecs, list[str]]:
@@ -53,12 +89,7 @@ def _cluster(aws: testbed.LocalAws) -> tuple[Ecs, list[str]]:
             group="service:web",
             containerInstances=[arns[iid]] * count,
         )
-    aws.client("dynamodb").create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    _table(aws)
     return ecs, ids
 
 
