@@ -7,12 +7,15 @@ they were scheduled), so a run is a pure function of the scenario, the policy an
 - tasks become RUNNING after their start delay and healthy after their health delay;
 - the ECS scheduler reconciles the services something happened to, a few seconds after it
   happened (ECS's own reaction time);
-- the spot market sends interruption warnings (everyday rates, and correlated storms), rebalance
-  recommendations ahead of some of them, and terminates instances when the 2-minute notice ends;
+- the spot market (:mod:`scaler.sim.market`: one per scenario and seed, whatever the policy
+  launches) reclaims pools, everyday and in storms: it sends interruption warnings to the
+  instances there, rebalance recommendations ahead of some of them, terminates them when the
+  2-minute notice ends, and refuses launches into pools short of capacity;
 - AZ outages, deployments, demand changes and new launch images happen when the scenario says.
 
 A *policy* hears the signals AWS would send (the same :mod:`scaler.events` signal values) and acts
 through :class:`Sim`'s small cloud interface (drain, launch, terminate), which counts API calls.
+With a ``trace``, every market event, signal and action becomes a record (see :meth:`Sim.note`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from scaler.ecs.cluster import (
 from scaler.ecs.scheduler import Scheduler, rebalances_azs
 from scaler.events import InstanceStateChange, RebalanceRecommendation, Signal, SpotInterruption
 from scaler.sim.accounting import Accountant
+from scaler.sim.market import Market, Reclaim
 from scaler.sim.scenario import Event, Pool, Scenario
 
 EPOCH = datetime(2026, 1, 5, tzinfo=UTC)  # virtual time 0 as a wall-clock time for signals
@@ -78,14 +82,17 @@ class Sim:
         world: World | None = None,
         notice: float = NOTICE,
         signal_delay: float = 1.0,
+        trace: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.scenario = scenario
         self.policy = policy
         self.world = world
         self.notice = notice
         self.signal_delay = signal_delay
+        self.trace = trace
         self.rng = random.Random(seed)
-        self.market_rng = random.Random(f"market:{seed}")  # the same spot market for every policy
+        self.market = Market(scenario, seed)  # the same spot market for every policy
+        self.reclaiming: dict[str, tuple[Reclaim, random.Random]] = {}  # pool -> its storm
         self.now = 0.0
         self.horizon = scenario.hours * 3600
         self._queue: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
@@ -95,7 +102,6 @@ class Sim:
         self.scheduler = Scheduler(self.cluster, random.Random(f"ecs:{seed}"), scenario.azs)
         self.pools = {p.name: p for p in scenario.pools}
         self.unavailable_until: dict[str, float] = {}
-        self.az_storms: dict[str, tuple[float, float]] = {}  # AZ -> (storm's end, reclaim within)
         self.doomed: dict[str, float] = {}  # instance id -> termination time
         self.terminated: dict[str, Instance] = {}  # instances gone, for policies that look back
         self.api_calls: Counter[str] = Counter()
@@ -123,6 +129,8 @@ class Sim:
         self._initial_state()
         for event in self.scenario.events:
             self.at(event.at, self._scenario_event, event)
+        for pool in self.market.spot:
+            self._next_everyday(pool)
         self.policy.start(self)
 
     def step_until(self, t: float) -> None:
@@ -144,7 +152,16 @@ class Sim:
             **self.acct.result(),
             "out_of_date_instances": len(self.out_of_date()),
             "api_calls": sum(self.api_calls.values()),
+            "market_digest": self.market.digest(),
         }
+
+    def note(self, what: str, **fields: Any) -> None:
+        """A trace record: what happened (a market event, a signal, an action), at what virtual
+        time, under which policy, with the instance, task, pool and reason it concerns."""
+        if self.trace is not None:
+            self.trace(
+                {"t": round(self.now, 3), "policy": self.policy.name, "what": what, **fields}
+            )
 
     def wall(self, t: float | None = None) -> datetime:
         return EPOCH + timedelta(seconds=self.now if t is None else t)
@@ -197,7 +214,9 @@ class Sim:
         None if none could (or ``count`` is not positive)."""
         self.api_calls["CreateFleet"] += 1
         pool = next((self.pools[n] for n in pool_names if self.available(self.pools[n])), None)
-        if count <= 0 or pool is None:
+        launched = pool is not None and count > 0
+        self.note("launch", pools=list(pool_names), count=count, pool=pool and pool.name, why=why)
+        if not launched or pool is None:
             return None
         self._boot(pool, count)
         return pool.name
@@ -208,15 +227,20 @@ class Sim:
             inst = self._launch_one(pool)
             self.at(self.now + self.rng.uniform(lo, hi), self._register, inst)
 
-    def drain(self, instances: list[Instance]) -> int:
+    def drain(self, instances: list[Instance], why: str = "") -> int:
         """Set instances DRAINING, 10 a call (as UpdateContainerInstancesState)."""
         self.api_calls["UpdateContainerInstancesState"] += math.ceil(len(instances) / 10)
+        if self.trace is not None:
+            for inst in instances:
+                self.note("drain", instance=inst.id, pool=inst.pool, why=why)
         return sum(self.cluster.drain(i) for i in instances)
 
     def set_desired(self, service: str, desired: int) -> None:
         """UpdateService(desiredCount), if it changes anything."""
-        if self.cluster.services[service].spec.desired != desired:
+        before = self.cluster.services[service].spec.desired
+        if before != desired:
             self.api_calls["UpdateService"] += 1
+            self.note("set_desired", service=service, before=before, after=desired)
             self.cluster.set_desired(service, desired)
 
     def surge(self, service: str, delta: int) -> None:
@@ -227,10 +251,13 @@ class Sim:
 
     def stop_task(self, task: Task, reason: str) -> None:
         self.api_calls["StopTask"] += 1
+        where = task.instance.id if task.instance is not None else None
+        self.note("stop_task", task=task.id, service=task.service.name, instance=where, why=reason)
         self.cluster.stop_task(task, self.now, reason)
 
-    def terminate(self, inst: Instance) -> None:
+    def terminate(self, inst: Instance, why: str = "") -> None:
         self.api_calls["TerminateInstances"] += 1
+        self.note("terminate", instance=inst.id, pool=inst.pool, why=why)
         self._gone(inst)
 
     def instance(self, instance_id: str) -> Instance | None:
@@ -244,7 +271,13 @@ class Sim:
 
     def deliver(self, signal: Signal, delay: float) -> None:
         """Deliver a signal to the policy after ``delay`` seconds."""
-        self.at(self.now + delay, self.policy.on_signal, self, signal)
+        self.at(self.now + delay, self._hear, signal)
+
+    def _hear(self, signal: Signal) -> None:
+        self.note(
+            "signal", kind=type(signal).__name__, instance=getattr(signal, "instance_id", None)
+        )
+        self.policy.on_signal(self, signal)
 
     def next_event_id(self) -> str:
         return f"sim-{next(self._event_ids)}"
@@ -258,15 +291,43 @@ class Sim:
         inst = self.cluster.launch(
             pool.name, itype, pool.az, pool.capacity, price, self.now, id=external, image=self.image
         )
-        until, over = self.az_storms.get(pool.az, (-1.0, 0.0))
-        if pool.capacity == "spot" and self.now < until:  # a storm aimed at its AZ
-            wait = self.scenario.boot_delay[1] + self.market_rng.uniform(0, over)
+        storm = self.reclaiming.get(pool.name)
+        if storm is not None and self.now < storm[0].until:  # launched into a pool in a storm
+            wait = self.scenario.boot_delay[1] + storm[1].uniform(0, storm[0].over)
             self.at(self.now + wait, self._warn, inst.id)
-        elif pool.capacity == "spot" and pool.interruptions_per_hour > 0:
-            wait = self.market_rng.expovariate(pool.interruptions_per_hour / 3600)
-            if self.now + wait < self.horizon:
-                self.at(self.now + wait, self._warn, inst.id)
         return inst
+
+    # -- the market ---------------------------------------------------------------------------
+
+    def _next_everyday(self, pool: Pool) -> None:
+        reclaim = self.market.next_everyday(pool, self.now, self.horizon)
+        if reclaim is not None:
+            self.at(reclaim.at, self._everyday, pool, reclaim)
+
+    def _everyday(self, pool: Pool, reclaim: Reclaim) -> None:
+        self._reclaim(reclaim)
+        self._next_everyday(pool)
+
+    def _reclaim(self, reclaim: Reclaim) -> None:
+        """Warn the instances the policy has in the pool: each with the reclaim's probability,
+        within its ``over`` seconds; some get a rebalance recommendation ahead."""
+        self.note("reclaim", pool=reclaim.pool, why=reclaim.cause, share=round(reclaim.share, 4))
+        rng = self.market.victims(reclaim)
+        here = [
+            i
+            for i in self.cluster.instances.values()
+            if i.pool == reclaim.pool and i.id not in self.doomed
+        ]
+        for inst in sorted(here, key=lambda i: (i.launched_at, i.id)):
+            taken, offset, advised = rng.random(), rng.uniform(0, reclaim.over), rng.random()
+            if taken >= reclaim.share:
+                continue
+            when = self.now + offset
+            self.at(when, self._warn, inst.id)
+            if advised < reclaim.rebalance_share:
+                self.at(max(self.now, when - reclaim.rebalance_lead), self._recommend, inst.id)
+        if reclaim.until > self.now:
+            self.reclaiming[reclaim.pool] = (reclaim, rng)
 
     def _register(self, inst: Instance) -> None:
         if inst.id in self.cluster.instances:
@@ -277,6 +338,7 @@ class Sim:
         if inst is None or instance_id in self.doomed:
             return
         self.doomed[instance_id] = self.now + self.notice
+        self.note("warning", instance=instance_id, pool=inst.pool)
         self.at(self.now + self.notice, self._expire, instance_id)
         self.deliver(
             SpotInterruption(
@@ -290,6 +352,7 @@ class Sim:
 
     def _recommend(self, instance_id: str) -> None:
         if instance_id in self.cluster.instances:
+            self.note("recommendation", instance=instance_id)
             self.deliver(
                 RebalanceRecommendation(
                     event_id=self.next_event_id(), time=self.wall(), instance_id=instance_id
@@ -303,6 +366,7 @@ class Sim:
             self._gone(inst)
 
     def _gone(self, inst: Instance) -> None:
+        self.note("terminated", instance=inst.id, pool=inst.pool, tasks=len(inst.tasks))
         self.cluster.terminate(inst, self.now)
         self.terminated[inst.id] = inst
         self.doomed.pop(inst.id, None)
@@ -327,6 +391,7 @@ class Sim:
             "scale": self._scale,
             "new_image": self._new_image,
         }
+        self.note("scenario", kind=event.type, **event.params)
         handlers[event.type](**event.params)
 
     def _storm(
@@ -340,41 +405,41 @@ class Sim:
         az: str | None = None,
         lasts: float = 0.0,
     ) -> None:
-        """Reclaim ``share`` of spot capacity, whole pools at a time, over ``over`` seconds; the
-        reclaimed pools (every spot pool, with ``all_spot_pools``) take no launches for
-        ``unavailable_for`` seconds. With ``az`` the storm is aimed at one AZ: ``share`` of its
-        spot capacity, and for ``lasts`` seconds every spot instance launched into it is taken
-        back too, within ``over`` seconds of registering (its pools launch, EC2 reclaims)."""
+        """Reclaim ``share`` of the scenario's spot pools (of ``az``, if given), drawn by the
+        market whatever the policy uses: the instances in them are warned within ``over``
+        seconds, and for ``lasts`` seconds spot launched into them is reclaimed too, within
+        ``over`` seconds of registering. The reclaimed pools (every spot pool, with
+        ``all_spot_pools``) take no launches for ``unavailable_for`` seconds."""
+        reclaims = self.market.storm(
+            self.now,
+            share=share,
+            over=over,
+            rebalance_share=rebalance_share,
+            rebalance_lead=rebalance_lead,
+            lasts=lasts,
+            az=az,
+        )
+        short = {r.pool for r in reclaims}
         if all_spot_pools:
-            for name, spec in self.pools.items():
-                if spec.capacity == "spot":
-                    self.unavailable_until[name] = self.now + unavailable_for
-        if az is not None:
-            self.az_storms[az] = (self.now + lasts, over)
-        spot = [
-            i
-            for i in self.cluster.instances.values()
-            if i.capacity == "spot" and (az is None or i.az == az)
-        ]
-        pools = sorted({i.pool for i in spot})
-        self.market_rng.shuffle(pools)
-        chosen: list[Instance] = []
-        for pool in pools:
-            if len(chosen) >= share * len(spot):
-                break
-            chosen += [i for i in spot if i.pool == pool]
-            self.unavailable_until[pool] = self.now + unavailable_for
-        chosen = chosen[: max(1, round(share * len(spot)))]
-        for inst in chosen:
-            when = self.now + self.market_rng.uniform(0, over)
-            self.at(when, self._warn, inst.id)
-            if self.market_rng.random() < rebalance_share:
-                self.at(max(self.now, when - rebalance_lead), self._recommend, inst.id)
+            short |= {p.name for p in self.market.spot}
+        for name in sorted(short):
+            self._short(name, unavailable_for, "storm")
+        for reclaim in reclaims:
+            self._reclaim(reclaim)
+
+    def _short(self, pool: str, duration: float, cause: str) -> None:
+        """No launches into ``pool`` for ``duration`` seconds."""
+        if duration > 0:
+            self.unavailable_until[pool] = max(
+                self.unavailable_until.get(pool, -1.0), self.now + duration
+            )
+            self.market.shortage(pool, self.now, self.now + duration, cause)
+            self.note("shortage", pool=pool, why=cause, until=round(self.now + duration, 3))
 
     def _az_outage(self, az: str, duration: float) -> None:
         for pool in self.pools.values():
             if pool.az == az:
-                self.unavailable_until[pool.name] = self.now + duration
+                self._short(pool.name, duration, "az_outage")
         for inst in [i for i in self.cluster.instances.values() if i.az == az]:
             self._gone(inst)
 

@@ -1,0 +1,146 @@
+"""The spot market: one per (scenario, seed), the same whatever a policy launches.
+
+Each spot pool has its own random streams, seeded from the scenario's name, the seed and the
+pool's name and nothing else, so every policy run on a (scenario, seed) meets the same market:
+
+- *everyday reclaims*: a Poisson timeline per pool, drawn lazily as the run goes on, at a rate
+  that keeps the pool's ``interruptions_per_hour`` per instance: each reclaim draws a share
+  (uniform below ``2 * EVERYDAY_SHARE``) and takes each instance the policy has in the pool then
+  with that probability;
+- *storms*: a scenario event that draws its pools from ALL the scenario's spot pools (those of
+  one AZ when it names one), ``share`` of them; each drawn pool gets a reclaim window: the
+  instances in it at the storm are warned within ``over`` seconds, some of them with a rebalance
+  recommendation ``rebalance_lead`` seconds ahead, and (for ``lasts`` seconds) spot launched into
+  it is reclaimed within ``over`` seconds of booting;
+- *shortages*: windows in which launches into a pool fail (after a storm, in an AZ outage).
+
+A policy with no instance in a reclaimed pool escapes: that is what diversifying is for. Which
+of a policy's instances a reclaim takes is drawn from a stream of that reclaim's own, in a fixed
+order of the instances, so it never shifts the market's timelines.
+
+:meth:`Market.digest` hashes the timelines drawn over a run (reclaims, storm windows, shortages):
+the same for every policy of a run; the figures of two policies differ by what they did alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from scaler.sim.scenario import Pool, Scenario
+
+EVERYDAY_SHARE = 0.25  # mean share of a pool's instances an everyday reclaim takes
+
+
+@dataclass(frozen=True)
+class Reclaim:
+    """A reclaim in one pool: instances there at ``at`` are warned within ``over`` seconds."""
+
+    pool: str
+    at: float
+    share: float  # each instance is taken with this probability
+    over: float = 0.0
+    rebalance_share: float = 0.0
+    rebalance_lead: float = 0.0
+    until: float = 0.0  # spot launched into the pool before this is reclaimed too
+    cause: str = "everyday"
+    key: str = ""  # names the reclaim's own stream
+
+    def record(self) -> list[Any]:
+        return [
+            "reclaim",
+            self.cause,
+            self.pool,
+            round(self.at, 3),
+            round(self.share, 6),
+            self.over,
+            self.rebalance_share,
+            self.rebalance_lead,
+            round(self.until, 3),
+        ]
+
+
+class Market:
+    """The market's draws for a (scenario, seed); see the module docstring."""
+
+    def __init__(self, scenario: Scenario, seed: int) -> None:
+        self.base = f"market:{scenario.name}:{seed}"
+        self.spot = [p for p in scenario.pools if p.capacity == "spot"]
+        self._everyday = {p.name: self.stream(p.name, "everyday") for p in self.spot}
+        self._counts: dict[str, int] = {}
+        self._storms = 0
+        self.timeline: dict[str, list[list[Any]]] = {p.name: [] for p in scenario.pools}
+
+    def stream(self, *parts: object) -> random.Random:
+        return random.Random(":".join([self.base, *map(str, parts)]))
+
+    # -- everyday reclaims ---------------------------------------------------------------------
+
+    def next_everyday(self, pool: Pool, after: float, horizon: float) -> Reclaim | None:
+        """The pool's next everyday reclaim after ``after`` (None: none before ``horizon``)."""
+        if pool.interruptions_per_hour <= 0:
+            return None
+        rng = self._everyday[pool.name]
+        rate = pool.interruptions_per_hour / EVERYDAY_SHARE / 3600
+        at = after + rng.expovariate(rate)
+        share = rng.uniform(0, 2 * EVERYDAY_SHARE)
+        if at >= horizon:
+            return None
+        return self._reclaim(Reclaim(pool.name, at, share, cause="everyday"))
+
+    # -- storms -----------------------------------------------------------------------------
+
+    def storm(
+        self,
+        now: float,
+        *,
+        share: float,
+        over: float,
+        rebalance_share: float,
+        rebalance_lead: float,
+        lasts: float,
+        az: str | None,
+    ) -> list[Reclaim]:
+        """``share`` of the spot pools (of ``az``, if given), drawn whatever a policy uses."""
+        self._storms += 1
+        rng = self.stream("storm", self._storms)
+        candidates = sorted(p.name for p in self.spot if az is None or p.az == az)
+        count = min(len(candidates), max(1, round(share * len(candidates))))
+        chosen = sorted(rng.sample(candidates, count)) if candidates else []
+        return [
+            self._reclaim(
+                Reclaim(
+                    name,
+                    now,
+                    1.0,
+                    over,
+                    rebalance_share,
+                    rebalance_lead,
+                    now + lasts,
+                    cause="storm",
+                )
+            )
+            for name in chosen
+        ]
+
+    def shortage(self, pool: str, start: float, end: float, cause: str) -> None:
+        self.timeline[pool].append(["shortage", cause, round(start, 3), round(end, 3)])
+
+    def _reclaim(self, reclaim: Reclaim) -> Reclaim:
+        n = self._counts.get(reclaim.pool, 0)
+        self._counts[reclaim.pool] = n + 1
+        keyed = Reclaim(**{**reclaim.__dict__, "key": f"{reclaim.pool}:{n}"})
+        self.timeline[reclaim.pool].append(keyed.record())
+        return keyed
+
+    def victims(self, reclaim: Reclaim) -> random.Random:
+        """The stream that picks a reclaim's instances and their times (policy-dependent)."""
+        return self.stream("reclaim", reclaim.key)
+
+    def digest(self) -> str:
+        """A hash of every timeline drawn so far."""
+        text = json.dumps(self.timeline, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
