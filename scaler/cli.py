@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import difflib
 import json
 import math
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from scaler import __version__, logs
 from scaler.aws.clients import AwsTarget
@@ -140,6 +141,30 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (e.g. 7)") from None
 
 
+MAX_SEEDS = 1000
+
+
+def _seeds(text: str) -> list[int]:
+    """``1-20``, ``1,5,9`` or both (``1-3,7``): the seeds in the order given, each once."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            low = int(first)
+            high = int(last) if dash else low
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a list of seeds: give whole numbers and ranges, e.g. 1-20 "
+                "or 1,5,9"
+            ) from None
+        if high < low:
+            raise argparse.ArgumentTypeError(f"{part!r} is an empty range: write it low-high")
+        seeds += [s for s in range(low, min(high, low + MAX_SEEDS) + 1) if s not in seeds]
+        if len(seeds) > MAX_SEEDS:
+            raise argparse.ArgumentTypeError(f"{text!r} is more than {MAX_SEEDS} seeds")
+    return seeds
+
+
 def _command(sub: Any, name: str) -> argparse.ArgumentParser:
     brief, needs = COMMANDS[name]
     parser: argparse.ArgumentParser = sub.add_parser(
@@ -177,12 +202,26 @@ def _parser() -> argparse.ArgumentParser:
         help="scaler, ecs-native, ecs-scaler, scaler-consolidating, scaler-rolling, or all "
         "(the first three; the default)",
     )
-    sim.add_argument(
+    seeding = sim.add_mutually_exclusive_group()
+    seeding.add_argument(
         "--seed",
         type=_seed,
         default=7,
-        help="seed of every random draw (and of a built-in scenario's layout): the same seed "
-        "gives the same figures (default 7)",
+        help="seed of every random draw (the spot market's, and a built-in scenario's layout): "
+        "the same seed gives the same figures (default 7)",
+    )
+    seeding.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=None,
+        help="run on each of these seeds (1-20, or 1,5,9) and print per figure the mean, the "
+        "worst seed and the paired difference to each baseline with its 95%% interval",
+    )
+    sim.add_argument(
+        "--trace",
+        metavar="FILE",
+        default=None,
+        help="write one JSON line per market event, signal and policy action to FILE",
     )
     sim.add_argument(
         "--hours",
@@ -254,7 +293,7 @@ def _demo(timeout: float) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from scaler.sim.run import simulate, table
+    from scaler.sim.run import seeds_table, simulate, simulate_seeds, table
 
     known = (*POLICY_NAMES, *EXTRA_POLICIES)
     policies = list(POLICY_NAMES) if args.policy == "all" else [args.policy]
@@ -265,12 +304,35 @@ def _simulate(args: argparse.Namespace) -> int:
                 f"{_closest(args.policy, [*known, 'all'])} (choose from {', '.join(known)} or all)"
             ]
         )
-    scenario = _scenario(args.scenario, args.seed)
-    if args.hours is not None:
-        scenario = scenario.with_hours(args.hours)
-    report = simulate(scenario, policies, args.seed)
-    print(json.dumps(report) if args.json else table(report))
+
+    def scenario_for(seed: int) -> Scenario:
+        scenario = _scenario(args.scenario, seed)
+        return scenario if args.hours is None else scenario.with_hours(args.hours)
+
+    first = scenario_for(args.seeds[0] if args.seeds else args.seed)  # a bad file fails first
+    with _trace(args.trace) as trace:
+        if args.seeds:
+            report = simulate_seeds(scenario_for, policies, args.seeds, trace)
+            print(json.dumps(report) if args.json else seeds_table(report))
+        else:
+            report = simulate(first, policies, args.seed, trace)
+            print(json.dumps(report) if args.json else table(report))
     return 0
+
+
+@contextlib.contextmanager
+def _trace(path: str | None) -> Iterator[TextIO | None]:
+    if path is None:
+        yield None
+        return
+    try:
+        out = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise ConfigError(
+            [f"--trace: cannot write {path!r}: {exc.strerror or exc}; give a writable file"]
+        ) from None
+    with out:
+        yield out
 
 
 def _closest(word: str, choices: list[str]) -> str:

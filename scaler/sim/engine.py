@@ -404,8 +404,9 @@ class Sim:
         all_spot_pools: bool = False,
         az: str | None = None,
         lasts: float = 0.0,
+        pools: Sequence[str] | None = None,
     ) -> None:
-        """Reclaim ``share`` of the scenario's spot pools (of ``az``, if given), drawn by the
+        """Reclaim ``share`` of the scenario's spot pools (of ``az``, of ``pools``), drawn by the
         market whatever the policy uses: the instances in them are warned within ``over``
         seconds, and for ``lasts`` seconds spot launched into them is reclaimed too, within
         ``over`` seconds of registering. The reclaimed pools (every spot pool, with
@@ -418,6 +419,7 @@ class Sim:
             rebalance_lead=rebalance_lead,
             lasts=lasts,
             az=az,
+            pools=pools,
         )
         short = {r.pool for r in reclaims}
         if all_spot_pools:

@@ -8,10 +8,10 @@ pool's name and nothing else, so every policy run on a (scenario, seed) meets th
   (uniform below ``2 * EVERYDAY_SHARE``) and takes each instance the policy has in the pool then
   with that probability;
 - *storms*: a scenario event that draws its pools from ALL the scenario's spot pools (those of
-  one AZ when it names one), ``share`` of them; each drawn pool gets a reclaim window: the
-  instances in it at the storm are warned within ``over`` seconds, some of them with a rebalance
-  recommendation ``rebalance_lead`` seconds ahead, and (for ``lasts`` seconds) spot launched into
-  it is reclaimed within ``over`` seconds of booting;
+  one AZ, or the pools it names, if it says), ``share`` of them; each drawn pool gets a reclaim
+  window: the instances in it at the storm are warned within ``over`` seconds, some of them with
+  a rebalance recommendation ``rebalance_lead`` seconds ahead, and (for ``lasts`` seconds) spot
+  launched into it is reclaimed within ``over`` seconds of booting;
 - *shortages*: windows in which launches into a pool fail (after a storm, in an AZ outage).
 
 A policy with no instance in a reclaimed pool escapes: that is what diversifying is for. Which
@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,11 +104,17 @@ class Market:
         rebalance_lead: float,
         lasts: float,
         az: str | None,
+        pools: Sequence[str] | None = None,
     ) -> list[Reclaim]:
-        """``share`` of the spot pools (of ``az``, if given), drawn whatever a policy uses."""
+        """``share`` of the spot pools (of ``az``, of ``pools``, if given), drawn whatever a
+        policy uses."""
         self._storms += 1
         rng = self.stream("storm", self._storms)
-        candidates = sorted(p.name for p in self.spot if az is None or p.az == az)
+        candidates = sorted(
+            p.name
+            for p in self.spot
+            if (az is None or p.az == az) and (pools is None or p.name in pools)
+        )
         count = min(len(candidates), max(1, round(share * len(candidates))))
         chosen = sorted(rng.sample(candidates, count)) if candidates else []
         return [

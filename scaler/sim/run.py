@@ -1,12 +1,22 @@
-"""Run scenarios under policies and compare: ``scaler simulate``."""
+"""Run scenarios under policies and compare: ``scaler simulate``.
+
+One seed: every policy on that seed's market, the figures side by side. Many seeds
+(:func:`simulate_seeds`): every policy on each seed's market, then per figure the mean over the
+seeds, the worst seed, and each policy's paired difference to each baseline with its 95%
+interval (:mod:`scaler.sim.stats`). A trace writes one JSON line per market event, signal and
+action (see :meth:`scaler.sim.engine.Sim.note`).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
 
 from scaler.sim.engine import Sim
 from scaler.sim.policies import POLICIES
 from scaler.sim.scenario import Scenario
+from scaler.sim.stats import Interval, paired
 
 FIGURES = (
     "availability",
@@ -65,13 +75,77 @@ LEGEND: dict[str, tuple[str, str]] = {
 }
 
 
-def simulate(scenario: Scenario, policies: list[str], seed: int) -> dict[str, Any]:
-    """``{"scenario", "seed", "results": {policy: figures}}`` for each policy on the same run."""
+BASELINES = ("ecs-native", "ecs-scaler")
+HIGHER_IS_BETTER = frozenset({"availability", "worst_5m_availability"})
+
+
+def simulate(
+    scenario: Scenario, policies: list[str], seed: int, trace: TextIO | None = None
+) -> dict[str, Any]:
+    """``{"scenario", "seed", "results": {policy: figures}}`` for each policy on the same run;
+    each policy's figures carry the ``market_digest`` of the market it met (the same for all)."""
     results = {}
     for name in policies:
-        figures = Sim(scenario, POLICIES[name](), seed).run()
-        results[name] = {k: figures[k] for k in FIGURES}
+        figures = Sim(scenario, POLICIES[name](), seed, trace=_writer(trace, seed)).run()
+        results[name] = {k: figures[k] for k in (*FIGURES, "market_digest")}
     return {"scenario": scenario.name, "seed": seed, "results": results}
+
+
+def _writer(out: TextIO | None, seed: int) -> Callable[[dict[str, Any]], None] | None:
+    if out is None:
+        return None
+
+    def write(record: dict[str, Any]) -> None:
+        out.write(json.dumps({"seed": seed, **record}) + "\n")
+
+    return write
+
+
+def simulate_seeds(
+    scenario_for: Callable[[int], Scenario],
+    policies: list[str],
+    seeds: Sequence[int],
+    trace: TextIO | None = None,
+) -> dict[str, Any]:
+    """Every policy on each seed's market (``scenario_for(seed)`` gives the scenario), and per
+    figure the mean, the worst seed and the paired difference to each baseline run."""
+    runs = [simulate(scenario_for(seed), policies, seed, trace) for seed in seeds]
+    return {
+        "scenario": runs[0]["scenario"],
+        "seeds": list(seeds),
+        "runs": runs,
+        "summary": summary(runs, policies),
+    }
+
+
+def summary(runs: list[dict[str, Any]], policies: list[str]) -> dict[str, Any]:
+    """``{policy: {figure: {"mean", "worst", "worst_seed", "vs": {baseline: interval}}}}``."""
+    seeds = [run["seed"] for run in runs]
+    out: dict[str, Any] = {}
+    for policy in policies:
+        out[policy] = {}
+        for figure in FIGURES:
+            values = [float(run["results"][policy][figure]) for run in runs]
+            pick = min if figure in HIGHER_IS_BETTER else max
+            worst = pick(range(len(values)), key=lambda i: values[i])
+            vs = {
+                base: _interval(
+                    paired(values, [float(run["results"][base][figure]) for run in runs])
+                )
+                for base in BASELINES
+                if base in policies and base != policy
+            }
+            out[policy][figure] = {
+                "mean": sum(values) / len(values),
+                "worst": values[worst],
+                "worst_seed": seeds[worst],
+                "vs": vs,
+            }
+    return out
+
+
+def _interval(got: Interval) -> dict[str, float | None]:
+    return {"mean_difference": got.mean, "low": got.low, "high": got.high}
 
 
 def table(report: dict[str, Any]) -> str:
@@ -80,7 +154,7 @@ def table(report: dict[str, Any]) -> str:
     policies = list(report["results"])
     width = max(12, *(len(p) + 2 for p in policies))
     lines = [
-        f"scenario {report['scenario']}, seed {report['seed']}",
+        f"scenario {report['scenario']}, seed {report['seed']}, market {_digest(report)}",
         f"{'figure':<32}{'unit':<11}" + "".join(f"{p:>{width}}" for p in policies),
     ]
     for figure in FIGURES:
@@ -89,3 +163,59 @@ def table(report: dict[str, Any]) -> str:
     lines += ["", "what each figure measures:"]
     lines += [f"  {figure}: {LEGEND[figure][1]}" for figure in FIGURES]
     return "\n".join(lines)
+
+
+def seeds_table(report: dict[str, Any]) -> str:
+    """The comparison over seeds: per figure, each policy's mean, its worst seed, and its
+    paired difference to each baseline with the 95% interval; then the legend."""
+    summary = report["summary"]
+    policies = list(summary)
+    cells = [_vs(v) for p in policies for c in summary[p].values() for v in c["vs"].values()]
+    width = max(24, *(len(text) + 2 for text in [*policies, *cells]))
+    seeds = report["seeds"]
+    lines = [
+        f"scenario {report['scenario']}, {len(seeds)} seeds ({_seeds(seeds)}): every policy on "
+        "each seed's market; differences are paired by seed, [95% interval]",
+        f"{'figure':<32}{'unit':<11}{'':<14}" + "".join(f"{p:>{width}}" for p in policies),
+    ]
+    for figure in FIGURES:
+        of = [summary[p][figure] for p in policies]
+        mean = "".join(f"{_num(c['mean']):>{width}}" for c in of)
+        worst = "".join(f"{_worst(c):>{width}}" for c in of)
+        lines.append(f"{figure:<32}{LEGEND[figure][0]:<11}{'mean':<14}{mean}")
+        lines.append(f"{'':<43}{'worst':<14}{worst}")
+        for base in BASELINES:
+            if base not in policies or len(policies) < 2:
+                continue
+            diff = "".join(f"{_vs(c['vs'].get(base)):>{width}}" for c in of)
+            lines.append(f"{'':<43}{'- ' + base:<14}{diff}")
+    lines += ["", "what each figure measures:"]
+    lines += [f"  {figure}: {LEGEND[figure][1]}" for figure in FIGURES]
+    return "\n".join(lines)
+
+
+def _digest(report: dict[str, Any]) -> str:
+    digests = {figures.get("market_digest", "?") for figures in report["results"].values()}
+    return digests.pop() if len(digests) == 1 else "differs between policies"
+
+
+def _worst(cell: dict[str, Any]) -> str:
+    return f"{_num(cell['worst'])} (seed {cell['worst_seed']})"
+
+
+def _num(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _vs(interval: dict[str, float | None] | None) -> str:
+    if interval is None:
+        return ""
+    mean, low, high = interval["mean_difference"], interval["low"], interval["high"]
+    assert mean is not None
+    if low is None or high is None:
+        return f"{mean:+.3g}"
+    return f"{mean:+.3g} [{low:+.3g}, {high:+.3g}]"
+
+
+def _seeds(seeds: list[int]) -> str:
+    return ",".join(map(str, seeds)) if len(seeds) <= 8 else f"{seeds[0]}..{seeds[-1]}"

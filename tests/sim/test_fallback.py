@@ -29,8 +29,9 @@ TYPES = {
 
 
 def dry_spot() -> Scenario:
-    """19 spot pools (the cluster starts on two of them) and an on-demand pool per AZ; at 15
-    minutes a storm reclaims 60% of spot and no spot pool launches for 20 minutes."""
+    """19 spot pools (the cluster starts on three of them, m5.xlarge in each AZ) and an
+    on-demand pool per AZ; at 15 minutes a storm reclaims two of the three pools the cluster runs
+    in (the market draws which) and no spot pool launches for 20 minutes."""
     spot = [
         Pool(
             f"spot-{t}-{az}",
@@ -47,8 +48,17 @@ def dry_spot() -> Scenario:
     services = tuple(
         ServiceSpec(f"svc-{n}", 12, 512, 1024, min_healthy_percent=50) for n in range(6)
     )
+    home = [p.name for p in spot if p.initial]
     storm = Event(
-        900, "storm", {"share": 0.6, "over": 120, "unavailable_for": 1200, "all_spot_pools": True}
+        900,
+        "storm",
+        {
+            "share": 0.6,
+            "over": 120,
+            "unavailable_for": 1200,
+            "all_spot_pools": True,
+            "pools": home,
+        },
     )
     return Scenario("dry-spot", 1.0, dict(TYPES), tuple(spot + od), services, (storm,))
 
