@@ -1,9 +1,9 @@
 """Built-in scenarios, generated from a few size parameters and a seed.
 
 - ``steady``: a spot cluster under everyday interruption rates (the 10-15%-a-month bucket).
-- ``storm``: early in the run, a correlated reclaim of ~30% of spot capacity within 5 minutes; half
-  the reclaimed instances get a rebalance recommendation 10 minutes ahead; reclaimed pools have
-  no spot capacity for an hour.
+- ``storm``: early in the run, a correlated reclaim of 30% of the spot pools (3 of 9, drawn from
+  all of them whatever a policy uses) within 5 minutes; half the reclaimed instances get a
+  rebalance recommendation 10 minutes ahead; reclaimed pools have no spot capacity for an hour.
 - ``az-outage``: one AZ's instances vanish without notice and the AZ takes no launches for an hour.
 - ``diurnal``: three days of demand swinging 2x (peak at midnight, half at noon), a deployment
   of a third of the services each morning.

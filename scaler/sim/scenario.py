@@ -18,7 +18,7 @@ A scenario file is TOML or JSON with the same shape (see ``scenarios/example.tom
     instance_type = "m5.xlarge"
     az = "us-east-1a"
     price = 0.07                   # spot price (on-demand pools use the type's price)
-    interruptions_per_hour = 0.0002  # per instance, outside storms
+    interruptions_per_hour = 0.0002  # per instance, outside storms (reclaims of the pool)
     initial = 10                   # instances registered at the start
 
     [[services]]
@@ -37,13 +37,14 @@ A scenario file is TOML or JSON with the same shape (see ``scenarios/example.tom
     [[events]]                     # at = seconds from the start
     at = 900
     type = "storm"                 # storm | az_outage | deploy | add_instances | scale | new_image
-    share = 0.3                    # storm: share of spot capacity reclaimed
+    share = 0.3                    # storm: share of the spot pools reclaimed (drawn from all)
     over = 300                     # ... within this many seconds
     rebalance_share = 0.5          # ... of which this share gets a rebalance recommendation
     rebalance_lead = 600           # ... this many seconds before its warning
     unavailable_for = 3600         # ... and the reclaimed pools have no spot capacity this long
     # az = "us-east-1a"            # ... aimed at one AZ: its spot capacity only, and
     # lasts = 1800                 # ... spot launched into it this long is reclaimed as well
+    # pools = ["spot-a", "spot-b"] # ... drawn from these spot pools only
 
 Built-in scenarios (:func:`builtin`) are generated from a few size parameters.
 """
