@@ -200,7 +200,10 @@ def demo_scenario() -> Scenario:
         _service("api", 6, 1024, 1024, (az_spread, Strategy("binpack", "memory"))),
         _service("worker", 6, 512, 1024, (az_spread, Strategy("binpack", "cpu"))),
     )
-    storm = Event(STORM_AT, "storm", {"share": 0.34, "over": 2.0, "unavailable_for": 1.0})
+    # one of the two spot pools (the market draws which), two of its three instances
+    storm = Event(
+        STORM_AT, "storm", {"share": 0.5, "take": 0.67, "over": 2.0, "unavailable_for": 1.0}
+    )
     return Scenario(
         "demo",
         LENGTH / 3600,

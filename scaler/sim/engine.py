@@ -318,10 +318,14 @@ class Sim:
             for i in self.cluster.instances.values()
             if i.pool == reclaim.pool and i.id not in self.doomed
         ]
-        for inst in sorted(here, key=lambda i: (i.launched_at, i.id)):
-            taken, offset, advised = rng.random(), rng.uniform(0, reclaim.over), rng.random()
-            if taken >= reclaim.share:
-                continue
+        order = sorted(here, key=lambda i: (i.launched_at, i.id))
+        if reclaim.exact:
+            rng.shuffle(order)
+            chosen = order[: max(1, round(reclaim.share * len(order)))]
+        else:
+            chosen = [i for i in order if rng.random() < reclaim.share]
+        for inst in chosen:
+            offset, advised = rng.uniform(0, reclaim.over), rng.random()
             when = self.now + offset
             self.at(when, self._warn, inst.id)
             if advised < reclaim.rebalance_share:
@@ -405,12 +409,13 @@ class Sim:
         az: str | None = None,
         lasts: float = 0.0,
         pools: Sequence[str] | None = None,
+        take: float = 1.0,
     ) -> None:
         """Reclaim ``share`` of the scenario's spot pools (of ``az``, of ``pools``), drawn by the
-        market whatever the policy uses: the instances in them are warned within ``over``
-        seconds, and for ``lasts`` seconds spot launched into them is reclaimed too, within
-        ``over`` seconds of registering. The reclaimed pools (every spot pool, with
-        ``all_spot_pools``) take no launches for ``unavailable_for`` seconds."""
+        market whatever the policy uses: the instances in them (``take`` of them, at least one)
+        are warned within ``over`` seconds, and for ``lasts`` seconds spot launched into them is
+        reclaimed too, within ``over`` seconds of registering. The reclaimed pools (every spot
+        pool, with ``all_spot_pools``) take no launches for ``unavailable_for`` seconds."""
         reclaims = self.market.storm(
             self.now,
             share=share,
@@ -420,6 +425,7 @@ class Sim:
             lasts=lasts,
             az=az,
             pools=pools,
+            take=take,
         )
         short = {r.pool for r in reclaims}
         if all_spot_pools:

@@ -9,7 +9,8 @@ pool's name and nothing else, so every policy run on a (scenario, seed) meets th
   with that probability;
 - *storms*: a scenario event that draws its pools from ALL the scenario's spot pools (those of
   one AZ, or the pools it names, if it says), ``share`` of them; each drawn pool gets a reclaim
-  window: the instances in it at the storm are warned within ``over`` seconds, some of them with
+  window: the instances in it at the storm (``take`` of them: all by default) are warned within
+  ``over`` seconds, some of them with
   a rebalance recommendation ``rebalance_lead`` seconds ahead, and (for ``lasts`` seconds) spot
   launched into it is reclaimed within ``over`` seconds of booting;
 - *shortages*: windows in which launches into a pool fail (after a storm, in an AZ outage).
@@ -42,7 +43,8 @@ class Reclaim:
 
     pool: str
     at: float
-    share: float  # each instance is taken with this probability
+    share: float  # each instance is taken with this probability; with ``exact``, this share
+    exact: bool = False  # of the instances (at least one), drawn from the reclaim's stream
     over: float = 0.0
     rebalance_share: float = 0.0
     rebalance_lead: float = 0.0
@@ -57,6 +59,7 @@ class Reclaim:
             self.pool,
             round(self.at, 3),
             round(self.share, 6),
+            self.exact,
             self.over,
             self.rebalance_share,
             self.rebalance_lead,
@@ -105,6 +108,7 @@ class Market:
         lasts: float,
         az: str | None,
         pools: Sequence[str] | None = None,
+        take: float = 1.0,
     ) -> list[Reclaim]:
         """``share`` of the spot pools (of ``az``, of ``pools``, if given), drawn whatever a
         policy uses."""
@@ -122,7 +126,8 @@ class Market:
                 Reclaim(
                     name,
                     now,
-                    1.0,
+                    take,
+                    True,
                     over,
                     rebalance_share,
                     rebalance_lead,

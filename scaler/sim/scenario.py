@@ -45,6 +45,7 @@ A scenario file is TOML or JSON with the same shape (see ``scenarios/example.tom
     # az = "us-east-1a"            # ... aimed at one AZ: its spot capacity only, and
     # lasts = 1800                 # ... spot launched into it this long is reclaimed as well
     # pools = ["spot-a", "spot-b"] # ... drawn from these spot pools only
+    # take = 0.5                   # ... and this share of each drawn pool's instances (default 1)
 
 Built-in scenarios (:func:`builtin`) are generated from a few size parameters.
 """

@@ -247,6 +247,7 @@ EVENTS: dict[str, Table] = {
             "az": text(),
             "lasts": SECONDS,
             "pools": many(text()),
+            "take": SHARE,
         },
         frozenset({"share", "over"}),
     ),

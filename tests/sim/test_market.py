@@ -106,3 +106,12 @@ def test_a_storm_draws_from_every_pool_and_a_policy_elsewhere_escapes() -> None:
     assert hit["spot-a"] and hit["spot-b"], "the storm hits either pool, whatever is used"
     assert set(hit["spot-a"]) == {2}, "a storm in the policy's pool takes its instances"
     assert set(hit["spot-b"]) == {0}, "a storm elsewhere passes the policy by"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_storm_takes_its_share_of_each_drawn_pool(seed: int) -> None:
+    pools = (Pool("spot-a", "spot", XL.name, "us-east-1a", 0.06, initial=4),)
+    storm = Event(600.0, "storm", {"share": 1.0, "take": 0.5, "over": 60.0, "pools": ["spot-a"]})
+    policy = Quiet()
+    Sim(Scenario("take", 1.0, {XL.name: XL}, pools, (), (storm,)), policy, seed).run()
+    assert len(policy.warned) == 2
