@@ -11,8 +11,10 @@ from scaler.sim.builtin import builtin
 from scaler.sim.engine import Sim
 from scaler.sim.policies import POLICIES, ScalerPolicy
 from scaler.sim.scenario import Event
+from scaler.sim.stats import paired
 
 SEEDS = (7, 11, 23)
+BASELINES = ("ecs-native", "ecs-scaler")
 
 
 def _run(name: str, seed: int, policy: str) -> tuple[dict[str, float], Sim]:
@@ -21,12 +23,25 @@ def _run(name: str, seed: int, policy: str) -> tuple[dict[str, float], Sim]:
     return sim.run(), sim
 
 
+@pytest.mark.slow
+def test_storm_scaler_beats_both_baselines_paired_over_20_seeds() -> None:
+    """Every policy on each seed's market: the scaler's availability is higher than each
+    baseline's, its 95% interval of the per-seed differences above 0, and it loses fewer tasks
+    with their instances. (One seed decides nothing: at seed 23 the scaler is 1e-5 below.)"""
+    seeds = range(1, 21)
+    runs = {p: [_run("storm", s, p)[0] for s in seeds] for p in ("scaler", *BASELINES)}
+    for base in BASELINES:
+        for figure, better in (("availability", 1), ("interrupted_tasks", -1)):
+            diff = paired(
+                [better * r[figure] for r in runs["scaler"]],
+                [better * r[figure] for r in runs[base]],
+            )
+            assert diff.low is not None and diff.low > 0, (base, figure, diff)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
-def test_storm_scaler_beats_both_baselines(seed: int) -> None:
+def test_storm_scaler_loses_no_overflow_task_and_no_deep_dip(seed: int) -> None:
     scaler, sim = _run("storm", seed, "scaler")
-    native, _ = _run("storm", seed, "ecs-native")
-    old, _ = _run("storm", seed, "ecs-scaler")
-    assert scaler["availability"] > max(native["availability"], old["availability"])
     assert scaler["worst_5m_availability"] >= 0.95
     overflow = {s.name for s in sim.scenario.services if s.fargate_overflow}
     assert overflow, "the storm scenario has services allowed to overflow"
@@ -34,10 +49,8 @@ def test_storm_scaler_beats_both_baselines(seed: int) -> None:
 
 
 SHORT = (
-    "services at minimumHealthyPercent 50 lose tasks at the drain (measured since the fix of the "
-)
-SHORT += (
-    "companion accounting): 0.99879 at seed 7, 0.99887 and a worst 5 minutes below native's at 23"
+    "services at minimumHealthyPercent 50 lose tasks at the drain; measured on one market per "
+    "seed: 0.99863 at seed 7, 0.99885 at 11, 0.99862 at 23"
 )
 
 
@@ -45,13 +58,14 @@ SHORT += (
     "seed",
     [
         pytest.param(7, marks=pytest.mark.xfail(strict=True, reason=SHORT)),
-        11,
+        pytest.param(11, marks=pytest.mark.xfail(strict=True, reason=SHORT)),
         pytest.param(23, marks=pytest.mark.xfail(strict=True, reason=SHORT)),
     ],
 )
 def test_storm_meets_the_top_up_targets(seed: int) -> None:
     """The targets the top-up work set: availability >= 0.999, worst 5 minutes above both
-    baselines. Met at seed 11 only once the accounting counted overflow services right."""
+    baselines. Met at seed 11 once the accounting counted overflow services right, while each
+    policy met a market of its own; not met at any of these seeds on one market per seed."""
     scaler, _ = _run("storm", seed, "scaler")
     native, _ = _run("storm", seed, "ecs-native")
     old, _ = _run("storm", seed, "ecs-scaler")
