@@ -51,13 +51,13 @@ class Watched(ScalerPolicy):
         super().start(sim)
         drain = sim.drain
 
-        def watched(instances: list[Instance]) -> int:
+        def watched(instances: list[Instance], why: str = "") -> int:
             for inst in instances:
                 if inst.id not in sim.doomed:
                     self.drained.append(sim.now)
                     if sim.doomed:
                         self.during_storm.append((sim.now, inst.id))
-            return drain(instances)
+            return drain(instances, why)
 
         sim.drain = watched  # type: ignore[method-assign]
 
