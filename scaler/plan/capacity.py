@@ -20,10 +20,13 @@ for the share (they will be ACTIVE soon), so a plan made again once its launches
 for nothing more; without it, the share is of ACTIVE capacity only, as it always was.
 
 **Shape.** Tasks are placed whole, so the waiting ones (losing their place, or unplaced) are
-packed, not summed: first-fit decreasing into the free room of healthy ACTIVE instances (for those
-losing their place), into instances still launching, then into new instances, one at a time, of
-the pool with the lowest price per task among those whose type holds the largest task still
-waiting (Karpenter simulates pending pods onto instance types the same way). A type no waiting
+packed, not summed, first-fit decreasing: those ECS could not place into instances still launching
+and new ones (it failed to use the free room there is), then those losing their place into what
+room is left there and the free room of healthy ACTIVE instances, all in one order of room, largest
+first, whatever an instance's status (an empty ACTIVE instance holds what it held launching, so a
+plan made again once its launches are ACTIVE asks for nothing more). New instances are added one at
+a time, of the pool with the lowest price per task among those whose type holds the largest task
+still waiting (Karpenter simulates pending pods onto instance types the same way). A type no waiting
 task fits is never launched for them; tasks no pool may hold are named in the reasons. The
 aggregate deficit then adds what the headroom still needs, from types that hold a waiting task.
 
@@ -432,7 +435,9 @@ class _Growth:
     for_az: Counter[str] = field(default_factory=Counter)  # AZ -> launches for its headroom
     given_up: set[str] = field(default_factory=set)  # AZs left short of headroom
     blocked: set[str] = field(default_factory=set)  # ... of those, because of caps or cooldowns
-    waiting: list[Shape] = field(default_factory=list)  # tasks for instances launching or new
+    doomed: list[Shape] = field(default_factory=list)  # tasks losing their place: any room
+    unplaced: list[Shape] = field(default_factory=list)  # tasks ECS could not place: new room
+    free: list[Shape] = field(default_factory=list)  # free room of healthy ACTIVE instances
     rooms: list[Shape] = field(default_factory=list)  # instances launching, and those launched
     left: list[Shape] = field(default_factory=list)  # waiting tasks without room yet, largest first
     alternatives: dict[str, list[str]] = field(default_factory=dict)  # spot pool -> others
@@ -473,16 +478,29 @@ class _Growth:
         self.rooms.append((pool.cpu, pool.memory))
         self.left = self.pack()
 
-    def wait(self, waiting: list[Shape], launching: list[Shape]) -> None:
-        """Tasks waiting for room in instances launching or launched by the plan."""
-        self.waiting, self.rooms = waiting, launching
+    def wait(
+        self, waiting: tuple[list[Shape], list[Shape]], free: list[Shape], launching: list[Shape]
+    ) -> None:
+        """Tasks waiting for room (losing their place, unplaced), and the room there is: the
+        free room of healthy ACTIVE instances, and instances launching."""
+        (self.doomed, self.unplaced), self.free, self.rooms = waiting, free, launching
         self.left = self.pack()
 
+    @property
+    def waiting(self) -> int:
+        """How many tasks wait for room."""
+        return len(self.doomed) + len(self.unplaced)
+
     def pack(self) -> list[Shape]:
-        """The waiting tasks left without room, packed first-fit decreasing into the instances
-        largest first: the same answer whatever order they were launched or listed in, so a plan
-        made again once its launches are under way asks for nothing more."""
-        return first_fit_decreasing(self.waiting, largest_first(self.rooms))[0]
+        """The waiting tasks left without room, largest first, packed first-fit decreasing:
+        unplaced ones into the instances launching or launched (largest first), then those losing
+        their place into the room left there and the free room of ACTIVE instances, one order of
+        room for all. The same answer whatever order instances were launched or listed in, and
+        whether an empty one is launching or ACTIVE, so a plan made again once its launches are
+        under way, or ACTIVE, asks for nothing more."""
+        unplaced, rooms = first_fit_decreasing(self.unplaced, largest_first(self.rooms))
+        doomed = first_fit_decreasing(self.doomed, largest_first([*rooms, *self.free]))[0]
+        return largest_first([*unplaced, *doomed])
 
     def added(self, az: str | None = None) -> Pair:
         """Capacity launched into ``az``; into any AZ if None."""
@@ -508,7 +526,8 @@ def _top_up(
     holders += [(n.cpu, n.memory) for n in healthy]
     waiting = [t for group in _waiting(snap) for t in group]
     growth.wait(
-        _without_room(snap, holders, reasons),
+        _placeable(snap, holders, reasons),
+        [(n.free_cpu, n.free_memory) for n in healthy if n.status == "ACTIVE"],
         [(n.cpu, n.memory) for n in healthy if n.status == "launching"],
     )
     rooms = _az_rooms(snap) if policy.headroom_per_az else {}
@@ -556,26 +575,20 @@ def _waiting(snap: CapacitySnapshot) -> tuple[list[Shape], list[Shape]]:
     return doomed, unplaced
 
 
-def _without_room(
+def _placeable(
     snap: CapacitySnapshot, holders: Sequence[Shape], reasons: list[str]
-) -> list[Shape]:
-    """Waiting tasks that ACTIVE instances cannot take, largest first: those losing their place
-    packed first-fit decreasing into the free room of healthy ACTIVE instances, and every task
-    ECS could not place (it failed to use the free room there is). Tasks that nothing can hold
-    (no pool that may grow, no instance there is) are left out, with a reason."""
+) -> tuple[list[Shape], list[Shape]]:
+    """The waiting tasks (losing their place, unplaced) that something can hold: tasks that
+    no pool that may grow, nor any instance there is, can hold are left out, with a reason."""
     doomed, unplaced = _waiting(snap)
-    active = [
-        (n.free_cpu, n.free_memory) for n in snap.nodes if n.status == "ACTIVE" and not n.doomed
-    ]
-    left = first_fit_decreasing(doomed, active)[0] + unplaced
-    unfit = [t for t in left if not any(room_for(h, t) for h in holders)]
+    unfit = [t for t in doomed + unplaced if not any(room_for(h, t) for h in holders)]
     if unfit:
         shapes = ", ".join(f"{c} CPU/{m} MiB" for c, m in sorted(set(unfit)))
         reasons.append(
             f"{len(unfit)} waiting task(s) fit no instance type a pool may launch now, nor any "
             f"instance there is: {shapes}"
         )
-    return largest_first(t for t in left if t not in unfit)
+    return [t for t in doomed if t not in unfit], [t for t in unplaced if t not in unfit]
 
 
 def _per_task(options: Sequence[PoolView], left: Sequence[Shape], az: str) -> list[PoolView]:
@@ -609,7 +622,7 @@ def _place_waiting(
     instance at a time of the pool with the lowest price per task it takes."""
     azs = _lost_by_az(snap)
     turn = 0
-    while azs and growth.left and turn <= len(growth.waiting):  # an instance a task at most
+    while azs and growth.left and turn <= growth.waiting:  # an instance a task at most
         az = azs[turn % len(azs)]
         options = _per_task(sources(snap, memory, policy, az), growth.left, az)
         pool = growth.pick(options, policy)

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from scaler.plan.capacity import (
@@ -351,8 +351,45 @@ def growth(snap: CapacitySnapshot, plan: CapacityPlan) -> dict[str, int]:
     return {p: n for p, n in launches(snap, plan).items() if plan.cause(p) != "return_to_spot"}
 
 
+def small_instance_active_first() -> CapacitySnapshot:
+    """Found by the property below: tasks losing their place (three 128/512, five 512/256)
+    and instances launching (one 512/2048, four 512/1024) that hold all but one of them. The
+    plan's one 512/1024 instance must still hold that one once it is ACTIVE and empty while
+    the others are still launching, wherever the packing puts the small tasks."""
+    p0, p3 = (pool(name, cpu=512, memory=1024, price=0.01) for name in ("p0", "p3"))
+    p1 = pool("p1", ON_DEMAND, cpu=512, memory=1024, price=0.01)
+    p2 = pool("p2", cpu=512, memory=2048, price=0.01)
+    at = {"n0": p1, "n1": p1, "n15": p1, "n4": p2}
+    launching = {"n4", "n6", "n9", "n14", "n19"}
+    nodes = [
+        node(f"n{i}", at.get(f"n{i}", p0), "launching" if f"n{i}" in launching else "ACTIVE")
+        for i in range(24)
+    ]
+    nodes[5] = replace(nodes[5], status="DRAINING", tasks=2)
+    nodes[13] = replace(nodes[13], notice_ends=NOW - 60, tasks=6)
+    services = [
+        web({"n0": 0, "n1": 0, "n13": 3, "n2": 0}, name="svc0", desired=0, cpu=128, memory=512),
+        web({}, name="svc1", desired=0, cpu=128, memory=256),
+        web({"n0": 0, "n5": 2, "n13": 3}, name="svc2", desired=0, cpu=512, memory=256),
+    ]
+    return snapshot([p0, p1, p2, p3], nodes, services)
+
+
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(snapshots(), memories, replay_policies)
+@example(
+    small_instance_active_first(),
+    CapacityMemory(),
+    CapacityPolicy(
+        headroom=0.0,
+        pool_cooldown=0.0,
+        max_on_demand=0,
+        max_hourly_spend=0.5,
+        revert_after=0.0,
+        revert_batch=1,
+        headroom_per_az=True,
+    ),
+)
 def test_a_plan_made_again_once_its_launches_are_active_asks_for_nothing_more(
     snap: CapacitySnapshot, memory: CapacityMemory, policy: CapacityPolicy
 ) -> None:

@@ -191,3 +191,25 @@ def test_a_task_only_an_instance_there_is_can_hold_still_counts() -> None:
     plan = plan_capacity(s, CALM, CapacityPolicy(headroom=0.0, headroom_cpu=2000))
     assert not any("fit no instance type" in r for r in plan.reasons)
     assert "deficit left: no pool may grow (caps or cooldowns)" in plan.reasons
+
+
+def test_an_instance_the_plan_launched_holds_as_much_once_active_and_empty() -> None:
+    # three 128/512 tasks and two 512/256 ones lose their place; a 512/2048 and a 512/1024
+    # instance are launching. The three small fill the first, one large the second, and the
+    # plan launches a 512/1024 instance for the last. Once that one is ACTIVE and empty (the
+    # others still launching) it has the same room, so the plan made again launches nothing.
+    short = PoolView("spot-short", SPOT, "a", 512, 1024, 0.01, 0)
+    tall = PoolView("spot-tall", SPOT, "a", 512, 2048, 0.02, 0)
+    lost = NodeView("d", short.name, "a", SPOT, "ACTIVE", 512, 1024, 0, 0, NOW + 60, 5)
+    coming = [
+        NodeView("l1", tall.name, "a", SPOT, "launching", 512, 2048, 512, 2048),
+        NodeView("l2", short.name, "a", SPOT, "launching", 512, 1024, 512, 1024),
+    ]
+    services = [
+        ServiceView("small", 3, 128, 512, {"d": 3}, 0, 3),
+        ServiceView("large", 2, 512, 256, {"d": 2}, 0, 2),
+    ]
+    before = snap([short, tall], services, [lost, *coming])
+    assert launched(before) == {"spot-short": 1}
+    active = NodeView("new", short.name, "a", SPOT, "ACTIVE", 512, 1024, 512, 1024)
+    assert launched(snap([short, tall], services, [lost, *coming, active])) == {}
