@@ -212,20 +212,29 @@ class Sim:
         """One EC2 Fleet request across pools (price-capacity-optimized): ``count`` instances
         in the first of them, in the order given, that has capacity. Which pool launched them;
         None if none could (or ``count`` is not positive)."""
+        launched = self.launch_instances(pool_names, count, why)
+        return launched[0].pool if launched else None
+
+    def launch_instances(
+        self, pool_names: Sequence[str], count: int, why: str = ""
+    ) -> list[Instance]:
+        """:meth:`launch_any`, answering with the instances launched (none: no pool could), for
+        policies that keep track of what they own (an Auto Scaling group's members)."""
         self.api_calls["CreateFleet"] += 1
         pool = next((self.pools[n] for n in pool_names if self.available(self.pools[n])), None)
-        launched = pool is not None and count > 0
         self.note("launch", pools=list(pool_names), count=count, pool=pool and pool.name, why=why)
-        if not launched or pool is None:
-            return None
-        self._boot(pool, count)
-        return pool.name
+        if count <= 0 or pool is None:
+            return []
+        return self._boot(pool, count)
 
-    def _boot(self, pool: Pool, count: int) -> None:
+    def _boot(self, pool: Pool, count: int) -> list[Instance]:
         lo, hi = self.scenario.boot_delay
+        launched = []
         for _ in range(count):
             inst = self._launch_one(pool)
             self.at(self.now + self.rng.uniform(lo, hi), self._register, inst)
+            launched.append(inst)
+        return launched
 
     def drain(self, instances: list[Instance], why: str = "") -> int:
         """Set instances DRAINING, 10 a call (as UpdateContainerInstancesState)."""

@@ -5,6 +5,8 @@ A scenario file is TOML or JSON with the same shape (see ``scenarios/example.tom
     name = "my-cluster"
     hours = 2.0
     hot_threshold = 0.8            # modelled CPU share above which an instance is "hot"
+    target_capacity = 100          # ecs-native: the capacity provider's targetCapacity (1-100)
+    on_demand_base = 0             # ecs-native: the Auto Scaling group's on-demand base
 
     [[instance_types]]
     name = "m5.xlarge"
@@ -93,6 +95,8 @@ class Scenario:
     boot_delay: tuple[float, float] = (60.0, 120.0)
     fargate_start_delay: tuple[float, float] = (30.0, 60.0)
     image: str = "image-1"  # what instances launch from until a ``new_image`` event
+    target_capacity: int = 100  # the baselines' capacity provider targetCapacity, percent
+    on_demand_base: int = 0  # the baselines' Auto Scaling group OnDemandBaseCapacity
 
     def with_hours(self, hours: float) -> Scenario:
         from dataclasses import replace
@@ -146,6 +150,8 @@ def from_dict(raw: dict[str, Any]) -> Scenario:
             services=services,
             events=events,
             hot_threshold=float(raw.get("hot_threshold", 0.8)),
+            target_capacity=int(raw.get("target_capacity", 100)),
+            on_demand_base=int(raw.get("on_demand_base", 0)),
         )
     except (KeyError, TypeError, ValueError) as exc:  # what validation missed, named anyway
         raise ScenarioError([f"scenario is missing or has a bad field: {exc}"]) from None
@@ -202,6 +208,8 @@ def to_dict(s: Scenario) -> dict[str, Any]:
         "name": s.name,
         "hours": s.hours,
         "hot_threshold": s.hot_threshold,
+        "target_capacity": s.target_capacity,
+        "on_demand_base": s.on_demand_base,
         "instance_types": [asdict(t) for t in s.instance_types.values()],
         "pools": [asdict(p) for p in s.pools],
         "services": [asdict(v) for v in s.services],

@@ -77,12 +77,14 @@ def boolean(value: Any, path: str) -> list[str]:
     return [] if isinstance(value, bool) else _wrong(path, "true or false", value)
 
 
-def integer(least: int = 0) -> Check:
+def integer(least: int = 0, most: int | None = None) -> Check:
     def check(value: Any, path: str) -> list[str]:
         if isinstance(value, bool) or not isinstance(value, int):
             return _wrong(path, "an integer", value)
         if value < least:
             return [f"{path}: must be at least {least} (got {value})"]
+        if most is not None and value > most:
+            return [f"{path}: must be at most {most} (got {value})"]
         return []
 
     return check
@@ -286,6 +288,8 @@ SCENARIO = Table(
         "name": text(),
         "hours": Number(above=0, unit="hours"),
         "hot_threshold": Number(above=0, most=1),
+        "target_capacity": integer(1, 100),  # the baselines' capacity provider, in percent
+        "on_demand_base": integer(0),  # the baselines' Auto Scaling group
         "instance_types": many(INSTANCE_TYPE),
         "pools": many(POOL),
         "services": many(SERVICE),

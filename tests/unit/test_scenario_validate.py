@@ -89,6 +89,18 @@ CASES: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
         "events[0].type: unknown event type 'strom'; did you mean 'storm'?",
     ),
     "zero hours": (lambda d: d.update(hours=0), "hours: must be more than 0 hours (got 0)"),
+    "target capacity above 100": (
+        lambda d: d.update(target_capacity=120),
+        "target_capacity: must be at most 100 (got 120)",
+    ),
+    "target capacity zero": (
+        lambda d: d.update(target_capacity=0),
+        "target_capacity: must be at least 1 (got 0)",
+    ),
+    "negative on-demand base": (
+        lambda d: d.update(on_demand_base=-1),
+        "on_demand_base: must be at least 0 (got -1)",
+    ),
     "negative hours": (
         lambda d: d.update(hours=-1.5),
         "hours: must be more than 0 hours (got -1.5)",
@@ -188,7 +200,7 @@ def test_several_mistakes_give_one_line_each() -> None:
         "hours: must be more than 0 hours (got 0)",
         "pools[1].pirce: unknown key; did you mean 'price'?",
         "colour: unknown key (valid: events, hot_threshold, hours, instance_types, name, notes, "
-        "pools, services)",
+        "on_demand_base, pools, services, target_capacity)",
     ]
 
 
