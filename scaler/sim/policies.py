@@ -46,6 +46,7 @@ from scaler.plan.rebalance import RebalancePolicy
 from scaler.plan.roll import RollPolicy, RollState, machines, plan_roll, surges_before_drain
 from scaler.plan.scale_in import capacity_agrees
 from scaler.sim.engine import Policy, Sim, overflow_name
+from scaler.sim.groups import Group, GroupSettings, ManagedScaling
 from scaler.sim.rebalancing import SimRebalancer
 from scaler.sim.scenario import Pool
 
@@ -64,6 +65,7 @@ REFRESH_MIN_HEALTHY = 0.9
 REFRESH_WARMUP = 300.0
 REFRESH_DRAIN_TIMEOUT = 900.0
 MAX_REPLANS = 4
+RETURN_AFTER = 900.0  # ecs-scaler: an on-demand stand-in runs at least this long
 
 
 class DemandScaling:
@@ -136,10 +138,11 @@ def launch_spread(sim: Sim, pools: list[Pool], count: int) -> int:
 class InstanceRefresh:
     """How the baselines roll a new image: an Auto Scaling instance refresh (MinHealthyPercentage
     90, terminate first) with ECS managed instance draining. A tenth of the instances at a time
-    are drained, terminated once empty (or after 15 minutes) and replaced in their pool; the
+    are drained, terminated once empty (or after 15 minutes) and replaced by their group; the
     next batch starts when the replacements have warmed up. Spot notices are not its concern."""
 
-    def __init__(self) -> None:
+    def __init__(self, group: Group) -> None:
+        self.group = group
         self.batch: dict[str, float] = {}  # instance -> when its draining began
         self.next_at = 0.0
 
@@ -154,8 +157,7 @@ class InstanceRefresh:
                 continue
             del self.batch[iid]
             if inst is not None:
-                sim.terminate(inst)
-                sim.launch(inst.pool, 1, "refresh")
+                self.group.retire(sim, inst)
                 self.next_at = sim.now + sim.scenario.boot_delay[1] + REFRESH_WARMUP
         if self.batch or sim.now < self.next_at:
             return
@@ -166,31 +168,54 @@ class InstanceRefresh:
                 self.batch[inst.id] = sim.now
 
 
-class CapacityProviderScaled:
-    """A baseline whose capacity a capacity provider with managed scaling runs (and whose
-    images an instance refresh rolls)."""
+class EcsNative:
+    """ECS and Auto Scaling as AWS recommends them, without the scaler: a capacity provider
+    with managed scaling (the scenario's ``target_capacity``), managed termination protection
+    and managed instance draining, over a mixed-instances Auto Scaling group across every spot
+    pool (price-capacity-optimized, Capacity Rebalancing, the scenario's ``on_demand_base``);
+    the ECS agent drains an instance at its spot warning; images roll by instance refresh."""
+
+    name = "ecs-native"
 
     def __init__(self) -> None:
-        self.scaling = DemandScaling()
-        self.refresh = InstanceRefresh()
+        self.group = Group()
 
     def start(self, sim: Sim) -> None:
-        self.scaling.start(sim)
-        self.refresh.start(sim)
-
-
-class EcsNative(CapacityProviderScaled):
-    name = "ecs-native"
+        self.group = Group(GroupSettings(on_demand_base=sim.scenario.on_demand_base))
+        self.group.start(sim)
+        ManagedScaling(self.group, sim.scenario.target_capacity).start(sim)
+        InstanceRefresh(self.group).start(sim)
 
     def on_signal(self, sim: Sim, signal: Signal) -> None:
         if isinstance(signal, SpotInterruption):
             inst = sim.instance(signal.instance_id)
             if inst is not None:
                 sim.cluster.drain(inst)  # the agent itself, from IMDS: no API call of ours
+        elif isinstance(signal, RebalanceRecommendation):
+            self.group.recommended(sim, signal.instance_id)
+        elif isinstance(signal, InstanceStateChange) and signal.state == "terminated":
+            self.group.lost(sim, signal.instance_id)
 
 
-class EcsScaler(CapacityProviderScaled):
+class EcsScaler:
+    """The homegrown tool the scaler replaces. Its capacity is merged Spot Fleets (type
+    maintain, lowest price) that replace a reclaimed instance in another of their pools, scaled
+    out from tasks that could not be placed. It drains an instance at its spot warning; when
+    spot capacity is actually lost (not its own scale-ins or a refresh's terminations) it
+    launches an on-demand instance in that AZ, and drains it back to spot once the fleets are
+    whole again and the on-demand instance has run ``RETURN_AFTER`` seconds."""
+
     name = "ecs-scaler"
+
+    def __init__(self) -> None:
+        self.fleet = Group(GroupSettings(allocation="lowest-price", capacity_rebalance=False))
+        self.on_demand: dict[str, float | None] = {}  # instance -> when it began draining
+
+    def start(self, sim: Sim) -> None:
+        self.fleet.start(sim)
+        ManagedScaling(self.fleet, None).start(sim)
+        InstanceRefresh(self.fleet).start(sim)
+        sim.at(SCALE_OUT_PERIOD, self._return_to_spot, sim)
 
     def on_signal(self, sim: Sim, signal: Signal) -> None:
         if isinstance(signal, SpotInterruption):
@@ -198,15 +223,35 @@ class EcsScaler(CapacityProviderScaled):
             if inst is not None:
                 sim.drain([inst])
         elif isinstance(signal, InstanceStateChange) and signal.state == "terminated":
-            self._replace(sim, signal.instance_id)
+            lost = self.fleet.lost(sim, signal.instance_id)  # not a termination of its own
+            if lost:
+                self._replace(sim, signal.instance_id)
 
     def _replace(self, sim: Sim, instance_id: str) -> None:
         gone = sim.terminated.get(instance_id)
         if gone is None or gone.capacity != "spot":
             return
         for od in sim.pools.values():
-            if od.capacity == "on-demand" and od.az == gone.az and sim.launch(od.name, 1):
-                return
+            if od.capacity == "on-demand" and od.az == gone.az:
+                for inst in sim.launch_instances([od.name], 1, "reclaimed"):
+                    self.on_demand[inst.id] = None
+                    return
+
+    def _return_to_spot(self, sim: Sim) -> None:
+        sim.at(sim.now + SCALE_OUT_PERIOD, self._return_to_spot, sim)
+        fleet = self.fleet.live(sim)
+        whole = len(fleet) >= self.fleet.desired and all(i.status == ACTIVE for i in fleet)
+        for iid, since in sorted(self.on_demand.items()):
+            inst = sim.instance(iid)
+            if inst is None:
+                del self.on_demand[iid]
+            elif since is None:
+                due = whole and sim.now - inst.launched_at >= RETURN_AFTER
+                if due and not sim.unplaced() and sim.drain([inst]):
+                    self.on_demand[iid] = sim.now
+            elif not inst.tasks or sim.now - since >= REFRESH_DRAIN_TIMEOUT:
+                del self.on_demand[iid]
+                sim.terminate(inst)
 
 
 class ScalerPolicy:
