@@ -2,16 +2,18 @@
 
 - ``scaler``: the real drain planner (:func:`scaler.plan.drain.decide`) on every signal, drains
   batched as the production drainer batches them; capacity scales out from placement demand.
-- ``ecs-native``: what ECS offers by itself. The ECS agent drains at the spot warning
-  (``ECS_ENABLE_SPOT_INSTANCE_DRAINING``, 1 s polling; rebalance recommendations are not acted
-  on); a capacity provider with managed scaling adds spot instances once a minute from tasks that
-  could not be placed, blocked while an instance is warming up; ECS's own AZ rebalancing is part of
-  the model for every policy.
-- ``ecs-scaler``: the homegrown tool it replaces: drains at the warning, and launches an
-  on-demand replacement only once a spot instance is gone.
+- ``ecs-native``: the best ECS and Auto Scaling offer without the scaler, set up as AWS
+  recommends: the ECS agent drains at the spot warning (``ECS_ENABLE_SPOT_INSTANCE_DRAINING``); a
+  capacity provider with managed scaling (the scenario's ``target_capacity``), managed termination
+  protection and managed instance draining, over a mixed-instances Auto Scaling group across every
+  spot pool (price-capacity-optimized, Capacity Rebalancing, health replacement, the scenario's
+  ``on_demand_base``): see :mod:`scaler.sim.groups`.
+- ``ecs-scaler``: the homegrown tool it replaces: drains at the warning, autoscales merged Spot
+  Fleets that replenish themselves, and launches an on-demand stand-in only for spot capacity
+  actually lost, returning to spot later.
 
-All three scale in the way capacity providers do: an instance with no task for 15 minutes is
-terminated.
+Both baselines roll a new image by an instance refresh; ECS's own AZ rebalancing is part of the
+model for every policy.
 """
 
 from __future__ import annotations
