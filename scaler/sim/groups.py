@@ -65,23 +65,17 @@ class Group:
         """Adopt every instance the cluster starts with; top up to the on-demand base."""
         self.members = set(sim.cluster.instances)
         self.ever = set(self.members)
-        on_demand = sum(1 for i in self._live(sim) if i.capacity == "on-demand")
+        on_demand = sum(1 for i in self.live(sim) if i.capacity == "on-demand")
         self.desired = len(self.members) + max(0, self.settings.on_demand_base - on_demand)
         sim.at(PERIOD, self._tick, sim)
         self.reconcile(sim)
 
     # -- what the group holds ---------------------------------------------------------------
 
-    def _live(self, sim: Sim) -> list[Instance]:
-        found = (sim.instance(i) for i in sorted(self.members))
-        return [i for i in found if i is not None]
-
     def live(self, sim: Sim) -> list[Instance]:
         """The members in the cluster (launching, active or draining), not those retiring."""
-        return self._live(sim)
-
-    def owns(self, instance_id: str) -> bool:
-        return instance_id in self.members or instance_id in self.retiring
+        found = (sim.instance(i) for i in sorted(self.members))
+        return [i for i in found if i is not None]
 
     # -- keeping the desired count ------------------------------------------------------------
 
@@ -103,7 +97,7 @@ class Group:
             gone = sim.terminated.get(iid)
             if gone is not None and iid not in self.own:  # lost: its pool is under pressure
                 self.pressure[gone.pool] = sim.now
-        self.members = {i.id for i in self._live(sim)}
+        self.members = {i.id for i in self.live(sim)}
         for iid, entry in list(self.retiring.items()):
             if sim.instance(iid) is None:
                 del self.retiring[iid]
@@ -116,7 +110,7 @@ class Group:
 
     def launch(self, sim: Sim, why: str, avoid: str | None = None) -> Instance | None:
         """One instance as the group launches it (on-demand below the base, else spot)."""
-        on_demand = sum(1 for i in self._live(sim) if i.capacity == "on-demand")
+        on_demand = sum(1 for i in self.live(sim) if i.capacity == "on-demand")
         capacity = "on-demand" if on_demand < self.settings.on_demand_base else "spot"
         order = self.order(sim, capacity, avoid)
         launched = sim.launch_instances([p.name for p in order], 1, why)
@@ -130,7 +124,7 @@ class Group:
         allocation strategy, pools under pressure (or ``avoid``) last."""
         pools = [p for p in sim.pools.values() if p.capacity == capacity]
         count: dict[str, int] = {p.az: 0 for p in pools}
-        for inst in self._live(sim):
+        for inst in self.live(sim):
             if inst.az in count:
                 count[inst.az] += 1
 
@@ -171,7 +165,7 @@ class Group:
         """Whether a scale-in may take this member: not below the on-demand base."""
         if inst.capacity != "on-demand":
             return True
-        on_demand = sum(1 for i in self._live(sim) if i.capacity == "on-demand")
+        on_demand = sum(1 for i in self.live(sim) if i.capacity == "on-demand")
         return on_demand > self.settings.on_demand_base
 
     # -- Capacity Rebalancing -----------------------------------------------------------------
