@@ -126,7 +126,7 @@ class CapacityReader:
         self._settings = settings
         self._directory = directory
         self._board = board
-        self._templates = TemplatePools(aws, settings)
+        self.templates = TemplatePools(aws, settings)
         self._stale = StaleDrains(board, settings.drain_timeout)
         self._types: dict[str, tuple[int, int, float]] = {}  # type -> (cpu units, MiB, $/h)
         self._task_sizes: dict[str, tuple[int, int]] = {}
@@ -137,7 +137,7 @@ class CapacityReader:
         """Pool name (Auto Scaling group or template pool) -> capacity type."""
         return {
             **self._auto_scaling_groups,
-            **{p: capacity for p, (_, capacity) in self._templates.templates.items()},
+            **{p: capacity for p, (_, capacity) in self.templates.templates.items()},
         }
 
     @property
@@ -163,7 +163,7 @@ class CapacityReader:
                     "scaler tops up through groups of its own"
                 )
         problems += await self._check_companions()
-        problems += await self._templates.validate()
+        problems += await self.templates.validate()
         problems += await missing_fleets(self._aws, self._settings.migrate_spot_fleets)
         if problems:
             raise ConfigError(problems)
@@ -255,7 +255,7 @@ class CapacityReader:
         return self._task_sizes[arn]
 
     async def read(self, now: float) -> Observed:
-        groups = await self._describe_groups() + await self._templates.groups()
+        groups = await self._describe_groups() + await self.templates.groups(now)
         kinds = await self._group_types(groups)
         await self._type_info(set(kinds.values()))
         instances = {ci.ec2_instance_id: ci for ci in await self._directory.refresh()}
@@ -457,7 +457,7 @@ class CapacityActuator:
         self._settings = settings
         self._drainer = drainer
         self._metrics = metrics
-        self._templates = TemplatePools(aws, settings)
+        self.templates = TemplatePools(aws, settings)
         self.leader: Leadership = Always()  # checked before every call that changes something
         self.asked: dict[str, tuple[int, float]] = {}  # group -> (desired we set, when)
         self.shortfalls: dict[str, float] = {}  # template pool -> when EC2 Fleet came up short
@@ -512,9 +512,9 @@ class CapacityActuator:
         template pools among ``alternatives`` in turn, in the same cycle (each shortfall marks
         its pool out of capacity). An Auto Scaling group's shortfall shows only after
         ``LAUNCH_GRACE``, so its alternatives are left to the plans that follow."""
-        if name in self._templates:
+        if name in self.templates:
             launched = 0
-            for pool in (name, *(a for a in alternatives if a in self._templates)):
+            for pool in (name, *(a for a in alternatives if a in self.templates)):
                 launched += await self._launch(pool, count - launched, observed, now, reason)
                 if launched >= count or self._settings.dry_run:
                     break
@@ -547,7 +547,7 @@ class CapacityActuator:
 
         async def create() -> None:
             nonlocal launched
-            launched = await self._templates.launch(name, want, token)
+            launched = await self.templates.launch(name, want, token, now)
 
         if want <= 0:
             return 0
@@ -566,7 +566,7 @@ class CapacityActuator:
         pool's instance is just terminated). Never asked below the group's MinSize, which Auto
         Scaling would refuse; a refused call is tried again only after ``REFUSAL_COOLDOWN``,
         and at most ``MAX_REFUSALS`` times."""
-        if pool in self._templates:
+        if pool in self.templates:
             return await self.terminate(node, reason)
         if observed.desired.get(pool, 0) - 1 < observed.min_size.get(pool, 0):
             if node not in self._kept:  # said once, not every cycle
@@ -787,6 +787,8 @@ class CapacityController:
     ) -> None:
         self._reader = reader
         self._actuator = actuator
+        # one memory of template-pool launches: the actuator's count until EC2 shows them
+        actuator.templates = reader.templates
         self._board = board
         self._policy = policy
         self._metrics = metrics

@@ -16,6 +16,14 @@ instances with their AZ, lifecycle and launch template; desired capacity = insta
 the migration treat both kinds alike; only launching (:meth:`TemplatePools.launch`) and
 terminating (``TerminateInstances`` instead of ``TerminateInstanceInAutoScalingGroup``) differ.
 
+``DescribeInstances`` is eventually consistent: for a while after ``CreateFleet`` (and whenever
+EC2 cannot answer for a zone in trouble) it may not show what was just launched, and the next
+cycle would launch the same shortfall again. So the instances of a launch count from
+``CreateFleet``'s own answer (its ``Instances[].InstanceIds``): :meth:`TemplatePools.groups`
+lists them as ``Pending`` members until ``DescribeInstances`` shows them, for
+``LAUNCH_MEMORY`` seconds at most (then EC2's word wins: an instance it still does not show is
+gone).
+
 Each launch carries a client token of its own (:func:`new_token`), kept across the retries of
 that call, so a retried call (a timeout, throttling) is answered with the first call's
 instances, not new ones; the next launch has a new token and is never answered with an old one.
@@ -25,6 +33,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from scaler.aws.clients import AwsClients, is_not_found
@@ -36,6 +46,57 @@ CLUSTER = "scaler:cluster"
 TEMPLATE_ID = "scaler:launch-template-id"
 TEMPLATE_VERSION = "scaler:launch-template-version"
 SPOT, ON_DEMAND = "spot", "on-demand"
+LAUNCH_MEMORY = 600.0  # seconds a launched instance counts before DescribeInstances shows it
+
+
+@dataclass(frozen=True)
+class Launched:
+    """An instance as ``CreateFleet`` answered it: its pool, type and AZ, and when."""
+
+    pool: str
+    instance_type: str
+    az: str
+    at: float
+
+
+class RecentLaunches:
+    """Instances launched and not yet shown by ``DescribeInstances`` (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.unseen: dict[str, Launched] = {}  # instance id -> its launch
+
+    def note(self, pool: str, reply: dict[str, Any], at: float) -> int:
+        """Remember the instances of a ``CreateFleet`` answer; how many it launched."""
+        count = 0
+        for entry in reply.get("Instances", []):
+            override = entry.get("LaunchTemplateAndOverrides", {}).get("Overrides", {})
+            kind = str(entry.get("InstanceType") or override.get("InstanceType", ""))
+            az = str(override.get("AvailabilityZone", ""))
+            for iid in entry.get("InstanceIds", []):
+                self.unseen[str(iid)] = Launched(pool, kind, az, at)
+                count += 1
+        return count
+
+    def missing(self, shown: set[str], now: float) -> dict[str, list[dict[str, Any]]]:
+        """Pool -> the launched instances ``shown`` leaves out, as Pending members; forgets
+        those shown, and those older than ``LAUNCH_MEMORY``."""
+        self.unseen = {
+            iid: launch
+            for iid, launch in self.unseen.items()
+            if iid not in shown and now - launch.at < LAUNCH_MEMORY
+        }
+        members: dict[str, list[dict[str, Any]]] = {}
+        for iid, launch in sorted(self.unseen.items()):
+            members.setdefault(launch.pool, []).append(
+                {
+                    "InstanceId": iid,
+                    "AvailabilityZone": launch.az,
+                    "InstanceType": launch.instance_type,
+                    "LifecycleState": "Pending",
+                    "LaunchTemplate": {},
+                }
+            )
+        return members
 
 
 class TemplatePools:
@@ -46,6 +107,7 @@ class TemplatePools:
             **{p: (t, SPOT) for p, t in settings.spot_templates.items()},
             **{p: (t, ON_DEMAND) for p, t in settings.on_demand_templates.items()},
         }
+        self.recent = RecentLaunches()
 
     def __contains__(self, pool: str) -> bool:
         return pool in self.templates
@@ -65,21 +127,32 @@ class TemplatePools:
                 problems.append(f"{variable}: launch template {template!r} of {pool!r} not found")
         return problems
 
-    async def groups(self) -> list[dict[str, Any]]:
-        """Every template pool as an Auto Scaling group record (see the module docstring)."""
+    async def groups(self, now: float) -> list[dict[str, Any]]:
+        """Every template pool as an Auto Scaling group record (see the module docstring), with
+        the instances launched that ``DescribeInstances`` does not show yet."""
         if not self.templates:
             return []
         members = await self._members()
-        return [self._group(pool, members.get(pool, [])) for pool in self.templates]
+        shown = {str(i["InstanceId"]) for found in members.values() for i in found}
+        unseen = self.recent.missing(shown, now)
+        return [
+            self._group(pool, members.get(pool, []), unseen.get(pool, []))
+            for pool in self.templates
+        ]
 
-    def _group(self, pool: str, instances: list[dict[str, Any]]) -> dict[str, Any]:
+    def _group(
+        self,
+        pool: str,
+        instances: list[dict[str, Any]],
+        unseen: Sequence[dict[str, Any]] = (),
+    ) -> dict[str, Any]:
         template = self.templates[pool][0]
         key = "LaunchTemplateId" if template.startswith("lt-") else "LaunchTemplateName"
         group: dict[str, Any] = {
             "AutoScalingGroupName": pool,
             "MaxSize": self._settings.fleet_max_size,
-            "DesiredCapacity": len(instances),
-            "Instances": [_member(i) for i in instances],
+            "DesiredCapacity": len(instances) + len(unseen),
+            "Instances": [_member(i) for i in instances] + list(unseen),
             "LaunchTemplate": {key: template, "Version": "$Default"},
         }
         types = self._settings.fleet_instance_types
@@ -104,9 +177,10 @@ class TemplatePools:
                     members.setdefault(pool, []).append(inst)
         return members
 
-    async def launch(self, pool: str, count: int, token: str) -> int:
+    async def launch(self, pool: str, count: int, token: str, now: float) -> int:
         """Launch ``count`` instances in ``pool``; how many EC2 launched (the rest could not be
-        had: logged with EC2's reasons). ``token``: the same for retries of one launch."""
+        had: logged with EC2's reasons), remembered until ``DescribeInstances`` shows them.
+        ``token``: the same for retries of one launch."""
         template = self.templates[pool][0]
         found = await self._current(template)
         if found is None:
@@ -114,7 +188,7 @@ class TemplatePools:
             return 0
         template_id, version = found
         reply = await self._aws.ec2.create_fleet(**self._request(pool, count, token, found))
-        launched = sum(len(i.get("InstanceIds", [])) for i in reply.get("Instances", []))
+        launched = self.recent.note(pool, reply, now)
         errors = sorted({e.get("ErrorCode", "") for e in reply.get("Errors", [])})
         if launched < count:
             log.warning(

@@ -166,3 +166,36 @@ def chain(*instruments: Callable[[str, Any], None] | None) -> Callable[[str, Any
                 instrument(service, client)
 
     return install
+
+
+@dataclass
+class LaggingDescribe:
+    """EC2's eventual consistency after ``CreateFleet``: the instances a fleet launched stay out
+    of ``DescribeInstances`` answers for the next ``calls`` calls (moto shows them at once)."""
+
+    calls: int
+    hidden: dict[str, int] = field(default_factory=dict)  # instance id -> answers still to miss
+    launched: list[str] = field(default_factory=list)
+    describes: int = 0
+
+    def __call__(self, service: str, client: Any) -> None:
+        if service == "ec2":
+            client.meta.events.register("after-call.ec2.CreateFleet", self._launched)
+            client.meta.events.register("after-call.ec2.DescribeInstances", self._hide)
+
+    def _launched(self, parsed: dict[str, Any], **_: Any) -> None:
+        for group in parsed.get("Instances", []):
+            for iid in group.get("InstanceIds", []):
+                self.launched.append(iid)
+                self.hidden[iid] = self.calls
+
+    def _hide(self, parsed: dict[str, Any], **_: Any) -> None:
+        self.describes += 1
+        hiding = {i for i, left in self.hidden.items() if left > 0}
+        for iid in hiding:
+            self.hidden[iid] -= 1
+        for reservation in parsed.get("Reservations", []):
+            reservation["Instances"] = [
+                i for i in reservation.get("Instances", []) if i.get("InstanceId") not in hiding
+            ]
+        parsed["Reservations"] = [r for r in parsed.get("Reservations", []) if r["Instances"]]

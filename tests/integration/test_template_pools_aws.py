@@ -18,6 +18,7 @@ from scaler.aws.templates import CLUSTER, POOL, TEMPLATE_ID, TEMPLATE_VERSION
 from scaler.demo import aws_calls, run_until
 from scaler.settings import ConfigError
 from tests.integration.ecs_harness import Ecs
+from tests.integration.faults import LaggingDescribe
 from tests.integration.helpers import outcomes, scaler_for, settings_for
 
 AZ = "us-east-1a"
@@ -184,3 +185,30 @@ async def test_an_unknown_template_is_refused_at_start(local_aws: testbed.LocalA
     assert raised.value.problems == [
         "SCALER_SPOT_TEMPLATES: launch template 'lt-0missing' of 'spot-fleet' not found"
     ]
+
+
+async def test_a_launch_counts_until_describe_instances_shows_it(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """DescribeInstances is eventually consistent after CreateFleet: the instances a fleet
+    launched count as launching from its own answer, so the next cycles do not launch again."""
+    local_aws.client("ecs").create_cluster(clusterName="prod")
+    template = _template(local_aws)
+    other = testbed.register_instances(
+        local_aws, "prod", testbed.launch_instances(local_aws, 1), AZ
+    )
+    nodes = [*other, *_pool_instances(local_aws, template, 1)]
+    _web(local_aws, nodes)
+    queues = testbed.create_queues(local_aws, "events")
+    testbed.send_raw(
+        local_aws, queues.url, [json.dumps(testbed.spot_warning(other[0].instance_id))]
+    )
+    lag = LaggingDescribe(calls=4)
+    scaler = scaler_for(local_aws, _settings(queues.url, headroom=0.8), instrument=lag)
+
+    def shown_and_more() -> bool:
+        return bool(lag.launched) and lag.describes >= 8
+
+    assert await run_until(scaler, shown_and_more, limit=30)
+    assert aws_calls(scaler.metrics)["ec2:CreateFleet"] == 1
+    assert len(_members(local_aws)) == 1 + len(lag.launched)

@@ -90,3 +90,26 @@ def test_pool_instances_look_like_a_groups() -> None:
         "LaunchTemplateName": "ecs-node",
         "Version": "$Default",
     }
+
+
+def test_a_launch_counts_until_shown_and_for_ten_minutes_at_most() -> None:
+    from scaler.aws.templates import LAUNCH_MEMORY, RecentLaunches
+
+    recent = RecentLaunches()
+    reply = {
+        "Instances": [
+            {
+                "InstanceIds": ["i-1", "i-2"],
+                "InstanceType": "c5.xlarge",
+                "LaunchTemplateAndOverrides": {"Overrides": {"AvailabilityZone": "us-east-1b"}},
+            }
+        ]
+    }
+    assert recent.note("spot", reply, at=100.0) == 2
+    missing = recent.missing(set(), now=110.0)["spot"]
+    assert [m["InstanceId"] for m in missing] == ["i-1", "i-2"]
+    assert missing[0]["LifecycleState"] == "Pending"
+    assert missing[0]["AvailabilityZone"] == "us-east-1b"
+    assert [m["InstanceId"] for m in recent.missing({"i-1"}, now=120.0)["spot"]] == ["i-2"]
+    assert recent.missing(set(), now=100.0 + LAUNCH_MEMORY) == {}
+    assert recent.unseen == {}
