@@ -190,14 +190,14 @@ class Metrics:
             "scaler_capacity_changes",
             "Instances added to or removed from the scaler's pools, by change (`add`, `remove`) "
             "and reason (`interruption`, `demand`, `headroom`, `on_demand_base`, "
-            "`return_to_spot`, `drift`, `consolidation`, `migration`).",
+            "`return_to_spot`, `drift`, `consolidation`, `migration`, `surplus`).",
             ["change", "reason"],
             registry=r,
         )
         self.retiring = Gauge(
             "scaler_retiring_instances",
             "Instances the scaler is taking out by its own choice (tagged scaler:retiring), "
-            "by reason (`drift`, `consolidation`, `migration`, `return_to_spot`).",
+            "by reason (`drift`, `consolidation`, `migration`, `return_to_spot`, `surplus`).",
             ["reason"],
             registry=r,
         )

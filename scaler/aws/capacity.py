@@ -14,7 +14,13 @@
 
 It acts only with absolute values: ``SetDesiredCapacity`` to a group's target, ``UpdateService``
 to a companion's desired count, so a retry or a second replica repeats a value instead of adding
-to it. Evacuations are ``StopTask``; returning to spot tags an on-demand instance
+to it. A group's target is what it holds live (the instances that survive and those leaving,
+which it still counts) plus what the plan adds, never its desired capacity plus a count; a group
+that replaces a lost instance by itself, as Auto Scaling does, is trimmed back to the plan
+(:mod:`scaler.aws.replaced`). A ``SetDesiredCapacity`` Auto Scaling refuses is asked again only
+after a cooldown, a few times at most, like a refused terminate.
+
+Evacuations are ``StopTask``; returning to spot tags an on-demand instance
 ``scaler:retiring=return_to_spot``, drains it and, once it holds no task,
 ``TerminateInstanceInAutoScalingGroup`` with the desired capacity decremented.
 
@@ -43,10 +49,12 @@ from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.lease import Always, Leadership
 from scaler.aws.migration import Migration, migrate, missing_fleets
+from scaler.aws.replaced import GroupState, Replacements
 from scaler.aws.retiring import (
     REASONS,
     RETIRING,
     RETURN_TO_SPOT,
+    SURPLUS,
     Ec2Facts,
     describe,
     retiring,
@@ -74,6 +82,7 @@ from scaler.plan.capacity import (
     plan_capacity,
 )
 from scaler.plan.roll import RollPolicy
+from scaler.plan.scale_in import launches_after, without
 from scaler.prices import on_demand_price
 from scaler.settings import ConfigError, Settings
 
@@ -265,7 +274,8 @@ class CapacityReader:
         observed.snapshot = CapacitySnapshot(now, tuple(nodes), tuple(pools), tuple(services))
         s = self._settings
         on_demand = ON_DEMAND in self.groups.values()  # the return to spot retires by tag
-        if s.roll or s.consolidate or s.migrate_spot_fleets or on_demand:
+        # any Auto Scaling group: a surplus it launched by itself is retired by tag
+        if s.roll or s.consolidate or s.migrate_spot_fleets or on_demand or s.spot_pools:
             observed.facts = await self._facts(groups)
         if s.roll and observed.facts is not None:
             observed.drift = await DriftReader(self._aws).read(groups, observed.facts)
@@ -462,8 +472,10 @@ class CapacityActuator:
         self.asked: dict[str, tuple[int, float]] = {}  # group -> (desired we set, when)
         self.shortfalls: dict[str, float] = {}  # template pool -> when EC2 Fleet came up short
         self.acted = 0  # calls made that changed something (not in dry-run)
-        self._refusals = Refusals()
+        self._refusals = Refusals(TERMINATE_ADVICE)
+        self._desired_refusals = Refusals(DESIRED_ADVICE)  # SetDesiredCapacity, by group
         self._kept: set[str] = set()  # drained instances kept at their group's MinSize
+        self.replacements = Replacements()  # what groups replace by themselves
 
     async def apply(self, plan: CapacityPlan, observed: Observed, now: float) -> None:
         pools = {p.name: p for p in observed.snapshot.pools}
@@ -503,10 +515,12 @@ class CapacityActuator:
         alternatives: tuple[str, ...] = (),
     ) -> int:
         """Raise a group's desired capacity so that ``count`` more instances come than it has
-        live now (within its MaxSize): on top of its own desired capacity, which counts its
-        draining instances, less what it was asked for and has not started yet (a group out of
-        capacity is not raised again and again); how many were added (0 in dry-run, on failure,
-        or when enough is owed already).
+        live now (within its MaxSize): the absolute target is its live instances, those that
+        survive and those leaving that it still counts (so the replacement of an instance under
+        a spot notice launches now), plus ``count``. A group that owes instances already (its
+        desired capacity above that) is not raised (a group out of capacity is not raised again
+        and again). How many were added (0 in dry-run, on failure, when refused lately, or when
+        enough is owed already).
 
         A template pool's EC2 Fleet answers at once: what it could not launch is asked of the
         template pools among ``alternatives`` in turn, in the same cycle (each shortfall marks
@@ -520,20 +534,55 @@ class CapacityActuator:
                     break
             return launched
         before = observed.desired.get(name, 0)
-        owed = max(0, before - observed.live.get(name, 0))  # asked for, not started yet
-        target = min(before + count - owed, observed.max_size.get(name, 0))
-        if target <= before or not await self._act(
-            "set_desired",
-            name,
-            lambda: self._aws.autoscaling.set_desired_capacity(
-                AutoScalingGroupName=name, DesiredCapacity=target, HonorCooldown=False
-            ),
-        ):
+        target = min(observed.live.get(name, 0) + count, observed.max_size.get(name, 0))
+        if target <= before or not await self._set_desired(name, target, now):
             return 0
         self.asked[name] = (target, now)
         observed.desired[name] = target
         self._metrics.capacity_changes.labels("add", reason).inc(target - before)
         return target - before
+
+    async def _set_desired(self, name: str, target: int, now: float) -> bool:
+        """``SetDesiredCapacity``; one Auto Scaling refused is asked again only after
+        ``REFUSAL_COOLDOWN``, and at most ``MAX_REFUSALS`` times."""
+        if self._desired_refusals.cooling(name, now):
+            return False
+        return await self._act(
+            "set_desired",
+            name,
+            lambda: self._aws.autoscaling.set_desired_capacity(
+                AutoScalingGroupName=name, DesiredCapacity=target, HonorCooldown=False
+            ),
+            lambda exc: self._desired_refusals.note(name, exc, now),
+        )
+
+    async def give_back(self, plan: CapacityPlan, observed: Observed, now: float) -> None:
+        """Lower the desired capacity of the groups that lost instances (counted in it while
+        they were leaving) and did not replace them within the grace, down to their live
+        instances at the lowest (so Auto Scaling terminates nothing), nor below MinSize; not
+        for a group the plan grows. What a group still owes otherwise (a launch asked for and not
+        started) stays asked for."""
+        pools = {p.name: p for p in observed.snapshot.pools}
+        growing = plan.launches(pools)
+        for name in sorted(observed.min_size):
+            if name in growing:
+                continue
+            desired, live = observed.desired.get(name, 0), observed.live.get(name, 0)
+            lower = min(self.replacements.unreplaced(name, now), desired - live)
+            target = max(desired - lower, observed.min_size[name])
+            if target >= desired:
+                continue
+            if await self._set_desired(name, target, now):
+                self.replacements.given_back(name, desired - target)
+                observed.desired[name] = target
+                if name in self.asked:  # what it was asked for, less the lost given back
+                    asked, since = self.asked[name]
+                    self.asked[name] = (asked - (desired - target), since)
+                self._metrics.capacity_changes.labels("remove", SURPLUS).inc(desired - target)
+                log.info(
+                    "lost instances not replaced by their group: desired capacity lowered",
+                    extra={"group": name, "desired": target},
+                )
 
     async def _launch(
         self, name: str, count: int, observed: Observed, now: float, reason: str
@@ -588,6 +637,7 @@ class CapacityActuator:
         )
         if done:
             observed.desired[pool] = observed.desired.get(pool, 0) - 1
+            self.replacements.let_go.add(node)  # gone with its desired: not to be replaced
             self._metrics.capacity_changes.labels("remove", reason).inc()
             if reason == RETURN_TO_SPOT:
                 self._metrics.reverts.inc()
@@ -703,11 +753,23 @@ REFUSAL_COOLDOWN = 600.0  # seconds before a terminate Auto Scaling refused is a
 MAX_REFUSALS = 3  # refusals after which an instance is no longer asked for (until a restart)
 
 
-class Refusals:
-    """Terminates Auto Scaling refused (``ValidationError``: its MinSize, say), by instance: not
-    asked again within ``REFUSAL_COOLDOWN``, nor after ``MAX_REFUSALS``."""
+TERMINATE_ADVICE = (
+    "terminate refused too often: instance left drained; lower the group's MinSize "
+    "or terminate it by hand"
+)
+DESIRED_ADVICE = (
+    "desired capacity refused too often: group left as it is; check its MinSize and MaxSize "
+    "(aws autoscaling describe-auto-scaling-groups) and restart the scaler"
+)
 
-    def __init__(self) -> None:
+
+class Refusals:
+    """Calls Auto Scaling refused (``ValidationError``: its MinSize, say), by what they were
+    about (an instance, a group): not asked again within ``REFUSAL_COOLDOWN``, nor after
+    ``MAX_REFUSALS`` (``advice`` logged then)."""
+
+    def __init__(self, advice: str = TERMINATE_ADVICE) -> None:
+        self._advice = advice
         self._seen: dict[str, tuple[int, float]] = {}  # instance -> (refusals, last)
 
     def note(self, node: str, exc: Exception, now: float) -> None:
@@ -716,11 +778,7 @@ class Refusals:
         count = self._seen.get(node, (0, now))[0] + 1
         self._seen[node] = (count, now)
         if count >= MAX_REFUSALS:
-            log.error(
-                "terminate refused too often: instance left drained; lower the group's MinSize "
-                "or terminate it by hand",
-                extra={"instance": node, "refusals": count},
-            )
+            log.error(self._advice, extra={"target": node, "refusals": count})
 
     def cooling(self, node: str, now: float) -> bool:
         seen = self._seen.get(node)
@@ -752,6 +810,20 @@ def spare(observed: Observed, nodes: Iterable[str]) -> list[str]:
         left[pool] -= 1
         kept.append(node)
     return kept
+
+
+def _members(observed: Observed) -> dict[str, frozenset[str]]:
+    """Auto Scaling group (not template pool) -> its live instances."""
+    return {
+        g["AutoScalingGroupName"]: frozenset(str(i["InstanceId"]) for i in live_instances(g))
+        for g in observed.groups
+        if g["AutoScalingGroupName"] in observed.min_size
+    }
+
+
+def _draining(snap: CapacitySnapshot, node: str) -> CapacitySnapshot:
+    """``snap`` with ``node`` drained: the next removal is judged without it."""
+    return without(snap, frozenset({node}))
 
 
 def _registered(
@@ -807,6 +879,11 @@ class CapacityController:
         self.shared: Callable[[NoticeBoard, float], Awaitable[None]] | None = None
 
     @property
+    def replacements(self) -> Replacements:
+        """What the Auto Scaling groups replace by themselves (:mod:`scaler.aws.replaced`)."""
+        return self._actuator.replacements
+
+    @property
     def leader(self) -> Leadership:
         """With two replicas, only the leader tops up; the actuator checks the lease before each
         call that changes something, so a leader that loses it mid-cycle stops there."""
@@ -841,11 +918,14 @@ class CapacityController:
             await self.shared(self._board, now)
         observed = await self._reader.read(now)
         self._remember_troubles(observed, now)
+        for name, members in _members(observed).items():
+            self.replacements.observe(name, members, now)
         plan = plan_capacity(observed.snapshot, self.memory, self._policy)
         for reason in plan.reasons:
             log.info("capacity decision", extra={"reason": reason})
         acted = self._actuator.acted
         await self._actuator.apply(plan, observed, now)
+        await self._actuator.give_back(plan, observed, now)
         if self._actuator.shortfalls:
             self.wake.set()  # plan again at once: the next plan turns to other pools, on-demand
         self._note_shortfalls({p.name for p in observed.snapshot.pools if p.capacity == SPOT})
@@ -855,10 +935,12 @@ class CapacityController:
                 await self._roll(observed, self._roll_policy)
             await self._migrate(observed, plan)
             await self._retire(observed, observed.facts)
+            await self._trim(observed, plan)
             # not in a cycle that changed anything: its snapshot no longer says what runs where
             if self.consolidator is not None and self._actuator.acted == acted:
                 await self._consolidate(observed, observed.facts, plan, self.consolidator)
         self._observe(observed.snapshot, plan, observed.stale)
+        self._record(observed)
         self.last_plan = plan
         pools = {p.name: p for p in observed.snapshot.pools}
         launching = any(n.status == "launching" for n in observed.snapshot.nodes)
@@ -967,6 +1049,47 @@ class CapacityController:
                 continue
             if await self._actuator.drain(ci, "consolidation"):
                 consolidator.drained_at.append(snap.now)
+
+    async def _trim(self, observed: Observed, plan: CapacityPlan) -> None:
+        """Drain, for each surplus a group launched by itself (:mod:`scaler.aws.replaced`), one
+        of its instances that runs no task, is not leaving and that the plan would not launch
+        back; the cycle then terminates it with the desired capacity decremented."""
+        snap = observed.snapshot
+        pools = {p.name: p for p in snap.pools}
+        if plan.launches(pools) or plan.release:
+            return
+        for name in sorted(observed.min_size):
+            for _ in range(self.replacements.excess(name)):
+                node = self._spare_empty(observed, name)
+                ci = observed.instances.get(node) if node else None
+                if node is None or ci is None:
+                    break
+                if not await self._actuator.mark_retiring(node, SURPLUS):
+                    break
+                self.replacements.removed(name)
+                await self._actuator.drain(ci, SURPLUS)
+                observed.snapshot = _draining(observed.snapshot, node)
+
+    def _spare_empty(self, observed: Observed, group: str) -> str | None:
+        """An ACTIVE instance of ``group`` running no task, whose group can spare it and whose
+        loss the capacity plan would not launch back; None if there is none."""
+        snap = observed.snapshot
+        empty = sorted(
+            n.id
+            for n in snap.nodes
+            if n.pool == group and n.status == "ACTIVE" and not n.doomed and n.tasks == 0
+        )
+        for node in spare(observed, empty):
+            if not launches_after(snap, self.memory, self._policy, frozenset({node})):
+                return node
+        return None
+
+    def _record(self, observed: Observed) -> None:
+        """What this cycle left each Auto Scaling group at, for the next to compare with."""
+        doomed = {n.id for n in observed.snapshot.nodes if n.doomed}
+        for name, members in _members(observed).items():
+            state = GroupState(members, members & doomed, observed.desired.get(name, 0))
+            self.replacements.record(name, state)
 
     def _note_shortfalls(self, spot: set[str]) -> None:
         """Template pools EC2 Fleet could not fill are out of capacity (cooled down)."""

@@ -112,6 +112,20 @@ class Ecs:
             t for t in tasks if t["containerInstanceArn"] == arn and t["lastStatus"] == "RUNNING"
         ]
 
+    def interrupt(self, iid: str, replace: bool) -> None:
+        """A spot storm reclaims ``iid``: EC2 terminates it. A group that replaces what it loses,
+        as Auto Scaling does, launches another at once to keep its desired capacity; with
+        ``replace`` False the group just loses it, its desired capacity unchanged (moto's way
+        with an instance EC2 terminates under it, but without listing it on)."""
+        if replace:
+            self.aws.client("autoscaling").terminate_instance_in_auto_scaling_group(
+                InstanceId=iid, ShouldDecrementDesiredCapacity=False
+            )
+            return
+        for group in _moto_groups().values():
+            group.instance_states = [s for s in group.instance_states if s.instance.id != iid]
+        self.ec2.terminate_instances(InstanceIds=[iid])
+
     def _instances(self) -> list[dict[str, Any]]:
         arns = self.ecs.list_container_instances(cluster=self.cluster)["containerInstanceArns"]
         if not arns:
@@ -130,3 +144,10 @@ def _moto_task(cluster: str, task_arn: str) -> Any:
     from moto.ecs.models import ecs_backends
 
     return ecs_backends[testbed.ACCOUNT][testbed.REGION].tasks[cluster][task_arn]
+
+
+def _moto_groups() -> dict[str, Any]:
+    """moto's own Auto Scaling groups (the server runs in this process)."""
+    from moto.autoscaling.models import autoscaling_backends
+
+    return dict(autoscaling_backends[testbed.ACCOUNT][testbed.REGION].autoscaling_groups)

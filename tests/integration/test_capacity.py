@@ -355,3 +355,143 @@ async def test_a_refused_terminate_is_not_retried_every_cycle(
     scaler = scaler_for(local_aws, settings, instrument=refuse)
     assert not await run_until(scaler, lambda: refuse.failed > 1, limit=4)
     assert refuse.failed == 1
+
+
+class SpotStorm:
+    """Interrupts the spot group's instances one at a time, as a storm would: a spot warning
+    for an instance running a task, then, once the scaler has launched a replacement and the
+    task has moved to it, EC2 reclaims the instance (the group replacing it or not)."""
+
+    def __init__(self, aws: testbed.LocalAws, queue_url: str, rounds: int, replace: bool) -> None:
+        self.aws, self.queue_url, self.rounds, self.replace = aws, queue_url, rounds, replace
+        self.ecs = Ecs(aws)
+        self.asg = aws.client("autoscaling")
+        self.base = groups_desired(self.asg, "spot-asg")
+        self.victim: str | None = None
+        self.interrupted = 0
+        self.highest = self.base
+        self.ecs.registered = set(self._live())  # registered with the cluster already
+
+    def _live(self) -> list[str]:
+        group = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=["spot-asg"])
+        return [i["InstanceId"] for i in group["AutoScalingGroups"][0]["Instances"]]
+
+    def _busy(self, iid: str) -> bool:
+        states = testbed.container_instance_states(self.aws, "prod")
+        if states.get(iid) != "ACTIVE":
+            return False
+        arns = self.ecs.ecs.list_container_instances(cluster="prod")["containerInstanceArns"]
+        cis = self.ecs.ecs.describe_container_instances(cluster="prod", containerInstances=arns)
+        ci = next(c for c in cis["containerInstances"] if c["ec2InstanceId"] == iid)
+        return bool(self.ecs.tasks_on(ci["containerInstanceArn"]))
+
+    def step(self) -> bool:
+        """One look at the world; True once every round is over and the group is back at its
+        size before the storm, nothing draining."""
+        desired = groups_desired(self.asg, "spot-asg")
+        self.highest = max(self.highest, desired)
+        if self.victim is None:
+            self.ecs.tick(("spot-asg",))
+            states = testbed.container_instance_states(self.aws, "prod")
+            if desired != self.base or "DRAINING" in states.values():
+                return False
+            if self.interrupted == self.rounds:
+                return True
+            self.victim = next(i for i in self._live() if self._busy(i))
+            warning = json.dumps(testbed.spot_warning(self.victim))
+            testbed.send_raw(self.aws, self.queue_url, [warning])
+            return False
+        if desired <= self.base - (self.victim not in self._live()):
+            return False  # the scaler has not launched a replacement yet
+        self.ecs.tick(("spot-asg",))
+        if self.ecs.tasks_on(self._arn(self.victim)):
+            return False
+        self.ecs.interrupt(self.victim, replace=self.replace)
+        self.ecs.tick(("spot-asg",))
+        self.victim, self.interrupted = None, self.interrupted + 1
+        return False
+
+    def _arn(self, iid: str) -> str:
+        arns = self.ecs.ecs.list_container_instances(cluster="prod")["containerInstanceArns"]
+        cis = self.ecs.ecs.describe_container_instances(cluster="prod", containerInstances=arns)
+        return str(
+            next(c for c in cis["containerInstances"] if c["ec2InstanceId"] == iid)[
+                "containerInstanceArn"
+            ]
+        )
+
+
+def _storm_cluster(aws: testbed.LocalAws) -> None:
+    """A spot group of two instances, each full with one task of service web."""
+    aws.client("ecs").create_cluster(clusterName="prod")
+    _group(aws, "spot-asg")
+    asg = aws.client("autoscaling")
+    asg.set_desired_capacity(AutoScalingGroupName="spot-asg", DesiredCapacity=2)
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["spot-asg"])
+    ids = [i["InstanceId"] for i in group["AutoScalingGroups"][0]["Instances"]]
+    nodes = testbed.register_instances(aws, "prod", ids, "us-east-1a")
+    testbed.manual_task_states(aws)
+    ecs = aws.client("ecs")
+    ecs.register_task_definition(
+        family="web",
+        containerDefinitions=[{"name": "app", "image": "x", "cpu": 1024, "memory": 7000}],
+    )
+    ecs.create_service(cluster="prod", serviceName="web", taskDefinition="web", desiredCount=2)
+    for node in nodes:
+        ecs.start_task(
+            cluster="prod",
+            taskDefinition="web",
+            group="service:web",
+            containerInstances=[str(node.container_instance_arn)],
+        )
+
+
+@pytest.mark.parametrize("replace", [True, False], ids=["group-replaces", "group-does-not"])
+async def test_spot_interruptions_leave_the_desired_capacity_at_the_plans_target(
+    local_aws: testbed.LocalAws, replace: bool
+) -> None:
+    """Each interruption is replaced ahead of time by the scaler; a group that replaces the lost
+    instance by itself as well does not leave one instance too many behind, for good."""
+    _storm_cluster(local_aws)
+    queues = testbed.create_queues(local_aws, "events")
+    settings = settings_for(
+        queues.url, spot_pools="spot-asg", capacity_interval=0.3, headroom=0.0, pool_cooldown=0.1
+    )
+    scaler = scaler_for(local_aws, settings)
+    storm = SpotStorm(local_aws, queues.url, rounds=3, replace=replace)
+
+    def over() -> bool:
+        if scaler.capacity is not None and hasattr(scaler.capacity, "replacements"):
+            scaler.capacity.replacements.grace = 0.0  # the group's own replacement is at once
+        return storm.step()
+
+    assert await run_until(scaler, over, limit=60), (storm.interrupted, storm.highest)
+    assert groups_desired(local_aws.client("autoscaling"), "spot-asg") == 2
+    assert storm.highest == 3  # one replacement at a time, launched ahead of the interruption
+    text = scaler.metrics.render().decode()
+    assert 'scaler_capacity_changes_total{change="remove",reason="surplus"} 3.0' in text
+
+
+async def test_a_refused_desired_capacity_is_not_asked_every_cycle(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """Auto Scaling refuses the new desired capacity (its MaxSize lowered meanwhile, say): the
+    scaler asks again only after a cooldown, not at every cycle."""
+    nodes = testbed.create_cluster(local_aws, "prod", size=3)
+    queues = testbed.create_queues(local_aws, "events")
+    _group(local_aws, "spot-asg")
+    _group(local_aws, "od-asg")
+    _services(local_aws, nodes)
+    warnings = [json.dumps(testbed.spot_warning(n.instance_id)) for n in nodes[:2]]
+    testbed.send_raw(local_aws, queues.url, warnings)
+    refuse = FailFirst(
+        "autoscaling",
+        "SetDesiredCapacity",
+        times=1000,
+        code="ValidationError",
+        message="New SetDesiredCapacity value 3 is above max value 2 for the AutoScalingGroup.",
+    )
+    settings = _settings(queues.url, headroom=0.75, capacity_interval=0.2, pool_cooldown=0.1)
+    scaler = scaler_for(local_aws, settings, instrument=refuse)
+    assert not await run_until(scaler, lambda: refuse.failed > 2, limit=5)
+    assert refuse.failed == 1
