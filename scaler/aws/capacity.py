@@ -27,6 +27,10 @@ Evacuations are ``StopTask``; returning to spot tags an on-demand instance
 Nothing is retired below a group's MinSize (Auto Scaling refuses to decrement the desired capacity
 below it): the return to spot and consolidation drain only what a group can spare, and a
 terminate Auto Scaling refuses anyway is asked again only after a cooldown, a few times at most.
+Nor does a removal unbalance a group's AZs while Auto Scaling may rebalance them itself (its
+``AZRebalance`` process, which terminates without a drain, not suspended: named at start with the
+command that suspends it): only instances of an AZ holding the most of the group's are drained
+(:mod:`scaler.plan.az_balance`).
 
 Groups owned by ECS managed scaling (tag ``AmazonECSManaged``) are refused at start: ECS sets
 their desired capacity itself and would undo the scaler's. The scaler coexists with them by
@@ -68,6 +72,7 @@ from scaler.guard import describe_services
 from scaler.metrics import Metrics
 from scaler.model import ContainerInstance
 from scaler.notices import NoticeBoard
+from scaler.plan.az_balance import balanced_removals
 from scaler.plan.capacity import (
     ON_DEMAND,
     SPOT,
@@ -171,6 +176,8 @@ class CapacityReader:
                     f"{variable}: {name!r} is owned by ECS managed scaling; the "
                     "scaler tops up through groups of its own"
                 )
+        for group in found.values():
+            _warn_rebalancing(group)
         problems += await self._check_companions()
         problems += await self.templates.validate()
         problems += await missing_fleets(self._aws, self._settings.migrate_spot_fleets)
@@ -705,7 +712,7 @@ class CapacityActuator:
         """Tag (``scaler:retiring=return_to_spot``) and drain the on-demand instances the plan
         gives back. The capacity cycle terminates them once empty, like every instance the
         scaler retires, and only those it tagged: one drained by hand stays."""
-        for node in spare(observed, release):
+        for node in balanced(observed, spare(observed, release)):
             ci = observed.instances.get(node)
             if ci is not None and await self.mark_retiring(node, RETURN_TO_SPOT):
                 await self.drain(ci, "revert_to_spot")
@@ -809,6 +816,63 @@ def spare(observed: Observed, nodes: Iterable[str]) -> list[str]:
             continue
         left[pool] -= 1
         kept.append(node)
+    return kept
+
+
+AZ_REBALANCE = "AZRebalance"
+
+
+def rebalancing(group: dict[str, Any]) -> bool:
+    """Whether Auto Scaling may rebalance the group's AZs by terminating an instance itself:
+    an Auto Scaling group (not a template pool) in several AZs, ``AZRebalance`` not suspended."""
+    suspended = {p.get("ProcessName") for p in group.get("SuspendedProcesses", [])}
+    return (
+        "MinSize" in group
+        and len(group.get("AvailabilityZones", [])) > 1
+        and AZ_REBALANCE not in suspended
+    )
+
+
+def _warn_rebalancing(group: dict[str, Any]) -> None:
+    if not rebalancing(group):
+        return
+    name = group["AutoScalingGroupName"]
+    log.warning(
+        f"Auto Scaling group {name!r} may rebalance its AZs by terminating an instance without a "
+        "drain: the scaler removes only instances that keep its AZs balanced; to let it remove "
+        "any, suspend AZRebalance: aws autoscaling suspend-processes "
+        f"--auto-scaling-group-name {name} --scaling-processes AZRebalance",
+        extra={"group": name},
+    )
+
+
+def balanced(observed: Observed, nodes: Iterable[str]) -> list[str]:
+    """Those of ``nodes`` whose removal, one after another, keeps their group's AZs balanced
+    (:mod:`scaler.plan.az_balance`), where Auto Scaling would rebalance them itself; nodes of
+    other groups all stay."""
+    snap = observed.snapshot
+    groups = {g["AutoScalingGroupName"]: g for g in observed.groups if rebalancing(g)}
+    az_of = {n.id: (n.pool, n.az) for n in snap.nodes}
+    counts: dict[str, Counter[str]] = {
+        name: Counter({az: 0 for az in g.get("AvailabilityZones", [])})
+        for name, g in groups.items()
+    }
+    for n in snap.nodes:
+        if n.pool in counts and not n.doomed:
+            counts[n.pool][n.az] += 1
+    kept: list[str] = []
+    for node in nodes:
+        pool, az = az_of.get(node, ("", ""))
+        if pool not in counts:
+            kept.append(node)
+        elif balanced_removals(counts[pool], [(node, az)]):
+            counts[pool][az] -= 1
+            kept.append(node)
+        else:
+            log.info(
+                "instance kept: its removal would unbalance its group's AZs (AZRebalance)",
+                extra={"group": pool, "instance": node, "az": az},
+            )
     return kept
 
 
@@ -1038,7 +1102,7 @@ class CapacityController:
             return
         for reason in chosen.reasons:
             log.info("consolidation decision", extra={"reason": reason})
-        allowed = spare(observed, [r.instance for r in chosen.remove])
+        allowed = balanced(observed, spare(observed, [r.instance for r in chosen.remove]))
         for removal in chosen.remove:
             if removal.instance not in allowed:
                 continue
@@ -1080,6 +1144,8 @@ class CapacityController:
             if n.pool == group and n.status == "ACTIVE" and not n.doomed and n.tasks == 0
         )
         for node in spare(observed, empty):
+            if not balanced(observed, [node]):
+                continue
             if not launches_after(snap, self.memory, self._policy, frozenset({node})):
                 return node
         return None

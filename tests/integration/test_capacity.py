@@ -495,3 +495,57 @@ async def test_a_refused_desired_capacity_is_not_asked_every_cycle(
     scaler = scaler_for(local_aws, settings, instrument=refuse)
     assert not await run_until(scaler, lambda: refuse.failed > 2, limit=5)
     assert refuse.failed == 1
+
+
+def _two_az_fallback(aws: testbed.LocalAws) -> dict[str, str]:
+    """An on-demand group in two AZs: two instances in us-east-1a running a task each, an empty
+    one in us-east-1b (the emptiest, given back first). Instance id -> AZ."""
+    azs = {"us-east-1a": 2, "us-east-1b": 1}
+    ids = {i: az for az, n in azs.items() for i in testbed.launch_instances(aws, n, az)}
+    testbed.create_group(aws, "od-asg", "m5.large", list(azs), instance_ids=list(ids))
+    ecs = aws.client("ecs")
+    for iid, az in ids.items():
+        node = testbed.register_instances(aws, "prod", [iid], az)[0]
+        if az == "us-east-1a":
+            ecs.start_task(
+                cluster="prod",
+                taskDefinition="web",
+                group="service:api",
+                containerInstances=[str(node.container_instance_arn)],
+            )
+    return ids
+
+
+@pytest.mark.parametrize("suspended", [False, True], ids=["az-rebalance", "suspended"])
+async def test_the_return_to_spot_keeps_a_groups_azs_balanced(
+    local_aws: testbed.LocalAws, suspended: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Giving back the empty instance of the short AZ would leave the group's AZs two apart,
+    and Auto Scaling's AZRebalance would then terminate an instance without a drain: unless
+    AZRebalance is suspended, an instance of the long AZ goes instead, and the group is named
+    at start with the command that suspends it."""
+    nodes = testbed.create_cluster(local_aws, "prod", size=3)
+    queues = testbed.create_queues(local_aws, "events")
+    _group(local_aws, "spot-asg")
+    _services(local_aws, nodes)
+    ids = _two_az_fallback(local_aws)
+    if suspended:
+        local_aws.client("autoscaling").suspend_processes(
+            AutoScalingGroupName="od-asg", ScalingProcesses=["AZRebalance"]
+        )
+    settings = _settings(queues.url, revert_after=0.1, revert_batch=2, capacity_interval=0.2)
+    scaler = scaler_for(local_aws, settings)
+
+    def draining() -> set[str]:
+        states = testbed.container_instance_states(local_aws, "prod")
+        return {i for i in ids if states[i] == "DRAINING"}
+
+    assert await run_until(scaler, lambda: len(draining()) == 2, limit=6) == suspended
+    short = next(i for i, az in ids.items() if az == "us-east-1b")
+    command = "suspend-processes --auto-scaling-group-name od-asg --scaling-processes AZRebalance"
+    if suspended:
+        assert short in draining()
+        assert command not in caplog.text
+    else:
+        assert draining() and short not in draining()
+        assert command in caplog.text
