@@ -71,7 +71,7 @@ class RecentLaunches:
         for entry in reply.get("Instances", []):
             override = entry.get("LaunchTemplateAndOverrides", {}).get("Overrides", {})
             kind = str(entry.get("InstanceType") or override.get("InstanceType", ""))
-            az = str(override.get("AvailabilityZone", ""))
+            az = str(override.get("AvailabilityZone") or "*")  # "*": not known (yet)
             for iid in entry.get("InstanceIds", []):
                 self.unseen[str(iid)] = Launched(pool, kind, az, at)
                 count += 1

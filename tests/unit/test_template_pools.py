@@ -113,3 +113,5 @@ def test_a_launch_counts_until_shown_and_for_ten_minutes_at_most() -> None:
     assert [m["InstanceId"] for m in recent.missing({"i-1"}, now=120.0)["spot"]] == ["i-2"]
     assert recent.missing(set(), now=100.0 + LAUNCH_MEMORY) == {}
     assert recent.unseen == {}
+    recent.note("spot", {"Instances": [{"InstanceIds": ["i-3"]}]}, at=200.0)
+    assert recent.missing(set(), now=200.0)["spot"][0]["AvailabilityZone"] == "*"
