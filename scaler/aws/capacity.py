@@ -481,6 +481,7 @@ class CapacityActuator:
         self.acted = 0  # calls made that changed something (not in dry-run)
         self._refusals = Refusals(TERMINATE_ADVICE)
         self._desired_refusals = Refusals(DESIRED_ADVICE)  # SetDesiredCapacity, by group
+        self._ec2_refusals = Refusals(EC2_TERMINATE_ADVICE, EC2_REFUSALS)  # TerminateInstances
         self._kept: set[str] = set()  # drained instances kept at their group's MinSize
         self.replacements = Replacements()  # what groups replace by themselves
 
@@ -623,7 +624,7 @@ class CapacityActuator:
         Scaling would refuse; a refused call is tried again only after ``REFUSAL_COOLDOWN``,
         and at most ``MAX_REFUSALS`` times."""
         if pool in self.templates:
-            return await self.terminate(node, reason)
+            return await self.terminate(node, reason, observed.snapshot.now)
         if observed.desired.get(pool, 0) - 1 < observed.min_size.get(pool, 0):
             if node not in self._kept:  # said once, not every cycle
                 self._kept.add(node)
@@ -662,12 +663,18 @@ class CapacityActuator:
             ),
         )
 
-    async def terminate(self, node: str, reason: str) -> bool:
-        """Terminate an instance no Auto Scaling group owns (a Spot Fleet's)."""
+    async def terminate(self, node: str, reason: str, now: float | None = None) -> bool:
+        """Terminate an instance no Auto Scaling group owns (a Spot Fleet's, a template
+        pool's); one EC2 refused is asked again only after ``REFUSAL_COOLDOWN``, and at most
+        ``MAX_REFUSALS`` times (``now``: the cycle's time, else the clock's)."""
+        at = time.time() if now is None else now
+        if self._ec2_refusals.cooling(node, at):
+            return False
         done = await self._act(
             "terminate",
             node,
             lambda: self._aws.ec2.terminate_instances(InstanceIds=[node]),
+            lambda exc: self._ec2_refusals.note(node, exc, at),
         )
         if done:
             self._metrics.capacity_changes.labels("remove", reason).inc()
@@ -764,6 +771,11 @@ TERMINATE_ADVICE = (
     "terminate refused too often: instance left drained; lower the group's MinSize "
     "or terminate it by hand"
 )
+EC2_TERMINATE_ADVICE = (
+    "terminate refused too often: instance left drained; check its termination protection "
+    "and the scaler's permissions, or terminate it by hand"
+)
+EC2_REFUSALS = frozenset({"OperationNotPermitted", "UnauthorizedOperation"})
 DESIRED_ADVICE = (
     "desired capacity refused too often: group left as it is; check its MinSize and MaxSize "
     "(aws autoscaling describe-auto-scaling-groups) and restart the scaler"
@@ -771,16 +783,19 @@ DESIRED_ADVICE = (
 
 
 class Refusals:
-    """Calls Auto Scaling refused (``ValidationError``: its MinSize, say), by what they were
+    """Calls refused (Auto Scaling's ``ValidationError``: its MinSize, say), by what they were
     about (an instance, a group): not asked again within ``REFUSAL_COOLDOWN``, nor after
     ``MAX_REFUSALS`` (``advice`` logged then)."""
 
-    def __init__(self, advice: str = TERMINATE_ADVICE) -> None:
+    def __init__(
+        self, advice: str = TERMINATE_ADVICE, codes: frozenset[str] = frozenset({"ValidationError"})
+    ) -> None:
         self._advice = advice
+        self._codes = codes  # the error codes that are refusals (others are tried again)
         self._seen: dict[str, tuple[int, float]] = {}  # instance -> (refusals, last)
 
     def note(self, node: str, exc: Exception, now: float) -> None:
-        if error_code(exc) != "ValidationError":
+        if error_code(exc) not in self._codes:
             return  # not a refusal: tried again next cycle
         count = self._seen.get(node, (0, now))[0] + 1
         self._seen[node] = (count, now)

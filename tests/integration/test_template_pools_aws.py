@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from scaler import testbed
+from scaler.aws.retiring import RETIRING
 from scaler.aws.templates import CLUSTER, POOL, TEMPLATE_ID, TEMPLATE_VERSION
 from scaler.demo import aws_calls, run_until
 from scaler.settings import ConfigError
 from tests.integration.ecs_harness import Ecs
-from tests.integration.faults import LaggingDescribe
+from tests.integration.faults import FailFirst, LaggingDescribe
 from tests.integration.helpers import outcomes, scaler_for, settings_for
 
 AZ = "us-east-1a"
@@ -212,3 +213,28 @@ async def test_a_launch_counts_until_describe_instances_shows_it(
     assert await run_until(scaler, shown_and_more, limit=30)
     assert aws_calls(scaler.metrics)["ec2:CreateFleet"] == 1
     assert len(_members(local_aws)) == 1 + len(lag.launched)
+
+
+async def test_a_refused_terminate_of_a_template_instance_is_not_retried_every_cycle(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """EC2 refuses to terminate a drained template instance (termination protection, say): the
+    scaler asks again only after a cooldown, not at every cycle."""
+    local_aws.client("ecs").create_cluster(clusterName="prod")
+    template = _template(local_aws)
+    nodes = _pool_instances(local_aws, template, 2)
+    _web(local_aws, nodes[:1])
+    local_aws.client("ec2").create_tags(
+        Resources=[nodes[1].instance_id], Tags=[{"Key": RETIRING, "Value": "consolidation"}]
+    )
+    local_aws.client("ecs").update_container_instances_state(
+        cluster="prod", containerInstances=[str(nodes[1].container_instance_arn)], status="DRAINING"
+    )
+    refuse = FailFirst("ec2", "TerminateInstances", times=1000, code="OperationNotPermitted")
+    queues = testbed.create_queues(local_aws, "events")
+    settings = _settings(
+        queues.url, consolidate=True, consolidate_interval=3600, capacity_interval=0.2
+    )
+    scaler = scaler_for(local_aws, settings, instrument=refuse)
+    assert not await run_until(scaler, lambda: refuse.failed > 1, limit=4)
+    assert refuse.failed == 1
