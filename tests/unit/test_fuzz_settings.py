@@ -52,9 +52,11 @@ def _cross_field() -> frozenset[str]:
     involved: set[str] = set()
     for decorator in Settings.__pydantic_decorators__.field_validators.values():
         source = inspect.getsource(decorator.func)
-        others = re.findall(r"""info\.data(?:\.get\(|\[)\s*["'](\w+)["']""", source)
-        if others:
-            involved |= {*decorator.info.fields, *others}
+        if "info.data" not in source:
+            continue
+        # the fields it names, whether read one by one or through a tuple of names
+        others = {w for w in re.findall(r"""["'](\w+)["']""", source) if w in ENV_OF}
+        involved |= {*decorator.info.fields, *others}
     return frozenset(ENV_OF[name] for name in involved if name in ENV_OF)
 
 

@@ -494,8 +494,8 @@ def test_per_az_headroom_adds_to_the_cluster_rule_never_replaces_it(
     snap: CapacitySnapshot, memory: CapacityMemory, policy: CapacityPolicy
 ) -> None:
     plan = plan_capacity(snap, memory, policy)
-    if any(r.startswith("deficit left") for r in plan.reasons):
-        return
+    if any(r.startswith("deficit left") or "fit no instance type" in r for r in plan.reasons):
+        return  # the plan says what it leaves short: nothing may grow, or nothing holds a task
     pools = pools_of(snap)
     got = launches(snap, plan)
     cpu = sum(pools[p].cpu * n for p, n in got.items())
