@@ -262,7 +262,8 @@ async def test_the_return_to_spot_proceeds_once_recommendation_drains_are_undone
     _with_fallback(local_aws)
     burst = members[2:6]
     _send(local_aws, queues.url, [testbed.rebalance_recommendation(i) for i in burst])
-    first = _scaler(local_aws, queues.url, undrain_after=4.0)  # no pools: drains only
+    # no pools: drains only; all four must be DRAINING before the first is undone
+    first = _scaler(local_aws, queues.url, undrain_after=10.0)
 
     def drained() -> bool:
         states = _states(local_aws)
@@ -270,7 +271,7 @@ async def test_the_return_to_spot_proceeds_once_recommendation_drains_are_undone
 
     assert await run_until(first, drained, limit=30), outcomes(first.metrics)
     # a restart: the new process reads which drains are its own from their marks
-    scaler = _scaler(local_aws, queues.url, undrain_after=4.0, **_capacity())
+    scaler = _scaler(local_aws, queues.url, undrain_after=10.0, **_capacity())
     released_while_drained = False
 
     def given_back() -> bool:
@@ -281,7 +282,7 @@ async def test_the_return_to_spot_proceeds_once_recommendation_drains_are_undone
             released_while_drained = True
         return given
 
-    assert await run_until(scaler, given_back, limit=40), outcomes(scaler.metrics)
+    assert await run_until(scaler, given_back, limit=60), outcomes(scaler.metrics)
     assert not released_while_drained  # the drains held the return to spot back until undone
     states = _states(local_aws)
     assert all(states[i] == "ACTIVE" for i in burst)
