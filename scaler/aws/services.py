@@ -35,7 +35,9 @@ MIN_MEMORY = 128  # MiB, likewise
 DEFAULT_PERCENTS = (100, 200)  # ECS's REPLICA deployment defaults
 FARGATE_PROVIDERS = frozenset({"FARGATE", "FARGATE_SPOT"})
 _SUBJECT = re.compile(r"^\s*([^\s=!<>]+)")
-_PROBE = Instance("i-probe", "probe", InstanceType("probe", 1, 1024, 0.0), "az", "spot", 0.0, 0.0)
+_PROBE = Instance(
+    "i-probe", "probe", InstanceType("probe", 1, 1024, 0.0), "az", "spot", 0.0, 0.0, "", "cp"
+)
 
 
 async def read_services(

@@ -5,6 +5,11 @@ Instances move ``launching -> ACTIVE -> DRAINING -> terminated``; tasks move
 goes through a method here so the indexes (tasks per instance, per service, per AZ; free
 resources; modelled CPU use) stay consistent and observers (the accountant) hear about it.
 
+An instance may belong to a capacity provider (``Instance.provider``, as ECS's
+``ecs.capacity-provider-name`` attribute names it); a service whose capacity provider strategy
+names EC2 providers (``ServiceSpec.capacity_providers``) may be placed only on their instances,
+a restriction that placement checks like a ``memberOf`` constraint.
+
 Time is a float of seconds handed in by the caller; nothing here reads a clock.
 """
 
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 LAUNCHING, ACTIVE, DRAINING, TERMINATED = "launching", "ACTIVE", "DRAINING", "terminated"
 PENDING, RUNNING, STOPPED = "PENDING", "RUNNING", "STOPPED"
 FARGATE = "fargate"
+PROVIDER_ATTRIBUTE = "attribute:ecs.capacity-provider-name"
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,9 @@ class ServiceSpec:
     launch_type: str = "EC2"  # or "FARGATE"
     overflow_of: str | None = None  # a Fargate companion of this EC2 service: its tasks count there
     az_rebalancing: bool = True  # ECS AZ rebalancing (applies when the first strategy is AZ spread)
+    # its capacity provider strategy's (EC2) providers: only their instances may hold its tasks
+    # (none: any instance, as with launch type EC2)
+    capacity_providers: tuple[str, ...] = ()
 
     @property
     def group(self) -> str:
@@ -88,6 +97,7 @@ class Instance:
         "memory",
         "pool",
         "price",
+        "provider",
         "registered_at",
         "status",
         "tasks",
@@ -105,10 +115,12 @@ class Instance:
         price: float,
         launched_at: float,
         image: str = "",
+        provider: str = "",
     ) -> None:
         self.id = id
         self.image = image  # the launch template version / AMI it was launched from
         self.pool = pool
+        self.provider = provider  # the capacity provider it belongs to ("": none)
         self.type = type
         self.az = az
         self.capacity = capacity  # "spot" | "on-demand"
@@ -130,6 +142,8 @@ class Instance:
             return self.type.name
         if name in ("instanceId", "host", "ec2InstanceId"):
             return self.id
+        if name in (PROVIDER_ATTRIBUTE, "capacity-provider-name"):
+            return self.provider
         return ""
 
     @property
@@ -211,9 +225,10 @@ class Cluster:
         now: float,
         id: str | None = None,
         image: str = "",
+        provider: str = "",
     ) -> Instance:
         inst = Instance(
-            id or f"i-{next(self._ids):017x}", pool, type, az, capacity, price, now, image
+            id or f"i-{next(self._ids):017x}", pool, type, az, capacity, price, now, image, provider
         )
         self.instances[inst.id] = inst
         self._observe("launch", inst)

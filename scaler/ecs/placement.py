@@ -10,6 +10,9 @@ the best, breaking the last ties at random.
   *fewest* of this service's tasks; spread counts only the service's own tasks.
 - ``random`` ranks by a random draw.
 
+A service with a capacity provider strategy is bound to its providers' instances: the others are
+filtered out with those that fail a constraint (:func:`provided`).
+
 Services default to ``spread(attribute:ecs.availability-zone)``.
 """
 
@@ -18,15 +21,28 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-from scaler.ecs.cluster import ACTIVE, STOPPED, Constraint, Instance, ServiceSpec, ServiceState
+from scaler.ecs.cluster import (
+    ACTIVE,
+    PROVIDER_ATTRIBUTE,
+    STOPPED,
+    Constraint,
+    Instance,
+    ServiceSpec,
+    ServiceState,
+)
 
 _EQUALITY = re.compile(r"^\s*([^\s=!]+)\s*(==|!=)\s*(.+?)\s*$")
 _MEMBERSHIP = re.compile(r"^\s*(\S+)\s+(in|!in|not_in)\s+(.+?)\s*$")
 SUBJECTS = frozenset(
-    {"attribute:ecs.availability-zone", "attribute:ecs.instance-type", "ec2InstanceId"}
+    {
+        "attribute:ecs.availability-zone",
+        "attribute:ecs.instance-type",
+        "ec2InstanceId",
+        PROVIDER_ATTRIBUTE,
+    }
 )
 
 
@@ -62,7 +78,20 @@ def member_of(inst: Instance, expression: str) -> bool:
     return actual not in _values(value)
 
 
+def provided(inst: Instance, spec: ServiceSpec) -> bool:
+    """Whether ``inst`` belongs to a capacity provider of the service's strategy (any instance
+    does for a service without one)."""
+    return allows(spec.capacity_providers, inst.provider)
+
+
+def allows(providers: Collection[str], provider: str) -> bool:
+    """Whether capacity of ``provider`` may hold tasks restricted to ``providers`` (none: any)."""
+    return not providers or provider in providers
+
+
 def satisfies(inst: Instance, constraints: Sequence[Constraint], service: ServiceState) -> bool:
+    if not provided(inst, service.spec):
+        return False
     for c in constraints:
         if c.type == "distinctInstance" and any(
             t.service.name == service.spec.name and t.state != STOPPED for t in inst.tasks.values()

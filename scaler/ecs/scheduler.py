@@ -36,7 +36,7 @@ from scaler.ecs.cluster import (
     ServiceState,
     Task,
 )
-from scaler.ecs.placement import Spread, choose, spread_fields
+from scaler.ecs.placement import Spread, choose, provided, spread_fields
 
 AZ = "attribute:ecs.availability-zone"
 
@@ -180,7 +180,7 @@ class Scheduler:
         tasks = list(service.tasks.values())
         if len(tasks) != spec.desired or not all(t.healthy(now) for t in tasks):
             return
-        azs = {i.az for i in self.cluster.active_instances()}
+        azs = {i.az for i in self.cluster.active_instances() if provided(i, spec)}
         if len(azs) < 2:
             return
         counts = Counter({az: 0 for az in azs})

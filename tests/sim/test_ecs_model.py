@@ -316,6 +316,61 @@ def test_member_of_with_no_matching_instance_leaves_every_task_unplaced() -> Non
     assert state.unplaced == 3
 
 
+def test_a_capacity_provider_strategy_binds_tasks_to_its_providers_instances() -> None:
+    cluster = Cluster()
+    ours = [cluster.launch("cp-a", XLARGE, az, "spot", 0.05, 0.0, provider="cp-a") for az in (A, B)]
+    theirs = cluster.launch("cp-b", XLARGE, C, "spot", 0.05, 0.0, provider="cp-b")
+    plain = add(cluster, XLARGE, C)
+    for inst in (*ours, theirs):
+        cluster.register(inst, 0.0)
+    bound = ServiceSpec("web", 12, 256, 512, capacity_providers=("cp-a",))
+    state = cluster.add_service(bound)
+    scheduler(cluster).reconcile(state, 0.0)
+    assert len(state.tasks) == 12
+    assert {t.instance.id for t in state.tasks.values() if t.instance} == {i.id for i in ours}
+    free = cluster.add_service(ServiceSpec("free", 3, 256, 512))
+    scheduler(cluster).reconcile(free, 0.0)
+    assert {t.instance.id for t in free.tasks.values() if t.instance} <= {
+        *(i.id for i in ours),
+        theirs.id,
+        plain.id,
+    }
+
+
+def test_room_on_another_providers_instances_leaves_a_bound_service_unplaced() -> None:
+    cluster = Cluster()
+    other = cluster.launch("cp-b", XLARGE, A, "spot", 0.05, 0.0, provider="cp-b")
+    cluster.register(other, 0.0)
+    add(cluster, XLARGE, B)  # no provider
+    state = cluster.add_service(ServiceSpec("web", 3, 256, 512, capacity_providers=("cp-a",)))
+    scheduler(cluster).reconcile(state, 0.0)
+    assert not state.tasks
+    assert state.unplaced == 3
+
+
+def test_any_provider_of_a_weighted_strategy_may_hold_its_tasks() -> None:
+    cluster = Cluster()
+    for provider in ("cp-a", "cp-b", "cp-c"):
+        cluster.register(
+            cluster.launch(provider, LARGE, A, "spot", 0.05, 0.0, provider=provider), 0
+        )
+    bound = ServiceSpec(
+        "web", 6, 256, 512, strategies=(INSTANCE_SPREAD,), capacity_providers=("cp-a", "cp-b")
+    )
+    state = cluster.add_service(bound)
+    scheduler(cluster).reconcile(state, 0.0)
+    assert Counter(t.instance.provider for t in state.tasks.values() if t.instance) == {
+        "cp-a": 3,
+        "cp-b": 3,
+    }
+
+
+def test_member_of_reads_the_capacity_provider_attribute() -> None:
+    inst = Instance("i-1", "p", LARGE, A, "spot", 0.05, 0.0, provider="cp-a")
+    assert member_of(inst, "attribute:ecs.capacity-provider-name == cp-a")
+    assert not member_of(inst, "attribute:ecs.capacity-provider-name in [cp-b, cp-c]")
+
+
 @pytest.mark.parametrize("expression", ["nonsense", "attribute:ecs.cpu-architecture exists"])
 def test_an_unsupported_member_of_expression_raises(expression: str) -> None:
     cluster = Cluster()
