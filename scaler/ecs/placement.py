@@ -241,3 +241,35 @@ def first_fit_decreasing(
         else:
             room[at] = (room[at][0] - task[0], room[at][1] - task[1])
     return left, room
+
+
+# a task, and the capacity providers it is bound to (none: any)
+Bound = tuple[Shape, tuple[str, ...]]
+Bin = tuple[Shape, str]  # an instance's free room, and the capacity provider it belongs to
+
+
+def holds(room: Bin, task: Bound) -> bool:
+    """Whether ``room`` takes ``task``: room for it, on a provider it may use."""
+    return room_for(room[0], task[0]) and allows(task[1], room[1])
+
+
+def bound_first(tasks: Iterable[Bound]) -> list[Bound]:
+    """Tasks in the order bound packing places them: those bound to capacity providers first (they
+    have fewer places to go), each kind largest first (:func:`largest_first`)."""
+    return sorted(tasks, key=lambda t: (not t[1], -t[0][1], -t[0][0]))
+
+
+def pack_bound(tasks: Iterable[Bound], bins: Sequence[Bin]) -> tuple[list[Bound], list[Bin]]:
+    """:func:`first_fit_decreasing` where a task bound to capacity providers goes only into
+    their instances' room: bound tasks first, each into the first bin that :func:`holds` it.
+    The tasks left without room (in packing order), and the bins' room left."""
+    room = list(bins)
+    left: list[Bound] = []
+    for task in bound_first(tasks):
+        at = next((i for i, b in enumerate(room) if holds(b, task)), None)
+        if at is None:
+            left.append(task)
+        else:
+            (cpu, mem), provider = room[at]
+            room[at] = ((cpu - task[0][0], mem - task[0][1]), provider)
+    return left, room

@@ -72,7 +72,16 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from scaler.ecs.placement import Shape, fill, first_fit_decreasing, largest_first, room_for
+from scaler.ecs.placement import (
+    Bin,
+    Bound,
+    Shape,
+    allows,
+    bound_first,
+    fill,
+    holds,
+    pack_bound,
+)
 from scaler.plan.cooldown import correlated
 
 SPOT, ON_DEMAND = "spot", "on-demand"
@@ -90,6 +99,7 @@ class PoolView:
     managed: bool = True  # the scaler may set this pool's size
     max_size: int | None = None  # the group's MaxSize: it cannot grow past it
     instance_type: str = ""  # what it launches ("": not known), for storms of a type
+    provider: str = ""  # the ECS capacity provider this group is ("": none)
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,7 @@ class NodeView:
     free_memory: int
     notice_ends: float | None = None  # a spot notice is running out at this time
     tasks: int = 0  # service tasks on it
+    provider: str = ""  # the ECS capacity provider it belongs to ("": none)
 
     @property
     def doomed(self) -> bool:
@@ -122,6 +133,9 @@ class ServiceView:
     healthy: int = 0  # its own healthy tasks (not counting overflow)
     overflow: str | None = None  # the Fargate companion, if it may overflow
     overflow_desired: int = 0
+    # the (EC2) capacity providers of its strategy: only their instances and pools hold its
+    # tasks (none: any)
+    providers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -335,14 +349,18 @@ def deficit(snap: CapacitySnapshot, policy: CapacityPolicy) -> tuple[int, int]:
 
 
 def _cluster_room(
-    snap: CapacitySnapshot, policy: CapacityPolicy, holders: Sequence[Shape] | None = None
+    snap: CapacitySnapshot,
+    policy: CapacityPolicy,
+    holders: Sequence[Bin] | None = None,
+    stuck: Sequence[Bound] = (),
 ) -> _Room:
-    """The cluster's room; with ``holders`` (instance sizes), counting only the tasks one of
-    them can hold."""
+    """The cluster's room; with ``holders`` (instance sizes and providers), counting only the
+    tasks one of them can hold; leaving out the ``stuck`` tasks (bound to providers whose pools
+    cannot grow)."""
     nodes = {n.id: n for n in snap.nodes}
     homeless_cpu = homeless_mem = unplaced_cpu = unplaced_mem = 0
-    for svc in snap.services:
-        if holders is not None and not any(room_for(h, _shape(svc)) for h in holders):
+    for svc in served(snap):
+        if holders is not None and not any(holds(h, _bound(svc)) for h in holders):
             continue
         doomed = sum(c for nid, c in svc.tasks_on.items() if nid in nodes and nodes[nid].doomed)
         carried = min(svc.overflow_desired, doomed) if svc.overflow else 0
@@ -352,6 +370,9 @@ def _cluster_room(
         homeless_mem += homeless * svc.memory
         unplaced_cpu += unplaced * svc.cpu
         unplaced_mem += unplaced * svc.memory
+    for (cpu, mem), _ in stuck:
+        homeless_cpu, homeless_mem = homeless_cpu - cpu, homeless_mem - mem
+        unplaced_cpu, unplaced_mem = unplaced_cpu - cpu, unplaced_mem - mem
     healthy = [n for n in snap.nodes if not n.doomed]
     launching = [n for n in healthy if n.status == "launching"]
     active = [n for n in healthy if n.status == "ACTIVE"]
@@ -372,7 +393,7 @@ def deficit_cause(snap: CapacitySnapshot) -> str:
     else ``demand`` when tasks could not be placed, else ``headroom``."""
     if any(n.doomed and n.tasks for n in snap.nodes):
         return "interruption"
-    if any(s.unplaced for s in snap.services):
+    if any(s.unplaced for s in served(snap)):
         return "demand"
     return "headroom"
 
@@ -435,11 +456,11 @@ class _Growth:
     for_az: Counter[str] = field(default_factory=Counter)  # AZ -> launches for its headroom
     given_up: set[str] = field(default_factory=set)  # AZs left short of headroom
     blocked: set[str] = field(default_factory=set)  # ... of those, because of caps or cooldowns
-    doomed: list[Shape] = field(default_factory=list)  # tasks losing their place: any room
-    unplaced: list[Shape] = field(default_factory=list)  # tasks ECS could not place: new room
-    free: list[Shape] = field(default_factory=list)  # free room of healthy ACTIVE instances
-    rooms: list[Shape] = field(default_factory=list)  # instances launching, and those launched
-    left: list[Shape] = field(default_factory=list)  # waiting tasks without room yet, largest first
+    doomed: list[Bound] = field(default_factory=list)  # tasks losing their place: any room
+    unplaced: list[Bound] = field(default_factory=list)  # tasks ECS could not place: new room
+    free: list[Bin] = field(default_factory=list)  # free room of healthy ACTIVE instances
+    rooms: list[Bin] = field(default_factory=list)  # instances launching, and those launched
+    left: list[Bound] = field(default_factory=list)  # waiting tasks without room, in packing order
     alternatives: dict[str, list[str]] = field(default_factory=dict)  # spot pool -> others
 
     @classmethod
@@ -475,11 +496,11 @@ class _Growth:
             self.od_nodes += 1
             self.od_spend += pool.price
         self.placed[az] = _plus(self.placed.get(az, NOTHING), (pool.cpu, pool.memory))
-        self.rooms.append((pool.cpu, pool.memory))
+        self.rooms.append(_bin(pool))
         self.left = self.pack()
 
     def wait(
-        self, waiting: tuple[list[Shape], list[Shape]], free: list[Shape], launching: list[Shape]
+        self, waiting: tuple[list[Bound], list[Bound]], free: list[Bin], launching: list[Bin]
     ) -> None:
         """Tasks waiting for room (losing their place, unplaced), and the room there is: the
         free room of healthy ACTIVE instances, and instances launching."""
@@ -491,16 +512,17 @@ class _Growth:
         """How many tasks wait for room."""
         return len(self.doomed) + len(self.unplaced)
 
-    def pack(self) -> list[Shape]:
-        """The waiting tasks left without room, largest first, packed first-fit decreasing:
-        unplaced ones into the instances launching or launched (largest first), then those losing
-        their place into the room left there and the free room of ACTIVE instances, one order of
-        room for all. The same answer whatever order instances were launched or listed in, and
-        whether an empty one is launching or ACTIVE, so a plan made again once its launches are
-        under way, or ACTIVE, asks for nothing more."""
-        unplaced, rooms = first_fit_decreasing(self.unplaced, largest_first(self.rooms))
-        doomed = first_fit_decreasing(self.doomed, largest_first([*rooms, *self.free]))[0]
-        return largest_first([*unplaced, *doomed])
+    def pack(self) -> list[Bound]:
+        """The waiting tasks left without room, in packing order, packed first-fit decreasing
+        (tasks bound to capacity providers first, into their providers' instances only:
+        :func:`scaler.ecs.placement.pack_bound`): unplaced ones into the instances launching or
+        launched (largest first), then those losing their place into the room left there and the
+        free room of ACTIVE instances, one order of room for all. The same answer whatever order
+        instances were launched or listed in, and whether an empty one is launching or ACTIVE, so
+        a plan made again once its launches are under way, or ACTIVE, asks for nothing more."""
+        unplaced, rooms = pack_bound(self.unplaced, _largest_rooms(self.rooms))
+        doomed = pack_bound(self.doomed, _largest_rooms([*rooms, *self.free]))[0]
+        return bound_first([*unplaced, *doomed])
 
     def added(self, az: str | None = None) -> Pair:
         """Capacity launched into ``az``; into any AZ if None."""
@@ -522,24 +544,27 @@ def _top_up(
     before = dict(growth.targets)
     healthy = [n for n in snap.nodes if not n.doomed and n.status in ("ACTIVE", "launching")]
     # what could ever hold a task: a pool that may grow now, or an instance there is
-    holders = [(p.cpu, p.memory) for p in sources(snap, memory, policy, "")]
-    holders += [(n.cpu, n.memory) for n in healthy]
+    holders = [_bin(p) for p in sources(snap, memory, policy, "")]
+    holders += [((n.cpu, n.memory), n.provider) for n in healthy]
     waiting = [t for group in _waiting(snap) for t in group]
     growth.wait(
         _placeable(snap, holders, reasons),
-        [(n.free_cpu, n.free_memory) for n in healthy if n.status == "ACTIVE"],
-        [(n.cpu, n.memory) for n in healthy if n.status == "launching"],
+        [((n.free_cpu, n.free_memory), n.provider) for n in healthy if n.status == "ACTIVE"],
+        [((n.cpu, n.memory), n.provider) for n in healthy if n.status == "launching"],
     )
     rooms = _az_rooms(snap) if policy.headroom_per_az else {}
     _top_up_azs(snap, memory, policy, growth, rooms, reasons)
     _place_waiting(snap, memory, policy, growth, rooms, reasons, cause)
-    cluster = _cluster_room(snap, policy, holders)
+    # tasks bound to capacity providers whose pools may not grow now: no other pool's launch
+    # helps them, so the aggregate leaves them out
+    stuck = [t for t in growth.left if t[1]]
+    cluster = _cluster_room(snap, policy, holders, stuck)
     azs = _lost_by_az(snap)
     turn = 0
     while azs and any(short := cluster.short(policy, growth.added())):
         options = sources(snap, memory, policy, azs[turn % len(azs)])
         if waiting:  # headroom on top of waiting tasks: in types that hold some of them
-            options = [p for p in options if any(room_for((p.cpu, p.memory), t) for t in waiting)]
+            options = [p for p in options if any(holds(_bin(p), t) for t in waiting)]
         pool = growth.pick(options, policy)
         if pool is None:
             reasons.append("deficit left: no pool may grow (caps or cooldowns)")
@@ -561,29 +586,54 @@ def _shape(svc: ServiceView) -> Shape:
     return svc.cpu, svc.memory
 
 
-def _waiting(snap: CapacitySnapshot) -> tuple[list[Shape], list[Shape]]:
-    """The tasks that need a place, one shape each: those losing theirs on doomed instances
-    (less those a Fargate companion carries), and those ECS could not place."""
+def _bound(svc: ServiceView) -> Bound:
+    return _shape(svc), svc.providers
+
+
+def _bin(pool: PoolView) -> Bin:
+    """What one new instance of ``pool`` offers: its size, on the pool's capacity provider."""
+    return (pool.cpu, pool.memory), pool.provider
+
+
+def _largest_rooms(rooms: Sequence[Bin]) -> list[Bin]:
+    """Rooms in the order packing fills them: the most memory first, then the most CPU (as
+    :func:`scaler.ecs.placement.largest_first`), then by capacity provider, so the order they
+    were launched or listed in does not matter."""
+    return sorted(rooms, key=lambda b: (b[0][1], b[0][0], b[1]), reverse=True)
+
+
+def served(snap: CapacitySnapshot) -> list[ServiceView]:
+    """The services the scaler can add capacity for: all but those bound to capacity providers
+    none of whose groups is one of its pools (ECS managed scaling adds their capacity)."""
+    providers = {p.provider for p in snap.pools if p.managed}
+    return [s for s in snap.services if not s.providers or providers & set(s.providers)]
+
+
+def _waiting(snap: CapacitySnapshot) -> tuple[list[Bound], list[Bound]]:
+    """The tasks that need a place, one shape (and the providers it is bound to) each: those
+    losing theirs on doomed instances (less those a Fargate companion carries), and those ECS
+    could not place."""
     nodes = {n.id: n for n in snap.nodes}
-    doomed: list[Shape] = []
-    unplaced: list[Shape] = []
-    for svc in snap.services:
+    doomed: list[Bound] = []
+    unplaced: list[Bound] = []
+    for svc in served(snap):
         on_doomed = sum(c for nid, c in svc.tasks_on.items() if nid in nodes and nodes[nid].doomed)
         carried = min(svc.overflow_desired, on_doomed) if svc.overflow else 0
-        doomed += [_shape(svc)] * (on_doomed - carried)
-        unplaced += [_shape(svc)] * svc.unplaced
+        doomed += [_bound(svc)] * (on_doomed - carried)
+        unplaced += [_bound(svc)] * svc.unplaced
     return doomed, unplaced
 
 
 def _placeable(
-    snap: CapacitySnapshot, holders: Sequence[Shape], reasons: list[str]
-) -> tuple[list[Shape], list[Shape]]:
+    snap: CapacitySnapshot, holders: Sequence[Bin], reasons: list[str]
+) -> tuple[list[Bound], list[Bound]]:
     """The waiting tasks (losing their place, unplaced) that something can hold: tasks that
-    no pool that may grow, nor any instance there is, can hold are left out, with a reason."""
+    no pool that may grow, nor any instance there is, can hold (on a capacity provider they may
+    use) are left out, with a reason."""
     doomed, unplaced = _waiting(snap)
-    unfit = [t for t in doomed + unplaced if not any(room_for(h, t) for h in holders)]
+    unfit = [t for t in doomed + unplaced if not any(holds(h, t) for h in holders)]
     if unfit:
-        shapes = ", ".join(f"{c} CPU/{m} MiB" for c, m in sorted(set(unfit)))
+        shapes = ", ".join(f"{c} CPU/{m} MiB" for (c, m), _ in sorted(set(unfit)))
         reasons.append(
             f"{len(unfit)} waiting task(s) fit no instance type a pool may launch now, nor any "
             f"instance there is: {shapes}"
@@ -591,19 +641,20 @@ def _placeable(
     return [t for t in doomed if t not in unfit], [t for t in unplaced if t not in unfit]
 
 
-def _per_task(options: Sequence[PoolView], left: Sequence[Shape], az: str) -> list[PoolView]:
-    """The pools that can hold the largest waiting task one of them can hold, best first:
-    spot, then this AZ, then the lowest price per task that one new instance of the pool takes,
-    filled first fit from the largest task down (as Karpenter simulates pending pods onto
-    instance types). Smaller tasks fill the room the larger ones leave, so a type that holds
-    only small tasks is chosen only once no larger task is waiting."""
-    sizes = [(p.cpu, p.memory) for p in options]
-    largest = next((t for t in left if any(room_for(size, t) for size in sizes)), None)
+def _per_task(options: Sequence[PoolView], left: Sequence[Bound], az: str) -> list[PoolView]:
+    """The pools that can hold the first waiting task one of them can hold (bound tasks come
+    first, each kind largest first), best first: spot, then this AZ, then the lowest price per
+    task that one new instance of the pool takes, filled first fit from the largest task down
+    (as Karpenter simulates pending pods onto instance types). Smaller tasks fill the room the
+    larger ones leave, so a type that holds only small tasks is chosen only once no larger task
+    is waiting. A task bound to capacity providers counts only in their pools."""
+    largest = next((t for t in left if any(holds(_bin(p), t) for p in options)), None)
     scored: list[tuple[tuple[bool, bool, float, float, str], PoolView]] = []
     for p in options:
-        if largest is None or not room_for((p.cpu, p.memory), largest):
+        if largest is None or not holds(_bin(p), largest):
             continue
-        placed = len(left) - len(fill((p.cpu, p.memory), left)[1])
+        takes = [shape for shape, providers in left if allows(providers, p.provider)]
+        placed = len(takes) - len(fill((p.cpu, p.memory), takes)[1])
         if placed:
             scored.append(((p.capacity != SPOT, p.az != az, p.price / placed, p.price, p.name), p))
     return [p for _, p in sorted(scored, key=lambda s: s[0])]
@@ -848,6 +899,13 @@ def _release(
         rest = {az: room.without(node) for az, room in rooms.items() if az == node.az}
         if not all(r.keeps_twice(policy) for r in (cluster.without(node), *rest.values())):
             break  # its tasks would not fit with room to spare: bring spot back first
+        others = [
+            ((n.free_cpu, n.free_memory), n.provider)
+            for n in active
+            if n.id != node.id and n.id not in released and not n.doomed
+        ]
+        if pack_bound(_bound_on(snap, node), others)[0]:
+            break  # tasks bound to its capacity provider would have nowhere to go
         released.append(node.id)
         cluster = cluster.without(node)
         rooms = {**rooms, **rest}
@@ -879,7 +937,10 @@ def _bring_spot_back(
         spot = [
             p
             for p in sources(snap, memory, policy, node.az)
-            if p.capacity == SPOT and _fits(p, result) and _replaces(snap, policy, p, node)
+            if p.capacity == SPOT
+            and _fits(p, result)
+            and _replaces(snap, policy, p, node)
+            and all(holds(_bin(p), t) for t in _bound_on(snap, node))
         ]
         if not spot:
             break
@@ -893,3 +954,13 @@ def _replaces(
 ) -> bool:
     """Whether an instance of ``pool`` makes room for releasing ``node``."""
     return not policy.headroom_per_az or pool.az == _serving(snap, node.az)
+
+
+def _bound_on(snap: CapacitySnapshot, node: NodeView) -> list[Bound]:
+    """The tasks on ``node`` of services bound to capacity providers."""
+    return [
+        _bound(svc)
+        for svc in snap.services
+        if svc.providers
+        for _ in range(svc.tasks_on.get(node.id, 0))
+    ]
