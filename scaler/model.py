@@ -26,6 +26,7 @@ class ContainerInstance:
     free_memory: int = 0  # remaining MiB
     # the scaler's drain mark (ECS attribute scaler.drained): "" none, None not known (an event)
     drain_mark: str | None = None
+    capacity_provider: str = ""  # the ECS capacity provider it belongs to ("": none, not known)
 
     @property
     def draining(self) -> bool:

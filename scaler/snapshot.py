@@ -49,8 +49,18 @@ constraints the simulator cannot evaluate (compound expressions, or attributes o
 AZ, instance type and instance id), which are dropped rather than making the service
 unplaceable. A service whose task reserves no CPU is modelled with 128 units (noted).
 
-On-demand fallback: besides one pool per (capacity, instance type, AZ) seen, each AZ gets an
-empty on-demand pool of the cluster's most common instance type, so policies can top up there.
+Capacity providers (``DescribeClusters`` and ``DescribeCapacityProviders``:
+:func:`scaler.aws.services.read_providers`): a container instance belongs to a provider by ECS's
+word (``capacityProviderName``, the ``ecs.capacity-provider-name`` attribute) or by its Auto
+Scaling group (EC2's ``aws:autoscaling:groupName`` tag); its pool is then that provider's
+(``capacity_provider``), and a service with a capacity provider strategy (or the cluster's
+default) keeps its EC2 providers as ``capacity_providers``: the simulator places it on their
+pools' instances only. A provider with no instance has no pool: a service bound only to such
+providers is modelled without the restriction (noted).
+
+On-demand fallback: besides one pool per (capacity, instance type, AZ, capacity provider) seen,
+each AZ gets an empty on-demand pool of the cluster's most common instance type, so policies can
+top up there.
 """
 
 from __future__ import annotations
@@ -61,16 +71,17 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from scaler.aws.clients import AwsClients, error_code
 from scaler.aws.concurrency import bounded
 from scaler.aws.ecs import list_container_instance_arns
-from scaler.aws.services import CPU_USE, read_services
+from scaler.aws.services import CPU_USE, Providers, read_providers, read_services
 from scaler.ecs.cluster import (
     InstanceType,
+    ServiceSpec,
 )
 from scaler.prices import ON_DEMAND_PRICES, PRICE_PER_VCPU_HOUR
 from scaler.sim.scenario import Pool, Scenario, to_dict
@@ -88,6 +99,7 @@ COUNTED_STATUSES = ("ACTIVE", "DRAINING")
 LIVE_EC2_STATES = ("pending", "running")
 SPOT, ON_DEMAND = "spot", "on-demand"
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+GROUP_TAG = "aws:autoscaling:groupName"  # EC2's tag naming an instance's Auto Scaling group
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,7 @@ class _Node:
     capacity: str  # SPOT | ON_DEMAND
     registered_cpu: int
     registered_memory: int
+    provider: str = ""  # the ECS capacity provider it belongs to ("": none)
 
 
 async def snapshot(aws: AwsClients, cluster: str, *, hours: float = 2.0) -> dict[str, Any]:
@@ -112,11 +125,13 @@ async def snapshot(aws: AwsClients, cluster: str, *, hours: float = 2.0) -> dict
         raise ValueError(f"hours must be positive (got {hours!r})")
     capacity_notes: list[str] = []
     service_notes: list[str] = []
+    providers = await read_providers(aws.ecs, cluster)
     (nodes, types, spot_prices), services = await asyncio.gather(
-        _read_capacity(aws, cluster, capacity_notes),
-        read_services(aws.ecs, cluster, service_notes),
+        _read_capacity(aws, cluster, capacity_notes, providers),
+        read_services(aws.ecs, cluster, service_notes, providers=providers),
     )
     pools = _pools(nodes, types, spot_prices, capacity_notes)
+    services = _bound(services, {p.capacity_provider for p in pools}, service_notes)
     scenario = Scenario(
         name=cluster.rsplit("/", 1)[-1],
         hours=float(hours),
@@ -155,16 +170,18 @@ def render(data: dict[str, Any], fmt: str) -> str:
 
 
 async def _read_capacity(
-    aws: AwsClients, cluster: str, notes: list[str]
+    aws: AwsClients, cluster: str, notes: list[str], providers: Providers
 ) -> tuple[list[_Node], dict[str, InstanceType], dict[tuple[str, str], float]]:
-    nodes = await _read_nodes(aws, cluster, notes)
+    nodes = await _read_nodes(aws, cluster, notes, providers)
     types = await _instance_types(aws.ec2, nodes, notes)
     wanted = {(n.instance_type, n.az) for n in nodes if n.capacity == SPOT}
     spot_prices = await _spot_prices(aws.ec2, wanted)
     return nodes, types, spot_prices
 
 
-async def _read_nodes(aws: AwsClients, cluster: str, notes: list[str]) -> list[_Node]:
+async def _read_nodes(
+    aws: AwsClients, cluster: str, notes: list[str], providers: Providers
+) -> list[_Node]:
     arns = await list_container_instance_arns(aws.ecs, cluster)
     step = DESCRIBE_CONTAINER_INSTANCES_BATCH
     answers = await bounded(
@@ -221,6 +238,7 @@ async def _read_nodes(aws: AwsClients, cluster: str, notes: list[str]) -> list[_
                 capacity=SPOT if instance.get("InstanceLifecycle") == "spot" else ON_DEMAND,
                 registered_cpu=resources.get("CPU", 0),
                 registered_memory=resources.get("MEMORY", 0),
+                provider=providers.of(raw, _tag(instance, GROUP_TAG)),
             )
         )
     return nodes
@@ -337,30 +355,62 @@ async def _spot_prices(ec2: Any, wanted: set[tuple[str, str]]) -> dict[tuple[str
     return {key: price for key, (_, price) in latest.items()}
 
 
+def _tag(instance: dict[str, Any], key: str) -> str | None:
+    return next(
+        (str(t.get("Value")) for t in instance.get("Tags", []) if t.get("Key") == key), None
+    )
+
+
 def _pools(
     nodes: Sequence[_Node],
     types: dict[str, InstanceType],
     spot_prices: dict[tuple[str, str], float],
     notes: list[str],
 ) -> tuple[Pool, ...]:
-    counts = Counter((n.capacity, n.instance_type, n.az) for n in nodes)
+    counts = Counter((n.capacity, n.instance_type, n.az, n.provider) for n in nodes)
     if nodes:
         common = Counter(n.instance_type for n in nodes).most_common()
         top = max(c for _, c in common)
         fallback_type = min(name for name, c in common if c == top)
         for az in {n.az for n in nodes}:
-            counts.setdefault((ON_DEMAND, fallback_type, az), 0)
+            counts.setdefault((ON_DEMAND, fallback_type, az, ""), 0)
     pools: list[Pool] = []
-    for capacity, name, az in sorted(counts, key=lambda k: (k[0] != SPOT, k[1], k[2])):
-        initial = counts[(capacity, name, az)]
+    for key in sorted(counts, key=lambda k: (k[0] != SPOT, k[1], k[2], k[3])):
+        capacity, name, az, provider = key
+        suffix = f"-{provider}" if provider else ""
         if capacity == ON_DEMAND:
-            pools.append(Pool(f"od-{name}-{az}", ON_DEMAND, name, az, None, 0.0, initial))
-            continue
-        price = _spot_price(types[name], az, spot_prices.get((name, az)), notes)
-        pools.append(
-            Pool(f"spot-{name}-{az}", SPOT, name, az, price, SPOT_INTERRUPTIONS_PER_HOUR, initial)
-        )
+            pool = Pool(f"od-{name}-{az}{suffix}", ON_DEMAND, name, az, None, 0.0, counts[key])
+        else:
+            price = _spot_price(types[name], az, spot_prices.get((name, az)), notes)
+            pool = Pool(
+                f"spot-{name}-{az}{suffix}",
+                SPOT,
+                name,
+                az,
+                price,
+                SPOT_INTERRUPTIONS_PER_HOUR,
+                counts[key],
+            )
+        pools.append(replace(pool, capacity_provider=provider or None))
     return tuple(pools)
+
+
+def _bound(
+    services: Sequence[ServiceSpec], providers: set[str | None], notes: list[str]
+) -> tuple[ServiceSpec, ...]:
+    """The services, each bound to those of its capacity providers that have a pool; one bound
+    only to providers without instances is modelled unbound (noted)."""
+    kept: list[ServiceSpec] = []
+    for spec in services:
+        have = tuple(p for p in spec.capacity_providers if p in providers)
+        if spec.capacity_providers and not have:
+            notes.append(
+                f"service {spec.name}: its capacity providers"
+                f" ({', '.join(spec.capacity_providers)}) have no instances; modelled as placed"
+                " on any instance"
+            )
+        kept.append(replace(spec, capacity_providers=have))
+    return tuple(kept)
 
 
 def _spot_price(kind: InstanceType, az: str, reported: float | None, notes: list[str]) -> float:

@@ -10,7 +10,13 @@
 - the cluster's container instances (free CPU and memory, DRAINING or not) and the notices the
   handler has heard of (:class:`~scaler.notices.NoticeBoard`);
 - the services (desired and running counts, task sizes, where their tasks run) and the Fargate
-  companions of those allowed to overflow (``SCALER_OVERFLOW_SERVICES``).
+  companions of those allowed to overflow (``SCALER_OVERFLOW_SERVICES``);
+- capacity providers (:func:`scaler.aws.services.read_providers`): each service's strategy, or
+  the cluster's default, binds its tasks to its providers' instances and its top-up to the pools
+  that are those providers' groups; an instance belongs to a provider by ECS's word or its group.
+  Services on Fargate providers (or the Fargate launch type) need no EC2 room and are left out. A
+  service whose providers' groups are none of the scaler's pools is named once in a warning:
+  ECS managed scaling adds its capacity, not the scaler.
 
 It acts only with absolute values: ``SetDesiredCapacity`` to a group's target, ``UpdateService``
 to a companion's desired count, so a retry or a second replica repeats a value instead of adding
@@ -64,6 +70,13 @@ from scaler.aws.retiring import (
     retiring,
 )
 from scaler.aws.roll import Drift, DriftReader, RollMemory, carry_out, live_instances, template_spec
+from scaler.aws.services import (
+    FARGATE_PROVIDERS,
+    Providers,
+    ec2_providers,
+    read_providers,
+    strategy,
+)
 from scaler.aws.stale import StaleDrains
 from scaler.aws.taskdefs import fargate_problem, reservation
 from scaler.aws.tasks import is_empty, running_tasks
@@ -145,6 +158,8 @@ class CapacityReader:
         self._types: dict[str, tuple[int, int, float]] = {}  # type -> (cpu units, MiB, $/h)
         self._task_sizes: dict[str, tuple[int, int]] = {}
         self._template_types: dict[str, str] = {}
+        self._unserved: set[tuple[str, tuple[str, ...]]] = set()  # (service, providers) warned
+        self._providers: dict[str, str] = {}  # group -> the capacity provider it is
 
     @property
     def groups(self) -> dict[str, str]:
@@ -275,9 +290,11 @@ class CapacityReader:
         kinds = await self._group_types(groups)
         await self._type_info(set(kinds.values()))
         instances = {ci.ec2_instance_id: ci for ci in await self._directory.refresh()}
+        providers = await read_providers(self._aws.ecs, self._settings.cluster)
         observed = Observed(CapacitySnapshot(now, (), (), ()), instances=instances, groups=groups)
-        nodes, pools = self._nodes_and_pools(groups, kinds, instances, observed)
-        services = await self._services(instances, observed)
+        nodes, pools = self._nodes_and_pools(groups, kinds, instances, observed, providers)
+        services = await self._services(instances, observed, providers)
+        self._warn_unserved(services, pools)
         observed.snapshot = CapacitySnapshot(now, tuple(nodes), tuple(pools), tuple(services))
         s = self._settings
         on_demand = ON_DEMAND in self.groups.values()  # the return to spot retires by tag
@@ -336,10 +353,12 @@ class CapacityReader:
         kinds: dict[str, str],
         instances: dict[str, ContainerInstance],
         observed: Observed,
+        providers: Providers,
     ) -> tuple[list[NodeView], list[PoolView]]:
         member: dict[str, tuple[str, str]] = {}  # instance id -> (group, AZ)
         nodes: list[NodeView] = []
         pools: list[PoolView] = []
+        self._providers = {g: p for p, g in sorted(providers.groups.items(), reverse=True)}
         for g in groups:
             name = g["AutoScalingGroupName"]
             observed.max_size[name] = int(g.get("MaxSize", 0))
@@ -368,6 +387,7 @@ class CapacityReader:
                             cpu,
                             mem,
                             ends,
+                            provider=self._providers.get(name, ""),
                         )
                     )
                 if ends is None and (ci is None or not ci.draining):
@@ -383,6 +403,7 @@ class CapacityReader:
                     size,
                     max_size=observed.max_size[name],
                     instance_type=kinds[name],
+                    provider=self._providers.get(name, ""),
                 )
             )
         nodes += [
@@ -406,10 +427,11 @@ class CapacityReader:
             ci.free_memory,
             self._board.ends.get(ci.ec2_instance_id),
             ci.running_tasks + ci.pending_tasks,
+            ci.capacity_provider or self._providers.get(pool, ""),
         )
 
     async def _services(
-        self, instances: dict[str, ContainerInstance], observed: Observed
+        self, instances: dict[str, ContainerInstance], observed: Observed, providers: Providers
     ) -> list[ServiceView]:
         arns: list[str] = []
         paginator = self._aws.ecs.get_paginator("list_services")
@@ -424,8 +446,9 @@ class CapacityReader:
         companions = self._settings.overflow_services
         views = []
         for name, svc in sorted(described.items()):
-            if name in companions.values():
-                continue
+            bound = strategy(svc, providers.default)
+            if name in companions.values() or _on_fargate(svc, bound):
+                continue  # a companion, or a Fargate service: no EC2 room needed
             cpu, mem = await self._task_size(svc["taskDefinition"])
             running = int(svc.get("runningCount", 0)) + int(svc.get("pendingCount", 0))
             companion = companions.get(name)
@@ -442,9 +465,24 @@ class CapacityReader:
                     overflow_desired=int(described[companion]["desiredCount"])
                     if companion in described
                     else 0,
+                    providers=ec2_providers(bound),
                 )
             )
         return views
+
+    def _warn_unserved(self, services: list[ServiceView], pools: list[PoolView]) -> None:
+        """Once per service (and strategy): its providers' groups are none of the scaler's."""
+        ours = {p.provider for p in pools if p.provider}
+        for svc in services:
+            key = (svc.name, svc.providers)
+            if not svc.providers or ours & set(svc.providers) or key in self._unserved:
+                continue
+            self._unserved.add(key)
+            log.warning(
+                "service bound to capacity providers whose groups are not the scaler's pools: "
+                "the scaler adds no capacity for it (ECS managed scaling does)",
+                extra={"service": svc.name, "capacity_providers": list(svc.providers)},
+            )
 
     async def _tasks_by_service(
         self, by_arn: dict[str, str], observed: Observed
@@ -458,6 +496,13 @@ class CapacityReader:
                 placed[service][node] += 1
                 observed.tasks.setdefault((service, node), []).append(task["taskArn"])
         return placed
+
+
+def _on_fargate(raw: dict[str, Any], bound: tuple[str, ...]) -> bool:
+    """Whether a service runs on Fargate: by its providers, or its launch type without any."""
+    if bound:
+        return set(bound) <= FARGATE_PROVIDERS
+    return raw.get("launchType") == "FARGATE"
 
 
 class CapacityActuator:

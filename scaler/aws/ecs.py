@@ -29,6 +29,7 @@ from scaler.plan.undrain import ATTRIBUTE as DRAIN_MARK
 log = logging.getLogger(__name__)
 
 DESCRIBE_BATCH = 100
+PROVIDER_ATTRIBUTE = "ecs.capacity-provider-name"  # set by ECS on a capacity provider's instances
 GONE = frozenset({"INACTIVE", "DEREGISTERING", "DEREGISTERED"})
 
 
@@ -46,6 +47,9 @@ def _container_instance(raw: dict[str, Any]) -> ContainerInstance:
         free_cpu=resource(raw, "remainingResources", "CPU"),
         free_memory=resource(raw, "remainingResources", "MEMORY"),
         drain_mark=attribute(raw, DRAIN_MARK),
+        capacity_provider=str(
+            raw.get("capacityProviderName") or attribute(raw, PROVIDER_ATTRIBUTE) or ""
+        ),
     )
 
 

@@ -5,7 +5,9 @@ model the simulator runs. This module fills one from the real cluster: container
 and AZ from their ECS attributes, registered and remaining CPU and memory), services (placement
 strategies and constraints, deployment bounds, task sizes:
 :func:`scaler.aws.services.read_services`) and their running tasks (where they run, when they
-started, whether they belong to the service's current task definition).
+started, whether they belong to the service's current task definition). Each instance's capacity
+provider is ECS's word for it (``capacityProviderName`` or the ``ecs.capacity-provider-name``
+attribute), so services bound to providers are placed on their instances only.
 
 CPU load is the share of CPU *reserved* on each instance (each task counted at its reservation).
 """
@@ -23,7 +25,7 @@ from scaler.aws.ecs import (
     list_container_instance_arns,
     resource,
 )
-from scaler.aws.services import read_services
+from scaler.aws.services import Providers, read_providers, read_services
 from scaler.aws.tasks import running_tasks
 from scaler.ecs.cluster import (
     ACTIVE,
@@ -66,10 +68,12 @@ async def live_cluster(aws: AwsClients, cluster: str) -> LiveCluster:
     live = LiveCluster(Cluster())
     model = live.model
     by_arn: dict[str, tuple[Instance, dict[str, Any]]] = {}
+    providers = await read_providers(aws.ecs, cluster)
     for raw in await _container_instances(aws, cluster):
         if raw.get("status") in (ACTIVE, DRAINING):
-            by_arn[raw["containerInstanceArn"]] = (_instance(model, raw), raw)
-    for spec in await read_services(aws.ecs, cluster, live.notes, live.service_tags):
+            by_arn[raw["containerInstanceArn"]] = (_instance(model, raw, providers), raw)
+    specs = await read_services(aws.ecs, cluster, live.notes, live.service_tags, providers)
+    for spec in specs:
         model.add_service(replace(spec, cpu_use=1.0))  # load counts reservations
     primaries = await _primary_task_definitions(aws, cluster, list(model.services))
     for raw in await running_tasks(aws.ecs, cluster):
@@ -118,7 +122,7 @@ async def with_measured_cpu(aws: AwsClients, live: LiveCluster) -> LiveCluster:
     return live
 
 
-def _instance(model: Cluster, raw: dict[str, Any]) -> Instance:
+def _instance(model: Cluster, raw: dict[str, Any], providers: Providers) -> Instance:
     cpu = resource(raw, "registeredResources", "CPU")
     memory = resource(raw, "registeredResources", "MEMORY")
     name = _attribute(raw, "ecs.instance-type") or "unknown"
@@ -126,7 +130,14 @@ def _instance(model: Cluster, raw: dict[str, Any]) -> Instance:
     itype = InstanceType(name, vcpu, memory, on_demand_price(name, vcpu))
     az = _attribute(raw, "ecs.availability-zone")
     inst = model.launch(
-        "live", itype, az, "unknown", itype.on_demand_price, 0.0, id=raw["ec2InstanceId"]
+        "live",
+        itype,
+        az,
+        "unknown",
+        itype.on_demand_price,
+        0.0,
+        id=raw["ec2InstanceId"],
+        provider=providers.of(raw),
     )
     model.register(inst, _epoch(raw.get("registeredAt")))  # 0.0 when ECS does not say
     inst.status = str(raw["status"])

@@ -6,17 +6,26 @@ deployment percentages (ECS's REPLICA defaults when unset), placement strategies
 constraints the ECS model understands (others are noted and left out), the launch type, and the
 container health checks' worst-case time. ``scaler snapshot`` writes these into a scenario; the
 rebalancer and ``scaler plan`` build the live model from them.
+
+Capacity providers: a service's ``capacityProviderStrategy`` (or, with neither a strategy nor a
+launch type, the cluster's ``defaultCapacityProviderStrategy``, from DescribeClusters) decides
+where its tasks may run. Only Fargate providers: a Fargate service. Otherwise its EC2 providers
+become ``ServiceSpec.capacity_providers`` (any of them, whatever their weights), and only their
+instances may hold its tasks. :func:`read_providers` adds which Auto Scaling group each provider
+is (DescribeCapacityProviders); an instance belongs to a provider by ECS's word
+(``capacityProviderName``, the ``ecs.capacity-provider-name`` attribute) or by its group.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scaler.aws.clients import error_code
 from scaler.aws.concurrency import bounded
+from scaler.aws.ecs import PROVIDER_ATTRIBUTE, attribute
 from scaler.aws.taskdefs import reservation
 from scaler.ecs.cluster import (
     DEFAULT_STRATEGY,
@@ -40,16 +49,78 @@ _PROBE = Instance(
 )
 
 
+DESCRIBE_PROVIDERS_BATCH = 100  # names per DescribeCapacityProviders call
+
+
+@dataclass(frozen=True)
+class Providers:
+    """The cluster's capacity providers, as far as placement goes."""
+
+    default: tuple[str, ...] = ()  # the default strategy's providers (Fargate ones included)
+    groups: Mapping[str, str] = field(default_factory=dict)  # provider -> its group's name
+
+    def of(self, raw: Mapping[str, Any], group: str | None = None) -> str:
+        """The provider a container instance belongs to (DescribeContainerInstances entry; its
+        Auto Scaling group, if known): ECS's word, else its group's; "" if none."""
+        named = raw.get("capacityProviderName") or attribute(dict(raw), PROVIDER_ATTRIBUTE)
+        if named:
+            return str(named)
+        return next((p for p, g in sorted(self.groups.items()) if group and g == group), "")
+
+
+def strategy(raw: Mapping[str, Any], default: Iterable[str] = ()) -> tuple[str, ...]:
+    """The providers a service's tasks may use (DescribeServices entry): its strategy's, else the
+    cluster's default when it has no launch type; none for a plain launch type."""
+    named = tuple(str(p.get("capacityProvider")) for p in raw.get("capacityProviderStrategy") or [])
+    if named:
+        return named
+    return tuple(default) if not raw.get("launchType") else ()
+
+
+def ec2_providers(providers: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted({p for p in providers if p not in FARGATE_PROVIDERS}))
+
+
+async def read_providers(ecs: Any, cluster: str, names: Iterable[str] = ()) -> Providers:
+    """The cluster's default strategy (DescribeClusters) and the Auto Scaling group of each of
+    its providers, the default's and ``names`` (DescribeCapacityProviders, by name: never all)."""
+    reply = await ecs.describe_clusters(clusters=[cluster])
+    found = reply.get("clusters") or [{}]
+    default = tuple(
+        str(p.get("capacityProvider"))
+        for p in found[0].get("defaultCapacityProviderStrategy") or []
+    )
+    wanted = sorted({*found[0].get("capacityProviders", []), *default, *names} - FARGATE_PROVIDERS)
+    step = DESCRIBE_PROVIDERS_BATCH
+    answers = await bounded(
+        [
+            ecs.describe_capacity_providers(capacityProviders=wanted[i : i + step])
+            for i in range(0, len(wanted), step)
+        ]
+    )
+    groups: dict[str, str] = {}
+    for answer in answers:
+        for provider in answer.get("capacityProviders", []):
+            arn = str((provider.get("autoScalingGroupProvider") or {}).get("autoScalingGroupArn"))
+            if ":autoScalingGroupName/" in arn:
+                groups[str(provider["name"])] = arn.rsplit(":autoScalingGroupName/", 1)[1]
+    return Providers(default, groups)
+
+
 async def read_services(
     ecs: Any,
     cluster: str,
     notes: list[str],
     tags: dict[str, tuple[str, dict[str, str]]] | None = None,
+    providers: Providers | None = None,
 ) -> tuple[ServiceSpec, ...]:
     """The cluster's services as the ECS model sees them; with ``tags``, also fills it with each
-    service's ARN and tags, by name."""
+    service's ARN and tags, by name. ``providers``: the cluster's default strategy (read here if
+    not given)."""
     service_arns = await list_service_arns(ecs, cluster)
     raws = await describe_services(ecs, cluster, service_arns, tags=tags is not None)
+    if providers is None:
+        providers = await read_providers(ecs, cluster) if raws else Providers()
     if tags is not None:
         for raw in raws:
             pairs = {str(t.get("key")): str(t.get("value", "")) for t in raw.get("tags") or []}
@@ -67,14 +138,13 @@ async def read_services(
         if raw.get("schedulingStrategy", "REPLICA") == "DAEMON":
             notes.append(f"service {name}: DAEMON services are not simulated; left out")
             continue
-        launch_type = _launch_type(raw)
+        bound = strategy(raw, providers.default)
+        launch_type = _launch_type(raw, bound)
         if launch_type not in ("EC2", "FARGATE"):
             notes.append(f"service {name}: launch type {launch_type} is not simulated; left out")
             continue
-        if launch_type == "FARGATE" and raw.get("capacityProviderStrategy"):
-            providers = {p.get("capacityProvider") for p in raw["capacityProviderStrategy"]}
-            if "FARGATE_SPOT" in providers:
-                notes.append(f"service {name}: FARGATE_SPOT modelled as Fargate on-demand")
+        if launch_type == "FARGATE" and "FARGATE_SPOT" in bound:
+            notes.append(f"service {name}: FARGATE_SPOT modelled as Fargate on-demand")
         definition = definitions.get(str(raw.get("taskDefinition", "")))
         if definition is None:
             notes.append(f"service {name}: task definition unreadable; left out")
@@ -107,6 +177,7 @@ async def read_services(
             ),
             cpu_use=CPU_USE,
             launch_type=launch_type,
+            capacity_providers=ec2_providers(bound) if launch_type == "EC2" else (),
             az_rebalancing=raw.get("availabilityZoneRebalancing", "ENABLED") != "DISABLED",
         )
         checks = container_health_check_seconds(definition)
@@ -145,11 +216,11 @@ async def _task_definition(ecs: Any, arn: str) -> dict[str, Any] | None:
     return dict(definition) if isinstance(definition, dict) else None
 
 
-def _launch_type(raw: dict[str, Any]) -> str:
+def _launch_type(raw: Mapping[str, Any], providers: Iterable[str] = ()) -> str:
     """FARGATE, EC2 or EXTERNAL; a capacity provider strategy decides over ``launchType``."""
-    providers = {str(p.get("capacityProvider")) for p in raw.get("capacityProviderStrategy") or []}
-    if providers:
-        return "FARGATE" if providers <= FARGATE_PROVIDERS else "EC2"
+    named = set(providers)
+    if named:
+        return "FARGATE" if named <= FARGATE_PROVIDERS else "EC2"
     return str(raw.get("launchType") or "EC2")
 
 

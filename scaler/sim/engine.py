@@ -298,7 +298,15 @@ class Sim:
         price = pool.price if pool.price is not None else itype.on_demand_price
         external = self.world.new_instance_id(pool) if self.world else None
         inst = self.cluster.launch(
-            pool.name, itype, pool.az, pool.capacity, price, self.now, id=external, image=self.image
+            pool.name,
+            itype,
+            pool.az,
+            pool.capacity,
+            price,
+            self.now,
+            id=external,
+            image=self.image,
+            provider=pool.capacity_provider or "",
         )
         storm = self.reclaiming.get(pool.name)
         if storm is not None and self.now < storm[0].until:  # launched into a pool in a storm

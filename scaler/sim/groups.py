@@ -13,6 +13,10 @@ A group owns instances and keeps a *desired* count of them, as EC2 does without 
   replacement is InService (registered with ECS) the at-risk instance is drained (ECS managed
   instance draining) and terminated when empty, or after a timeout.
 
+A group may be one ECS capacity provider's (``provider``): it holds and launches into that
+provider's pools only, and its managed scaling counts the tasks bound to that provider
+(:func:`demand`).
+
 Whatever else changes the group goes through :meth:`Group.retire` (an instance the group
 terminates and replaces: an instance refresh) and :meth:`Group.shrink` (a scale-in: terminated and
 the desired count lowered), so the group never mistakes its own terminations for losses.
@@ -23,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from scaler.ecs.cluster import ACTIVE, DRAINING, Instance
+from scaler.ecs.cluster import ACTIVE, DRAINING, Instance, ServiceState
 from scaler.sim.engine import Sim
 from scaler.sim.scenario import Pool
 
@@ -60,10 +64,12 @@ class Group:
     pressure: dict[str, float] = field(default_factory=dict)  # pool -> when it lost an instance
     ever: set[str] = field(default_factory=set)  # every instance that was a member
     own: set[str] = field(default_factory=set)  # instances the group terminated itself
+    provider: str | None = None  # the capacity provider it is: its pools only (None: every pool)
 
     def start(self, sim: Sim) -> None:
-        """Adopt every instance the cluster starts with; top up to the on-demand base."""
-        self.members = set(sim.cluster.instances)
+        """Adopt every instance of its pools the cluster starts with; top up to the on-demand
+        base."""
+        self.members = {i.id for i in sim.cluster.instances.values() if self.has(sim.pools[i.pool])}
         self.ever = set(self.members)
         on_demand = sum(1 for i in self.live(sim) if i.capacity == "on-demand")
         self.desired = len(self.members) + max(0, self.settings.on_demand_base - on_demand)
@@ -71,6 +77,10 @@ class Group:
         self.reconcile(sim)
 
     # -- what the group holds ---------------------------------------------------------------
+
+    def has(self, pool: Pool) -> bool:
+        """Whether ``pool`` is one of the group's pools."""
+        return self.provider is None or (pool.capacity_provider or "") == self.provider
 
     def live(self, sim: Sim) -> list[Instance]:
         """The members in the cluster (launching, active or draining), not those retiring."""
@@ -122,7 +132,7 @@ class Group:
     def order(self, sim: Sim, capacity: str, avoid: str | None = None) -> list[Pool]:
         """Pools in the order one launch asks them: the emptiest AZ first, within an AZ by the
         allocation strategy, pools under pressure (or ``avoid``) last."""
-        pools = [p for p in sim.pools.values() if p.capacity == capacity]
+        pools = [p for p in sim.pools.values() if p.capacity == capacity and self.has(p)]
         count: dict[str, int] = {p.az: 0 for p in pools}
         for inst in self.live(sim):
             if inst.az in count:
@@ -236,13 +246,13 @@ class ManagedScaling:
         """ceil(M * 100 / targetCapacity): how many members the capacity provider asks for."""
         assert self.target is not None
         busy = sum(1 for i in self.group.live(sim) if i.tasks)
-        return math.ceil((busy + instances_needed(sim)) * 100 / self.target)
+        return math.ceil((busy + instances_needed(sim, self.group)) * 100 / self.target)
 
     def _out(self, sim: Sim) -> None:
         sim.at(sim.now + SCALE_OUT_PERIOD, self._out, sim)
         if self.target is None:
             if not any(sim.now - i.launched_at < WARMUP for i in sim.cluster.instances.values()):
-                self.group.grow(sim, instances_needed(sim))
+                self.group.grow(sim, instances_needed(sim, self.group))
             return
         self.group.grow(sim, self.wanted(sim) - len(self.group.members))
 
@@ -268,16 +278,37 @@ class ManagedScaling:
                 spare -= 1
 
 
-def instances_needed(sim: Sim) -> int:
-    """Instances of the cheapest spot pool's type that the unplaced tasks need (0: none)."""
-    demand = sim.unplaced()
+def demand(sim: Sim, group: Group) -> list[ServiceState]:
+    """The services with unplaced tasks whose capacity ``group`` adds: every one for a group of
+    every pool; for a capacity provider's, those bound to it (the first provider of a strategy
+    that has a group scales for it) and, for the group of pools of no provider (else the first
+    provider's), those bound to none."""
+    unplaced = sim.unplaced()
+    if group.provider is None:
+        return unplaced
+    providers = sorted({p.capacity_provider or "" for p in sim.pools.values()})
+    unbound = "" if "" in providers else providers[0]
+
+    def scales(state: ServiceState) -> str | None:
+        bound = state.spec.capacity_providers
+        if not bound:
+            return unbound
+        return next((name for name in bound if name in providers), None)
+
+    return [s for s in unplaced if scales(s) == group.provider]
+
+
+def instances_needed(sim: Sim, group: Group) -> int:
+    """Instances of the cheapest spot pool's type (of the group's pools) that the unplaced tasks
+    whose capacity the group adds need (0: none)."""
+    needs = demand(sim, group)
     spot = sorted(
-        (p for p in sim.pools.values() if p.capacity == "spot"),
+        (p for p in sim.pools.values() if p.capacity == "spot" and group.has(p)),
         key=lambda p: (p.price or 0.0, p.name),
     )
-    if not demand or not spot:
+    if not needs or not spot:
         return 0
     itype = sim.scenario.instance_types[spot[0].instance_type]
-    cpu = sum(s.unplaced * s.spec.cpu for s in demand)
-    mem = sum(s.unplaced * s.spec.memory for s in demand)
+    cpu = sum(s.unplaced * s.spec.cpu for s in needs)
+    mem = sum(s.unplaced * s.spec.memory for s in needs)
     return max(1, math.ceil(cpu / itype.cpu_units), math.ceil(mem / itype.memory_mib))

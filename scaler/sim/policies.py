@@ -22,7 +22,8 @@ import math
 from collections import Counter
 from collections.abc import Callable
 
-from scaler.ecs.cluster import ACTIVE, DRAINING, LAUNCHING, Instance
+from scaler.ecs.cluster import ACTIVE, DRAINING, LAUNCHING, Instance, ServiceState
+from scaler.ecs.placement import allows
 from scaler.events import (
     InstanceStateChange,
     RebalanceRecommendation,
@@ -88,14 +89,19 @@ class DemandScaling:
         demand = sim.unplaced()
         if not demand or self._warming(sim):
             return
-        pools = spot_pools(sim)
-        if not pools:
-            return
-        itype = sim.scenario.instance_types[pools[0].instance_type]
-        cpu = sum(s.unplaced * s.spec.cpu for s in demand)
-        mem = sum(s.unplaced * s.spec.memory for s in demand)
-        needed = max(1, math.ceil(cpu / itype.cpu_units), math.ceil(mem / itype.memory_mib))
-        launch_spread(sim, pools, needed)
+        # each capacity provider scales its own group for the tasks bound to it
+        by_providers: dict[tuple[str, ...], list[ServiceState]] = {}
+        for state in demand:
+            by_providers.setdefault(state.spec.capacity_providers, []).append(state)
+        for providers, states in sorted(by_providers.items()):
+            pools = [p for p in spot_pools(sim) if allows(providers, p.capacity_provider or "")]
+            if not pools:
+                continue
+            itype = sim.scenario.instance_types[pools[0].instance_type]
+            cpu = sum(s.unplaced * s.spec.cpu for s in states)
+            mem = sum(s.unplaced * s.spec.memory for s in states)
+            needed = max(1, math.ceil(cpu / itype.cpu_units), math.ceil(mem / itype.memory_mib))
+            launch_spread(sim, pools, needed)
 
     def _warming(self, sim: Sim) -> bool:
         return any(sim.now - i.launched_at < self.warmup for i in sim.cluster.instances.values())
@@ -141,10 +147,11 @@ class InstanceRefresh:
     """How the baselines roll a new image: an Auto Scaling instance refresh (MinHealthyPercentage
     90, terminate first) with ECS managed instance draining. A tenth of the instances at a time
     are drained, terminated once empty (or after 15 minutes) and replaced by their group; the
-    next batch starts when the replacements have warmed up. Spot notices are not its concern."""
+    next batch starts when the replacements have warmed up. Spot notices are not its concern.
+    Over several groups (one per capacity provider), each instance is retired by its own."""
 
-    def __init__(self, group: Group) -> None:
-        self.group = group
+    def __init__(self, *groups: Group) -> None:
+        self.groups = groups
         self.batch: dict[str, float] = {}  # instance -> when its draining began
         self.next_at = 0.0
 
@@ -159,7 +166,8 @@ class InstanceRefresh:
                 continue
             del self.batch[iid]
             if inst is not None:
-                self.group.retire(sim, inst)
+                owner = next((g for g in self.groups if inst.id in g.ever), self.groups[0])
+                owner.retire(sim, inst)
                 self.next_at = sim.now + sim.scenario.boot_delay[1] + REFRESH_WARMUP
         if self.batch or sim.now < self.next_at:
             return
@@ -175,18 +183,31 @@ class EcsNative:
     with managed scaling (the scenario's ``target_capacity``), managed termination protection
     and managed instance draining, over a mixed-instances Auto Scaling group across every spot
     pool (price-capacity-optimized, Capacity Rebalancing, the scenario's ``on_demand_base``);
-    the ECS agent drains an instance at its spot warning; images roll by instance refresh."""
+    the ECS agent drains an instance at its spot warning; images roll by instance refresh.
+    Pools of capacity providers are one group per provider, each with its own managed scaling
+    (the first with an on-demand pool holds the on-demand base)."""
 
     name = "ecs-native"
 
     def __init__(self) -> None:
-        self.group = Group()
+        self.groups: list[Group] = []
 
     def start(self, sim: Sim) -> None:
-        self.group = Group(GroupSettings(on_demand_base=sim.scenario.on_demand_base))
-        self.group.start(sim)
-        ManagedScaling(self.group, sim.scenario.target_capacity).start(sim)
-        InstanceRefresh(self.group).start(sim)
+        providers = sorted({p.capacity_provider or "" for p in sim.scenario.pools})
+        names: list[str | None] = [None] if providers == [""] else list(providers)
+        groups = [Group(provider=name) for name in names]
+        # the on-demand base is the first group's that has an on-demand pool
+        od = [
+            g
+            for g in groups
+            if any(p.capacity == "on-demand" and g.has(p) for p in sim.pools.values())
+        ]
+        (od or groups)[0].settings = GroupSettings(on_demand_base=sim.scenario.on_demand_base)
+        self.groups = groups
+        for group in self.groups:
+            group.start(sim)
+            ManagedScaling(group, sim.scenario.target_capacity).start(sim)
+        InstanceRefresh(*self.groups).start(sim)
 
     def on_signal(self, sim: Sim, signal: Signal) -> None:
         if isinstance(signal, SpotInterruption):
@@ -194,9 +215,11 @@ class EcsNative:
             if inst is not None:
                 sim.cluster.drain(inst)  # the agent itself, from IMDS: no API call of ours
         elif isinstance(signal, RebalanceRecommendation):
-            self.group.recommended(sim, signal.instance_id)
+            for group in self.groups:
+                group.recommended(sim, signal.instance_id)  # its members' only
         elif isinstance(signal, InstanceStateChange) and signal.state == "terminated":
-            self.group.lost(sim, signal.instance_id)
+            for group in self.groups:
+                group.lost(sim, signal.instance_id)
 
 
 class EcsScaler:
@@ -541,6 +564,7 @@ def capacity_snapshot(sim: Sim) -> CapacitySnapshot:
             i.free_mem,
             sim.doomed.get(i.id),
             len(i.tasks),
+            i.provider,
         )
         for i in live
     )
@@ -557,6 +581,7 @@ def capacity_snapshot(sim: Sim) -> CapacitySnapshot:
             else sim.scenario.instance_types[p.instance_type].on_demand_price,
             size[p.name],
             instance_type=p.instance_type,
+            provider=p.capacity_provider or "",
         )
         for p in sim.scenario.pools
     )
@@ -577,6 +602,7 @@ def capacity_snapshot(sim: Sim) -> CapacitySnapshot:
                 sum(t.healthy(sim.now) for t in state.tasks.values()),
                 companion.spec.name if companion else None,
                 companion.spec.desired if companion else 0,
+                spec.capacity_providers,
             )
         )
     return CapacitySnapshot(sim.now, nodes, pools, tuple(services))

@@ -22,6 +22,7 @@ A scenario file is TOML or JSON with the same shape (see ``scenarios/example.tom
     price = 0.07                   # spot price (on-demand pools use the type's price)
     interruptions_per_hour = 0.0002  # per instance, outside storms (reclaims of the pool)
     initial = 10                   # instances registered at the start
+    # capacity_provider = "cp-spot"  # its instances are this ECS capacity provider's
 
     [[services]]
     name = "web"
@@ -35,6 +36,7 @@ A scenario file is TOML or JSON with the same shape (see ``scenarios/example.tom
     constraints = [{type = "distinctInstance"}]
     cpu_use = 0.6                  # modelled actual CPU / reserved CPU
     fargate_overflow = false
+    # capacity_providers = ["cp-spot"]  # placed only on these providers' instances (any of them)
 
     [[events]]                     # at = seconds from the start
     at = 900
@@ -74,6 +76,7 @@ class Pool:
     price: float | None = None  # None: the type's on-demand price
     interruptions_per_hour: float = 0.0
     initial: int = 0
+    capacity_provider: str | None = None  # the ECS capacity provider its instances belong to
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ def _service(raw: dict[str, Any]) -> ServiceSpec:
         or ServiceSpec("x", 0, 0, 0).strategies
     )
     raw["constraints"] = tuple(Constraint(**c) for c in raw.get("constraints", ()))
+    raw["capacity_providers"] = tuple(raw.get("capacity_providers", ()))
     return ServiceSpec(**raw)
 
 
@@ -211,7 +215,17 @@ def to_dict(s: Scenario) -> dict[str, Any]:
         "target_capacity": s.target_capacity,
         "on_demand_base": s.on_demand_base,
         "instance_types": [asdict(t) for t in s.instance_types.values()],
-        "pools": [asdict(p) for p in s.pools],
-        "services": [asdict(v) for v in s.services],
+        "pools": [_without(asdict(p), "capacity_provider") for p in s.pools],
+        "services": [_without(asdict(v), "capacity_providers") for v in s.services],
         "events": [{"at": e.at, "type": e.type, **e.params} for e in s.events],
     }
+
+
+def _without(row: dict[str, Any], key: str) -> dict[str, Any]:
+    """``row`` without ``key`` where it is empty (files without capacity providers stay as they
+    were)."""
+    if row.get(key) in (None, (), []):
+        row.pop(key, None)
+    elif isinstance(row[key], tuple):
+        row[key] = list(row[key])
+    return row

@@ -195,6 +195,7 @@ POOL = Table(
         "price": optional(Number(least=0, unit="USD per hour")),
         "interruptions_per_hour": NOT_NEGATIVE,
         "initial": integer(0),
+        "capacity_provider": optional(text()),
     },
     frozenset({"name", "capacity", "instance_type", "az"}),
 )
@@ -232,6 +233,7 @@ SERVICE = Table(
         "launch_type": text("EC2", "FARGATE"),
         "overflow_of": optional(text()),
         "az_rebalancing": boolean,
+        "capacity_providers": texts,
     },
     frozenset({"name", "desired", "cpu", "memory"}),
 )
@@ -315,7 +317,8 @@ def _unique(raw: dict[str, Any], key: str) -> list[str]:
 
 
 def _references(raw: dict[str, Any]) -> list[str]:
-    """Names used that are not defined: a pool's instance type, an outage's AZ."""
+    """Names used that are not defined: a pool's instance type, an outage's AZ, a service's
+    capacity provider (no pool is its)."""
     types = [t["name"] for t in raw["instance_types"]]
     lines = [
         f"pools[{n}].instance_type: {p['instance_type']!r} is not in instance_types"
@@ -328,6 +331,14 @@ def _references(raw: dict[str, Any]) -> list[str]:
         f"events[{n}].az: no pool is in {e['az']!r}{suggest(e['az'], azs) or '; add a pool there'}"
         for n, e in enumerate(raw.get("events", ()))
         if e["type"] == "az_outage" and e["az"] not in azs
+    ]
+    providers = sorted({p["capacity_provider"] for p in raw["pools"] if p.get("capacity_provider")})
+    lines += [
+        f"services[{n}].capacity_providers[{k}]: no pool is capacity provider {name!r}"
+        f"{suggest(name, providers) or '; set capacity_provider on its pools'}"
+        for n, svc in enumerate(raw["services"])
+        for k, name in enumerate(svc.get("capacity_providers", ()))
+        if name not in providers
     ]
     return lines
 

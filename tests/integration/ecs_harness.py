@@ -11,6 +11,11 @@ its connections; its desired status is STOPPED at once, so the container instanc
 ``deregistration_delay`` the harness does the same for the tasks it moves off a draining instance
 (setting the task's status in moto's in-process backend, which its API cannot), and records in
 ``cut_short`` every instance terminated while such a task was still on it.
+
+Capacity providers: an instance of a group that is a capacity provider's registers with the
+``ecs.capacity-provider-name`` attribute, as ECS sets it, and a task of a service with a capacity
+provider strategy moves only to instances of its providers (none there: it waits, as ECS keeps it
+PROVISIONING).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class Ecs:
         self._finish_stopping()
         described = self._instances()
         active = [ci for ci in described if ci["status"] == "ACTIVE"]
+        bound = self._bound()
         for ci in described:
             if ci["status"] != "DRAINING":
                 continue
@@ -58,7 +64,11 @@ class Ecs:
                 )
                 continue
             for task in self.tasks_on(ci["containerInstanceArn"]):
-                target = min(active, key=lambda c: len(self.tasks_on(c["containerInstanceArn"])))
+                providers = bound.get(str(task.get("group", "")), set())
+                allowed = [c for c in active if not providers or provider(c) in providers]
+                if not allowed:
+                    continue  # no instance of its providers: it waits for one
+                target = min(allowed, key=lambda c: len(self.tasks_on(c["containerInstanceArn"])))
                 self.ecs.start_task(
                     cluster=self.cluster,
                     taskDefinition=task["taskDefinitionArn"],
@@ -93,15 +103,47 @@ class Ecs:
         reply = self.aws.client("autoscaling").describe_auto_scaling_groups(
             AutoScalingGroupNames=list(groups)
         )
-        self.register_instances(
-            [i["InstanceId"] for g in reply["AutoScalingGroups"] for i in g["Instances"]]
-        )
+        providers = self._providers()
+        for group in reply["AutoScalingGroups"]:
+            self.register_instances(
+                [i["InstanceId"] for i in group["Instances"]],
+                providers.get(group["AutoScalingGroupARN"], ""),
+            )
 
-    def register_instances(self, ids: list[str]) -> None:
-        """Register those of ``ids`` not registered yet, as their agents would."""
+    def register_instances(self, ids: list[str], provider: str = "") -> None:
+        """Register those of ``ids`` not registered yet, as their agents would (instances of a
+        capacity provider's group with its name as an attribute, as ECS sets it)."""
         fresh = [i for i in ids if i not in self.registered]
-        testbed.register_instances(self.aws, self.cluster, fresh, self.az)
+        nodes = testbed.register_instances(self.aws, self.cluster, fresh, self.az)
+        if provider:
+            for node in nodes:
+                assert node.container_instance_arn is not None
+                set_provider(self.aws, self.cluster, node.container_instance_arn, provider)
         self.registered |= set(fresh)
+
+    def _providers(self) -> dict[str, str]:
+        """Auto Scaling group ARN -> the cluster's capacity provider that is that group."""
+        cluster = self.ecs.describe_clusters(clusters=[self.cluster])["clusters"][0]
+        names = [n for n in cluster.get("capacityProviders") or [] if not n.startswith("FARGATE")]
+        if not names:
+            return {}
+        described = self.ecs.describe_capacity_providers(capacityProviders=names)
+        return {
+            p["autoScalingGroupProvider"]["autoScalingGroupArn"]: p["name"]
+            for p in described["capacityProviders"]
+        }
+
+    def _bound(self) -> dict[str, set[str]]:
+        """Task group (``service:NAME``) -> the capacity providers its service may use."""
+        arns = self.ecs.list_services(cluster=self.cluster)["serviceArns"]
+        bound: dict[str, set[str]] = {}
+        for i in range(0, len(arns), 10):
+            for svc in self.ecs.describe_services(cluster=self.cluster, services=arns[i : i + 10])[
+                "services"
+            ]:
+                strategy = svc.get("capacityProviderStrategy") or []
+                bound[f"service:{svc['serviceName']}"] = {s["capacityProvider"] for s in strategy}
+        return bound
 
     def tasks_on(self, arn: str) -> list[dict[str, Any]]:
         arns = self.ecs.list_tasks(cluster=self.cluster, desiredStatus="RUNNING")["taskArns"]
@@ -137,6 +179,30 @@ class Ecs:
         reply = self.ec2.describe_instances(InstanceIds=[iid])
         state = reply["Reservations"][0]["Instances"][0]["State"]["Name"]
         return state in ("shutting-down", "terminated")
+
+
+def provider(ci: dict[str, Any]) -> str:
+    """The capacity provider a described container instance belongs to ("": none)."""
+    for attr in ci.get("attributes", []):
+        if attr.get("name") == "ecs.capacity-provider-name":
+            return str(attr.get("value", ""))
+    return ""
+
+
+def set_provider(aws: testbed.LocalAws, cluster: str, instance_arn: str, name: str) -> None:
+    """Mark a container instance as the capacity provider ``name``'s, as ECS does (moto takes
+    the container instance's id, not its ARN, as the target)."""
+    aws.client("ecs").put_attributes(
+        cluster=cluster,
+        attributes=[
+            {
+                "name": "ecs.capacity-provider-name",
+                "value": name,
+                "targetType": "container-instance",
+                "targetId": instance_arn.rsplit("/", 1)[-1],
+            }
+        ],
+    )
 
 
 def _moto_task(cluster: str, task_arn: str) -> Any:

@@ -26,9 +26,12 @@ from scaler.aws.services import _understood
 from scaler.aws.taskdefs import reservation as _reservation
 from scaler.demo import aws_calls
 from scaler.metrics import Metrics
+from scaler.sim.engine import Sim
+from scaler.sim.policies import POLICIES
 from scaler.sim.run import simulate
-from scaler.sim.scenario import from_dict, load
+from scaler.sim.scenario import ScenarioError, from_dict, load
 from scaler.snapshot import render, snapshot
+from tests.integration.ecs_harness import set_provider
 
 CLUSTER = "prod"
 AZ_SPREAD = {"type": "spread", "field": "attribute:ecs.availability-zone"}
@@ -278,6 +281,7 @@ async def test_snapshot_only_reads(snap: tuple[dict[str, Any], Metrics]) -> None
         "ecs:ListServices": 1,
         "ecs:DescribeServices": 1,
         "ecs:DescribeTaskDefinition": 4,  # web, worker, batch, serverless: once each
+        "ecs:DescribeClusters": 1,  # its default capacity provider strategy (it has none)
     }
 
 
@@ -303,6 +307,89 @@ async def test_snapshot_loads_and_simulates(
         render(data, "yaml")
 
 
+def capacity_provider(aws: testbed.LocalAws, name: str, group: str) -> None:
+    arn = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group])[
+        "AutoScalingGroups"
+    ][0]["AutoScalingGroupARN"]
+    aws.client("ecs").create_capacity_provider(
+        name=name, autoScalingGroupProvider={"autoScalingGroupArn": arn}
+    )
+
+
+async def test_snapshot_binds_services_to_their_capacity_providers(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """cp-a's instances carry ECS's attribute; cp-b's are known by their group only."""
+    ecs = local_aws.client("ecs")
+    ecs.create_cluster(clusterName=CLUSTER)
+    a = join(local_aws, 2, "us-east-1a")
+    b = run_instances(local_aws, 1, "us-east-1a")
+    testbed.create_group(local_aws, "group-a", "m5.large", ["us-east-1a"])
+    testbed.create_group(local_aws, "group-b", "m5.large", ["us-east-1a"], instance_ids=b)
+    testbed.register_instances(local_aws, CLUSTER, b, "us-east-1a")
+    join(local_aws, 1, "us-east-1a")  # of no provider
+    capacity_provider(local_aws, "cp-a", "group-a")
+    capacity_provider(local_aws, "cp-b", "group-b")
+    ecs.put_cluster_capacity_providers(
+        cluster=CLUSTER,
+        capacityProviders=["cp-a", "cp-b"],
+        defaultCapacityProviderStrategy=[{"capacityProvider": "cp-b", "weight": 1}],
+    )
+    for node in a:
+        assert node.container_instance_arn is not None
+        set_provider(local_aws, CLUSTER, node.container_instance_arn, "cp-a")
+    ecs.register_task_definition(
+        family="app", containerDefinitions=[{"name": "a", "image": "x", "cpu": 256, "memory": 512}]
+    )
+    spread = [{"capacityProvider": p, "weight": 1} for p in ("cp-a", "cp-b")]
+    service(ecs, "web", "app", 6, capacityProviderStrategy=spread)
+    service(ecs, "batch", "app", 2)
+    service(ecs, "lambda-ish", "app", 1, capacityProviderStrategy=[{"capacityProvider": "FARGATE"}])
+    metrics = Metrics()
+    data = await take(local_aws, metrics)
+    pools = {p["name"]: p for p in data["pools"]}
+    assert {n: (p.get("capacity_provider"), p["initial"]) for n, p in pools.items()} == {
+        "od-m5.large-us-east-1a": (None, 1),
+        "od-m5.large-us-east-1a-cp-a": ("cp-a", 2),
+        "od-m5.large-us-east-1a-cp-b": ("cp-b", 1),
+    }
+    services = {s["name"]: s for s in data["services"]}
+    assert services["web"]["capacity_providers"] == ["cp-a", "cp-b"]
+    assert "capacity_providers" not in services["batch"]  # moto reports launch type EC2
+    assert services["lambda-ish"]["launch_type"] == "FARGATE"
+    assert aws_calls(metrics)["ecs:DescribeCapacityProviders"] == 1
+    assert_read_only(metrics)
+    # the simulator places web on cp-a's and cp-b's instances only
+    scenario = from_dict(data)
+    sim = Sim(scenario, POLICIES["scaler"](), seed=1)
+    sim.run()
+    web = [t for t in sim.cluster.services["web"].tasks.values() if t.instance is not None]
+    assert len(web) == 6
+    assert {t.instance.provider for t in web if t.instance} <= {"cp-a", "cp-b"}
+    for fmt in ("json", "toml"):
+        assert from_dict(tomllib.loads(render(data, fmt)) if fmt == "toml" else data) == scenario
+
+
+def test_the_scenario_names_no_capacity_provider_without_a_pool() -> None:
+    raw = {
+        "instance_types": [{"name": "m", "vcpu": 2, "memory_mib": 4096, "on_demand_price": 0.1}],
+        "pools": [
+            {"name": "p", "capacity": "spot", "instance_type": "m", "az": "a",
+             "capacity_provider": "cp-spot"}
+        ],
+        "services": [
+            {"name": "web", "desired": 1, "cpu": 256, "memory": 512,
+             "capacity_providers": ["cp-spto"]}
+        ],
+    }  # fmt: skip
+    with pytest.raises(ScenarioError) as raised:
+        from_dict(raw)
+    assert raised.value.problems == [
+        "services[0].capacity_providers[0]: no pool is capacity provider 'cp-spto'; did you mean "
+        "'cp-spot'?"
+    ]
+
+
 async def test_snapshot_batches_big_clusters(local_aws: testbed.LocalAws) -> None:
     testbed.create_cluster(local_aws, CLUSTER, 120, "us-east-1a")
     ecs = local_aws.client("ecs")
@@ -324,6 +411,7 @@ async def test_snapshot_batches_big_clusters(local_aws: testbed.LocalAws) -> Non
         "ecs:ListServices": 1,
         "ecs:DescribeServices": 2,  # 10 + 2
         "ecs:DescribeTaskDefinition": 1,
+        "ecs:DescribeClusters": 1,
     }  # no spot instance: no spot price asked
     assert from_dict(data).pools[0].initial == 120
 
@@ -336,7 +424,11 @@ async def test_snapshot_of_an_empty_cluster(local_aws: testbed.LocalAws) -> None
     assert (data["pools"], data["services"], data["instance_types"]) == ([], [], [])
     assert any("no ACTIVE or DRAINING container instances" in n for n in data["notes"])
     assert from_dict(data).pools == ()
-    assert aws_calls(metrics) == {"ecs:ListContainerInstances": 1, "ecs:ListServices": 1}
+    assert aws_calls(metrics) == {
+        "ecs:DescribeClusters": 1,
+        "ecs:ListContainerInstances": 1,
+        "ecs:ListServices": 1,
+    }
 
 
 async def test_snapshot_of_an_unknown_cluster_fails(local_aws: testbed.LocalAws) -> None:

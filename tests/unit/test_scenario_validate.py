@@ -168,8 +168,21 @@ CASES: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "memberOf the model cannot evaluate": (
         lambda d: d["services"][0].update(constraints=[{"type": "memberOf", "expression": "x"}]),
         "services[0].constraints[0].expression: unsupported memberOf expression: 'x' (the model "
-        "knows ==, !=, in, !in on attribute:ecs.availability-zone, attribute:ecs.instance-type, "
-        "ec2InstanceId)",
+        "knows ==, !=, in, !in on attribute:ecs.availability-zone, "
+        "attribute:ecs.capacity-provider-name, attribute:ecs.instance-type, ec2InstanceId)",
+    ),
+    "capacity provider of no pool": (
+        lambda d: d["services"][0].update(capacity_providers=["cp-a"]),
+        "services[0].capacity_providers[0]: no pool is capacity provider 'cp-a'; set "
+        "capacity_provider on its pools",
+    ),
+    "capacity providers not a list": (
+        lambda d: d["services"][0].update(capacity_providers="cp-a"),
+        "services[0].capacity_providers: expected a list of text, got 'cp-a' (text)",
+    ),
+    "capacity provider not text": (
+        lambda d: d["pools"][0].update(capacity_provider=3),
+        "pools[0].capacity_provider: expected text, got 3 (an integer)",
     ),
     "duplicate name": (
         lambda d: d["services"][1].update(name=d["services"][0]["name"]),
