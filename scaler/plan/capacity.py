@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from scaler.ecs.placement import (
@@ -414,7 +414,8 @@ def sources(
 ) -> list[PoolView]:
     """Pools that may grow, in order: spot (cheapest, this AZ first), then on-demand; any pool
     interrupted or out of capacity within the cooldown is left out, and so are the spot pools
-    of an instance type or an AZ in a storm (:func:`scaler.plan.cooldown.correlated`)."""
+    of an instance type or an AZ in a storm (:func:`scaler.plan.cooldown.correlated`), and the
+    pools of capacity providers no service may use (when every service is bound to some)."""
     storms = correlated(
         memory.interrupted,
         {p.name: (p.instance_type, p.az) for p in snap.pools},
@@ -423,10 +424,12 @@ def sources(
         policy.pool_cooldown,
         policy.storm_pools,
     )
+    useful = _useful(snap)
     usable = [
         p
         for p in snap.pools
         if p.managed
+        and useful(p)
         and not memory.cooling(p.name, snap.now, policy.pool_cooldown)
         and not (p.capacity == SPOT and storms.holds(p.instance_type, p.az))
     ]
@@ -437,6 +440,16 @@ def sources(
         (p for p in usable if p.capacity == ON_DEMAND), key=lambda p: (p.az != az, p.price, p.name)
     )
     return spot + od
+
+
+def _useful(snap: CapacitySnapshot) -> Callable[[PoolView], bool]:
+    """Whether a pool's instances may hold some service's tasks: any pool's, while a service is
+    bound to no capacity provider (or there is none); else only its providers' pools."""
+    bound = [s.providers for s in served(snap)]
+    if not bound or not all(bound):
+        return lambda p: True
+    providers = {name for names in bound for name in names}
+    return lambda p: p.provider in providers
 
 
 def _fallback_spend(snap: CapacitySnapshot) -> float:
