@@ -16,7 +16,8 @@
   that are those providers' groups; an instance belongs to a provider by ECS's word or its group.
   Services on Fargate providers (or the Fargate launch type) need no EC2 room and are left out. A
   service whose providers' groups are none of the scaler's pools is named once in a warning:
-  ECS managed scaling adds its capacity, not the scaler.
+  ECS managed scaling adds its capacity, not the scaler. A task role that may not read them
+  (an older policy) is named once in a warning too, and services are then taken as unbound.
 
 It acts only with absolute values: ``SetDesiredCapacity`` to a group's target, ``UpdateService``
 to a companion's desired count, so a retry or a second replica repeats a value instead of adding
@@ -57,6 +58,7 @@ from scaler.aws.clients import AwsClients, error_code
 from scaler.aws.consolidation import Consolidator, unsettled
 from scaler.aws.drainer import Drainer
 from scaler.aws.ecs import InstanceDirectory
+from scaler.aws.errors import DENIED
 from scaler.aws.lease import Always, Leadership
 from scaler.aws.migration import Migration, migrate, missing_fleets
 from scaler.aws.replaced import GroupState, Replacements
@@ -160,6 +162,7 @@ class CapacityReader:
         self._template_types: dict[str, str] = {}
         self._unserved: set[tuple[str, tuple[str, ...]]] = set()  # (service, providers) warned
         self._providers: dict[str, str] = {}  # group -> the capacity provider it is
+        self._denied = False  # reading capacity providers was refused (warned once)
 
     @property
     def groups(self) -> dict[str, str]:
@@ -290,7 +293,7 @@ class CapacityReader:
         kinds = await self._group_types(groups)
         await self._type_info(set(kinds.values()))
         instances = {ci.ec2_instance_id: ci for ci in await self._directory.refresh()}
-        providers = await read_providers(self._aws.ecs, self._settings.cluster)
+        providers = await self._providers_or_none()
         observed = Observed(CapacitySnapshot(now, (), (), ()), instances=instances, groups=groups)
         nodes, pools = self._nodes_and_pools(groups, kinds, instances, observed, providers)
         services = await self._services(instances, observed, providers)
@@ -353,12 +356,13 @@ class CapacityReader:
         kinds: dict[str, str],
         instances: dict[str, ContainerInstance],
         observed: Observed,
-        providers: Providers,
+        providers: Providers | None,
     ) -> tuple[list[NodeView], list[PoolView]]:
         member: dict[str, tuple[str, str]] = {}  # instance id -> (group, AZ)
         nodes: list[NodeView] = []
         pools: list[PoolView] = []
-        self._providers = {g: p for p, g in sorted(providers.groups.items(), reverse=True)}
+        named = providers.groups if providers else {}
+        self._providers = {g: p for p, g in sorted(named.items(), reverse=True)}
         for g in groups:
             name = g["AutoScalingGroupName"]
             observed.max_size[name] = int(g.get("MaxSize", 0))
@@ -431,7 +435,10 @@ class CapacityReader:
         )
 
     async def _services(
-        self, instances: dict[str, ContainerInstance], observed: Observed, providers: Providers
+        self,
+        instances: dict[str, ContainerInstance],
+        observed: Observed,
+        providers: Providers | None,
     ) -> list[ServiceView]:
         arns: list[str] = []
         paginator = self._aws.ecs.get_paginator("list_services")
@@ -446,7 +453,7 @@ class CapacityReader:
         companions = self._settings.overflow_services
         views = []
         for name, svc in sorted(described.items()):
-            bound = strategy(svc, providers.default)
+            bound = strategy(svc, providers.default) if providers else ()
             if name in companions.values() or _on_fargate(svc, bound):
                 continue  # a companion, or a Fargate service: no EC2 room needed
             cpu, mem = await self._task_size(svc["taskDefinition"])
@@ -469,6 +476,23 @@ class CapacityReader:
                 )
             )
         return views
+
+    async def _providers_or_none(self) -> Providers | None:
+        """The cluster's capacity providers; None (warned once) if the task role may not read
+        them: services are then taken as unbound, as before providers were read."""
+        try:
+            return await read_providers(self._aws.ecs, self._settings.cluster)
+        except Exception as exc:
+            if error_code(exc) not in DENIED:
+                raise
+            if not self._denied:
+                self._denied = True
+                log.warning(
+                    "capacity providers not readable: services taken as bound to none; grant "
+                    "the task role ecs:DescribeClusters and ecs:DescribeCapacityProviders",
+                    extra={"error": error_code(exc)},
+                )
+            return None
 
     def _warn_unserved(self, services: list[ServiceView], pools: list[PoolView]) -> None:
         """Once per service (and strategy): its providers' groups are none of the scaler's."""

@@ -14,6 +14,7 @@ from typing import Any
 from scaler import testbed
 from scaler.demo import run_until
 from tests.integration.ecs_harness import Ecs, provider, set_provider
+from tests.integration.faults import FailFirst
 from tests.integration.helpers import outcomes, scaler_for, settings_for
 from tests.integration.test_capacity import _group, groups_desired
 
@@ -117,3 +118,25 @@ async def test_a_service_bound_to_a_provider_of_no_pool_grows_nothing(
     assert groups_desired(asg, "spot-a") == 0
     said = [r for r in caplog.records if "not the scaler's pools" in r.getMessage()]
     assert len(said) == 1  # once, not every cycle
+
+
+async def test_a_task_role_that_may_not_read_providers_tops_up_as_if_unbound(
+    local_aws: testbed.LocalAws, caplog: Any
+) -> None:
+    nodes = _cluster(local_aws)
+    queues = testbed.create_queues(local_aws, "events")
+    _bound_service(local_aws, nodes[:2], ["cp-a"])
+    warnings = [json.dumps(testbed.spot_warning(n.instance_id)) for n in nodes[:2]]
+    testbed.send_raw(local_aws, queues.url, warnings)
+    denied = FailFirst("ecs", "DescribeCapacityProviders", 10**6, "AccessDeniedException")
+    scaler = scaler_for(local_aws, _settings(queues.url), instrument=denied)
+
+    def cycles() -> bool:
+        return outcomes(scaler.metrics).get("handled") == 2 and denied.failed >= 3
+
+    assert await run_until(scaler, cycles, limit=30)
+    said = [r for r in caplog.records if "capacity providers not readable" in r.getMessage()]
+    assert len(said) == 1  # once, and the controller goes on
+    # web counts as unbound: the cp-b instance's room takes its tasks, nothing is launched
+    asg = local_aws.client("autoscaling")
+    assert groups_desired(asg, "spot-a") == groups_desired(asg, "spot-b") == 0
