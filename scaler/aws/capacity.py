@@ -72,13 +72,7 @@ from scaler.aws.retiring import (
     retiring,
 )
 from scaler.aws.roll import Drift, DriftReader, RollMemory, carry_out, live_instances, template_spec
-from scaler.aws.services import (
-    FARGATE_PROVIDERS,
-    Providers,
-    ec2_providers,
-    read_providers,
-    strategy,
-)
+from scaler.aws.services import Providers, ec2_providers, on_fargate, read_providers, strategy
 from scaler.aws.stale import StaleDrains
 from scaler.aws.taskdefs import fargate_problem, reservation
 from scaler.aws.tasks import is_empty, running_tasks
@@ -454,7 +448,7 @@ class CapacityReader:
         views = []
         for name, svc in sorted(described.items()):
             bound = strategy(svc, providers.default) if providers else ()
-            if name in companions.values() or _on_fargate(svc, bound):
+            if name in companions.values() or on_fargate(svc, bound):
                 continue  # a companion, or a Fargate service: no EC2 room needed
             cpu, mem = await self._task_size(svc["taskDefinition"])
             running = int(svc.get("runningCount", 0)) + int(svc.get("pendingCount", 0))
@@ -520,13 +514,6 @@ class CapacityReader:
                 placed[service][node] += 1
                 observed.tasks.setdefault((service, node), []).append(task["taskArn"])
         return placed
-
-
-def _on_fargate(raw: dict[str, Any], bound: tuple[str, ...]) -> bool:
-    """Whether a service runs on Fargate: by its providers, or its launch type without any."""
-    if bound:
-        return set(bound) <= FARGATE_PROVIDERS
-    return raw.get("launchType") == "FARGATE"
 
 
 class CapacityActuator:

@@ -77,6 +77,15 @@ def strategy(raw: Mapping[str, Any], default: Iterable[str] = ()) -> tuple[str, 
     return tuple(default) if not raw.get("launchType") else ()
 
 
+def on_fargate(raw: Mapping[str, Any], providers: Iterable[str]) -> bool:
+    """Whether a service runs on Fargate: by its providers (:func:`strategy`), or by its launch
+    type without any."""
+    named = set(providers)
+    if named:
+        return named <= FARGATE_PROVIDERS
+    return raw.get("launchType") == "FARGATE"
+
+
 def ec2_providers(providers: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted({p for p in providers if p not in FARGATE_PROVIDERS}))
 
