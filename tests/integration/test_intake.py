@@ -77,7 +77,10 @@ async def test_duplicates_in_one_receive_are_handled_once(
     handler = RecordingHandler(delay=0.2)
     intake, metrics = _intake(clients, queues, handler)
     await _run(intake, lambda: sum(outcomes(metrics).values()) >= 3)
-    assert outcomes(metrics) == {"handled": 1, "duplicate": 2}
+    seen = outcomes(metrics)
+    # a copy the queue hands out again (its 1 s visibility passed before its delete, as on a
+    # loaded machine) is one more duplicate: never handled again
+    assert seen["handled"] == 1 and seen["duplicate"] >= 2 and set(seen) == {"handled", "duplicate"}
     assert len(handler.calls) == 1
     assert testbed.queue_depth(local_aws, queues.url) == 0
 
