@@ -58,8 +58,8 @@ class Replacements:
             found = min(unasked, len(lost))
             surplus += [now] * found
             lost = lost[found:]
+            self.let_go -= last.members - members  # this group's alone: the set is shared
         self.lost[group], self.surplus[group] = lost, surplus
-        self.let_go &= members
 
     def record(self, group: str, state: GroupState) -> None:
         """What the cycle left the group at, for the next one to compare with."""

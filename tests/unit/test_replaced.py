@@ -57,3 +57,15 @@ def test_what_is_not_settled_is_forgotten() -> None:
     memory.record("g", GroupState(frozenset({"a", "r"}), frozenset(), desired=3))
     memory.observe("g", frozenset({"a", "r"}), now=20.0 + 600.0)
     assert memory.unreplaced("g", now=1e9) == 0
+
+
+def test_an_instance_terminated_in_a_later_group_is_not_lost() -> None:
+    memory = Replacements()
+    memory.observe("f", frozenset({"b"}), now=0.0)
+    memory.record("f", GroupState(frozenset({"b"}), frozenset(), desired=1))
+    _after_notice(memory)
+    memory.let_go.add("x")  # g's x terminated with the desired capacity decremented
+    memory.observe("f", frozenset({"b"}), now=20.0)  # another group's cycle comes first
+    memory.observe("g", frozenset({"a", "r"}), now=20.0)
+    assert memory.unreplaced("g", now=1e9) == 0 and memory.excess("g") == 0
+    assert "x" not in memory.let_go
