@@ -51,7 +51,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scaler.aws.clients import AwsClients, error_code
@@ -956,6 +956,13 @@ def _members(observed: Observed) -> dict[str, frozenset[str]]:
     }
 
 
+def _note_retiring(observed: Observed, node: str, reason: str) -> None:
+    """``node`` tagged retiring for ``reason`` this cycle: its facts say so before EC2's do."""
+    facts = observed.facts if observed.facts is not None else {}
+    facts[node] = replace(facts.get(node, Ec2Facts()), retiring=reason)
+    observed.facts = facts
+
+
 def _draining(snap: CapacitySnapshot, node: str) -> CapacitySnapshot:
     """``snap`` with ``node`` drained: the next removal is judged without it."""
     return without(snap, frozenset({node}))
@@ -1201,8 +1208,10 @@ class CapacityController:
                     break
                 if not await self._actuator.mark_retiring(node, SURPLUS):
                     break
+                if not await self._actuator.drain(ci, SURPLUS):
+                    break
                 self.replacements.removed(name)
-                await self._actuator.drain(ci, SURPLUS)
+                _note_retiring(observed, node, SURPLUS)  # spare() counts it from now on
                 observed.snapshot = _draining(observed.snapshot, node)
 
     def _spare_empty(self, observed: Observed, group: str) -> str | None:
