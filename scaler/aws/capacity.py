@@ -719,18 +719,17 @@ class CapacityActuator:
             ),
         )
 
-    async def terminate(self, node: str, reason: str, now: float | None = None) -> bool:
+    async def terminate(self, node: str, reason: str, now: float) -> bool:
         """Terminate an instance no Auto Scaling group owns (a Spot Fleet's, a template
         pool's); one EC2 refused is asked again only after ``REFUSAL_COOLDOWN``, and at most
-        ``MAX_REFUSALS`` times (``now``: the cycle's time, else the clock's)."""
-        at = time.time() if now is None else now
-        if self._ec2_refusals.cooling(node, at):
+        ``MAX_REFUSALS`` times (``now``: the cycle's time)."""
+        if self._ec2_refusals.cooling(node, now):
             return False
         done = await self._act(
             "terminate",
             node,
             lambda: self._aws.ec2.terminate_instances(InstanceIds=[node]),
-            lambda exc: self._ec2_refusals.note(node, exc, at),
+            lambda exc: self._ec2_refusals.note(node, exc, now),
         )
         if done:
             self._metrics.capacity_changes.labels("remove", reason).inc()

@@ -243,4 +243,4 @@ async def _retire(observed: Observed, fleets: Fleets, actuator: CapacityActuator
         target = lowered_target(fleets, fleet.id)
         if target is not None and not await actuator.lower_fleet(fleet.id, target):
             continue  # the fleet would replace it: try again next cycle
-        await actuator.terminate(n.id, "migration")
+        await actuator.terminate(n.id, "migration", observed.snapshot.now)
