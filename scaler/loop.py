@@ -349,7 +349,7 @@ class Scaler:
             return None
         reader = CapacityReader(aws, s, workers.directory, workers.board)
         await reader.validate()
-        actuator = CapacityActuator(aws, s, workers.drainer, self.metrics)
+        actuator = CapacityActuator(aws, s, workers.drainer, self.metrics, reader.templates)
         roll = RollPolicy(s.disruption_budget, s.roll_per_hour) if s.roll else None
         migrate = RollPolicy(s.disruption_budget, s.migrate_per_hour)
         policy = policy_from(s)

@@ -525,12 +525,13 @@ class CapacityActuator:
         settings: Settings,
         drainer: Drainer,
         metrics: Metrics,
+        templates: TemplatePools,
     ) -> None:
         self._aws = aws
         self._settings = settings
         self._drainer = drainer
         self._metrics = metrics
-        self.templates = TemplatePools(aws, settings)
+        self.templates = templates  # the reader's: one memory of template-pool launches
         self.leader: Leadership = Always()  # checked before every call that changes something
         self.asked: dict[str, tuple[int, float]] = {}  # group -> (desired we set, when)
         self.shortfalls: dict[str, float] = {}  # template pool -> when EC2 Fleet came up short
@@ -1000,8 +1001,6 @@ class CapacityController:
     ) -> None:
         self._reader = reader
         self._actuator = actuator
-        # one memory of template-pool launches: the actuator's count until EC2 shows them
-        actuator.templates = reader.templates
         self._board = board
         self._policy = policy
         self._metrics = metrics
