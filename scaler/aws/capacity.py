@@ -775,10 +775,15 @@ class CapacityActuator:
         """Tag (``scaler:retiring=return_to_spot``) and drain the on-demand instances the plan
         gives back. The capacity cycle terminates them once empty, like every instance the
         scaler retires, and only those it tagged: one drained by hand stays."""
-        for node in balanced(observed, spare(observed, release)):
+        for node in self.removable(observed, release):
             ci = observed.instances.get(node)
             if ci is not None and await self.mark_retiring(node, RETURN_TO_SPOT):
                 await self.drain(ci, "revert_to_spot")
+
+    def removable(self, observed: Observed, nodes: Iterable[str]) -> list[str]:
+        """Those of ``nodes`` the scaler may drain by its own choice: their groups can spare
+        them (MinSize) and keep their AZs balanced (AZRebalance)."""
+        return balanced(observed, spare(observed, nodes))
 
     async def _act(
         self,

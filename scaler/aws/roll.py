@@ -133,7 +133,8 @@ async def carry_out(
     launched_at: list[float],
 ) -> RollState:
     """Launch a roll plan's replacements (their times added to ``launched_at``), tag and drain
-    the instances it drains; the state to plan with next (launches that failed taken out)."""
+    the instances it drains that their groups can spare and keep balanced across AZs; the state
+    to plan with next (launches that failed taken out)."""
     now = observed.snapshot.now
     state = plan.state
     for pool, count in sorted(plan.launch.items()):
@@ -141,7 +142,7 @@ async def carry_out(
         launched_at += [now] * added
         if added < count:
             state = state.failed(pool, count - added)
-    for node in plan.drain:
+    for node in actuator.removable(observed, plan.drain):
         ci = observed.instances.get(node)
         if ci is not None and await actuator.mark_retiring(node, reason):
             await actuator.drain(ci, reason)
