@@ -140,6 +140,17 @@ class InstanceDirectory:
             return
         if held and instance.drain_mark is None:  # an event does not carry the mark
             instance = replace(instance, drain_mark=held.drain_mark)
+        if held and not (instance.cpu or instance.memory):  # nor resources, counts, provider
+            instance = replace(
+                instance,
+                running_tasks=held.running_tasks,
+                pending_tasks=held.pending_tasks,
+                cpu=held.cpu,
+                memory=held.memory,
+                free_cpu=held.free_cpu,
+                free_memory=held.free_memory,
+                capacity_provider=held.capacity_provider,
+            )
         if instance.status in GONE:
             self._by_instance.pop(instance.ec2_instance_id, None)
         else:
