@@ -303,7 +303,7 @@ class Scaler:
             dry_run=s.dry_run,
         )
         pools = (*s.spot_pools, *s.on_demand_pools)
-        groups = ClusterGroups(aws.autoscaling, s.cluster_name, pools, directory, self.clock)
+        groups = ClusterGroups(aws.autoscaling, s.cluster_name, pools, self.clock)
         restarter = None
         if s.restart_standalone_tasks:
             restarter = StandaloneRestarter(aws.ecs, cluster, self.metrics, dry_run=s.dry_run)

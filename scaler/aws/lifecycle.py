@@ -36,7 +36,6 @@ from typing import Any, Protocol
 
 from scaler.aws.clients import error_code
 from scaler.aws.concurrency import PriorityGate
-from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.retry import is_throttling
 from scaler.clock import Clock
 from scaler.metrics import Metrics
@@ -108,21 +107,19 @@ class AutoScalingLifecycle:
 
 
 class ClusterGroups:
-    """Whether an Auto Scaling group serves this cluster: one of its pools, tagged
-    ``scaler:cluster`` with its name, or with an instance registered in it."""
+    """Whether an Auto Scaling group serves this cluster: one of its pools, or tagged
+    ``scaler:cluster`` with its name (the task role may complete the hooks of those alone)."""
 
     def __init__(
         self,
         autoscaling: Any,
         cluster: str,
         pools: Collection[str],
-        directory: InstanceDirectory,
         clock: Clock,
     ) -> None:
         self._autoscaling = autoscaling
         self._cluster = cluster
         self._pools = frozenset(pools)
-        self._directory = directory
         self._clock = clock
         self._known: dict[str, tuple[bool, float]] = {}  # group -> (serves it, when judged)
 
@@ -146,18 +143,15 @@ class ClusterGroups:
             )
             return False
         found = reply.get("AutoScalingGroups", [])
-        serves = bool(found) and await self._judge(found[0])
+        serves = bool(found) and self._judge(found[0])
         if len(self._known) > REMEMBERED_TOKENS:
             self._known.clear()
         self._known[group] = (serves, now)
         return serves
 
-    async def _judge(self, group: dict[str, Any]) -> bool:
+    def _judge(self, group: dict[str, Any]) -> bool:
         tags = {t.get("Key"): t.get("Value") for t in group.get("Tags", [])}
-        if CLUSTER_TAG in tags:
-            return bool(tags[CLUSTER_TAG] == self._cluster)
-        ids = [str(i["InstanceId"]) for i in group.get("Instances", [])]
-        return bool(ids) and bool(await self._directory.resolve(ids))
+        return bool(tags.get(CLUSTER_TAG) == self._cluster)
 
 
 class LifecycleFollower:
