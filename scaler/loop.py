@@ -277,8 +277,11 @@ class Scaler:
 
     def _workers(self, aws: AwsClients) -> Workers:
         s, cluster = self.settings, self.settings.cluster
-        # the directory answers "which container instance is this?" on the way to a drain
-        directory = InstanceDirectory(aws.urgent_ecs, cluster, self.clock, s.instance_cache_ttl)
+        # the directory answers "which container instance is this?" on the way to a drain (the
+        # urgent client); its full refreshes for the capacity cycle and others are background
+        directory = InstanceDirectory(
+            aws.ecs, cluster, self.clock, s.instance_cache_ttl, urgent_ecs=aws.urgent_ecs
+        )
         drainer = Drainer(
             aws.urgent_ecs,
             cluster,
@@ -306,7 +309,9 @@ class Scaler:
         groups = ClusterGroups(aws.autoscaling, s.cluster_name, pools, self.clock)
         restarter = None
         if s.restart_standalone_tasks:
-            restarter = StandaloneRestarter(aws.ecs, cluster, self.metrics, dry_run=s.dry_run)
+            restarter = StandaloneRestarter(
+                aws.urgent_ecs, cluster, self.metrics, dry_run=s.dry_run
+            )
         workers = Workers(
             directory, drainer, follower, self._replacements, restarter, groups=groups
         )

@@ -6,7 +6,9 @@ by cluster in the EventBridge rule, so every scaler sees every instance in the a
 instances, built with paginated ``ListContainerInstances`` (100 a page) and batched
 ``DescribeContainerInstances`` (100 a call). It is refreshed when older than its TTL, or when an id
 is missing and the last refresh started more than ``min_refresh_interval`` seconds before the
-question was asked. Concurrent misses share one refresh: a burst of 500 warnings, most of them for
+question was asked. A lookup (on the way to a drain) refreshes with the urgent ECS client; a
+full refresh (capacity cycles, the drain gate, the reactivator) with the background one, behind
+the priority gate. Concurrent misses share one refresh: a burst of 500 warnings, most of them for
 other clusters' instances, costs a refresh or two, not 500. ECS container-instance state-change
 events keep the map current between refreshes (:meth:`InstanceDirectory.update`), which closes
 most of the short window in which a just-registered instance could be missed.
@@ -105,9 +107,17 @@ class InstanceDirectory:
     """EC2 instance id -> this cluster's container instance, cached and refreshed on a miss."""
 
     def __init__(
-        self, ecs: Any, cluster: str, clock: Clock, ttl: float, min_refresh_interval: float = 2.0
+        self,
+        ecs: Any,
+        cluster: str,
+        clock: Clock,
+        ttl: float,
+        min_refresh_interval: float = 2.0,
+        *,
+        urgent_ecs: Any = None,
     ) -> None:
-        self._ecs = ecs
+        self._ecs = ecs  # full refreshes: the background client, behind the priority gate
+        self._urgent_ecs = ecs if urgent_ecs is None else urgent_ecs  # lookups before a drain
         self._cluster = cluster
         self._clock = clock
         self._ttl = ttl
@@ -123,7 +133,7 @@ class InstanceDirectory:
         wanted = set(instance_ids)
         if self._stale(asked_at) or not wanted <= self._by_instance.keys():
             # a refresh that began shortly before the question (a burst's first) answers it too
-            await self._refresh_since(asked_at - self._min_interval)
+            await self._refresh_since(asked_at - self._min_interval, self._urgent_ecs)
         return {i: self._by_instance[i] for i in wanted if i in self._by_instance}
 
     def forget(self, instance_id: str) -> None:
@@ -161,19 +171,20 @@ class InstanceDirectory:
 
     async def refresh(self) -> list[ContainerInstance]:
         """Read every container instance now (a capacity plan wants current free resources)."""
-        await self._refresh_since(self._clock.monotonic())
+        await self._refresh_since(self._clock.monotonic(), self._ecs)
         return self.known()
 
     def _stale(self, now: float) -> bool:
         return self._refreshed_at is None or now - self._refreshed_at > self._ttl
 
-    async def _refresh_since(self, asked_at: float) -> None:
-        """Make sure a refresh that started at or after ``asked_at`` has completed."""
+    async def _refresh_since(self, asked_at: float, ecs: Any) -> None:
+        """Make sure a refresh that started at or after ``asked_at`` has completed (a new one
+        made with ``ecs``)."""
         if self._fresh_since(asked_at):
             return
         while True:
             if self._refreshing is None:
-                self._refreshing = asyncio.create_task(self._refresh())
+                self._refreshing = asyncio.create_task(self._refresh(ecs))
             task = self._refreshing
             try:
                 await asyncio.shield(task)
@@ -186,10 +197,10 @@ class InstanceDirectory:
     def _fresh_since(self, moment: float) -> bool:
         return self._refreshed_at is not None and self._refreshed_at >= moment
 
-    async def _refresh(self) -> None:
+    async def _refresh(self, ecs: Any) -> None:
         started = self._clock.monotonic()
-        arns = await list_container_instance_arns(self._ecs, self._cluster)
-        instances = await describe_container_instances(self._ecs, self._cluster, arns)
+        arns = await list_container_instance_arns(ecs, self._cluster)
+        instances = await describe_container_instances(ecs, self._cluster, arns)
         self._by_instance = {ci.ec2_instance_id: ci for ci in instances if ci.ec2_instance_id}
         self._refreshed_at = started
         self.refreshes += 1

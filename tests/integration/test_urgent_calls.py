@@ -132,3 +132,21 @@ async def test_drains_reach_aws_ahead_of_a_flood_of_throttled_reads(
     reads_before = [name for name in log[:last_drain] if name != DRAIN]
     assert log.count(DRAIN) >= 3 + 3  # three batches and three throttled attempts
     assert len(reads_before) <= READERS, reads_before
+
+
+async def test_lookups_before_a_drain_go_urgent_and_full_refreshes_background(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """The urgent client here reads another region, where the cluster has no instance: a full
+    refresh finds the instance (the background client), a lookup does not (the urgent one)."""
+    ids = [n.instance_id for n in testbed.create_cluster(local_aws, "prod", size=1)]
+    here = AwsTarget(testbed.REGION, endpoint_url=local_aws.endpoint)
+    elsewhere = AwsTarget("eu-west-3", endpoint_url=local_aws.endpoint)
+    async with AwsClients(here, Metrics()) as aws, AwsClients(elsewhere, Metrics()) as other:
+        directory = InstanceDirectory(
+            aws.ecs, "prod", SystemClock(), 60.0, 0.0, urgent_ecs=other.urgent_ecs
+        )
+        assert [ci.ec2_instance_id for ci in await directory.refresh()] == ids
+        directory.forget(ids[0])
+        assert await directory.resolve(ids) == {}
+        assert [ci.ec2_instance_id for ci in await directory.refresh()] == ids
