@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -549,3 +550,32 @@ async def test_the_return_to_spot_keeps_a_groups_azs_balanced(
     else:
         assert draining() and short not in draining()
         assert command in caplog.text
+
+
+async def test_surplus_trim_keeps_a_group_at_its_min_size(local_aws: testbed.LocalAws) -> None:
+    """Two surplus instances remembered in a group of three empty ones at MinSize two: the trim
+    drains one, and counts it before judging the next, which the group cannot spare."""
+    local_aws.client("ecs").create_cluster(clusterName="prod")
+    _group(local_aws, "spot-asg")
+    asg = local_aws.client("autoscaling")
+    asg.update_auto_scaling_group(AutoScalingGroupName="spot-asg", MinSize=2, DesiredCapacity=3)
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["spot-asg"])
+    ids = [i["InstanceId"] for i in group["AutoScalingGroups"][0]["Instances"]]
+    testbed.register_instances(local_aws, "prod", ids, "us-east-1a")
+    queues = testbed.create_queues(local_aws, "events")
+    settings = settings_for(queues.url, spot_pools="spot-asg", capacity_interval=0.3, headroom=0.0)
+    scaler = scaler_for(local_aws, settings)
+    seeded: list[int] = []
+
+    def later() -> bool:
+        capacity = scaler.capacity
+        if capacity is None or not hasattr(capacity, "replacements"):
+            return False
+        if not seeded:
+            capacity.replacements.surplus["spot-asg"] = [time.time()] * 2
+            seeded.append(capacity.cycles)
+        return bool(capacity.cycles >= seeded[0] + 2)
+
+    assert await run_until(scaler, later, limit=20)
+    states = testbed.container_instance_states(local_aws, "prod")
+    assert list(states.values()).count("DRAINING") == 1, states
