@@ -59,7 +59,7 @@ def _send(aws: testbed.LocalAws, url: str, events: list[dict[str, Any]]) -> None
 
 
 def _scaler(aws: testbed.LocalAws, url: str, **overrides: Any) -> Scaler:
-    values: dict[str, Any] = {"undrain_after": 2.0, "drain_poll": 0.2, "disruption_budget": 1.0}
+    values: dict[str, Any] = {"undrain_after": 6.0, "drain_poll": 0.2, "disruption_budget": 1.0}
     return scaler_for(aws, settings_for(url, **{**values, **overrides}))
 
 
@@ -69,14 +69,16 @@ async def test_recommendations_that_never_come_true_are_undone(
     members, queues = _cluster(local_aws, 8)
     burst = members[:5]
     _send(local_aws, queues.url, [testbed.rebalance_recommendation(i) for i in burst])
-    scaler = _scaler(local_aws, queues.url)
+    # a held recommendation is dropped once it waited SCALER_UNDRAIN_AFTER: leave it time to
+    # drain first on a slow machine
+    scaler = _scaler(local_aws, queues.url, undrain_after=6.0)
     watch = Watch(local_aws)
 
     def undone() -> bool:
         states = watch.look()
         return watch.ever == set(burst) and set(states.values()) == {"ACTIVE"}
 
-    assert await run_until(scaler, undone, limit=30), (watch.ever, outcomes(scaler.metrics))
+    assert await run_until(scaler, undone, limit=60), (watch.ever, outcomes(scaler.metrics))
     assert _marks(local_aws) == {}
     text = scaler.metrics.render().decode()
     assert 'scaler_reactivated_instances_total{reason="rebalance_recommendation"} 5.0' in text
