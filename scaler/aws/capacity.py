@@ -54,6 +54,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from scaler.aws.activities import LaunchFailures
 from scaler.aws.clients import AwsClients, error_code
 from scaler.aws.consolidation import Consolidator, unsettled
 from scaler.aws.drainer import Drainer
@@ -157,6 +158,7 @@ class CapacityReader:
         self._unserved: set[tuple[str, tuple[str, ...]]] = set()  # (service, providers) warned
         self._providers: dict[str, str] = {}  # group -> the capacity provider it is
         self._denied = False  # reading capacity providers was refused (warned once)
+        self._activities = LaunchFailures(aws.autoscaling)
 
     @property
     def groups(self) -> dict[str, str]:
@@ -302,6 +304,12 @@ class CapacityReader:
             observed.drift = await DriftReader(self._aws).read(groups, observed.facts)
         self._stale.apply(observed, now)
         return observed
+
+    async def failed_launches(self, owing: dict[str, float]) -> dict[str, str]:
+        """Group -> why it could not launch, for the groups of ``owing`` (group -> when it was
+        asked) whose scaling activities show a failed launch since then
+        (:mod:`scaler.aws.activities`)."""
+        return await self._activities.read(owing)
 
     async def _facts(self, groups: list[dict[str, Any]]) -> dict[str, Ec2Facts] | None:
         """EC2's facts on every live instance of the groups; None (with a warning) if EC2
@@ -987,6 +995,7 @@ def _registered(
 
 UNKNOWN_TYPE = frozenset({"InvalidInstanceType", "InvalidParameterValue"})
 LAUNCH_GRACE = 240.0  # seconds a group may take to start what it was asked for
+ASK_FOLLOW_UP = 10.0  # seconds before a group's scaling activities are read after an ask
 
 
 class CapacityController:
@@ -1047,7 +1056,9 @@ class CapacityController:
             except Exception:
                 log.exception("capacity cycle failed")
             waiters = {asyncio.create_task(stop.wait()), asyncio.create_task(self.wake.wait())}
-            await asyncio.wait(waiters, timeout=self._interval, return_when="FIRST_COMPLETED")
+            # a group asked to launch shows a failed launch within seconds: look again soon
+            pause = min(self._interval, ASK_FOLLOW_UP) if self._actuator.asked else self._interval
+            await asyncio.wait(waiters, timeout=pause, return_when="FIRST_COMPLETED")
             for w in waiters:
                 w.cancel()
 
@@ -1062,7 +1073,7 @@ class CapacityController:
         if self.shared is not None:
             await self.shared(self._board, now)
         observed = await self._reader.read(now)
-        self._remember_troubles(observed, now)
+        self._remember_troubles(observed, now, await self._failed_launches(observed, now))
         for name, members in _members(observed).items():
             self.replacements.observe(name, members, now)
         plan = plan_capacity(observed.snapshot, self.memory, self._policy)
@@ -1247,9 +1258,27 @@ class CapacityController:
             self.memory = self.memory.failing(name, at, spot=name in spot)
         self._actuator.shortfalls.clear()
 
-    def _remember_troubles(self, observed: Observed, now: float) -> None:
-        """Notices and recommendations mark their spot pool; a group that has not started what
-        it was asked for within ``LAUNCH_GRACE`` is out of capacity (cooled down too)."""
+    async def _failed_launches(self, observed: Observed, now: float) -> dict[str, str]:
+        """Why each group still owing what it was asked for could not launch it, where its
+        scaling activities say so (a failed read waits for the next cycle)."""
+        owing = {
+            name: since
+            for name, (target, since) in self._actuator.asked.items()
+            if observed.live.get(name, 0) < target
+        }
+        if not owing:
+            return {}
+        try:
+            return await self._reader.failed_launches(owing)
+        except Exception as exc:
+            log.warning("scaling activities not read", extra={"error": repr(exc)})
+            return {}
+
+    def _remember_troubles(self, observed: Observed, now: float, failed: dict[str, str]) -> None:
+        """Notices and recommendations mark their spot pool; a group that could not start what
+        it was asked for (its scaling activities say a launch failed), or has not started it
+        within ``LAUNCH_GRACE``, is out of capacity (cooled down too), and the plan turns to
+        other pools at once."""
         snap = observed.snapshot
         spot = {p.name for p in snap.pools if p.capacity == SPOT}
         pool_of = {n.id: n.pool for n in snap.nodes if n.pool in spot}
@@ -1259,6 +1288,13 @@ class CapacityController:
         self._note_shortfalls(spot)
         for name, (target, since) in list(self._actuator.asked.items()):
             if observed.live.get(name, 0) >= target:
+                del self._actuator.asked[name]
+            elif name in failed:
+                log.warning(
+                    "group could not launch what it was asked for: avoiding it",
+                    extra={"group": name, "asked": target, "why": failed[name]},
+                )
+                self.memory = self.memory.failing(name, now, spot=name in spot)
                 del self._actuator.asked[name]
             elif now - since > LAUNCH_GRACE:
                 log.warning(

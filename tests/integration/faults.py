@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -199,3 +200,66 @@ class LaggingDescribe:
                 i for i in reservation.get("Instances", []) if i.get("InstanceId") not in hiding
             ]
         parsed["Reservations"] = [r for r in parsed.get("Reservations", []) if r["Instances"]]
+
+
+SPOT_DRY = (
+    "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot capacity "
+    "available that matches your request. Launching EC2 instance failed."
+)
+
+
+@dataclass
+class DryGroups:
+    """Auto Scaling groups whose spot pools have no capacity, as AWS shows it: a
+    ``SetDesiredCapacity`` is accepted (the desired capacity rises) but no instance starts, and
+    each launch attempt is a ``Failed`` scaling activity saying why (moto launches at once and
+    keeps no activities)."""
+
+    groups: frozenset[str]
+    desired: dict[str, int] = field(default_factory=dict)  # group -> desired it was set to
+    failed_at: dict[str, datetime] = field(default_factory=dict)  # group -> failed attempt
+    described: int = 0  # DescribeScalingActivities calls
+
+    def __call__(self, service: str, client: Any) -> None:
+        if service == "autoscaling":
+            client.meta.events.register("before-call.*.SetDesiredCapacity", self._accept)
+            client.meta.events.register("after-call.*.DescribeAutoScalingGroups", self._show)
+            client.meta.events.register("before-call.*.DescribeScalingActivities", self._history)
+
+    def _accept(self, params: dict[str, Any], **_: Any) -> tuple[_Response, dict[str, Any]] | None:
+        fields = form(params)
+        name = fields.get("AutoScalingGroupName", "")
+        if name not in self.groups:
+            return None
+        self.desired[name] = int(fields["DesiredCapacity"])
+        self.failed_at[name] = datetime.now(UTC)
+        return _Response(200), {"ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    def _show(self, parsed: dict[str, Any], **_: Any) -> None:
+        for group in parsed.get("AutoScalingGroups", []):
+            if group.get("AutoScalingGroupName") in self.desired:
+                group["DesiredCapacity"] = self.desired[group["AutoScalingGroupName"]]
+
+    def _history(self, params: dict[str, Any], **_: Any) -> tuple[_Response, dict[str, Any]]:
+        self.described += 1
+        name = form(params).get("AutoScalingGroupName", "")
+        activities = []
+        if name in self.failed_at:
+            at = self.failed_at[name]
+            activities.append(
+                {
+                    "ActivityId": "0a1b2c3d-0000-4000-8000-000000000001",
+                    "AutoScalingGroupName": name,
+                    "Description": f"Launching a new EC2 instance.  Status Reason: {SPOT_DRY}",
+                    "Cause": f"At {at:%Y-%m-%dT%H:%M:%SZ} an instance was started in response "
+                    "to a difference between desired and actual capacity, increasing the "
+                    "capacity from 0 to 1.",
+                    "StartTime": at,
+                    "EndTime": at,
+                    "StatusCode": "Failed",
+                    "StatusMessage": SPOT_DRY,
+                    "Progress": 100,
+                }
+            )
+        reply = {"Activities": activities, "ResponseMetadata": {"HTTPStatusCode": 200}}
+        return _Response(200), reply

@@ -12,7 +12,7 @@ from scaler import testbed
 from scaler.demo import aws_calls, run_until
 from scaler.settings import ConfigError
 from tests.integration.ecs_harness import Ecs
-from tests.integration.faults import MIN_SIZE_MESSAGE, FailFirst, Mutations
+from tests.integration.faults import MIN_SIZE_MESSAGE, DryGroups, FailFirst, Mutations, chain
 from tests.integration.helpers import SteppedClock, outcomes, scaler_for, settings_for
 
 
@@ -579,3 +579,58 @@ async def test_surplus_trim_keeps_a_group_at_its_min_size(local_aws: testbed.Loc
     assert await run_until(scaler, later, limit=20)
     states = testbed.container_instance_states(local_aws, "prod")
     assert list(states.values()).count("DRAINING") == 1, states
+
+
+async def test_spot_groups_without_capacity_fall_back_to_on_demand_at_once(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """Every spot group takes the new desired capacity but launches nothing, its scaling
+    activities saying why: the scaler reads them and turns to the on-demand group within
+    seconds, not after the launch grace of minutes."""
+    nodes = testbed.create_cluster(local_aws, "prod", size=3)
+    queues = testbed.create_queues(local_aws, "events")
+    for name in ("spot-a", "spot-b", "od-asg"):
+        _group(local_aws, name)
+    _services(local_aws, nodes)
+    warnings = [json.dumps(testbed.spot_warning(n.instance_id)) for n in nodes[:2]]
+    testbed.send_raw(local_aws, queues.url, warnings)
+    dry = DryGroups(frozenset({"spot-a", "spot-b"}))
+    settings = _settings(
+        queues.url, spot_pools="spot-a,spot-b", headroom=0.75, capacity_interval=0.3
+    )
+    scaler = scaler_for(local_aws, settings, instrument=dry)
+    asg = local_aws.client("autoscaling")
+    assert await run_until(scaler, lambda: groups_desired(asg, "od-asg") > 0, limit=15), (
+        dry.desired,
+        dry.described,
+    )
+    assert dry.desired, "spot was asked first"
+    assert dry.described >= 1
+
+
+async def test_unreadable_scaling_activities_are_warned_about_once(
+    local_aws: testbed.LocalAws, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task role without DescribeScalingActivities: one warning naming the action, no read
+    after it; a group that cannot launch is then found out by the launch grace alone."""
+    nodes = testbed.create_cluster(local_aws, "prod", size=3)
+    queues = testbed.create_queues(local_aws, "events")
+    for name in ("spot-a", "spot-b", "od-asg"):
+        _group(local_aws, name)
+    _services(local_aws, nodes)
+    warnings = [json.dumps(testbed.spot_warning(n.instance_id)) for n in nodes[:2]]
+    testbed.send_raw(local_aws, queues.url, warnings)
+    denied = FailFirst(
+        "autoscaling", "DescribeScalingActivities", times=1000, code="AccessDenied", status=403
+    )
+    dry = DryGroups(frozenset({"spot-a", "spot-b"}))
+    settings = _settings(
+        queues.url, spot_pools="spot-a,spot-b", headroom=0.75, capacity_interval=0.3
+    )
+    scaler = scaler_for(local_aws, settings, instrument=chain(denied, dry))
+    asg = local_aws.client("autoscaling")
+    assert not await run_until(scaler, lambda: groups_desired(asg, "od-asg") > 0, limit=4)
+    assert dry.desired, "spot was asked"
+    assert denied.failed == 1
+    said = [r.getMessage() for r in caplog.records if "DescribeScalingActivities" in r.getMessage()]
+    assert len(said) == 1
