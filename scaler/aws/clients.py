@@ -64,6 +64,8 @@ class AwsTarget:
     retry_mode: str = "adaptive"
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    # (access key id, secret) given outright; None: the standard provider chain (production)
+    credentials: tuple[str, str] | None = None
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -122,6 +124,12 @@ def _config(target: AwsTarget, mode: str) -> AioConfig:
     )
 
 
+def _keys(credentials: tuple[str, str] | None) -> dict[str, str]:
+    if credentials is None:
+        return {}
+    return {"aws_access_key_id": credentials[0], "aws_secret_access_key": credentials[1]}
+
+
 # (service name, client) -> None: a seam to add event hooks to each client (fault injection).
 Instrument = Callable[[str, Any], None]
 
@@ -162,6 +170,7 @@ class AwsClients:
                 region_name=self.target.region,
                 endpoint_url=self.target.endpoint_url,
                 config=_config(self.target, mode),
+                **_keys(self.target.credentials),
             )
         )
         self._instrument(client, service)

@@ -1,0 +1,126 @@
+"""The simulated AWS's wire: real aiobotocore clients whose calls are answered in-process.
+
+The scaler's clients stay what production uses: aiobotocore clients, built by
+:class:`scaler.aws.clients.AwsClients`, with their event hooks, paginators and exceptions. Only
+the last step changes. botocore validates every request against the service model (a missing or
+misspelt parameter, a wrong type or a value below its minimum fails as it fails against AWS,
+before anything is sent), then emits ``before-call``; a handler that answers there replaces the
+HTTP exchange. :meth:`SimulatedAws.install` (an :data:`~scaler.aws.clients.Instrument`) hooks
+every client so:
+
+- ``before-parameter-build`` keeps the call's parameters as the caller wrote them (botocore
+  serializes them into the protocol's wire form afterwards);
+- ``before-call`` hands them to the simulated service, waits the call's latency in the loop's
+  (virtual) time, and answers with its reply or its error, which botocore raises as the same
+  ``ClientError`` (``client.exceptions.<Code>`` included) that AWS's answer would give.
+
+A call of an operation the simulated service does not implement fails loudly
+(:class:`NotSimulated`), so the simulated AWS can never answer something it does not model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+PARAMS = "scaler.sim.params"  # the call's own parameters, in botocore's request context
+
+
+class AwsError(Exception):
+    """An error answer, as AWS gives it: a code, a message and an HTTP status (and, for SQS,
+    the shape name botocore raises it as: its ``QueryErrorCode``)."""
+
+    def __init__(self, code: str, message: str, status: int = 400, shape: str = "") -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.status, self.shape = code, message, status, shape
+
+
+class NotSimulated(NotImplementedError):
+    """The scaler called an operation the simulated AWS does not model."""
+
+
+class Service(Protocol):
+    """One simulated AWS service: ``answer`` returns the parsed reply or raises AwsError."""
+
+    def answer(self, operation: str, params: dict[str, Any]) -> Awaitable[dict[str, Any]]: ...
+
+
+@dataclass
+class _Http:
+    """What botocore reads of an HTTP response after a ``before-call`` answer."""
+
+    status_code: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Latency = Callable[[str, str], float]  # (service, operation) -> seconds
+
+
+def no_latency(service: str, operation: str) -> float:
+    return 0.0
+
+
+@dataclass
+class SimulatedAws:
+    """Answers the calls of every client it is installed on from ``services``."""
+
+    services: Mapping[str, Service]
+    latency: Latency = no_latency
+    calls: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, op) -> count
+
+    def install(self, service: str, client: Any) -> None:
+        """Hook ``client`` (of ``service``, as :class:`AwsClients` names it) to this world."""
+        client.meta.events.register("before-parameter-build.*.*", _keep_params)
+        client.meta.events.register("before-call.*.*", self._answerer(service))
+
+    def _answerer(self, service: str) -> Callable[..., Awaitable[tuple[_Http, dict[str, Any]]]]:
+        async def answer(model: Any, context: dict[str, Any], **_: Any) -> tuple[_Http, Any]:
+            return await self._answer(service, model.name, dict(context.get(PARAMS, {})))
+
+        return answer
+
+    async def _answer(
+        self, service: str, operation: str, params: dict[str, Any]
+    ) -> tuple[_Http, dict[str, Any]]:
+        key = (service, operation)
+        self.calls[key] = self.calls.get(key, 0) + 1
+        simulated = self.services.get(service)
+        if simulated is None:
+            raise NotSimulated(f"{service} is not simulated (called {operation})")
+        delay = self.latency(service, operation)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            reply = await simulated.answer(operation, params)
+        except AwsError as exc:
+            error = {"Error": {"Code": exc.code, "Message": exc.message}}
+            if exc.shape:
+                error["Error"]["QueryErrorCode"] = exc.shape
+            return _Http(exc.status), {**error, "ResponseMetadata": _meta(exc.status)}
+        return _Http(200), {**reply, "ResponseMetadata": _meta(200)}
+
+
+def _keep_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    context[PARAMS] = params
+
+
+def _meta(status: int) -> dict[str, Any]:
+    return {"HTTPStatusCode": status, "RequestId": "00000000-0000-4000-8000-000000000000"}
+
+
+class Operations:
+    """A service whose operations are methods named as botocore names them in snake case
+    (``ReceiveMessage`` -> ``receive_message``), each taking the call's parameters."""
+
+    async def answer(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        method = getattr(self, _snake(operation), None)
+        if method is None:
+            raise NotSimulated(f"{type(self).__name__} does not simulate {operation}")
+        result: dict[str, Any] = await method(**params)
+        return result
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
