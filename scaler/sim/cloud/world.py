@@ -63,12 +63,28 @@ class World:
         return self.start + timedelta(seconds=self.now() if at is None else at)
 
     def launch(
-        self, instance_type: str, az: str, lifecycle: str, image_id: str, **extra: str
+        self,
+        instance_type: str,
+        az: str,
+        lifecycle: str,
+        image_id: str,
+        *,
+        tags: dict[str, str] | None = None,
+        template: str = "",
+        group: str = "",
     ) -> Ec2Instance:
         """A new instance, pending now and running after a boot delay."""
         self._ids += 1
         inst = Ec2Instance(
-            f"i-{self._ids:017x}", instance_type, az, lifecycle, image_id, self.now(), **extra
+            f"i-{self._ids:017x}",
+            instance_type,
+            az,
+            lifecycle,
+            image_id,
+            self.now(),
+            tags=dict(tags or {}),
+            template=template,
+            group=group,
         )
         self.instances[inst.id] = inst
         delay = self.rng.uniform(*self.boot_delay)
