@@ -145,6 +145,10 @@ class Sim:
             self.acct.advance(min(t, self.horizon))
             self.now = min(t, self.horizon)
 
+    def next_due(self) -> float:
+        """When the next event is due (the horizon, if none is before it)."""
+        return min(self._queue[0][0], self.horizon) if self._queue else self.horizon
+
     def finish(self) -> dict[str, Any]:
         self.acct.advance(self.horizon)
         self.now = max(self.now, self.horizon)

@@ -131,6 +131,10 @@ class Sqs(Operations):
         ]
         return {"Successful": done, "Failed": []}
 
+    def deliver(self, url: str, body: str) -> None:
+        """A message from inside the world (EventBridge's rule target), not an API call."""
+        self._put(self._queue(url), body)
+
     def _put(self, queue: Queue, body: str) -> Message:
         self._ids += 1
         message = Message(f"00000000-0000-4000-8000-{self._ids:012d}", body, self._now())

@@ -1,0 +1,89 @@
+"""The simulator's engine on the event loop's virtual time, with its signals sent as AWS sends
+them.
+
+:class:`~scaler.sim.engine.Sim` is a discrete-event engine: the ECS model, the spot market and
+the accounting advance from one scheduled event to the next. Here that engine runs on the loop
+the shipped scaler runs on: :class:`LoopDriver` sleeps (in virtual time) until the engine's next
+event, processes every event due, and sleeps again. A simulated AWS service that reads or
+changes the world first brings the engine up to the loop's time (:meth:`LoopDriver.sync`) and,
+after a change, wakes the driver (:meth:`LoopDriver.poke`), since the change may have scheduled
+an event sooner than the one it was sleeping for. So the scaler's calls and the world's events
+interleave in one order, the same at every run.
+
+:class:`Publisher` is the engine's policy for the shipped scaler: it decides nothing. Each signal
+the engine raises (a spot interruption warning, a rebalance recommendation, a state change) goes
+into the scaler's SQS queue in EventBridge's envelope, stamped with the simulated wall time, which
+is the only way AWS tells the scaler anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from scaler import testbed
+from scaler.events import InstanceStateChange, RebalanceRecommendation, Signal, SpotInterruption
+from scaler.sim.cloud.sqs import Sqs
+from scaler.sim.engine import Sim
+
+
+class LoopDriver:
+    """Runs ``sim`` on the running loop's time, from :meth:`run` until its horizon."""
+
+    def __init__(self, sim: Sim) -> None:
+        self.sim = sim
+        self._wake = asyncio.Event()
+
+    def sync(self) -> None:
+        """Process every engine event due by the loop's time."""
+        self.sim.step_until(asyncio.get_running_loop().time())
+
+    def poke(self) -> None:
+        """The world changed: the driver looks at the engine's next event again."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Begin the scenario and drive it until its horizon or ``stop``."""
+        loop = asyncio.get_running_loop()
+        self.sim.begin()
+        while not stop.is_set() and loop.time() < self.sim.horizon:
+            self.sync()
+            self._wake.clear()
+            pause = self.sim.next_due() - loop.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, pause))
+        self.sync()
+
+
+class Publisher:
+    """The engine's policy when the shipped scaler acts: signals go to its queue, as events."""
+
+    name = "scaler"
+
+    def __init__(self, sqs: Sqs, queue_url: str) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self.published: list[dict[str, Any]] = []
+
+    def start(self, sim: Sim) -> None:
+        pass
+
+    def on_signal(self, sim: Sim, signal: Signal) -> None:
+        event = envelope(sim, signal)
+        if event is not None:
+            self.published.append(event)
+            self._sqs.deliver(self._queue_url, json.dumps(event))
+
+
+def envelope(sim: Sim, signal: Signal) -> dict[str, Any] | None:
+    """``signal`` as EventBridge delivers it (None: a signal AWS would not send)."""
+    when, event_id = sim.wall(), signal.event_id
+    if isinstance(signal, SpotInterruption):
+        return testbed.spot_warning(signal.instance_id, when, event_id)
+    if isinstance(signal, RebalanceRecommendation):
+        return testbed.rebalance_recommendation(signal.instance_id, when, event_id)
+    if isinstance(signal, InstanceStateChange):
+        return testbed.state_change(signal.instance_id, signal.state, when, event_id)
+    return None
