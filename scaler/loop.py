@@ -89,6 +89,7 @@ class Scaler:
         replacements: ReplacementSource | None = None,
         lifecycle: LifecyclePort | None = None,
         instrument: Instrument | None = None,
+        serve_http: bool = True,
     ) -> None:
         if settings.queue_url is None:
             raise ConfigError(["SCALER_QUEUE_URL: required by `scaler run` but not set"])
@@ -113,21 +114,26 @@ class Scaler:
         )
         self._lifecycle = lifecycle
         self._instrument = instrument
+        self._serve_http = serve_http  # False in the simulated world, which has no sockets
         self._shared: SharedNotices | None = None  # with a lease table and a controller
 
     async def run(self, stop: asyncio.Event) -> None:
         health = Health(self.clock, self.settings.stuck_after)
-        self.http = HttpServer(
-            build_app(self.metrics, health), self.settings.metrics_host, self.settings.metrics_port
-        )
-        await self._serve(self.http)
+        if self._serve_http:
+            self.http = HttpServer(
+                build_app(self.metrics, health),
+                self.settings.metrics_host,
+                self.settings.metrics_port,
+            )
+            await self._serve(self.http)
         try:
             async with AwsClients(self.target, self.metrics, self._instrument) as aws:
                 ready = await self._start(aws, health, stop)
                 if ready is not None:
                     await self._operate(aws, health, stop, *ready)
         finally:
-            await self.http.stop()
+            if self.http is not None:
+                await self.http.stop()
         log.info("scaler stopped")
 
     async def _serve(self, http: HttpServer) -> None:

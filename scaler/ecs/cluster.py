@@ -248,6 +248,14 @@ class Cluster:
         self._observe("drain", inst)
         return True
 
+    def activate(self, inst: Instance) -> bool:
+        """Set a DRAINING instance ACTIVE again; False if it was not DRAINING."""
+        if inst.status != DRAINING:
+            return False
+        inst.status = ACTIVE
+        self._observe("activate", inst)
+        return True
+
     def terminate(self, inst: Instance, now: float) -> list[Task]:
         """The instance is gone; its tasks die with it. Returns the tasks that were live."""
         if inst.status == TERMINATED:

@@ -248,6 +248,19 @@ class Sim:
                 self.note("drain", instance=inst.id, pool=inst.pool, why=why)
         return sum(self.cluster.drain(i) for i in instances)
 
+    def reactivate(self, inst: Instance) -> bool:
+        """UpdateContainerInstancesState(ACTIVE) of a drained instance."""
+        self.api_calls["UpdateContainerInstancesState"] += 1
+        self.note("reactivate", instance=inst.id, pool=inst.pool)
+        return self.cluster.activate(inst)
+
+    def deregister(self, inst: Instance) -> None:
+        """DeregisterContainerInstance(force): out of the cluster, its tasks stopped. The model
+        has no EC2 instance outside ECS, so it leaves the world (and the bill) as well."""
+        self.api_calls["DeregisterContainerInstance"] += 1
+        self.note("deregister", instance=inst.id, pool=inst.pool)
+        self._gone(inst)
+
     def set_desired(self, service: str, desired: int) -> None:
         """UpdateService(desiredCount), if it changes anything."""
         before = self.cluster.services[service].spec.desired

@@ -1,0 +1,380 @@
+"""Simulated ECS: the API over the simulator's one ECS model.
+
+The cluster the scaler sees is the engine's :class:`~scaler.ecs.cluster.Cluster`: its container
+instances are the model's registered instances, its services and tasks the model's, placed,
+replaced and drained by the model's scheduler. Nothing here decides where a task goes; this
+module only answers in ECS's shapes and turns the scaler's writes into the model's methods:
+
+- ``UpdateContainerInstancesState`` DRAINING drains the instance in the model (its scheduler
+  then replaces the service tasks within the services' deployment limits), ACTIVE sets a
+  drained instance back;
+- ``StopTask`` stops a task (its service starts another), ``UpdateService`` sets the desired
+  count;
+- ``PutAttributes``/``DeleteAttributes`` and tags are kept beside the model, per resource.
+
+Counts are ECS's: ``runningTasksCount`` counts RUNNING tasks only, ``pendingTasksCount`` the
+PENDING ones. Batches are held to ECS's limits (10 instances a state change, 100 a describe, 10
+services a describe, 100 tasks a describe). Every answer first brings the engine up to the loop's
+time, and every change wakes the engine's driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from scaler.ecs.cluster import ACTIVE, DRAINING, PENDING, RUNNING, Instance, ServiceState, Task
+from scaler.sim.cloud.driver import LoopDriver
+from scaler.sim.cloud.transport import AwsError, Operations
+
+ACCOUNT = "123456789012"
+PAGE = 100
+
+
+class Ecs(Operations):
+    """One cluster, ``name``, over the engine ``driver`` runs."""
+
+    def __init__(self, driver: LoopDriver, name: str, region: str = "us-east-1") -> None:
+        self._driver = driver
+        self.name = name
+        self._prefix = f"arn:aws:ecs:{region}:{ACCOUNT}"
+        self.attributes: dict[str, dict[str, str]] = {}  # instance id -> name -> value
+        self.tags: dict[str, dict[str, str]] = {}  # resource ARN -> key -> value
+
+    async def answer(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        self._driver.sync()
+        try:
+            return await super().answer(operation, params)
+        finally:
+            self._driver.poke()
+
+    @property
+    def _cluster(self) -> Any:
+        return self._driver.sim.cluster
+
+    # -- names --------------------------------------------------------------------------------
+
+    def arn_of_instance(self, inst: Instance) -> str:
+        return f"{self._prefix}:container-instance/{self.name}/{inst.id}"
+
+    def _arn_of_task(self, task: Task) -> str:
+        return f"{self._prefix}:task/{self.name}/{task.id}"
+
+    def _arn_of_service(self, name: str) -> str:
+        return f"{self._prefix}:service/{self.name}/{name}"
+
+    def _check(self, cluster: str) -> None:
+        if cluster.rsplit("/", 1)[-1] != self.name:
+            raise AwsError("ClusterNotFoundException", "Cluster not found.")
+
+    def _registered(self) -> dict[str, Instance]:
+        return {i.id: i for i in self._cluster.instances.values() if i.status in (ACTIVE, DRAINING)}
+
+    def _instance(self, ref: str) -> Instance | None:
+        return self._registered().get(ref.rsplit("/", 1)[-1])
+
+    # -- clusters and capacity providers -----------------------------------------------------
+
+    async def describe_clusters(self, clusters: list[str], **_: Any) -> dict[str, Any]:
+        found = [c for c in clusters if c.rsplit("/", 1)[-1] == self.name]
+        missing = [c for c in clusters if c not in found]
+        described = [
+            {
+                "clusterName": self.name,
+                "clusterArn": f"{self._prefix}:cluster/{self.name}",
+                "status": "ACTIVE",
+                "registeredContainerInstancesCount": len(self._registered()),
+            }
+            for _ in found
+        ]
+        failures = [{"arn": c, "reason": "MISSING"} for c in missing]
+        return {"clusters": described, "failures": failures}
+
+    async def describe_capacity_providers(self, **_: Any) -> dict[str, Any]:
+        return {"capacityProviders": [], "failures": []}
+
+    # -- container instances -----------------------------------------------------------------
+
+    async def list_container_instances(
+        self, cluster: str, nextToken: str = "", maxResults: int = PAGE, **_: Any
+    ) -> dict[str, Any]:
+        self._check(cluster)
+        arns = sorted(self.arn_of_instance(i) for i in self._registered().values())
+        return _page(arns, "containerInstanceArns", nextToken, maxResults)
+
+    async def describe_container_instances(
+        self, cluster: str, containerInstances: list[str], **_: Any
+    ) -> dict[str, Any]:
+        self._check(cluster)
+        _limit(containerInstances, 100, "containerInstances")
+        found, failures = [], []
+        for ref in containerInstances:
+            inst = self._instance(ref)
+            if inst is None:
+                failures.append({"arn": ref, "reason": "MISSING"})
+            else:
+                found.append(self._describe_instance(inst))
+        return {"containerInstances": found, "failures": failures}
+
+    def _describe_instance(self, inst: Instance) -> dict[str, Any]:
+        tasks = list(inst.tasks.values())
+        attributes = [
+            {"name": "ecs.availability-zone", "value": inst.az},
+            {"name": "ecs.instance-type", "value": inst.type.name},
+            *({"name": k, "value": v} for k, v in sorted(self.attributes.get(inst.id, {}).items())),
+        ]
+        if inst.provider:
+            attributes.append({"name": "ecs.capacity-provider-name", "value": inst.provider})
+        return {
+            "containerInstanceArn": self.arn_of_instance(inst),
+            "ec2InstanceId": inst.id,
+            "status": inst.status,
+            "agentConnected": True,
+            "runningTasksCount": sum(1 for t in tasks if t.state == RUNNING),
+            "pendingTasksCount": sum(1 for t in tasks if t.state == PENDING),
+            "registeredResources": _resources(inst.cpu, inst.memory),
+            "remainingResources": _resources(inst.free_cpu, inst.free_mem),
+            "attributes": attributes,
+            "capacityProviderName": inst.provider or None,
+            "version": self._driver.sim.version,
+        }
+
+    async def update_container_instances_state(
+        self, cluster: str, containerInstances: list[str], status: str
+    ) -> dict[str, Any]:
+        self._check(cluster)
+        _limit(containerInstances, 10, "containerInstances")
+        changed, failures = [], []
+        for ref in containerInstances:
+            inst = self._instance(ref)
+            if inst is None:
+                failures.append({"arn": ref, "reason": "MISSING"})
+                continue
+            self._set_status(inst, status)
+            changed.append(self._describe_instance(inst))
+        return {"containerInstances": changed, "failures": failures}
+
+    def _set_status(self, inst: Instance, status: str) -> None:
+        sim = self._driver.sim
+        if status == DRAINING:
+            sim.drain([inst], why="UpdateContainerInstancesState")
+        elif status == ACTIVE and inst.status == DRAINING:
+            sim.reactivate(inst)
+        elif status not in (ACTIVE, DRAINING):
+            raise AwsError("InvalidParameterException", f"Invalid status {status}.")
+
+    async def deregister_container_instance(
+        self, cluster: str, containerInstance: str, force: bool = False
+    ) -> dict[str, Any]:
+        self._check(cluster)
+        inst = self._instance(containerInstance)
+        if inst is None:
+            raise AwsError("InvalidParameterException", "Container instance not found.")
+        described = {**self._describe_instance(inst), "status": "INACTIVE"}
+        self._driver.sim.deregister(inst)
+        return {"containerInstance": described}
+
+    async def put_attributes(
+        self, cluster: str, attributes: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        self._check(cluster)
+        for attribute in attributes:
+            inst = self._instance(str(attribute.get("targetId", "")))
+            if inst is None:
+                raise AwsError("TargetNotFoundException", "Could not find the target.")
+            self.attributes.setdefault(inst.id, {})[attribute["name"]] = attribute.get("value", "")
+        return {"attributes": attributes}
+
+    async def delete_attributes(
+        self, cluster: str, attributes: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        self._check(cluster)
+        for attribute in attributes:
+            inst = self._instance(str(attribute.get("targetId", "")))
+            if inst is not None:
+                self.attributes.get(inst.id, {}).pop(attribute["name"], None)
+        return {"attributes": attributes}
+
+    async def tag_resource(self, resourceArn: str, tags: list[dict[str, str]]) -> dict[str, Any]:
+        self.tags.setdefault(resourceArn, {}).update({t["key"]: t["value"] for t in tags})
+        return {}
+
+    async def untag_resource(self, resourceArn: str, tagKeys: list[str]) -> dict[str, Any]:
+        for key in tagKeys:
+            self.tags.get(resourceArn, {}).pop(key, None)
+        return {}
+
+    # -- services ----------------------------------------------------------------------------
+
+    async def list_services(
+        self, cluster: str, nextToken: str = "", maxResults: int = 10, **_: Any
+    ) -> dict[str, Any]:
+        self._check(cluster)
+        arns = sorted(self._arn_of_service(n) for n in self._cluster.services)
+        return _page(arns, "serviceArns", nextToken, maxResults)
+
+    async def describe_services(
+        self, cluster: str, services: list[str], **_: Any
+    ) -> dict[str, Any]:
+        self._check(cluster)
+        _limit(services, 10, "services")
+        found, failures = [], []
+        for ref in services:
+            state = self._cluster.services.get(ref.rsplit("/", 1)[-1])
+            if state is None:
+                failures.append({"arn": ref, "reason": "MISSING"})
+            else:
+                found.append(self._describe_service(state))
+        return {"services": found, "failures": failures}
+
+    def _describe_service(self, state: ServiceState) -> dict[str, Any]:
+        spec, tasks = state.spec, list(state.tasks.values())
+        return {
+            "serviceName": spec.name,
+            "serviceArn": self._arn_of_service(spec.name),
+            "status": "ACTIVE",
+            "desiredCount": spec.desired,
+            "runningCount": sum(1 for t in tasks if t.state == RUNNING),
+            "pendingCount": sum(1 for t in tasks if t.state == PENDING),
+            "launchType": spec.launch_type,
+            "taskDefinition": self._task_definition_arn(spec.name, state.revision),
+            "deploymentConfiguration": {
+                "minimumHealthyPercent": spec.min_healthy_percent,
+                "maximumPercent": spec.max_percent,
+            },
+            "placementStrategy": [
+                {"type": s.type, **({"field": s.field} if s.field else {})} for s in spec.strategies
+            ],
+            "placementConstraints": [
+                {"type": c.type, **({"expression": c.expression} if c.expression else {})}
+                for c in spec.constraints
+            ],
+            "schedulingStrategy": "REPLICA",
+        }
+
+    def _task_definition_arn(self, family: str, revision: int) -> str:
+        return f"{self._prefix}:task-definition/{family}:{revision}"
+
+    async def update_service(
+        self, cluster: str, service: str, desiredCount: int | None = None, **_: Any
+    ) -> dict[str, Any]:
+        self._check(cluster)
+        name = service.rsplit("/", 1)[-1]
+        state = self._cluster.services.get(name)
+        if state is None:
+            raise AwsError("ServiceNotFoundException", "Service not found.")
+        if desiredCount is not None:
+            self._driver.sim.set_desired(name, desiredCount)
+        return {"service": self._describe_service(state)}
+
+    async def describe_task_definition(self, taskDefinition: str, **_kw: Any) -> dict[str, Any]:
+        family, _, revision = taskDefinition.rsplit("/", 1)[-1].partition(":")
+        state = self._cluster.services.get(family)
+        if state is None:
+            raise AwsError("ClientException", "Unable to describe task definition.")
+        spec = state.spec
+        return {
+            "taskDefinition": {
+                "taskDefinitionArn": self._task_definition_arn(family, int(revision or 1)),
+                "family": family,
+                "revision": int(revision or 1),
+                "containerDefinitions": [
+                    {"name": "app", "image": "app", "cpu": spec.cpu, "memory": spec.memory}
+                ],
+                "requiresCompatibilities": [spec.launch_type],
+                "status": "ACTIVE",
+            }
+        }
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    async def list_tasks(
+        self,
+        cluster: str,
+        containerInstance: str | None = None,
+        serviceName: str | None = None,
+        desiredStatus: str | None = None,
+        nextToken: str = "",
+        maxResults: int = PAGE,
+        **_: Any,
+    ) -> dict[str, Any]:
+        self._check(cluster)
+        tasks = self._tasks(containerInstance, serviceName)
+        if desiredStatus == "STOPPED":
+            tasks = []  # stopped tasks are forgotten at once in the model
+        arns = sorted(self._arn_of_task(t) for t in tasks)
+        return _page(arns, "taskArns", nextToken, maxResults)
+
+    def _tasks(self, instance: str | None, service: str | None) -> Iterable[Task]:
+        if instance is not None:
+            inst = self._instance(instance)
+            return list(inst.tasks.values()) if inst is not None else []
+        states = self._cluster.services.values()
+        if service is not None:
+            states = [s for s in states if s.spec.name == service.rsplit("/", 1)[-1]]
+        return [t for s in states for t in s.tasks.values()]
+
+    async def describe_tasks(self, cluster: str, tasks: list[str], **_: Any) -> dict[str, Any]:
+        self._check(cluster)
+        _limit(tasks, 100, "tasks")
+        index = {t.id: t for s in self._cluster.services.values() for t in s.tasks.values()}
+        found, failures = [], []
+        for ref in tasks:
+            task = index.get(ref.rsplit("/", 1)[-1])
+            if task is None:
+                failures.append({"arn": ref, "reason": "MISSING"})
+            else:
+                found.append(self._describe_task(task))
+        return {"tasks": found, "failures": failures}
+
+    def _describe_task(self, task: Task) -> dict[str, Any]:
+        spec = task.service
+        described: dict[str, Any] = {
+            "taskArn": self._arn_of_task(task),
+            "clusterArn": f"{self._prefix}:cluster/{self.name}",
+            "taskDefinitionArn": self._task_definition_arn(spec.name, task.revision),
+            "group": f"service:{spec.name}",
+            "startedBy": "ecs-svc/0000000000000000000",
+            "lastStatus": task.state,
+            "desiredStatus": "RUNNING",
+            "cpu": str(spec.cpu),
+            "memory": str(spec.memory),
+            "availabilityZone": task.az,
+            "launchType": "FARGATE" if task.fargate else "EC2",
+            "createdAt": self._driver.sim.wall(task.created_at),
+        }
+        if task.instance is not None:
+            described["containerInstanceArn"] = self.arn_of_instance(task.instance)
+        return described
+
+    async def stop_task(
+        self, cluster: str, task: str, reason: str = "", **_: Any
+    ) -> dict[str, Any]:
+        self._check(cluster)
+        index = {t.id: t for s in self._cluster.services.values() for t in s.tasks.values()}
+        found = index.get(task.rsplit("/", 1)[-1])
+        if found is None:
+            raise AwsError("InvalidParameterException", "The referenced task was not found.")
+        described = {**self._describe_task(found), "desiredStatus": "STOPPED"}
+        self._driver.sim.stop_task(found, reason or "StopTask")
+        return {"task": described}
+
+
+def _resources(cpu: int, memory: int) -> list[dict[str, Any]]:
+    return [
+        {"name": "CPU", "type": "INTEGER", "integerValue": cpu},
+        {"name": "MEMORY", "type": "INTEGER", "integerValue": memory},
+    ]
+
+
+def _limit(items: list[str], most: int, name: str) -> None:
+    if len(items) > most:
+        raise AwsError("InvalidParameterException", f"{name} can have at most {most} items.")
+
+
+def _page(items: list[str], key: str, token: str, size: int) -> dict[str, Any]:
+    start = int(token) if token else 0
+    reply: dict[str, Any] = {key: items[start : start + size]}
+    if start + size < len(items):
+        reply["nextToken"] = str(start + size)
+    return reply

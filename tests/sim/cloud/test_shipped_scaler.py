@@ -1,0 +1,46 @@
+"""The shipped scaler (scaler.loop.Scaler, as `scaler run` builds it) in the simulated world:
+it hears the storm through its queue, drains through ECS's API, and the engine's ECS model moves
+the tasks; on the same market as the engine left alone, and the same at every run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scaler.events import Signal
+from scaler.sim.builtin import builtin
+from scaler.sim.cloud.shipped import run_shipped
+from scaler.sim.engine import Sim
+
+SCENARIO = builtin("storm", instances=24, tasks=120, services=6).with_hours(1.0)
+SEED = 3
+
+
+class Idle:
+    """No one acts on the signals: each warned instance's tasks die with it."""
+
+    name = "idle"
+
+    def start(self, sim: Sim) -> None:
+        pass
+
+    def on_signal(self, sim: Sim, signal: Signal) -> None:
+        pass
+
+
+def _idle() -> dict[str, Any]:
+    return Sim(SCENARIO, Idle(), SEED).run()
+
+
+def test_the_shipped_scaler_drains_the_storm_through_the_api() -> None:
+    shipped, idle = run_shipped(SCENARIO, SEED), _idle()
+    assert shipped.figures["market_digest"] == idle["market_digest"], "the same market"
+    assert shipped.signals > 0
+    assert shipped.calls.get("ecs:UpdateContainerInstancesState", 0) >= 1
+    assert shipped.calls.get("sqs:DeleteMessageBatch", 0) >= 1
+    assert idle["interrupted_tasks"] > 0
+    assert shipped.figures["interrupted_tasks"] < idle["interrupted_tasks"]
+    assert shipped.figures["availability"] > idle["availability"]
+
+
+def test_a_shipped_run_replays_exactly() -> None:
+    assert run_shipped(SCENARIO, SEED) == run_shipped(SCENARIO, SEED)
