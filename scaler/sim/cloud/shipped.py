@@ -21,6 +21,7 @@ from scaler.settings import load_settings
 from scaler.sim.cloud.driver import LoopDriver, Publisher
 from scaler.sim.cloud.dynamodb import Dynamodb
 from scaler.sim.cloud.ecs import Ecs
+from scaler.sim.cloud.limits import Limits
 from scaler.sim.cloud.sqs import Sqs
 from scaler.sim.cloud.transport import SimulatedAws
 from scaler.sim.cloud.vloop import LoopClock, run
@@ -37,16 +38,24 @@ class Outcome:
     figures: dict[str, Any]
     calls: dict[str, int]  # "service:Operation" -> calls the scaler made
     signals: int  # events published into the scaler's queue
+    throttled: dict[str, int]  # "service:Operation" -> answers throttled
 
 
 def run_shipped(
-    scenario: Scenario, seed: int, settings: Mapping[str, Any] | None = None
+    scenario: Scenario,
+    seed: int,
+    settings: Mapping[str, Any] | None = None,
+    limits: Limits | None = None,
 ) -> Outcome:
-    """Run ``scenario`` at ``seed`` with the shipped scaler acting (see the module docstring)."""
-    return run(_world(scenario, seed, dict(settings or {})))
+    """Run ``scenario`` at ``seed`` with the shipped scaler acting (see the module docstring),
+    under AWS's latency and throttling (``limits``; by default drawn from ``seed``)."""
+    world_limits = limits if limits is not None else Limits(seed=seed)
+    return run(_world(scenario, seed, dict(settings or {}), world_limits), seed=seed)
 
 
-async def _world(scenario: Scenario, seed: int, overrides: dict[str, Any]) -> Outcome:
+async def _world(
+    scenario: Scenario, seed: int, overrides: dict[str, Any], limits: Limits
+) -> Outcome:
     loop = asyncio.get_running_loop()
     sqs, dynamodb = Sqs(loop.time), Dynamodb()
     dynamodb.table(LEASES)
@@ -58,7 +67,8 @@ async def _world(scenario: Scenario, seed: int, overrides: dict[str, Any]) -> Ou
     publisher = Publisher(sqs, url)
     sim = Sim(scenario, publisher, seed)
     driver = LoopDriver(sim)
-    world = SimulatedAws({"sqs": sqs, "ecs": Ecs(driver, CLUSTER), "dynamodb": dynamodb})
+    services = {"sqs": sqs, "ecs": Ecs(driver, CLUSTER), "dynamodb": dynamodb}
+    world = SimulatedAws(services, limits)
     settings = load_settings(**{"cluster": CLUSTER, "queue_url": url, **overrides})
     scaler = Scaler(settings, TARGET, LoopClock(EPOCH), instrument=world.install, serve_http=False)
     stop = asyncio.Event()
@@ -67,4 +77,4 @@ async def _world(scenario: Scenario, seed: int, overrides: dict[str, Any]) -> Ou
     stop.set()
     await running
     calls = {f"{s}:{op}": n for (s, op), n in sorted(world.calls.items())}
-    return Outcome(sim.finish(), calls, len(publisher.published))
+    return Outcome(sim.finish(), calls, len(publisher.published), dict(limits.throttled))

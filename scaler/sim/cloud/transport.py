@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from scaler.sim.cloud.limits import Limits, no_limits
+
 PARAMS = "scaler.sim.params"  # the call's own parameters, in botocore's request context
 
 
@@ -55,33 +57,39 @@ class _Http:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Latency = Callable[[str, str], float]  # (service, operation) -> seconds
-
-
-def no_latency(service: str, operation: str) -> float:
-    return 0.0
-
-
 @dataclass
 class SimulatedAws:
-    """Answers the calls of every client it is installed on from ``services``."""
+    """Answers the calls of every client it is installed on from ``services``, after the
+    call's latency, unless its token bucket is empty (:mod:`scaler.sim.cloud.limits`)."""
 
     services: Mapping[str, Service]
-    latency: Latency = no_latency
+    limits: Limits = field(default_factory=no_limits)
     calls: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, op) -> count
 
     def install(self, service: str, client: Any) -> None:
         """Hook ``client`` (of ``service``, as :class:`AwsClients` names it) to this world."""
         client.meta.events.register("before-parameter-build.*.*", _keep_params)
-        client.meta.events.register("before-call.*.*", self._answerer(service))
+        client.meta.events.register("before-call.*.*", self._answerer(service, client))
 
-    def _answerer(self, service: str) -> Callable[..., Awaitable[tuple[_Http, dict[str, Any]]]]:
-        async def answer(model: Any, context: dict[str, Any], **_: Any) -> tuple[_Http, Any]:
-            return await self._answer(service, model.name, dict(context.get(PARAMS, {})))
+    def _answerer(
+        self, service: str, client: Any
+    ) -> Callable[..., Awaitable[tuple[_Http, dict[str, Any]]]]:
+        async def answer(
+            model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any
+        ) -> tuple[_Http, dict[str, Any]]:
+            call = dict(context.get(PARAMS, {}))
+            attempts = 1
+            while True:
+                reply = await self._attempt(service, model.name, call)
+                delay = await _retry_delay(client, model, params, reply, attempts)
+                if delay is None:
+                    return reply
+                await asyncio.sleep(delay)
+                attempts += 1
 
         return answer
 
-    async def _answer(
+    async def _attempt(
         self, service: str, operation: str, params: dict[str, Any]
     ) -> tuple[_Http, dict[str, Any]]:
         key = (service, operation)
@@ -89,17 +97,49 @@ class SimulatedAws:
         simulated = self.services.get(service)
         if simulated is None:
             raise NotSimulated(f"{service} is not simulated (called {operation})")
-        delay = self.latency(service, operation)
+        delay = self.limits.delay(service, operation)
         if delay > 0:
             await asyncio.sleep(delay)
+        throttled = self.limits.admit(service, operation, asyncio.get_running_loop().time())
         try:
+            if throttled is not None:
+                raise AwsError(throttled, "Rate exceeded")
             reply = await simulated.answer(operation, params)
         except AwsError as exc:
-            error = {"Error": {"Code": exc.code, "Message": exc.message}}
-            if exc.shape:
-                error["Error"]["QueryErrorCode"] = exc.shape
-            return _Http(exc.status), {**error, "ResponseMetadata": _meta(exc.status)}
+            return _error(exc)
         return _Http(200), {**reply, "ResponseMetadata": _meta(200)}
+
+
+async def _retry_delay(
+    client: Any,
+    model: Any,
+    request: dict[str, Any],
+    reply: tuple[_Http, dict[str, Any]],
+    attempts: int,
+) -> float | None:
+    """Ask the client's own retry handlers (botocore's ``needs-retry``), as its endpoint does
+    after each HTTP attempt, whether and after how long to try ``reply``'s call again."""
+    if reply[0].status_code < 300:
+        return None
+    service_id = client.meta.service_model.service_id.hyphenize()
+    responses = await client.meta.events.emit(
+        f"needs-retry.{service_id}.{model.name}",
+        response=reply,
+        endpoint=None,
+        operation=model,
+        attempts=attempts,
+        caught_exception=None,
+        request_dict=request,
+    )
+    delay = next((r for _, r in responses if r is not None), None)
+    return None if delay is None or delay is False else float(delay)
+
+
+def _error(exc: AwsError) -> tuple[_Http, dict[str, Any]]:
+    error: dict[str, Any] = {"Code": exc.code, "Message": exc.message}
+    if exc.shape:
+        error["QueryErrorCode"] = exc.shape
+    return _Http(exc.status), {"Error": error, "ResponseMetadata": _meta(exc.status)}
 
 
 def _keep_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:

@@ -8,7 +8,8 @@ the timeout it was given runs hours of waiting in milliseconds, in the same orde
 There is no I/O in the simulated world: the selector refuses every file descriptor (so a socket
 opened by mistake fails at once rather than hanging), the loop has no self-pipe (nothing may call
 it from another thread), and a loop with nothing ready and no timer pending is a deadlock, raised
-as :class:`Deadlock` rather than waited on forever.
+as :class:`Deadlock` rather than waited on forever. A run seeds the global ``random`` (and
+restores it after), so code that jitters with it replays too.
 
 Why a loop of our own: ``async-solipsism`` and ``looptime`` do the same, but the first replaces
 sockets with in-memory pipes the simulator does not need, and the second is a pytest plugin; the
@@ -18,6 +19,7 @@ forty lines here are all the simulator needs, and they keep it free of another d
 from __future__ import annotations
 
 import asyncio
+import random
 import selectors
 from collections.abc import Coroutine, Mapping
 from datetime import datetime, timedelta
@@ -82,10 +84,18 @@ class VirtualLoop(asyncio.SelectorEventLoop):
         pass
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` to completion on a fresh :class:`VirtualLoop`."""
-    with asyncio.Runner(loop_factory=VirtualLoop) as runner:
-        return runner.run(main)
+def run(main: Coroutine[Any, Any, T], seed: object = 0) -> T:
+    """Run ``main`` to completion on a fresh :class:`VirtualLoop`.
+
+    Code outside the world draws from the global ``random`` (botocore's retry jitter, the
+    scaler's own backoff): it is seeded with ``seed`` for the run, and left as it was after."""
+    saved = random.getstate()
+    random.seed(f"vloop:{seed}")
+    try:
+        with asyncio.Runner(loop_factory=VirtualLoop) as runner:
+            return runner.run(main)
+    finally:
+        random.setstate(saved)
 
 
 class LoopClock:
