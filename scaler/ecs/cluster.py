@@ -1,9 +1,19 @@
 """The mutable state of a simulated ECS cluster: instances, services and tasks.
 
 Instances move ``launching -> ACTIVE -> DRAINING -> terminated``; tasks move
-``PENDING -> RUNNING`` (healthy once their health delay has passed) ``-> STOPPED``. Every change
-goes through a method here so the indexes (tasks per instance, per service, per AZ; free
-resources; modelled CPU use) stay consistent and observers (the accountant) hear about it.
+``PENDING -> RUNNING`` (healthy once their health delay has passed) ``-> STOPPED``. A task of a
+service behind a load balancer with a deregistration delay goes ``RUNNING -> DEACTIVATING`` when
+stopped: no longer its service's (not running, not healthy) but still on its instance, holding
+its reservation, until :meth:`Cluster.finish_stop` makes it STOPPED once the delay has passed.
+
+A *daemon* service (``ServiceSpec.scheduling == DAEMON``) runs one task on every ACTIVE instance
+it may use; its desired count is not a demand (see :mod:`scaler.ecs.scheduler`).
+
+An instance registers with its type's CPU and its type's memory less what the ECS agent
+reserves (``reserved_memory``, as ``ECS_RESERVED_MEMORY``): placement sees the registered sizes.
+
+Every change goes through a method here so the indexes (tasks per instance, per service, per AZ;
+free resources; modelled CPU use) stay consistent and observers (the accountant) hear about it.
 
 An instance may belong to a capacity provider (``Instance.provider``, as ECS's
 ``ecs.capacity-provider-name`` attribute names it); a service whose capacity provider strategy
@@ -21,6 +31,8 @@ from dataclasses import dataclass, field
 
 LAUNCHING, ACTIVE, DRAINING, TERMINATED = "launching", "ACTIVE", "DRAINING", "terminated"
 PENDING, RUNNING, STOPPED = "PENDING", "RUNNING", "STOPPED"
+DEACTIVATING = "DEACTIVATING"  # stopped, but still deregistering from its load balancer
+REPLICA, DAEMON = "replica", "daemon"  # service scheduling strategies
 FARGATE = "fargate"
 PROVIDER_ATTRIBUTE = "attribute:ecs.capacity-provider-name"
 
@@ -77,6 +89,12 @@ class ServiceSpec:
     # its capacity provider strategy's (EC2) providers: only their instances may hold its tasks
     # (none: any instance, as with launch type EC2)
     capacity_providers: tuple[str, ...] = ()
+    scheduling: str = REPLICA  # or DAEMON: one task on every ACTIVE instance
+    deregistration_delay: float = 0.0  # seconds a stopped task stays DEACTIVATING
+
+    @property
+    def daemon(self) -> bool:
+        return self.scheduling == DAEMON
 
     @property
     def group(self) -> str:
@@ -116,6 +134,7 @@ class Instance:
         launched_at: float,
         image: str = "",
         provider: str = "",
+        reserved_memory: int = 0,
     ) -> None:
         self.id = id
         self.image = image  # the launch template version / AMI it was launched from
@@ -129,7 +148,7 @@ class Instance:
         self.registered_at: float | None = None
         self.status = LAUNCHING
         self.cpu = type.cpu_units
-        self.memory = type.memory_mib
+        self.memory = type.memory_mib - reserved_memory  # registered memory
         self.free_cpu = self.cpu
         self.free_mem = self.memory
         self.used_cpu = 0.0  # modelled actual use, in cpu units
@@ -145,6 +164,16 @@ class Instance:
         if name in (PROVIDER_ATTRIBUTE, "capacity-provider-name"):
             return self.provider
         return ""
+
+    def replicas(self) -> int:
+        """Tasks on it that are not daemon tasks, in any status (DEACTIVATING ones too): an
+        instance without any runs nothing but its daemons."""
+        return sum(1 for t in self.tasks.values() if not t.service.daemon)
+
+    def busy(self) -> bool:
+        """Whether it holds more than running daemon tasks: a replica task, or any task still
+        DEACTIVATING (an instance is only idle, and only terminated, without them)."""
+        return any(not t.service.daemon or t.state == DEACTIVATING for t in self.tasks.values())
 
     @property
     def load(self) -> float:
@@ -226,9 +255,19 @@ class Cluster:
         id: str | None = None,
         image: str = "",
         provider: str = "",
+        reserved_memory: int = 0,
     ) -> Instance:
         inst = Instance(
-            id or f"i-{next(self._ids):017x}", pool, type, az, capacity, price, now, image, provider
+            id or f"i-{next(self._ids):017x}",
+            pool,
+            type,
+            az,
+            capacity,
+            price,
+            now,
+            image,
+            provider,
+            reserved_memory,
         )
         self.instances[inst.id] = inst
         self._observe("launch", inst)
@@ -260,7 +299,9 @@ class Cluster:
         """The instance is gone; its tasks die with it. Returns the tasks that were live."""
         if inst.status == TERMINATED:
             return []
-        killed = [t for t in inst.tasks.values() if t.state != STOPPED]
+        killed = [t for t in inst.tasks.values() if t.state not in (STOPPED, DEACTIVATING)]
+        for task in [t for t in inst.tasks.values() if t.state == DEACTIVATING]:
+            self.finish_stop(task)
         for task in killed:
             self.stop_task(task, now, reason="instance-terminated")
         inst.status = TERMINATED
@@ -304,19 +345,40 @@ class Cluster:
             self._observe("running", task)
 
     def stop_task(self, task: Task, now: float, reason: str) -> None:
-        if task.state == STOPPED:
+        """Stop a task: STOPPED, or DEACTIVATING first if it was RUNNING on an instance behind a
+        deregistration delay (the caller calls :meth:`finish_stop` once the delay has passed)."""
+        if task.state in (STOPPED, DEACTIVATING):
             return
         was_running = task.state == RUNNING
+        inst = task.instance
+        deregisters = (
+            was_running
+            and inst is not None
+            and task.service.deregistration_delay > 0
+            and reason != "instance-terminated"
+        )
+        task.state = DEACTIVATING if deregisters else STOPPED
+        if inst is not None:
+            if not deregisters:
+                inst.tasks.pop(task.id, None)
+                inst.free_cpu += task.service.cpu
+                inst.free_mem += task.service.memory
+            if was_running:
+                inst.used_cpu -= task.service.cpu * task.service.cpu_use
+        self.services[task.service.name].tasks.pop(task.id, None)
+        self._observe("stop", (task, reason))
+
+    def finish_stop(self, task: Task) -> None:
+        """A DEACTIVATING task is STOPPED: its reservation is free again."""
+        if task.state != DEACTIVATING:
+            return
         task.state = STOPPED
         inst = task.instance
         if inst is not None:
             inst.tasks.pop(task.id, None)
             inst.free_cpu += task.service.cpu
             inst.free_mem += task.service.memory
-            if was_running:
-                inst.used_cpu -= task.service.cpu * task.service.cpu_use
-        self.services[task.service.name].tasks.pop(task.id, None)
-        self._observe("stop", (task, reason))
+        self._observe("stopped", task)
 
 
 def _replace_desired(spec: ServiceSpec, desired: int) -> ServiceSpec:

@@ -15,6 +15,12 @@ So ``min 50% / max 200%`` replaces a drained instance's tasks start-first, ``max
 then starts, and ``min 100% / max 100%`` never finishes draining, as ECS documents.
 Tasks that cannot be placed are counted in ``ServiceState.unplaced`` (what a capacity provider
 would see as PROVISIONING demand).
+
+A daemon service (:meth:`Scheduler.reconcile_daemon`) has one task on every ACTIVE instance it
+may use, whatever its desired count: old revisions are stopped, then replaced (a daemon deploys
+stop-first); an instance without one gets one if it has room (none left is no demand: ECS never
+launches capacity for a daemon). On a DRAINING instance the daemon task stops last, once no
+replica task is left there (DEACTIVATING ones included).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from scaler.ecs.cluster import (
     ServiceState,
     Task,
 )
-from scaler.ecs.placement import Spread, choose, provided, spread_fields
+from scaler.ecs.placement import Spread, choose, fits, provided, satisfies, spread_fields
 
 AZ = "attribute:ecs.availability-zone"
 
@@ -65,6 +71,8 @@ class Scheduler:
         self.azs = list(azs)  # for spreading Fargate tasks
 
     def reconcile(self, service: ServiceState, now: float) -> Reconciled:
+        if service.spec.daemon:
+            return self.reconcile_daemon(service, now)
         result = Reconciled()
         spec = service.spec
         leaving = [t for t in service.tasks.values() if outgoing(t, service)]
@@ -81,6 +89,26 @@ class Scheduler:
         if not leaving and result.started == 0:
             self._rebalance_azs(service, now, result)
         service.unplaced = result.unplaced
+        return result
+
+    def reconcile_daemon(self, service: ServiceState, now: float) -> Reconciled:
+        result = Reconciled()
+        spec = service.spec
+        for task in list(service.tasks.values()):
+            inst = task.instance
+            old = task.revision < service.revision
+            drained = inst is not None and inst.status == DRAINING and inst.replicas() == 0
+            if old or drained:
+                self._stop(task, now, "deployment" if old else "drained", result)
+        served = {t.instance.id for t in service.tasks.values() if t.instance is not None}
+        for inst in list(self.cluster.active_instances()):
+            if inst.id in served or not provided(inst, spec):
+                continue
+            if not satisfies(inst, spec.constraints, service) or not fits(inst, spec):
+                continue
+            self.cluster.start_task(service, inst, inst.az, now)
+            result.started += 1
+        service.unplaced = 0
         return result
 
     def _start(
