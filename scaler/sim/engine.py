@@ -32,6 +32,7 @@ from typing import Any, Protocol, cast
 
 from scaler.ecs.cluster import (
     ACTIVE,
+    DEACTIVATING,
     DRAINING,
     LAUNCHING,
     RUNNING,
@@ -178,10 +179,13 @@ class Sim:
                 self.cluster.register(self._launch_one(pool), 0.0)
         for spec in self.scenario.services:
             state = self.cluster.add_service(spec)
-            self.acct.set_desired(spec.group, spec.desired if spec.overflow_of is None else 0)
-            self.scheduler.reconcile(state, 0.0)
+            counted = spec.overflow_of is None and not spec.daemon
+            self.acct.set_desired(spec.group, spec.desired if counted else 0)
             if spec.fargate_overflow:
                 self.cluster.add_service(self._companion(spec))
+        for state in sorted(self.cluster.services.values(), key=lambda s: not s.spec.daemon):
+            if state.spec.overflow_of is None:  # daemons first, as ECS places them
+                self.scheduler.reconcile(state, 0.0)
         for state in self.cluster.services.values():
             for task in list(state.tasks.values()):
                 task.running_at = task.healthy_at = 0.0  # the cluster starts warm
@@ -284,6 +288,8 @@ class Sim:
     def terminate(self, inst: Instance, why: str = "") -> None:
         self.api_calls["TerminateInstances"] += 1
         self.note("terminate", instance=inst.id, pool=inst.pool, why=why)
+        for task in [t for t in inst.tasks.values() if t.service.daemon]:
+            self.cluster.stop_task(task, self.now, "instance-stopped")  # not interrupted work
         self._gone(inst)
 
     def instance(self, instance_id: str) -> Instance | None:
@@ -324,6 +330,7 @@ class Sim:
             id=external,
             image=self.image,
             provider=pool.capacity_provider or "",
+            reserved_memory=self.scenario.ecs_reserved_memory_mib,
         )
         storm = self.reclaiming.get(pool.name)
         if storm is not None and self.now < storm[0].until:  # launched into a pool in a storm
@@ -370,6 +377,11 @@ class Sim:
     def _register(self, inst: Instance) -> None:
         if inst.id in self.cluster.instances:
             self.cluster.register(inst, self.now)
+            for state in self.daemons():  # ECS places daemon tasks at once, before replicas
+                self.scheduler.reconcile(state, self.now)
+
+    def daemons(self) -> list[ServiceState]:
+        return [s for s in self.cluster.services.values() if s.spec.daemon]
 
     def _warn(self, instance_id: str) -> None:
         inst = self.instance(instance_id)
@@ -493,14 +505,25 @@ class Sim:
         for n in range(count):
             self.launch(homes[n % len(homes)].name, 1, "headroom")
 
-    def _scale(self, factor: float) -> None:
-        """Demand changes (an application autoscaler at work): every service's desired count
-        becomes ``factor`` times the scenario's."""
+    def _scale(
+        self,
+        factor: float | None = None,
+        desired: int | None = None,
+        services: Sequence[str] | None = None,
+        service: str | None = None,
+    ) -> None:
+        """Demand changes (an application autoscaler at work): the desired count of every
+        service (of ``services``, of ``service``) becomes ``factor`` times the scenario's, or
+        ``desired``. Daemon services have no desired count to change."""
+        named = _named(services, service)
         for spec in self.scenario.services:
             state = self.cluster.services.get(spec.name)
-            if state is not None and spec.overflow_of is None:
-                wanted = max(1, round(spec.desired * factor)) + self.surged.get(spec.name, 0)
-                self.cluster.set_desired(spec.name, wanted)
+            if state is None or spec.overflow_of is not None or spec.daemon:
+                continue
+            if named is not None and spec.name not in named:
+                continue
+            count = desired if desired is not None else max(1, round(spec.desired * (factor or 1)))
+            self.cluster.set_desired(spec.name, count + self.surged.get(spec.name, 0))
 
     def _new_image(self, image: str) -> None:
         """A new launch template version (a new AMI): instances launched from now on run it,
@@ -510,9 +533,20 @@ class Sim:
     def out_of_date(self) -> list[Instance]:
         return [i for i in self.cluster.instances.values() if i.image != self.image]
 
-    def _deploy(self, share: float) -> None:
-        services = sorted(self.cluster.services.values(), key=lambda s: s.spec.name)
-        for state in services[: max(1, round(share * len(services)))]:
+    def _deploy(
+        self,
+        share: float | None = None,
+        services: Sequence[str] | None = None,
+        service: str | None = None,
+    ) -> None:
+        """A new revision of ``share`` of the services (by name order), or of those named."""
+        named = _named(services, service)
+        every = sorted(self.cluster.services.values(), key=lambda s: s.spec.name)
+        if named is not None:
+            chosen = [s for s in every if s.spec.name in named]
+        else:
+            chosen = every[: max(1, round((share or 0.0) * len(every)))]
+        for state in chosen:
             state.revision += 1
             self._mark(state.spec.name)
 
@@ -536,6 +570,14 @@ class Sim:
         live = [i for i in self.cluster.instances.values() if i.status in (ACTIVE, DRAINING)]
         chosen = sum(1 for i in live if i.status == DRAINING and i.id not in self.doomed)
         self.acct.disrupted(chosen, len(live))
+
+    def _left(self, task: Task) -> None:
+        """A task left its instance (or began to): a DRAINING instance with no replica task
+        left stops its daemon tasks (ECS stops them last)."""
+        inst = task.instance
+        if inst is not None and inst.status == DRAINING and not inst.replicas():
+            for name in {t.service.name for t in inst.tasks.values()}:
+                self._mark(name)
 
     def _task_running(self, task: Task) -> None:
         self.cluster.mark_running(task)
@@ -570,6 +612,14 @@ class Sim:
             if task.instance is not None:
                 self.acct.load_changed(task.instance)
             self._mark(task.service.name)
+            if task.state == DEACTIVATING:
+                self.at(
+                    self.now + task.service.deregistration_delay, self.cluster.finish_stop, task
+                )
+            self._left(task)
+        elif kind == "stopped":
+            assert isinstance(obj, Task)
+            self._left(obj)
         elif kind == "launch":
             assert isinstance(obj, Instance)
             self.acct.instance_up(obj)
@@ -592,6 +642,13 @@ class Sim:
             if new.overflow_of is None:  # a companion's count is not its service's demand
                 self.acct.set_desired(new.group, new.desired - self.surged.get(new.name, 0))
             self._mark(new.name)
+
+
+def _named(services: Sequence[str] | None, service: str | None) -> set[str] | None:
+    """The services an event names (None: it names none, so it is about all of them)."""
+    if services is None and service is None:
+        return None
+    return {*(services or ()), *((service,) if service else ())}
 
 
 def overflow_name(service: str) -> str:

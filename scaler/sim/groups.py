@@ -245,7 +245,7 @@ class ManagedScaling:
     def wanted(self, sim: Sim) -> int:
         """ceil(M * 100 / targetCapacity): how many members the capacity provider asks for."""
         assert self.target is not None
-        busy = sum(1 for i in self.group.live(sim) if i.tasks)
+        busy = sum(1 for i in self.group.live(sim) if i.busy())
         return math.ceil((busy + instances_needed(sim, self.group)) * 100 / self.target)
 
     def _out(self, sim: Sim) -> None:
@@ -260,7 +260,7 @@ class ManagedScaling:
         sim.at(sim.now + SCALE_IN_PERIOD, self._in, sim)
         live = self.group.live(sim)
         for inst in live:
-            if inst.tasks or inst.status not in (ACTIVE, DRAINING):
+            if inst.busy() or inst.status not in (ACTIVE, DRAINING):
                 self.empty_since.pop(inst.id, None)
             else:
                 self.empty_since.setdefault(inst.id, sim.now)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from scaler.ecs.cluster import ACTIVE, DRAINING, LAUNCHING, Instance, ServiceState
 from scaler.ecs.placement import allows
@@ -43,7 +44,7 @@ from scaler.plan.capacity import (
     sources,
 )
 from scaler.plan.consolidate import ConsolidationPolicy, plan_consolidation
-from scaler.plan.drain import Drain, DrainPolicy, GatedDrain, decide
+from scaler.plan.drain import Drain, DrainPolicy, GatedDrain, ReplaceThenDrain, decide
 from scaler.plan.drain_budget import Member, Waiting, admit
 from scaler.plan.rebalance import RebalancePolicy
 from scaler.plan.roll import RollPolicy, RollState, machines, plan_roll, surges_before_drain
@@ -52,6 +53,10 @@ from scaler.sim.engine import Policy, Sim, overflow_name
 from scaler.sim.groups import Group, GroupSettings, ManagedScaling
 from scaler.sim.rebalancing import SimRebalancer
 from scaler.sim.scenario import Pool
+from scaler.sim.settings_file import file_settings
+
+if TYPE_CHECKING:
+    from scaler.settings import Settings
 
 SCALE_OUT_PERIOD = 60.0
 WARMUP = 300.0
@@ -110,7 +115,7 @@ class DemandScaling:
         sim.at(sim.now + SCALE_IN_PERIOD, self._in, sim)
         live = sim.cluster.instances
         for inst in list(live.values()):
-            if inst.tasks or inst.status not in (ACTIVE, DRAINING):
+            if inst.busy() or inst.status not in (ACTIVE, DRAINING):
                 self.empty_since.pop(inst.id, None)
                 continue
             since = self.empty_since.setdefault(inst.id, sim.now)
@@ -285,6 +290,17 @@ class ScalerPolicy:
     Drains follow :func:`scaler.plan.drain.decide` (batched as the production drainer batches
     them); capacity follows :func:`scaler.plan.capacity.plan_capacity`, run at once after every
     interruption signal and every ``CAPACITY_PERIOD`` seconds.
+
+    A scenario's ``[settings]`` table configures it as the environment configures the scaler
+    (:meth:`configure`): the drain, capacity, rebalancing, consolidation and roll policies, the
+    disruption budget, the drain batch window and poll, the capacity interval. Without one it
+    keeps the defaults above.
+
+    With ``SCALER_REBALANCE_POLICY=replace-then-drain``, a recommended instance counts as
+    leaving for the capacity planner (as the warning the production replacement source posts,
+    ending ``SCALER_REPLACEMENT_TIMEOUT`` after it), so replacement room is launched; it is
+    drained (through the drain gate) once a plan finds nothing missing or launching, or once
+    the timeout has passed.
     """
 
     name = "scaler"
@@ -315,13 +331,43 @@ class ScalerPolicy:
         self._batch: list[Instance] = []
         self.held: dict[str, Waiting] = {}  # recommendation drains waiting for budget and room
         self.recommended: set[str] = set()  # instances drained on a recommendation
+        self.replacing: dict[str, float] = {}  # replace-then-drain: instance -> when asked
+        self.leaving: dict[str, float] = {}  # instance -> end of its replacement notice
+        self.budget = DISRUPTION_BUDGET
+        self.drain_window = DRAIN_WINDOW
+        self.drain_poll = DRAIN_POLL
+        self.capacity_period = CAPACITY_PERIOD
+        self.consolidate_period = CONSOLIDATE_PERIOD
+        self.task_rebalance = True
+
+    def configure(self, s: Settings) -> None:
+        """Take the settings production takes (as ``scaler run`` builds its policies)."""
+        from scaler.aws import capacity, consolidation, rebalancer
+
+        self.policy = DrainPolicy.from_settings(s)
+        self.capacity = capacity.policy_from(s)
+        self.rebalance = rebalancer.policy_from(s)
+        self.rebalancer = SimRebalancer(self.rebalance)
+        self.task_rebalance = s.task_rebalance
+        self.budget = s.disruption_budget
+        self.drain_window = s.drain_batch_window
+        self.drain_poll = s.drain_poll
+        self.capacity_period = s.capacity_interval
+        if self.consolidation is not None or s.consolidate:  # the variant, or switched on
+            self.consolidation = consolidation.policy_from(s)
+            self.consolidate_period = s.consolidate_interval
+        if self.roll is not None or s.roll:
+            self.roll = RollPolicy(s.disruption_budget, s.roll_per_hour)
 
     def start(self, sim: Sim) -> None:
+        if sim.scenario.settings:
+            self.configure(file_settings(sim.scenario.settings))
         self.scaling.start(sim)
-        sim.at(CAPACITY_PERIOD, self._tick, sim)
-        self.rebalancer.start(sim)
+        sim.at(self.capacity_period, self._tick, sim)
+        if self.task_rebalance:
+            self.rebalancer.start(sim)
         if self.consolidation is not None:
-            sim.at(CONSOLIDATE_PERIOD, self._consolidate, sim)
+            sim.at(self.consolidate_period, self._consolidate, sim)
         if self.roll is not None:
             sim.at(ROLL_PERIOD, self._roll, sim)
 
@@ -346,6 +392,23 @@ class ScalerPolicy:
                 self._queue_drain(sim, action.instance.ec2_instance_id)
             elif isinstance(action, GatedDrain):
                 self._hold(sim, action.instance.ec2_instance_id)
+            elif isinstance(action, ReplaceThenDrain):
+                self._replace(sim, action.instance.ec2_instance_id, action.timeout)
+
+    def _replace(self, sim: Sim, instance_id: str, timeout: float) -> None:
+        """Ask for replacement room: the instance counts as leaving ``timeout`` from now; it is
+        drained once a plan finds nothing missing or coming, or when the timeout ends."""
+        if instance_id in self.replacing:
+            return
+        self.replacing[instance_id] = sim.now
+        self.leaving[instance_id] = min(self.leaving.get(instance_id, math.inf), sim.now + timeout)
+        sim.at(sim.now + timeout, self._replaced, sim, instance_id)
+        self._plan(sim)
+
+    def _replaced(self, sim: Sim, instance_id: str) -> None:
+        """Replacement ready (or the timeout over): drain as a recommendation drain does."""
+        if self.replacing.pop(instance_id, None) is not None:
+            self._hold(sim, instance_id)
 
     def _hold(self, sim: Sim, instance_id: str) -> None:
         """A recommendation drain waits for the budget and room, as the drain gate has it."""
@@ -354,14 +417,14 @@ class ScalerPolicy:
             return
         used = (inst.cpu - inst.free_cpu, inst.memory - inst.free_mem)
         if not self.held:
-            sim.at(sim.now + DRAIN_POLL, self._admit_held, sim)
+            sim.at(sim.now + self.drain_poll, self._admit_held, sim)
         self.held[instance_id] = Waiting(instance_id, sim.now, max(0, used[0]), max(0, used[1]))
         self._admit(sim)
 
     def _admit_held(self, sim: Sim) -> None:
         self._admit(sim)
         if self.held:
-            sim.at(sim.now + DRAIN_POLL, self._admit_held, sim)
+            sim.at(sim.now + self.drain_poll, self._admit_held, sim)
 
     def _admit(self, sim: Sim) -> None:
         live = {i.id: i for i in sim.cluster.instances.values() if i.status in (ACTIVE, DRAINING)}
@@ -378,7 +441,7 @@ class ScalerPolicy:
             for i in live.values()
         ]
         result = admit(
-            list(self.held.values()), members, DISRUPTION_BUDGET, sim.now, self.policy.undrain_after
+            list(self.held.values()), members, self.budget, sim.now, self.policy.undrain_after
         )
         for iid in (*result.drain, *result.expired):
             del self.held[iid]
@@ -391,7 +454,7 @@ class ScalerPolicy:
         if inst is None:
             return
         if not self._batch:
-            sim.at(sim.now + DRAIN_WINDOW, self._flush, sim)
+            sim.at(sim.now + self.drain_window, self._flush, sim)
         self._batch.append(inst)
 
     def _flush(self, sim: Sim) -> None:
@@ -402,7 +465,7 @@ class ScalerPolicy:
     def _consolidate(self, sim: Sim) -> None:
         """Scale in: drain instances whose tasks fit elsewhere (terminated once empty)."""
         assert self.consolidation is not None
-        sim.at(sim.now + CONSOLIDATE_PERIOD, self._consolidate, sim)
+        sim.at(sim.now + self.consolidate_period, self._consolidate, sim)
         self.consolidated_at = [t for t in self.consolidated_at if sim.now - t < 3600]
         others_draining = any(
             i.status == DRAINING and i.id not in self.releasing
@@ -418,7 +481,7 @@ class ScalerPolicy:
             draining=len(self.releasing),
             removed_last_hour=len(self.consolidated_at),
             last_trouble=self.memory.last_spot_trouble(),
-            agrees=capacity_agrees(capacity_snapshot(sim), self.memory, self.capacity),
+            agrees=capacity_agrees(self._snapshot(sim), self.memory, self.capacity),
         )
         for removal in plan.remove:
             inst = sim.instance(removal.instance)
@@ -455,7 +518,7 @@ class ScalerPolicy:
             self.presurged[iid] = (sim.now, surges)
             self.rolled_at.append(sim.now)
         self._presurged(sim)
-        snap = capacity_snapshot(sim) if plan.launch else None
+        snap = self._snapshot(sim) if plan.launch else None
         for az, count in sorted(plan.launch.items()):
             for _ in range(count):
                 if snap is None or not self._launch_in(sim, snap, az, "roll"):
@@ -494,14 +557,14 @@ class ScalerPolicy:
         return False
 
     def _tick(self, sim: Sim) -> None:
-        sim.at(sim.now + CAPACITY_PERIOD, self._tick, sim)
+        sim.at(sim.now + self.capacity_period, self._tick, sim)
         if self._calm(sim):
             return
         self._plan(sim)
 
     def _calm(self, sim: Sim) -> bool:
         """Nothing the capacity planner could act on (the common case: skip the snapshot)."""
-        if sim.doomed or self.releasing or sim.on_demand or sim.unplaced():
+        if sim.doomed or self.releasing or sim.on_demand or sim.unplaced() or self.leaving:
             return False
         overflow = any(s.spec.desired for s in sim.cluster.services.values() if s.spec.overflow_of)
         return not overflow and sim.version == self._planned_at_version
@@ -510,8 +573,9 @@ class ScalerPolicy:
         """Plan and launch; pools that refused are marked and the plan made again at once, so
         on-demand follows in the next plan once every spot pool asked for a need refused."""
         self._planned_at_version = sim.version
+        waiting = list(self.replacing)  # replacements asked before this plan
         for _ in range(MAX_REPLANS):  # a pool with no capacity is marked, then plan again
-            snap = capacity_snapshot(sim)
+            snap = self._snapshot(sim)
             plan = plan_capacity(snap, self.memory, self.capacity)
             pools = {p.name: p for p in snap.pools}
             failed: list[str] = []
@@ -524,6 +588,9 @@ class ScalerPolicy:
                 self.memory = self.memory.failing(pool, sim.now, spot)
             if not failed:
                 break
+        if waiting and not plan.launches(pools) and not sim.launching():
+            for iid in waiting:  # nothing missing or coming: the replacement room is up
+                self._replaced(sim, iid)
         for service, desired in plan.overflow_targets.items():
             sim.set_desired(service, desired)
         for service, node in plan.evacuate:
@@ -538,6 +605,12 @@ class ScalerPolicy:
                 self.releasing.add(node)
         self._finish_releases(sim)
 
+    def _snapshot(self, sim: Sim) -> CapacitySnapshot:
+        """The capacity snapshot, with the instances whose replacement was asked for as leaving
+        until their notice ends."""
+        self.leaving = {i: end for i, end in self.leaving.items() if end > sim.now}
+        return capacity_snapshot(sim, self.leaving)
+
     def _finish_releases(self, sim: Sim) -> None:
         for node in sorted(self.releasing):
             inst = sim.instance(node)
@@ -548,9 +621,12 @@ class ScalerPolicy:
                 self.releasing.discard(node)
 
 
-def capacity_snapshot(sim: Sim) -> CapacitySnapshot:
-    """What the capacity planner sees of the simulated cluster."""
+def capacity_snapshot(sim: Sim, leaving: Mapping[str, float] | None = None) -> CapacitySnapshot:
+    """What the capacity planner sees of the simulated cluster: instances at their registered
+    sizes, pools' instances at theirs less what the daemon services reserve on each, replica
+    services only. ``leaving``: instances noticed to end then (besides the warned ones)."""
     live = [i for i in sim.cluster.instances.values() if i.status in (LAUNCHING, ACTIVE, DRAINING)]
+    notices = {**(leaving or {}), **sim.doomed}
     nodes = tuple(
         NodeView(
             i.id,
@@ -562,20 +638,29 @@ def capacity_snapshot(sim: Sim) -> CapacitySnapshot:
             i.memory,
             i.free_cpu,
             i.free_mem,
-            sim.doomed.get(i.id),
+            notices.get(i.id),
             len(i.tasks),
             i.provider,
         )
         for i in live
     )
     size = Counter(n.pool for n in nodes if not n.doomed)
+    reserved = sim.scenario.ecs_reserved_memory_mib
+    daemons = [s.spec for s in sim.daemons()]
     pools = tuple(
         PoolView(
             p.name,
             p.capacity,
             p.az,
-            sim.scenario.instance_types[p.instance_type].cpu_units,
-            sim.scenario.instance_types[p.instance_type].memory_mib,
+            sim.scenario.instance_types[p.instance_type].cpu_units
+            - sum(
+                d.cpu for d in daemons if allows(d.capacity_providers, p.capacity_provider or "")
+            ),
+            sim.scenario.instance_types[p.instance_type].memory_mib
+            - reserved
+            - sum(
+                d.memory for d in daemons if allows(d.capacity_providers, p.capacity_provider or "")
+            ),
             p.price
             if p.price is not None
             else sim.scenario.instance_types[p.instance_type].on_demand_price,
@@ -588,7 +673,7 @@ def capacity_snapshot(sim: Sim) -> CapacitySnapshot:
     services = []
     for state in sim.cluster.services.values():
         spec = state.spec
-        if spec.overflow_of is not None:
+        if spec.overflow_of is not None or spec.daemon:
             continue
         companion = sim.cluster.services.get(overflow_name(spec.name))
         services.append(

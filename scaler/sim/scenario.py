@@ -7,6 +7,14 @@ A scenario file is TOML or JSON with the same shape (see ``scenarios/example.tom
     hot_threshold = 0.8            # modelled CPU share above which an instance is "hot"
     target_capacity = 100          # ecs-native: the capacity provider's targetCapacity (1-100)
     on_demand_base = 0             # ecs-native: the Auto Scaling group's on-demand base
+    boot_delay = [60, 120]         # seconds from launch to registration, drawn in this range
+    fargate_start_delay = [30, 60] # seconds a Fargate overflow task takes to start (the middle)
+    image = "image-1"              # what instances launch from until a ``new_image`` event
+    ecs_reserved_memory_mib = 0    # memory each instance registers with: its type's less this
+
+    [settings]                     # SCALER_* settings for the scaler's policies (this file only:
+    SCALER_HEADROOM = 0.1          # the environment is not read); the rest keep their defaults
+    SCALER_REBALANCE_POLICY = "replace-then-drain"
 
     [[instance_types]]
     name = "m5.xlarge"
@@ -37,10 +45,15 @@ A scenario file is TOML or JSON with the same shape (see ``scenarios/example.tom
     cpu_use = 0.6                  # modelled actual CPU / reserved CPU
     fargate_overflow = false
     # capacity_providers = ["cp-spot"]  # placed only on these providers' instances (any of them)
+    # deregistration_delay = 300   # seconds a stopped task stays DEACTIVATING, holding its room
+    # scheduling = "daemon"        # one task on every ACTIVE instance (desired not needed)
 
     [[events]]                     # at = seconds from the start
     at = 900
     type = "storm"                 # storm | az_outage | deploy | add_instances | scale | new_image
+    # deploy: share = 0.3 (of the services, by name), or services = ["web"] (or service = "web")
+    # scale: factor = 2.0 (times the scenario's desired counts) or desired = 12 (a count, for
+    #        the services named), for every service or those of services / service
     share = 0.3                    # storm: share of the spot pools reclaimed (drawn from all)
     over = 300                     # ... within this many seconds
     rebalance_share = 0.5          # ... of which this share gets a rebalance recommendation
@@ -100,6 +113,9 @@ class Scenario:
     image: str = "image-1"  # what instances launch from until a ``new_image`` event
     target_capacity: int = 100  # the baselines' capacity provider targetCapacity, percent
     on_demand_base: int = 0  # the baselines' Auto Scaling group OnDemandBaseCapacity
+    ecs_reserved_memory_mib: int = 0  # ECS_RESERVED_MEMORY: registered memory = type's - this
+    # SCALER_* settings for the scaler's policies, as given in the file (validated by Settings)
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def with_hours(self, hours: float) -> Scenario:
         from dataclasses import replace
@@ -122,6 +138,7 @@ class ScenarioError(ValueError):
 
 def _service(raw: dict[str, Any]) -> ServiceSpec:
     raw = dict(raw)
+    raw.setdefault("desired", 0)  # a daemon service needs none
     raw["strategies"] = (
         tuple(Strategy(**s) for s in raw.get("strategies", ()))
         or ServiceSpec("x", 0, 0, 0).strategies
@@ -156,10 +173,20 @@ def from_dict(raw: dict[str, Any]) -> Scenario:
             hot_threshold=float(raw.get("hot_threshold", 0.8)),
             target_capacity=int(raw.get("target_capacity", 100)),
             on_demand_base=int(raw.get("on_demand_base", 0)),
+            boot_delay=_range(raw.get("boot_delay", (60.0, 120.0))),
+            fargate_start_delay=_range(raw.get("fargate_start_delay", (30.0, 60.0))),
+            image=str(raw.get("image", "image-1")),
+            ecs_reserved_memory_mib=int(raw.get("ecs_reserved_memory_mib", 0)),
+            settings=dict(raw.get("settings") or {}),
         )
     except (KeyError, TypeError, ValueError) as exc:  # what validation missed, named anyway
         raise ScenarioError([f"scenario is missing or has a bad field: {exc}"]) from None
     return scenario
+
+
+def _range(value: Any) -> tuple[float, float]:
+    least, most = value
+    return float(least), float(most)
 
 
 def load(path: Path) -> Scenario:
@@ -214,11 +241,33 @@ def to_dict(s: Scenario) -> dict[str, Any]:
         "hot_threshold": s.hot_threshold,
         "target_capacity": s.target_capacity,
         "on_demand_base": s.on_demand_base,
+        "boot_delay": list(s.boot_delay),
+        "fargate_start_delay": list(s.fargate_start_delay),
+        "image": s.image,
+        **(
+            {"ecs_reserved_memory_mib": s.ecs_reserved_memory_mib}
+            if s.ecs_reserved_memory_mib
+            else {}
+        ),
+        **({"settings": dict(s.settings)} if s.settings else {}),
         "instance_types": [asdict(t) for t in s.instance_types.values()],
         "pools": [_without(asdict(p), "capacity_provider") for p in s.pools],
-        "services": [_without(asdict(v), "capacity_providers") for v in s.services],
+        "services": [_service_row(v) for v in s.services],
         "events": [{"at": e.at, "type": e.type, **e.params} for e in s.events],
     }
+
+
+def _service_row(spec: ServiceSpec) -> dict[str, Any]:
+    """A service as a file holds it: keys at their defaults left out where files written before
+    them had none."""
+    from dataclasses import asdict
+
+    row = _without(asdict(spec), "capacity_providers")
+    if spec.scheduling == ServiceSpec("x", 0, 0, 0).scheduling:
+        row.pop("scheduling")
+    if not spec.deregistration_delay:
+        row.pop("deregistration_delay")
+    return row
 
 
 def _without(row: dict[str, Any], key: str) -> dict[str, Any]:

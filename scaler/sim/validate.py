@@ -234,9 +234,43 @@ SERVICE = Table(
         "overflow_of": optional(text()),
         "az_rebalancing": boolean,
         "capacity_providers": texts,
+        "scheduling": text("replica", "daemon"),
+        "deregistration_delay": SECONDS,
     },
     frozenset({"name", "desired", "cpu", "memory"}),
 )
+DAEMON = Table(SERVICE.keys, SERVICE.required - {"desired"})
+
+
+def service(value: Any, path: str) -> list[str]:
+    """A service; a daemon one (``scheduling = "daemon"``) needs no desired count (nor one
+    whose scheduling is misspelt: that is the mistake to name)."""
+    daemon = isinstance(value, dict) and value.get("scheduling", "replica") != "replica"
+    return (DAEMON if daemon else SERVICE)(value, path)
+
+
+def seconds_range(value: Any, path: str) -> list[str]:
+    """``[least, most]`` seconds (a delay drawn in that range)."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return _wrong(path, "[least, most] seconds", value)
+    lines = [line for n, v in enumerate(value) for line in SECONDS(v, f"{path}[{n}]")]
+    if not lines and value[0] > value[1]:
+        lines.append(f"{path}: the least ({value[0]:g}) is more than the most ({value[1]:g})")
+    return lines
+
+
+def settings_table(value: Any, path: str) -> list[str]:
+    """``SCALER_*`` settings as the scaler reads them from its environment, one line per key
+    the real settings refuse (:mod:`scaler.sim.settings_file`)."""
+    from scaler.sim.settings_file import settings_problems
+
+    if not isinstance(value, dict):
+        return _wrong(path, "a table", value)
+    return [
+        f"{_at(path, line.split(':', 1)[0])}:{line.split(':', 1)[1]}"
+        for line in settings_problems(value)
+    ]
+
 
 # event type -> (its parameters, the required ones); what the simulator's handlers take
 EVENTS: dict[str, Table] = {
@@ -256,9 +290,16 @@ EVENTS: dict[str, Table] = {
         frozenset({"share", "over"}),
     ),
     "az_outage": Table({"az": text(), "duration": DURATION}, frozenset({"az", "duration"})),
-    "deploy": Table({"share": SHARE}, frozenset({"share"})),
+    "deploy": Table({"share": SHARE, "services": many(text()), "service": text()}),
     "add_instances": Table({"share": Number(above=0)}, frozenset({"share"})),
-    "scale": Table({"factor": Number(above=0)}, frozenset({"factor"})),
+    "scale": Table(
+        {
+            "factor": Number(above=0),
+            "desired": integer(0),
+            "services": many(text()),
+            "service": text(),
+        }
+    ),
     "new_image": Table({"image": text()}, frozenset({"image"})),
 }
 
@@ -282,7 +323,27 @@ def event(value: Any, path: str) -> list[str]:
     rest = {k: v for k, v in value.items() if k not in ("at", "type")}
     for line in params(rest, path):
         lines.append(line.replace(": unknown key", f": unknown parameter for type {kind!r}", 1))
-    return lines
+    return lines or _aimed(kind, rest, path)
+
+
+def _aimed(kind: str, params: dict[str, Any], path: str) -> list[str]:
+    """A deploy or scale event says what it does, and to which services, once."""
+    named = "services" in params or "service" in params
+    if "services" in params and "service" in params:
+        return [f"{path}: give service or services, not both"]
+    if kind == "deploy" and not named and "share" not in params:
+        return [f"{path}: deploy needs share or services"]
+    if kind == "deploy" and named and "share" in params:
+        return [f"{path}: deploy takes share or services, not both"]
+    if kind != "scale":
+        return []
+    if "factor" not in params and "desired" not in params:
+        return [f"{path}: scale needs factor or desired"]
+    if "factor" in params and "desired" in params:
+        return [f"{path}: scale takes factor or desired, not both"]
+    if "desired" in params and not named:
+        return [f"{_at(path, 'desired')}: names a count: give services (or service) too"]
+    return []
 
 
 SCENARIO = Table(
@@ -294,9 +355,14 @@ SCENARIO = Table(
         "on_demand_base": integer(0),  # the baselines' Auto Scaling group
         "instance_types": many(INSTANCE_TYPE),
         "pools": many(POOL),
-        "services": many(SERVICE),
+        "services": many(service),
         "events": many(event),
         "notes": texts,  # what `scaler snapshot` estimated or left out
+        "boot_delay": seconds_range,
+        "fargate_start_delay": seconds_range,
+        "image": text(),
+        "ecs_reserved_memory_mib": integer(0),
+        "settings": settings_table,
     },
     frozenset({"instance_types", "pools", "services"}),
 )
@@ -351,4 +417,33 @@ def problems(raw: Any) -> list[str]:
     if lines:
         return lines
     sections = ("instance_types", "pools", "services")
-    return [line for key in sections for line in _unique(raw, key)] + _references(raw)
+    return (
+        [line for key in sections for line in _unique(raw, key)]
+        + _references(raw)
+        + _workload_references(raw)
+    )
+
+
+def _workload_references(raw: dict[str, Any]) -> list[str]:
+    """Services a deploy or scale event names that do not exist; a memory reserve that leaves
+    an instance type none."""
+    names = [s["name"] for s in raw["services"]]
+    lines = []
+    for n, e in enumerate(raw.get("events", ())):
+        if e["type"] not in ("deploy", "scale"):
+            continue
+        named = [(f"events[{n}].service", e["service"])] if "service" in e else []
+        named += [(f"events[{n}].services[{k}]", v) for k, v in enumerate(e.get("services", ()))]
+        lines += [
+            f"{where}: no service is named {name!r}{suggest(name, names)}"
+            for where, name in named
+            if name not in names
+        ]
+    reserved = raw.get("ecs_reserved_memory_mib", 0)
+    smallest = min(raw["instance_types"], key=lambda t: t["memory_mib"], default=None)
+    if smallest is not None and reserved >= smallest["memory_mib"]:
+        lines.append(
+            f"ecs_reserved_memory_mib: {reserved} MiB leaves {smallest['name']} "
+            f"({smallest['memory_mib']} MiB) no memory; reserve less than the smallest type has"
+        )
+    return lines

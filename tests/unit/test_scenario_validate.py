@@ -212,8 +212,9 @@ def test_several_mistakes_give_one_line_each() -> None:
     assert mutate(edits) == [  # in the order of the file
         "hours: must be more than 0 hours (got 0)",
         "pools[1].pirce: unknown key; did you mean 'price'?",
-        "colour: unknown key (valid: events, hot_threshold, hours, instance_types, name, notes, "
-        "on_demand_base, pools, services, target_capacity)",
+        "colour: unknown key (valid: boot_delay, ecs_reserved_memory_mib, events, "
+        "fargate_start_delay, hot_threshold, hours, image, instance_types, name, notes, "
+        "on_demand_base, pools, services, settings, target_capacity)",
     ]
 
 
