@@ -43,7 +43,16 @@ if TYPE_CHECKING:
     from scaler.sim.scenario import Scenario
 
 EXIT_CONFIG = 2
-BUILTINS = ("steady", "storm", "az-outage", "deploy-skew", "diurnal", "ami-roll")
+BUILTINS = (
+    "steady",
+    "storm",
+    "az-outage",
+    "deploy-skew",
+    "diurnal",
+    "ami-roll",
+    "fleet-250",
+    "big-tasks",
+)
 POLICY_NAMES = ("scaler", "ecs-native", "ecs-scaler")  # --policy all
 # simulated only: scale-in by consolidation, rolling out-of-date instances
 EXTRA_POLICIES = ("scaler-consolidating", "scaler-rolling")

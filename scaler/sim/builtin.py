@@ -13,6 +13,7 @@
   CPU-hot while the old ones idle.
 - ``ami-roll``: a steady cluster whose launch template gets a new image 10 minutes in: every
   instance is out of date and must be replaced, under everyday spot interruptions.
+- ``fleet-250`` and ``big-tasks``: see :mod:`scaler.sim.builtin_fleet` (fixed sizes).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import math
 import random
 
 from scaler.ecs.cluster import Constraint, InstanceType, ServiceSpec, Strategy
+from scaler.sim import builtin_fleet
 from scaler.sim.scenario import Event, Pool, Scenario
 
 AZS = ("us-east-1a", "us-east-1b", "us-east-1c")
@@ -42,7 +44,7 @@ LAYOUTS = (
     (AZ_SPREAD, Strategy("binpack", "memory")),  # AZ balanced binpack
     (Strategy("binpack", "cpu"),),  # binpack
 )
-NAMES = ("steady", "storm", "az-outage", "deploy-skew", "diurnal", "ami-roll")
+NAMES = ("steady", "storm", "az-outage", "deploy-skew", "diurnal", "ami-roll", *builtin_fleet.NAMES)
 
 
 def _pools(instances: int, rng: random.Random) -> tuple[Pool, ...]:
@@ -115,6 +117,8 @@ def builtin(
     """A built-in scenario at the given size (the seed fixes its layout)."""
     if name not in NAMES:
         raise KeyError(name)
+    if name in builtin_fleet.NAMES:
+        return builtin_fleet.builtin(name, seed)
     rng = random.Random(f"{name}:{seed}:{instances}:{tasks}:{services}")
     pools = _pools(instances, rng)
     budget = int(_capacity(pools) * 0.62)
