@@ -20,10 +20,18 @@ time, and every change wakes the engine's driver.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
-from scaler.ecs.cluster import ACTIVE, DRAINING, PENDING, RUNNING, Instance, ServiceState, Task
+from scaler.ecs.cluster import (
+    ACTIVE,
+    DEACTIVATING,
+    DRAINING,
+    PENDING,
+    RUNNING,
+    Instance,
+    ServiceState,
+    Task,
+)
 from scaler.sim.cloud.driver import LoopDriver
 from scaler.sim.cloud.transport import AwsError, Operations
 
@@ -249,7 +257,7 @@ class Ecs(Operations):
                 {"type": c.type, **({"expression": c.expression} if c.expression else {})}
                 for c in spec.constraints
             ],
-            "schedulingStrategy": "REPLICA",
+            "schedulingStrategy": "DAEMON" if spec.daemon else "REPLICA",
         }
 
     def _task_definition_arn(self, family: str, revision: int) -> str:
@@ -299,25 +307,33 @@ class Ecs(Operations):
         **_: Any,
     ) -> dict[str, Any]:
         self._check(cluster)
-        tasks = self._tasks(containerInstance, serviceName)
-        if desiredStatus == "STOPPED":
-            tasks = []  # stopped tasks are forgotten at once in the model
+        wanted = (DEACTIVATING,) if desiredStatus == "STOPPED" else (PENDING, RUNNING)
+        tasks = [t for t in self._tasks(containerInstance, serviceName) if t.state in wanted]
         arns = sorted(self._arn_of_task(t) for t in tasks)
         return _page(arns, "taskArns", nextToken, maxResults)
 
-    def _tasks(self, instance: str | None, service: str | None) -> Iterable[Task]:
+    def _tasks(self, instance: str | None, service: str | None) -> list[Task]:
+        """Tasks on ``instance`` or of ``service`` (all if neither), DEACTIVATING ones too."""
         if instance is not None:
             inst = self._instance(instance)
             return list(inst.tasks.values()) if inst is not None else []
-        states = self._cluster.services.values()
-        if service is not None:
-            states = [s for s in states if s.spec.name == service.rsplit("/", 1)[-1]]
-        return [t for s in states for t in s.tasks.values()]
+        every = self._every_task().values()
+        if service is None:
+            return list(every)
+        return [t for t in every if t.service.name == service.rsplit("/", 1)[-1]]
+
+    def _every_task(self) -> dict[str, Task]:
+        """Task id -> task: the services' tasks and those still deactivating on instances
+        (a stopped task leaves its service at once, and its instance only when it is gone)."""
+        index = {t.id: t for s in self._cluster.services.values() for t in s.tasks.values()}
+        for inst in self._registered().values():
+            index.update(inst.tasks)
+        return index
 
     async def describe_tasks(self, cluster: str, tasks: list[str], **_: Any) -> dict[str, Any]:
         self._check(cluster)
         _limit(tasks, 100, "tasks")
-        index = {t.id: t for s in self._cluster.services.values() for t in s.tasks.values()}
+        index = self._every_task()
         found, failures = [], []
         for ref in tasks:
             task = index.get(ref.rsplit("/", 1)[-1])
@@ -336,7 +352,7 @@ class Ecs(Operations):
             "group": f"service:{spec.name}",
             "startedBy": "ecs-svc/0000000000000000000",
             "lastStatus": task.state,
-            "desiredStatus": "RUNNING",
+            "desiredStatus": "STOPPED" if task.state == DEACTIVATING else "RUNNING",
             "cpu": str(spec.cpu),
             "memory": str(spec.memory),
             "availabilityZone": task.az,
@@ -351,8 +367,7 @@ class Ecs(Operations):
         self, cluster: str, task: str, reason: str = "", **_: Any
     ) -> dict[str, Any]:
         self._check(cluster)
-        index = {t.id: t for s in self._cluster.services.values() for t in s.tasks.values()}
-        found = index.get(task.rsplit("/", 1)[-1])
+        found = self._every_task().get(task.rsplit("/", 1)[-1])
         if found is None:
             raise AwsError("InvalidParameterException", "The referenced task was not found.")
         described = {**self._describe_task(found), "desiredStatus": "STOPPED"}
