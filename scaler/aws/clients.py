@@ -30,6 +30,7 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
+from botocore.loaders import Loader, create_loader
 
 from scaler.aws.concurrency import PriorityGate
 from scaler.metrics import Metrics
@@ -124,6 +125,13 @@ def _config(target: AwsTarget, mode: str) -> AioConfig:
     )
 
 
+@functools.cache
+def _loader() -> Loader:
+    """botocore's service-model loader, shared by every session of the process: its models
+    (megabytes of JSON) are read once, not once per client."""
+    return create_loader()
+
+
 def _keys(credentials: tuple[str, str] | None) -> dict[str, str]:
     if credentials is None:
         return {}
@@ -156,6 +164,7 @@ class AwsClients:
 
     async def __aenter__(self) -> AwsClients:
         session = get_session()
+        session.register_component("data_loader", _loader())
         for service in SERVICES:
             self._clients[service] = await self._open(session, service, self.target.retry_mode)
         for service in URGENT_SERVICES:

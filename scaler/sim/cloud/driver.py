@@ -13,7 +13,8 @@ interleave in one order, the same at every run.
 :class:`Publisher` is the engine's policy for the shipped scaler: it decides nothing. Each signal
 the engine raises (a spot interruption warning, a rebalance recommendation, a state change) goes
 into the scaler's SQS queue in EventBridge's envelope, stamped with the simulated wall time, which
-is the only way AWS tells the scaler anything.
+is the only way AWS tells the scaler anything. Instance-level events cannot be filtered by
+cluster, so a share of warnings for other clusters' instances can be sent along.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 from typing import Any
 
 from scaler import testbed
@@ -62,19 +64,38 @@ class Publisher:
 
     name = "scaler"
 
-    def __init__(self, sqs: Sqs, queue_url: str) -> None:
+    def __init__(self, sqs: Sqs, queue_url: str, foreign_share: float = 0.0, seed: int = 0) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
+        self._foreign_share = foreign_share  # warnings for other clusters' instances, per ours
+        self._rng = random.Random(f"foreign:{seed}")
+        self.foreign = 0
         self.published: list[dict[str, Any]] = []
+        self.timed: list[tuple[dict[str, Any], float]] = []  # (event, when it was sent)
+        self.registered: set[str] = set()  # instances ACTIVE or DRAINING when warned
 
     def start(self, sim: Sim) -> None:
         pass
 
     def on_signal(self, sim: Sim, signal: Signal) -> None:
         event = envelope(sim, signal)
-        if event is not None:
-            self.published.append(event)
-            self._sqs.deliver(self._queue_url, json.dumps(event))
+        if event is None:
+            return
+        self.published.append(event)
+        self.timed.append((event, sim.now))
+        inst = sim.instance(getattr(signal, "instance_id", ""))
+        if (
+            isinstance(signal, SpotInterruption)
+            and inst is not None
+            and inst.registered_at is not None
+        ):
+            self.registered.add(inst.id)
+        self._sqs.deliver(self._queue_url, json.dumps(event))
+        if isinstance(signal, SpotInterruption) and self._rng.random() < self._foreign_share:
+            self.foreign += 1  # the account's other clusters are interrupted too
+            foreign = f"i-0f{self.foreign:015x}"
+            other = testbed.spot_warning(foreign, sim.wall(), f"other-{self.foreign}")
+            self._sqs.deliver(self._queue_url, json.dumps(other))
 
 
 def envelope(sim: Sim, signal: Signal) -> dict[str, Any] | None:

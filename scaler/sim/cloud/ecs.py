@@ -48,6 +48,8 @@ class Ecs(Operations):
         self._prefix = f"arn:aws:ecs:{region}:{ACCOUNT}"
         self.attributes: dict[str, dict[str, str]] = {}  # instance id -> name -> value
         self.tags: dict[str, dict[str, str]] = {}  # resource ARN -> key -> value
+        self.drained_at: dict[str, float] = {}  # instance id -> first set DRAINING (loop time)
+        self.unknown: list[str] = []  # references to no container instance of the cluster
 
     async def answer(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         self._driver.sync()
@@ -156,6 +158,7 @@ class Ecs(Operations):
         for ref in containerInstances:
             inst = self._instance(ref)
             if inst is None:
+                self.unknown.append(ref)
                 failures.append({"arn": ref, "reason": "MISSING"})
                 continue
             self._set_status(inst, status)
@@ -165,6 +168,7 @@ class Ecs(Operations):
     def _set_status(self, inst: Instance, status: str) -> None:
         sim = self._driver.sim
         if status == DRAINING:
+            self.drained_at.setdefault(inst.id, sim.now)
             sim.drain([inst], why="UpdateContainerInstancesState")
         elif status == ACTIVE and inst.status == DRAINING:
             sim.reactivate(inst)

@@ -1,18 +1,21 @@
 """The shipped scaler in the simulated world: the objects ``scaler run`` builds, unchanged, on
 virtual time, against simulated AWS services backed by the simulator's engine.
 
-:func:`run_shipped` builds the world (the engine on the loop, SQS, ECS and DynamoDB over it,
-each signal published into the scaler's queue as EventBridge sends it), starts
-:class:`scaler.loop.Scaler` with the given settings and no HTTP server (the world has no
-sockets), drives the scenario to its horizon, and returns the engine's figures and the AWS calls
-the scaler made.
+:class:`ShippedWorld` builds the world (the engine on the loop, SQS with a dead-letter queue,
+ECS and DynamoDB over it, each signal published into the scaler's queue as EventBridge sends it)
+and runs :class:`scaler.loop.Scaler` in it with the given settings and no HTTP server (the world
+has no sockets): one replica or two sharing a lease table, each crashed and restarted when a
+:class:`Crash` says so. :func:`run_shipped` returns the engine's figures, the AWS calls the
+scaler made and what a fault campaign checks (:mod:`scaler.sim.cloud.campaign`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from dataclasses import dataclass
+import contextlib
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from scaler.aws.clients import AwsTarget
@@ -21,6 +24,7 @@ from scaler.settings import load_settings
 from scaler.sim.cloud.driver import LoopDriver, Publisher
 from scaler.sim.cloud.dynamodb import Dynamodb
 from scaler.sim.cloud.ecs import Ecs
+from scaler.sim.cloud.faults import Faults
 from scaler.sim.cloud.limits import Limits
 from scaler.sim.cloud.sqs import Sqs
 from scaler.sim.cloud.transport import SimulatedAws
@@ -31,6 +35,17 @@ from scaler.sim.scenario import Scenario
 CLUSTER = "sim"
 TARGET = AwsTarget("us-east-1", "https://aws.simulated.invalid", credentials=("SIM", "SIM"))
 LEASES = "scaler-leases"
+MAX_RECEIVES = 5
+
+
+@dataclass(frozen=True)
+class Crash:
+    """Replica ``replica`` dies at ``at`` (no shutdown of its own) and starts again at
+    ``back``."""
+
+    at: float
+    back: float
+    replica: int = 0
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,14 @@ class Outcome:
     calls: dict[str, int]  # "service:Operation" -> calls the scaler made
     signals: int  # events published into the scaler's queue
     throttled: dict[str, int]  # "service:Operation" -> answers throttled
+    warned: dict[str, float] = field(default_factory=dict)  # instance -> spot warning sent
+    registered: frozenset[str] = frozenset()  # warned instances registered when warned
+    drained: dict[str, float] = field(default_factory=dict)  # instance -> set DRAINING
+    unknown: tuple[str, ...] = ()  # container instances named that are not the cluster's
+    stranded: int = 0  # messages left in the queue long after they were sent
+    dead: int = 0  # messages in the dead-letter queue
+    malformed: int = 0  # of which were sent malformed
+    fault_hits: dict[str, int] = field(default_factory=dict)
 
 
 def run_shipped(
@@ -46,35 +69,113 @@ def run_shipped(
     seed: int,
     settings: Mapping[str, Any] | None = None,
     limits: Limits | None = None,
+    *,
+    faults: Faults | None = None,
+    crashes: Sequence[Crash] = (),
+    replicas: int = 1,
+    noise: Noise | None = None,
 ) -> Outcome:
     """Run ``scenario`` at ``seed`` with the shipped scaler acting (see the module docstring),
     under AWS's latency and throttling (``limits``; by default drawn from ``seed``)."""
-    world_limits = limits if limits is not None else Limits(seed=seed)
-    return run(_world(scenario, seed, dict(settings or {}), world_limits), seed=seed)
+    world = ShippedWorld(scenario, seed, dict(settings or {}), limits or Limits(seed=seed))
+    world.noise = noise or Noise()
+    return run(world.run(faults, crashes, replicas), seed=seed)
 
 
-async def _world(
-    scenario: Scenario, seed: int, overrides: dict[str, Any], limits: Limits
-) -> Outcome:
-    loop = asyncio.get_running_loop()
-    sqs, dynamodb = Sqs(loop.time), Dynamodb()
-    dynamodb.table(LEASES)
-    dlq = (await sqs.create_queue(QueueName="events-dlq"))["QueueUrl"]
-    redrive = f'{{"deadLetterTargetArn": "{sqs.queues[dlq].arn}", "maxReceiveCount": 5}}'
-    url = (await sqs.create_queue(QueueName="events", Attributes={"RedrivePolicy": redrive}))[
-        "QueueUrl"
-    ]
-    publisher = Publisher(sqs, url)
-    sim = Sim(scenario, publisher, seed)
-    driver = LoopDriver(sim)
-    services = {"sqs": sqs, "ecs": Ecs(driver, CLUSTER), "dynamodb": dynamodb}
-    world = SimulatedAws(services, limits)
-    settings = load_settings(**{"cluster": CLUSTER, "queue_url": url, **overrides})
-    scaler = Scaler(settings, TARGET, LoopClock(EPOCH), instrument=world.install, serve_http=False)
-    stop = asyncio.Event()
-    running = asyncio.create_task(scaler.run(stop))
-    await driver.run(asyncio.Event())
-    stop.set()
-    await running
-    calls = {f"{s}:{op}": n for (s, op), n in sorted(world.calls.items())}
-    return Outcome(sim.finish(), calls, len(publisher.published), dict(limits.throttled))
+@dataclass(frozen=True)
+class Noise:
+    """What the queue carries besides the world's own events."""
+
+    duplicates: float = 0.0  # share of receives that hand an in-flight message out again
+    foreign: float = 0.0  # warnings for other clusters' instances, per warning of ours
+    malformed: int = 0  # bodies that are no event at all, sent at the start
+
+
+class ShippedWorld:
+    def __init__(
+        self, scenario: Scenario, seed: int, overrides: dict[str, Any], limits: Limits
+    ) -> None:
+        self.scenario, self.seed, self.overrides, self.limits = scenario, seed, overrides, limits
+        self.noise = Noise()
+
+    async def run(self, faults: Faults | None, crashes: Sequence[Crash], replicas: int) -> Outcome:
+        loop = asyncio.get_running_loop()
+        rng = random.Random(f"sqs:{self.seed}")
+        self.sqs = Sqs(loop.time, rng=rng, duplicate_share=self.noise.duplicates)
+        dynamodb = Dynamodb()
+        dynamodb.table(LEASES)
+        self.url, self.dlq = await self._queues()
+        self.publisher = Publisher(self.sqs, self.url, self.noise.foreign, self.seed)
+        for i in range(self.noise.malformed):
+            self.sqs.deliver(self.url, f"{{not an event {i}")
+        self.sim = Sim(self.scenario, self.publisher, self.seed)
+        driver = LoopDriver(self.sim)
+        self.ecs = Ecs(driver, CLUSTER)
+        services = {"sqs": self.sqs, "ecs": self.ecs, "dynamodb": dynamodb}
+        self.world = SimulatedAws(services, self.limits, faults)
+        stop = asyncio.Event()
+        lives = [asyncio.create_task(self._replica(i, crashes, stop)) for i in range(replicas)]
+        await driver.run(asyncio.Event())
+        stop.set()
+        await asyncio.gather(*lives)
+        return self._outcome(faults)
+
+    async def _queues(self) -> tuple[str, str]:
+        dlq = (await self.sqs.create_queue(QueueName="events-dlq"))["QueueUrl"]
+        arn = self.sqs.queues[dlq].arn
+        redrive = f'{{"deadLetterTargetArn": "{arn}", "maxReceiveCount": {MAX_RECEIVES}}}'
+        attributes = {"RedrivePolicy": redrive}
+        url = (await self.sqs.create_queue(QueueName="events", Attributes=attributes))["QueueUrl"]
+        return str(url), str(dlq)
+
+    async def _replica(self, index: int, crashes: Sequence[Crash], stop: asyncio.Event) -> None:
+        """One replica's lives: run until its next crash, wait to come back, run again."""
+        loop = asyncio.get_running_loop()
+        for crash in [*(c for c in crashes if c.replica == index), None]:
+            own = asyncio.Event()
+            life = asyncio.create_task(self._scaler(index).run(own))
+            ends = crash.at if crash is not None else float("inf")
+            waiters = [asyncio.create_task(stop.wait())]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiters[0], timeout=max(0.0, ends - loop.time()))
+            if stop.is_set() or crash is None:
+                own.set()
+                await life
+                return
+            life.cancel()  # a crash: nothing of the process runs on
+            with contextlib.suppress(asyncio.CancelledError):
+                await life
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=max(0.0, crash.back - loop.time()))
+            if stop.is_set():
+                return
+
+    def _scaler(self, index: int) -> Scaler:
+        values = {"cluster": CLUSTER, "queue_url": self.url, "lease_table": LEASES}
+        settings = load_settings(**{**values, **self.overrides})
+        clock = LoopClock(EPOCH)
+        return Scaler(settings, TARGET, clock, instrument=self.world.install, serve_http=False)
+
+    def _outcome(self, faults: Faults | None) -> Outcome:
+        warned = {
+            e["detail"]["instance-id"]: (e["time"], at)
+            for e, at in self.publisher.timed
+            if e["detail-type"] == "EC2 Spot Instance Interruption Warning"
+        }
+        calls = {f"{s}:{op}": n for (s, op), n in sorted(self.world.calls.items())}
+        horizon = self.sim.horizon
+        queue = self.sqs.queues[self.url].messages.values()
+        return Outcome(
+            self.sim.finish(),
+            calls,
+            len(self.publisher.published),
+            dict(self.limits.throttled),
+            warned={i: at for i, (_, at) in warned.items()},
+            registered=frozenset(self.publisher.registered),
+            drained=dict(self.ecs.drained_at),
+            unknown=tuple(self.ecs.unknown),
+            stranded=sum(1 for m in queue if m.sent < horizon - 900),
+            dead=len(self.sqs.queues[self.dlq].messages),
+            malformed=self.noise.malformed,
+            fault_hits=dict(faults.hits) if faults is not None else {},
+        )

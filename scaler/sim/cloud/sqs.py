@@ -8,8 +8,9 @@
   received more than ``maxReceiveCount`` times.
 - Deleting with a receipt handle older than the message's last receive succeeds and deletes
   nothing (AWS's documented behaviour); an unknown handle is a failed entry.
-- Standard queues deliver at least once: ``duplicate_share`` of receives hand a message out again
-  while it is in flight (drawn from the world's seeded stream, so a run replays).
+- Standard queues deliver at least once: ``duplicate_share`` of the messages are handed out once
+  more while in flight, to the next receive (drawn from the world's seeded stream at send, so a
+  run replays).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Message:
     visible_at: float = 0.0
     receives: int = 0
     handle: str = ""
+    again: bool = False  # delivered once more while in flight (at-least-once delivery)
 
 
 @dataclass
@@ -138,6 +140,7 @@ class Sqs(Operations):
     def _put(self, queue: Queue, body: str) -> Message:
         self._ids += 1
         message = Message(f"00000000-0000-4000-8000-{self._ids:012d}", body, self._now())
+        message.again = self._rng.random() < self.duplicate_share
         queue.messages[message.id] = message
         queue.arrived.set()
         return message
@@ -178,9 +181,10 @@ class Sqs(Operations):
         for message in list(queue.messages.values()):
             if len(taken) >= most:
                 break
-            duplicate = message.visible_at > now and self._rng.random() < self.duplicate_share
+            duplicate = message.visible_at > now and message.receives > 0 and message.again
             if message.visible_at > now and not duplicate:
                 continue
+            message.again = message.again and not duplicate
             if self._dead(queue, message):
                 continue
             message.receives += 1

@@ -25,7 +25,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from scaler.sim.cloud.limits import Limits, no_limits
+from scaler.sim.cloud.faults import SLOWER, Faults
+from scaler.sim.cloud.limits import THROTTLED, Limits, no_limits
 
 PARAMS = "scaler.sim.params"  # the call's own parameters, in botocore's request context
 
@@ -64,6 +65,7 @@ class SimulatedAws:
 
     services: Mapping[str, Service]
     limits: Limits = field(default_factory=no_limits)
+    faults: Faults | None = None
     calls: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, op) -> count
 
     def install(self, service: str, client: Any) -> None:
@@ -97,14 +99,22 @@ class SimulatedAws:
         simulated = self.services.get(service)
         if simulated is None:
             raise NotSimulated(f"{service} is not simulated (called {operation})")
-        delay = self.limits.delay(service, operation)
+        now = asyncio.get_running_loop().time()
+        fault = self.faults.hit(now) if self.faults is not None else None
+        delay = self.limits.delay(service, operation) * (SLOWER if fault == "slow" else 1.0)
         if delay > 0:
             await asyncio.sleep(delay)
         throttled = self.limits.admit(service, operation, asyncio.get_running_loop().time())
         try:
-            if throttled is not None:
-                raise AwsError(throttled, "Rate exceeded")
+            if throttled is not None or fault == "throttle":
+                raise AwsError(
+                    throttled or THROTTLED.get(service, "ThrottlingException"), "Rate exceeded"
+                )
+            if fault == "errors":
+                raise AwsError("InternalError", "We encountered an internal error.", 500)
             reply = await simulated.answer(operation, params)
+            if fault == "lost":  # done, but the answer never reaches the client
+                raise AwsError("ServiceUnavailable", "Service unavailable.", 503)
         except AwsError as exc:
             return _error(exc)
         return _Http(200), {**reply, "ResponseMetadata": _meta(200)}

@@ -171,6 +171,6 @@ def test_duplicates_are_drawn_from_the_seeded_stream_and_replay() -> None:
             )
         return got
 
-    first = _in_world(body, duplicate_share=0.2)
+    first = _in_world(body, duplicate_share=0.5)
     assert first > 20
-    assert _in_world(body, duplicate_share=0.2) == first
+    assert _in_world(body, duplicate_share=0.5) == first

@@ -1,0 +1,118 @@
+"""Fault campaigns: the shipped scaler in the simulated world under random faults, many seeds,
+with the invariants an operator relies on checked after every seed.
+
+Each seed draws its own trouble (:func:`trial`): fault windows in the AWS calls (throttling
+bursts, 5xx answers, lost answers, latency spikes), one or two replicas sharing a lease, crashes
+and restarts, duplicated messages, warnings for other clusters' instances and malformed
+messages. After the run, :func:`violations` checks:
+
+- every spot-warned instance registered in the cluster is DRAINING before its notice ends,
+  unless every replica was down within a visibility timeout of the warning or during its
+  notice;
+- no container instance outside the cluster is named in a state change;
+- every message is deleted after its work, or sits in the dead-letter queue, and only the
+  malformed ones do.
+
+A failing seed prints the command that replays it: ``python -m scaler.sim.cloud.campaign SEED``.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from dataclasses import dataclass
+
+from scaler.sim.builtin import builtin
+from scaler.sim.cloud.faults import Faults
+from scaler.sim.cloud.shipped import Crash, Noise, Outcome, run_shipped
+from scaler.sim.engine import NOTICE
+from scaler.sim.scenario import Scenario
+
+SCENARIO = builtin("storm", instances=24, tasks=120, services=6).with_hours(0.5)
+VISIBILITY = 30.0  # the queue's visibility timeout: a crashed replica's messages come back then
+
+
+@dataclass(frozen=True)
+class Trial:
+    seed: int
+    faults: Faults
+    crashes: tuple[Crash, ...]
+    replicas: int
+    noise: Noise
+
+
+def trial(seed: int, scenario: Scenario = SCENARIO) -> Trial:
+    """The trouble seed ``seed`` brings."""
+    rng = random.Random(f"campaign:{seed}")
+    horizon = scenario.hours * 3600
+    busy = _storm(scenario)
+    replicas = rng.choice((1, 2))
+    crashes = []
+    for _ in range(rng.choice((0, 1, 2))):
+        at = rng.uniform(*busy) if rng.random() < 0.7 else rng.uniform(60, horizon - 300)
+        crashes.append(Crash(at, at + rng.uniform(5, 120), rng.randrange(replicas)))
+    noise = Noise(
+        duplicates=rng.choice((0.0, 0.05, 0.2)),
+        foreign=rng.choice((0.0, 0.5)),
+        malformed=rng.choice((0, 1, 3)),
+    )
+    faults = Faults.draw(seed, horizon, count=rng.randint(1, 5), busy=busy)
+    return Trial(seed, faults, tuple(sorted(crashes, key=lambda c: c.at)), replicas, noise)
+
+
+def _storm(scenario: Scenario) -> tuple[float, float]:
+    """Where the trouble is: from shortly before the first storm to well after it."""
+    at = min((e.at for e in scenario.events if e.type == "storm"), default=600.0)
+    return max(0.0, at - 120.0), at + 900.0
+
+
+def play(t: Trial, scenario: Scenario = SCENARIO) -> Outcome:
+    faults = Faults(t.faults.windows, t.faults.share, t.faults.seed)  # its draws from the start
+    return run_shipped(
+        scenario, t.seed, faults=faults, crashes=t.crashes, replicas=t.replicas, noise=t.noise
+    )
+
+
+def violations(t: Trial, outcome: Outcome) -> list[str]:
+    """What went wrong in ``outcome`` (empty: every invariant held)."""
+    found = []
+    for iid, warned in sorted(outcome.warned.items()):
+        if iid not in outcome.registered or not _up(t, warned - VISIBILITY, warned + NOTICE):
+            continue
+        drained = outcome.drained.get(iid)
+        if drained is None or drained > warned + NOTICE:
+            found.append(f"{iid} warned at {warned:.1f} s was not DRAINING by the notice's end")
+    if outcome.unknown:
+        found.append(f"state change named instances outside the cluster: {outcome.unknown[:3]}")
+    if outcome.stranded:
+        found.append(f"{outcome.stranded} messages were never deleted")
+    if outcome.dead != outcome.malformed:
+        found.append(
+            f"{outcome.dead} messages in the dead-letter queue, {outcome.malformed} malformed"
+        )
+    return found
+
+
+def _up(t: Trial, start: float, end: float) -> bool:
+    """Was some replica running throughout [start, end]?"""
+    down = {r: [(c.at, c.back) for c in t.crashes if c.replica == r] for r in range(t.replicas)}
+    return any(all(b <= start or a >= end for a, b in down[r]) for r in down)
+
+
+def replay(seed: int) -> str:
+    return f"python -m scaler.sim.cloud.campaign {seed}"
+
+
+def main(argv: list[str]) -> int:
+    seed = int(argv[0]) if argv else 0
+    t = trial(seed)
+    found = violations(t, play(t))
+    print(t)
+    print("\n".join(found) or "every invariant held")
+    if found:
+        print(f"replay: {replay(seed)}")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
