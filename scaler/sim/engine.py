@@ -45,7 +45,7 @@ from scaler.ecs.cluster import (
 from scaler.ecs.scheduler import Scheduler, rebalances_azs
 from scaler.events import InstanceStateChange, RebalanceRecommendation, Signal, SpotInterruption
 from scaler.sim.accounting import Accountant
-from scaler.sim.market import Market, Reclaim
+from scaler.sim.market import FalseAlarm, Market, Reclaim, lead_range
 from scaler.sim.scenario import Event, Pool, Scenario
 
 EPOCH = datetime(2026, 1, 5, tzinfo=UTC)  # virtual time 0 as a wall-clock time for signals
@@ -128,10 +128,14 @@ class Sim:
 
     def begin(self) -> None:
         self._initial_state()
-        for event in self.scenario.events:
-            self.at(event.at, self._scenario_event, event)
+        for index, event in enumerate(self.scenario.events):
+            if event.type == "storm" and event.params.get("early_recommendations"):
+                self._announce(event, index)
+            else:
+                self.at(event.at, self._scenario_event, event)
         for pool in self.market.spot:
             self._next_everyday(pool)
+            self._next_false(pool)
         self.policy.start(self)
 
     def step_until(self, t: float) -> None:
@@ -340,14 +344,38 @@ class Sim:
 
     # -- the market ---------------------------------------------------------------------------
 
-    def _next_everyday(self, pool: Pool) -> None:
-        reclaim = self.market.next_everyday(pool, self.now, self.horizon)
+    def _next_everyday(self, pool: Pool, after: float | None = None) -> None:
+        """Draw the pool's next everyday reclaim; handle it when its first recommendation may
+        come (at its time, without recommendations)."""
+        reclaim = self.market.next_everyday(
+            pool, self.now if after is None else after, self.horizon
+        )
         if reclaim is not None:
-            self.at(reclaim.at, self._everyday, pool, reclaim)
+            self.at(reclaim.at - reclaim.longest_lead, self._everyday, pool, reclaim)
 
     def _everyday(self, pool: Pool, reclaim: Reclaim) -> None:
         self._reclaim(reclaim)
-        self._next_everyday(pool)
+        self._next_everyday(pool, reclaim.at)
+
+    def _next_false(self, pool: Pool, after: float | None = None) -> None:
+        alarm = self.market.next_false(pool, self.now if after is None else after, self.horizon)
+        if alarm is not None:
+            self.at(alarm.at, self._false_alarm, pool, alarm)
+
+    def _false_alarm(self, pool: Pool, alarm: FalseAlarm) -> None:
+        """Rebalance recommendations never followed by a warning, to the instances in the pool
+        the alarm's own stream picks (in a fixed order of them, like a reclaim's victims)."""
+        self.note("false_alarm", pool=alarm.pool, share=round(alarm.share, 4))
+        rng = self.market.stream("false", alarm.key)
+        here = [
+            i
+            for i in self.cluster.instances.values()
+            if i.pool == alarm.pool and i.id not in self.doomed
+        ]
+        for inst in sorted(here, key=lambda i: (i.launched_at, i.id)):
+            if rng.random() < alarm.share:
+                self._recommend(inst.id)
+        self._next_false(pool, alarm.at)
 
     def _reclaim(self, reclaim: Reclaim) -> None:
         """Warn the instances the policy has in the pool: each with the reclaim's probability,
@@ -367,12 +395,19 @@ class Sim:
             chosen = [i for i in order if rng.random() < reclaim.share]
         for inst in chosen:
             offset, advised = rng.uniform(0, reclaim.over), rng.random()
-            when = self.now + offset
+            when = reclaim.at + offset  # handled ahead of its time when it recommends ahead
             self.at(when, self._warn, inst.id)
             if advised < reclaim.rebalance_share:
-                self.at(max(self.now, when - reclaim.rebalance_lead), self._recommend, inst.id)
-        if reclaim.until > self.now:
-            self.reclaiming[reclaim.pool] = (reclaim, rng)
+                self.at(max(self.now, when - reclaim.lead(rng)), self._recommend, inst.id)
+        if reclaim.until > reclaim.at:
+            if reclaim.at <= self.now:
+                self._reclaiming(reclaim, rng)
+            else:
+                self.at(reclaim.at, self._reclaiming, reclaim, rng)
+
+    def _reclaiming(self, reclaim: Reclaim, rng: random.Random) -> None:
+        """Spot launched into the pool until the reclaim's ``until`` is reclaimed as well."""
+        self.reclaiming[reclaim.pool] = (reclaim, rng)
 
     def _register(self, inst: Instance) -> None:
         if inst.id in self.cluster.instances:
@@ -440,6 +475,7 @@ class Sim:
             "add_instances": self._add_instances,
             "scale": self._scale,
             "new_image": self._new_image,
+            "shortage": self._shortage,
         }
         self.note("scenario", kind=event.type, **event.params)
         handlers[event.type](**event.params)
@@ -456,14 +492,22 @@ class Sim:
         lasts: float = 0.0,
         pools: Sequence[str] | None = None,
         take: float = 1.0,
+        early_recommendations: bool = False,
+        *,
+        at: float | None = None,
+        key: str | None = None,
     ) -> None:
         """Reclaim ``share`` of the scenario's spot pools (of ``az``, of ``pools``), drawn by the
         market whatever the policy uses: the instances in them (``take`` of them, at least one)
         are warned within ``over`` seconds, and for ``lasts`` seconds spot launched into them is
         reclaimed too, within ``over`` seconds of registering. The reclaimed pools (every spot
-        pool, with ``all_spot_pools``) take no launches for ``unavailable_for`` seconds."""
+        pool, with ``all_spot_pools``) take no launches for ``unavailable_for`` seconds.
+        Announced (:meth:`_announce`), the storm is drawn now from the stream ``key`` names and
+        strikes at ``at``."""
+        strikes = self.now if at is None else at
         reclaims = self.market.storm(
-            self.now,
+            strikes,
+            key=key,
             share=share,
             over=over,
             rebalance_share=rebalance_share,
@@ -473,13 +517,53 @@ class Sim:
             pools=pools,
             take=take,
         )
+        if strikes <= self.now:
+            self._storm_short(reclaims, unavailable_for, all_spot_pools)
+        else:
+            self.at(strikes, self._storm_short, reclaims, unavailable_for, all_spot_pools)
+        for reclaim in reclaims:
+            self._reclaim(reclaim)
+
+    def _storm_short(
+        self, reclaims: list[Reclaim], unavailable_for: float, all_spot_pools: bool
+    ) -> None:
         short = {r.pool for r in reclaims}
         if all_spot_pools:
             short |= {p.name for p in self.market.spot}
         for name in sorted(short):
             self._short(name, unavailable_for, "storm")
-        for reclaim in reclaims:
-            self._reclaim(reclaim)
+
+    def _announce(self, event: Event, index: int) -> None:
+        """A storm with ``early_recommendations``: drawn its longest lead ahead of its time,
+        from a stream of its own (the scenario's ``index``-th event), so its recommendations
+        may come before it strikes."""
+        share = event.params.get("rebalance_share", 0.0)
+        low, high = lead_range(event.params.get("rebalance_lead", 600.0))
+        longest = max(low, high or 0.0) if share > 0 else 0.0
+        self.at(event.at - longest, self._early_storm, event, index)
+
+    def _early_storm(self, event: Event, index: int) -> None:
+        self.note("scenario", kind=event.type, strikes=event.at, **event.params)
+        self._storm(**event.params, at=event.at, key=f"early:{index}")
+
+    def _shortage(
+        self,
+        duration: float,
+        az: str | None = None,
+        instance_types: Sequence[str] | None = None,
+        pools: Sequence[str] | None = None,
+        capacity: str = "spot",
+    ) -> None:
+        """No launches for ``duration`` seconds into the pools of ``capacity`` (spot, on-demand
+        or any) in ``az``, of ``instance_types``, among ``pools`` (each: all if not given)."""
+        for pool in self.scenario.pools:
+            if (
+                capacity in ("any", pool.capacity)
+                and (az is None or pool.az == az)
+                and (instance_types is None or pool.instance_type in instance_types)
+                and (pools is None or pool.name in pools)
+            ):
+                self._short(pool.name, duration, "shortage")
 
     def _short(self, pool: str, duration: float, cause: str) -> None:
         """No launches into ``pool`` for ``duration`` seconds."""

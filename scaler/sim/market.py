@@ -4,16 +4,24 @@ Each spot pool has its own random streams, seeded from the scenario's name, the 
 pool's name and nothing else, so every policy run on a (scenario, seed) meets the same market:
 
 - *everyday reclaims*: a Poisson timeline per pool, drawn lazily as the run goes on, at a rate
-  that keeps the pool's ``interruptions_per_hour`` per instance: each reclaim draws a share
-  (uniform below ``2 * EVERYDAY_SHARE``) and takes each instance the policy has in the pool then
-  with that probability;
+  that keeps the pool's ``interruptions_per_hour`` per instance (times the factor of its
+  ``rates`` in force: a piecewise-constant rate): each reclaim draws a share (uniform below
+  ``2 * EVERYDAY_SHARE``) and takes each instance the policy has in the pool then with that
+  probability; with a ``rebalance_share``, that share of them get a rebalance recommendation
+  ``rebalance_lead`` ahead (the reclaim is then drawn that much ahead of its time);
+- *false recommendations*: a timeline of the same kind per pool, at the pool's
+  ``false_recommendations_per_hour`` per instance: rebalance recommendations never followed by a
+  warning;
 - *storms*: a scenario event that draws its pools from ALL the scenario's spot pools (those of
   one AZ, or the pools it names, if it says), ``share`` of them; each drawn pool gets a reclaim
   window: the instances in it at the storm (``take`` of them: all by default) are warned within
   ``over`` seconds, some of them with
-  a rebalance recommendation ``rebalance_lead`` seconds ahead, and (for ``lasts`` seconds) spot
-  launched into it is reclaimed within ``over`` seconds of booting;
-- *shortages*: windows in which launches into a pool fail (after a storm, in an AZ outage).
+  a rebalance recommendation ``rebalance_lead`` seconds ahead (a number or a uniform range;
+  a storm with ``early_recommendations`` is drawn ahead of its time, from a stream of its own,
+  so they may come before it), and (for ``lasts`` seconds) spot launched into it is reclaimed
+  within ``over`` seconds of booting;
+- *shortages*: windows in which launches into a pool fail (after a storm, in an AZ outage, in a
+  ``shortage`` event).
 
 A policy with no instance in a reclaimed pool escapes: that is what diversifying is for. Which
 of a policy's instances a reclaim takes is drawn from a stream of that reclaim's own, in a fixed
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,12 +56,27 @@ class Reclaim:
     exact: bool = False  # of the instances (at least one), drawn from the reclaim's stream
     over: float = 0.0
     rebalance_share: float = 0.0
-    rebalance_lead: float = 0.0
+    rebalance_lead: float = 0.0  # with ``rebalance_lead_max``, the least lead of a uniform range
     until: float = 0.0  # spot launched into the pool before this is reclaimed too
     cause: str = "everyday"
     key: str = ""  # names the reclaim's own stream
+    rebalance_lead_max: float | None = None
+
+    @property
+    def longest_lead(self) -> float:
+        """How long before its earliest warning the reclaim's first recommendation may come."""
+        if self.rebalance_share <= 0:
+            return 0.0
+        return max(self.rebalance_lead, self.rebalance_lead_max or 0.0)
+
+    def lead(self, rng: random.Random) -> float:
+        """One instance's lead: drawn from ``rng`` when it is a range."""
+        if self.rebalance_lead_max is None:
+            return self.rebalance_lead
+        return rng.uniform(self.rebalance_lead, self.rebalance_lead_max)
 
     def record(self) -> list[Any]:
+        extra = [] if self.rebalance_lead_max is None else [self.rebalance_lead_max]
         return [
             "reclaim",
             self.cause,
@@ -64,7 +88,48 @@ class Reclaim:
             self.rebalance_share,
             self.rebalance_lead,
             round(self.until, 3),
+            *extra,
         ]
+
+
+@dataclass(frozen=True)
+class FalseAlarm:
+    """Rebalance recommendations in one pool at ``at``, never followed by a warning: each
+    instance there gets one with probability ``share`` (drawn from the alarm's own stream)."""
+
+    pool: str
+    at: float
+    share: float
+    key: str
+
+
+def lead_range(lead: float | Sequence[float]) -> tuple[float, float | None]:
+    """A lead as given (seconds, or ``[min, max]``) as its least and, for a range, its most."""
+    if isinstance(lead, int | float):
+        return lead, None  # as given: the digest of a storm keeps its figures
+    low, high = lead
+    return float(low), float(high)
+
+
+def arrival(
+    rng: random.Random, rate: float, after: float, rates: Sequence[tuple[float, float]] = ()
+) -> float:
+    """The next arrival after ``after`` of a Poisson process at ``rate`` per second, times the
+    factor of ``rates`` ((from, factor) in time order; 1 before the first) in force: one unit
+    exponential draw spent over the piecewise-constant rate (inf: none ever)."""
+    if not rates:
+        return after + rng.expovariate(rate)  # the draw a constant rate always made
+    work = rng.expovariate(1.0)
+    t = after
+    factor = next((f for at, f in reversed(rates) if at <= t), 1.0)
+    for at, next_factor in rates:
+        if at <= t:
+            continue
+        if factor > 0 and work / (rate * factor) <= at - t:
+            return t + work / (rate * factor)
+        work -= rate * factor * (at - t)
+        t, factor = at, next_factor
+    return t + work / (rate * factor) if factor > 0 else math.inf
 
 
 class Market:
@@ -74,6 +139,8 @@ class Market:
         self.base = f"market:{scenario.name}:{seed}"
         self.spot = [p for p in scenario.pools if p.capacity == "spot"]
         self._everyday = {p.name: self.stream(p.name, "everyday") for p in self.spot}
+        self._false = {p.name: self.stream(p.name, "false") for p in self.spot}
+        self._alarms: dict[str, int] = {}
         self._counts: dict[str, int] = {}
         self._storms = 0
         self.timeline: dict[str, list[list[Any]]] = {p.name: [] for p in scenario.pools}
@@ -89,11 +156,41 @@ class Market:
             return None
         rng = self._everyday[pool.name]
         rate = pool.interruptions_per_hour / EVERYDAY_SHARE / 3600
-        at = after + rng.expovariate(rate)
+        at = arrival(rng, rate, after, pool.rates)
         share = rng.uniform(0, 2 * EVERYDAY_SHARE)
         if at >= horizon:
             return None
-        return self._reclaim(Reclaim(pool.name, at, share, cause="everyday"))
+        if pool.rebalance_share <= 0:
+            return self._reclaim(Reclaim(pool.name, at, share, cause="everyday"))
+        low, high = lead_range(pool.rebalance_lead)
+        reclaim = Reclaim(
+            pool.name,
+            at,
+            share,
+            rebalance_share=pool.rebalance_share,
+            rebalance_lead=low,
+            rebalance_lead_max=high,
+            cause="everyday",
+        )
+        return self._reclaim(reclaim)
+
+    def next_false(self, pool: Pool, after: float, horizon: float) -> FalseAlarm | None:
+        """The pool's next false recommendations after ``after`` (None: none before
+        ``horizon``)."""
+        if pool.false_recommendations_per_hour <= 0:
+            return None
+        rng = self._false[pool.name]
+        rate = pool.false_recommendations_per_hour / EVERYDAY_SHARE / 3600
+        at = arrival(rng, rate, after, pool.rates)
+        share = rng.uniform(0, 2 * EVERYDAY_SHARE)
+        if at >= horizon:
+            return None
+        n = self._alarms.get(pool.name, 0)
+        self._alarms[pool.name] = n + 1
+        self.timeline[pool.name].append(
+            ["recommendation", "false", pool.name, round(at, 3), round(share, 6)]
+        )
+        return FalseAlarm(pool.name, at, share, f"{pool.name}:false:{n}")
 
     # -- storms -----------------------------------------------------------------------------
 
@@ -104,16 +201,19 @@ class Market:
         share: float,
         over: float,
         rebalance_share: float,
-        rebalance_lead: float,
+        rebalance_lead: float | Sequence[float],
         lasts: float,
         az: str | None,
         pools: Sequence[str] | None = None,
         take: float = 1.0,
+        key: str | None = None,
     ) -> list[Reclaim]:
         """``share`` of the spot pools (of ``az``, of ``pools``, if given), drawn whatever a
-        policy uses."""
-        self._storms += 1
-        rng = self.stream("storm", self._storms)
+        policy uses; from the stream ``key`` names (by default, the storm's rank in the run)."""
+        if key is None:
+            self._storms += 1
+        rng = self.stream("storm", self._storms if key is None else key)
+        low, high = lead_range(rebalance_lead)
         candidates = sorted(
             p.name
             for p in self.spot
@@ -130,9 +230,10 @@ class Market:
                     True,
                     over,
                     rebalance_share,
-                    rebalance_lead,
+                    low,
                     now + lasts,
                     cause="storm",
+                    rebalance_lead_max=high,
                 )
             )
             for name in chosen

@@ -31,6 +31,14 @@ A scenario file is TOML or JSON with the same shape (see ``scenarios/example.tom
     interruptions_per_hour = 0.0002  # per instance, outside storms (reclaims of the pool)
     initial = 10                   # instances registered at the start
     # capacity_provider = "cp-spot"  # its instances are this ECS capacity provider's
+    # rates = [{at = 0, factor = 1.0}, {at = 3600, factor = 5.0}]  # from each at on (seconds),
+    #                              # interruptions_per_hour and false recommendations times factor
+    # rebalance_share = 0.5        # share of everyday warnings a rebalance recommendation precedes
+    # rebalance_lead = [600, 1800] # ... this many seconds ahead (a number, or [min, max]: uniform)
+    # false_recommendations_per_hour = 0.001  # per instance: recommendations never followed
+
+    [market]                       # defaults for every spot pool's four keys above (a pool's
+    rates = [{at = 0, factor = 1.0}]  # own key wins); all of them are optional
 
     [[services]]
     name = "web"
@@ -50,19 +58,38 @@ A scenario file is TOML or JSON with the same shape (see ``scenarios/example.tom
 
     [[events]]                     # at = seconds from the start
     at = 900
-    type = "storm"                 # storm | az_outage | deploy | add_instances | scale | new_image
+    type = "storm"                 # storm | shortage | az_outage | deploy | add_instances | scale
+                                   # | new_image
     # deploy: share = 0.3 (of the services, by name), or services = ["web"] (or service = "web")
     # scale: factor = 2.0 (times the scenario's desired counts) or desired = 12 (a count, for
     #        the services named), for every service or those of services / service
     share = 0.3                    # storm: share of the spot pools reclaimed (drawn from all)
     over = 300                     # ... within this many seconds
     rebalance_share = 0.5          # ... of which this share gets a rebalance recommendation
-    rebalance_lead = 600           # ... this many seconds before its warning
+    rebalance_lead = 600           # ... this many seconds before its warning ([min, max]: uniform)
+    # early_recommendations = true # ... even before at: the storm is announced (see below)
     unavailable_for = 3600         # ... and the reclaimed pools have no spot capacity this long
     # az = "us-east-1a"            # ... aimed at one AZ: its spot capacity only, and
     # lasts = 1800                 # ... spot launched into it this long is reclaimed as well
     # pools = ["spot-a", "spot-b"] # ... drawn from these spot pools only
     # take = 0.5                   # ... and this share of each drawn pool's instances (default 1)
+
+    [[events]]
+    at = 3600
+    type = "shortage"              # launches into these pools fail for duration seconds:
+    duration = 1800                # every spot pool, or those of az, instance_types, pools
+    # az = "us-east-1a"            # (pools may name on-demand pools too)
+    # instance_types = ["m5.xlarge"]
+    # pools = ["spot-a"]
+    # capacity = "spot"            # spot | on-demand | any: the pools a shortage may take
+
+The spot market draws everything from streams of its own (see :mod:`scaler.sim.market`), so each
+policy meets the same interruptions. Everyday reclaims follow each pool's
+``interruptions_per_hour`` times the factor of ``rates`` in force (1 before the first ``at``). A
+storm with ``early_recommendations`` is drawn at ``at`` minus its longest lead: the instances in
+its pools then are warned from ``at`` (within ``over``), each recommended ``rebalance_lead``
+ahead of its warning, so before ``at``; without it recommendations come no earlier than ``at``.
+Everyday reclaims with a ``rebalance_share`` are drawn likewise ahead of their time.
 
 Built-in scenarios (:func:`builtin`) are generated from a few size parameters.
 """
@@ -79,6 +106,9 @@ from typing import Any
 from scaler.ecs.cluster import Constraint, InstanceType, ServiceSpec, Strategy
 from scaler.sim.validate import problems
 
+DEFAULT_LEAD = 600.0  # seconds a rebalance recommendation comes ahead of its warning
+MARKET_KEYS = ("rates", "rebalance_share", "rebalance_lead", "false_recommendations_per_hour")
+
 
 @dataclass(frozen=True)
 class Pool:
@@ -90,6 +120,11 @@ class Pool:
     interruptions_per_hour: float = 0.0
     initial: int = 0
     capacity_provider: str | None = None  # the ECS capacity provider its instances belong to
+    # the everyday market of a spot pool (a scenario's ``market`` table gives them to every one)
+    rates: tuple[tuple[float, float], ...] = ()  # (from this second on, times the rates)
+    rebalance_share: float = 0.0  # share of everyday warnings a recommendation comes ahead of
+    rebalance_lead: float | tuple[float, float] = DEFAULT_LEAD  # seconds ahead; (min, max)
+    false_recommendations_per_hour: float = 0.0  # per instance, never followed by a warning
 
 
 @dataclass(frozen=True)
@@ -148,6 +183,33 @@ def _service(raw: dict[str, Any]) -> ServiceSpec:
     return ServiceSpec(**raw)
 
 
+def _pool(raw: dict[str, Any], market: dict[str, Any]) -> Pool:
+    """A pool; a spot pool takes the ``market`` table's keys it does not set itself."""
+    raw = {**market, **raw} if raw.get("capacity") == "spot" else dict(raw)
+    if "rates" in raw:
+        raw["rates"] = tuple((float(r["at"]), float(r["factor"])) for r in raw["rates"])
+    if isinstance(raw.get("rebalance_lead"), list | tuple):
+        low, high = raw["rebalance_lead"]
+        raw["rebalance_lead"] = (float(low), float(high))
+    return Pool(**raw)
+
+
+def _pool_dict(pool: Pool) -> dict[str, Any]:
+    """A pool as plain data, without the market keys it leaves at their defaults."""
+    from dataclasses import asdict
+
+    row = _without(asdict(pool), "capacity_provider")
+    defaults = Pool("", "", "", "")
+    for key in MARKET_KEYS:
+        if getattr(pool, key) == getattr(defaults, key):
+            row.pop(key)
+    if "rates" in row:
+        row["rates"] = [{"at": at, "factor": factor} for at, factor in pool.rates]
+    if "rebalance_lead" in row and isinstance(pool.rebalance_lead, tuple):
+        row["rebalance_lead"] = list(pool.rebalance_lead)
+    return row
+
+
 def from_dict(raw: dict[str, Any]) -> Scenario:
     """The scenario in ``raw``, or a :class:`ScenarioError` naming every mistake in it."""
     mistakes = problems(raw)
@@ -155,7 +217,7 @@ def from_dict(raw: dict[str, Any]) -> Scenario:
         raise ScenarioError(mistakes)
     try:
         types = {t["name"]: InstanceType(**t) for t in raw["instance_types"]}
-        pools = tuple(Pool(**p) for p in raw["pools"])
+        pools = tuple(_pool(p, raw.get("market", {})) for p in raw["pools"])
         services = tuple(_service(s) for s in raw["services"])
         events = tuple(
             Event(
@@ -251,7 +313,7 @@ def to_dict(s: Scenario) -> dict[str, Any]:
         ),
         **({"settings": dict(s.settings)} if s.settings else {}),
         "instance_types": [asdict(t) for t in s.instance_types.values()],
-        "pools": [_without(asdict(p), "capacity_provider") for p in s.pools],
+        "pools": [_pool_dict(p) for p in s.pools],
         "services": [_service_row(v) for v in s.services],
         "events": [{"at": e.at, "type": e.type, **e.params} for e in s.events],
     }

@@ -19,6 +19,7 @@ plain functions of the data; reading and parsing the file is :func:`scaler.sim.s
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -177,6 +178,44 @@ def many(check: Check) -> Check:
     return each
 
 
+def lead(value: Any, path: str) -> list[str]:
+    """Seconds: a number, or ``[min, max]`` (drawn uniformly between them)."""
+    if not isinstance(value, list | tuple):
+        return SECONDS(value, path)
+    if len(value) != 2:
+        return _wrong(path, "a number of seconds or [min, max]", value)
+    lines = [line for n, v in enumerate(value) for line in SECONDS(v, f"{path}[{n}]")]
+    if not lines and value[0] > value[1]:
+        lines.append(f"{path}: min {value[0]!r} is more than max {value[1]!r}; give [min, max]")
+    return lines
+
+
+RATE = Table({"at": SECONDS, "factor": NOT_NEGATIVE}, frozenset({"at", "factor"}))
+
+
+def rates(value: Any, path: str) -> list[str]:
+    """``[{at, factor}, ...]`` with each ``at`` later than the one before."""
+    lines = many(RATE)(value, path)
+    if lines:
+        return lines
+    return [
+        f"{path}[{n}].at: must be later than {path}[{n - 1}].at ({before['at']!r}), "
+        f"got {after['at']!r}; list the rates in time order"
+        for n, (before, after) in enumerate(itertools.pairwise(value), start=1)
+        if after["at"] <= before["at"]
+    ]
+
+
+# a spot pool's everyday market; the scenario's ``market`` table gives them to every spot pool
+MARKET_KEYS: dict[str, Check] = {
+    "rates": rates,
+    "rebalance_share": SHARE,
+    "rebalance_lead": lead,
+    "false_recommendations_per_hour": NOT_NEGATIVE,
+}
+MARKET = Table(MARKET_KEYS)
+
+
 INSTANCE_TYPE = Table(
     {
         "name": text(),
@@ -196,6 +235,7 @@ POOL = Table(
         "interruptions_per_hour": NOT_NEGATIVE,
         "initial": integer(0),
         "capacity_provider": optional(text()),
+        **MARKET_KEYS,
     },
     frozenset({"name", "capacity", "instance_type", "az"}),
 )
@@ -279,15 +319,26 @@ EVENTS: dict[str, Table] = {
             "share": SHARE,
             "over": SECONDS,
             "rebalance_share": SHARE,
-            "rebalance_lead": SECONDS,
+            "rebalance_lead": lead,
             "unavailable_for": DURATION,
             "all_spot_pools": boolean,
             "az": text(),
             "lasts": SECONDS,
             "pools": many(text()),
             "take": SHARE,
+            "early_recommendations": boolean,
         },
         frozenset({"share", "over"}),
+    ),
+    "shortage": Table(
+        {
+            "duration": DURATION,
+            "az": text(),
+            "instance_types": many(text()),
+            "pools": many(text()),
+            "capacity": text("spot", "on-demand", "any"),
+        },
+        frozenset({"duration"}),
     ),
     "az_outage": Table({"az": text(), "duration": DURATION}, frozenset({"az", "duration"})),
     "deploy": Table({"share": SHARE, "services": many(text()), "service": text()}),
@@ -357,6 +408,7 @@ SCENARIO = Table(
         "pools": many(POOL),
         "services": many(service),
         "events": many(event),
+        "market": MARKET,  # the everyday market of every spot pool
         "notes": texts,  # what `scaler snapshot` estimated or left out
         "boot_delay": seconds_range,
         "fargate_start_delay": seconds_range,
@@ -398,6 +450,7 @@ def _references(raw: dict[str, Any]) -> list[str]:
         for n, e in enumerate(raw.get("events", ()))
         if e["type"] == "az_outage" and e["az"] not in azs
     ]
+    lines += _shortages(raw, types, azs)
     providers = sorted({p["capacity_provider"] for p in raw["pools"] if p.get("capacity_provider")})
     lines += [
         f"services[{n}].capacity_providers[{k}]: no pool is capacity provider {name!r}"
@@ -406,6 +459,30 @@ def _references(raw: dict[str, Any]) -> list[str]:
         for k, name in enumerate(svc.get("capacity_providers", ()))
         if name not in providers
     ]
+    return lines
+
+
+def _shortages(raw: dict[str, Any], types: list[str], azs: list[str]) -> list[str]:
+    """A shortage's AZ, instance types and pools must exist."""
+    names = [p["name"] for p in raw["pools"]]
+    lines = []
+    for n, e in enumerate(raw.get("events", ())):
+        if e["type"] != "shortage":
+            continue
+        if "az" in e and e["az"] not in azs:
+            lines.append(
+                f"events[{n}].az: no pool is in {e['az']!r}"
+                f"{suggest(e['az'], azs) or '; add a pool there'}"
+            )
+        for key, what, known in (
+            ("instance_types", "an instance type", types),
+            ("pools", "a pool", names),
+        ):
+            lines += [
+                f"events[{n}].{key}[{k}]: {name!r} is not {what}{suggest(name, known)}"
+                for k, name in enumerate(e.get(key, ()))
+                if name not in known
+            ]
     return lines
 
 

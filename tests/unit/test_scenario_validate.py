@@ -213,7 +213,7 @@ def test_several_mistakes_give_one_line_each() -> None:
         "hours: must be more than 0 hours (got 0)",
         "pools[1].pirce: unknown key; did you mean 'price'?",
         "colour: unknown key (valid: boot_delay, ecs_reserved_memory_mib, events, "
-        "fargate_start_delay, hot_threshold, hours, image, instance_types, name, notes, "
+        "fargate_start_delay, hot_threshold, hours, image, instance_types, market, name, notes, "
         "on_demand_base, pools, services, settings, target_capacity)",
     ]
 
