@@ -43,16 +43,9 @@ if TYPE_CHECKING:
     from scaler.sim.scenario import Scenario
 
 EXIT_CONFIG = 2
-BUILTINS = (
-    "steady",
-    "storm",
-    "az-outage",
-    "deploy-skew",
-    "diurnal",
-    "ami-roll",
-    "fleet-250",
-    "big-tasks",
-)
+BUILTINS: tuple[str, ...] = ("steady", "storm", "az-outage", "deploy-skew", "diurnal", "ami-roll")
+BUILTINS += ("fleet-250", "big-tasks")  # scaler.sim.builtin_fleet
+BUILTINS += ("az-storm", "long-lead", "dry-market")  # scaler.sim.builtin_market
 POLICY_NAMES = ("scaler", "ecs-native", "ecs-scaler")  # --policy all
 # simulated only: scale-in by consolidation, rolling out-of-date instances
 EXTRA_POLICIES = ("scaler-consolidating", "scaler-rolling")

@@ -22,7 +22,7 @@ import math
 import random
 
 from scaler.ecs.cluster import Constraint, InstanceType, ServiceSpec, Strategy
-from scaler.sim import builtin_fleet
+from scaler.sim import builtin_fleet, builtin_market
 from scaler.sim.scenario import Event, Pool, Scenario
 
 AZS = ("us-east-1a", "us-east-1b", "us-east-1c")
@@ -44,7 +44,9 @@ LAYOUTS = (
     (AZ_SPREAD, Strategy("binpack", "memory")),  # AZ balanced binpack
     (Strategy("binpack", "cpu"),),  # binpack
 )
-NAMES = ("steady", "storm", "az-outage", "deploy-skew", "diurnal", "ami-roll", *builtin_fleet.NAMES)
+NAMES: tuple[str, ...] = ("steady", "storm", "az-outage", "deploy-skew", "diurnal", "ami-roll")
+NAMES += builtin_fleet.NAMES  # built by scaler.sim.builtin_fleet
+NAMES += builtin_market.NAMES  # built by scaler.sim.builtin_market
 
 
 def _pools(instances: int, rng: random.Random) -> tuple[Pool, ...]:
@@ -112,13 +114,25 @@ def _services(
 
 
 def builtin(
-    name: str, *, instances: int = 48, tasks: int = 480, services: int = 24, seed: int = 7
+    name: str,
+    *,
+    instances: int | None = None,
+    tasks: int | None = None,
+    services: int | None = None,
+    seed: int = 7,
 ) -> Scenario:
-    """A built-in scenario at the given size (the seed fixes its layout)."""
+    """A built-in scenario at the given size (by default 48 instances, 480 tasks and 24
+    services; those of :mod:`scaler.sim.builtin_market` are bigger); the seed fixes its layout."""
     if name not in NAMES:
         raise KeyError(name)
     if name in builtin_fleet.NAMES:
         return builtin_fleet.builtin(name, seed)
+    if name in builtin_market.NAMES:
+        sizes = {"instances": instances, "tasks": tasks, "services": services}
+        return builtin_market.builtin(name, seed=seed, **sizes)
+    instances = 48 if instances is None else instances
+    tasks = 480 if tasks is None else tasks
+    services = 24 if services is None else services
     rng = random.Random(f"{name}:{seed}:{instances}:{tasks}:{services}")
     pools = _pools(instances, rng)
     budget = int(_capacity(pools) * 0.62)
