@@ -9,9 +9,11 @@ they were scheduled), so a run is a pure function of the scenario, the policy an
   happened (ECS's own reaction time);
 - the spot market (:mod:`scaler.sim.market`: one per scenario and seed, whatever the policy
   launches) reclaims pools, everyday and in storms: it sends interruption warnings to the
-  instances there, rebalance recommendations ahead of some of them, terminates them when the
-  2-minute notice ends, and refuses launches into pools short of capacity;
-- AZ outages, deployments, demand changes and new launch images happen when the scenario says.
+  instances there, rebalance recommendations ahead of some of them (and some never followed by
+  a warning), terminates them when the 2-minute notice ends, and refuses launches into pools
+  short of capacity;
+- AZ outages, capacity shortages, deployments, demand changes and new launch images happen when
+  the scenario says.
 
 A *policy* hears the signals AWS would send (the same :mod:`scaler.events` signal values) and acts
 through :class:`Sim`'s small cloud interface (drain, launch, terminate), which counts API calls.

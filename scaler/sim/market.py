@@ -8,7 +8,8 @@ pool's name and nothing else, so every policy run on a (scenario, seed) meets th
   ``rates`` in force: a piecewise-constant rate): each reclaim draws a share (uniform below
   ``2 * EVERYDAY_SHARE``) and takes each instance the policy has in the pool then with that
   probability; with a ``rebalance_share``, that share of them get a rebalance recommendation
-  ``rebalance_lead`` ahead (the reclaim is then drawn that much ahead of its time);
+  ``rebalance_lead`` ahead: such a reclaim picks its instances its longest lead ahead of its
+  time (those in the pool then), and warns them at its time;
 - *false recommendations*: a timeline of the same kind per pool, at the pool's
   ``false_recommendations_per_hour`` per instance: rebalance recommendations never followed by a
   warning;

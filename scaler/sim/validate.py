@@ -451,6 +451,13 @@ def _references(raw: dict[str, Any]) -> list[str]:
         if e["type"] == "az_outage" and e["az"] not in azs
     ]
     lines += _shortages(raw, types, azs)
+    lines += [
+        f"pools[{n}].{key}: only spot pools are interrupted; remove it from this on-demand pool"
+        for n, p in enumerate(raw["pools"])
+        if p["capacity"] != "spot"
+        for key in MARKET_KEYS
+        if key in p
+    ]
     providers = sorted({p["capacity_provider"] for p in raw["pools"] if p.get("capacity_provider")})
     lines += [
         f"services[{n}].capacity_providers[{k}]: no pool is capacity provider {name!r}"

@@ -157,3 +157,12 @@ def test_each_mistake_is_one_line_naming_its_path(case: str) -> None:
     data = good()
     edit(data)
     assert validate.problems(data) == [line]
+
+
+def test_market_keys_on_an_on_demand_pool_are_refused() -> None:
+    data = good()
+    data["pools"][2]["false_recommendations_per_hour"] = 0.1
+    assert validate.problems(data) == [
+        "pools[2].false_recommendations_per_hour: only spot pools are interrupted; "
+        "remove it from this on-demand pool"
+    ]
