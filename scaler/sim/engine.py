@@ -554,10 +554,13 @@ class Sim:
         az: str | None = None,
         instance_types: Sequence[str] | None = None,
         pools: Sequence[str] | None = None,
-        capacity: str = "spot",
+        capacity: str | None = None,
     ) -> None:
         """No launches for ``duration`` seconds into the pools of ``capacity`` (spot, on-demand
-        or any) in ``az``, of ``instance_types``, among ``pools`` (each: all if not given)."""
+        or any; by default spot, any for named ``pools``) in ``az``, of ``instance_types``,
+        among ``pools`` (each: all if not given)."""
+        if capacity is None:
+            capacity = "spot" if pools is None else "any"
         for pool in self.scenario.pools:
             if (
                 capacity in ("any", pool.capacity)

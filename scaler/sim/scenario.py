@@ -78,10 +78,10 @@ A scenario file is TOML or JSON with the same shape (see ``scenarios/example.tom
     at = 3600
     type = "shortage"              # launches into these pools fail for duration seconds:
     duration = 1800                # every spot pool, or those of az, instance_types, pools
-    # az = "us-east-1a"            # (pools may name on-demand pools too)
+    # az = "us-east-1a"
     # instance_types = ["m5.xlarge"]
-    # pools = ["spot-a"]
-    # capacity = "spot"            # spot | on-demand | any: the pools a shortage may take
+    # pools = ["spot-a", "od-a"]   # (on-demand pools too)
+    # capacity = "spot"            # spot | on-demand | any (default: spot; any with pools)
 
 The spot market draws everything from streams of its own (see :mod:`scaler.sim.market`), so each
 policy meets the same interruptions. Everyday reclaims follow each pool's

@@ -237,14 +237,16 @@ def test_a_shortage_event_refuses_launches_into_its_pools_for_its_duration() -> 
     assert ["shortage", "shortage", 1800.0, 3600.0] in sim.market.timeline["spot-a"]
 
 
-def test_a_shortage_of_named_pools_of_any_capacity() -> None:
+@pytest.mark.parametrize("capacity", [{}, {"capacity": "any"}, {"capacity": "on-demand"}])
+def test_a_shortage_of_named_pools_of_any_capacity(capacity: dict[str, str]) -> None:
     data = raw()
     data["events"] = [
-        {"at": 600, "type": "shortage", "duration": 600, "pools": ["od-a"], "capacity": "any"}
+        {"at": 600, "type": "shortage", "duration": 600, "pools": ["od-a", "spot-b"], **capacity}
     ]
     policy = Launcher()
     Sim(from_dict(data), policy, 1).run()
-    assert policy.failed == [(600.0, "od-a")]
+    spot_too = capacity.get("capacity") != "on-demand"
+    assert policy.failed == [*([(600.0, "spot-b")] if spot_too else []), (600.0, "od-a")]
 
 
 # -- one market for every policy --------------------------------------------------------------
