@@ -6,6 +6,8 @@ key changes the market as documented; the market stays the same for every policy
 from __future__ import annotations
 
 import copy
+import math
+import random
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 from scaler.events import InstanceStateChange, RebalanceRecommendation, Signal, SpotInterruption
 from scaler.sim.builtin import builtin
 from scaler.sim.engine import Sim
+from scaler.sim.market import arrival
 from scaler.sim.policies import POLICIES
 from scaler.sim.scenario import Scenario, from_dict, load
 
@@ -108,6 +111,19 @@ def test_files_without_the_new_keys_keep_their_market() -> None:
 
 
 # -- rates that change over time --------------------------------------------------------------
+
+
+def test_an_arrival_spends_one_draw_over_the_piecewise_rate() -> None:
+    work = random.Random(5).expovariate(1.0)  # about 0.975
+
+    def at(rates: tuple[tuple[float, float], ...], after: float = 0.0) -> float:
+        return arrival(random.Random(5), 1.0, after, rates)
+
+    assert at(((0.0, 0.0), (100.0, 2.0)), 10.0) == pytest.approx(100.0 + work / 2)
+    spent = ((0.0, 0.0), (100.0, 2.0), (100.0 + work / 4, 0.5))  # half of it at 2, then 0.5
+    assert at(spent, 10.0) == pytest.approx(100.0 + work / 4 + work)
+    assert at(((50.0, 0.0),)) == pytest.approx(work), "a factor of 1 before the first at"
+    assert at(((0.0, 1.0), (work / 2, 0.0))) == math.inf, "none once the factor stays 0"
 
 
 def test_rates_of_factor_one_leave_the_market_as_it_was() -> None:
