@@ -48,7 +48,7 @@ from scaler.ecs.scheduler import Scheduler, rebalances_azs
 from scaler.events import InstanceStateChange, RebalanceRecommendation, Signal, SpotInterruption
 from scaler.sim.accounting import Accountant
 from scaler.sim.market import FalseAlarm, Market, Reclaim, lead_range
-from scaler.sim.scenario import Event, Pool, Scenario
+from scaler.sim.scenario import DEFAULT_LEAD, Event, Pool, Scenario
 
 EPOCH = datetime(2026, 1, 5, tzinfo=UTC)  # virtual time 0 as a wall-clock time for signals
 NOTICE = 120.0
@@ -540,7 +540,7 @@ class Sim:
         from a stream of its own (the scenario's ``index``-th event), so its recommendations
         may come before it strikes."""
         share = event.params.get("rebalance_share", 0.0)
-        low, high = lead_range(event.params.get("rebalance_lead", 600.0))
+        low, high = lead_range(event.params.get("rebalance_lead", DEFAULT_LEAD))
         longest = max(low, high or 0.0) if share > 0 else 0.0
         self.at(event.at - longest, self._early_storm, event, index)
 
