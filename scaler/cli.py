@@ -48,7 +48,7 @@ BUILTINS += ("fleet-250", "big-tasks")  # scaler.sim.builtin_fleet
 BUILTINS += ("az-storm", "long-lead", "dry-market")  # scaler.sim.builtin_market
 POLICY_NAMES = ("scaler", "ecs-native", "ecs-scaler")  # --policy all
 # simulated only: scale-in by consolidation, rolling out-of-date instances
-EXTRA_POLICIES = ("scaler-consolidating", "scaler-rolling")
+EXTRA_POLICIES = ("scaler-consolidating", "scaler-rolling", "oracle")
 
 
 ABOUT = (
@@ -201,8 +201,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--policy",
         default="all",
-        help="scaler, ecs-native, ecs-scaler, scaler-consolidating, scaler-rolling, or all "
-        "(the first three; the default)",
+        help="scaler, ecs-native, ecs-scaler, scaler-consolidating, scaler-rolling, oracle (the "
+        "scaler told of every interruption 15 minutes ahead), or all (the first three; the "
+        "default); several separated by commas, e.g. all,oracle",
     )
     seeding = sim.add_mutually_exclusive_group()
     seeding.add_argument(
@@ -297,15 +298,7 @@ def _demo(timeout: float) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from scaler.sim.run import seeds_table, simulate, simulate_seeds, table
 
-    known = (*POLICY_NAMES, *EXTRA_POLICIES)
-    policies = list(POLICY_NAMES) if args.policy == "all" else [args.policy]
-    if any(p not in known for p in policies):
-        raise ConfigError(
-            [
-                f"--policy: unknown policy {args.policy!r}"
-                f"{_closest(args.policy, [*known, 'all'])} (choose from {', '.join(known)} or all)"
-            ]
-        )
+    policies = _policies(args.policy)
 
     def scenario_for(seed: int) -> Scenario:
         scenario = _scenario(args.scenario, seed)
@@ -320,6 +313,24 @@ def _simulate(args: argparse.Namespace) -> int:
             report = simulate(first, policies, args.seed, trace)
             print(json.dumps(report) if args.json else table(report))
     return 0
+
+
+def _policies(given: str) -> list[str]:
+    """The policies ``--policy`` names: one, ``all``, or several separated by commas."""
+    known = (*POLICY_NAMES, *EXTRA_POLICIES)
+    policies: list[str] = []
+    for name in (n.strip() for n in given.split(",")):
+        if name not in (*known, "all"):
+            raise ConfigError(
+                [
+                    f"--policy: unknown policy {name!r}{_closest(name, [*known, 'all'])} "
+                    f"(choose from {', '.join(known)} or all, or several separated by commas)"
+                ]
+            )
+        for policy in POLICY_NAMES if name == "all" else (name,):
+            if policy not in policies:
+                policies.append(policy)
+    return policies
 
 
 @contextlib.contextmanager

@@ -116,6 +116,8 @@ class Sim:
         self.version = 0  # rises at every change of the cluster: lets policies skip idle work
         self.on_demand = 0  # on-demand instances live (launching included)
         self.image = scenario.image  # what new instances launch from (a launch template version)
+        # an oracle policy is told of every interruption this long ahead, as a recommendation
+        self.foresight = float(getattr(policy, "foresight", 0.0))
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -133,6 +135,8 @@ class Sim:
         for index, event in enumerate(self.scenario.events):
             if event.type == "storm" and event.params.get("early_recommendations"):
                 self._announce(event, index)
+            elif event.type == "storm" and self.foresight > 0:
+                self.at(event.at - self.foresight, self._foreseen_storm, event)
             else:
                 self.at(event.at, self._scenario_event, event)
         for pool in self.market.spot:
@@ -342,6 +346,8 @@ class Sim:
         if storm is not None and self.now < storm[0].until:  # launched into a pool in a storm
             wait = self.scenario.boot_delay[1] + storm[1].uniform(0, storm[0].over)
             self.at(self.now + wait, self._warn, inst.id)
+            if self.foresight > 0:
+                self.at(self.now + max(0.0, wait - self.foresight), self._recommend, inst.id)
         return inst
 
     # -- the market ---------------------------------------------------------------------------
@@ -353,7 +359,8 @@ class Sim:
             pool, self.now if after is None else after, self.horizon
         )
         if reclaim is not None:
-            self.at(reclaim.at - reclaim.longest_lead, self._everyday, pool, reclaim)
+            ahead = max(reclaim.longest_lead, self.foresight)
+            self.at(reclaim.at - ahead, self._everyday, pool, reclaim)
 
     def _everyday(self, pool: Pool, reclaim: Reclaim) -> None:
         self._reclaim(reclaim)
@@ -399,8 +406,10 @@ class Sim:
             offset, advised = rng.uniform(0, reclaim.over), rng.random()
             when = reclaim.at + offset  # handled ahead of its time when it recommends ahead
             self.at(when, self._warn, inst.id)
-            if advised < reclaim.rebalance_share:
-                self.at(max(self.now, when - reclaim.lead(rng)), self._recommend, inst.id)
+            lead = reclaim.lead(rng) if advised < reclaim.rebalance_share else None
+            if lead is not None or self.foresight > 0:
+                ahead = max(lead or 0.0, self.foresight)
+                self.at(max(self.now, when - ahead), self._recommend, inst.id)
         if reclaim.until > reclaim.at:
             if reclaim.at <= self.now:
                 self._reclaiming(reclaim, rng)
@@ -542,7 +551,13 @@ class Sim:
         share = event.params.get("rebalance_share", 0.0)
         low, high = lead_range(event.params.get("rebalance_lead", DEFAULT_LEAD))
         longest = max(low, high or 0.0) if share > 0 else 0.0
-        self.at(event.at - longest, self._early_storm, event, index)
+        self.at(event.at - max(longest, self.foresight), self._early_storm, event, index)
+
+    def _foreseen_storm(self, event: Event) -> None:
+        """A storm an oracle hears of ahead: drawn now, from the stream it is drawn from at its
+        time (the same market), striking at its time."""
+        self.note("scenario", kind=event.type, strikes=event.at, **event.params)
+        self._storm(**event.params, at=event.at)
 
     def _early_storm(self, event: Event, index: int) -> None:
         self.note("scenario", kind=event.type, strikes=event.at, **event.params)

@@ -255,6 +255,8 @@ class Market:
         return self.stream("reclaim", reclaim.key)
 
     def digest(self) -> str:
-        """A hash of every timeline drawn so far."""
-        text = json.dumps(self.timeline, sort_keys=True, separators=(",", ":"))
+        """A hash of every timeline drawn so far: of what was drawn, not of the order a policy
+        met it in (an oracle handles reclaims earlier than the others do)."""
+        canonical = {p: sorted(records, key=json.dumps) for p, records in self.timeline.items()}
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -73,6 +73,7 @@ REFRESH_MIN_HEALTHY = 0.9
 REFRESH_WARMUP = 300.0
 REFRESH_DRAIN_TIMEOUT = 900.0
 MAX_REPLANS = 4
+FORESIGHT = 900.0  # the oracle hears of every interruption this long ahead
 RETURN_AFTER = 900.0  # ecs-scaler: an on-demand stand-in runs at least this long
 
 
@@ -359,9 +360,14 @@ class ScalerPolicy:
         if self.roll is not None or s.roll:
             self.roll = RollPolicy(s.disruption_budget, s.roll_per_hour)
 
+    def settings_table(self, sim: Sim) -> Mapping[str, object]:
+        """The ``SCALER_*`` settings this policy runs with: the scenario's table."""
+        return sim.scenario.settings
+
     def start(self, sim: Sim) -> None:
-        if sim.scenario.settings:
-            self.configure(file_settings(sim.scenario.settings))
+        table = self.settings_table(sim)
+        if table:
+            self.configure(file_settings(table))
         self.scaling.start(sim)
         sim.at(self.capacity_period, self._tick, sim)
         if self.task_rebalance:
@@ -716,10 +722,23 @@ def rolling() -> ScalerPolicy:
     return ScalerPolicy(roll=RollPolicy())
 
 
+class Oracle(ScalerPolicy):
+    """The scaler told of every spot interruption ``FORESIGHT`` seconds ahead, as a rebalance
+    recommendation it acts on with replace-then-drain (the engine sends them: see
+    :attr:`foresight`). Its figures bound what early warning can buy: no policy hears more."""
+
+    name = "oracle"
+    foresight = FORESIGHT
+
+    def settings_table(self, sim: Sim) -> Mapping[str, object]:
+        return {**sim.scenario.settings, "SCALER_REBALANCE_POLICY": "replace-then-drain"}
+
+
 POLICIES: dict[str, Callable[[], Policy]] = {
     "scaler": ScalerPolicy,
     "scaler-consolidating": consolidating,
     "scaler-rolling": rolling,
+    "oracle": Oracle,
     "ecs-native": EcsNative,
     "ecs-scaler": EcsScaler,
 }

@@ -76,6 +76,7 @@ LEGEND: dict[str, tuple[str, str]] = {
 
 
 BASELINES = ("ecs-native", "ecs-scaler")
+REFERENCES = (*BASELINES, "oracle")  # what every other policy is compared with, where it ran
 HIGHER_IS_BETTER = frozenset({"availability", "worst_5m_availability"})
 
 
@@ -132,7 +133,7 @@ def summary(runs: list[dict[str, Any]], policies: list[str]) -> dict[str, Any]:
                 base: _interval(
                     paired(values, [float(run["results"][base][figure]) for run in runs])
                 )
-                for base in BASELINES
+                for base in REFERENCES
                 if base in policies and base != policy
             }
             out[policy][figure] = {
@@ -184,7 +185,7 @@ def seeds_table(report: dict[str, Any]) -> str:
         worst = "".join(f"{_worst(c):>{width}}" for c in of)
         lines.append(f"{figure:<32}{LEGEND[figure][0]:<11}{'mean':<14}{mean}")
         lines.append(f"{'':<43}{'worst':<14}{worst}")
-        for base in BASELINES:
+        for base in REFERENCES:
             if base not in policies or len(policies) < 2:
                 continue
             diff = "".join(f"{_vs(c['vs'].get(base)):>{width}}" for c in of)
