@@ -214,29 +214,41 @@ async def describe_services(
     return [raw for raw in described if raw.get("status", "ACTIVE") == "ACTIVE"]
 
 
-async def _health_check_time(ecs: Any, arn: str) -> int | None:
+async def _health_check_time(ecs: Any, arn: str) -> tuple[bool, int | None]:
+    """(whether the definition could be read, its containers' health check time if any)."""
     try:
         answer = await ecs.describe_task_definition(taskDefinition=arn)
     except Exception as exc:
         if error_code(exc) is None:
             raise
         log.info("task definition unreadable", extra={"task_definition": arn, "error": str(exc)})
-        return None
-    return container_health_check_seconds(answer.get("taskDefinition", {}))
+        return False, None
+    return True, container_health_check_seconds(answer.get("taskDefinition", {}))
 
 
-async def health_check_times(ecs: Any, arns: Iterable[str]) -> dict[str, int | None]:
-    """Task definition ARN -> its health check time, one DescribeTaskDefinition per ARN."""
+async def health_check_times(
+    ecs: Any, arns: Iterable[str], known: dict[str, int | None] | None = None
+) -> dict[str, int | None]:
+    """Task definition ARN -> its health check time, one DescribeTaskDefinition per ARN not in
+    ``known`` (a revision never changes: what was read is kept there, for the next scan)."""
+    known = {} if known is None else known
     distinct = sorted(set(arns))
-    times = await bounded([_health_check_time(ecs, arn) for arn in distinct])
-    return dict(zip(distinct, times, strict=True))
+    missing = [arn for arn in distinct if arn not in known]
+    answers = await bounded([_health_check_time(ecs, arn) for arn in missing])
+    for arn, (read, seconds) in zip(missing, answers, strict=True):
+        if read:  # an unreadable definition is asked again next time
+            known[arn] = seconds
+    return {arn: known.get(arn) for arn in distinct}
 
 
-async def scan_services(ecs: Any, cluster: str) -> list[ServiceView]:
-    """Every ACTIVE service of ``cluster``, read with ``ecs`` (an aiobotocore ECS client)."""
+async def scan_services(
+    ecs: Any, cluster: str, known: dict[str, int | None] | None = None
+) -> list[ServiceView]:
+    """Every ACTIVE service of ``cluster``, read with ``ecs`` (an aiobotocore ECS client); the
+    health check times of task definitions in ``known`` are not read again."""
     raws = await describe_services(ecs, cluster, await list_service_arns(ecs, cluster))
     times = await health_check_times(
-        ecs, (r["taskDefinition"] for r in raws if r.get("taskDefinition"))
+        ecs, (r["taskDefinition"] for r in raws if r.get("taskDefinition")), known
     )
     return [service_view(raw, times.get(raw.get("taskDefinition", ""))) for raw in raws]
 
@@ -263,11 +275,13 @@ class GuardRails:
         self._interval = interval
         self._notice = notice_seconds
         self._reported: frozenset[DrainRisk] = frozenset()
+        self._health: dict[str, int | None] = {}  # task definition ARN -> health check seconds
         self.checked_at: float | None = None  # monotonic time of the last successful check
 
     async def check(self) -> list[DrainRisk]:
         """Scan, update the gauge, warn if the risks changed; the risks found."""
-        risks = drain_risks(await scan_services(self._ecs, self._cluster), self._notice)
+        services = await scan_services(self._ecs, self._cluster, self._health)
+        risks = drain_risks(services, self._notice)
         self._set_gauge(risks)
         self._report(risks)
         self.checked_at = self._clock.monotonic()

@@ -491,7 +491,7 @@ async def test_run_forever_checks_at_once_then_every_interval_and_survives_failu
     stop = asyncio.Event()
     scans: list[int] = []
 
-    async def scan(ecs: Any, cluster: str) -> list[ServiceView]:
+    async def scan(ecs: Any, cluster: str, known: Any = None) -> list[ServiceView]:
         scans.append(len(scans))
         if len(scans) == 2:
             raise ConnectionError("ECS is away")
@@ -537,3 +537,21 @@ def test_risks_are_values() -> None:
     assert len({risk, DrainRisk("a", "no_surge_room", "x")}) == 1
     with pytest.raises(AttributeError):
         risk.cause = "other"  # type: ignore[misc]
+
+
+async def test_a_task_definition_read_once_is_not_read_again_by_the_next_scan() -> None:
+    """Revisions never change: the guard's scans read each task definition once (an
+    unreadable one is tried again)."""
+    missing = "arn:aws:ecs:us-east-1:123456789012:task-definition/gone:1"
+    services = [
+        raw_service("a", taskDefinition=SLOW_TD),
+        raw_service("b", taskDefinition=PLAIN_TD),
+        raw_service("c", taskDefinition=missing),
+    ]
+    ecs = FakeEcs(services, TASK_DEFINITIONS)
+    known: dict[str, int | None] = {}
+    first = await scan_services(ecs, CLUSTER, known)
+    second = await scan_services(ecs, CLUSTER, known)
+    assert first == second
+    described = [td for op, td in ecs.calls if op == "DescribeTaskDefinition"]
+    assert sorted(described) == sorted([SLOW_TD, PLAIN_TD, missing, missing])
