@@ -81,7 +81,8 @@ class Ecs(Operations):
         return {i.id: i for i in self._cluster.instances.values() if i.status in (ACTIVE, DRAINING)}
 
     def _instance(self, ref: str) -> Instance | None:
-        return self._registered().get(ref.rsplit("/", 1)[-1])
+        inst = self._cluster.instances.get(ref.rsplit("/", 1)[-1])
+        return inst if inst is not None and inst.status in (ACTIVE, DRAINING) else None
 
     # -- clusters and capacity providers -----------------------------------------------------
 
