@@ -50,6 +50,10 @@ class World:
     instances: dict[str, Ec2Instance] = field(default_factory=dict)
     on_running: list[Listener] = field(default_factory=list)
     on_terminated: list[Listener] = field(default_factory=list)
+    # (instance type, AZ) pools out of capacity: spot launches there fail, and on-demand ones
+    # too if the pool is also in short_on_demand
+    short_pools: set[tuple[str, str]] = field(default_factory=set)
+    short_on_demand: set[tuple[str, str]] = field(default_factory=set)
     rng: random.Random = field(init=False)
     _ids: int = 0
 
@@ -109,6 +113,11 @@ class World:
 
     def _gone(self, inst: Ec2Instance) -> None:
         inst.state = TERMINATED
+
+    def has_capacity(self, instance_type: str, az: str, lifecycle: str) -> bool:
+        """Whether a launch of ``lifecycle`` can be had in the pool now."""
+        short = self.short_pools if lifecycle == SPOT else self.short_on_demand
+        return (instance_type, az) not in short
 
     def live(self) -> list[Ec2Instance]:
         return [i for i in self.instances.values() if i.state in (PENDING, RUNNING)]

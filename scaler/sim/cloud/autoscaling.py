@@ -1,0 +1,401 @@
+"""Simulated Auto Scaling: groups that keep their desired capacity, over the world's instances.
+
+- A group launches, ``LAUNCH_DELAY`` after it falls short, one instance per missing member, in
+  its AZ with the fewest live members, of the first override type with capacity there (other
+  AZs are tried next). Every launch is a scaling activity; a launch no pool can take is a
+  ``Failed`` activity ("Could not launch Spot Instances. InsufficientInstanceCapacity - ...")
+  and is tried again ``RETRY_DELAY`` later.
+- A member lost out of band (a spot interruption, a terminate through EC2) fails its health
+  check: ``REPLACE_DELAY`` later it is gone from the group and replaced; desired is unchanged.
+- Scale-in (a lower desired capacity) takes members from the AZ with the most, earliest launched
+  first, never one protected from scale-in.
+- ``SetDesiredCapacity`` outside [MinSize, MaxSize] and ``TerminateInstanceInAutoScalingGroup``
+  decrementing below MinSize are ``ValidationError``\\s with AWS's messages.
+- AZRebalance (unless suspended): when the live members of two AZs differ by more than one, a
+  member of the fullest AZ is terminated at once, without its lifecycle hook, and one is
+  launched in the emptiest.
+- A terminate lifecycle hook holds a leaving member in ``Terminating:Wait`` until
+  ``CompleteLifecycleAction`` (by token or instance id) or its heartbeat timeout
+  (``RecordLifecycleActionHeartbeat`` restarts it, up to the global timeout of 100 heartbeat
+  timeouts or 48 hours); EventBridge's "EC2 Instance-terminate Lifecycle Action" event for it
+  goes to every callback of :attr:`AutoScaling.on_lifecycle_event`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from scaler.sim.cloud.asg import (
+    ACCOUNT,
+    Action,
+    Group,
+    Hook,
+    Member,
+    activity,
+    described_group,
+)
+from scaler.sim.cloud.ec2 import Ec2
+from scaler.sim.cloud.transport import AwsError, Operations
+from scaler.sim.cloud.world import ON_DEMAND, SHUTDOWN_DELAY, SPOT, Ec2Instance, World
+
+LAUNCH_DELAY = 10.0  # seconds from a shortfall to its launch activity
+REPLACE_DELAY = 30.0  # seconds from a member lost out of band to its replacement
+RETRY_DELAY = 60.0  # seconds before a failed launch is tried again
+GLOBAL_TIMEOUT = 48 * 3600.0
+NO_CAPACITY = (
+    "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot capacity"
+    " available that matches your request. Launching EC2 instance failed."
+)
+
+Event = dict[str, Any]
+
+
+class AutoScaling(Operations):
+    """The Auto Scaling groups of one region."""
+
+    def __init__(self, world: World, ec2: Ec2, region: str = "us-east-1") -> None:
+        self.world, self.ec2, self.region = world, ec2, region
+        self.groups: dict[str, Group] = {}
+        self.actions: dict[str, Action] = {}  # token -> the lifecycle action it names
+        self.on_lifecycle_event: list[Callable[[Event], None]] = []
+        self._activities = 0
+        world.on_running.append(self._booted)
+        world.on_terminated.append(self._lost)
+
+    # -- made by the world ----------------------------------------------------------------
+
+    def group(
+        self,
+        name: str,
+        template: str,
+        *,
+        min_size: int,
+        max_size: int,
+        desired: int,
+        azs: Sequence[str],
+        instance_types: Sequence[str] = (),
+        spot: bool = True,
+        tags: dict[str, str] | None = None,
+        hooks: Sequence[Hook] = (),
+        suspended: Sequence[str] = (),
+    ) -> Group:
+        """A group launching from the launch template ``template``; filled ``LAUNCH_DELAY``
+        from now."""
+        arn = (
+            f"arn:aws:autoscaling:{self.region}:{ACCOUNT}:autoScalingGroup:"
+            f"00000000-0000-4000-8000-{len(self.groups) + 1:012d}:autoScalingGroupName/{name}"
+        )
+        found = self.ec2.templates.find({"LaunchTemplateName": template})
+        group = Group(
+            name, arn, min_size, max_size, desired, list(azs), found, spot, self.world.now()
+        )
+        group.instance_types = list(instance_types)
+        group.tags, group.hooks, group.suspended = dict(tags or {}), list(hooks), set(suspended)
+        self.groups[name] = group
+        self._schedule(group, LAUNCH_DELAY)
+        return group
+
+    # -- keeping the desired capacity -----------------------------------------------------
+
+    def _schedule(self, group: Group, delay: float) -> None:
+        if not group.scheduled:
+            group.scheduled = True
+            asyncio.get_running_loop().call_later(delay, self._reconcile, group)
+
+    def _reconcile(self, group: Group) -> None:
+        group.scheduled = False
+        live = group.live()
+        for _ in range(group.desired - len(live)):
+            if not self._launch(
+                group,
+                "an instance was started in response to a difference"
+                " between desired and actual capacity",
+            ):
+                self._schedule(group, RETRY_DELAY)
+                return
+        for member in self._victims(group, len(live) - group.desired):
+            self._retire(
+                group,
+                member,
+                "in response to a difference between desired and"
+                " actual capacity, shrinking the capacity",
+            )
+        self._rebalance(group)
+
+    def _launch(self, group: Group, cause: str, az: str = "") -> bool:
+        """Launch one member (in ``az``, or the AZ with fewest); False if none could be had."""
+        lifecycle = SPOT if group.spot else ON_DEMAND
+        version = group.template.resolve(group.version)
+        kinds = group.instance_types or [version.instance_type]
+        zones = [az] if az else sorted(group.azs, key=lambda z: len(group.per_az()[z]))
+        pool = next(
+            ((k, z) for z in zones for k in kinds if self.world.has_capacity(k, z, lifecycle)),
+            None,
+        )
+        if pool is None:
+            self._record(
+                group,
+                "Launching a new EC2 instance.  Status Reason: " + NO_CAPACITY,
+                cause,
+                NO_CAPACITY,
+            )
+            return False
+        tags = {**version.tags, **group.tags, "aws:autoscaling:groupName": group.name}
+        inst = self.world.launch(
+            *pool,
+            lifecycle,
+            version.image_id,
+            tags=tags,
+            template=group.template.name,
+            group=group.name,
+        )
+        group.members[inst.id] = Member(inst, str(version.number))
+        self._record(group, f"Launching a new EC2 instance: {inst.id}", cause)
+        return True
+
+    def _victims(self, group: Group, count: int) -> list[Member]:
+        victims: list[Member] = []
+        for _ in range(max(0, count)):
+            zones = {
+                az: [m for m in ms if not m.protected and m not in victims]
+                for az, ms in group.per_az().items()
+            }
+            az = max(zones, key=lambda z: len(zones[z]) - sum(v.instance.az == z for v in victims))
+            if not zones[az]:
+                break
+            victims.append(min(zones[az], key=lambda m: m.instance.launched))
+        return victims
+
+    def _rebalance(self, group: Group) -> None:
+        if "AZRebalance" in group.suspended or len(group.live()) != group.desired:
+            return
+        zones = group.per_az()
+        fullest = max(zones, key=lambda z: len(zones[z]))
+        emptiest = min(zones, key=lambda z: len(zones[z]))
+        movable = [m for m in zones[fullest] if not m.protected]
+        if len(zones[fullest]) - len(zones[emptiest]) <= 1 or not movable:
+            return
+        cause = (
+            "an instance was taken out of service in response to an Availability Zone rebalancing"
+        )
+        if self._launch(group, cause, emptiest):
+            self._retire(group, min(movable, key=lambda m: m.instance.launched), cause, hooks=False)
+            self._schedule(group, LAUNCH_DELAY)
+
+    # -- members leaving ------------------------------------------------------------------
+
+    def _retire(self, group: Group, member: Member, cause: str, hooks: bool = True) -> None:
+        """Take ``member`` out: held by the group's terminate hook if it has one."""
+        member.state = "Terminating"
+        self._record(group, f"Terminating EC2 instance: {member.instance.id}", cause)
+        hook = group.terminate_hook() if hooks else None
+        if hook is None:
+            self._proceed(group, member)
+            return
+        member.state = "Terminating:Wait"
+        token = str(uuid.UUID(int=self.world.rng.getrandbits(128), version=4))
+        deadline = self.world.now() + min(GLOBAL_TIMEOUT, 100 * hook.heartbeat_timeout)
+        action = Action(token, group, hook, member, deadline)
+        self.actions[token] = action
+        self._arm(action)
+        for listener in list(self.on_lifecycle_event):
+            listener(self._event(action))
+
+    def _proceed(self, group: Group, member: Member) -> None:
+        member.state = "Terminating:Proceed"
+        self.world.terminate(member.instance)
+        asyncio.get_running_loop().call_later(
+            SHUTDOWN_DELAY, lambda: group.members.pop(member.instance.id, None)
+        )
+
+    def _arm(self, action: Action) -> None:
+        if action.timer is not None:
+            action.timer.cancel()
+        delay = min(action.hook.heartbeat_timeout, action.deadline - self.world.now())
+        action.timer = asyncio.get_running_loop().call_later(delay, self._release, action)
+
+    def _release(self, action: Action) -> None:
+        """The hook lets go (completed or timed out): a terminating member goes either way."""
+        if action.timer is not None:
+            action.timer.cancel()
+        self.actions.pop(action.token, None)
+        self._proceed(action.group, action.member)
+
+    def _booted(self, inst: Ec2Instance) -> None:
+        member = self._member_of(inst)
+        if member is not None and member.state == "Pending":
+            member.state = "InService"
+
+    def _lost(self, inst: Ec2Instance) -> None:
+        """A member terminated out of band: unhealthy, then replaced."""
+        member = self._member_of(inst)
+        if member is None or member.leaving:
+            return
+        group = self.groups[inst.group]
+        member.state, member.health = "Terminating", "Unhealthy"
+        self._record(
+            group,
+            f"Terminating EC2 instance: {inst.id}",
+            "an instance was taken out"
+            " of service in response to an EC2 health check indicating it has been"
+            " terminated or stopped",
+        )
+        asyncio.get_running_loop().call_later(REPLACE_DELAY, self._replace, group, member)
+
+    def _replace(self, group: Group, member: Member) -> None:
+        group.members.pop(member.instance.id, None)
+        self._reconcile(group)
+
+    def _member_of(self, inst: Ec2Instance) -> Member | None:
+        group = self.groups.get(inst.group)
+        return group.members.get(inst.id) if group is not None else None
+
+    def _record(self, group: Group, description: str, cause: str, failure: str = "") -> None:
+        self._activities += 1
+        at = self.world.wall()
+        cause = f"At {at:%Y-%m-%dT%H:%M:%SZ} {cause}."
+        group.activities.insert(
+            0, activity(group, self._activities, description, cause, at, failure)
+        )
+
+    def _event(self, action: Action) -> Event:
+        """EventBridge's "EC2 Instance-terminate Lifecycle Action" event for ``action``."""
+        detail = {
+            "LifecycleActionToken": action.token,
+            "AutoScalingGroupName": action.group.name,
+            "LifecycleHookName": action.hook.name,
+            "EC2InstanceId": action.member.instance.id,
+            "LifecycleTransition": action.hook.transition,
+            "Origin": "AutoScalingGroup",
+            "Destination": "EC2",
+        }
+        return {
+            "version": "0",
+            "id": action.token,
+            "detail-type": "EC2 Instance-terminate Lifecycle Action",
+            "source": "aws.autoscaling",
+            "account": ACCOUNT,
+            "time": f"{self.world.wall():%Y-%m-%dT%H:%M:%SZ}",
+            "region": self.region,
+            "resources": [action.group.arn],
+            "detail": detail,
+        }
+
+    # -- the API --------------------------------------------------------------------------
+
+    def _group(self, name: str) -> Group:
+        if name not in self.groups:
+            raise AwsError("ValidationError", f"AutoScalingGroup name not found - {name}")
+        return self.groups[name]
+
+    async def describe_auto_scaling_groups(
+        self, AutoScalingGroupNames: list[str] | None = None, **_: Any
+    ) -> dict[str, Any]:
+        names = AutoScalingGroupNames or sorted(self.groups)
+        found = [self.groups[n] for n in names if n in self.groups]  # unknown names: left out
+        return {
+            "AutoScalingGroups": [described_group(g, self.world.wall(g.created)) for g in found]
+        }
+
+    async def describe_scaling_activities(
+        self,
+        AutoScalingGroupName: str = "",
+        MaxRecords: int = 100,
+        NextToken: str | None = None,
+        **_: Any,
+    ) -> dict[str, Any]:
+        activities = self._group(AutoScalingGroupName).activities
+        start = int(NextToken) if NextToken else 0
+        reply: dict[str, Any] = {"Activities": activities[start : start + MaxRecords]}
+        if start + MaxRecords < len(activities):
+            reply["NextToken"] = str(start + MaxRecords)
+        return reply
+
+    async def set_desired_capacity(
+        self, AutoScalingGroupName: str, DesiredCapacity: int, **_: Any
+    ) -> dict[str, Any]:
+        group = self._group(AutoScalingGroupName)
+        if DesiredCapacity > group.max:
+            raise AwsError(
+                "ValidationError",
+                f"New SetDesiredCapacity value {DesiredCapacity} is above max value"
+                f" {group.max} for the AutoScalingGroup.",
+            )
+        if DesiredCapacity < group.min:
+            raise AwsError(
+                "ValidationError",
+                f"New SetDesiredCapacity value {DesiredCapacity} is below min value"
+                f" {group.min} for the AutoScalingGroup.",
+            )
+        group.desired = DesiredCapacity
+        self._schedule(group, LAUNCH_DELAY)
+        return {}
+
+    async def terminate_instance_in_auto_scaling_group(
+        self, InstanceId: str, ShouldDecrementDesiredCapacity: bool
+    ) -> dict[str, Any]:
+        inst = self.world.instances.get(InstanceId)
+        member = self._member_of(inst) if inst is not None else None
+        if inst is None or member is None or member.leaving:
+            raise AwsError(
+                "ValidationError",
+                f"Instance Id not found - No managed instance found for instance ID: {InstanceId}",
+            )
+        group = self.groups[inst.group]
+        if ShouldDecrementDesiredCapacity:
+            if group.desired <= group.min:
+                raise AwsError(
+                    "ValidationError",
+                    f"Currently, desiredSize equals minSize ({group.min}). Terminating instance"
+                    " without replacement will violate group's min size constraint. Either set"
+                    " shouldDecrementDesiredCapacity flag to false or lower group's min size.",
+                )
+            group.desired -= 1
+        self._retire(
+            group, member, "an instance was taken out of service in response to a user request"
+        )
+        self._schedule(group, LAUNCH_DELAY)
+        return {"Activity": group.activities[0]}
+
+    def _action(self, group: str, hook: str, token: str | None, instance: str | None) -> Action:
+        found = self.actions.get(token or "")
+        if found is None and not token:
+            found = next(
+                (a for a in self.actions.values() if a.member.instance.id == instance), None
+            )
+        if found is None or found.group.name != group or found.hook.name != hook:
+            named = f"token {token}" if token else f"instance ID {instance}"
+            raise AwsError("ValidationError", f"No active Lifecycle Action found with {named}")
+        return found
+
+    async def record_lifecycle_action_heartbeat(
+        self,
+        LifecycleHookName: str,
+        AutoScalingGroupName: str,
+        LifecycleActionToken: str | None = None,
+        InstanceId: str | None = None,
+    ) -> dict[str, Any]:
+        action = self._action(
+            AutoScalingGroupName, LifecycleHookName, LifecycleActionToken, InstanceId
+        )
+        self._arm(action)
+        return {}
+
+    async def complete_lifecycle_action(
+        self,
+        LifecycleHookName: str,
+        AutoScalingGroupName: str,
+        LifecycleActionResult: str,
+        LifecycleActionToken: str | None = None,
+        InstanceId: str | None = None,
+    ) -> dict[str, Any]:
+        if LifecycleActionResult not in ("CONTINUE", "ABANDON"):
+            raise AwsError("ValidationError", "LifecycleActionResult must be CONTINUE or ABANDON")
+        action = self._action(
+            AutoScalingGroupName, LifecycleHookName, LifecycleActionToken, InstanceId
+        )
+        self._release(action)
+        return {}
