@@ -53,6 +53,14 @@ NO_CAPACITY = (
 Event = dict[str, Any]
 
 
+def _no_on_demand(instance_type: str, az: str) -> str:
+    return (
+        f"We currently do not have sufficient {instance_type} capacity in the Availability Zone"
+        f" you requested ({az}). Our system will be working on provisioning additional"
+        " capacity. Launching EC2 instance failed."
+    )
+
+
 class AutoScaling(Operations):
     """The Auto Scaling groups of one region."""
 
@@ -120,8 +128,8 @@ class AutoScaling(Operations):
             self._retire(
                 group,
                 member,
-                "in response to a difference between desired and"
-                " actual capacity, shrinking the capacity",
+                "an instance was taken out of service in response to a difference between"
+                " desired and actual capacity, shrinking the capacity",
             )
         self._rebalance(group)
 
@@ -136,12 +144,8 @@ class AutoScaling(Operations):
             None,
         )
         if pool is None:
-            self._record(
-                group,
-                "Launching a new EC2 instance.  Status Reason: " + NO_CAPACITY,
-                cause,
-                NO_CAPACITY,
-            )
+            why = NO_CAPACITY if group.spot else _no_on_demand(kinds[0], zones[0])
+            self._record(group, f"Launching a new EC2 instance.  Status Reason: {why}", cause, why)
             return False
         tags = {**version.tags, **group.tags, "aws:autoscaling:groupName": group.name}
         inst = self.world.launch(
@@ -157,16 +161,17 @@ class AutoScaling(Operations):
         return True
 
     def _victims(self, group: Group, count: int) -> list[Member]:
+        """The ``count`` members a scale-in takes: each from the AZ with the most left, its
+        earliest launched one not protected from scale-in."""
         victims: list[Member] = []
         for _ in range(max(0, count)):
-            zones = {
-                az: [m for m in ms if not m.protected and m not in victims]
-                for az, ms in group.per_az().items()
-            }
-            az = max(zones, key=lambda z: len(zones[z]) - sum(v.instance.az == z for v in victims))
-            if not zones[az]:
+            left = {az: [m for m in ms if m not in victims] for az, ms in group.per_az().items()}
+            zones = [az for az, ms in left.items() if any(not m.protected for m in ms)]
+            if not zones:
                 break
-            victims.append(min(zones[az], key=lambda m: m.instance.launched))
+            az = max(zones, key=lambda z: len(left[z]))
+            movable = [m for m in left[az] if not m.protected]
+            victims.append(min(movable, key=lambda m: m.instance.launched))
         return victims
 
     def _rebalance(self, group: Group) -> None:

@@ -5,7 +5,8 @@ per pool it could not launch in, an error: a spot pool the world marks short
 (:attr:`World.short_pools`) is an ``InsufficientInstanceCapacity`` entry, while the request's
 other pools still launch (price-capacity-optimized: the cheapest pool with capacity takes the
 whole request here). A repeated ``ClientToken`` answers what the first call answered and
-launches nothing more, as EC2's idempotency does.
+launches nothing more, as EC2's idempotency does; the token of another request is refused
+(``IdempotentParameterMismatch``).
 
 A Spot Fleet (made by the world, :meth:`Fleets.spot_fleet`) of type ``maintain`` keeps its
 target capacity: an instance it loses is replaced ``REPLACE_DELAY`` later, in a pool with
@@ -62,33 +63,44 @@ class Fleets(Operations):
     subnets: dict[str, str]
 
     def __init__(self) -> None:
-        self._answers: dict[str, dict[str, Any]] = {}  # client token -> first answer
+        self._answers: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # token -> first
+        self._fleets = 0
         self.spot_fleets: dict[str, SpotFleet] = {}
         self.world.on_terminated.append(self._lost)
 
     # -- EC2 Fleet ------------------------------------------------------------------------
 
-    async def create_fleet(
+    async def create_fleet(self, ClientToken: str = "", **request: Any) -> dict[str, Any]:
+        if ClientToken in self._answers:
+            first, answer = self._answers[ClientToken]
+            if first != request:
+                raise AwsError(
+                    "IdempotentParameterMismatch",
+                    f"The client token {ClientToken} was used with different request parameters.",
+                )
+            return copy.deepcopy(answer)
+        answer = self._create(**request)
+        if ClientToken:
+            self._answers[ClientToken] = (copy.deepcopy(request), copy.deepcopy(answer))
+        return answer
+
+    def _create(
         self,
         LaunchTemplateConfigs: list[dict[str, Any]],
         TargetCapacitySpecification: dict[str, Any],
         Type: str = "maintain",
-        ClientToken: str = "",
         TagSpecifications: list[dict[str, Any]] | None = None,
         **_: Any,
     ) -> dict[str, Any]:
         if Type != "instant":
             raise NotSimulated(f"CreateFleet of type {Type}")
-        if ClientToken and ClientToken in self._answers:
-            return copy.deepcopy(self._answers[ClientToken])
         count = int(TargetCapacitySpecification["TotalTargetCapacity"])
         lifecycle = TargetCapacitySpecification.get("DefaultTargetCapacityType", ON_DEMAND)
         tags = _instance_tags(TagSpecifications or [])
         pools = [p for c in LaunchTemplateConfigs for p in self._pools(c)]
         answer = self._fill(pools, count, lifecycle, tags)
-        answer["FleetId"] = f"fleet-{len(self._answers) + 1:08x}-0000-4000-8000-000000000000"
-        if ClientToken:
-            self._answers[ClientToken] = copy.deepcopy(answer)
+        self._fleets += 1
+        answer["FleetId"] = f"fleet-{self._fleets:08x}-0000-4000-8000-000000000000"
         return answer
 
     def _pools(self, config: dict[str, Any]) -> list[Pool]:

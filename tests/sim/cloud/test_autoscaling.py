@@ -265,3 +265,21 @@ def test_a_launch_into_short_pools_is_a_failed_activity_the_scaler_reads() -> No
     assert activities[0]["Description"].startswith("Launching a new EC2 instance: i-")
     assert isinstance(activities[0]["StartTime"], datetime)
     assert live == 1
+
+
+def test_a_scale_in_spares_members_protected_from_it() -> None:
+    async def body(account: Account) -> tuple[list[str], str]:
+        group = _group(account, 4)
+        await asyncio.sleep(200)
+        kept = sorted(group.members.values(), key=lambda m: m.instance.launched)[0]
+        kept.protected = True
+        await account.aws.autoscaling.set_desired_capacity(
+            AutoScalingGroupName="web", DesiredCapacity=1
+        )
+        await asyncio.sleep(11)
+        members = await _members(account)
+        live = [m["InstanceId"] for m in members if m["LifecycleState"] == "InService"]
+        return live, kept.instance.id
+
+    live, kept = in_account(body)
+    assert live == [kept]

@@ -11,6 +11,8 @@ import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 
 from scaler.aws.retiring import describe
+from scaler.aws.templates import TemplatePools
+from scaler.settings import load_settings
 from scaler.sim.cloud.world import SPOT
 from tests.sim.cloud.simulated import Account, in_account
 
@@ -320,3 +322,41 @@ def test_launches_are_on_demand_or_spot_as_asked() -> None:
         return {account.world.instances[i].lifecycle for i in ids}
 
     assert in_account(body) == {SPOT, "on-demand"}
+
+
+def test_the_shipped_template_pools_launch_and_see_through_the_describe_lag() -> None:
+    async def body(account: Account) -> tuple[int, list[str], list[str]]:
+        account.ec2.template("ecs-node", "m5.large", "ami-1")
+        account.world.short_pools.add(("c5.large", "us-east-1a"))
+        settings = load_settings(
+            cluster="arn:aws:ecs:us-east-1:123456789012:cluster/prod",
+            queue_url="http://q",
+            spot_templates="spot=ecs-node",
+            fleet_instance_types="c5.large,m5.large",
+            fleet_subnets="subnet-a",
+        )
+        pools = TemplatePools(account.aws, settings)
+        launched = await pools.launch("spot", 2, "token-1", 0.0)
+        at_once = await pools.groups(0.0)
+        await asyncio.sleep(5)
+        later = await pools.groups(5.0)
+        return launched, _listed(at_once), _listed(later)
+
+    launched, at_once, later = in_account(body)
+    assert launched == 2
+    assert at_once == ["*", "*"]  # from CreateFleet's answer: DescribeInstances lags
+    assert later == ["us-east-1a", "us-east-1a"]  # DescribeInstances shows them now
+
+
+def _listed(groups: list[dict[str, Any]]) -> list[str]:
+    return [m["AvailabilityZone"] for g in groups for m in g["Instances"]]
+
+
+def test_a_client_token_reused_for_another_request_is_refused() -> None:
+    async def body(account: Account) -> str:
+        await _launched(account, token="same", count=1)
+        with pytest.raises(ClientError) as caught:
+            await account.aws.ec2.create_fleet(**_fleet_request("same", count=3))
+        return str(caught.value.response["Error"]["Code"])
+
+    assert in_account(body) == "IdempotentParameterMismatch"
