@@ -14,43 +14,29 @@
 - AZRebalance (unless suspended): when the live members of two AZs differ by more than one, a
   member of the fullest AZ is terminated at once, without its lifecycle hook, and one is
   launched in the emptiest.
-- A terminate lifecycle hook holds a leaving member in ``Terminating:Wait`` until
-  ``CompleteLifecycleAction`` (by token or instance id) or its heartbeat timeout
-  (``RecordLifecycleActionHeartbeat`` restarts it, up to the global timeout of 100 heartbeat
-  timeouts or 48 hours); EventBridge's "EC2 Instance-terminate Lifecycle Action" event for it
-  goes to every callback of :attr:`AutoScaling.on_lifecycle_event`.
+- A terminate lifecycle hook holds a leaving member (scale-in, a terminate asked for) in
+  ``Terminating:Wait``, announced as an EventBridge event (:mod:`.lifecycle_hooks`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from scaler.sim.cloud.asg import (
-    ACCOUNT,
-    Action,
-    Group,
-    Hook,
-    Member,
-    activity,
-    described_group,
-)
+from scaler.sim.cloud.asg import ACCOUNT, Group, Hook, Member, activity, described_group
 from scaler.sim.cloud.ec2 import Ec2
-from scaler.sim.cloud.transport import AwsError, Operations
-from scaler.sim.cloud.world import ON_DEMAND, SHUTDOWN_DELAY, SPOT, Ec2Instance, World
+from scaler.sim.cloud.lifecycle_hooks import LifecycleHooks
+from scaler.sim.cloud.transport import AwsError
+from scaler.sim.cloud.world import ON_DEMAND, SPOT, Ec2Instance, World
 
 LAUNCH_DELAY = 10.0  # seconds from a shortfall to its launch activity
 REPLACE_DELAY = 30.0  # seconds from a member lost out of band to its replacement
 RETRY_DELAY = 60.0  # seconds before a failed launch is tried again
-GLOBAL_TIMEOUT = 48 * 3600.0
 NO_CAPACITY = (
     "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot capacity"
     " available that matches your request. Launching EC2 instance failed."
 )
-
-Event = dict[str, Any]
 
 
 def _no_on_demand(instance_type: str, az: str) -> str:
@@ -61,14 +47,13 @@ def _no_on_demand(instance_type: str, az: str) -> str:
     )
 
 
-class AutoScaling(Operations):
+class AutoScaling(LifecycleHooks):
     """The Auto Scaling groups of one region."""
 
     def __init__(self, world: World, ec2: Ec2, region: str = "us-east-1") -> None:
         self.world, self.ec2, self.region = world, ec2, region
         self.groups: dict[str, Group] = {}
-        self.actions: dict[str, Action] = {}  # token -> the lifecycle action it names
-        self.on_lifecycle_event: list[Callable[[Event], None]] = []
+        super().__init__()
         self._activities = 0
         world.on_running.append(self._booted)
         world.on_terminated.append(self._lost)
@@ -199,35 +184,8 @@ class AutoScaling(Operations):
         hook = group.terminate_hook() if hooks else None
         if hook is None:
             self._proceed(group, member)
-            return
-        member.state = "Terminating:Wait"
-        token = str(uuid.UUID(int=self.world.rng.getrandbits(128), version=4))
-        deadline = self.world.now() + min(GLOBAL_TIMEOUT, 100 * hook.heartbeat_timeout)
-        action = Action(token, group, hook, member, deadline)
-        self.actions[token] = action
-        self._arm(action)
-        for listener in list(self.on_lifecycle_event):
-            listener(self._event(action))
-
-    def _proceed(self, group: Group, member: Member) -> None:
-        member.state = "Terminating:Proceed"
-        self.world.terminate(member.instance)
-        asyncio.get_running_loop().call_later(
-            SHUTDOWN_DELAY, lambda: group.members.pop(member.instance.id, None)
-        )
-
-    def _arm(self, action: Action) -> None:
-        if action.timer is not None:
-            action.timer.cancel()
-        delay = min(action.hook.heartbeat_timeout, action.deadline - self.world.now())
-        action.timer = asyncio.get_running_loop().call_later(delay, self._release, action)
-
-    def _release(self, action: Action) -> None:
-        """The hook lets go (completed or timed out): a terminating member goes either way."""
-        if action.timer is not None:
-            action.timer.cancel()
-        self.actions.pop(action.token, None)
-        self._proceed(action.group, action.member)
+        else:
+            self._hold(group, member, hook)
 
     def _booted(self, inst: Ec2Instance) -> None:
         member = self._member_of(inst)
@@ -265,29 +223,6 @@ class AutoScaling(Operations):
         group.activities.insert(
             0, activity(group, self._activities, description, cause, at, failure)
         )
-
-    def _event(self, action: Action) -> Event:
-        """EventBridge's "EC2 Instance-terminate Lifecycle Action" event for ``action``."""
-        detail = {
-            "LifecycleActionToken": action.token,
-            "AutoScalingGroupName": action.group.name,
-            "LifecycleHookName": action.hook.name,
-            "EC2InstanceId": action.member.instance.id,
-            "LifecycleTransition": action.hook.transition,
-            "Origin": "AutoScalingGroup",
-            "Destination": "EC2",
-        }
-        return {
-            "version": "0",
-            "id": action.token,
-            "detail-type": "EC2 Instance-terminate Lifecycle Action",
-            "source": "aws.autoscaling",
-            "account": ACCOUNT,
-            "time": f"{self.world.wall():%Y-%m-%dT%H:%M:%SZ}",
-            "region": self.region,
-            "resources": [action.group.arn],
-            "detail": detail,
-        }
 
     # -- the API --------------------------------------------------------------------------
 
@@ -364,43 +299,3 @@ class AutoScaling(Operations):
         )
         self._schedule(group, LAUNCH_DELAY)
         return {"Activity": group.activities[0]}
-
-    def _action(self, group: str, hook: str, token: str | None, instance: str | None) -> Action:
-        found = self.actions.get(token or "")
-        if found is None and not token:
-            found = next(
-                (a for a in self.actions.values() if a.member.instance.id == instance), None
-            )
-        if found is None or found.group.name != group or found.hook.name != hook:
-            named = f"token {token}" if token else f"instance ID {instance}"
-            raise AwsError("ValidationError", f"No active Lifecycle Action found with {named}")
-        return found
-
-    async def record_lifecycle_action_heartbeat(
-        self,
-        LifecycleHookName: str,
-        AutoScalingGroupName: str,
-        LifecycleActionToken: str | None = None,
-        InstanceId: str | None = None,
-    ) -> dict[str, Any]:
-        action = self._action(
-            AutoScalingGroupName, LifecycleHookName, LifecycleActionToken, InstanceId
-        )
-        self._arm(action)
-        return {}
-
-    async def complete_lifecycle_action(
-        self,
-        LifecycleHookName: str,
-        AutoScalingGroupName: str,
-        LifecycleActionResult: str,
-        LifecycleActionToken: str | None = None,
-        InstanceId: str | None = None,
-    ) -> dict[str, Any]:
-        if LifecycleActionResult not in ("CONTINUE", "ABANDON"):
-            raise AwsError("ValidationError", "LifecycleActionResult must be CONTINUE or ABANDON")
-        action = self._action(
-            AutoScalingGroupName, LifecycleHookName, LifecycleActionToken, InstanceId
-        )
-        self._release(action)
-        return {}

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 
+from scaler.aws.migration import FleetReader, missing_fleets
 from scaler.aws.retiring import describe
 from scaler.aws.templates import TemplatePools
 from scaler.settings import load_settings
@@ -360,3 +361,25 @@ def test_a_client_token_reused_for_another_request_is_refused() -> None:
         return str(caught.value.response["Error"]["Code"])
 
     assert in_account(body) == "IdempotentParameterMismatch"
+
+
+def test_the_shipped_fleet_reader_reads_a_spot_fleet() -> None:
+    async def body(account: Account) -> tuple[float, bool, int, int]:
+        fleet = account.ec2.spot_fleet(3, [("m5.large", "us-east-1a")], "ami-1")
+        await asyncio.sleep(10)
+        read = await FleetReader(account.aws).read((fleet.id,))
+        assert read is not None
+        [found] = read.fleets
+        return found.target, found.maintain, len(found.instances), len(read.facts)
+
+    assert in_account(body) == (3.0, True, 3, 3)
+
+
+def test_an_unknown_spot_fleet_is_not_found() -> None:
+    async def body(account: Account) -> list[str]:
+        return await missing_fleets(account.aws, ("sfr-00000000-0000-4000-8000-00000000dead",))
+
+    assert in_account(body) == [
+        "SCALER_MIGRATE_SPOT_FLEETS: Spot Fleet request"
+        " 'sfr-00000000-0000-4000-8000-00000000dead' not found"
+    ]
