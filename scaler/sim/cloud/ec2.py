@@ -14,7 +14,7 @@
 - ``CreateTags`` and ``TerminateInstances`` act on the world at once (an unknown id fails the
   whole call); ``DescribeSpotPriceHistory`` reports a constant price per pool.
 
-EC2 Fleet and Spot Fleet live in :mod:`.fleets`, mixed in here.
+EC2 Fleet (:mod:`.fleets`) and Spot Fleet (:mod:`.spot_fleets`) are mixed in here.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from typing import Any
 from scaler.sim.cloud.catalog import TYPES, price
 from scaler.sim.cloud.fleets import Fleets
 from scaler.sim.cloud.launch_templates import LaunchTemplate, Templates, TemplateVersion
+from scaler.sim.cloud.spot_fleets import SpotFleets
 from scaler.sim.cloud.transport import AwsError
 from scaler.sim.cloud.world import SPOT, TERMINATED, Ec2Instance, World
 
 STATE_CODES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48}
 
 
-class Ec2(Fleets):
+class Ec2(Fleets, SpotFleets):
     """EC2 of one region, over ``world``'s instances."""
 
     def __init__(
