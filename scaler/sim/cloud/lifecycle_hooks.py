@@ -7,7 +7,8 @@ way), named by its token or its instance id, or until its heartbeat timeout pass
 heartbeat timeouts, at most 48 hours). An action that is no longer held is
 ``ValidationError`` "No active Lifecycle Action found with ...", as AWS says it. Each hold is
 announced as EventBridge's "EC2 Instance-terminate Lifecycle Action" event, to every callback
-of :attr:`LifecycleHooks.on_lifecycle_event`.
+of :attr:`LifecycleHooks.on_lifecycle_event` (and again whenever :meth:`LifecycleHooks.announce`
+is asked to).
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ class LifecycleHooks(Operations):
         self._arm(action)
         for listener in list(self.on_lifecycle_event):
             listener(self._event(action))
+
+    def announce(self, instance_id: str) -> Event:
+        """Emit again the event of the action holding ``instance_id`` (EventBridge delivers at
+        least once); the event."""
+        action = next(a for a in self.actions.values() if a.member.instance.id == instance_id)
+        event = self._event(action)
+        for listener in list(self.on_lifecycle_event):
+            listener(event)
+        return event
 
     def _proceed(self, group: Group, member: Member) -> None:
         member.state = "Terminating:Proceed"

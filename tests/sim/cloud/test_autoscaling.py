@@ -13,9 +13,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from scaler.aws.activities import LaunchFailures
-from scaler.aws.lifecycle import AutoScalingLifecycle
+from scaler.aws.lifecycle import AutoScalingLifecycle, ClusterGroups
 from scaler.plan.drain import LifecycleAction
 from scaler.sim.cloud.asg import Group, Hook
+from scaler.sim.cloud.vloop import LoopClock
 from tests.sim.cloud.simulated import Account, in_account
 
 AZS = ("us-east-1a", "us-east-1b")
@@ -283,3 +284,54 @@ def test_a_scale_in_spares_members_protected_from_it() -> None:
 
     live, kept = in_account(body)
     assert live == [kept]
+
+
+def test_the_event_of_a_held_member_can_be_announced_again() -> None:
+    async def body(account: Account) -> tuple[int, bool]:
+        events: list[dict[str, Any]] = []
+        account.autoscaling.on_lifecycle_event.append(events.append)
+        group = _group(account, 1, hooks=[Hook("drain")])
+        await asyncio.sleep(200)
+        iid = next(iter(group.members))
+        await account.aws.autoscaling.terminate_instance_in_auto_scaling_group(
+            InstanceId=iid, ShouldDecrementDesiredCapacity=True
+        )
+        again = account.autoscaling.announce(iid)
+        return len(events), events[0] == again
+
+    assert in_account(body) == (2, True)
+
+
+def test_a_group_launches_in_another_az_when_one_is_short() -> None:
+    async def body(account: Account) -> list[str]:
+        account.world.short_pools.update((t, AZS[0]) for t in ("m5.large", "c5.large"))
+        _group(account, 2)
+        await asyncio.sleep(11)
+        return [m["AvailabilityZone"] for m in await _members(account)]
+
+    assert in_account(body) == [AZS[1], AZS[1]]
+
+
+def test_an_on_demand_group_is_unaffected_by_short_spot_pools() -> None:
+    async def body(account: Account) -> tuple[int, str]:
+        account.world.short_pools.update((t, az) for t in ("m5.large", "c5.large") for az in AZS)
+        account.ec2.template("web", "m5.large", "ami-1")
+        account.autoscaling.group(
+            "web", "web", min_size=0, max_size=4, desired=2, azs=AZS, spot=False
+        )
+        await asyncio.sleep(11)
+        members = await _members(account)
+        return len(members), account.world.instances[members[0]["InstanceId"]].lifecycle
+
+    assert in_account(body) == (2, "on-demand")
+
+
+def test_the_shipped_cluster_check_reads_the_groups_tags() -> None:
+    async def body(account: Account) -> tuple[bool, bool]:
+        _group(account)
+        clock = LoopClock(account.world.start)
+        prod = ClusterGroups(account.aws.autoscaling, "prod", (), clock)
+        other = ClusterGroups(account.aws.autoscaling, "staging", (), clock)
+        return await prod.serves("web"), await other.serves("web")
+
+    assert in_account(body) == (True, False)
