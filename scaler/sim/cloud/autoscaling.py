@@ -12,8 +12,8 @@
 - ``SetDesiredCapacity`` outside [MinSize, MaxSize] and ``TerminateInstanceInAutoScalingGroup``
   decrementing below MinSize are ``ValidationError``\\s with AWS's messages.
 - AZRebalance (unless suspended): when the live members of two AZs differ by more than one, a
-  member of the fullest AZ is terminated at once, without its lifecycle hook, and one is
-  launched in the emptiest.
+  member is launched in the emptiest and one of the fullest terminated at once, without its
+  lifecycle hook (a launch that cannot be had is tried again ``RETRY_DELAY`` later).
 - A terminate lifecycle hook holds a leaving member (scale-in, a terminate asked for) in
   ``Terminating:Wait``, announced as an EventBridge event (:mod:`.lifecycle_hooks`).
 """
@@ -171,9 +171,11 @@ class AutoScaling(LifecycleHooks):
         cause = (
             "an instance was taken out of service in response to an Availability Zone rebalancing"
         )
-        if self._launch(group, cause, emptiest):
-            self._retire(group, min(movable, key=lambda m: m.instance.launched), cause, hooks=False)
-            self._schedule(group, LAUNCH_DELAY)
+        if not self._launch(group, cause, emptiest):
+            self._schedule(group, RETRY_DELAY)
+            return
+        self._retire(group, min(movable, key=lambda m: m.instance.launched), cause, hooks=False)
+        self._schedule(group, LAUNCH_DELAY)
 
     # -- members leaving ------------------------------------------------------------------
 

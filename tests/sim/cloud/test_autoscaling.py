@@ -335,3 +335,39 @@ def test_the_shipped_cluster_check_reads_the_groups_tags() -> None:
         return await prod.serves("web"), await other.serves("web")
 
     assert in_account(body) == (True, False)
+
+
+def test_a_rebalance_waits_for_capacity_in_the_emptiest_az() -> None:
+    async def body(account: Account) -> tuple[list[str], list[str]]:
+        group = _group(account, 4)
+        await asyncio.sleep(200)
+        account.world.short_pools.update((t, AZS[0]) for t in ("m5.large", "c5.large"))
+        await _unbalance(account, group)
+
+        def live() -> list[str]:
+            return sorted(m.instance.az for m in group.live())
+
+        short = live()
+        account.world.short_pools.clear()
+        await asyncio.sleep(61)
+        return short, live()
+
+    assert in_account(body) == (["us-east-1b"] * 2, ["us-east-1a", "us-east-1b"])
+
+
+def test_a_run_replays_from_its_seed() -> None:
+    async def body(account: Account) -> list[tuple[str, str]]:
+        group = _group(account, 3, hooks=[Hook("drain", heartbeat_timeout=120)])
+        await asyncio.sleep(200)
+        for _ in range(3):
+            victim = account.world.rng.choice(sorted(group.members))
+            account.world.terminate(account.world.instances[victim])
+            await account.aws.autoscaling.set_desired_capacity(
+                AutoScalingGroupName="web", DesiredCapacity=account.world.rng.randint(1, 5)
+            )
+            await asyncio.sleep(300)
+        return [(a["Description"], a["Cause"]) for a in group.activities]
+
+    first, second = in_account(body), in_account(body)
+    assert first == second
+    assert len(first) > 6
