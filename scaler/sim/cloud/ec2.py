@@ -8,7 +8,7 @@
   with ``NextToken``. A terminated instance stays visible, ``terminated``, as in EC2.
 - Launch templates are registered by the world (:meth:`Ec2.template`), each with numbered
   versions and a default one; ``DescribeLaunchTemplateVersions`` resolves ``$Default``,
-  ``$Latest`` and numbers.
+  ``$Latest`` and numbers (a version there is not fails the call).
 - ``DescribeInstanceTypes`` knows a small table of types; one unknown type fails the call
   (``InvalidInstanceType``), as EC2 does.
 - ``CreateTags`` and ``TerminateInstances`` act on the world at once (an unknown id fails the
@@ -61,8 +61,7 @@ class Ec2(Fleets, SpotFleets):
     ) -> dict[str, Any]:
         found = self.templates.find(spec)
         asked = Versions or [str(v.number) for v in found.versions]
-        versions = [v for v in (found.version(a) for a in asked) if v is not None]
-        return {"LaunchTemplateVersions": [_version(found, v) for v in versions]}
+        return {"LaunchTemplateVersions": [_version(found, found.resolve(a)) for a in asked]}
 
     # -- instances ------------------------------------------------------------------------
 

@@ -186,15 +186,22 @@ def test_launch_template_versions_resolve_default_latest_and_numbers() -> None:
     assert in_account(body) == [(1, "ami-1", True), (2, "ami-2", False), (2, "ami-2", False)]
 
 
-def test_an_unknown_launch_template_is_not_found() -> None:
-    async def body(account: Account) -> str:
-        with pytest.raises(ClientError) as caught:
-            await account.aws.ec2.describe_launch_template_versions(
-                LaunchTemplateName="nope", Versions=["$Default"]
-            )
-        return str(caught.value.response["Error"]["Code"])
+def test_an_unknown_launch_template_or_version_is_not_found() -> None:
+    async def body(account: Account) -> list[str]:
+        account.ec2.template("web", "m5.large", "ami-1")
+        codes = []
+        for name, version in (("nope", "$Default"), ("web", "7")):
+            with pytest.raises(ClientError) as caught:
+                await account.aws.ec2.describe_launch_template_versions(
+                    LaunchTemplateName=name, Versions=[version]
+                )
+            codes.append(str(caught.value.response["Error"]["Code"]))
+        return codes
 
-    assert in_account(body) == "InvalidLaunchTemplateName.NotFoundException"
+    assert in_account(body) == [
+        "InvalidLaunchTemplateName.NotFoundException",
+        "InvalidLaunchTemplateId.VersionNotFound",
+    ]
 
 
 def test_instance_types_are_described_and_an_unknown_one_fails_the_call() -> None:
