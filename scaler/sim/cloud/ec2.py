@@ -5,7 +5,8 @@
   id it is ``InvalidInstanceID.NotFound``). Filters ``instance-id``, ``instance-state-name``,
   ``tag:<key>`` and ``tag-key`` are understood (values OR-ed, filters AND-ed); any other is
   refused as EC2 refuses an unknown filter. With ``MaxResults`` (5 to 1000) the answer pages
-  with ``NextToken``. A terminated instance stays visible, ``terminated``, as in EC2.
+  with ``NextToken``. A terminated instance stays visible for ``TERMINATED_SHOWN`` seconds
+  after its terminate (an hour, as in EC2), then is gone from every answer.
 - Launch templates are registered by the world (:meth:`Ec2.template`), each with numbered
   versions and a default one; ``DescribeLaunchTemplateVersions`` resolves ``$Default``,
   ``$Latest`` and numbers (a version there is not fails the call).
@@ -28,6 +29,7 @@ from scaler.sim.cloud.spot_fleets import SpotFleets
 from scaler.sim.cloud.transport import AwsError
 from scaler.sim.cloud.world import SPOT, TERMINATED, Ec2Instance, World
 
+TERMINATED_SHOWN = 3600.0
 STATE_CODES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48}
 
 
@@ -46,6 +48,8 @@ class Ec2(Fleets, SpotFleets):
         self.region = region
         self.subnets = subnets or {f"subnet-{z}": f"{region}{z}" for z in "abc"}  # id -> AZ
         self.templates = Templates()
+        self._ended: dict[str, float] = {}  # instance id -> when its terminate began
+        world.on_terminated.append(self._ending)
         super().__init__()
 
     # -- launch templates (made by the world) ---------------------------------------------
@@ -65,9 +69,15 @@ class Ec2(Fleets, SpotFleets):
 
     # -- instances ------------------------------------------------------------------------
 
+    def _ending(self, inst: Ec2Instance) -> None:
+        self._ended.setdefault(inst.id, self.world.now())
+
     def visible(self, inst: Ec2Instance) -> bool:
-        """Whether DescribeInstances shows ``inst`` yet (eventual consistency)."""
-        return self.world.now() - inst.launched >= self.describe_lag
+        """Whether DescribeInstances shows ``inst``: not yet (eventual consistency), or no
+        longer (an hour after its terminate)."""
+        now, ended = self.world.now(), self._ended.get(inst.id)
+        gone = ended is not None and now - ended > TERMINATED_SHOWN
+        return now - inst.launched >= self.describe_lag and not gone
 
     async def describe_instances(
         self,

@@ -390,3 +390,19 @@ def test_an_unknown_spot_fleet_is_not_found() -> None:
         "SCALER_MIGRATE_SPOT_FLEETS: Spot Fleet request"
         " 'sfr-00000000-0000-4000-8000-00000000dead' not found"
     ]
+
+
+def test_a_terminated_instance_is_gone_from_answers_an_hour_later() -> None:
+    async def body(account: Account) -> tuple[list[str], list[str]]:
+        ids = await _launched(account, count=1)
+        await asyncio.sleep(10)
+        await account.aws.ec2.terminate_instances(InstanceIds=ids)
+        by_id = [{"Name": "instance-id", "Values": ids}]
+        await asyncio.sleep(3500)
+        still = await _filtered(account, by_id)
+        await asyncio.sleep(200)
+        return still, await _filtered(account, by_id)
+
+    still, later = in_account(body)
+    assert len(still) == 1
+    assert later == []
