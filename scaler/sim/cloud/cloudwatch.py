@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from scaler.sim.cloud.transport import AwsError, Operations
+from scaler.sim.cloud.transport import AwsError, NotSimulated, Operations
 from scaler.sim.cloud.world import PENDING, RUNNING, World
 
 MAX_QUERIES = 500
@@ -30,6 +30,8 @@ def constant(percent: float) -> Cpu:
 
 
 class CloudWatch(Operations):
+    """CloudWatch's metrics of one region: EC2's CPU use, as the world's ``cpu`` says."""
+
     def __init__(self, world: World, cpu: Cpu | None = None) -> None:
         self.world = world
         self.cpu = cpu or constant(25.0)
@@ -57,6 +59,8 @@ class CloudWatch(Operations):
         return (when - self.world.start).total_seconds()
 
     def _result(self, query: dict[str, Any], start: float, end: float, scan: str) -> dict[str, Any]:
+        if "MetricStat" not in query:
+            raise NotSimulated("GetMetricData with a metric math expression")
         stat = query["MetricStat"]
         period = float(stat["Period"])
         points = [
