@@ -174,6 +174,12 @@ class InstanceDirectory:
         await self._refresh_since(self._clock.monotonic(), self._ecs)
         return self.known()
 
+    def age(self) -> float | None:
+        """Seconds since the last full refresh began (None: never refreshed)."""
+        if self._refreshed_at is None:
+            return None
+        return self._clock.monotonic() - self._refreshed_at
+
     def _stale(self, now: float) -> bool:
         return self._refreshed_at is None or now - self._refreshed_at > self._ttl
 

@@ -12,6 +12,13 @@ minute; only on the leader): it reads the container instances, asks
 :func:`scaler.plan.undrain.reactivations` which drains to undo, sets those instances ACTIVE with
 ``UpdateContainerInstancesState`` (10 a call), removes their marks, and counts each in
 ``scaler_reactivated_instances_total{reason}``.
+
+Reads are spent only where a mark may be: a pass uses the instance directory as it stands when
+another part of the scaler refreshed it within the pass's interval (the capacity controller
+does every cycle); otherwise it reads the cluster again only if the directory shows a mark (the
+scaler's own marks are recorded there as they are written) or once every ``full_every`` seconds
+(marks written by another replica, or before a restart). On a cluster with nothing drained that
+is a full read every few minutes, not every minute.
 """
 
 from __future__ import annotations
@@ -104,6 +111,7 @@ class Reactivator:
         interval: float,
         *,
         dry_run: bool = False,
+        full_every: float | None = None,
     ) -> None:
         self._ecs = ecs
         self._cluster = cluster
@@ -113,6 +121,8 @@ class Reactivator:
         self._metrics = metrics
         self._clock = clock
         self._interval = interval
+        self._full_every = 5 * interval if full_every is None else full_every
+        self._full_at: float | None = None  # monotonic time of the last full read of ours
         self._dry_run = dry_run
         self.leader: Leadership = Always()
 
@@ -128,7 +138,10 @@ class Reactivator:
 
     async def check(self) -> tuple[Undo, ...]:
         """One pass: undo the drains whose time has come; what was undone."""
-        instances = {ci.ec2_instance_id: ci for ci in await self._directory.refresh()}
+        known = await self._instances()
+        if known is None:
+            return ()
+        instances = {ci.ec2_instance_id: ci for ci in known}
         drained = [
             Drained(iid, ci.status, parse_mark(ci.drain_mark or ""))
             for iid, ci in sorted(instances.items())
@@ -158,6 +171,19 @@ class Reactivator:
             status = "ACTIVE" if ci.ec2_instance_id in done else ci.status
             self._directory.update(replace(ci, status=status, version=0, drain_mark=""))
         return undo
+
+    async def _instances(self) -> list[ContainerInstance] | None:
+        """The container instances to judge (None: nothing can be marked; see the module
+        docstring)."""
+        age = self._directory.age()
+        if age is not None and age <= self._interval:
+            return self._directory.known()
+        now = self._clock.monotonic()
+        marked = any(ci.drain_mark for ci in self._directory.known())
+        if not marked and self._full_at is not None and now - self._full_at < self._full_every:
+            return None
+        self._full_at = now
+        return await self._directory.refresh()
 
     async def _activate(self, instances: Sequence[ContainerInstance]) -> set[str]:
         """Set ``instances`` ACTIVE; the EC2 ids of those ECS accepted."""

@@ -76,3 +76,17 @@ def test_rebalance_plan_benchmark_runs() -> None:
     report = json.loads(proc.stdout)
     assert report["default_budget"]["moves"] <= 10
     assert report["unlimited_budget"]["lower_bound_moves"] >= 0
+
+
+@pytest.mark.slow
+def test_shipped_world_benchmark_runs() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.shipped_world", "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    report = json.loads(proc.stdout)
+    assert report["burst"]["modelled_aws"]["drained"] == report["burst"]["instances"]
+    assert report["week"]["aws_calls_per_hour"] > 0

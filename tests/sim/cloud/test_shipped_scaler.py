@@ -44,3 +44,12 @@ def test_the_shipped_scaler_drains_the_storm_through_the_api() -> None:
 
 def test_a_shipped_run_replays_exactly() -> None:
     assert run_shipped(SCENARIO, SEED) == run_shipped(SCENARIO, SEED)
+
+
+def test_steady_state_reads_are_few() -> None:
+    """Nothing happens for two hours: the scaler reads each task definition once and the
+    container instances every few minutes, not every minute (AWS bills and throttles reads)."""
+    quiet = builtin("steady", instances=24, tasks=120, services=6).with_hours(2.0)
+    calls = run_shipped(quiet, SEED).calls
+    assert calls.get("ecs:DescribeTaskDefinition", 0) <= 6 + 2
+    assert calls.get("ecs:ListContainerInstances", 0) <= 2 * 15

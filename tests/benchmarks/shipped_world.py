@@ -1,0 +1,117 @@
+"""Benchmark: the shipped scaler in the simulated world (scaler.sim.cloud), in virtual time.
+
+Run from the project root::
+
+    .venv/bin/python -m tests.benchmarks.shipped_world            # the full set (a few minutes)
+    .venv/bin/python -m tests.benchmarks.shipped_world --quick    # small sizes, seconds
+
+What it prints (JSON; nothing is asserted, wall time never fails anything):
+
+- ``week``: 7 days of ``steady`` at 500 instances and 5,000 tasks through ``scaler.loop.Scaler``
+  against the simulated SQS, DynamoDB and ECS: wall seconds, and AWS calls per hour of steady
+  state by operation; beside it, the engine's own ``ecs-native`` model on the same week (the
+  baseline in the same run: what the world costs without the scaler's calls);
+- ``storm``: the 2-hour ``storm`` built-in at 250 instances, the same way;
+- ``burst``: 500 spot warnings within 10 seconds, every instance of a 500-instance cluster:
+  warning-to-DRAINING latency (p50, p99, max) under AWS's modelled latency and throttling, and
+  beside it the same burst on an AWS without latency or throttling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import replace
+from typing import Any
+
+from scaler.sim.builtin import builtin
+from scaler.sim.cloud.limits import Limits
+from scaler.sim.cloud.shipped import Outcome, run_shipped
+from scaler.sim.engine import Sim
+from scaler.sim.policies import POLICIES
+from scaler.sim.scenario import Event, Scenario
+
+
+def _timed_shipped(scenario: Scenario, seed: int, **options: Any) -> tuple[float, Outcome]:
+    began = time.perf_counter()
+    outcome = run_shipped(scenario, seed, **options)
+    return time.perf_counter() - began, outcome
+
+
+def _engine(scenario: Scenario, seed: int) -> float:
+    began = time.perf_counter()
+    Sim(scenario, POLICIES["ecs-native"](), seed).run()
+    return time.perf_counter() - began
+
+
+def _run(scenario: Scenario, seed: int) -> dict[str, Any]:
+    seconds, outcome = _timed_shipped(scenario, seed)
+    hours = scenario.hours
+    return {
+        "hours": hours,
+        "shipped_seconds": round(seconds, 2),
+        "engine_only_ecs_native_seconds": round(_engine(scenario, seed), 2),
+        "aws_calls_per_hour": round(sum(outcome.calls.values()) / hours),
+        "by_operation_per_hour": {k: round(v / hours, 1) for k, v in outcome.calls.items()},
+        "availability": outcome.figures["availability"],
+        "interrupted_tasks": outcome.figures["interrupted_tasks"],
+    }
+
+
+def _burst_scenario(instances: int) -> Scenario:
+    base = builtin("steady", instances=instances, tasks=instances * 10, services=50)
+    pools = tuple(replace(p, interruptions_per_hour=0.0) for p in base.pools)
+    storm = Event(600, "storm", {"share": 1.0, "over": 10, "take": 1.0})
+    return replace(base, name="burst", pools=pools, events=(storm,), hours=0.25)
+
+
+def _latencies(outcome: Outcome) -> dict[str, Any]:
+    waits = sorted(
+        outcome.drained[i] - at for i, at in outcome.warned.items() if i in outcome.drained
+    )
+    if not waits:
+        return {"drained": 0}
+    pick = lambda q: round(waits[min(len(waits) - 1, int(q * len(waits)))], 3)  # noqa: E731
+    return {
+        "warned": len(outcome.warned),
+        "drained": len(waits),
+        "p50_s": pick(0.5),
+        "p99_s": pick(0.99),
+        "max_s": round(waits[-1], 3),
+        "throttled": sum(outcome.throttled.values()),
+    }
+
+
+def _burst(instances: int, seed: int) -> dict[str, Any]:
+    scenario = _burst_scenario(instances)
+    _, modelled = _timed_shipped(scenario, seed)
+    _, ideal = _timed_shipped(scenario, seed, limits=Limits(latency=False, throttling=False))
+    return {
+        "instances": instances,
+        "modelled_aws": _latencies(modelled),
+        "no_latency_no_throttling": _latencies(ideal),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="the shipped scaler in the simulated world")
+    parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    logging.disable(logging.WARNING)
+    big = not args.quick
+    week = builtin("steady", instances=500 if big else 50, tasks=5000 if big else 500, services=50)
+    storm = builtin("storm", instances=250 if big else 40, tasks=2500 if big else 400, services=30)
+    report = {
+        "week": _run(week.with_hours(24 * 7 if big else 6), args.seed),
+        "storm": _run(storm, args.seed),
+        "burst": _burst(500 if big else 50, args.seed),
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
