@@ -73,7 +73,10 @@ def _latencies(outcome: Outcome) -> dict[str, Any]:
     )
     if not waits:
         return {"drained": 0}
-    pick = lambda q: round(waits[min(len(waits) - 1, int(q * len(waits)))], 3)  # noqa: E731
+
+    def pick(q: float) -> float:
+        return round(waits[min(len(waits) - 1, int(q * len(waits)))], 3)
+
     return {
         "warned": len(outcome.warned),
         "drained": len(waits),
