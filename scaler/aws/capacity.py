@@ -51,7 +51,6 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scaler.aws.activities import LaunchFailures
@@ -72,17 +71,26 @@ from scaler.aws.retiring import (
     describe,
     retiring,
 )
-from scaler.aws.roll import Drift, DriftReader, RollMemory, carry_out, live_instances, template_spec
+from scaler.aws.roll import DriftReader, RollMemory, carry_out, template_spec
 from scaler.aws.services import Providers, ec2_providers, on_fargate, read_providers, strategy
 from scaler.aws.stale import StaleDrains
 from scaler.aws.taskdefs import fargate_problem, reservation
 from scaler.aws.tasks import is_empty, running_tasks
 from scaler.aws.templates import TemplatePools, new_token
+from scaler.capacity.observed import (
+    Observed,
+    balanced,
+    draining,
+    group_members,
+    live_instances,
+    note_retiring,
+    rebalancing,
+    spare,
+)
 from scaler.guard import describe_services
 from scaler.metrics import Metrics
 from scaler.model import ContainerInstance
 from scaler.notices import NoticeBoard
-from scaler.plan.az_balance import balanced_removals
 from scaler.plan.capacity import (
     ON_DEMAND,
     SPOT,
@@ -97,7 +105,7 @@ from scaler.plan.capacity import (
     plan_capacity,
 )
 from scaler.plan.roll import RollPolicy
-from scaler.plan.scale_in import launches_after, without
+from scaler.plan.scale_in import launches_after
 from scaler.prices import on_demand_price
 from scaler.settings import ConfigError, Settings
 
@@ -122,24 +130,6 @@ def policy_from(settings: Settings) -> CapacityPolicy:
         on_demand_base=settings.on_demand_base,
         on_demand_percent=settings.on_demand_percent,
     )
-
-
-@dataclass
-class Observed:
-    """A snapshot and what carrying out its plan needs that the planner does not."""
-
-    snapshot: CapacitySnapshot
-    tasks: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (svc, node) -> ARNs
-    max_size: dict[str, int] = field(default_factory=dict)
-    min_size: dict[str, int] = field(default_factory=dict)  # Auto Scaling group -> MinSize
-    desired: dict[str, int] = field(default_factory=dict)  # group -> DesiredCapacity
-    live: dict[str, int] = field(default_factory=dict)  # group -> Pending or InService instances
-    instances: dict[str, ContainerInstance] = field(default_factory=dict)
-    groups: list[dict[str, Any]] = field(default_factory=list)  # as DescribeAutoScalingGroups
-    drift: Drift = field(default_factory=Drift)  # out-of-date instances, and those retiring
-    facts: dict[str, Ec2Facts] | None = None  # EC2's, on the groups' instances (None: not read)
-    migrating: frozenset[str] = frozenset()  # Spot Fleet instances still to be replaced
-    stale: tuple[NodeView, ...] = ()  # DRAINING with no live reason: left out of the snapshot
 
 
 class CapacityReader:
@@ -876,47 +866,6 @@ class Refusals:
         return seen is not None and (seen[0] >= MAX_REFUSALS or now - seen[1] < REFUSAL_COOLDOWN)
 
 
-def spare(observed: Observed, nodes: Iterable[str]) -> list[str]:
-    """Those of ``nodes`` their groups can spare: each group may lose its desired capacity less
-    its MinSize less the instances already retiring from it (each will be terminated with the
-    desired capacity decremented, which Auto Scaling refuses below MinSize)."""
-    facts = observed.facts or {}
-    pool_of = {n.id: n.pool for n in observed.snapshot.nodes}
-    left: Counter[str] = Counter(
-        {g: observed.desired.get(g, 0) - observed.min_size.get(g, 0) for g in observed.min_size}
-    )
-    for n in observed.snapshot.nodes:
-        f = facts.get(n.id)
-        if n.status == "DRAINING" and f is not None and f.retiring is not None and not f.gone:
-            left[n.pool] -= 1
-    kept: list[str] = []
-    for node in nodes:
-        pool = pool_of.get(node, "")
-        if pool in observed.min_size and left[pool] <= 0:
-            log.info(
-                "group at its MinSize: instance kept",
-                extra={"group": pool, "instance": node, "min_size": observed.min_size[pool]},
-            )
-            continue
-        left[pool] -= 1
-        kept.append(node)
-    return kept
-
-
-AZ_REBALANCE = "AZRebalance"
-
-
-def rebalancing(group: dict[str, Any]) -> bool:
-    """Whether Auto Scaling may rebalance the group's AZs by terminating an instance itself:
-    an Auto Scaling group (not a template pool) in several AZs, ``AZRebalance`` not suspended."""
-    suspended = {p.get("ProcessName") for p in group.get("SuspendedProcesses", [])}
-    return (
-        "MinSize" in group
-        and len(group.get("AvailabilityZones", [])) > 1
-        and AZ_REBALANCE not in suspended
-    )
-
-
 def _warn_rebalancing(group: dict[str, Any]) -> None:
     if not rebalancing(group):
         return
@@ -928,57 +877,6 @@ def _warn_rebalancing(group: dict[str, Any]) -> None:
         f"--auto-scaling-group-name {name} --scaling-processes AZRebalance",
         extra={"group": name},
     )
-
-
-def balanced(observed: Observed, nodes: Iterable[str]) -> list[str]:
-    """Those of ``nodes`` whose removal, one after another, keeps their group's AZs balanced
-    (:mod:`scaler.plan.az_balance`), where Auto Scaling would rebalance them itself; nodes of
-    other groups all stay."""
-    snap = observed.snapshot
-    groups = {g["AutoScalingGroupName"]: g for g in observed.groups if rebalancing(g)}
-    az_of = {n.id: (n.pool, n.az) for n in snap.nodes}
-    counts: dict[str, Counter[str]] = {
-        name: Counter({az: 0 for az in g.get("AvailabilityZones", [])})
-        for name, g in groups.items()
-    }
-    for n in snap.nodes:
-        if n.pool in counts and not n.doomed:
-            counts[n.pool][n.az] += 1
-    kept: list[str] = []
-    for node in nodes:
-        pool, az = az_of.get(node, ("", ""))
-        if pool not in counts:
-            kept.append(node)
-        elif balanced_removals(counts[pool], [(node, az)]):
-            counts[pool][az] -= 1
-            kept.append(node)
-        else:
-            log.info(
-                "instance kept: its removal would unbalance its group's AZs (AZRebalance)",
-                extra={"group": pool, "instance": node, "az": az},
-            )
-    return kept
-
-
-def _members(observed: Observed) -> dict[str, frozenset[str]]:
-    """Auto Scaling group (not template pool) -> its live instances."""
-    return {
-        g["AutoScalingGroupName"]: frozenset(str(i["InstanceId"]) for i in live_instances(g))
-        for g in observed.groups
-        if g["AutoScalingGroupName"] in observed.min_size
-    }
-
-
-def _note_retiring(observed: Observed, node: str, reason: str) -> None:
-    """``node`` tagged retiring for ``reason`` this cycle: its facts say so before EC2's do."""
-    facts = observed.facts if observed.facts is not None else {}
-    facts[node] = replace(facts.get(node, Ec2Facts()), retiring=reason)
-    observed.facts = facts
-
-
-def _draining(snap: CapacitySnapshot, node: str) -> CapacitySnapshot:
-    """``snap`` with ``node`` drained: the next removal is judged without it."""
-    return without(snap, frozenset({node}))
 
 
 def _registered(
@@ -1074,7 +972,7 @@ class CapacityController:
             await self.shared(self._board, now)
         observed = await self._reader.read(now)
         self._remember_troubles(observed, now, await self._failed_launches(observed, now))
-        for name, members in _members(observed).items():
+        for name, members in group_members(observed).items():
             self.replacements.observe(name, members, now)
         plan = plan_capacity(observed.snapshot, self.memory, self._policy)
         for reason in plan.reasons:
@@ -1225,8 +1123,8 @@ class CapacityController:
                 if not await self._actuator.drain(ci, SURPLUS):
                     break
                 self.replacements.removed(name)
-                _note_retiring(observed, node, SURPLUS)  # spare() counts it from now on
-                observed.snapshot = _draining(observed.snapshot, node)
+                note_retiring(observed, node, SURPLUS)  # spare() counts it from now on
+                observed.snapshot = draining(observed.snapshot, node)
 
     def _spare_empty(self, observed: Observed, group: str) -> str | None:
         """An ACTIVE instance of ``group`` running no task, whose group can spare it and whose
@@ -1247,7 +1145,7 @@ class CapacityController:
     def _record(self, observed: Observed) -> None:
         """What this cycle left each Auto Scaling group at, for the next to compare with."""
         doomed = {n.id for n in observed.snapshot.nodes if n.doomed}
-        for name, members in _members(observed).items():
+        for name, members in group_members(observed).items():
             state = GroupState(members, members & doomed, observed.desired.get(name, 0))
             self.replacements.record(name, state)
 

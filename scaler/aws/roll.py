@@ -29,24 +29,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from scaler.aws.clients import AwsClients
 from scaler.aws.retiring import Ec2Facts, retiring
+from scaler.capacity.observed import Drift, live_instances
 from scaler.plan.capacity import CapacityMemory, CapacitySnapshot
 from scaler.plan.roll import Machine, RollPlan, RollPolicy, RollState, plan_roll
 
 if TYPE_CHECKING:  # the capacity controller carries out the roll
-    from scaler.aws.capacity import CapacityActuator, Observed
+    from scaler.aws.capacity import CapacityActuator
+    from scaler.capacity.observed import Observed
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Drift:
-    outdated: frozenset[str] = frozenset()  # launched from an older template version or image
-    retiring: frozenset[str] = frozenset()  # tagged by the roll before it drained them
 
 
 def template_spec(group: dict[str, Any]) -> dict[str, str]:
@@ -114,15 +109,6 @@ class DriftReader:
             str(found["VersionNumber"]),
             str(data.get("ImageId", "")),
         )
-
-
-def live_instances(group: dict[str, Any]) -> list[dict[str, Any]]:
-    """A group's instances that are launching or in service (not leaving)."""
-    return [
-        i
-        for i in group.get("Instances", [])
-        if i.get("LifecycleState", "").startswith(("Pending", "InService"))
-    ]
 
 
 async def carry_out(

@@ -26,7 +26,7 @@ from scaler.notices import NoticeBoard
 from scaler.plan.undrain import Mark, parse_mark, stale_draining
 
 if TYPE_CHECKING:
-    from scaler.aws.capacity import Observed
+    from scaler.capacity.observed import Observed
 
 log = logging.getLogger(__name__)
 
