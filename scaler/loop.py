@@ -27,7 +27,9 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from scaler.aws.capacity import CapacityActuator, CapacityController, CapacityReader, policy_from
+from scaler.aws.capacity import CapacityController, policy_from
+from scaler.aws.capacity_actuator import CapacityActuator
+from scaler.aws.capacity_reader import CapacityReader
 from scaler.aws.clients import AwsClients, AwsTarget, Instrument
 from scaler.aws.consolidation import Consolidator
 from scaler.aws.drain_gate import DrainGate

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from scaler.aws.capacity import CapacityReader
 from scaler.aws.capacity import policy_from as capacity_policy
+from scaler.aws.capacity_reader import CapacityReader
 from scaler.aws.clients import AwsClients
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.live import live_cluster, with_measured_cpu

@@ -33,7 +33,7 @@ from scaler.plan.capacity import CapacityMemory, CapacityPolicy, CapacitySnapsho
 from scaler.plan.roll import Machine, RollPlan, RollPolicy, RollState, plan_roll
 
 if TYPE_CHECKING:  # the capacity controller runs the migration
-    from scaler.aws.capacity import CapacityActuator
+    from scaler.aws.capacity_actuator import CapacityActuator
     from scaler.capacity.observed import Observed
 
 log = logging.getLogger(__name__)

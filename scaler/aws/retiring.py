@@ -3,7 +3,7 @@
 Five things drain instances that nothing is wrong with: the roll (out-of-date images,
 :mod:`scaler.aws.roll`), consolidation (capacity the cluster can do without,
 :mod:`scaler.aws.consolidation`), the Spot Fleet migration (:mod:`scaler.aws.migration`), the
-return to spot (on-demand fallback given back, :mod:`scaler.aws.capacity`) and the surplus
+return to spot (on-demand fallback given back, :mod:`scaler.aws.capacity_actuator`) and the surplus
 (an instance a group launched by itself for one the scaler had replaced already,
 :mod:`scaler.aws.replaced`).
 Each tags the instance ``scaler:retiring=<reason>`` (EC2) *before* draining it, and the capacity

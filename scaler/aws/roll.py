@@ -38,7 +38,7 @@ from scaler.plan.capacity import CapacityMemory, CapacitySnapshot
 from scaler.plan.roll import Machine, RollPlan, RollPolicy, RollState, plan_roll
 
 if TYPE_CHECKING:  # the capacity controller carries out the roll
-    from scaler.aws.capacity import CapacityActuator
+    from scaler.aws.capacity_actuator import CapacityActuator
     from scaler.capacity.observed import Observed
 
 log = logging.getLogger(__name__)

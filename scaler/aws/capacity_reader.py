@@ -1,0 +1,476 @@
+"""The capacity reader in AWS: pools, instances and services, observed into a snapshot.
+
+:class:`CapacityReader` is the AWS :class:`~scaler.capacity.ports.Reader`. Each capacity cycle it
+reads:
+
+- the configured Auto Scaling groups (``SCALER_SPOT_POOLS``, ``SCALER_ON_DEMAND_POOLS``) and the
+  EC2 Fleet template pools (:mod:`scaler.aws.templates`): their instances and desired capacity;
+  the instance types' CPU and memory (DescribeInstanceTypes), or what the group's instances
+  registered in ECS where that is less (the ECS agent and the OS keep part of the memory: a task
+  that needs more fits no instance of the group);
+- the cluster's container instances (free CPU and memory, DRAINING or not) and the notices the
+  handler has heard of (:class:`~scaler.notices.NoticeBoard`);
+- the services (desired and running counts, task sizes, where their tasks run) and the Fargate
+  companions of those allowed to overflow (``SCALER_OVERFLOW_SERVICES``);
+- capacity providers (:func:`scaler.aws.services.read_providers`): each service's strategy, or
+  the cluster's default, binds its tasks to its providers' instances and its top-up to the pools
+  that are those providers' groups; an instance belongs to a provider by ECS's word or its group.
+  Services on Fargate providers (or the Fargate launch type) need no EC2 room and are left out. A
+  service whose providers' groups are none of the scaler's pools is named once in a warning:
+  ECS managed scaling adds its capacity, not the scaler. A task role that may not read them
+  (an older policy) is named once in a warning too, and services are then taken as unbound;
+- EC2's facts on the groups' instances (the retiring tags) and, with ``SCALER_ROLL``, which are
+  out of date (:mod:`scaler.aws.roll`).
+
+At start, :meth:`CapacityReader.validate` refuses groups that do not exist, and those owned by
+ECS managed scaling (tag ``AmazonECSManaged``): ECS sets their desired capacity itself and would
+undo the scaler's, so the scaler coexists with them by leaving them alone and topping up through
+groups of its own. A group whose AZs Auto Scaling may rebalance by itself (``AZRebalance``, which
+terminates without a drain, not suspended) is named with the command that suspends it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from typing import Any
+
+from scaler.aws.activities import LaunchFailures
+from scaler.aws.clients import AwsClients, error_code
+from scaler.aws.ecs import InstanceDirectory
+from scaler.aws.errors import DENIED
+from scaler.aws.migration import missing_fleets
+from scaler.aws.retiring import Ec2Facts, describe
+from scaler.aws.roll import DriftReader, template_spec
+from scaler.aws.services import Providers, ec2_providers, on_fargate, read_providers, strategy
+from scaler.aws.stale import StaleDrains
+from scaler.aws.taskdefs import fargate_problem, reservation
+from scaler.aws.tasks import running_tasks
+from scaler.aws.templates import TemplatePools
+from scaler.capacity import LOGGER
+from scaler.capacity.observed import Observed, live_instances, rebalancing
+from scaler.guard import describe_services
+from scaler.model import ContainerInstance
+from scaler.notices import NoticeBoard
+from scaler.plan.capacity import (
+    ON_DEMAND,
+    SPOT,
+    CapacitySnapshot,
+    NodeView,
+    PoolView,
+    ServiceView,
+)
+from scaler.prices import on_demand_price
+from scaler.settings import ConfigError, Settings
+
+log = logging.getLogger(LOGGER)
+
+LAUNCHING_STATES = frozenset({"Pending", "Pending:Wait", "Pending:Proceed"})
+UNKNOWN_TYPE = frozenset({"InvalidInstanceType", "InvalidParameterValue"})
+
+
+class CapacityReader:
+    def __init__(
+        self, aws: AwsClients, settings: Settings, directory: InstanceDirectory, board: NoticeBoard
+    ) -> None:
+        self._aws = aws
+        self._settings = settings
+        self._directory = directory
+        self._board = board
+        self.templates = TemplatePools(aws, settings)
+        self._stale = StaleDrains(board, settings.drain_timeout)
+        self._types: dict[str, tuple[int, int, float]] = {}  # type -> (cpu units, MiB, $/h)
+        self._task_sizes: dict[str, tuple[int, int]] = {}
+        self._template_types: dict[str, str] = {}
+        self._unserved: set[tuple[str, tuple[str, ...]]] = set()  # (service, providers) warned
+        self._providers: dict[str, str] = {}  # group -> the capacity provider it is
+        self._denied = False  # reading capacity providers was refused (warned once)
+        self._activities = LaunchFailures(aws.autoscaling)
+
+    @property
+    def groups(self) -> dict[str, str]:
+        """Pool name (Auto Scaling group or template pool) -> capacity type."""
+        return {
+            **self._auto_scaling_groups,
+            **{p: capacity for p, (_, capacity) in self.templates.templates.items()},
+        }
+
+    @property
+    def _auto_scaling_groups(self) -> dict[str, str]:
+        return {
+            **{g: SPOT for g in self._settings.spot_pools},
+            **{g: ON_DEMAND for g in self._settings.on_demand_pools},
+        }
+
+    async def validate(self) -> None:
+        """Refuse groups that do not exist or that ECS managed scaling owns, and overflow
+        companions whose task definition cannot run on Fargate."""
+        problems: list[str] = []
+        found = {g["AutoScalingGroupName"]: g for g in await self._describe_groups()}
+        for name, capacity in self._auto_scaling_groups.items():
+            variable = "SCALER_SPOT_POOLS" if capacity == SPOT else "SCALER_ON_DEMAND_POOLS"
+            group = found.get(name)
+            if group is None:
+                problems.append(f"{variable}: Auto Scaling group {name!r} not found")
+            elif any(t.get("Key") == "AmazonECSManaged" for t in group.get("Tags", [])):
+                problems.append(
+                    f"{variable}: {name!r} is owned by ECS managed scaling; the "
+                    "scaler tops up through groups of its own"
+                )
+        for group in found.values():
+            _warn_rebalancing(group)
+        problems += await self._check_companions()
+        problems += await self.templates.validate()
+        problems += await missing_fleets(self._aws, self._settings.migrate_spot_fleets)
+        if problems:
+            raise ConfigError(problems)
+
+    async def _check_companions(self) -> list[str]:
+        pairs = self._settings.overflow_services
+        if not pairs:
+            return []
+        wanted = sorted(set(pairs) | set(pairs.values()))
+        described = await self._describe_services(wanted)
+        problems = [
+            f"SCALER_OVERFLOW_SERVICES: service {n!r} not found"
+            for n in wanted
+            if n not in described
+        ]
+        for companion in (c for c in pairs.values() if c in described):
+            arn = described[companion]["taskDefinition"]
+            td = (await self._aws.ecs.describe_task_definition(taskDefinition=arn))[
+                "taskDefinition"
+            ]
+            why = fargate_problem(td)
+            if why:
+                problems.append(
+                    f"SCALER_OVERFLOW_SERVICES: {companion!r} cannot run on Fargate: {why}"
+                )
+        return problems
+
+    async def _describe_groups(self) -> list[dict[str, Any]]:
+        names = list(self._auto_scaling_groups)
+        groups: list[dict[str, Any]] = []
+        for i in range(0, len(names), 50):
+            reply = await self._aws.autoscaling.describe_auto_scaling_groups(
+                AutoScalingGroupNames=names[i : i + 50]
+            )
+            groups += reply.get("AutoScalingGroups", [])
+        return groups
+
+    async def _describe_services(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        described = await describe_services(self._aws.ecs, self._settings.cluster, names)
+        return {svc["serviceName"]: svc for svc in described}
+
+    async def _type_info(self, names: set[str]) -> None:
+        missing = sorted(n for n in names if n not in self._types)
+        for i in range(0, len(missing), 100):
+            for t in await self._describe_types(missing[i : i + 100]):
+                vcpu = int(t["VCpuInfo"]["DefaultVCpus"])
+                price = on_demand_price(t["InstanceType"], vcpu)
+                self._types[t["InstanceType"]] = (
+                    vcpu * 1024,
+                    int(t["MemoryInfo"]["SizeInMiB"]),
+                    price,
+                )
+
+    async def _describe_types(self, names: list[str]) -> list[dict[str, Any]]:
+        """EC2's description of ``names``; one at a time when the batch is refused, leaving
+        out (with a warning) the types EC2 does not know, which then count as 4 vCPU/8 GiB."""
+        try:
+            reply = await self._aws.ec2.describe_instance_types(InstanceTypes=names)
+            return list(reply.get("InstanceTypes", []))
+        except Exception as exc:
+            code = error_code(exc)
+            if code not in UNKNOWN_TYPE:
+                raise  # throttling and the like: this cycle fails and the next tries again
+            if len(names) == 1:
+                log.warning(
+                    "instance type not described: sized as 4 vCPU, 8 GiB",
+                    extra={"instance_type": names[0], "error": code},
+                )
+                return []
+        found: list[dict[str, Any]] = []
+        for name in names:
+            found += await self._describe_types([name])
+        return found
+
+    async def _task_size(self, arn: str) -> tuple[int, int]:
+        if arn not in self._task_sizes:
+            try:
+                reply = await self._aws.ecs.describe_task_definition(taskDefinition=arn)
+            except Exception as exc:
+                if error_code(exc) != "ClientException":  # ECS's "unable to describe"
+                    raise
+                log.warning(
+                    "task definition unreadable: its tasks sized as 128 CPU, 128 MiB",
+                    extra={"task_definition": arn, "error": error_code(exc)},
+                )
+                return (128, 128)  # not cached: it may be readable again
+            cpu, memory = reservation(reply["taskDefinition"])
+            self._task_sizes[arn] = (cpu or 128, memory or 128)
+        return self._task_sizes[arn]
+
+    async def read(self, now: float) -> Observed:
+        groups = await self._describe_groups() + await self.templates.groups(now)
+        kinds = await self._group_types(groups)
+        await self._type_info(set(kinds.values()))
+        instances = {ci.ec2_instance_id: ci for ci in await self._directory.refresh()}
+        providers = await self._providers_or_none()
+        observed = Observed(CapacitySnapshot(now, (), (), ()), instances=instances, groups=groups)
+        nodes, pools = self._nodes_and_pools(groups, kinds, instances, observed, providers)
+        services = await self._services(instances, observed, providers)
+        self._warn_unserved(services, pools)
+        observed.snapshot = CapacitySnapshot(now, tuple(nodes), tuple(pools), tuple(services))
+        s = self._settings
+        on_demand = ON_DEMAND in self.groups.values()  # the return to spot retires by tag
+        # any Auto Scaling group: a surplus it launched by itself is retired by tag
+        if s.roll or s.consolidate or s.migrate_spot_fleets or on_demand or s.spot_pools:
+            observed.facts = await self._facts(groups)
+        if s.roll and observed.facts is not None:
+            observed.drift = await DriftReader(self._aws).read(groups, observed.facts)
+        self._stale.apply(observed, now)
+        return observed
+
+    async def failed_launches(self, owing: dict[str, float]) -> dict[str, str]:
+        """Group -> why it could not launch, for the groups of ``owing`` (group -> when it was
+        asked) whose scaling activities show a failed launch since then
+        (:mod:`scaler.aws.activities`)."""
+        return await self._activities.read(owing)
+
+    async def _facts(self, groups: list[dict[str, Any]]) -> dict[str, Ec2Facts] | None:
+        """EC2's facts on every live instance of the groups; None (with a warning) if EC2
+        cannot be read: nothing is rolled, consolidated or retired this cycle."""
+        ids = [str(i["InstanceId"]) for g in groups for i in live_instances(g)]
+        try:
+            return await describe(self._aws, ids)
+        except Exception as exc:
+            log.warning(
+                "instances not described: nothing retired this cycle", extra={"error": repr(exc)}
+            )
+            return None
+
+    async def _group_types(self, groups: list[dict[str, Any]]) -> dict[str, str]:
+        """Group name -> the instance type it launches: from its instances, else its launch
+        template (an empty fallback group has no instance to look at)."""
+        kinds: dict[str, str] = {}
+        for g in groups:
+            name = g["AutoScalingGroupName"]
+            first = next((i["InstanceType"] for i in g.get("Instances", [])), None)
+            kinds[name] = first or self._template_types.get(name) or await self._template_type(g)
+            self._template_types[name] = kinds[name]
+        return kinds
+
+    async def _template_type(self, group: dict[str, Any]) -> str:
+        overrides = (
+            group.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {}).get("Overrides", [])
+        )
+        if overrides and overrides[0].get("InstanceType"):
+            return str(overrides[0]["InstanceType"])
+        ref = template_spec(group)
+        if not ref:
+            return ""
+        version = ref.pop("Version")
+        reply = await self._aws.ec2.describe_launch_template_versions(**ref, Versions=[version])
+        versions = reply.get("LaunchTemplateVersions", [])
+        return (
+            str(versions[0].get("LaunchTemplateData", {}).get("InstanceType", ""))
+            if versions
+            else ""
+        )
+
+    def _nodes_and_pools(
+        self,
+        groups: list[dict[str, Any]],
+        kinds: dict[str, str],
+        instances: dict[str, ContainerInstance],
+        observed: Observed,
+        providers: Providers | None,
+    ) -> tuple[list[NodeView], list[PoolView]]:
+        member: dict[str, tuple[str, str]] = {}  # instance id -> (group, AZ)
+        nodes: list[NodeView] = []
+        pools: list[PoolView] = []
+        named = providers.groups if providers else {}
+        self._providers = {g: p for p, g in sorted(named.items(), reverse=True)}
+        for g in groups:
+            name = g["AutoScalingGroupName"]
+            observed.max_size[name] = int(g.get("MaxSize", 0))
+            if "MinSize" in g:  # an Auto Scaling group's (a template pool has none)
+                observed.min_size[name] = int(g["MinSize"])
+            observed.desired[name] = int(g.get("DesiredCapacity", 0))
+            live = live_instances(g)
+            observed.live[name] = len(live)
+            cpu, mem, price = self._types.get(kinds[name], (4096, 8192, on_demand_price("", 4)))
+            cpu, mem = _registered(cpu, mem, [instances.get(i["InstanceId"]) for i in live])
+            size = 0
+            for inst in live:
+                iid = inst["InstanceId"]
+                member[iid] = (name, inst["AvailabilityZone"])
+                ci, ends = instances.get(iid), self._board.ends.get(iid)
+                if ci is None:  # not registered in ECS yet: still launching, as far as ECS goes
+                    nodes.append(
+                        NodeView(
+                            iid,
+                            name,
+                            inst["AvailabilityZone"],
+                            self.groups[name],
+                            "launching",
+                            cpu,
+                            mem,
+                            cpu,
+                            mem,
+                            ends,
+                            provider=self._providers.get(name, ""),
+                        )
+                    )
+                if ends is None and (ci is None or not ci.draining):
+                    size += 1
+            pools.append(
+                PoolView(
+                    name,
+                    self.groups[name],
+                    "*",
+                    cpu,
+                    mem,
+                    price,
+                    size,
+                    max_size=observed.max_size[name],
+                    instance_type=kinds[name],
+                    provider=self._providers.get(name, ""),
+                )
+            )
+        nodes += [
+            self._node(ci, member)
+            for ci in instances.values()
+            if ci.status in ("ACTIVE", "DRAINING")
+        ]
+        return nodes, pools
+
+    def _node(self, ci: ContainerInstance, member: dict[str, tuple[str, str]]) -> NodeView:
+        pool, az = member.get(ci.ec2_instance_id, ("", ""))
+        return NodeView(
+            ci.ec2_instance_id,
+            pool,
+            az,
+            self.groups.get(pool, SPOT),
+            ci.status,
+            ci.cpu,
+            ci.memory,
+            ci.free_cpu,
+            ci.free_memory,
+            self._board.ends.get(ci.ec2_instance_id),
+            ci.running_tasks + ci.pending_tasks,
+            ci.capacity_provider or self._providers.get(pool, ""),
+        )
+
+    async def _services(
+        self,
+        instances: dict[str, ContainerInstance],
+        observed: Observed,
+        providers: Providers | None,
+    ) -> list[ServiceView]:
+        arns: list[str] = []
+        paginator = self._aws.ecs.get_paginator("list_services")
+        async for page in paginator.paginate(
+            cluster=self._settings.cluster, PaginationConfig={"PageSize": 100}
+        ):
+            arns += page.get("serviceArns", [])
+        names = [a.rsplit("/", 1)[-1] for a in arns]
+        described = await self._describe_services(names)
+        by_arn = {ci.arn: ci.ec2_instance_id for ci in instances.values()}
+        placed = await self._tasks_by_service(by_arn, observed)
+        companions = self._settings.overflow_services
+        views = []
+        for name, svc in sorted(described.items()):
+            bound = strategy(svc, providers.default) if providers else ()
+            if name in companions.values() or on_fargate(svc, bound):
+                continue  # a companion, or a Fargate service: no EC2 room needed
+            cpu, mem = await self._task_size(svc["taskDefinition"])
+            running = int(svc.get("runningCount", 0)) + int(svc.get("pendingCount", 0))
+            companion = companions.get(name)
+            views.append(
+                ServiceView(
+                    name,
+                    int(svc.get("desiredCount", 0)),
+                    cpu,
+                    mem,
+                    dict(placed.get(name, {})),
+                    unplaced=max(0, int(svc.get("desiredCount", 0)) - running),
+                    healthy=int(svc.get("runningCount", 0)),
+                    overflow=companion,
+                    overflow_desired=int(described[companion]["desiredCount"])
+                    if companion in described
+                    else 0,
+                    providers=ec2_providers(bound),
+                )
+            )
+        return views
+
+    async def _providers_or_none(self) -> Providers | None:
+        """The cluster's capacity providers; None (warned once) if the task role may not read
+        them: services are then taken as unbound, as before providers were read."""
+        try:
+            return await read_providers(self._aws.ecs, self._settings.cluster)
+        except Exception as exc:
+            if error_code(exc) not in DENIED:
+                raise
+            if not self._denied:
+                self._denied = True
+                log.warning(
+                    "capacity providers not readable: services taken as bound to none; grant "
+                    "the task role ecs:DescribeClusters and ecs:DescribeCapacityProviders",
+                    extra={"error": error_code(exc)},
+                )
+            return None
+
+    def _warn_unserved(self, services: list[ServiceView], pools: list[PoolView]) -> None:
+        """Once per service (and strategy): its providers' groups are none of the scaler's."""
+        ours = {p.provider for p in pools if p.provider}
+        for svc in services:
+            key = (svc.name, svc.providers)
+            if not svc.providers or ours & set(svc.providers) or key in self._unserved:
+                continue
+            self._unserved.add(key)
+            log.warning(
+                "service bound to capacity providers whose groups are not the scaler's pools: "
+                "the scaler adds no capacity for it (ECS managed scaling does)",
+                extra={"service": svc.name, "capacity_providers": list(svc.providers)},
+            )
+
+    async def _tasks_by_service(
+        self, by_arn: dict[str, str], observed: Observed
+    ) -> dict[str, Counter[str]]:
+        placed: dict[str, Counter[str]] = defaultdict(Counter)
+        for task in await running_tasks(self._aws.ecs, self._settings.cluster):
+            group = str(task.get("group", ""))
+            node = by_arn.get(task.get("containerInstanceArn", ""))
+            if group.startswith("service:") and node:
+                service = group.split(":", 1)[1]
+                placed[service][node] += 1
+                observed.tasks.setdefault((service, node), []).append(task["taskArn"])
+        return placed
+
+
+def _warn_rebalancing(group: dict[str, Any]) -> None:
+    if not rebalancing(group):
+        return
+    name = group["AutoScalingGroupName"]
+    log.warning(
+        f"Auto Scaling group {name!r} may rebalance its AZs by terminating an instance without a "
+        "drain: the scaler removes only instances that keep its AZs balanced; to let it remove "
+        "any, suspend AZRebalance: aws autoscaling suspend-processes "
+        f"--auto-scaling-group-name {name} --scaling-processes AZRebalance",
+        extra={"group": name},
+    )
+
+
+def _registered(
+    cpu: int, memory: int, instances: list[ContainerInstance | None]
+) -> tuple[int, int]:
+    """A pool's instance size as ECS places tasks on it: what its instances registered, where
+    less than the type's (the ECS agent and the OS keep part of the memory), the smallest of
+    them; the type's until one has registered."""
+    known = [ci for ci in instances if ci is not None and ci.cpu > 0 and ci.memory > 0]
+    if not known:
+        return cpu, memory
+    return min(cpu, *(ci.cpu for ci in known)), min(memory, *(ci.memory for ci in known))
