@@ -27,7 +27,6 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from scaler.aws.capacity import CapacityController, policy_from
 from scaler.aws.capacity_actuator import CapacityActuator
 from scaler.aws.capacity_reader import CapacityReader
 from scaler.aws.clients import AwsClients, AwsTarget, Instrument
@@ -50,6 +49,8 @@ from scaler.aws.retry import Backoff
 from scaler.aws.shared_notices import SharedNotices
 from scaler.aws.tasks import StandaloneRestarter, TaskInspector
 from scaler.aws.undrain import DrainMarks, Reactivator
+from scaler.capacity.controller import CapacityController
+from scaler.capacity.policy import policy_from
 from scaler.clock import Clock, SystemClock
 from scaler.guard import GuardRails
 from scaler.handler import EventHandler, Workers

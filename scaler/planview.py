@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from scaler.aws.capacity import policy_from as capacity_policy
 from scaler.aws.capacity_reader import CapacityReader
 from scaler.aws.clients import AwsClients
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.live import live_cluster, with_measured_cpu
 from scaler.aws.rebalancer import policy_from as rebalance_policy
+from scaler.capacity.policy import policy_from as capacity_policy
 from scaler.clock import SystemClock
 from scaler.guard import drain_risks, scan_services
 from scaler.notices import NoticeBoard

@@ -22,7 +22,7 @@ from scaler.model import ContainerInstance
 from scaler.notices import REPLACEMENT, NoticeBoard, SharedNotice, shared
 
 if TYPE_CHECKING:
-    from scaler.aws.capacity import CapacityController
+    from scaler.capacity.controller import CapacityController
 
 
 class ReplacementSource(Protocol):

@@ -29,13 +29,14 @@ from typing import Any
 
 from scaler.aws.clients import AwsClients, error_code
 from scaler.aws.drainer import Drainer
-from scaler.aws.lease import Always, Leadership
+from scaler.aws.lease import Always
 from scaler.aws.replaced import Replacements
 from scaler.aws.retiring import RETIRING, RETURN_TO_SPOT, SURPLUS
 from scaler.aws.tasks import is_empty
 from scaler.aws.templates import TemplatePools, new_token
 from scaler.capacity import LOGGER
 from scaler.capacity.observed import Observed, balanced, spare
+from scaler.capacity.ports import Leader
 from scaler.metrics import Metrics
 from scaler.model import ContainerInstance
 from scaler.plan.capacity import CapacityPlan
@@ -60,7 +61,7 @@ class CapacityActuator:
         self._drainer = drainer
         self._metrics = metrics
         self.templates = templates  # the reader's: one memory of template-pool launches
-        self.leader: Leadership = Always()  # checked before every call that changes something
+        self.leader: Leader = Always()  # checked before every call that changes something
         self.asked: dict[str, tuple[int, float]] = {}  # group -> (desired we set, when)
         self.shortfalls: dict[str, float] = {}  # template pool -> when EC2 Fleet came up short
         self.acted = 0  # calls made that changed something (not in dry-run)

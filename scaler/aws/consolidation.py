@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Collection
 
 from scaler.aws.clients import AwsClients
 from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
 from scaler.aws.retiring import Ec2Facts
-from scaler.plan.capacity import CapacityMemory, CapacityPlan, CapacityPolicy, CapacitySnapshot
+from scaler.plan.capacity import CapacityMemory, CapacityPolicy, CapacitySnapshot
 from scaler.plan.consolidate import ConsolidationPlan, ConsolidationPolicy, plan_consolidation
 from scaler.plan.scale_in import capacity_agrees
 from scaler.prices import SPOT_SHARE
@@ -56,28 +55,6 @@ def policy_from(settings: Settings) -> ConsolidationPolicy:
         quiet_after=settings.consolidate_quiet_after,
         max_load=settings.hot_threshold if measured else 1.0,
     )
-
-
-def unsettled(
-    snap: CapacitySnapshot,
-    plan: CapacityPlan,
-    ours: frozenset[str],
-    outdated: Collection[str] = (),
-) -> str | None:
-    """Why consolidation must wait, or None. ``ours``: instances it is draining itself;
-    ``outdated``: instances the roll has yet to replace."""
-    pools = {p.name: p for p in snap.pools}
-    if outdated:
-        return "a roll is under way"
-    if plan.launches(pools) or plan.release:
-        return "the capacity plan adds or gives back capacity"
-    if any(n.status == "launching" for n in snap.nodes):
-        return "instances are launching"
-    if any(n.doomed and n.id not in ours for n in snap.nodes):
-        return "instances are draining or under a spot notice"
-    if any(s.unplaced for s in snap.services):
-        return "tasks are waiting for a place"
-    return None
 
 
 class Consolidator:

@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from scaler.aws.clients import AwsClients, is_not_found
 from scaler.aws.retiring import Ec2Facts, describe, retiring
-from scaler.aws.roll import carry_out
+from scaler.capacity.roll import carry_out
 from scaler.plan.capacity import CapacityMemory, CapacityPolicy, CapacitySnapshot, sources
 from scaler.plan.roll import Machine, RollPlan, RollPolicy, RollState, plan_roll
 
 if TYPE_CHECKING:  # the capacity controller runs the migration
-    from scaler.aws.capacity_actuator import CapacityActuator
     from scaler.capacity.observed import Observed
+    from scaler.capacity.ports import Actuator
 
 log = logging.getLogger(__name__)
 ACTIVE_STATES = frozenset({"submitted", "active", "modifying"})
@@ -162,6 +162,17 @@ class Migration:
         self.place = ""  # the group replacements are launched in, while any are in flight
         self.launched_at: list[float] = []
 
+    async def step(
+        self,
+        observed: Observed,
+        actuator: Actuator,
+        memory: CapacityMemory,
+        capacity: CapacityPolicy,
+        blocked: frozenset[str],
+    ) -> Fleets | None:
+        """One migration step (:func:`migrate`)."""
+        return await migrate(self, observed, actuator, memory, capacity, blocked)
+
     def plan(
         self,
         snap: CapacitySnapshot,
@@ -210,7 +221,7 @@ class Migration:
 async def migrate(
     migration: Migration,
     observed: Observed,
-    actuator: CapacityActuator,
+    actuator: Actuator,
     memory: CapacityMemory,
     capacity: CapacityPolicy,
     blocked: frozenset[str],
@@ -230,7 +241,7 @@ async def migrate(
     return fleets
 
 
-async def _retire(observed: Observed, fleets: Fleets, actuator: CapacityActuator) -> None:
+async def _retire(observed: Observed, fleets: Fleets, actuator: Actuator) -> None:
     """Lower each fleet's target past its drained, empty instances, then terminate those."""
     going = retiring(fleets.facts, "migration")
     for n in observed.snapshot.nodes:

@@ -23,23 +23,19 @@ top-up goes on. Budgets: ``SCALER_DISRUPTION_BUDGET`` of the instances at once,
 ``SCALER_ROLL_PER_HOUR`` an hour; nothing new while a spot storm is under way. Services below
 minimumHealthyPercent 100 lose their tasks on a drained instance as ECS drains them (as in a
 deployment); the simulator's rolling policy raises their counts first, this one does not yet.
+
+This module reads the drift; the plan is carried out by :mod:`scaler.capacity.roll`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from scaler.aws.clients import AwsClients
 from scaler.aws.retiring import Ec2Facts, retiring
 from scaler.capacity.observed import Drift, live_instances
-from scaler.plan.capacity import CapacityMemory, CapacitySnapshot
-from scaler.plan.roll import Machine, RollPlan, RollPolicy, RollState, plan_roll
-
-if TYPE_CHECKING:  # the capacity controller carries out the roll
-    from scaler.aws.capacity_actuator import CapacityActuator
-    from scaler.capacity.observed import Observed
 
 log = logging.getLogger(__name__)
 
@@ -111,30 +107,6 @@ class DriftReader:
         )
 
 
-async def carry_out(
-    plan: RollPlan,
-    observed: Observed,
-    actuator: CapacityActuator,
-    reason: str,
-    launched_at: list[float],
-) -> RollState:
-    """Launch a roll plan's replacements (their times added to ``launched_at``), tag and drain
-    the instances it drains that their groups can spare and keep balanced across AZs; the state
-    to plan with next (launches that failed taken out)."""
-    now = observed.snapshot.now
-    state = plan.state
-    for pool, count in sorted(plan.launch.items()):
-        added = await actuator.grow(pool, count, observed, now, reason)
-        launched_at += [now] * added
-        if added < count:
-            state = state.failed(pool, count - added)
-    for node in actuator.removable(observed, plan.drain):
-        ci = observed.instances.get(node)
-        if ci is not None and await actuator.mark_retiring(node, reason):
-            await actuator.drain(ci, reason)
-    return state
-
-
 def _overrides_templates(group: dict[str, Any]) -> bool:
     overrides = group.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {}).get("Overrides", [])
     return any(o.get("LaunchTemplateSpecification") for o in overrides)
@@ -147,45 +119,3 @@ def _launched_elsewhere(inst: dict[str, Any], template: str, version: str) -> bo
     other_template = bool(template and launched.get("LaunchTemplateId") not in (None, template))
     number = str(launched.get("Version", ""))
     return other_template or (number.isdigit() and number != version)
-
-
-def roll_machines(snap: CapacitySnapshot) -> dict[str, Machine]:
-    """The scaler's groups' instances as the roll sees them: placed by group."""
-    managed = {p.name for p in snap.pools if p.managed}
-    return {n.id: Machine(n.id, n.pool, n.status, n.tasks) for n in snap.nodes if n.pool in managed}
-
-
-class RollMemory:
-    """What the roll keeps between cycles: replacements not yet matched, drains this hour."""
-
-    def __init__(self) -> None:
-        self.state = RollState()
-        self.launched_at: list[float] = []  # the hourly budget counts launches
-
-    def plan(
-        self,
-        snap: CapacitySnapshot,
-        drift: Drift,
-        memory: CapacityMemory,
-        policy: RollPolicy,
-        blocked: frozenset[str] = frozenset(),
-    ) -> RollPlan:
-        """``blocked``: groups not to ask for replacements now."""
-        now = snap.now
-        self.launched_at = [t for t in self.launched_at if now - t < 3600.0]
-        noticed = {n.id for n in snap.nodes if n.notice_ends is not None}
-        ours = {n.id for n in snap.nodes if n.id in drift.retiring and n.status == "DRAINING"}
-        return plan_roll(
-            roll_machines(snap),
-            drift.outdated,
-            now,
-            policy,
-            self.state,
-            ours=ours,
-            unplaced=sum(s.unplaced for s in snap.services),
-            doomed=noticed,
-            # launches whose drain is done (or never comes): the budget caps launches
-            replaced_last_hour=max(0, len(self.launched_at) - self.state.in_flight),
-            last_trouble=memory.last_spot_trouble(),
-            blocked=blocked,
-        )

@@ -34,7 +34,7 @@ from scaler.clock import Clock
 from scaler.notices import REPLACEMENT, NoticeBoard, SharedNotice
 
 if TYPE_CHECKING:
-    from scaler.aws.capacity import CapacityController
+    from scaler.capacity.controller import CapacityController
 
 log = logging.getLogger(__name__)
 LOST = "ConditionalCheckFailedException"

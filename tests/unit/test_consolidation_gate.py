@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from scaler.aws.consolidation import policy_from, unsettled
+from scaler.aws.consolidation import policy_from
+from scaler.capacity.scale_in import unsettled
 from scaler.plan.capacity import (
     SPOT,
     CapacityPlan,
