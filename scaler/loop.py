@@ -380,6 +380,7 @@ class Scaler:
             roll,
             consolidator,
             Migration(aws, s.migrate_spot_fleets, migrate) if s.migrate_spot_fleets else None,
+            self.clock,
         )
         workers.drained = controller.wake.set
         if self._replacements_given is None:

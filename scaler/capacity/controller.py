@@ -2,7 +2,7 @@
 
 :class:`CapacityController` runs :func:`scaler.plan.capacity.plan_capacity` every
 ``SCALER_CAPACITY_INTERVAL`` seconds and whenever the handler drained something (:attr:`wake`).
-Each cycle:
+Each cycle, at its clock's time:
 
 1. **read**: the :class:`~scaler.capacity.ports.Reader` observes pools, instances and services;
    notices, shortfalls and failed launches mark their pools as troubled
@@ -14,15 +14,14 @@ Each cycle:
    empty, trim what groups launched by themselves, consolidate
    (:mod:`scaler.capacity.scale_in`).
 
-The controller imports no AWS library: the same controller runs against AWS and against a
-simulated AWS, each plugging in its adapters.
+The controller imports no AWS library and reads no wall clock: the same controller runs against
+AWS and against a simulated AWS in virtual time, each plugging in its adapters and clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
@@ -33,6 +32,7 @@ from scaler.capacity.ports import Actuator, Consolidation, FleetMigration, Leade
 from scaler.capacity.roll import RollMemory, carry_out
 from scaler.capacity.scale_in import consolidate, retire_drained, trim_surplus
 from scaler.capacity.troubles import noticed, owing, short, unlaunched
+from scaler.clock import Clock, SystemClock
 from scaler.metrics import Metrics
 from scaler.notices import NoticeBoard
 from scaler.plan.capacity import (
@@ -67,6 +67,7 @@ class CapacityController:
         roll: RollPolicy | None = None,
         consolidator: Consolidation | None = None,
         migration: FleetMigration | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._reader = reader
         self._actuator = actuator
@@ -74,6 +75,7 @@ class CapacityController:
         self._policy = policy
         self._metrics = metrics
         self._interval = interval
+        self._clock = clock or SystemClock()  # each cycle's time
         self.memory = CapacityMemory()
         self.wake = asyncio.Event()
         self.last_plan: CapacityPlan | None = None
@@ -123,8 +125,8 @@ class CapacityController:
             await self._changed.wait_for(lambda: self.ready_at > cycle)
 
     async def cycle(self) -> CapacityPlan:
-        """One cycle; the capacity plan it carried out."""
-        now = time.time()
+        """One cycle at the clock's time; the capacity plan it carried out."""
+        now = self._clock.now().timestamp()
         observed = await self._read(now)
         plan = plan_capacity(observed.snapshot, self.memory, self._policy)
         for reason in plan.reasons:

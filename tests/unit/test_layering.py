@@ -1,5 +1,5 @@
 """Import layering: the planning core stays pure (no asyncio, no AWS libraries, no adapters), and
-the capacity controller and its ports depend on no AWS library and no AWS adapter,
+the capacity controller and its ports depend on no AWS library, no AWS adapter and no wall clock,
 so the same controller runs against AWS and against a simulated AWS in virtual time."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ SCALER = Path(__file__).resolve().parents[2] / "scaler"
 PLAN = SCALER / "plan"
 FORBIDDEN = ("asyncio", "aiobotocore", "botocore", "boto3", "aiohttp", "scaler.aws", "time")
 CAPACITY = SCALER / "capacity"
-CAPACITY_FORBIDDEN = ("aiobotocore", "botocore", "boto3", "aiohttp", "scaler.aws")
+CAPACITY_FORBIDDEN = ("aiobotocore", "botocore", "boto3", "aiohttp", "scaler.aws", "time")
 # plain data and bookkeeping the capacity core shares with the AWS side (no AWS call made there)
 CAPACITY_ALLOWED = frozenset({"scaler.aws.retiring", "scaler.aws.replaced"})
 
