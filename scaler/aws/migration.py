@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from scaler.aws.clients import AwsClients, is_not_found
 from scaler.aws.retiring import Ec2Facts, describe, retiring
+from scaler.capacity.observed import Observed
+from scaler.capacity.ports import Actuator
 from scaler.capacity.roll import carry_out
 from scaler.plan.capacity import CapacityMemory, CapacityPolicy, CapacitySnapshot, sources
 from scaler.plan.roll import Machine, RollPlan, RollPolicy, RollState, plan_roll
-
-if TYPE_CHECKING:  # the capacity controller runs the migration
-    from scaler.capacity.observed import Observed
-    from scaler.capacity.ports import Actuator
 
 log = logging.getLogger(__name__)
 ACTIVE_STATES = frozenset({"submitted", "active", "modifying"})

@@ -18,15 +18,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from scaler.aws.retiring import Ec2Facts
+from scaler.capacity.observed import Observed
 from scaler.model import ContainerInstance
 from scaler.notices import NoticeBoard
 from scaler.plan.undrain import Mark, parse_mark, stale_draining
-
-if TYPE_CHECKING:
-    from scaler.capacity.observed import Observed
 
 log = logging.getLogger(__name__)
 

@@ -9,14 +9,10 @@ launch template version (:mod:`scaler.aws.roll`) and the move off Spot Fleets
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from scaler.capacity.observed import Drift, Observed
+from scaler.capacity.ports import Actuator
 from scaler.plan.capacity import CapacityMemory, CapacitySnapshot
 from scaler.plan.roll import Machine, RollPlan, RollPolicy, RollState, plan_roll
-
-if TYPE_CHECKING:  # the ports name Observed too
-    from scaler.capacity.ports import Actuator
 
 
 async def carry_out(
