@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from scaler.aws.activities import LaunchFailures
@@ -287,64 +289,79 @@ class CapacityReader:
         observed: Observed,
         providers: Providers | None,
     ) -> tuple[list[NodeView], list[PoolView]]:
+        """The nodes (the groups' instances ECS has not registered yet, as launching, then the
+        cluster's ACTIVE and DRAINING container instances) and the pools; each group's sizes
+        noted in ``observed``."""
         member: dict[str, tuple[str, str]] = {}  # instance id -> (group, AZ)
         nodes: list[NodeView] = []
-        pools: list[PoolView] = []
         named = providers.groups if providers else {}
         self._providers = {g: p for p, g in sorted(named.items(), reverse=True)}
-        for g in groups:
-            name = g["AutoScalingGroupName"]
-            observed.max_size[name] = int(g.get("MaxSize", 0))
-            if "MinSize" in g:  # an Auto Scaling group's (a template pool has none)
-                observed.min_size[name] = int(g["MinSize"])
-            observed.desired[name] = int(g.get("DesiredCapacity", 0))
-            live = live_instances(g)
-            observed.live[name] = len(live)
-            cpu, mem, price = self._types.get(kinds[name], (4096, 8192, on_demand_price("", 4)))
-            cpu, mem = _registered(cpu, mem, [instances.get(i["InstanceId"]) for i in live])
-            size = 0
-            for inst in live:
-                iid = inst["InstanceId"]
-                member[iid] = (name, inst["AvailabilityZone"])
-                ci, ends = instances.get(iid), self._board.ends.get(iid)
-                if ci is None:  # not registered in ECS yet: still launching, as far as ECS goes
-                    nodes.append(
-                        NodeView(
-                            iid,
-                            name,
-                            inst["AvailabilityZone"],
-                            self.groups[name],
-                            "launching",
-                            cpu,
-                            mem,
-                            cpu,
-                            mem,
-                            ends,
-                            provider=self._providers.get(name, ""),
-                        )
-                    )
-                if ends is None and (ci is None or not ci.draining):
-                    size += 1
-            pools.append(
-                PoolView(
-                    name,
-                    self.groups[name],
-                    "*",
-                    cpu,
-                    mem,
-                    price,
-                    size,
-                    max_size=observed.max_size[name],
-                    instance_type=kinds[name],
-                    provider=self._providers.get(name, ""),
-                )
-            )
+        pools = [
+            self._pool(g, kinds[g["AutoScalingGroupName"]], instances, observed, member, nodes)
+            for g in groups
+        ]
         nodes += [
             self._node(ci, member)
             for ci in instances.values()
             if ci.status in ("ACTIVE", "DRAINING")
         ]
         return nodes, pools
+
+    def _pool(
+        self,
+        group: dict[str, Any],
+        kind: str,
+        instances: dict[str, ContainerInstance],
+        observed: Observed,
+        member: dict[str, tuple[str, str]],
+        nodes: list[NodeView],
+    ) -> PoolView:
+        """A group as a pool of instances of type ``kind``; its live instances noted in
+        ``member``, those ECS has not registered yet added to ``nodes`` as launching."""
+        name = group["AutoScalingGroupName"]
+        live = _note_sizes(observed, group)
+        cpu, mem, price = self._types.get(kind, (4096, 8192, on_demand_price("", 4)))
+        cpu, mem = _registered(cpu, mem, [instances.get(i["InstanceId"]) for i in live])
+        size = 0
+        for inst in live:
+            iid, az = inst["InstanceId"], inst["AvailabilityZone"]
+            member[iid] = (name, az)
+            ci, ends = instances.get(iid), self._board.ends.get(iid)
+            if ci is None:  # not registered in ECS yet: still launching, as far as ECS goes
+                nodes.append(self._launching(iid, name, az, (cpu, mem), ends))
+            if ends is None and (ci is None or not ci.draining):
+                size += 1
+        return PoolView(
+            name,
+            self.groups[name],
+            "*",
+            cpu,
+            mem,
+            price,
+            size,
+            max_size=observed.max_size[name],
+            instance_type=kind,
+            provider=self._providers.get(name, ""),
+        )
+
+    def _launching(
+        self, iid: str, pool: str, az: str, size: tuple[int, int], ends: float | None
+    ) -> NodeView:
+        """An instance of ``pool`` ECS has not registered yet: all of ``size`` (CPU, MiB) free."""
+        cpu, mem = size
+        return NodeView(
+            iid,
+            pool,
+            az,
+            self.groups[pool],
+            "launching",
+            cpu,
+            mem,
+            cpu,
+            mem,
+            ends,
+            provider=self._providers.get(pool, ""),
+        )
 
     def _node(self, ci: ContainerInstance, member: dict[str, tuple[str, str]]) -> NodeView:
         pool, az = member.get(ci.ec2_instance_id, ("", ""))
@@ -369,14 +386,9 @@ class CapacityReader:
         observed: Observed,
         providers: Providers | None,
     ) -> list[ServiceView]:
-        arns: list[str] = []
-        paginator = self._aws.ecs.get_paginator("list_services")
-        async for page in paginator.paginate(
-            cluster=self._settings.cluster, PaginationConfig={"PageSize": 100}
-        ):
-            arns += page.get("serviceArns", [])
-        names = [a.rsplit("/", 1)[-1] for a in arns]
-        described = await self._describe_services(names)
+        """The cluster's services that need EC2 room (not the overflow companions, not those on
+        Fargate); where their tasks run noted in ``observed``."""
+        described = await self._describe_services(await self._service_names())
         by_arn = {ci.arn: ci.ec2_instance_id for ci in instances.values()}
         placed = await self._tasks_by_service(by_arn, observed)
         companions = self._settings.overflow_services
@@ -385,26 +397,38 @@ class CapacityReader:
             bound = strategy(svc, providers.default) if providers else ()
             if name in companions.values() or on_fargate(svc, bound):
                 continue  # a companion, or a Fargate service: no EC2 room needed
-            cpu, mem = await self._task_size(svc["taskDefinition"])
-            running = int(svc.get("runningCount", 0)) + int(svc.get("pendingCount", 0))
             companion = companions.get(name)
-            views.append(
-                ServiceView(
-                    name,
-                    int(svc.get("desiredCount", 0)),
-                    cpu,
-                    mem,
-                    dict(placed.get(name, {})),
-                    unplaced=max(0, int(svc.get("desiredCount", 0)) - running),
-                    healthy=int(svc.get("runningCount", 0)),
-                    overflow=companion,
-                    overflow_desired=int(described[companion]["desiredCount"])
-                    if companion in described
-                    else 0,
-                    providers=ec2_providers(bound),
-                )
-            )
+            desired = int(described[companion]["desiredCount"]) if companion in described else 0
+            view = await self._service(svc, placed.get(name, {}), bound)
+            views.append(replace(view, overflow=companion, overflow_desired=desired))
         return views
+
+    async def _service_names(self) -> list[str]:
+        arns: list[str] = []
+        paginator = self._aws.ecs.get_paginator("list_services")
+        async for page in paginator.paginate(
+            cluster=self._settings.cluster, PaginationConfig={"PageSize": 100}
+        ):
+            arns += page.get("serviceArns", [])
+        return [a.rsplit("/", 1)[-1] for a in arns]
+
+    async def _service(
+        self, svc: dict[str, Any], placed: Mapping[str, int], bound: tuple[str, ...]
+    ) -> ServiceView:
+        """A service (as DescribeServices) as the planner sees it, without overflow companion;
+        ``placed``: instance -> its tasks there; ``bound``: its capacity providers."""
+        cpu, mem = await self._task_size(svc["taskDefinition"])
+        running = int(svc.get("runningCount", 0)) + int(svc.get("pendingCount", 0))
+        return ServiceView(
+            svc["serviceName"],
+            int(svc.get("desiredCount", 0)),
+            cpu,
+            mem,
+            dict(placed),
+            unplaced=max(0, int(svc.get("desiredCount", 0)) - running),
+            healthy=int(svc.get("runningCount", 0)),
+            providers=ec2_providers(bound),
+        )
 
     async def _providers_or_none(self) -> Providers | None:
         """The cluster's capacity providers; None (warned once) if the task role may not read
@@ -474,3 +498,15 @@ def _registered(
     if not known:
         return cpu, memory
     return min(cpu, *(ci.cpu for ci in known)), min(memory, *(ci.memory for ci in known))
+
+
+def _note_sizes(observed: Observed, group: dict[str, Any]) -> list[dict[str, Any]]:
+    """Note a group's sizes in ``observed``; its live instances."""
+    name = group["AutoScalingGroupName"]
+    observed.max_size[name] = int(group.get("MaxSize", 0))
+    if "MinSize" in group:  # an Auto Scaling group's (a template pool has none)
+        observed.min_size[name] = int(group["MinSize"])
+    observed.desired[name] = int(group.get("DesiredCapacity", 0))
+    live = live_instances(group)
+    observed.live[name] = len(live)
+    return live
