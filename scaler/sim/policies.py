@@ -343,10 +343,11 @@ class ScalerPolicy:
 
     def configure(self, s: Settings) -> None:
         """Take the settings production takes (as ``scaler run`` builds its policies)."""
-        from scaler.aws import capacity, consolidation, rebalancer
+        from scaler.aws import consolidation, rebalancer
+        from scaler.capacity.policy import policy_from
 
         self.policy = DrainPolicy.from_settings(s)
-        self.capacity = capacity.policy_from(s)
+        self.capacity = policy_from(s)
         self.rebalance = rebalancer.policy_from(s)
         self.rebalancer = SimRebalancer(self.rebalance)
         self.task_rebalance = s.task_rebalance
