@@ -13,7 +13,8 @@ messages. After the run, :func:`violations` checks:
 - every message is deleted after its work, or sits in the dead-letter queue, and only the
   malformed ones do.
 
-A failing seed prints the command that replays it: ``python -m scaler.sim.cloud.campaign SEED``.
+A failing seed prints the command that replays it: ``python -m scaler.sim.cloud.campaign SEED``;
+``python -m scaler.sim.cloud.campaign 0-4999`` runs a campaign of its own and prints its figures.
 """
 
 from __future__ import annotations
@@ -104,7 +105,13 @@ def replay(seed: int) -> str:
 
 
 def main(argv: list[str]) -> int:
-    seed = int(argv[0]) if argv else 0
+    """``SEED`` replays one seed and says what it met; ``FIRST-LAST`` runs a campaign over those
+    seeds and prints its figures as JSON (a benchmark: ``0-4999``)."""
+    given = argv[0] if argv else "0"
+    if "-" in given:
+        first, last = (int(x) for x in given.split("-", 1))
+        return _campaign(range(first, last + 1))
+    seed = int(given)
     t = trial(seed)
     found = violations(t, play(t))
     print(t)
@@ -112,6 +119,31 @@ def main(argv: list[str]) -> int:
     if found:
         print(f"replay: {replay(seed)}")
     return 1 if found else 0
+
+
+def _campaign(seeds: range) -> int:
+    import json
+    import logging
+    import time
+
+    logging.disable(logging.CRITICAL)
+    began, failed, hits = time.perf_counter(), {}, dict[str, int]()
+    for seed in seeds:
+        t = trial(seed)
+        outcome = play(t)
+        for kind, n in outcome.fault_hits.items():
+            hits[kind] = hits.get(kind, 0) + n
+        found = violations(t, outcome)
+        if found:
+            failed[seed] = {"violations": found, "replay": replay(seed)}
+    report = {
+        "seeds": len(seeds),
+        "failed": failed,
+        "fault_hits": hits,
+        "seconds": round(time.perf_counter() - began, 1),
+    }
+    print(json.dumps(report, indent=2))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
