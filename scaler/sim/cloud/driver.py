@@ -37,10 +37,18 @@ class LoopDriver:
     def __init__(self, sim: Sim) -> None:
         self.sim = sim
         self._wake = asyncio.Event()
+        self._stepping = False
 
     def sync(self) -> None:
-        """Process every engine event due by the loop's time."""
-        self.sim.step_until(asyncio.get_running_loop().time())
+        """Process every engine event due by the loop's time (nothing, when called from within
+        an event the engine is processing: the engine is where it must be)."""
+        if self._stepping:
+            return
+        self._stepping = True
+        try:
+            self.sim.step_until(asyncio.get_running_loop().time())
+        finally:
+            self._stepping = False
 
     def poke(self) -> None:
         """The world changed: the driver looks at the engine's next event again."""

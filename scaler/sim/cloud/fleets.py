@@ -3,10 +3,10 @@
 ``CreateFleet`` of type ``instant`` launches at once and answers with what it launched and,
 per pool it could not launch in, an error: a spot pool the world marks short
 (:attr:`World.short_pools`) is an ``InsufficientInstanceCapacity`` entry, while the request's
-other pools still launch (price-capacity-optimized: the cheapest pool with capacity takes the
-whole request here). A repeated ``ClientToken`` answers what the first call answered and
-launches nothing more, as EC2's idempotency does; the token of another request is refused
-(``IdempotentParameterMismatch``).
+other pools still launch (price-capacity-optimized: the cheapest pool with capacity, at the
+world's price of each, takes the whole request here). A repeated ``ClientToken`` answers what
+the first call answered and launches nothing more, as EC2's idempotency does; the token of
+another request is refused (``IdempotentParameterMismatch``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from scaler.sim.cloud.catalog import price
 from scaler.sim.cloud.launch_templates import LaunchTemplate, Templates
 from scaler.sim.cloud.transport import AwsError, NotSimulated, Operations
 from scaler.sim.cloud.world import ON_DEMAND, World
@@ -109,7 +108,8 @@ class Fleets(Operations):
         errors = [_error(p, lifecycle) for p in short]
         if not usable:
             return {"Instances": [], "Errors": errors}
-        pool = min(usable, key=lambda p: price(p.instance_type))  # stable: first of equals
+        # stable: the first of equals
+        pool = min(usable, key=lambda p: self.world.price(p.instance_type, p.az, lifecycle))
         image = pool.template.resolve(pool.version).image_id
         ids = [
             self.world.launch(

@@ -2,11 +2,21 @@
 virtual time, against simulated AWS services backed by the simulator's engine.
 
 :class:`ShippedWorld` builds the world (the engine on the loop, SQS with a dead-letter queue,
-ECS and DynamoDB over it, each signal published into the scaler's queue as EventBridge sends it)
-and runs :class:`scaler.loop.Scaler` in it with the given settings and no HTTP server (the world
-has no sockets): one replica or two sharing a lease table, each crashed and restarted when a
+ECS and DynamoDB over it, each signal published into the scaler's queue as EventBridge sends it;
+EC2, Auto Scaling and CloudWatch over the engine's instances, :mod:`.engine_world`) and runs
+:class:`scaler.loop.Scaler` in it with the given settings and no HTTP server (the world has no
+sockets): one replica or two sharing a lease table, each crashed and restarted when a
 :class:`Crash` says so. :func:`run_shipped` returns the engine's figures, the AWS calls the
 scaler made and what a fault campaign checks (:mod:`scaler.sim.cloud.campaign`).
+
+With ``capacity``, the scaler tops up capacity as an operator of the scenario's cluster would
+configure it (:func:`capacity_settings`): two template pools launched with EC2 Fleet, ``spot``
+and the ``on-demand`` fallback, each across every instance type and AZ of the scenario's pools of
+that capacity (``SCALER_FLEET_INSTANCE_TYPES`` x ``SCALER_FLEET_SUBNETS``, one subnet per AZ), so
+one ``CreateFleet`` finds whichever (type, AZ) pool has capacity, which is what EC2 Fleet is for.
+(One scaler pool per scenario pool would not be: the fleet's types and subnets are the scaler's,
+shared by every template pool, so such pools would all launch anywhere.) The instances the run
+starts with carry the tags of the template pool of their capacity, as if it had launched them.
 """
 
 from __future__ import annotations
@@ -19,18 +29,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scaler.aws.clients import AwsTarget
+from scaler.aws.templates import CLUSTER as CLUSTER_TAG
+from scaler.aws.templates import POOL, TEMPLATE_ID, TEMPLATE_VERSION
 from scaler.loop import Scaler
 from scaler.settings import load_settings
+from scaler.sim.cloud.autoscaling import AutoScaling
+from scaler.sim.cloud.cloudwatch import CloudWatch
 from scaler.sim.cloud.driver import LoopDriver, Publisher
 from scaler.sim.cloud.dynamodb import Dynamodb
+from scaler.sim.cloud.ec2 import Ec2
 from scaler.sim.cloud.ecs import Ecs
+from scaler.sim.cloud.engine_world import EngineWorld, Origin
 from scaler.sim.cloud.faults import Faults
 from scaler.sim.cloud.limits import Limits
 from scaler.sim.cloud.sqs import Sqs
-from scaler.sim.cloud.transport import SimulatedAws
+from scaler.sim.cloud.transport import Operations, Service, SimulatedAws
 from scaler.sim.cloud.vloop import LoopClock, run
 from scaler.sim.engine import EPOCH, Sim
-from scaler.sim.scenario import Scenario
+from scaler.sim.scenario import Pool, Scenario
 
 CLUSTER = "sim"
 TARGET = AwsTarget("us-east-1", "https://aws.simulated.invalid", credentials=("SIM", "SIM"))
@@ -62,6 +78,7 @@ class Outcome:
     dead: int = 0  # messages in the dead-letter queue
     malformed: int = 0  # of which were sent malformed
     fault_hits: dict[str, int] = field(default_factory=dict)
+    launched: dict[str, str] = field(default_factory=dict)  # instance -> engine pool, via EC2
 
 
 def run_shipped(
@@ -74,12 +91,68 @@ def run_shipped(
     crashes: Sequence[Crash] = (),
     replicas: int = 1,
     noise: Noise | None = None,
+    capacity: bool = False,
 ) -> Outcome:
     """Run ``scenario`` at ``seed`` with the shipped scaler acting (see the module docstring),
-    under AWS's latency and throttling (``limits``; by default drawn from ``seed``)."""
-    world = ShippedWorld(scenario, seed, dict(settings or {}), limits or Limits(seed=seed))
+    under AWS's latency and throttling (``limits``; by default drawn from ``seed``); with
+    ``capacity``, it tops up capacity in template pools (:func:`capacity_settings`)."""
+    overrides = {**(capacity_settings(scenario) if capacity else {}), **(settings or {})}
+    world = ShippedWorld(scenario, seed, overrides, limits or Limits(seed=seed))
     world.noise = noise or Noise()
     return run(world.run(faults, crashes, replicas), seed=seed)
+
+
+SPOT_POOL, ON_DEMAND_POOL = "spot", "on-demand"
+TEMPLATES = {SPOT_POOL: "spot-nodes", ON_DEMAND_POOL: "on-demand-nodes"}  # pool -> template
+
+
+def capacity_settings(scenario: Scenario) -> dict[str, Any]:
+    """The scaler's capacity settings for ``scenario``'s cluster (see the module docstring):
+    a template pool per capacity the scenario has pools of, across all its types and AZs."""
+    kinds = {p.capacity for p in scenario.pools}
+    settings: dict[str, Any] = {
+        "fleet_instance_types": ",".join(_types(scenario)),
+        "fleet_subnets": ",".join(subnet(az) for az in _azs(scenario)),
+        "fleet_max_size": max(50, 2 * sum(p.initial for p in scenario.pools)),
+    }
+    if SPOT_POOL in kinds:
+        settings["spot_templates"] = f"{SPOT_POOL}={TEMPLATES[SPOT_POOL]}"
+    if ON_DEMAND_POOL in kinds:
+        settings["on_demand_templates"] = f"{ON_DEMAND_POOL}={TEMPLATES[ON_DEMAND_POOL]}"
+    return settings
+
+
+def subnet(az: str) -> str:
+    """The subnet of ``az`` in the simulated VPC."""
+    return f"subnet-{az}"
+
+
+def _types(scenario: Scenario) -> list[str]:
+    """The scenario's instance types, spot pools' first, most instances first: the first sizes
+    the scaler's pools."""
+    initial: dict[str, int] = {}
+    for pool in sorted(scenario.pools, key=lambda p: p.capacity != SPOT_POOL):
+        initial[pool.instance_type] = initial.get(pool.instance_type, 0) + pool.initial
+    return sorted(initial, key=lambda t: -initial[t])
+
+
+def _azs(scenario: Scenario) -> list[str]:
+    return sorted({p.az for p in scenario.pools} | set(scenario.azs))
+
+
+class Synced:
+    """A simulated service over the engine's instances: every answer first brings the engine
+    up to the loop's time, and every call wakes its driver (a change may be due sooner)."""
+
+    def __init__(self, service: Operations, driver: LoopDriver) -> None:
+        self.service, self.driver = service, driver
+
+    async def answer(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.driver.sync()
+        try:
+            return await self.service.answer(operation, params)
+        finally:
+            self.driver.poke()
 
 
 @dataclass(frozen=True)
@@ -111,7 +184,22 @@ class ShippedWorld:
         self.sim = Sim(self.scenario, self.publisher, self.seed)
         driver = LoopDriver(self.sim)
         self.ecs = Ecs(driver, CLUSTER)
-        services = {"sqs": self.sqs, "ecs": self.ecs, "dynamodb": dynamodb}
+        self.instances = EngineWorld(driver, self._origin, seed=self.seed)
+        self.ec2 = Ec2(self.instances, subnets={subnet(az): az for az in _azs(self.scenario)})
+        for pool, template in TEMPLATES.items():
+            kinds = [p.instance_type for p in self.scenario.pools if p.capacity == pool]
+            if kinds:
+                self.ec2.template(template, _types(self.scenario)[0], self.scenario.image)
+        autoscaling = AutoScaling(self.instances, self.ec2)
+        cloudwatch = CloudWatch(self.instances)
+        services: dict[str, Service] = {
+            "sqs": self.sqs,
+            "ecs": self.ecs,
+            "dynamodb": dynamodb,
+            "ec2": Synced(self.ec2, driver),
+            "autoscaling": Synced(autoscaling, driver),
+            "cloudwatch": Synced(cloudwatch, driver),
+        }
         self.world = SimulatedAws(services, self.limits, faults)
         stop = asyncio.Event()
         lives = [asyncio.create_task(self._replica(i, crashes, stop)) for i in range(replicas)]
@@ -119,6 +207,20 @@ class ShippedWorld:
         stop.set()
         await asyncio.gather(*lives)
         return self._outcome(faults)
+
+    def _origin(self, pool: Pool) -> Origin:
+        """An instance the run starts with: as its capacity's template pool launched it."""
+        name = SPOT_POOL if pool.capacity == SPOT_POOL else ON_DEMAND_POOL
+        template = self.ec2.templates.by_name.get(TEMPLATES[name])
+        if template is None:
+            return Origin()
+        tags = {
+            CLUSTER_TAG: CLUSTER,
+            POOL: name,
+            TEMPLATE_ID: template.id,
+            TEMPLATE_VERSION: str(template.default),
+        }
+        return Origin(self.scenario.image, tags, template.name)
 
     async def _queues(self) -> tuple[str, str]:
         dlq = (await self.sqs.create_queue(QueueName="events-dlq"))["QueueUrl"]
@@ -178,4 +280,5 @@ class ShippedWorld:
             dead=len(self.sqs.queues[self.dlq].messages),
             malformed=self.noise.malformed,
             fault_hits=dict(faults.hits) if faults is not None else {},
+            launched=dict(self.instances.launched),
         )

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from scaler.sim.cloud.catalog import price
+
 PENDING, RUNNING, SHUTTING_DOWN, TERMINATED = "pending", "running", "shutting-down", "terminated"
 SPOT, ON_DEMAND = "spot", "on-demand"
 SHUTDOWN_DELAY = 30.0  # seconds from shutting-down to terminated
@@ -104,6 +106,9 @@ class World:
 
     def terminate(self, inst: Ec2Instance) -> None:
         """Shut ``inst`` down now; terminated a little later."""
+        self._shut(inst)
+
+    def _shut(self, inst: Ec2Instance) -> None:
         if inst.state in (SHUTTING_DOWN, TERMINATED):
             return
         inst.state = SHUTTING_DOWN
@@ -118,6 +123,10 @@ class World:
         """Whether a launch of ``lifecycle`` can be had in the pool now."""
         short = self.short_pools if lifecycle == SPOT else self.short_on_demand
         return (instance_type, az) not in short
+
+    def price(self, instance_type: str, az: str, lifecycle: str) -> float:
+        """What an hour of ``instance_type`` of ``lifecycle`` costs in ``az`` (the catalog's)."""
+        return price(instance_type, spot=lifecycle == SPOT)
 
     def live(self) -> list[Ec2Instance]:
         return [i for i in self.instances.values() if i.state in (PENDING, RUNNING)]

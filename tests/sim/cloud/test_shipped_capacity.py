@@ -1,0 +1,58 @@
+"""The shipped scaler with capacity in the simulated world: when the storm reclaims spot, it
+launches replacements with EC2 Fleet (its template pools, configured from the scenario), and the
+engine boots, registers, bills and counts them, on the same market as the engine left alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scaler.events import Signal
+from scaler.sim.builtin import builtin
+from scaler.sim.cloud.shipped import capacity_settings, run_shipped
+from scaler.sim.engine import Sim
+
+SCENARIO = builtin("storm", instances=24, tasks=120, services=6).with_hours(1.0)
+SEED = 0  # a seed whose storm leaves tasks without room: replacements are needed
+
+
+class Idle:
+    name = "idle"
+
+    def start(self, sim: Sim) -> None:
+        pass
+
+    def on_signal(self, sim: Sim, signal: Signal) -> None:
+        pass
+
+
+def _engine_alone() -> dict[str, Any]:
+    return Sim(SCENARIO, Idle(), SEED).run()
+
+
+def test_the_operator_configuration_is_a_spot_and_an_on_demand_template_pool() -> None:
+    settings = capacity_settings(SCENARIO)
+    assert settings["spot_templates"] == "spot=spot-nodes"
+    assert settings["on_demand_templates"] == "on-demand=on-demand-nodes"
+    assert settings["fleet_instance_types"].split(",")[0] == "m5.xlarge"  # sizes the pools
+    assert set(settings["fleet_instance_types"].split(",")) == {
+        "m5.xlarge",
+        "c5.xlarge",
+        "m5.2xlarge",
+    }
+    assert settings["fleet_subnets"] == "subnet-us-east-1a,subnet-us-east-1b,subnet-us-east-1c"
+
+
+def test_the_scaler_replaces_reclaimed_spot_through_ec2_fleet() -> None:
+    topped, alone = run_shipped(SCENARIO, SEED, capacity=True), run_shipped(SCENARIO, SEED)
+    assert topped.figures["market_digest"] == _engine_alone()["market_digest"], "the same market"
+    assert alone.calls.get("ec2:CreateFleet", 0) == 0
+    assert topped.calls.get("ec2:CreateFleet", 0) >= 1
+    assert topped.launched, "CreateFleet launched instances in the engine"
+    spot = {p.name for p in SCENARIO.pools if p.capacity == "spot"}
+    assert set(topped.launched.values()) <= spot, "replacements are spot while spot can be had"
+    assert topped.figures["cost_usd"] > alone.figures["cost_usd"], "the engine bills them"
+    assert topped.figures["availability"] > alone.figures["availability"]
+
+
+def test_a_run_with_capacity_replays_exactly() -> None:
+    assert run_shipped(SCENARIO, SEED, capacity=True) == run_shipped(SCENARIO, SEED, capacity=True)
