@@ -1,5 +1,7 @@
 """Fault campaigns: the shipped scaler in the simulated world under random faults, many seeds,
-with the invariants an operator relies on checked after every seed.
+with the invariants an operator relies on checked after every seed. The scaler tops up capacity
+(template pools launched with EC2 Fleet, :func:`~scaler.sim.cloud.shipped.capacity_settings`),
+so the faults reach its launches too.
 
 Each seed draws its own trouble (:func:`trial`): fault windows in the AWS calls (throttling
 bursts, 5xx answers, lost answers, latency spikes), one or two replicas sharing a lease, crashes
@@ -70,7 +72,13 @@ def _storm(scenario: Scenario) -> tuple[float, float]:
 def play(t: Trial, scenario: Scenario = SCENARIO) -> Outcome:
     faults = Faults(t.faults.windows, t.faults.share, t.faults.seed)  # its draws from the start
     return run_shipped(
-        scenario, t.seed, faults=faults, crashes=t.crashes, replicas=t.replicas, noise=t.noise
+        scenario,
+        t.seed,
+        faults=faults,
+        crashes=t.crashes,
+        replicas=t.replicas,
+        noise=t.noise,
+        capacity=True,
     )
 
 

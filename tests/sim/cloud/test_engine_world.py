@@ -10,7 +10,9 @@ from typing import Any
 
 from scaler.events import Signal
 from scaler.sim.builtin import builtin
+from scaler.sim.cloud.autoscaling import AutoScaling
 from scaler.sim.cloud.driver import LoopDriver
+from scaler.sim.cloud.ec2 import Ec2
 from scaler.sim.cloud.engine_world import EngineWorld, Origin
 from scaler.sim.cloud.vloop import run
 from scaler.sim.cloud.world import PENDING, RUNNING, SHUTTING_DOWN, TERMINATED, Ec2Instance
@@ -122,3 +124,25 @@ def test_the_price_is_the_pools() -> None:
         return world.price("c5.xlarge", "us-east-1a", "spot")
 
     assert in_world(body) == 0.0514
+
+
+def test_an_auto_scaling_group_replaces_a_member_the_engine_loses() -> None:
+    async def body(world: EngineWorld) -> tuple[int, int, bool, bool]:
+        ec2 = Ec2(world)
+        autoscaling = AutoScaling(world, ec2)
+        ec2.template("web", "m5.xlarge", "ami-1")
+        group = autoscaling.group(
+            "web", "web", min_size=0, max_size=4, desired=2, azs=["us-east-1a", "us-east-1b"]
+        )
+        await asyncio.sleep(200.0)  # launched and registered
+        first = [m.instance.id for m in group.members.values()]
+        registered = all(world.sim.instance(i) is not None for i in first)
+        model = world.sim.instance(first[0])
+        assert model is not None
+        world.sim.terminate(model)  # lost, as at a spot notice's end
+        await asyncio.sleep(200.0)
+        live = [m.instance.id for m in group.members.values() if m.instance.state == RUNNING]
+        in_engine = all(world.sim.instance(i) is not None for i in live)
+        return len(first), len(live), registered, in_engine and first[0] not in live
+
+    assert in_world(body) == (2, 2, True, True)
