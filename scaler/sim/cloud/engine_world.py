@@ -122,8 +122,10 @@ class EngineWorld(World):
 
     def price(self, instance_type: str, az: str, lifecycle: str) -> float:
         pool = self.pool(instance_type, az, lifecycle)
-        if pool is None or pool.price is None:
+        if pool is None:
             return super().price(instance_type, az, lifecycle)
+        if pool.price is None:  # the type's on-demand price, as the engine bills it
+            return self.sim.scenario.instance_types[instance_type].on_demand_price
         return pool.price
 
     # -- the engine's World: its changes mirrored ---------------------------------------------

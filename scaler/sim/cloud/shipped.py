@@ -188,8 +188,8 @@ class ShippedWorld:
         self.ec2 = Ec2(self.instances, subnets={subnet(az): az for az in _azs(self.scenario)})
         for pool, template in TEMPLATES.items():
             kinds = [p.instance_type for p in self.scenario.pools if p.capacity == pool]
-            if kinds:
-                self.ec2.template(template, _types(self.scenario)[0], self.scenario.image)
+            if kinds:  # launched as the fleet's first type when it names none
+                self.ec2.template(template, kinds[0], self.scenario.image)
         autoscaling = AutoScaling(self.instances, self.ec2)
         cloudwatch = CloudWatch(self.instances)
         services: dict[str, Service] = {

@@ -5,6 +5,7 @@ through the world is the engine's."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from scaler.sim.cloud.engine_world import EngineWorld, Origin
 from scaler.sim.cloud.vloop import run
 from scaler.sim.cloud.world import PENDING, RUNNING, SHUTTING_DOWN, TERMINATED, Ec2Instance
 from scaler.sim.engine import Sim
-from scaler.sim.scenario import Pool
+from scaler.sim.scenario import Pool, Scenario
 
 SCENARIO = builtin("storm", instances=24, tasks=120, services=6).with_hours(1.0)
 SPOT_A = "spot-m5.xlarge-us-east-1a"
@@ -37,9 +38,9 @@ def _tagged(pool: Pool) -> Origin:
     return Origin("ami-start", {"scaler:pool": pool.capacity}, "nodes")
 
 
-def in_world(body: Callable[[EngineWorld], Awaitable[Any]]) -> Any:
+def in_world(body: Callable[[EngineWorld], Awaitable[Any]], scenario: Scenario = SCENARIO) -> Any:
     async def main() -> Any:
-        driver = LoopDriver(Sim(SCENARIO, Idle(), 3))
+        driver = LoopDriver(Sim(scenario, Idle(), 3))
         world = EngineWorld(driver, _tagged)
         stop = asyncio.Event()
         running = asyncio.create_task(driver.run(stop))
@@ -146,3 +147,14 @@ def test_an_auto_scaling_group_replaces_a_member_the_engine_loses() -> None:
         return len(first), len(live), registered, in_engine and first[0] not in live
 
     assert in_world(body) == (2, 2, True, True)
+
+
+def test_an_on_demand_pool_costs_its_types_on_demand_price_in_the_scenario() -> None:
+    types = dict(SCENARIO.instance_types)
+    types["m5.xlarge"] = dataclasses.replace(types["m5.xlarge"], on_demand_price=0.25)
+    dearer = dataclasses.replace(SCENARIO, instance_types=types)
+
+    async def body(world: EngineWorld) -> float:
+        return world.price("m5.xlarge", "us-east-1b", "on-demand")
+
+    assert in_world(body, dearer) == 0.25

@@ -4,12 +4,14 @@ engine boots, registers, bills and counts them, on the same market as the engine
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from scaler.events import Signal
 from scaler.sim.builtin import builtin
 from scaler.sim.cloud.shipped import capacity_settings, run_shipped
 from scaler.sim.engine import Sim
+from scaler.sim.scenario import Event
 
 SCENARIO = builtin("storm", instances=24, tasks=120, services=6).with_hours(1.0)
 SEED = 0  # a seed whose storm leaves tasks without room: replacements are needed
@@ -56,3 +58,14 @@ def test_the_scaler_replaces_reclaimed_spot_through_ec2_fleet() -> None:
 
 def test_a_run_with_capacity_replays_exactly() -> None:
     assert run_shipped(SCENARIO, SEED, capacity=True) == run_shipped(SCENARIO, SEED, capacity=True)
+
+
+def test_without_spot_the_scaler_falls_back_to_the_engines_on_demand_pools() -> None:
+    no_spot = Event(890, "shortage", {"duration": 3600})  # every spot pool, from the storm on
+    scenario = dataclasses.replace(SCENARIO, events=(no_spot, *SCENARIO.events))
+    topped = run_shipped(scenario, SEED, capacity=True)
+    alone = run_shipped(scenario, SEED)
+    on_demand = {p.name for p in SCENARIO.pools if p.capacity == "on-demand"}
+    assert topped.launched and set(topped.launched.values()) <= on_demand
+    assert topped.figures["on_demand_share"] > 0.0
+    assert topped.figures["availability"] > alone.figures["availability"]
