@@ -19,7 +19,9 @@ the simulated services (EC2, EC2 Fleet, Auto Scaling, CloudWatch) read:
   :class:`World` alone (Auto Scaling replaces a member lost);
 - :meth:`EngineWorld.terminate` terminates through the engine; :meth:`EngineWorld.has_capacity`
   is the engine's ``available`` (market shortages, storms, outages), none where the scenario has
-  no pool of that type, AZ and capacity; :meth:`EngineWorld.price` is the pool's price.
+  no pool of that type, AZ and capacity; :meth:`EngineWorld.price` is the pool's price;
+  :meth:`EngineWorld.cpu` is the model's CPU use of an instance (for CloudWatch), the use now
+  for every period asked (the engine keeps no history of it).
 
 Every read first brings the engine up to the loop's time, and every change wakes its driver.
 The engine counts one ``CreateFleet`` per instance launched through the world in its own API
@@ -127,6 +129,12 @@ class EngineWorld(World):
         if pool.price is None:  # the type's on-demand price, as the engine bills it
             return self.sim.scenario.instance_types[instance_type].on_demand_price
         return pool.price
+
+    def cpu(self, instance_id: str, at: float) -> float:
+        """The model's CPU use of ``instance_id``, in percent (CloudWatch's ``cpu``)."""
+        self.driver.sync()
+        model = self.sim.instance(instance_id)
+        return 100.0 * model.load if model is not None else 0.0
 
     # -- the engine's World: its changes mirrored ---------------------------------------------
 

@@ -191,7 +191,7 @@ class ShippedWorld:
             if kinds:  # launched as the fleet's first type when it names none
                 self.ec2.template(template, kinds[0], self.scenario.image)
         autoscaling = AutoScaling(self.instances, self.ec2)
-        cloudwatch = CloudWatch(self.instances)
+        cloudwatch = CloudWatch(self.instances, self.instances.cpu)
         services: dict[str, Service] = {
             "sqs": self.sqs,
             "ecs": self.ecs,

@@ -158,3 +158,15 @@ def test_an_on_demand_pool_costs_its_types_on_demand_price_in_the_scenario() -> 
         return world.price("m5.xlarge", "us-east-1b", "on-demand")
 
     assert in_world(body, dearer) == 0.25
+
+
+def test_cpu_use_is_the_models() -> None:
+    async def body(world: EngineWorld) -> tuple[float, float, float]:
+        iid = next(iter(world.instances))
+        model = world.sim.instance(iid)
+        assert model is not None
+        return world.cpu(iid, 0.0), 100.0 * model.load, world.cpu("i-none", 0.0)
+
+    measured, modelled, unknown = in_world(body)
+    assert measured == modelled > 0.0
+    assert unknown == 0.0
