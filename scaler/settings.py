@@ -1,10 +1,10 @@
 """Operator settings, read from ``SCALER_*`` environment variables.
 
 Every knob the scaler has lives here, with its type, default and a one-line description. The
-description is what ``scaler config`` prints and what the README's settings table shows, so a
-field without one is a bug (a test checks it). Validation happens once, at start-up: a bad value
-is reported by the *environment variable name* that carries it, one line per problem, and the
-process exits with status 2 before touching AWS.
+description is what ``scaler config`` prints and what the settings table in docs/settings.md
+shows, so a field without one is a bug (a test checks it). Validation happens once, at start-up:
+a bad value is reported by the *environment variable name* that carries it, one line per
+problem, and the process exits with status 2 before touching AWS.
 
 The standard AWS variables (``AWS_REGION`` / ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``, the
 credential chain) are not ours to rename: :class:`AwsEnv` reads them as they are.

@@ -12,7 +12,7 @@ import pytest
 
 from scaler.settings import ConfigError, load_settings, settings_env, settings_table
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+SETTINGS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,12 +107,12 @@ def test_config_table_lists_every_setting_with_a_description() -> None:
         assert len(cells) == 4 and all(cells), row
 
 
-def test_readme_settings_table_is_the_config_output() -> None:
-    text = README.read_text()
+def test_docs_settings_table_is_the_config_output() -> None:
+    text = SETTINGS_PAGE.read_text()
     match = re.search(r"<!-- settings:start -->\n(.*?)<!-- settings:end -->", text, re.S)
-    assert match, "README.md needs the settings table between settings markers"
+    assert match, "docs/settings.md needs the settings table between settings markers"
     assert match.group(1) == settings_table(), (
-        "README settings table is stale: run scripts/readme-settings"
+        "docs/settings.md settings table is stale: run scripts/docs-settings"
     )
 
 
