@@ -9,10 +9,13 @@ metric carrying the cluster label) is allowed by name: it is added beside these 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from functools import cache
 from pathlib import Path
 
 import pytest
+import yaml  # type: ignore[import-untyped]
 
 from scaler.cli import COMMANDS
 from scaler.metrics import Metrics
@@ -127,3 +130,31 @@ def test_the_checks_catch_what_does_not_exist() -> None:
     assert messages_named(text) == {"no such message"}
     assert "no such message" not in _source()
     assert tags_named(text) == {"scaler:nope"}
+
+
+def _yaml_blocks() -> list[str]:
+    return [b for p in GUIDES for b in re.findall(r"^```yaml\n(.*?)^```", _text(p), re.M | re.S)]
+
+
+def test_every_yaml_example_parses() -> None:
+    blocks = _yaml_blocks()
+    assert len(blocks) >= 3, "the Prometheus and Datadog examples"
+    for block in blocks:
+        assert isinstance(yaml.safe_load(block), dict), block
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="no promtool")
+def test_promtool_accepts_the_prometheus_examples(tmp_path: Path) -> None:
+    configs = [b for b in _yaml_blocks() if "scrape_configs" in b]
+    assert configs
+    for index, block in enumerate(configs):
+        path = tmp_path / f"prometheus-{index}.yml"
+        path.write_text(block)
+        reply = subprocess.run(
+            ["promtool", "check", "config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert reply.returncode == 0, reply.stdout + reply.stderr
