@@ -17,9 +17,11 @@ Run from the project root::
     .venv/bin/python -m tests.benchmarks.fanout --others 9   # 10 in all
 
 It prints JSON (nothing is asserted, wall time never fails anything): per run the messages
-received, the foreign warnings, the AWS calls by operation, and the wall seconds; per pattern
-the extra AWS calls and wall milliseconds per foreign warning (the difference from the run
-without them, divided by their number).
+received, the foreign warnings, the AWS calls by operation, the wall seconds, the events by
+outcome and the virtual seconds from receiving a message to its outcome by kind (the scaler's
+own ``scaler_events_total`` and ``scaler_event_handling_seconds``, under AWS's modelled latency);
+per pattern the extra AWS calls, wall milliseconds and handling milliseconds per foreign warning
+(the difference from the run without them, divided by their number).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 import scaler.sim.cloud.shipped as shipped
 from scaler import testbed
 from scaler.events import SpotInterruption
+from scaler.loop import Scaler
 from scaler.sim.builtin import builtin
 from scaler.sim.cloud.driver import Publisher
 from scaler.sim.cloud.sqs import Sqs
@@ -74,9 +77,20 @@ class FanOut(Publisher):
 def _run(others: int, spread: bool, seed: int) -> dict[str, Any]:
     FanOut.others, FanOut.spread = others, spread
     setattr(shipped, "Publisher", FanOut)  # noqa: B010 (the world builds its publisher by this name)
-    began = time.perf_counter()
-    outcome = shipped.run_shipped(builtin("storm"), seed)
-    seconds = time.perf_counter() - began
+    scalers: list[Scaler] = []
+    build = shipped.ShippedWorld._scaler
+
+    def keep(world: shipped.ShippedWorld, index: int) -> Scaler:
+        scalers.append(build(world, index))
+        return scalers[-1]
+
+    setattr(shipped.ShippedWorld, "_scaler", keep)  # noqa: B010 (to read its metrics after)
+    try:
+        began = time.perf_counter()
+        outcome = shipped.run_shipped(builtin("storm"), seed)
+        seconds = time.perf_counter() - began
+    finally:
+        setattr(shipped.ShippedWorld, "_scaler", build)  # noqa: B010
     warnings = sum(1 for _ in outcome.warned)
     return {
         "own_spot_warnings": warnings,
@@ -86,7 +100,49 @@ def _run(others: int, spread: bool, seed: int) -> dict[str, Any]:
         "calls": outcome.calls,
         "wall_seconds": round(seconds, 3),
         "availability": outcome.figures["availability"],
+        # our own warnings: does the fan-out delay their drains?
+        "own_warning_to_draining_seconds": _latency(outcome),
+        **_handling(scalers),
     }
+
+
+def _latency(outcome: shipped.Outcome) -> dict[str, float]:
+    """Warning to DRAINING of our warned instances; those drained before their warning (on a
+    rebalance recommendation) apart."""
+    both = [(at, outcome.drained[i]) for i, at in outcome.warned.items() if i in outcome.drained]
+    waits = sorted(drained - at for at, drained in both if drained >= at)
+    figures = {"drained_before_the_warning": float(len(both) - len(waits))}
+    if waits:
+        mean = sum(waits) / len(waits)
+        figures.update(after=len(waits), mean=round(mean, 3), max=round(waits[-1], 3))
+    return figures
+
+
+def _handling(scalers: list[Scaler]) -> dict[str, Any]:
+    """Events by outcome, and the mean virtual seconds from receiving a message to its outcome,
+    by kind, as the scalers' own metrics count them."""
+    outcomes: dict[str, float] = {}
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for scaler in scalers:
+        # these two only: the registry's callback gauges read a clock that has stopped
+        for family in [*scaler.metrics.events.collect(), *scaler.metrics.event_seconds.collect()]:
+            for sample in family.samples:
+                if sample.name == "scaler_events_total":
+                    key = sample.labels["outcome"]
+                    outcomes[key] = outcomes.get(key, 0) + sample.value
+                elif sample.name == "scaler_event_handling_seconds_sum":
+                    kind = sample.labels["kind"]
+                    sums[kind] = sums.get(kind, 0) + sample.value
+                elif sample.name == "scaler_event_handling_seconds_count":
+                    kind = sample.labels["kind"]
+                    counts[kind] = counts.get(kind, 0) + sample.value
+    handling = {
+        k: {"count": counts[k], "seconds": round(sums[k], 4), "mean": round(sums[k] / counts[k], 4)}
+        for k in sorted(counts)
+        if counts[k]
+    }
+    return {"events_by_outcome": outcomes, "handling_seconds_by_kind": handling}
 
 
 def _per_foreign(base: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
@@ -102,7 +158,16 @@ def _per_foreign(base: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
         "wall_ms_per_foreign_warning": round(
             1000 * (run["wall_seconds"] - base["wall_seconds"]) / foreign, 3
         ),
+        # virtual seconds from receive to outcome, the foreign warnings' share of the kind's
+        "handling_ms_per_foreign_warning": round(
+            1000 * (_spot(run)["seconds"] - _spot(base)["seconds"]) / foreign, 2
+        ),
     }
+
+
+def _spot(run: dict[str, Any]) -> dict[str, float]:
+    spot: dict[str, float] = run["handling_seconds_by_kind"].get("spot_interruption", {})
+    return {"seconds": 0.0, **spot}
 
 
 def main() -> None:
