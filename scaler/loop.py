@@ -269,7 +269,7 @@ class Scaler:
             controller.leader = leader
             background.append(asyncio.create_task(controller.run_forever(stop), name="capacity"))
         if self.settings.task_rebalance:
-            mover = RebalanceController(aws, self.settings, self.metrics)
+            mover = RebalanceController(aws, self.settings, self.metrics, self.clock)
             mover.leader = leader
             background.append(asyncio.create_task(mover.run_forever(stop), name="rebalance"))
         try:
@@ -385,7 +385,7 @@ class Scaler:
         workers.drained = controller.wake.set
         if self._replacements_given is None:
             workers.replacements = CapacityReplacement(
-                controller, workers.board, s.replacement_timeout
+                controller, workers.board, s.replacement_timeout, self.clock
             )
         if s.lease_table is not None:
             self._share(aws, s.lease_table, workers, controller)

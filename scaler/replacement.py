@@ -14,10 +14,9 @@ waits for the leader to mark the request ready.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Protocol
 
-from scaler.clock import Clock
+from scaler.clock import Clock, SystemClock
 from scaler.model import ContainerInstance
 from scaler.notices import REPLACEMENT, NoticeBoard, SharedNotice, shared
 
@@ -40,14 +39,22 @@ class CapacityReplacement:
     """Replacement through the capacity controller: the instance counts as losing its place,
     the controller tops up, and the answer comes once a plan needs nothing more."""
 
-    def __init__(self, controller: CapacityController, board: NoticeBoard, timeout: float) -> None:
+    def __init__(
+        self,
+        controller: CapacityController,
+        board: NoticeBoard,
+        timeout: float,
+        clock: Clock | None = None,
+    ) -> None:
         self._controller = controller
         self._board = board
         self._timeout = timeout
+        self._clock = clock or SystemClock()
 
     async def replace(self, instance: ContainerInstance, reason: str) -> bool:
         asked_after = self._controller.cycles
-        self._board.warned(instance.ec2_instance_id, time.time(), notice=self._timeout)
+        now = self._clock.now().timestamp()
+        self._board.warned(instance.ec2_instance_id, now, notice=self._timeout)
         self._controller.wake.set()
         await self._controller.ready_after(asked_after)
         return True

@@ -88,7 +88,9 @@ async def live_cluster(aws: AwsClients, cluster: str) -> LiveCluster:
     return live
 
 
-async def with_measured_cpu(aws: AwsClients, live: LiveCluster) -> LiveCluster:
+async def with_measured_cpu(
+    aws: AwsClients, live: LiveCluster, now: datetime | None = None
+) -> LiveCluster:
     """Replace reserved load by CloudWatch's measured CPU where there is a measurement.
 
     Each instance's load becomes its measured share; each service's modelled use per task is
@@ -96,7 +98,7 @@ async def with_measured_cpu(aws: AwsClients, live: LiveCluster) -> LiveCluster:
     there), so a move's size reflects how much CPU the task really uses.
     """
     model = live.model
-    shares = await measured_cpu(aws.cloudwatch, sorted(model.instances))
+    shares = await measured_cpu(aws.cloudwatch, sorted(model.instances), now)
     ratio: dict[str, float] = {}
     for iid, share in shares.items():
         inst = model.instances[iid]

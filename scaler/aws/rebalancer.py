@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass
 
 from scaler.aws import surges as surge_marks
 from scaler.aws.clients import AwsClients, error_code
 from scaler.aws.lease import Always, Leadership
 from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
+from scaler.clock import Clock, SystemClock
 from scaler.ecs.cluster import Task
 from scaler.metrics import Metrics
 from scaler.plan.cooldown import MoveHistory
@@ -68,10 +68,13 @@ class Surge:
 
 
 class RebalanceController:
-    def __init__(self, aws: AwsClients, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, aws: AwsClients, settings: Settings, metrics: Metrics, clock: Clock | None = None
+    ) -> None:
         self._aws = aws
         self._settings = settings
         self._metrics = metrics
+        self._clock = clock or SystemClock()
         self._policy = policy_from(settings)
         self.history = MoveHistory()
         self.pending: list[Pending] = []
@@ -79,7 +82,8 @@ class RebalanceController:
         self.leader: Leadership = Always()  # with two replicas, only the leader moves tasks
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        next_plan = time.monotonic()
+        clock = self._clock
+        next_plan = clock.monotonic()
         while not stop.is_set():
             wait = SURGE_POLL
             try:
@@ -87,13 +91,13 @@ class RebalanceController:
                     # the marks on the services are the truth: whoever leads next adopts them
                     self.surges.clear()
                     self.pending.clear()
-                elif time.monotonic() >= next_plan:
-                    next_plan = time.monotonic() + self._settings.rebalance_interval
-                    await self.cycle(time.time())
+                elif clock.monotonic() >= next_plan:
+                    next_plan = clock.monotonic() + self._settings.rebalance_interval
+                    await self.cycle(clock.now().timestamp())
                     wait = self._settings.rebalance_interval
                 else:
-                    await self.finish_surges(time.time())
-                    wait = next_plan - time.monotonic()
+                    await self.finish_surges(clock.now().timestamp())
+                    wait = next_plan - clock.monotonic()
             except Exception:
                 log.exception("rebalancing cycle failed")  # tried again at the next plan
             if self.surges:
@@ -104,7 +108,7 @@ class RebalanceController:
     async def _live(self) -> LiveCluster:
         live = await live_cluster(self._aws, self._settings.cluster)
         if self._settings.load_source is LoadSource.MEASURED:
-            live = await with_measured_cpu(self._aws, live)
+            live = await with_measured_cpu(self._aws, live, self._clock.now())
         return live
 
     async def finish_surges(self, now: float) -> None:

@@ -70,3 +70,12 @@ def test_without_spot_the_scaler_falls_back_to_the_engines_on_demand_pools() -> 
     assert topped.launched and set(topped.launched.values()) <= on_demand
     assert topped.figures["on_demand_share"] > 0.0
     assert topped.figures["availability"] > alone.figures["availability"]
+
+
+def test_the_rebalancer_keeps_the_worlds_time() -> None:
+    """The task rebalancer plans every SCALER_REBALANCE_INTERVAL of the world's (virtual) time:
+    an hour brings about an hour's worth of plans, each reading the measured CPU once."""
+    quiet = builtin("steady", instances=24, tasks=120, services=6).with_hours(1.0)
+    settings = {"task_rebalance": True, "load_source": "measured", "rebalance_interval": 300}
+    calls = run_shipped(quiet, SEED, settings, capacity=True).calls
+    assert 10 <= calls.get("cloudwatch:GetMetricData", 0) <= 14
