@@ -48,7 +48,7 @@ BUILTINS += ("fleet-250", "big-tasks")  # scaler.sim.builtin_fleet
 BUILTINS += ("az-storm", "long-lead", "dry-market")  # scaler.sim.builtin_market
 POLICY_NAMES = ("scaler", "ecs-native", "ecs-scaler")  # --policy all
 # simulated only: scale-in by consolidation, rolling out-of-date instances
-EXTRA_POLICIES = ("scaler-consolidating", "scaler-rolling", "oracle")
+EXTRA_POLICIES = ("scaler-consolidating", "scaler-rolling", "oracle", "scaler-shipped")
 
 
 ABOUT = (
@@ -202,8 +202,9 @@ def _parser() -> argparse.ArgumentParser:
         "--policy",
         default="all",
         help="scaler, ecs-native, ecs-scaler, scaler-consolidating, scaler-rolling, oracle (the "
-        "scaler told of every interruption 15 minutes ahead), or all (the first three; the "
-        "default); several separated by commas, e.g. all,oracle",
+        "scaler told of every interruption 15 minutes ahead), scaler-shipped (the controllers "
+        "`scaler run` builds, in a simulated AWS), or all (the first three; the default); "
+        "several separated by commas, e.g. all,oracle",
     )
     seeding = sim.add_mutually_exclusive_group()
     seeding.add_argument(

@@ -87,9 +87,33 @@ def simulate(
     each policy's figures carry the ``market_digest`` of the market it met (the same for all)."""
     results = {}
     for name in policies:
-        figures = Sim(scenario, POLICIES[name](), seed, trace=_writer(trace, seed)).run()
+        if name == SHIPPED:
+            figures = shipped_figures(scenario, seed)
+        else:
+            figures = Sim(scenario, POLICIES[name](), seed, trace=_writer(trace, seed)).run()
         results[name] = {k: figures[k] for k in (*FIGURES, "market_digest")}
     return {"scenario": scenario.name, "seed": seed, "results": results}
+
+
+SHIPPED = "scaler-shipped"  # the objects `scaler run` builds, in the simulated AWS
+
+
+def shipped_figures(scenario: Scenario, seed: int) -> dict[str, Any]:
+    """The figures of the shipped scaler (:mod:`scaler.sim.cloud.shipped`) on ``scenario``:
+    the controllers ``scaler run`` builds, with a spot and an on-demand template pool made from
+    the scenario's pools, and the scenario's ``[settings]``, in the simulated AWS on virtual
+    time, against the same engine and market as every other policy."""
+    import logging
+
+    from scaler.sim.cloud.shipped import run_shipped
+
+    settings = {k.removeprefix("SCALER_").lower(): v for k, v in scenario.settings.items()}
+    logger = logging.getLogger("scaler")
+    level, logger.level = logger.level, logging.CRITICAL  # its logs are the run's, not ours
+    try:
+        return run_shipped(scenario, seed, settings, capacity=True).figures
+    finally:
+        logger.setLevel(level)
 
 
 def _writer(out: TextIO | None, seed: int) -> Callable[[dict[str, Any]], None] | None:

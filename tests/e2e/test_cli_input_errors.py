@@ -203,8 +203,8 @@ ARGUMENTS: dict[str, tuple[list[str], str]] = {
     "misspelt policy": (
         ["simulate", "--scenario", "storm", "--policy", "scalr"],
         "--policy: unknown policy 'scalr'; did you mean 'scaler'? (choose from scaler, "
-        "ecs-native, ecs-scaler, scaler-consolidating, scaler-rolling, oracle or all, or several "
-        "separated by commas)",
+        "ecs-native, ecs-scaler, scaler-consolidating, scaler-rolling, oracle, scaler-shipped or "
+        "all, or several separated by commas)",
     ),
     "unknown option": (
         ["simulate", "--scenario", "storm", "--colour", "red"],
