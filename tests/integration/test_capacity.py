@@ -581,19 +581,26 @@ async def test_surplus_trim_keeps_a_group_at_its_min_size(local_aws: testbed.Loc
     assert list(states.values()).count("DRAINING") == 1, states
 
 
+def _two_spot_groups_warned(aws: testbed.LocalAws) -> testbed.Queues:
+    """Two spot groups and an on-demand group, services on the cluster's first two instances,
+    and a spot warning for each of those on the queue."""
+    nodes = testbed.create_cluster(aws, "prod", size=3)
+    queues = testbed.create_queues(aws, "events")
+    for name in ("spot-a", "spot-b", "od-asg"):
+        _group(aws, name)
+    _services(aws, nodes)
+    warnings = [json.dumps(testbed.spot_warning(n.instance_id)) for n in nodes[:2]]
+    testbed.send_raw(aws, queues.url, warnings)
+    return queues
+
+
 async def test_spot_groups_without_capacity_fall_back_to_on_demand_at_once(
     local_aws: testbed.LocalAws,
 ) -> None:
     """Every spot group takes the new desired capacity but launches nothing, its scaling
     activities saying why: the scaler reads them and turns to the on-demand group within
     seconds, not after the launch grace of minutes."""
-    nodes = testbed.create_cluster(local_aws, "prod", size=3)
-    queues = testbed.create_queues(local_aws, "events")
-    for name in ("spot-a", "spot-b", "od-asg"):
-        _group(local_aws, name)
-    _services(local_aws, nodes)
-    warnings = [json.dumps(testbed.spot_warning(n.instance_id)) for n in nodes[:2]]
-    testbed.send_raw(local_aws, queues.url, warnings)
+    queues = _two_spot_groups_warned(local_aws)
     dry = DryGroups(frozenset({"spot-a", "spot-b"}))
     settings = _settings(
         queues.url, spot_pools="spot-a,spot-b", headroom=0.75, capacity_interval=0.3
@@ -613,13 +620,7 @@ async def test_unreadable_scaling_activities_are_warned_about_once(
 ) -> None:
     """A task role without DescribeScalingActivities: one warning naming the action, no read
     after it; a group that cannot launch is then found out by the launch grace alone."""
-    nodes = testbed.create_cluster(local_aws, "prod", size=3)
-    queues = testbed.create_queues(local_aws, "events")
-    for name in ("spot-a", "spot-b", "od-asg"):
-        _group(local_aws, name)
-    _services(local_aws, nodes)
-    warnings = [json.dumps(testbed.spot_warning(n.instance_id)) for n in nodes[:2]]
-    testbed.send_raw(local_aws, queues.url, warnings)
+    queues = _two_spot_groups_warned(local_aws)
     denied = FailFirst(
         "autoscaling", "DescribeScalingActivities", times=1000, code="AccessDenied", status=403
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scaler.aws.clients import AwsClients, AwsTarget
+from scaler.events import Signal
 from scaler.metrics import Metrics
 from scaler.sim.cloud.autoscaling import AutoScaling
 from scaler.sim.cloud.cloudwatch import CloudWatch
@@ -15,6 +16,7 @@ from scaler.sim.cloud.ec2 import Ec2
 from scaler.sim.cloud.transport import SimulatedAws
 from scaler.sim.cloud.vloop import run
 from scaler.sim.cloud.world import World
+from scaler.sim.engine import Sim
 
 TARGET = AwsTarget("us-east-1", "https://aws.simulated.invalid", credentials=("SIM", "SIM"))
 
@@ -43,3 +45,16 @@ def in_account(body: Callable[[Account], Awaitable[Any]], **ec2_options: Any) ->
             return await body(Account(world, ec2, autoscaling, cloudwatch, aws, simulated))
 
     return run(main())
+
+
+class Idle:
+    """The engine's policy when no one acts on the signals: each warned instance's tasks die
+    with it (the world left alone, to compare with)."""
+
+    name = "idle"
+
+    def start(self, sim: Sim) -> None:
+        pass
+
+    def on_signal(self, sim: Sim, signal: Signal) -> None:
+        pass

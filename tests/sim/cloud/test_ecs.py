@@ -14,7 +14,6 @@ from botocore.exceptions import ClientError
 from scaler.aws.clients import AwsClients, AwsTarget
 from scaler.aws.ecs import describe_container_instances, list_container_instance_arns
 from scaler.aws.tasks import is_empty
-from scaler.events import Signal
 from scaler.metrics import Metrics
 from scaler.sim.cloud.driver import LoopDriver
 from scaler.sim.cloud.ecs import Ecs
@@ -22,19 +21,10 @@ from scaler.sim.cloud.transport import SimulatedAws
 from scaler.sim.cloud.vloop import run
 from scaler.sim.engine import Sim
 from scaler.sim.scenario import Scenario
+from tests.sim.cloud.simulated import Idle
 from tests.sim.workload_scenarios import scenario
 
 TARGET = AwsTarget("us-east-1", "https://aws.simulated.invalid", credentials=("SIM", "SIM"))
-
-
-class Idle:
-    name = "idle"
-
-    def start(self, sim: Sim) -> None:
-        pass
-
-    def on_signal(self, sim: Sim, signal: Signal) -> None:
-        pass
 
 
 def _in_cluster(world: Scenario, body: Callable[[Any, Sim], Awaitable[Any]]) -> Any:

@@ -9,7 +9,6 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from scaler.events import Signal
 from scaler.sim.builtin import builtin
 from scaler.sim.cloud.autoscaling import AutoScaling
 from scaler.sim.cloud.driver import LoopDriver
@@ -19,19 +18,10 @@ from scaler.sim.cloud.vloop import run
 from scaler.sim.cloud.world import PENDING, RUNNING, SHUTTING_DOWN, TERMINATED, Ec2Instance
 from scaler.sim.engine import Sim
 from scaler.sim.scenario import Pool, Scenario
+from tests.sim.cloud.simulated import Idle
 
 SCENARIO = builtin("storm", instances=24, tasks=120, services=6).with_hours(1.0)
 SPOT_A = "spot-m5.xlarge-us-east-1a"
-
-
-class Idle:
-    name = "idle"
-
-    def start(self, sim: Sim) -> None:
-        pass
-
-    def on_signal(self, sim: Sim, signal: Signal) -> None:
-        pass
 
 
 def _tagged(pool: Pool) -> Origin:

@@ -7,24 +7,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from scaler.events import Signal
 from scaler.sim.builtin import builtin
 from scaler.sim.cloud.shipped import capacity_settings, run_shipped
 from scaler.sim.engine import Sim
 from scaler.sim.scenario import Event
+from tests.sim.cloud.simulated import Idle
 
 SCENARIO = builtin("storm", instances=24, tasks=120, services=6).with_hours(1.0)
 SEED = 0  # a seed whose storm leaves tasks without room: replacements are needed
-
-
-class Idle:
-    name = "idle"
-
-    def start(self, sim: Sim) -> None:
-        pass
-
-    def on_signal(self, sim: Sim, signal: Signal) -> None:
-        pass
 
 
 def _engine_alone() -> dict[str, Any]:

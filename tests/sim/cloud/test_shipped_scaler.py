@@ -6,25 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaler.events import Signal
 from scaler.sim.builtin import builtin
 from scaler.sim.cloud.shipped import run_shipped
 from scaler.sim.engine import Sim
+from tests.sim.cloud.simulated import Idle
 
 SCENARIO = builtin("storm", instances=24, tasks=120, services=6).with_hours(1.0)
 SEED = 3
-
-
-class Idle:
-    """No one acts on the signals: each warned instance's tasks die with it."""
-
-    name = "idle"
-
-    def start(self, sim: Sim) -> None:
-        pass
-
-    def on_signal(self, sim: Sim, signal: Signal) -> None:
-        pass
 
 
 def _idle() -> dict[str, Any]:
