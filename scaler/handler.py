@@ -49,6 +49,7 @@ from scaler.events import (
     TaskStateChange,
     instance_ids,
 )
+from scaler.metrics import Metrics
 from scaler.model import ContainerInstance, cluster_name_of
 from scaler.notices import FINAL, RECOMMENDATION, WARNING, NoticeBoard, SharedNotice, shared
 from scaler.plan.drain import (
@@ -92,14 +93,24 @@ class Workers:
     marks: DrainMarks | None = None  # None: drains are not marked (and never undone)
     gate: DrainGate | None = None  # None: recommendation drains are not held
     share: Callable[[SharedNotice], Awaitable[None]] | None = None  # None: one replica
+    # instance id -> its pool, as the capacity side last saw it (None: not known)
+    pool_of: Callable[[str], str | None] = lambda _: None
 
 
 class EventHandler:
-    def __init__(self, cluster: str, workers: Workers, policy: DrainPolicy, clock: Clock) -> None:
+    def __init__(
+        self,
+        cluster: str,
+        workers: Workers,
+        policy: DrainPolicy,
+        clock: Clock,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._cluster_name = cluster_name_of(cluster)
         self._w = workers
         self._policy = policy
         self._clock = clock
+        self._metrics = metrics
 
     async def __call__(self, signal: Signal, received_at: datetime) -> Outcome:
         if isinstance(signal, Ignored):
@@ -112,6 +123,7 @@ class EventHandler:
                 return await self._unregistered(signal)
             return OTHER_CLUSTER
         notices = self._note(signal, members, received_at)
+        self._count_interruptions(signal, members)
         decision = decide(signal, members, self._policy, self._clock.now())
         self._explain(signal, decision)
         if decision.defer is not None:
@@ -160,6 +172,15 @@ class EventHandler:
         # the capacity controller prunes too, but it does not run without pools: bound it here
         self._w.board.prune(received_at.timestamp())
         return notices
+
+    def _count_interruptions(
+        self, signal: Signal, members: Mapping[str, ContainerInstance]
+    ) -> None:
+        """``scaler_interruptions_total``, by the pool, AZ and type of each warned instance."""
+        if self._metrics is None or not isinstance(signal, SpotInterruption):
+            return
+        for iid, ci in members.items():
+            self._metrics.interrupted(ci, self._w.pool_of(iid))
 
     async def _share(self, notices: Sequence[SharedNotice]) -> None:
         if self._w.share is not None:

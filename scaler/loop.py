@@ -44,6 +44,7 @@ from scaler.aws.lifecycle import (
     LifecyclePort,
 )
 from scaler.aws.migration import Migration
+from scaler.aws.queue_depth import QueueDepth, dead_letter_url
 from scaler.aws.rebalancer import RebalanceController
 from scaler.aws.retry import Backoff
 from scaler.aws.shared_notices import SharedNotices
@@ -119,6 +120,9 @@ class Scaler:
         self._instrument = instrument
         self._serve_http = serve_http  # False in the simulated world, which has no sockets
         self._shared: SharedNotices | None = None  # with a lease table and a controller
+        self._redrive: str | None = None  # the queue's RedrivePolicy, read at start-up
+        queue_name = self.queue_url.rstrip("/").rsplit("/", 1)[-1]
+        self.metrics.describe(settings.cluster_name, queue_name, dry_run=settings.dry_run)
 
     async def run(self, stop: asyncio.Event) -> None:
         health = Health(self.clock, self.settings.stuck_after)
@@ -229,7 +233,11 @@ class Scaler:
     ) -> None:
         """Run the intake and the background loops until ``stop``, then shut them down."""
         handler = EventHandler(
-            self.settings.cluster, workers, DrainPolicy.from_settings(self.settings), self.clock
+            self.settings.cluster,
+            workers,
+            DrainPolicy.from_settings(self.settings),
+            self.clock,
+            self.metrics,
         )
         intake = self.intake = Intake(
             aws.sqs,
@@ -241,6 +249,8 @@ class Scaler:
             queue_visibility=queue_visibility,
         )
         health.last_tick = lambda: intake.last_tick
+        depth = QueueDepth(aws.sqs, self.queue_url, self.metrics, self.clock, intake.oldest)
+        depth.dead_letter_url = dead_letter_url(self.queue_url, self._redrive)
         health.record(None)  # start-up has just reached AWS
         self.started.set()
         log.info(
@@ -262,7 +272,7 @@ class Scaler:
             asyncio.create_task(leader.run_forever(stop), name="lease"),
             asyncio.create_task(reactivator.run_forever(stop), name="reactivation"),
             asyncio.create_task(
-                health.watch(self._probe(aws), self._describer(aws), stop), name="ready"
+                health.watch(self._probe(aws, depth), self._describer(aws), stop), name="ready"
             ),
         ]
         if controller is not None:
@@ -383,6 +393,7 @@ class Scaler:
             self.clock,
         )
         workers.drained = controller.wake.set
+        workers.pool_of = controller.lifetimes.pool_of
         if self._replacements_given is None:
             workers.replacements = CapacityReplacement(
                 controller, workers.board, s.replacement_timeout, self.clock
@@ -425,11 +436,9 @@ class Scaler:
             aws.dynamodb, s.lease_table, s.cluster_name, me, terms, self.clock, self.metrics
         )
 
-    def _probe(self, aws: AwsClients) -> ReadinessProbe:
+    def _probe(self, aws: AwsClients, depth: QueueDepth) -> ReadinessProbe:
         async def probe() -> str | None:
-            await aws.sqs.get_queue_attributes(
-                QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
-            )
+            await depth.read()  # the queue answers: ready; its depth and age for the gauges
             aws.last_failure = None  # a failure from before is no cause of a later timeout
             return None
 
@@ -462,6 +471,7 @@ class Scaler:
         found = [c for c in clusters.get("clusters", []) if c.get("status") != "INACTIVE"]
         if not found:
             raise AwsFailure(cluster_missing(self.context))
+        self._redrive = attrs.get("Attributes", {}).get("RedrivePolicy")
         if "RedrivePolicy" not in attrs.get("Attributes", {}):
             log.warning(
                 "the queue has no redrive policy: malformed messages will be received again "

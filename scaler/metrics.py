@@ -23,12 +23,17 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
 
 from scaler import __version__
+from scaler.events import SIGNAL_KINDS
+from scaler.model import ContainerInstance
 from scaler.plan.undrain import REVERSIBLE
 
 # `*_created` series double the exposition and no dashboard reads them.
@@ -44,6 +49,18 @@ EVENT_OUTCOMES = (
     "deferred",
     "released",
 )
+
+# the outcomes of a drain, counted in scaler_actions_total{action="drain"}
+DRAIN_OUTCOMES = ("ok", "already", "dry_run", "failed", "gone")
+UNKNOWN = "unknown"  # a pool, AZ or instance type not known
+# the events queue and its dead-letter queue, as ``scaler_queue_messages{queue}``
+QUEUES = ("events", "dead_letter")
+# an AWS call takes milliseconds, a throttled and retried one seconds
+AWS_CALL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# an instance takes minutes to boot and register, or to lose its tasks and end
+LIFETIME_BUCKETS = (15, 30, 60, 90, 120, 180, 300, 600, 900, 1800, 3600)
+# how long a message waited in the queue before the scaler received it
+WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900)
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 90, 120, 300, 600)
 
@@ -239,6 +256,103 @@ class Metrics:
             ["cause"],
             registry=r,
         )
+
+        self._operators(r)
+        # the interpreter's own: CPU, memory, open files, GC (prometheus_client's defaults)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self._zeros()
+
+    def _operators(self, r: CollectorRegistry) -> None:
+        """Queue, AWS latency, interruption and instance-lifetime metrics; the info metric."""
+        self.info = Gauge(
+            "scaler_info",
+            "1, labelled with what this scaler serves: cluster, queue name, version, dry_run.",
+            ["cluster", "queue", "version", "dry_run"],
+            registry=r,
+        )
+        self.queue_messages = Gauge(
+            "scaler_queue_messages",
+            "Messages in the events queue (`events`) and its dead-letter queue (`dead_letter`), "
+            "by state (`visible`, `in_flight`), read every readiness check.",
+            ["queue", "state"],
+            registry=r,
+        )
+        self.oldest_age = Gauge(
+            "scaler_queue_oldest_message_age_seconds",
+            "Age of the oldest message waiting in the events queue: 0 when none is visible, else "
+            "the age of the oldest message of the scaler's last receive (a lower bound).",
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "scaler_queue_wait_seconds",
+            "Time a message waited in the queue before the scaler first received it.",
+            buckets=WAIT_BUCKETS,
+            registry=r,
+        )
+        self.aws_call_seconds = Histogram(
+            "scaler_aws_call_seconds",
+            "Duration of AWS API calls, botocore's retries included, by service and operation.",
+            ["service", "operation"],
+            buckets=AWS_CALL_BUCKETS,
+            registry=r,
+        )
+        self.interruptions = Counter(
+            "scaler_interruptions",
+            "Spot interruption warnings handled for this cluster's instances, by pool "
+            "(`unknown` if the capacity side does not know it), availability zone and type.",
+            ["pool", "availability_zone", "instance_type"],
+            registry=r,
+        )
+        self.registration_seconds = Histogram(
+            "scaler_instance_registration_seconds",
+            "From an instance first seen launching in a pool to its registration in ECS.",
+            buckets=LIFETIME_BUCKETS,
+            registry=r,
+        )
+        self.drain_seconds = Histogram(
+            "scaler_instance_drain_seconds",
+            "Instance retirement by stage: `drain_to_empty` (first seen DRAINING to no tasks "
+            "left), `empty_to_terminated` (no tasks to gone from the cluster).",
+            ["stage"],
+            buckets=LIFETIME_BUCKETS,
+            registry=r,
+        )
+
+    def _zeros(self) -> None:
+        """Series that exist at 0 from the start, so that ``rate()`` sees their first rise."""
+        for kind in (*SIGNAL_KINDS, UNKNOWN):
+            for outcome in EVENT_OUTCOMES:
+                self.events.labels(kind, outcome)
+        for outcome in DRAIN_OUTCOMES:
+            self.actions.labels("drain", "spot_interruption", outcome)
+        self.drained_instances.labels("spot_interruption")
+        for stage in ("drain_to_empty", "empty_to_terminated"):
+            self.drain_seconds.labels(stage)
+
+    def describe(self, cluster: str, queue: str, *, dry_run: bool) -> None:
+        """Set ``scaler_info``: what this scaler serves."""
+        self.info.clear()
+        self.info.labels(cluster, queue, __version__, str(dry_run).lower()).set(1)
+
+    def queue(
+        self, *, visible: int, in_flight: int, oldest_age: float, dead_letters: int | None
+    ) -> None:
+        """The queue's depth as a readiness check read it (``dead_letters`` None: no DLQ)."""
+        self.queue_messages.labels("events", "visible").set(visible)
+        self.queue_messages.labels("events", "in_flight").set(in_flight)
+        if dead_letters is not None:
+            self.queue_messages.labels("dead_letter", "visible").set(dead_letters)
+        self.oldest_age.set(oldest_age)
+
+    def interrupted(self, instance: ContainerInstance, pool: str | None) -> None:
+        """Count a spot interruption warning handled for ``instance``."""
+        self.interruptions.labels(
+            pool or UNKNOWN,
+            instance.availability_zone or UNKNOWN,
+            instance.instance_type or UNKNOWN,
+        ).inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

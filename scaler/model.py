@@ -27,6 +27,8 @@ class ContainerInstance:
     # the scaler's drain mark (ECS attribute scaler.drained): "" none, None not known (an event)
     drain_mark: str | None = None
     capacity_provider: str = ""  # the ECS capacity provider it belongs to ("": none, not known)
+    availability_zone: str = ""  # ECS attribute ecs.availability-zone ("": not known)
+    instance_type: str = ""  # ECS attribute ecs.instance-type ("": not known)
 
     @property
     def draining(self) -> bool:

@@ -4,7 +4,9 @@
 region and endpoint (``AWS_ENDPOINT_URL`` for a local test endpoint). A botocore event hook on
 each client increments ``scaler_aws_calls_total{service,operation,outcome}`` once per API call
 (retries inside botocore are part of the one call), so the metric is the ground truth of what the
-scaler asked of AWS.
+scaler asked of AWS; ``scaler_aws_call_seconds{service,operation}`` times each call from
+``before-call`` to ``after-call`` (or ``after-call-error``): its retries, backoff and any wait at
+the priority gate included, as the caller waits for it.
 
 Retries have ONE layer: botocore's, up to ``max_attempts`` HTTP attempts per call in all
 (``total_max_attempts``), with its jittered exponential backoff. The scaler does not wrap calls
@@ -22,6 +24,7 @@ attempt, so urgent calls reach AWS ahead of queued reads.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -84,22 +87,47 @@ def is_not_found(exc: BaseException) -> bool:
     return "NotFound" in code or "Malformed" in code
 
 
+_STARTED = "scaler_started"  # key of a call's start (monotonic seconds) in botocore's context
+
+
 class _CallCounter:
-    """botocore event handlers that count each API call by its outcome."""
+    """botocore event handlers that count and time each API call by its outcome."""
 
     def __init__(self, metrics: Metrics, service: str) -> None:
         self._metrics = metrics
         self._service = service
 
-    def after_call(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+    def before_call(self, context: dict[str, Any] | None = None, **_: Any) -> None:
+        if context is not None:
+            context[_STARTED] = time.monotonic()
+
+    def after_call(
+        self,
+        http_response: Any,
+        parsed: dict[str, Any],
+        model: Any,
+        context: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> None:
         outcome = "ok"
         if http_response.status_code >= 300:
             outcome = str(parsed.get("Error", {}).get("Code") or http_response.status_code)
         self._count(model.name, outcome)
+        self._time(model.name, context)
 
-    def after_call_error(self, event_name: str, **_: Any) -> None:
+    def after_call_error(
+        self, event_name: str, context: dict[str, Any] | None = None, **_: Any
+    ) -> None:
         # event_name is "after-call-error.<service>.<Operation>"
-        self._count(event_name.rsplit(".", 1)[-1], "network_error")
+        operation = event_name.rsplit(".", 1)[-1]
+        self._count(operation, "network_error")
+        self._time(operation, context)
+
+    def _time(self, operation: str, context: dict[str, Any] | None) -> None:
+        started = (context or {}).pop(_STARTED, None)
+        if started is not None:
+            seconds = time.monotonic() - started
+            self._metrics.aws_call_seconds.labels(self._service, operation).observe(seconds)
 
     def _count(self, operation: str, outcome: str) -> None:
         self._metrics.aws_calls.labels(self._service, operation, outcome).inc()
@@ -190,6 +218,7 @@ class AwsClients:
 
     def _instrument(self, client: Any, service: str) -> None:
         counter = _CallCounter(self._metrics, service)
+        client.meta.events.register("before-call.*.*", counter.before_call)
         client.meta.events.register("after-call.*.*", counter.after_call)
         client.meta.events.register("after-call-error.*.*", counter.after_call_error)
         client.meta.events.register("after-call.*.*", _tag_errors(service))

@@ -52,6 +52,8 @@ def _container_instance(raw: dict[str, Any]) -> ContainerInstance:
         capacity_provider=str(
             raw.get("capacityProviderName") or attribute(raw, PROVIDER_ATTRIBUTE) or ""
         ),
+        availability_zone=attribute(raw, "ecs.availability-zone"),
+        instance_type=attribute(raw, "ecs.instance-type"),
     )
 
 
@@ -160,6 +162,12 @@ class InstanceDirectory:
                 free_cpu=held.free_cpu,
                 free_memory=held.free_memory,
                 capacity_provider=held.capacity_provider,
+            )
+        if held and not instance.availability_zone:  # nor the instance's AZ and type
+            instance = replace(
+                instance,
+                availability_zone=held.availability_zone,
+                instance_type=held.instance_type,
             )
         if instance.status in GONE:
             self._by_instance.pop(instance.ec2_instance_id, None)

@@ -124,6 +124,8 @@ class Intake:
         self._inflight: dict[asyncio.Task[None], Message] = {}  # holding a handler slot
         self._held: dict[asyncio.Task[None], Message] = {}  # waiting on a follow-up
         self.last_tick = clock.monotonic()
+        # when the oldest message of the last receive that got any was sent (Unix seconds)
+        self.oldest_sent: float | None = None
         # A message is extended once it has been in flight for half the time it is hidden for:
         # first the queue's own visibility timeout, then SCALER_VISIBILITY_TIMEOUT each time.
         self._extend_after = max(0.25, min(queue_visibility, settings.visibility_timeout) / 2)
@@ -195,7 +197,28 @@ class Intake:
         )
         messages: list[Any] = response.get("Messages", [])
         self._metrics.messages_received.inc(len(messages))
+        self._waited(messages)
         return messages
+
+    def oldest(self) -> float | None:
+        """When the oldest message of the last receive that got any was sent (Unix s)."""
+        return self.oldest_sent
+
+    def _waited(self, messages: list[Any]) -> None:
+        """Observe how long each message first received waited in the queue (its
+        ``SentTimestamp``, in milliseconds), and remember the oldest of the batch."""
+        now = self._clock.now().timestamp()
+        sent_times = []
+        for raw in messages:
+            attributes = raw.get("Attributes", {})
+            sent = attributes.get("SentTimestamp")
+            if sent is None or not str(sent).isdigit():
+                continue
+            sent_times.append(int(sent) / 1000)
+            if attributes.get("ApproximateReceiveCount", "1") == "1":
+                self._metrics.queue_wait.observe(max(0.0, now - sent_times[-1]))
+        if sent_times:
+            self.oldest_sent = min(sent_times)
 
     async def _back_off(self, exc: Exception, failures: int, stop: asyncio.Event) -> None:
         delay = min(2.0 ** (failures - 1), 30.0)

@@ -33,6 +33,7 @@ from scaler.capacity.roll import RollMemory, carry_out
 from scaler.capacity.scale_in import consolidate, retire_drained, trim_surplus
 from scaler.capacity.troubles import noticed, owing, short, unlaunched
 from scaler.clock import Clock, SystemClock
+from scaler.lifetimes import Lifetimes
 from scaler.metrics import Metrics
 from scaler.notices import NoticeBoard
 from scaler.plan.capacity import (
@@ -77,6 +78,7 @@ class CapacityController:
         self._interval = interval
         self._clock = clock or SystemClock()  # each cycle's time
         self.memory = CapacityMemory()
+        self.lifetimes = Lifetimes(metrics)  # instances joining and leaving, timed
         self.wake = asyncio.Event()
         self.last_plan: CapacityPlan | None = None
         self.cycles = 0  # completed cycles
@@ -147,6 +149,7 @@ class CapacityController:
         if self.shared is not None:
             await self.shared(self._board, now)
         observed = await self._reader.read(now)
+        self.lifetimes.observe(observed.snapshot.nodes, observed.instances.values(), now)
         self._remember_troubles(observed, now, await self._failed_launches(observed))
         for name, members in group_members(observed).items():
             self.replacements.observe(name, members, now)

@@ -164,3 +164,17 @@ async def test_receives_no_more_than_its_free_slots(
 
     await _run(intake, done)
     assert peak <= 2
+
+
+async def test_the_wait_in_the_queue_is_observed_once_per_message(
+    local_aws: testbed.LocalAws, queues: testbed.Queues, clients: AwsClients
+) -> None:
+    testbed.send_raw(local_aws, queues.url, ["not json", "not json either"])
+    await asyncio.sleep(1.1)  # SentTimestamp has millisecond resolution: make the wait show
+    intake, metrics = _intake(clients, queues, RecordingHandler())
+    await _run(intake, lambda: testbed.queue_depth(local_aws, queues.dlq_url) == 2)
+    # each message was received twice before its redrive: its wait is observed at the first
+    assert metrics.registry.get_sample_value("scaler_queue_wait_seconds_count") == 2
+    waited = metrics.registry.get_sample_value("scaler_queue_wait_seconds_sum")
+    assert waited is not None and waited >= 2.0
+    assert intake.oldest_sent is not None

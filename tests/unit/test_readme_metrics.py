@@ -24,9 +24,12 @@ DOCS = "\n".join(page.read_text() for page in sorted((ROOT / "docs").glob("*.md"
 
 
 def _families() -> dict[str, str]:
-    """Exposed name (counters with ``_total``) -> type, for every registered family."""
+    """Exposed name (counters with ``_total``) -> type, for every ``scaler_*`` family (the
+    process and runtime families are prometheus_client's own, documented there)."""
     names = {}
     for family in Metrics().registry.collect():
+        if not family.name.startswith("scaler_"):
+            continue
         exposed = f"{family.name}_total" if family.type == "counter" else family.name
         names[exposed] = family.type
     return names
