@@ -205,18 +205,18 @@ class Intake:
         return self.oldest_sent
 
     def _waited(self, messages: list[Any]) -> None:
-        """Observe how long each message first received waited in the queue (its
-        ``SentTimestamp``, in milliseconds), and remember the oldest of the batch."""
+        """Observe how long each message received for the first time waited in the queue (its
+        ``SentTimestamp``, in milliseconds), and remember the oldest of them."""
         now = self._clock.now().timestamp()
         sent_times = []
         for raw in messages:
             attributes = raw.get("Attributes", {})
             sent = attributes.get("SentTimestamp")
-            if sent is None or not str(sent).isdigit():
+            # a message received again (failed, deferred) was sent long before it came back
+            if attributes.get("ApproximateReceiveCount", "1") != "1" or not str(sent).isdigit():
                 continue
-            sent_times.append(int(sent) / 1000)
-            if attributes.get("ApproximateReceiveCount", "1") == "1":
-                self._metrics.queue_wait.observe(max(0.0, now - sent_times[-1]))
+            sent_times.append(int(str(sent)) / 1000)
+            self._metrics.queue_wait.observe(max(0.0, now - sent_times[-1]))
         if sent_times:
             self.oldest_sent = min(sent_times)
 

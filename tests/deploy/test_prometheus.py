@@ -28,7 +28,7 @@ import yaml  # type: ignore[import-untyped]
 from scaler import testbed
 from scaler.aws.retry import THROTTLING_CODES
 from scaler.guard import RISK_CAUSES
-from scaler.metrics import EVENT_OUTCOMES, Metrics
+from scaler.metrics import EVENT_OUTCOMES, QUEUES, Metrics
 from tests.e2e.test_run_process import _get, scaler_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -216,6 +216,8 @@ def label_values(metric: str, label: str) -> set[str]:
 def test_label_values_are_ones_the_code_sets() -> None:
     assert label_values("scaler_events_total", "outcome") <= set(EVENT_OUTCOMES)
     assert label_values("scaler_drain_risk_services", "cause") <= set(RISK_CAUSES)
+    assert label_values("scaler_queue_messages", "queue") <= set(QUEUES)
+    assert label_values("scaler_queue_messages", "state") <= {"visible", "in_flight"}
     throttled = label_values("scaler_aws_calls_total", "outcome") - {"ok"}
     assert throttled == set(THROTTLING_CODES), "the throttling regex must follow retry.py"
 
@@ -277,6 +279,11 @@ def test_live_metrics_pass_promtool_check_metrics(local_aws: testbed.LocalAws) -
     # labelled families (events, drain latency, AWS calls) have samples, not only HELP lines
     assert "scaler_interruption_to_drain_seconds_bucket{" in metrics
     assert 'scaler_events_total{kind="unknown",outcome="malformed"}' in metrics
+    # the queues' depths, the info metric, call latency and runtime metrics
+    assert 'scaler_queue_messages{queue="dead_letter",state="visible"}' in metrics
+    assert 'scaler_info{cluster="prod"' in metrics
+    assert 'scaler_aws_call_seconds_bucket{le="0.01",operation="ReceiveMessage"' in metrics
+    assert "process_resident_memory_bytes" in metrics and "python_gc_objects_collected" in metrics
     done = subprocess.run(
         [tool, "check", "metrics"],
         input=metrics,

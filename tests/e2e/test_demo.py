@@ -17,8 +17,10 @@ import urllib.request
 from dataclasses import dataclass, field
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from scaler.demo import LENGTH
+from scaler.metrics import Metrics
 
 
 @dataclass
@@ -168,3 +170,34 @@ def test_metrics_are_served_while_it_runs_and_it_ends_by_itself(demo: DemoRun) -
     settled = re.search(r"summary \(settled after (\d+)s\)", demo.out)
     assert settled, demo.out  # not stopped at its length (or the timeout) before settling
     assert int(settled.group(1)) <= LENGTH
+
+
+# labelled families whose series only appear on events the demo does not cause
+UNUSED_BY_THE_DEMO = {
+    "scaler_lifecycle_actions",
+    "scaler_standalone_task_restarts",
+    "scaler_throttle_retries",
+    "scaler_overflow_tasks",
+    "scaler_task_moves",
+    "scaler_lease_changes",
+}
+
+
+@pytest.mark.slow
+def test_every_metric_family_has_samples_in_the_demo_scrape(demo: DemoRun) -> None:
+    scraped = {
+        family.name: len(family.samples)
+        for family in text_string_to_metric_families(demo.scrapes[-1])
+    }
+    registered = {family.name for family in Metrics().registry.collect()}
+    assert registered <= scraped.keys()
+    empty = {name for name in registered if not scraped[name]}
+    assert empty <= UNUSED_BY_THE_DEMO, sorted(empty - UNUSED_BY_THE_DEMO)
+    scrape = demo.scrapes[-1]
+    assert re.search(r'scaler_info\{cluster="demo",dry_run="false",queue="[^"]+"', scrape)
+    assert 'scaler_queue_messages{queue="dead_letter",state="visible"} 0.0' in scrape
+    assert re.search(r"scaler_queue_wait_seconds_count [1-9]", scrape)
+    assert 'scaler_aws_call_seconds_count{operation="UpdateContainerInstancesState"' in scrape
+    assert re.search(
+        r'scaler_interruptions_total\{availability_zone="[^"]+",instance_type=', scrape
+    )
