@@ -71,3 +71,21 @@ async def test_interruptions_are_counted_by_availability_zone_and_instance_type(
         if s.name.endswith("_total")
     )
     assert total == 1
+
+
+async def test_a_dead_letter_queue_it_cannot_read_does_not_fail_the_readiness_check(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """The check sets the gauges only once both reads are done and the main queue's answered:
+    the events queue's depth shows that the dead-letter queue's error did not fail it."""
+    testbed.create_cluster(local_aws, "prod", size=1)
+    queues = testbed.create_queues(local_aws, "events", max_receive=2, visibility=1)
+    local_aws.client("sqs").delete_queue(QueueUrl=queues.dlq_url)
+    scaler = scaler_for(local_aws, settings_for(queues.url))
+
+    def read() -> bool:
+        return _value(scaler.metrics, "scaler_queue_messages", queue="events", state="visible") == 0
+
+    assert await run_until(scaler, read, limit=15)
+    labels = {"queue": "dead_letter", "state": "visible"}
+    assert _value(scaler.metrics, "scaler_queue_messages", **labels) is None
