@@ -1,7 +1,7 @@
 """The task role's policy: one JSON source, rendered into the CloudFormation template.
 
 ``task-role-policy.json`` is the only copy written by hand. Its placeholders (``${ClusterName}``,
-``${QueueArn}``, ``${Partition}``, ``${Region}``, ``${AccountId}``) are Terraform
+``${QueueArn}``, ``${DeadLetterQueueArn}``, ``${Partition}``, ``${Region}``, ``${AccountId}``) are Terraform
 ``templatefile`` variables as they stand (the Terraform module reads the file directly); for
 CloudFormation they become ``!Sub`` strings with the template's own names. ``python
 deploy/iam/policy.py`` rewrites the block between the markers in the template; a test fails when
@@ -38,6 +38,7 @@ CFN_NAMES = {
     "Region": "AWS::Region",
     "AccountId": "AWS::AccountId",
     "QueueArn": "Queue.Arn",
+    "DeadLetterQueueArn": "DeadLetterQueue.Arn",
     "ClusterName": "ClusterName",
 }
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")

@@ -49,7 +49,8 @@ locals {
     Region           = data.aws_region.current.name
     AccountId        = data.aws_caller_identity.current.account_id
     ClusterName      = var.cluster_name
-    QueueArn         = aws_sqs_queue.events.arn
+    QueueArn           = aws_sqs_queue.events.arn
+    DeadLetterQueueArn = aws_sqs_queue.dead_letter.arn
     InstanceRoleArns = local.instance_roles_marker
   }))
   task_policy = {

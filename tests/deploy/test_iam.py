@@ -172,9 +172,9 @@ def test_no_wildcard_actions_and_writes_are_scoped() -> None:
         if set(statement["Action"]) <= set(IMPLIED):
             assert "Condition" in statement, statement["Sid"]
         elif statement["Resource"] != "*" and statement["Sid"] not in UNSCOPED:
-            assert "${ClusterName}" in json.dumps(statement) or "${QueueArn}" in json.dumps(
-                statement
-            ), statement["Sid"]
+            text = json.dumps(statement)
+            scoped = ("${ClusterName}", "${QueueArn}", "${DeadLetterQueueArn}")
+            assert any(s in text for s in scoped), statement["Sid"]
 
 
 def test_the_cloudformation_template_carries_the_policy() -> None:
@@ -201,6 +201,7 @@ VALUES = {
     "AccountId": ACCOUNT,
     "ClusterName": CLUSTER,
     "QueueArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:scaler-prod-events",
+    "DeadLetterQueueArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:scaler-prod-dlq",
 }
 
 

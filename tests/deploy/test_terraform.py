@@ -47,6 +47,7 @@ POLICY_VARIABLES = {
     "AccountId": "data.aws_caller_identity.current.account_id",
     "ClusterName": "var.cluster_name",
     "QueueArn": "aws_sqs_queue.events.arn",
+    "DeadLetterQueueArn": "aws_sqs_queue.dead_letter.arn",
     "InstanceRoleArns": "local.instance_roles_marker",
 }
 DETAIL_LITERALS = ("state", "service", "eventTypeCategory", "eventName")
@@ -392,6 +393,7 @@ def _terraform_policy(instance_role_arns: list[str], scratch: Path) -> dict[str,
         "AccountId": '"123456789012"',
         "ClusterName": '"prod"',
         "QueueArn": '"arn:aws:sqs:eu-west-1:123456789012:q"',
+        "DeadLetterQueueArn": '"arn:aws:sqs:eu-west-1:123456789012:dlq"',
         "InstanceRoleArns": "local.instance_roles_marker",
     }
     variables = ", ".join(f"{k} = {v}" for k, v in literals.items())
