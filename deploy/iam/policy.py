@@ -2,8 +2,8 @@
 
 ``task-role-policy.json`` is the only copy written by hand. Its placeholders (``${ClusterName}``,
 ``${QueueArn}``, ``${DeadLetterQueueArn}``, ``${Partition}``, ``${Region}``, ``${AccountId}``)
-are Terraform ``templatefile`` variables as they stand (the Terraform module reads the file directly); for
-CloudFormation they become ``!Sub`` strings with the template's own names. ``python
+are Terraform ``templatefile`` variables as they stand (the Terraform module reads the file
+directly); for CloudFormation they become ``!Sub`` strings with the template's own names. ``python
 deploy/iam/policy.py`` rewrites the block between the markers in the template; a test fails when
 the template is stale.
 
