@@ -1,8 +1,11 @@
-"""``scaler plan``: what drain, top-up and rebalance would do now, and why. Read-only.
+"""``scaler plan``: what drain, top-up, rebalance, the roll, consolidation and the Spot Fleet
+migration would do now, and why. Read-only.
 
 It reads the live cluster with List/Describe calls only, runs the same planners ``scaler run``
 runs, and prints their decisions without acting on any of them: the way to see what the scaler
-would do before letting it (or before turning off ``SCALER_DRY_RUN``).
+would do before letting it (or before turning off ``SCALER_DRY_RUN``). The roll, consolidation
+and the migration are planned as a first cycle of ``scaler run`` would plan them (nothing in
+flight, no trouble remembered); each one that is off says which setting turns it on.
 """
 
 from __future__ import annotations
@@ -12,26 +15,56 @@ from typing import Any
 
 from scaler.aws.capacity_reader import CapacityReader
 from scaler.aws.clients import AwsClients
+from scaler.aws.consolidation import Consolidator
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.live import live_cluster, with_measured_cpu
+from scaler.aws.migration import Migration
 from scaler.aws.rebalancer import policy_from as rebalance_policy
+from scaler.capacity.observed import Observed
 from scaler.capacity.policy import policy_from as capacity_policy
+from scaler.capacity.roll import RollMemory
 from scaler.clock import SystemClock
 from scaler.guard import drain_risks, scan_services
 from scaler.notices import NoticeBoard
 from scaler.plan.capacity import CapacityMemory, deficit, plan_capacity
 from scaler.plan.rebalance import load, plan_moves
+from scaler.plan.roll import RollPlan, RollPolicy
 from scaler.settings import LoadSource, Settings
 
 
 async def plan_now(aws: AwsClients, settings: Settings) -> dict[str, Any]:
     directory = InstanceDirectory(aws.ecs, settings.cluster, SystemClock(), 0.0)
+    observed = await _observed(aws, settings, directory)
     return {
         "cluster": settings.cluster_name,
         "drain": await _drain(aws, settings, directory),
-        "top_up": await _top_up(aws, settings, directory),
+        "top_up": _top_up(settings, observed),
         "rebalance": await _rebalance(aws, settings),
+        "roll": _roll(settings, observed),
+        "consolidation": await _consolidation(aws, settings, observed),
+        "migration": await _migration(aws, settings, observed),
     }
+
+
+NO_POOLS = (
+    "no SCALER_SPOT_POOLS, SCALER_ON_DEMAND_POOLS, SCALER_SPOT_TEMPLATES, "
+    "SCALER_ON_DEMAND_TEMPLATES or SCALER_OVERFLOW_SERVICES"
+)
+
+
+def _pools(settings: Settings) -> bool:
+    s = settings
+    pools = s.spot_pools or s.on_demand_pools or s.spot_templates or s.on_demand_templates
+    return bool(pools or s.overflow_services)
+
+
+async def _observed(
+    aws: AwsClients, settings: Settings, directory: InstanceDirectory
+) -> Observed | None:
+    """The capacity side's reading of the cluster, as its cycle reads it (None: no pools)."""
+    if not _pools(settings):
+        return None
+    return await CapacityReader(aws, settings, directory, NoticeBoard()).read(time.time())
 
 
 async def _drain(
@@ -48,12 +81,9 @@ async def _drain(
     }
 
 
-async def _top_up(
-    aws: AwsClients, settings: Settings, directory: InstanceDirectory
-) -> dict[str, Any]:
-    if not (settings.spot_pools or settings.on_demand_pools or settings.overflow_services):
-        return {"off": "no SCALER_SPOT_POOLS, SCALER_ON_DEMAND_POOLS or SCALER_OVERFLOW_SERVICES"}
-    observed = await CapacityReader(aws, settings, directory, NoticeBoard()).read(time.time())
+def _top_up(settings: Settings, observed: Observed | None) -> dict[str, Any]:
+    if observed is None:
+        return {"off": NO_POOLS}
     policy = capacity_policy(settings)
     plan = plan_capacity(observed.snapshot, CapacityMemory(), policy)
     pools = {p.name: p for p in observed.snapshot.pools}
@@ -68,6 +98,58 @@ async def _top_up(
         "release": list(plan.release),
         "reasons": list(plan.reasons) or ["nothing to do"],
     }
+
+
+def _roll(settings: Settings, observed: Observed | None) -> dict[str, Any]:
+    if observed is None or not settings.roll:
+        return {"off": "SCALER_ROLL is off" if observed is not None else NO_POOLS}
+    policy = RollPolicy(settings.disruption_budget, settings.roll_per_hour)
+    plan = RollMemory().plan(observed.snapshot, observed.drift, CapacityMemory(), policy)
+    return _roll_view(plan, sorted(observed.drift.outdated), "nothing to roll")
+
+
+def _roll_view(plan: RollPlan, outdated: list[str], idle: str) -> dict[str, Any]:
+    return {
+        "out_of_date": outdated,
+        "launch": dict(plan.launch),
+        "drain": list(plan.drain),
+        "reasons": list(plan.reasons) or [idle],
+    }
+
+
+async def _consolidation(
+    aws: AwsClients, settings: Settings, observed: Observed | None
+) -> dict[str, Any]:
+    if observed is None or not settings.consolidate:
+        return {"off": "SCALER_CONSOLIDATE is off" if observed is not None else NO_POOLS}
+    policy = capacity_policy(settings)
+    consolidator = Consolidator(aws, settings, policy, settings.consolidate_interval)
+    chosen = await consolidator.plan(
+        observed.snapshot, observed.facts or {}, CapacityMemory(), frozenset()
+    )
+    return {
+        "drain": [
+            {"instance": r.instance, "pool": r.pool, "saving_per_hour": round(r.saving, 4)}
+            for r in chosen.remove
+        ],
+        "reasons": list(chosen.reasons) or ["nothing to give back"],
+    }
+
+
+async def _migration(
+    aws: AwsClients, settings: Settings, observed: Observed | None
+) -> dict[str, Any]:
+    if observed is None or not settings.migrate_spot_fleets:
+        return {"off": "SCALER_MIGRATE_SPOT_FLEETS is empty" if observed is not None else NO_POOLS}
+    policy = RollPolicy(settings.disruption_budget, settings.migrate_per_hour)
+    migration = Migration(aws, settings.migrate_spot_fleets, policy)
+    fleets = await migration.reader.read(migration.fleets)
+    if fleets is None:
+        return {"off": "the Spot Fleets could not be read (see the log)"}
+    plan = migration.plan(
+        observed.snapshot, fleets, CapacityMemory(), capacity_policy(settings), frozenset()
+    )
+    return _roll_view(plan, sorted(fleets.remaining), "nothing to migrate")
 
 
 async def _rebalance(aws: AwsClients, settings: Settings) -> dict[str, Any]:
@@ -119,4 +201,16 @@ def render(report: dict[str, Any]) -> str:
     for iid, share in reb["hot"].items():
         lines.append(f"  hot: {iid} at {share:.0%} CPU reserved")
     lines += [f"  {reason}" for reason in reb["reasons"]]
+    for part in ("roll", "consolidation", "migration"):
+        lines += ["", part, *_section(report[part])]
     return "\n".join(lines) + "\n"
+
+
+def _section(view: dict[str, Any]) -> list[str]:
+    """A roll-like part of the report: off and why, or what it would do and why."""
+    if "off" in view:
+        return [f"  off: {view['off']}"]
+    lines = []
+    if view.get("out_of_date"):
+        lines.append(f"  to replace: {len(view['out_of_date'])} instance(s)")
+    return lines + [f"  {reason}" for reason in view["reasons"]]

@@ -12,7 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from scaler import testbed
+from scaler.aws.clients import AwsClients, AwsTarget
 from scaler.demo import aws_calls, run_until
+from scaler.metrics import Metrics
+from scaler.planview import plan_now, render
 from tests.integration.helpers import scaler_for, settings_for
 
 AZ = "us-east-1a"
@@ -164,3 +167,23 @@ async def test_an_instance_drained_by_hand_is_never_retired(local_aws: testbed.L
     calls = aws_calls(scaler.metrics)
     assert "autoscaling:TerminateInstanceInAutoScalingGroup" not in calls
     assert "ec2:CreateTags" not in calls, "the roll pauses while another drain is under way"
+
+
+async def test_scaler_plan_shows_what_the_roll_would_do(local_aws: testbed.LocalAws) -> None:
+    """`scaler plan` runs the roll's planner on the live cluster: the out-of-date instances
+    and what a first cycle would launch; with the roll off, which setting turns it on."""
+    local_aws.client("ecs").create_cluster(clusterName="prod")
+    _, new = _spot_group(local_aws, 3)
+    Agent(local_aws).tick()
+    _release_image(local_aws, new)
+    target = AwsTarget(testbed.REGION, local_aws.endpoint, max_attempts=2)
+    async with AwsClients(target, Metrics()) as aws:
+        on = await plan_now(aws, settings_for("http://q", spot_pools="spot-asg", roll=True))
+        off = await plan_now(aws, settings_for("http://q", spot_pools="spot-asg"))
+    assert sorted(on["roll"]["out_of_date"]) == sorted(_members(local_aws))
+    assert sum(on["roll"]["launch"].values()) >= 1, on["roll"]
+    assert off["roll"] == {"off": "SCALER_ROLL is off"}
+    assert off["consolidation"] == {"off": "SCALER_CONSOLIDATE is off"}
+    assert off["migration"] == {"off": "SCALER_MIGRATE_SPOT_FLEETS is empty"}
+    text = render(on)
+    assert "roll\n  to replace: 3 instance(s)" in text

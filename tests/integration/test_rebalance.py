@@ -187,7 +187,15 @@ def test_plan_command_prints_json(local_aws: testbed.LocalAws) -> None:
         timeout=60,
     ).stdout
     report = json.loads(out)
-    assert set(report) == {"cluster", "drain", "top_up", "rebalance"}
+    assert set(report) == {
+        "cluster",
+        "drain",
+        "top_up",
+        "rebalance",
+        "roll",
+        "consolidation",
+        "migration",
+    }
     text = subprocess.run(
         [sys.executable, "-m", "scaler", "plan"],
         env=env,
