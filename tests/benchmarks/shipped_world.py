@@ -11,7 +11,9 @@ What it prints (JSON; nothing is asserted, wall time never fails anything):
   against the simulated SQS, DynamoDB and ECS: wall seconds, and AWS calls per hour of steady
   state by operation; beside it, the engine's own ``ecs-native`` model on the same week (the
   baseline in the same run: what the world costs without the scaler's calls);
-- ``storm``: the 2-hour ``storm`` built-in at 250 instances, the same way;
+- ``storm``: the 2-hour ``storm`` built-in at 250 instances, the same way; ``week`` and ``storm``
+  run the scaler with no pools configured (it drains; nothing tops up), ``storm_with_capacity``
+  with a spot and an on-demand template pool made from the scenario (EC2 Fleet top-up);
 - ``burst``: 500 spot warnings within 10 seconds, every instance of a 500-instance cluster:
   warning-to-DRAINING latency (p50, p99, max) under AWS's modelled latency and throttling, and
   beside it the same burst on an AWS without latency or throttling.
@@ -46,8 +48,8 @@ def _engine(scenario: Scenario, seed: int) -> float:
     return time.perf_counter() - began
 
 
-def _run(scenario: Scenario, seed: int) -> dict[str, Any]:
-    seconds, outcome = _timed_shipped(scenario, seed)
+def _run(scenario: Scenario, seed: int, capacity: bool = False) -> dict[str, Any]:
+    seconds, outcome = _timed_shipped(scenario, seed, capacity=capacity)
     hours = scenario.hours
     return {
         "hours": hours,
@@ -110,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "week": _run(week.with_hours(24 * 7 if big else 6), args.seed),
         "storm": _run(storm, args.seed),
+        "storm_with_capacity": _run(storm, args.seed, capacity=True),
         "burst": _burst(500 if big else 50, args.seed),
     }
     print(json.dumps(report, indent=2))
