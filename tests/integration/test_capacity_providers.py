@@ -68,14 +68,21 @@ def _settings(queue_url: str) -> Any:
     return settings_for(queue_url, spot_pools="spot-a,spot-b", capacity_interval=0.5, headroom=0.0)
 
 
+def _warned(aws: testbed.LocalAws, provider: str) -> tuple[list[testbed.Node], testbed.Queues]:
+    """The cluster of :func:`_cluster`, ``web`` bound to ``provider`` on its first two instances,
+    and a spot warning for each of those on the queue."""
+    nodes = _cluster(aws)
+    queues = testbed.create_queues(aws, "events")
+    _bound_service(aws, nodes[:2], [provider])
+    warnings = [json.dumps(testbed.spot_warning(n.instance_id)) for n in nodes[:2]]
+    testbed.send_raw(aws, queues.url, warnings)
+    return nodes, queues
+
+
 async def test_homeless_bound_tasks_grow_their_providers_group_not_the_one_with_room(
     local_aws: testbed.LocalAws,
 ) -> None:
-    nodes = _cluster(local_aws)
-    queues = testbed.create_queues(local_aws, "events")
-    _bound_service(local_aws, nodes[:2], ["cp-a"])
-    warnings = [json.dumps(testbed.spot_warning(n.instance_id)) for n in nodes[:2]]
-    testbed.send_raw(local_aws, queues.url, warnings)
+    nodes, queues = _warned(local_aws, "cp-a")
     # web's 4 tasks lose their place; the cp-b instance has room for all 4, but not for web
     scaler = scaler_for(local_aws, _settings(queues.url))
     asg = local_aws.client("autoscaling")
@@ -100,11 +107,7 @@ async def test_homeless_bound_tasks_grow_their_providers_group_not_the_one_with_
 async def test_a_service_bound_to_a_provider_of_no_pool_grows_nothing(
     local_aws: testbed.LocalAws, caplog: Any
 ) -> None:
-    nodes = _cluster(local_aws)
-    queues = testbed.create_queues(local_aws, "events")
-    _bound_service(local_aws, nodes[:2], ["cp-b"])
-    warnings = [json.dumps(testbed.spot_warning(n.instance_id)) for n in nodes[:2]]
-    testbed.send_raw(local_aws, queues.url, warnings)
+    _, queues = _warned(local_aws, "cp-b")
     settings = settings_for(queues.url, spot_pools="spot-a", capacity_interval=0.5, headroom=0.0)
     scaler = scaler_for(local_aws, settings)
     asg = local_aws.client("autoscaling")
@@ -123,11 +126,7 @@ async def test_a_service_bound_to_a_provider_of_no_pool_grows_nothing(
 async def test_a_task_role_that_may_not_read_providers_tops_up_as_if_unbound(
     local_aws: testbed.LocalAws, caplog: Any
 ) -> None:
-    nodes = _cluster(local_aws)
-    queues = testbed.create_queues(local_aws, "events")
-    _bound_service(local_aws, nodes[:2], ["cp-a"])
-    warnings = [json.dumps(testbed.spot_warning(n.instance_id)) for n in nodes[:2]]
-    testbed.send_raw(local_aws, queues.url, warnings)
+    _, queues = _warned(local_aws, "cp-a")
     denied = FailFirst("ecs", "DescribeCapacityProviders", 10**6, "AccessDeniedException")
     scaler = scaler_for(local_aws, _settings(queues.url), instrument=denied)
 
