@@ -67,6 +67,7 @@ class FaultProxy:
         self.injected: Counter[str] = Counter()
         self.seen: list[str] = []  # "service:Operation" of every request, in arrival order
         self._used: Counter[int] = Counter()  # index in faults -> times injected
+        self._writers: set[asyncio.StreamWriter] = set()  # open client connections
         self.forwarded = 0
         self._armed_at = float("inf")
         self._loop = asyncio.new_event_loop()
@@ -94,10 +95,18 @@ class FaultProxy:
         async def shut() -> None:
             if self._server is not None:
                 self._server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # A connection accepted just before the close may start its handler a turn later:
+            # cancel until none is left, then abort every transport and let the loop run the
+            # callbacks that close their sockets (a stopped loop would leave them open).
+            while tasks := [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.sleep(0)
+            for writer in list(self._writers):
+                writer.transport.abort()
+            for _ in range(3):
+                await asyncio.sleep(0)
 
         asyncio.run_coroutine_threadsafe(shut(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -125,6 +134,7 @@ class FaultProxy:
         return None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             while True:
                 request = await _read_request(reader)
@@ -157,6 +167,7 @@ class FaultProxy:
             return
         finally:
             writer.close()
+            self._writers.discard(writer)
 
     async def _forward(self, request: Request) -> bytes:
         reader, writer = await asyncio.open_connection(*self.upstream)
