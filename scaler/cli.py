@@ -20,6 +20,7 @@ import contextlib
 import difflib
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
@@ -47,8 +48,13 @@ BUILTINS: tuple[str, ...] = ("steady", "storm", "az-outage", "deploy-skew", "diu
 BUILTINS += ("fleet-250", "big-tasks")  # scaler.sim.builtin_fleet
 BUILTINS += ("az-storm", "long-lead", "dry-market")  # scaler.sim.builtin_market
 POLICY_NAMES = ("scaler", "ecs-native", "ecs-scaler")  # --policy all
-# simulated only: scale-in by consolidation, rolling out-of-date instances
-EXTRA_POLICIES = ("scaler-consolidating", "scaler-rolling", "oracle", "scaler-shipped")
+EXTRA_POLICIES = ("oracle",)  # the scaler told of every interruption 15 minutes ahead
+# names of former variants of the scaler, now settings: what to run instead
+RETIRED_POLICIES = {
+    "scaler-consolidating": "SCALER_CONSOLIDATE=true scaler simulate --policy scaler",
+    "scaler-rolling": "SCALER_ROLL=true scaler simulate --policy scaler",
+    "scaler-shipped": "scaler simulate --policy scaler",
+}
 
 
 ABOUT = (
@@ -85,7 +91,9 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name -> (one line, what it needs)
         "compare policies on a simulated cluster",
         "Needs nothing: no AWS, no settings. Runs a built-in scenario or a scenario file (TOML or "
         "JSON, see scenarios/example.toml; `scaler snapshot` writes one from a live cluster) "
-        "under each policy and prints the figures side by side.",
+        "under each policy and prints the figures side by side. The scaler simulated is the "
+        "one `scaler run` builds, configured by the scenario's [settings] and by any SCALER_* "
+        "variables set (e.g. SCALER_ROLL=true); the baselines are models.",
     ),
     "snapshot": (
         "write a scenario file from the live cluster (read-only)",
@@ -201,10 +209,11 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--policy",
         default="all",
-        help="scaler, ecs-native, ecs-scaler, scaler-consolidating, scaler-rolling, oracle (the "
-        "scaler told of every interruption 15 minutes ahead), scaler-shipped (the controllers "
-        "`scaler run` builds, in a simulated AWS), or all (the first three; the default); "
-        "several separated by commas, e.g. all,oracle",
+        help="scaler (the controllers `scaler run` builds, in a simulated AWS, with the "
+        "scenario's [settings] and the SCALER_* variables set, e.g. SCALER_CONSOLIDATE=true), "
+        "ecs-native, ecs-scaler, oracle (the scaler told of every interruption 15 minutes "
+        "ahead), or all (the first three; the default); several separated by commas, e.g. "
+        "all,oracle",
     )
     seeding = sim.add_mutually_exclusive_group()
     seeding.add_argument(
@@ -297,7 +306,7 @@ def _demo(timeout: float) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from scaler.sim.run import seeds_table, simulate, simulate_seeds, table
+    from scaler.sim.run import SHIPPED, seeds_table, simulate, simulate_seeds, table
 
     policies = _policies(args.policy)
 
@@ -306,14 +315,34 @@ def _simulate(args: argparse.Namespace) -> int:
         return scenario if args.hours is None else scenario.with_hours(args.hours)
 
     first = scenario_for(args.seeds[0] if args.seeds else args.seed)  # a bad file fails first
+    environment = _scaler_environment(first) if set(policies) & set(SHIPPED) else {}
     with _trace(args.trace) as trace:
         if args.seeds:
-            report = simulate_seeds(scenario_for, policies, args.seeds, trace)
+            report = simulate_seeds(scenario_for, policies, args.seeds, trace, environment)
             print(json.dumps(report) if args.json else seeds_table(report))
         else:
-            report = simulate(first, policies, args.seed, trace)
+            report = simulate(first, policies, args.seed, trace, environment)
             print(json.dumps(report) if args.json else table(report))
     return 0
+
+
+def _scaler_environment(scenario: Scenario) -> dict[str, str]:
+    """The ``SCALER_*`` variables the simulated scaler takes, checked with the scenario's
+    ``[settings]`` as ``scaler run`` checks them (one line per problem); said on stderr, with
+    those ignored because the simulated world sets them."""
+    from scaler.sim.run import scaler_settings
+    from scaler.sim.settings_file import environment_settings, settings_problems
+
+    environment, ignored = environment_settings(os.environ)
+    problems = settings_problems(scaler_settings(scenario, environment))
+    if problems:
+        raise ConfigError(problems)
+    for name in ignored:
+        print(f"{name}: ignored by scaler simulate (the simulated world sets it)", file=sys.stderr)
+    if environment:
+        given = " ".join(f"{k}={v}" for k, v in sorted(environment.items()))
+        print(f"the simulated scaler runs with {given}", file=sys.stderr)
+    return environment
 
 
 def _policies(given: str) -> list[str]:
@@ -321,6 +350,10 @@ def _policies(given: str) -> list[str]:
     known = (*POLICY_NAMES, *EXTRA_POLICIES)
     policies: list[str] = []
     for name in (n.strip() for n in given.split(",")):
+        if name in RETIRED_POLICIES:
+            raise ConfigError(
+                [f"--policy: {name!r} is no policy now; run {RETIRED_POLICIES[name]}"]
+            )
         if name not in (*known, "all"):
             raise ConfigError(
                 [

@@ -631,8 +631,12 @@ class Sim:
 
     def _new_image(self, image: str) -> None:
         """A new launch template version (a new AMI): instances launched from now on run it,
-        and every instance running an older one is out of date."""
+        and every instance running an older one is out of date. A policy with an
+        ``on_new_image`` hears of it (the simulated AWS registers the template version)."""
         self.image = image
+        hook = getattr(self.policy, "on_new_image", None)
+        if hook is not None:
+            hook(self, image)
 
     def out_of_date(self) -> list[Instance]:
         return [i for i in self.cluster.instances.values() if i.image != self.image]

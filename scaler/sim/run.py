@@ -5,17 +5,26 @@ One seed: every policy on that seed's market, the figures side by side. Many see
 seeds, the worst seed, and each policy's paired difference to each baseline with its 95%
 interval (:mod:`scaler.sim.stats`). A trace writes one JSON line per market event, signal and
 action (see :meth:`scaler.sim.engine.Sim.note`).
+
+The ``scaler`` is the scaler we ship: the controllers ``scaler run`` builds, run unchanged on
+virtual time against the simulated AWS (:mod:`scaler.sim.cloud.shipped`), configured by the
+scenario's ``[settings]`` and the ``SCALER_*`` variables ``scaler simulate`` was given
+(:func:`scaler_settings`): consolidation, the roll and the rest are settings, not policies.
+The ``oracle`` is the same scaler told of every interruption 15 minutes ahead. The baselines,
+``ecs-native`` and ``ecs-scaler``, are models of what a competent operator runs without us
+(:mod:`scaler.sim.policies`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from scaler.sim.engine import Sim
 from scaler.sim.policies import POLICIES
 from scaler.sim.scenario import Scenario
+from scaler.sim.settings_file import field_values
 from scaler.sim.stats import Interval, paired
 
 FIGURES = (
@@ -80,38 +89,70 @@ REFERENCES = (*BASELINES, "oracle")  # what every other policy is compared with,
 HIGHER_IS_BETTER = frozenset({"availability", "worst_5m_availability"})
 
 
+SCALER, ORACLE = "scaler", "oracle"
+SHIPPED = (SCALER, ORACLE)  # the controllers `scaler run` builds, in the simulated AWS
+FORESIGHT = 900.0  # the oracle hears of every interruption this long ahead
+
+
 def simulate(
-    scenario: Scenario, policies: list[str], seed: int, trace: TextIO | None = None
+    scenario: Scenario,
+    policies: list[str],
+    seed: int,
+    trace: TextIO | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """``{"scenario", "seed", "results": {policy: figures}}`` for each policy on the same run;
-    each policy's figures carry the ``market_digest`` of the market it met (the same for all)."""
+    each policy's figures carry the ``market_digest`` of the market it met (the same for all).
+    ``environment``: ``SCALER_*`` settings for the scaler, over the scenario's ``[settings]``."""
     results = {}
     for name in policies:
-        if name == SHIPPED:
-            figures = shipped_figures(scenario, seed)
+        write = _writer(trace, seed)
+        if name in SHIPPED:
+            oracle = name == ORACLE
+            figures = shipped_figures(scenario, seed, environment, oracle=oracle, trace=write)
         else:
-            figures = Sim(scenario, POLICIES[name](), seed, trace=_writer(trace, seed)).run()
+            figures = Sim(scenario, POLICIES[name](), seed, trace=write).run()
         results[name] = {k: figures[k] for k in (*FIGURES, "market_digest")}
     return {"scenario": scenario.name, "seed": seed, "results": results}
 
 
-SHIPPED = "scaler-shipped"  # the objects `scaler run` builds, in the simulated AWS
+def scaler_settings(
+    scenario: Scenario, environment: Mapping[str, str] | None = None, *, oracle: bool = False
+) -> dict[str, Any]:
+    """The ``SCALER_*`` settings the simulated scaler runs with: the scenario's ``[settings]``,
+    then ``environment`` over them; the oracle acts on its early word with replace-then-drain."""
+    table = {k.upper(): v for k, v in scenario.settings.items()}
+    table.update(environment or {})
+    if oracle:
+        table["SCALER_REBALANCE_POLICY"] = "replace-then-drain"
+    return table
 
 
-def shipped_figures(scenario: Scenario, seed: int) -> dict[str, Any]:
+def shipped_figures(
+    scenario: Scenario,
+    seed: int,
+    environment: Mapping[str, str] | None = None,
+    *,
+    oracle: bool = False,
+    trace: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """The figures of the shipped scaler (:mod:`scaler.sim.cloud.shipped`) on ``scenario``:
     the controllers ``scaler run`` builds, with a spot and an on-demand template pool made from
-    the scenario's pools, and the scenario's ``[settings]``, in the simulated AWS on virtual
-    time, against the same engine and market as every other policy."""
+    the scenario's pools and :func:`scaler_settings`, in the simulated AWS on virtual time,
+    against the same engine and market as every other policy. The ``oracle`` is the same scaler
+    told of every interruption ``FORESIGHT`` seconds ahead: a bound on what early warning buys."""
     import logging
 
     from scaler.sim.cloud.shipped import run_shipped
 
-    settings = {k.removeprefix("SCALER_").lower(): v for k, v in scenario.settings.items()}
+    settings = field_values(scaler_settings(scenario, environment, oracle=oracle))
     logger = logging.getLogger("scaler")
     level, logger.level = logger.level, logging.CRITICAL  # its logs are the run's, not ours
     try:
-        return run_shipped(scenario, seed, settings, capacity=True).figures
+        foresight = FORESIGHT if oracle else 0.0
+        return run_shipped(
+            scenario, seed, settings, capacity=True, foresight=foresight, trace=trace
+        ).figures
     finally:
         logger.setLevel(level)
 
@@ -131,10 +172,11 @@ def simulate_seeds(
     policies: list[str],
     seeds: Sequence[int],
     trace: TextIO | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Every policy on each seed's market (``scenario_for(seed)`` gives the scenario), and per
     figure the mean, the worst seed and the paired difference to each baseline run."""
-    runs = [simulate(scenario_for(seed), policies, seed, trace) for seed in seeds]
+    runs = [simulate(scenario_for(seed), policies, seed, trace, environment) for seed in seeds]
     return {
         "scenario": runs[0]["scenario"],
         "seeds": list(seeds),

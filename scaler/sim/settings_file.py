@@ -1,11 +1,14 @@
-"""A scenario file's ``[settings]`` table: ``SCALER_*`` settings for the scaler's policies.
+"""The simulated scaler's settings: a scenario file's ``[settings]`` table, and ``SCALER_*``
+variables given to ``scaler simulate``.
 
 Keys are the environment variable names (``SCALER_HEADROOM = 0.1``), values are checked by the
 real :class:`~scaler.settings.Settings`, so a value the scaler would refuse at start-up is
-refused here, one line naming the key. Only the file is read: the simulator never looks at the
-environment, so a run gives the same figures wherever it runs. Settings the table leaves out
-take their defaults; ``SCALER_CLUSTER`` and the pool settings may be left out (the simulated
-cluster has a name, and the scaler's pools are the scenario's, whatever they say).
+refused here, one line naming the key. The simulated scaler is built from these values alone
+(:func:`world_settings`), never from the process environment: ``scaler simulate`` passes the
+``SCALER_*`` variables it was started with explicitly (they win over the table, as the more
+specific choice) and prints them, so a run's figures follow from what it printed. Settings
+left out take their defaults; the cluster, the queue, the lease table and the pools are the
+simulated world's (:data:`WORLD`), whatever the table or the environment say.
 """
 
 from __future__ import annotations
@@ -54,7 +57,40 @@ def settings_problems(table: Mapping[str, Any]) -> list[str]:
 
 def file_settings(table: Mapping[str, Any]) -> Settings:
     """The settings ``table`` gives (validated; :class:`ValidationError` if refused)."""
-    values = {k.upper().removeprefix(ENV_PREFIX).lower(): v for k, v in table.items()}
+    values = field_values(table)
     values.setdefault("cluster", "simulated")
     values.setdefault("spot_pools", "scenario")  # the scaler's pools are the scenario's
     return _FileOnly(**values)
+
+
+# the simulated world's own: its cluster, queue, lease table and the pools made from the scenario
+WORLD = frozenset(
+    {
+        "SCALER_CLUSTER",
+        "SCALER_QUEUE_URL",
+        "SCALER_LEASE_TABLE",
+        "SCALER_SPOT_POOLS",
+        "SCALER_ON_DEMAND_POOLS",
+        "SCALER_SPOT_TEMPLATES",
+        "SCALER_ON_DEMAND_TEMPLATES",
+        "SCALER_FLEET_INSTANCE_TYPES",
+        "SCALER_FLEET_SUBNETS",
+    }
+)
+
+
+def environment_settings(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The ``SCALER_*`` variables of ``environ`` the simulated scaler takes, and those it
+    ignores because the simulated world sets them (:data:`WORLD`)."""
+    given = {k.upper(): v for k, v in environ.items() if k.upper().startswith(ENV_PREFIX)}
+    return {k: v for k, v in given.items() if k not in WORLD}, sorted(set(given) & WORLD)
+
+
+def world_settings(values: Mapping[str, Any]) -> Settings:
+    """:class:`Settings` of the field ``values`` given, never read from the environment."""
+    return _FileOnly(**values)
+
+
+def field_values(table: Mapping[str, Any]) -> dict[str, Any]:
+    """``SCALER_*`` keys as :class:`Settings` field names."""
+    return {k.upper().removeprefix(ENV_PREFIX).lower(): v for k, v in table.items()}

@@ -203,8 +203,12 @@ ARGUMENTS: dict[str, tuple[list[str], str]] = {
     "misspelt policy": (
         ["simulate", "--scenario", "storm", "--policy", "scalr"],
         "--policy: unknown policy 'scalr'; did you mean 'scaler'? (choose from scaler, "
-        "ecs-native, ecs-scaler, scaler-consolidating, scaler-rolling, oracle, scaler-shipped or "
-        "all, or several separated by commas)",
+        "ecs-native, ecs-scaler, oracle or all, or several separated by commas)",
+    ),
+    "a variant that is a setting now": (
+        ["simulate", "--scenario", "storm", "--policy", "scaler-rolling"],
+        "--policy: 'scaler-rolling' is no policy now; run SCALER_ROLL=true scaler simulate "
+        "--policy scaler",
     ),
     "unknown option": (
         ["simulate", "--scenario", "storm", "--colour", "red"],

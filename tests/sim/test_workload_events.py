@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from scaler.sim.engine import Sim
-from scaler.sim.policies import ScalerPolicy
+from scaler.sim.policies import EcsNative
 from scaler.sim.scenario import ScenarioError, from_dict
 from tests.sim.workload_scenarios import base, live
 
 
 def _after(events: list[dict[str, Any]], t: float) -> Sim:
-    sim = Sim(from_dict(base(events=events)), ScalerPolicy(), 3)
+    sim = Sim(from_dict(base(events=events)), EcsNative(), 3)
     sim.begin()
     sim.step_until(t)
     return sim

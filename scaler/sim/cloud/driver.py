@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import random
+from collections.abc import Callable
 from typing import Any
 
 from scaler import testbed
@@ -72,8 +73,20 @@ class Publisher:
 
     name = "scaler"
 
-    def __init__(self, sqs: Sqs, queue_url: str, foreign_share: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        sqs: Sqs,
+        queue_url: str,
+        foreign_share: float = 0.0,
+        seed: int = 0,
+        foresight: float = 0.0,
+    ) -> None:
         self._sqs = sqs
+        # the engine tells of every interruption this long ahead, as a rebalance recommendation
+        # (the oracle: a bound on what early warning can buy)
+        self.foresight = foresight
+        self.name = "oracle" if foresight > 0 else "scaler"
+        self.new_image: Callable[[str], None] | None = None  # registers a template version
         self._queue_url = queue_url
         self._foreign_share = foreign_share  # warnings for other clusters' instances, per ours
         self._rng = random.Random(f"foreign:{seed}")
@@ -84,6 +97,11 @@ class Publisher:
 
     def start(self, sim: Sim) -> None:
         pass
+
+    def on_new_image(self, sim: Sim, image: str) -> None:
+        """A new image to launch from: the operator's new launch template versions."""
+        if self.new_image is not None:
+            self.new_image(image)
 
     def on_signal(self, sim: Sim, signal: Signal) -> None:
         event = envelope(sim, signal)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,6 @@ from scaler.aws.clients import AwsTarget
 from scaler.aws.templates import CLUSTER as CLUSTER_TAG
 from scaler.aws.templates import POOL, TEMPLATE_ID, TEMPLATE_VERSION
 from scaler.loop import Scaler
-from scaler.settings import load_settings
 from scaler.sim.cloud.autoscaling import AutoScaling
 from scaler.sim.cloud.cloudwatch import CloudWatch
 from scaler.sim.cloud.driver import LoopDriver, Publisher
@@ -47,6 +46,7 @@ from scaler.sim.cloud.transport import Operations, Service, SimulatedAws
 from scaler.sim.cloud.vloop import LoopClock, run
 from scaler.sim.engine import EPOCH, Sim
 from scaler.sim.scenario import Pool, Scenario
+from scaler.sim.settings_file import world_settings
 
 CLUSTER = "sim"
 TARGET = AwsTarget("us-east-1", "https://aws.simulated.invalid", credentials=("SIM", "SIM"))
@@ -92,13 +92,20 @@ def run_shipped(
     replicas: int = 1,
     noise: Noise | None = None,
     capacity: bool = False,
+    foresight: float = 0.0,
+    trace: Callable[[dict[str, Any]], None] | None = None,
 ) -> Outcome:
     """Run ``scenario`` at ``seed`` with the shipped scaler acting (see the module docstring),
     under AWS's latency and throttling (``limits``; by default drawn from ``seed``); with
-    ``capacity``, it tops up capacity in template pools (:func:`capacity_settings`)."""
+    ``capacity``, it tops up capacity in template pools (:func:`capacity_settings`).
+
+    ``settings`` are :class:`~scaler.settings.Settings` field values; nothing is read from the
+    environment, so a run depends on its arguments alone. ``foresight``: the engine tells of
+    every interruption this long ahead (the oracle). ``trace`` receives the engine's records."""
     overrides = {**(capacity_settings(scenario) if capacity else {}), **(settings or {})}
     world = ShippedWorld(scenario, seed, overrides, limits or Limits(seed=seed))
     world.noise = noise or Noise()
+    world.foresight, world.trace = foresight, trace
     return run(world.run(faults, crashes, replicas), seed=seed)
 
 
@@ -170,6 +177,8 @@ class ShippedWorld:
     ) -> None:
         self.scenario, self.seed, self.overrides, self.limits = scenario, seed, overrides, limits
         self.noise = Noise()
+        self.foresight = 0.0
+        self.trace: Callable[[dict[str, Any]], None] | None = None
 
     async def run(self, faults: Faults | None, crashes: Sequence[Crash], replicas: int) -> Outcome:
         loop = asyncio.get_running_loop()
@@ -178,18 +187,18 @@ class ShippedWorld:
         dynamodb = Dynamodb()
         dynamodb.table(LEASES)
         self.url, self.dlq = await self._queues()
-        self.publisher = Publisher(self.sqs, self.url, self.noise.foreign, self.seed)
+        self.publisher = Publisher(
+            self.sqs, self.url, self.noise.foreign, self.seed, foresight=self.foresight
+        )
         for i in range(self.noise.malformed):
             self.sqs.deliver(self.url, f"{{not an event {i}")
-        self.sim = Sim(self.scenario, self.publisher, self.seed)
+        self.sim = Sim(self.scenario, self.publisher, self.seed, trace=self.trace)
         driver = LoopDriver(self.sim)
         self.ecs = Ecs(driver, CLUSTER)
         self.instances = EngineWorld(driver, self._origin, seed=self.seed)
         self.ec2 = Ec2(self.instances, subnets={subnet(az): az for az in _azs(self.scenario)})
-        for pool, template in TEMPLATES.items():
-            kinds = [p.instance_type for p in self.scenario.pools if p.capacity == pool]
-            if kinds:  # launched as the fleet's first type when it names none
-                self.ec2.template(template, kinds[0], self.scenario.image)
+        self._templates(self.scenario.image)
+        self.publisher.new_image = self._templates  # an AMI roll: a new version of each
         autoscaling = AutoScaling(self.instances, self.ec2)
         cloudwatch = CloudWatch(self.instances, self.instances.cpu)
         services: dict[str, Service] = {
@@ -207,6 +216,14 @@ class ShippedWorld:
         stop.set()
         await asyncio.gather(*lives)
         return self._outcome(faults)
+
+    def _templates(self, image: str) -> None:
+        """Register the template pools' launch templates, or a new default version of each,
+        launching ``image``."""
+        for pool, template in TEMPLATES.items():
+            kinds = [p.instance_type for p in self.scenario.pools if p.capacity == pool]
+            if kinds:  # launched as the fleet's first type when it names none
+                self.ec2.template(template, kinds[0], image)
 
     def _origin(self, pool: Pool) -> Origin:
         """An instance the run starts with: as its capacity's template pool launched it."""
@@ -254,7 +271,7 @@ class ShippedWorld:
 
     def _scaler(self, index: int) -> Scaler:
         values = {"cluster": CLUSTER, "queue_url": self.url, "lease_table": LEASES}
-        settings = load_settings(**{**values, **self.overrides})
+        settings = world_settings({**self.overrides, **values})
         clock = LoopClock(EPOCH)
         return Scaler(settings, TARGET, clock, instrument=self.world.install, serve_http=False)
 
