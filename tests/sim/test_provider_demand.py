@@ -1,6 +1,6 @@
 """Services bound to capacity providers, in the simulator: demand on one provider grows that
 provider's pool, though another provider's instances have room, and its tasks land on its
-provider's instances only, under the scaler and under ECS's own managed scaling."""
+provider's instances only, under the shipped scaler and under ECS's own managed scaling."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from scaler.ecs.cluster import STOPPED, InstanceType, ServiceSpec
+from scaler.sim.cloud.shipped import run_shipped
 from scaler.sim.engine import Sim
 from scaler.sim.policies import POLICIES
 from scaler.sim.scenario import Event, Pool, Scenario
@@ -34,11 +35,19 @@ def two_providers() -> Scenario:
     )
 
 
+def _run(policy: str) -> Sim:
+    if policy == "scaler":
+        engine = run_shipped(two_providers(), 1, capacity=True).engine
+        assert engine is not None
+        return engine
+    sim = Sim(two_providers(), POLICIES[policy](), seed=1)
+    sim.run()
+    return sim
+
+
 @pytest.mark.parametrize("policy", ["scaler", "ecs-native"])
 def test_demand_bound_to_one_provider_grows_its_pool_only(policy: str) -> None:
-    sim = Sim(two_providers(), POLICIES[policy](), seed=1)
-    sim.begin()
-    sim.step_until(sim.horizon)
+    sim = _run(policy)
     launched = Counter(i.pool for i in [*sim.cluster.instances.values(), *sim.terminated.values()])
     assert launched["spot-a"] >= 4  # 16 tasks of a quarter of an instance each
     assert launched["spot-b"] == 4  # the initial ones: none launched

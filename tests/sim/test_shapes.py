@@ -3,9 +3,12 @@ do not fit its cheapest instance type (8 GiB) triples its demand."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from scaler.ecs.cluster import STOPPED, InstanceType, ServiceSpec
+from scaler.sim.cloud.shipped import run_shipped
 from scaler.sim.engine import Sim
 from scaler.sim.policies import POLICIES
 from scaler.sim.scenario import Event, Pool, Scenario
@@ -64,17 +67,26 @@ def _placed(sim: Sim) -> bool:
 def _run(policy: str, seed: int) -> tuple[float | None, int, int]:
     """(seconds from the need until every task is placed, or None; peak live instances;
     instances launched)."""
-    sim = Sim(big_tasks(), POLICIES[policy](), seed)
-    sim.begin()
-    placed_at: float | None = None
-    peak = 0
-    while sim.now < sim.horizon:
-        sim.step_until(sim.now + 15)
-        peak = max(peak, len(sim.cluster.instances))
-        if sim.now > NEED_AT and placed_at is None and _placed(sim):
-            placed_at = sim.now - NEED_AT
+    seen: dict[str, Any] = {"placed_at": None, "peak": 0}
+
+    def probe(sim: Sim) -> None:
+        seen["peak"] = max(seen["peak"], len(sim.cluster.instances))
+        if sim.now > NEED_AT and seen["placed_at"] is None and _placed(sim):
+            seen["placed_at"] = sim.now - NEED_AT
+        sim.at(sim.now + 15, probe, sim)
+
+    def prepare(sim: Sim) -> None:
+        sim.at(15, probe, sim)
+
+    if policy == "scaler":
+        sim = run_shipped(big_tasks(), seed, capacity=True, prepare=prepare).engine
+        assert sim is not None
+    else:
+        sim = Sim(big_tasks(), POLICIES[policy](), seed)
+        prepare(sim)
+        sim.run()
     launched = len(sim.cluster.instances) + len(sim.terminated)
-    return placed_at, peak, launched
+    return seen["placed_at"], seen["peak"], launched
 
 
 @pytest.mark.parametrize("seed", SEEDS)

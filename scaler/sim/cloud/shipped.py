@@ -79,6 +79,7 @@ class Outcome:
     malformed: int = 0  # of which were sent malformed
     fault_hits: dict[str, int] = field(default_factory=dict)
     launched: dict[str, str] = field(default_factory=dict)  # instance -> engine pool, via EC2
+    engine: Sim | None = field(default=None, compare=False, repr=False)  # the world, at its end
 
 
 def run_shipped(
@@ -94,6 +95,7 @@ def run_shipped(
     capacity: bool = False,
     foresight: float = 0.0,
     trace: Callable[[dict[str, Any]], None] | None = None,
+    prepare: Callable[[Sim], None] | None = None,
 ) -> Outcome:
     """Run ``scenario`` at ``seed`` with the shipped scaler acting (see the module docstring),
     under AWS's latency and throttling (``limits``; by default drawn from ``seed``); with
@@ -101,11 +103,12 @@ def run_shipped(
 
     ``settings`` are :class:`~scaler.settings.Settings` field values; nothing is read from the
     environment, so a run depends on its arguments alone. ``foresight``: the engine tells of
-    every interruption this long ahead (the oracle). ``trace`` receives the engine's records."""
+    every interruption this long ahead (the oracle). ``trace`` receives the engine's records;
+    ``prepare`` is given the engine before it begins (to schedule probes, swap its accounting)."""
     overrides = {**(capacity_settings(scenario) if capacity else {}), **(settings or {})}
     world = ShippedWorld(scenario, seed, overrides, limits or Limits(seed=seed))
     world.noise = noise or Noise()
-    world.foresight, world.trace = foresight, trace
+    world.foresight, world.trace, world.prepare = foresight, trace, prepare
     return run(world.run(faults, crashes, replicas), seed=seed)
 
 
@@ -179,6 +182,7 @@ class ShippedWorld:
         self.noise = Noise()
         self.foresight = 0.0
         self.trace: Callable[[dict[str, Any]], None] | None = None
+        self.prepare: Callable[[Sim], None] | None = None
 
     async def run(self, faults: Faults | None, crashes: Sequence[Crash], replicas: int) -> Outcome:
         loop = asyncio.get_running_loop()
@@ -193,6 +197,8 @@ class ShippedWorld:
         for i in range(self.noise.malformed):
             self.sqs.deliver(self.url, f"{{not an event {i}")
         self.sim = Sim(self.scenario, self.publisher, self.seed, trace=self.trace)
+        if self.prepare is not None:
+            self.prepare(self.sim)
         driver = LoopDriver(self.sim)
         self.ecs = Ecs(driver, CLUSTER)
         self.instances = EngineWorld(driver, self._origin, seed=self.seed)
@@ -298,4 +304,5 @@ class ShippedWorld:
             malformed=self.noise.malformed,
             fault_hits=dict(faults.hits) if faults is not None else {},
             launched=dict(self.instances.launched),
+            engine=self.sim,
         )
