@@ -20,9 +20,10 @@ EC2 Fleet (:mod:`.fleets`) and Spot Fleet (:mod:`.spot_fleets`) are mixed in her
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from scaler.sim.cloud.catalog import TYPES, price
+from scaler.sim.cloud.catalog import TYPES
 from scaler.sim.cloud.fleets import Fleets
 from scaler.sim.cloud.launch_templates import LaunchTemplate, Templates, TemplateVersion
 from scaler.sim.cloud.spot_fleets import SpotFleets
@@ -42,8 +43,11 @@ class Ec2(Fleets, SpotFleets):
         describe_lag: float = 5.0,
         subnets: dict[str, str] | None = None,
         region: str = "us-east-1",
+        types: Mapping[str, tuple[int, int, float]] | None = None,
     ) -> None:
         self.world = world
+        # name -> (vCPUs, MiB, on-demand USD an hour): the catalog's, and the world's own
+        self.types = {**TYPES, **(types or {})}
         self.describe_lag = describe_lag
         self.region = region
         self.subnets = subnets or {f"subnet-{z}": f"{region}{z}" for z in "abc"}  # id -> AZ
@@ -160,17 +164,26 @@ class Ec2(Fleets, SpotFleets):
 
     # -- instance types and prices --------------------------------------------------------
 
+    def _instance_type(self, name: str) -> dict[str, Any]:
+        vcpu, memory, _price = self.types[name]
+        return {
+            "InstanceType": name,
+            "VCpuInfo": {"DefaultVCpus": vcpu},
+            "MemoryInfo": {"SizeInMiB": memory},
+            "SupportedUsageClasses": ["on-demand", "spot"],
+        }
+
     async def describe_instance_types(
         self, InstanceTypes: list[str] | None = None, **_: Any
     ) -> dict[str, Any]:
-        names = InstanceTypes or sorted(TYPES)
-        unknown = [n for n in names if n not in TYPES]
+        names = InstanceTypes or sorted(self.types)
+        unknown = [n for n in names if n not in self.types]
         if unknown:
             raise AwsError(
                 "InvalidInstanceType",
                 f"The following supplied instance types do not exist: [{', '.join(unknown)}]",
             )
-        return {"InstanceTypes": [_instance_type(n) for n in dict.fromkeys(names)]}
+        return {"InstanceTypes": [self._instance_type(n) for n in dict.fromkeys(names)]}
 
     async def describe_spot_price_history(
         self,
@@ -188,11 +201,11 @@ class Ec2(Fleets, SpotFleets):
                 "AvailabilityZone": az,
                 "InstanceType": name,
                 "ProductDescription": "Linux/UNIX",
-                "SpotPrice": f"{price(name, spot=True):.6f}",
+                "SpotPrice": f"{self.world.price(name, az, SPOT):.6f}",
                 "Timestamp": self.world.wall(0.0),
             }
-            for name in InstanceTypes or sorted(TYPES)
-            if name in TYPES
+            for name in InstanceTypes or sorted(self.types)
+            if name in self.types
             for az in zones
         ]
         return {"SpotPriceHistory": history}
@@ -248,14 +261,4 @@ def _version(template: LaunchTemplate, version: TemplateVersion) -> dict[str, An
         "VersionNumber": version.number,
         "DefaultVersion": version.number == template.default,
         "LaunchTemplateData": data,
-    }
-
-
-def _instance_type(name: str) -> dict[str, Any]:
-    vcpu, memory, _price = TYPES[name]
-    return {
-        "InstanceType": name,
-        "VCpuInfo": {"DefaultVCpus": vcpu},
-        "MemoryInfo": {"SizeInMiB": memory},
-        "SupportedUsageClasses": ["on-demand", "spot"],
     }

@@ -10,13 +10,16 @@ sockets): one replica or two sharing a lease table, each crashed and restarted w
 scaler made and what a fault campaign checks (:mod:`scaler.sim.cloud.campaign`).
 
 With ``capacity``, the scaler tops up capacity as an operator of the scenario's cluster would
-configure it (:func:`capacity_settings`): two template pools launched with EC2 Fleet, ``spot``
-and the ``on-demand`` fallback, each across every instance type and AZ of the scenario's pools of
-that capacity (``SCALER_FLEET_INSTANCE_TYPES`` x ``SCALER_FLEET_SUBNETS``, one subnet per AZ), so
-one ``CreateFleet`` finds whichever (type, AZ) pool has capacity, which is what EC2 Fleet is for.
-(One scaler pool per scenario pool would not be: the fleet's types and subnets are the scaler's,
-shared by every template pool, so such pools would all launch anywhere.) The instances the run
-starts with carry the tags of the template pool of their capacity, as if it had launched them.
+configure it (:func:`capacity_settings`): a template pool per instance type and capacity the
+scenario has pools of (``spot-m5.xlarge`` launched from the launch template
+``spot-m5.xlarge-nodes``, which names its type, ``on-demand-m5.xlarge`` the fallback), each
+launched with EC2 Fleet across every AZ (``SCALER_FLEET_SUBNETS``, one subnet per AZ;
+``SCALER_FLEET_INSTANCE_TYPES`` left empty, so each fleet launches its template's type). So the
+planner knows the size of what each pool launches and picks a type that fits the tasks it
+places, and one ``CreateFleet`` finds whichever AZ has capacity. (One pool across all types
+would not: the planner would size it by one type while EC2 Fleet launches any.) The instances
+the run starts with carry the tags of the template pool of their type and capacity, as if it
+had launched them.
 """
 
 from __future__ import annotations
@@ -113,37 +116,41 @@ def run_shipped(
 
 
 SPOT_POOL, ON_DEMAND_POOL = "spot", "on-demand"
-TEMPLATES = {SPOT_POOL: "spot-nodes", ON_DEMAND_POOL: "on-demand-nodes"}  # pool -> template
+
+
+def template_pools(scenario: Scenario) -> dict[str, tuple[str, str, str]]:
+    """Template pool -> (capacity, instance type, launch template): one per instance type and
+    capacity of the scenario's pools, the types with most instances first."""
+    pools: dict[str, tuple[str, str, str]] = {}
+    for capacity in (SPOT_POOL, ON_DEMAND_POOL):
+        initial: dict[str, int] = {}
+        for pool in scenario.pools:
+            if (pool.capacity == SPOT_POOL) == (capacity == SPOT_POOL):
+                initial[pool.instance_type] = initial.get(pool.instance_type, 0) + pool.initial
+        for kind in sorted(initial, key=lambda t: (-initial[t], t)):
+            name = f"{capacity}-{kind}"
+            pools[name] = (capacity, kind, f"{name}-nodes")
+    return pools
 
 
 def capacity_settings(scenario: Scenario) -> dict[str, Any]:
     """The scaler's capacity settings for ``scenario``'s cluster (see the module docstring):
-    a template pool per capacity the scenario has pools of, across all its types and AZs."""
-    kinds = {p.capacity for p in scenario.pools}
+    a template pool per instance type and capacity the scenario has pools of, across its AZs."""
+    pools = template_pools(scenario)
     settings: dict[str, Any] = {
-        "fleet_instance_types": ",".join(_types(scenario)),
         "fleet_subnets": ",".join(subnet(az) for az in _azs(scenario)),
         "fleet_max_size": max(50, 2 * sum(p.initial for p in scenario.pools)),
     }
-    if SPOT_POOL in kinds:
-        settings["spot_templates"] = f"{SPOT_POOL}={TEMPLATES[SPOT_POOL]}"
-    if ON_DEMAND_POOL in kinds:
-        settings["on_demand_templates"] = f"{ON_DEMAND_POOL}={TEMPLATES[ON_DEMAND_POOL]}"
+    for capacity, key in ((SPOT_POOL, "spot_templates"), (ON_DEMAND_POOL, "on_demand_templates")):
+        named = [f"{name}={t}" for name, (c, _, t) in pools.items() if c == capacity]
+        if named:
+            settings[key] = ",".join(named)
     return settings
 
 
 def subnet(az: str) -> str:
     """The subnet of ``az`` in the simulated VPC."""
     return f"subnet-{az}"
-
-
-def _types(scenario: Scenario) -> list[str]:
-    """The scenario's instance types, spot pools' first, most instances first: the first sizes
-    the scaler's pools."""
-    initial: dict[str, int] = {}
-    for pool in sorted(scenario.pools, key=lambda p: p.capacity != SPOT_POOL):
-        initial[pool.instance_type] = initial.get(pool.instance_type, 0) + pool.initial
-    return sorted(initial, key=lambda t: -initial[t])
 
 
 def _azs(scenario: Scenario) -> list[str]:
@@ -202,7 +209,12 @@ class ShippedWorld:
         driver = LoopDriver(self.sim)
         self.ecs = Ecs(driver, CLUSTER)
         self.instances = EngineWorld(driver, self._origin, seed=self.seed)
-        self.ec2 = Ec2(self.instances, subnets={subnet(az): az for az in _azs(self.scenario)})
+        types = {
+            t.name: (t.vcpu, t.memory_mib, t.on_demand_price)
+            for t in self.scenario.instance_types.values()
+        }
+        subnets = {subnet(az): az for az in _azs(self.scenario)}
+        self.ec2 = Ec2(self.instances, subnets=subnets, types=types)
         self._templates(self.scenario.image)
         self.publisher.new_image = self._templates  # an AMI roll: a new version of each
         autoscaling = AutoScaling(self.instances, self.ec2)
@@ -226,15 +238,15 @@ class ShippedWorld:
     def _templates(self, image: str) -> None:
         """Register the template pools' launch templates, or a new default version of each,
         launching ``image``."""
-        for pool, template in TEMPLATES.items():
-            kinds = [p.instance_type for p in self.scenario.pools if p.capacity == pool]
-            if kinds:  # launched as the fleet's first type when it names none
-                self.ec2.template(template, kinds[0], image)
+        for _, kind, template in template_pools(self.scenario).values():
+            self.ec2.template(template, kind, image)
 
     def _origin(self, pool: Pool) -> Origin:
-        """An instance the run starts with: as its capacity's template pool launched it."""
-        name = SPOT_POOL if pool.capacity == SPOT_POOL else ON_DEMAND_POOL
-        template = self.ec2.templates.by_name.get(TEMPLATES[name])
+        """An instance the run starts with: as the template pool of its type launched it."""
+        capacity = SPOT_POOL if pool.capacity == SPOT_POOL else ON_DEMAND_POOL
+        name = f"{capacity}-{pool.instance_type}"
+        found = template_pools(self.scenario).get(name)
+        template = self.ec2.templates.by_name.get(found[2]) if found else None
         if template is None:
             return Origin()
         tags = {

@@ -8,7 +8,7 @@ import dataclasses
 from typing import Any
 
 from scaler.sim.builtin import builtin
-from scaler.sim.cloud.shipped import capacity_settings, run_shipped
+from scaler.sim.cloud.shipped import capacity_settings, run_shipped, template_pools
 from scaler.sim.engine import Sim
 from scaler.sim.scenario import Event
 from tests.sim.cloud.simulated import Idle
@@ -21,17 +21,17 @@ def _engine_alone() -> dict[str, Any]:
     return Sim(SCENARIO, Idle(), SEED).run()
 
 
-def test_the_operator_configuration_is_a_spot_and_an_on_demand_template_pool() -> None:
+def test_the_operator_configuration_is_a_template_pool_per_type_and_capacity() -> None:
     settings = capacity_settings(SCENARIO)
-    assert settings["spot_templates"] == "spot=spot-nodes"
-    assert settings["on_demand_templates"] == "on-demand=on-demand-nodes"
-    assert settings["fleet_instance_types"].split(",")[0] == "m5.xlarge"  # sizes the pools
-    assert set(settings["fleet_instance_types"].split(",")) == {
-        "m5.xlarge",
-        "c5.xlarge",
-        "m5.2xlarge",
-    }
+    assert settings["spot_templates"] == (
+        "spot-c5.xlarge=spot-c5.xlarge-nodes,spot-m5.xlarge=spot-m5.xlarge-nodes,"
+        "spot-m5.2xlarge=spot-m5.2xlarge-nodes"
+    )
+    assert settings["on_demand_templates"].startswith("on-demand-")
+    assert "fleet_instance_types" not in settings  # each fleet launches its template's type
     assert settings["fleet_subnets"] == "subnet-us-east-1a,subnet-us-east-1b,subnet-us-east-1c"
+    types = {kind for _, kind, _ in template_pools(SCENARIO).values()}
+    assert types == {p.instance_type for p in SCENARIO.pools}
 
 
 def test_the_scaler_replaces_reclaimed_spot_through_ec2_fleet() -> None:
@@ -40,8 +40,6 @@ def test_the_scaler_replaces_reclaimed_spot_through_ec2_fleet() -> None:
     assert alone.calls.get("ec2:CreateFleet", 0) == 0
     assert topped.calls.get("ec2:CreateFleet", 0) >= 1
     assert topped.launched, "CreateFleet launched instances in the engine"
-    # one diversified spot template pool: an interruption cools all of it for
-    # SCALER_POOL_COOLDOWN, so replacements may come from the on-demand fallback meanwhile
     assert set(topped.launched.values()) <= {p.name for p in SCENARIO.pools}
     assert topped.figures["cost_usd"] > alone.figures["cost_usd"], "the engine bills them"
     assert topped.figures["availability"] > alone.figures["availability"]
