@@ -68,7 +68,7 @@ def snapshot(
     services: Sequence[ServiceView] = (),
     now: float = NOW,
 ) -> CapacitySnapshot:
-    """A snapshot with each pool's size counted as ``capacity_snapshot`` counts it."""
+    """A snapshot with each pool's size its nodes not doomed, as the capacity reader counts it."""
     size = Counter(n.pool for n in nodes if not n.doomed)
     return CapacitySnapshot(
         now, tuple(nodes), tuple(replace(p, size=size[p.name]) for p in pools), tuple(services)
