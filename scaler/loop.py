@@ -48,6 +48,7 @@ from scaler.aws.queue_depth import QueueDepth, dead_letter_url
 from scaler.aws.rebalancer import RebalanceController
 from scaler.aws.retry import Backoff
 from scaler.aws.shared_notices import SharedNotices
+from scaler.aws.surges import RollSurges
 from scaler.aws.tasks import StandaloneRestarter, TaskInspector
 from scaler.aws.undrain import DrainMarks, Reactivator
 from scaler.capacity.controller import CapacityController
@@ -374,7 +375,9 @@ class Scaler:
         reader = CapacityReader(aws, s, workers.directory, workers.board)
         await reader.validate()
         actuator = CapacityActuator(aws, s, workers.drainer, self.metrics, reader.templates)
-        roll = RollPolicy(s.disruption_budget, s.roll_per_hour) if s.roll else None
+        roll = (
+            RollPolicy(s.disruption_budget, s.roll_per_hour, surge=s.roll_surge) if s.roll else None
+        )
         migrate = RollPolicy(s.disruption_budget, s.migrate_per_hour)
         policy = policy_from(s)
         consolidator = (
@@ -391,6 +394,9 @@ class Scaler:
             consolidator,
             Migration(aws, s.migrate_spot_fleets, migrate) if s.migrate_spot_fleets else None,
             self.clock,
+            RollSurges(aws, s.cluster, self.metrics, s.dry_run)
+            if s.roll and s.roll_surge
+            else None,
         )
         workers.drained = controller.wake.set
         workers.pool_of = controller.lifetimes.pool_of

@@ -324,6 +324,16 @@ class Settings(BaseSettings):
     roll_per_hour: int = Field(
         default=24, ge=1, description="Most out-of-date instances replaced an hour."
     )
+    roll_surge: bool = Field(
+        default=True,
+        description="With SCALER_ROLL, before draining an out-of-date instance raise the desired "
+        "count of each service with minimumHealthyPercent under 100 that has tasks on it, by "
+        "those tasks (within maximumPercent), marked on the service with a `scaler:roll-surge` "
+        "tag; drain once those services are steady (at most 600 s later) and set each count back "
+        "once the instance holds none of its tasks (left alone if someone changed it meanwhile). "
+        "Needs ecs:TagResource, ecs:UntagResource and ecs:UpdateService. Off: the roll drains "
+        "at once and such services dip as in a deployment.",
+    )
     disruption_budget: float = Field(
         allow_inf_nan=False,
         default=0.1,

@@ -28,8 +28,15 @@ from collections.abc import Awaitable, Callable
 from scaler.aws.replaced import GroupState, Replacements
 from scaler.capacity import LOGGER
 from scaler.capacity.observed import Observed, group_members
-from scaler.capacity.ports import Actuator, Consolidation, FleetMigration, Leader, Reader
-from scaler.capacity.roll import RollMemory, carry_out
+from scaler.capacity.ports import (
+    Actuator,
+    Consolidation,
+    FleetMigration,
+    Leader,
+    Reader,
+    ServiceSurges,
+)
+from scaler.capacity.roll import PreDrainSurge, RollMemory, carry_out
 from scaler.capacity.scale_in import consolidate, retire_drained, trim_surplus
 from scaler.capacity.troubles import noticed, owing, short, unlaunched
 from scaler.clock import Clock, SystemClock
@@ -69,6 +76,7 @@ class CapacityController:
         consolidator: Consolidation | None = None,
         migration: FleetMigration | None = None,
         clock: Clock | None = None,
+        surges: ServiceSurges | None = None,
     ) -> None:
         self._reader = reader
         self._actuator = actuator
@@ -86,6 +94,7 @@ class CapacityController:
         self._changed = asyncio.Condition()
         self._roll_policy = roll  # None: out-of-date instances are left alone
         self.roll = RollMemory()
+        self.surges = surges  # None: the roll drains without raising counts first
         self.consolidator = consolidator  # None: no scale-in by consolidation
         self.migration = migration  # None: no Spot Fleet to move off
         # notices other replicas heard, merged into the board each cycle (None: one replica)
@@ -105,6 +114,8 @@ class CapacityController:
     @leader.setter
     def leader(self, leader: Leader) -> None:
         self._actuator.leader = leader
+        if self.surges is not None:
+            self.surges.leader = leader
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -197,8 +208,11 @@ class CapacityController:
         plan = self.roll.plan(snap, observed.drift, self.memory, policy, self._blocked(observed))
         for reason in plan.reasons:
             log.info("roll decision", extra={"reason": reason})
+        surge = None
+        if self.surges is not None:
+            surge = PreDrainSurge(self.surges, self.roll, policy)
         self.roll.state = await carry_out(
-            plan, observed, self._actuator, "drift", self.roll.launched_at
+            plan, observed, self._actuator, "drift", self.roll.launched_at, surge
         )
 
     async def _migrate(self, observed: Observed, plan: CapacityPlan) -> None:

@@ -4,15 +4,16 @@ A world plugs in its adapters: :class:`Reader` observes pools, instances and ser
 :class:`~scaler.capacity.observed.Observed`; :class:`Actuator` changes them (desired capacity,
 launches, overflow companions, tags, drains, terminations) and remembers what it asked for;
 :class:`Consolidation` and :class:`FleetMigration` are the optional scale-in by consolidation and
-move off Spot Fleets. In AWS they are :mod:`scaler.aws.capacity_reader`,
-:mod:`scaler.aws.capacity_actuator`, :mod:`scaler.aws.consolidation` and
-:mod:`scaler.aws.migration`; the controller, the roll and the migration know only these
-interfaces, so a simulated AWS in virtual time can stand in for them.
+move off Spot Fleets; :class:`ServiceSurges` the roll's optional pre-drain surge. In AWS they
+are :mod:`scaler.aws.capacity_reader`, :mod:`scaler.aws.capacity_actuator`,
+:mod:`scaler.aws.consolidation`, :mod:`scaler.aws.migration` and :mod:`scaler.aws.surges`; the
+controller, the roll and the migration know only these interfaces, so a simulated AWS in virtual
+time can stand in for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from scaler.aws.replaced import Replacements
@@ -21,7 +22,7 @@ from scaler.capacity.observed import Observed
 from scaler.model import ContainerInstance
 from scaler.plan.capacity import CapacityMemory, CapacityPlan, CapacityPolicy, CapacitySnapshot
 from scaler.plan.consolidate import ConsolidationPlan
-from scaler.plan.roll import RollState
+from scaler.plan.roll import Deployment, RollState, SurgeMark
 
 
 class Leader(Protocol):
@@ -107,6 +108,25 @@ class Actuator(Protocol):
 
     async def lower_fleet(self, fleet: str, target: float) -> bool:
         """Lower a Spot Fleet's target capacity without letting it stop an instance itself."""
+        ...
+
+
+class ServiceSurges(Protocol):
+    """The roll's pre-drain surges: services' counts raised (each marked on its service first)
+    and set back (:mod:`scaler.aws.surges`)."""
+
+    leader: Leader  # checked before every call that changes something
+
+    async def read(self, names: Sequence[str]) -> dict[str, Deployment] | None:
+        """The services among ``names`` with their marks; None if they cannot be read."""
+        ...
+
+    async def raise_count(self, service: str, mark: SurgeMark, why: str) -> bool:
+        """Mark the surge on the service, then raise its count to ``mark.raised``."""
+        ...
+
+    async def set_back(self, service: str, desired: int | None, why: str) -> bool:
+        """Set the count back to ``desired`` (None: leave it), then remove the mark."""
         ...
 
 

@@ -13,9 +13,12 @@ the way a careful operator would do it by hand:
 
 Draining makes ECS stop a service's tasks there before their replacements are healthy when its
 ``minimumHealthyPercent`` is under 100 (a dip its operator accepted for deployments, not for
-maintenance). :func:`surges_before_drain` says by how much to raise such services' desired
-counts first (within ``maximumPercent``): once the extra tasks are healthy the instance drains
-without a dip, and the counts are set back when it holds none of their tasks.
+maintenance). So before draining, :func:`plan_surges` raises such services' desired counts by
+their tasks there (within ``maximumPercent``, :func:`surge_for`), each raise marked on its service
+first (:class:`SurgeMark`, so a restarted or new leader finishes it); once those services are
+steady (or after ``RollPolicy.surge_wait``) the instance drains without a dip, and each count is
+set back when the instance holds none of the service's tasks, unless someone else (an operator,
+Application Auto Scaling) changed it meanwhile: then it is left as they set it.
 
 **Budgets**, shared with consolidation: at most ``max_disrupted`` of the instances (at least
 one, :func:`disruption_budget`) disrupted at once (draining by the scaler's choice, or waiting
@@ -50,6 +53,8 @@ class RollPolicy:
     max_disrupted: float = 0.1  # share of instances disrupted at once (with consolidation's)
     max_per_hour: int = 24
     pause_after: float = 900.0  # seconds after spot trouble before the roll goes on
+    surge: bool = True  # raise the counts of services that would dip before a drain
+    surge_wait: float = 600.0  # seconds a drain waits at most for its services' surges
 
 
 @dataclass(frozen=True)
@@ -240,3 +245,160 @@ def surges_before_drain(inst: Instance, services: Mapping[str, ServiceState]) ->
         if min(count, room) > 0:
             surges[name] = min(count, room)
     return surges
+
+
+# -- the pre-drain surge, over what DescribeServices says ----------------------------------------
+
+
+@dataclass(frozen=True)
+class SurgeMark:
+    """A roll's surge, written on its service before its count is raised: the count before,
+    the tasks added, the instance about to drain, and when."""
+
+    desired: int
+    added: int
+    instance: str
+    started: float
+
+    @property
+    def raised(self) -> int:
+        return self.desired + self.added
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A service as DescribeServices says, as far as the surge needs it."""
+
+    name: str
+    desired: int
+    running: int
+    pending: int = 0
+    min_healthy_percent: int = 100
+    max_percent: int = 200
+    daemon: bool = False
+    mark: SurgeMark | None = None  # the roll's surge marked on it
+    busy: bool = False  # another surge (a task move's) is marked on it
+
+    @property
+    def steady(self) -> bool:
+        return self.running == self.desired and self.pending == 0
+
+
+def surge_for(tasks_here: int, svc: Deployment) -> int:
+    """Tasks to add to ``svc`` before an instance holding ``tasks_here`` of its tasks drains: all
+    of them, as far as ``maximumPercent`` allows; none if it does not dip on a drain
+    (``minimumHealthyPercent`` 100 or more) or is a daemon."""
+    if svc.daemon or svc.min_healthy_percent >= 100 or tasks_here <= 0:
+        return 0
+    room = svc.desired * svc.max_percent // 100 - max(svc.desired, svc.running + svc.pending)
+    return max(0, min(tasks_here, room))
+
+
+@dataclass(frozen=True)
+class SurgePlan:
+    raises: Mapping[str, SurgeMark] = field(default_factory=dict)  # service -> mark, then raise
+    drain: tuple[str, ...] = ()  # instances to drain now
+    waiting: Mapping[str, float] = field(default_factory=dict)  # instance -> waiting since
+    # service -> the count to set back to (None: changed by someone else, left), mark removed
+    set_back: Mapping[str, int | None] = field(default_factory=dict)
+    reasons: tuple[str, ...] = ()
+
+
+def plan_surges(
+    candidates: Collection[str],
+    waiting: Mapping[str, float],
+    tasks_on: Mapping[str, Mapping[str, int]],
+    services: Mapping[str, Deployment],
+    active: Collection[str],
+    draining: Collection[str],
+    now: float,
+    wait: float,
+) -> SurgePlan:
+    """The surge step of a cycle, as plain values. ``candidates``: out-of-date instances the roll
+    drains now; ``waiting``: those accepted earlier and waiting for their surges (instance ->
+    since); ``tasks_on``: instance -> service -> its tasks there; ``active``: the out-of-date
+    instances still ACTIVE (a marked one not waiting yet is taken on: a restart, a new leader);
+    ``draining``: the instances DRAINING."""
+    queue = {n: t for n, t in waiting.items() if n in active}  # gone or drained: no longer
+    for svc in services.values():  # surges another replica (or an earlier life) started
+        mark = svc.mark
+        if mark is not None and mark.instance in active and mark.instance not in queue:
+            queue[mark.instance] = mark.started
+    for node in candidates:
+        queue.setdefault(node, now)
+    raises: dict[str, SurgeMark] = {}
+    drain: list[str] = []
+    reasons: list[str] = []
+    for node, since in sorted(queue.items()):
+        step = _instance_step(node, tasks_on.get(node, {}), services, raises, now)
+        raises.update(step)
+        ready = not step and _ready(node, tasks_on.get(node, {}), services)
+        if ready or now - since >= wait:
+            drain.append(node)
+            why = "its services are steady" if ready else f"waited {now - since:.0f}s"
+            reasons.append(f"roll: drain {node} ({why})")
+        for name, mark in sorted(step.items()):
+            reasons.append(
+                f"roll: raise {name} {mark.desired} -> {mark.raised} before {node} drains "
+                f"(minimumHealthyPercent {services[name].min_healthy_percent})"
+            )
+    left = {n: t for n, t in queue.items() if n not in drain}
+    back = _set_back(services, tasks_on, set(left) | set(drain), draining)
+    reasons += [
+        f"roll: set {name} back to {to}" if to is not None else f"roll: {name} left as set"
+        for name, to in sorted(back.items())
+    ]
+    return SurgePlan(raises, tuple(drain), left, back, tuple(reasons))
+
+
+def _instance_step(
+    node: str,
+    here: Mapping[str, int],
+    services: Mapping[str, Deployment],
+    taken: Mapping[str, SurgeMark],
+    now: float,
+) -> dict[str, SurgeMark]:
+    """The services to raise before ``node`` drains: those that dip, not marked yet."""
+    step: dict[str, SurgeMark] = {}
+    for name, count in sorted(here.items()):
+        svc = services.get(name)
+        if svc is None or svc.mark is not None or svc.busy or name in taken:
+            continue
+        added = surge_for(count, svc)
+        if added > 0:
+            step[name] = SurgeMark(svc.desired, added, node, now)
+    return step
+
+
+def _ready(node: str, here: Mapping[str, int], services: Mapping[str, Deployment]) -> bool:
+    """Whether ``node`` may drain: each service of it that dips is steady with its surge done,
+    and none is waiting on another instance's surge or a task move's."""
+    for name, count in here.items():
+        svc = services.get(name)
+        if svc is None or svc.daemon or svc.min_healthy_percent >= 100 or count <= 0:
+            continue
+        if svc.busy or (svc.mark is not None and svc.mark.instance != node):
+            return False  # its tasks would dip: wait for the other surge (bounded)
+        if svc.mark is not None and not svc.steady:
+            return False
+    return True
+
+
+def _set_back(
+    services: Mapping[str, Deployment],
+    tasks_on: Mapping[str, Mapping[str, int]],
+    queued: set[str],
+    draining: Collection[str],
+) -> dict[str, int | None]:
+    """Marked services whose instance holds none of their tasks once drained (or went, or is no
+    longer to drain): back to the count before, unless it is no longer the count the surge set
+    (someone changed it)."""
+    back: dict[str, int | None] = {}
+    for name, svc in sorted(services.items()):
+        mark = svc.mark
+        if mark is None or mark.instance in queued:
+            continue
+        if mark.instance in draining and tasks_on.get(mark.instance, {}).get(name, 0) > 0:
+            continue  # its tasks there are still being replaced
+        back[name] = mark.desired if svc.desired == mark.raised else None
+    return back

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scaler.aws import surges
 from scaler.ecs.cluster import (
     ACTIVE,
     DEACTIVATING,
@@ -227,7 +228,7 @@ class Ecs(Operations):
         return _page(arns, "serviceArns", nextToken, maxResults)
 
     async def describe_services(
-        self, cluster: str, services: list[str], **_: Any
+        self, cluster: str, services: list[str], include: list[str] | None = None, **_: Any
     ) -> dict[str, Any]:
         self._check(cluster)
         _limit(services, 10, "services")
@@ -238,6 +239,10 @@ class Ecs(Operations):
                 failures.append({"arn": ref, "reason": "MISSING"})
             else:
                 found.append(self._describe_service(state))
+        if "TAGS" in (include or []):
+            for svc in found:
+                pairs = self.tags.get(svc["serviceArn"], {})
+                svc["tags"] = [{"key": k, "value": v} for k, v in sorted(pairs.items())]
         return {"services": found, "failures": failures}
 
     def _describe_service(self, state: ServiceState) -> dict[str, Any]:
@@ -277,8 +282,20 @@ class Ecs(Operations):
         if state is None:
             raise AwsError("ServiceNotFoundException", "Service not found.")
         if desiredCount is not None:
+            self._surged(name, desiredCount)
             self._driver.sim.set_desired(name, desiredCount)
         return {"service": self._describe_service(state)}
+
+    def _surged(self, name: str, desired: int) -> None:
+        """A count set while the service carries a surge mark (the scaler's, written before it
+        raises a count and removed after it set it back) is the mark's count plus a surge:
+        availability is measured against the count without it, as for the engine's surges."""
+        tags = self.tags.get(self._arn_of_service(name), {})
+        move = surges.parse(tags[surges.TAG]) if surges.TAG in tags else None
+        roll = surges.parse_roll(tags[surges.ROLL_TAG]) if surges.ROLL_TAG in tags else None
+        before = roll.desired if roll is not None else move.desired if move is not None else None
+        sim = self._driver.sim
+        sim.surged[name] = 0 if before is None else max(0, desired - before)
 
     async def describe_task_definition(self, taskDefinition: str, **_kw: Any) -> dict[str, Any]:
         family, _, revision = taskDefinition.rsplit("/", 1)[-1].partition(":")
