@@ -21,8 +21,10 @@ The hourly budget counts launches, so a replacement that somehow reads as out of
 cannot make the roll grow a group without end. A failed read skips the roll for that cycle;
 top-up goes on. Budgets: ``SCALER_DISRUPTION_BUDGET`` of the instances at once,
 ``SCALER_ROLL_PER_HOUR`` an hour; nothing new while a spot storm is under way. Services below
-minimumHealthyPercent 100 lose their tasks on a drained instance as ECS drains them (as in a
-deployment); the simulator's rolling policy raises their counts first, this one does not yet.
+minimumHealthyPercent 100 would lose their tasks on a drained instance as ECS drains them (as in a
+deployment): with ``SCALER_ROLL_SURGE`` (on by default) their counts are raised first and set
+back afterwards, each surge marked on its service (:mod:`scaler.aws.surges`,
+:func:`scaler.plan.roll.plan_surges`).
 
 This module reads the drift; the plan is carried out by :mod:`scaler.capacity.roll`.
 """

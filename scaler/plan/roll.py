@@ -392,12 +392,13 @@ def _set_back(
 ) -> dict[str, int | None]:
     """Marked services whose instance holds none of their tasks once drained (or went, or is no
     longer to drain): back to the count before, unless it is no longer the count the surge set
-    (someone changed it)."""
+    (someone changed it). Not while a task move's surge is on top of it: once that one set the
+    count back to the roll's, the roll's is set back."""
     back: dict[str, int | None] = {}
     for name, svc in sorted(services.items()):
         mark = svc.mark
-        if mark is None or mark.instance in queued:
-            continue
+        if mark is None or mark.instance in queued or svc.busy:
+            continue  # still to drain, or a task move's surge on top: it sets back first
         if mark.instance in draining and tasks_on.get(mark.instance, {}).get(name, 0) > 0:
             continue  # its tasks there are still being replaced
         back[name] = mark.desired if svc.desired == mark.raised else None

@@ -163,3 +163,12 @@ def test_marks_read_back_from_tags() -> None:
         "tags": [{"key": "scaler:roll-surge", "value": roll_value(mark)}],
     }
     assert deployment(raw) == Deployment("web", 6, 5, 1, 50, 200, False, mark, False)
+
+
+def test_a_task_moves_surge_on_top_is_set_back_first() -> None:
+    mark = SurgeMark(4, 2, "i-old", 100.0)
+    moving = svc(desired=7, min_healthy_percent=50, mark=mark, busy=True)
+    plan = plan_surges([], {}, {}, {"web": moving}, (), (), 400.0, WAIT)
+    assert plan.set_back == {}
+    settled = svc(desired=6, min_healthy_percent=50, mark=mark)
+    assert plan_surges([], {}, {}, {"web": settled}, (), (), 460.0, WAIT).set_back == {"web": 4}
