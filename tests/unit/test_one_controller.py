@@ -15,8 +15,8 @@ SIM = Path(__file__).resolve().parents[2] / "scaler" / "sim"
 # what any simulator module may import from the package
 MODEL = ("scaler.sim", "scaler.ecs", "scaler.events", "scaler.settings", "scaler.testbed")
 # what the simulated AWS may import besides: the shipped scaler whole, its clients' target
-# and the tags it writes
-WORLD = ("scaler.loop", "scaler.aws.clients", "scaler.aws.templates")
+# and the tags it writes (a surge's mark says how much of a desired count is no demand)
+WORLD = ("scaler.loop", "scaler.aws.clients", "scaler.aws.templates", "scaler.aws.surges")
 
 
 def _imports(path: Path) -> set[str]:
