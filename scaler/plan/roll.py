@@ -42,9 +42,7 @@ from scaler.ecs.cluster import (
     ACTIVE,
     DRAINING,
     RUNNING,
-    STOPPED,
     Instance,
-    ServiceState,
 )
 
 
@@ -229,22 +227,6 @@ def _launches(
 
 def _emptiest(inst: Machine) -> tuple[int, str]:
     return (inst.tasks, inst.id)
-
-
-def surges_before_drain(inst: Instance, services: Mapping[str, ServiceState]) -> dict[str, int]:
-    """Per service that would dip when ``inst`` drains (``minimumHealthyPercent`` under 100),
-    how many tasks to add first: its tasks on ``inst``, as far as ``maximumPercent`` allows."""
-    here = Counter(t.service.name for t in inst.tasks.values() if t.state != STOPPED)
-    surges: dict[str, int] = {}
-    for name, count in sorted(here.items()):
-        state = services.get(name)
-        if state is None or state.spec.min_healthy_percent >= 100:
-            continue
-        spec = state.spec
-        room = spec.desired * spec.max_percent // 100 - len(state.tasks)
-        if min(count, room) > 0:
-            surges[name] = min(count, room)
-    return surges
 
 
 # -- the pre-drain surge, over what DescribeServices says ----------------------------------------

@@ -3,9 +3,8 @@
 Covered: replacements are launched per AZ before anything drains; an AZ drains (emptiest
 first) only once nothing there is launching, as many as replacements were waiting; the
 disruption and hourly budgets; the pause on spot trouble; instances taken already or not out of
-date are never drained; :meth:`RollState.failed`; :func:`surges_before_drain` and its
-``maximumPercent`` cap; and a property test over random clusters, including an immediate
-re-plan with the plan carried out.
+date are never drained; :meth:`RollState.failed`; and a property test over random clusters,
+including an immediate re-plan with the plan carried out. The pre-drain surge has its own tests.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from scaler.ecs.cluster import (
     Instance,
     InstanceType,
     ServiceSpec,
-    ServiceState,
 )
 from scaler.plan.roll import (
     RollPlan,
@@ -35,7 +33,6 @@ from scaler.plan.roll import (
     disruption_budget,
     machines,
     plan_roll,
-    surges_before_drain,
 )
 
 M5 = InstanceType("m5.xlarge", 4, 16384, 0.192)
@@ -250,32 +247,6 @@ def test_nothing_out_of_date_and_nothing_waiting_is_an_empty_plan() -> None:
 
 
 # -- surges before a drain ------------------------------------------------------------------
-
-
-def surge_setup(max_percent: int) -> tuple[Instance, dict[str, ServiceState]]:
-    cluster = fleet(A, B)
-    here, there = cluster.instances["i-00"], cluster.instances["i-01"]
-    specs = [
-        (ServiceSpec("steady", 4, 128, 128, 100, 200), 2, 2),
-        (ServiceSpec("web", 6, 128, 128, 50, 200), 2, 4),
-        (ServiceSpec("capped", 4, 128, 128, 50, max_percent), 3, 1),
-    ]
-    for spec, on_here, on_there in specs:
-        state = cluster.add_service(spec)
-        for inst, count in ((here, on_here), (there, on_there)):
-            for _ in range(count):
-                cluster.mark_running(cluster.start_task(state, inst, inst.az, 0.0))
-    return here, cluster.services
-
-
-def test_services_that_would_dip_get_their_tasks_on_the_instance_first() -> None:
-    inst, services = surge_setup(max_percent=150)  # capped: room for 6 - 4 = 2 of its 3
-    assert surges_before_drain(inst, services) == {"web": 2, "capped": 2}
-
-
-def test_no_surge_beyond_maximum_percent() -> None:
-    inst, services = surge_setup(max_percent=100)  # capped: no room at all
-    assert surges_before_drain(inst, services) == {"web": 2}
 
 
 # -- properties -----------------------------------------------------------------------------
