@@ -173,11 +173,24 @@ class Intake:
         A poll that was answered (as it is at once during a burst) has its messages released
         unstarted. A poll still waiting after a short grace is abandoned: if it took messages
         server-side after all, they return after their visibility timeout, delayed but not lost.
+        If the intake itself is cancelled, so is its poll: a poll left running would take
+        messages for no one and count their receives toward the dead-letter queue.
         """
         receive = asyncio.create_task(self._receive(count))
+        try:
+            return await self._poll_or_release(receive, stop)
+        except asyncio.CancelledError:
+            receive.cancel()
+            raise
+
+    async def _poll_or_release(
+        self, receive: asyncio.Task[list[Any]], stop: asyncio.Event
+    ) -> list[Any]:
         stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({receive, stopper}, return_when="FIRST_COMPLETED")
-        stopper.cancel()
+        try:
+            done, _ = await asyncio.wait({receive, stopper}, return_when="FIRST_COMPLETED")
+        finally:
+            stopper.cancel()
         if receive in done:
             return receive.result()
         finished, _ = await asyncio.wait({receive}, timeout=ABANDON_POLL_AFTER)

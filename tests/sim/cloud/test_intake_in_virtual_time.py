@@ -5,6 +5,7 @@ dead-letter queue, and the run replays exactly."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -86,3 +87,30 @@ def test_the_intake_runs_unchanged_in_virtual_time() -> None:
 
 def test_a_run_replays_exactly() -> None:
     assert _run_intake() == _run_intake()
+
+
+def test_a_cancelled_intake_leaves_no_poll_behind() -> None:
+    """A crash (the intake's task cancelled mid long poll) ends its poll too: a poll left
+    running would take the next message and drop it, hiding it for a visibility timeout and
+    counting a receive toward the dead-letter queue, with no process to handle it."""
+
+    async def main() -> tuple[int, bool]:
+        loop = asyncio.get_running_loop()
+        sqs = Sqs(loop.time)
+        async with AwsClients(TARGET, Metrics(), SimulatedAws({"sqs": sqs}).install) as aws:
+            url = (await aws.sqs.create_queue(QueueName="events"))["QueueUrl"]
+            settings = load_settings(cluster="prod", queue_url=url, wait_time=20)
+            intake = Intake(aws.sqs, url, FlakyHandler(), settings, Metrics(), LoopClock(START))
+            life = asyncio.create_task(intake.run(asyncio.Event()))
+            await asyncio.sleep(5)  # long-polling an empty queue
+            life.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await life
+            body = json.dumps(testbed.spot_warning("i-0aaa", when=START, event_id="ev-late"))
+            await aws.sqs.send_message(QueueUrl=url, MessageBody=body)
+            await asyncio.sleep(30)
+            (message,) = sqs.queues[url].messages.values()
+            return message.receives, message.visible_at <= loop.time()
+
+    receives, visible = run(main())
+    assert (receives, visible) == (0, True), "a dead intake received the message"
