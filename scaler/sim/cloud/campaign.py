@@ -10,10 +10,17 @@ messages. After the run, :func:`violations` checks:
 
 - every spot-warned instance registered in the cluster is DRAINING before its notice ends,
   unless every replica was down within a visibility timeout of the warning or during its
-  notice;
+  notice, or no receive of the warning reached a replica before the notice's end;
 - no container instance outside the cluster is named in a state change;
 - every message is deleted after its work, or sits in the dead-letter queue, and only the
-  malformed ones do.
+  malformed ones do, or ones no receive of which reached a replica.
+
+A receive whose answer is lost (the ``lost`` fault) takes its messages all the same: SQS hides
+them for the visibility timeout and counts the receive toward ``maxReceiveCount``, as it does
+when a connection drops after SQS answered. No consumer can tell such a receive from silence,
+so a message whose every receive was lost is the world's doing, like a warning sent while
+every replica was down; the run records which events reached a replica
+(:attr:`~scaler.sim.cloud.shipped.Outcome.reached`) to tell the two apart.
 
 A failing seed prints the command that replays it: ``python -m scaler.sim.cloud.campaign SEED``;
 ``python -m scaler.sim.cloud.campaign 0-4999`` runs a campaign of its own and prints its figures.
@@ -88,6 +95,8 @@ def violations(t: Trial, outcome: Outcome) -> list[str]:
     for iid, warned in sorted(outcome.warned.items()):
         if iid not in outcome.registered or not _up(t, warned - VISIBILITY, warned + NOTICE):
             continue
+        if outcome.warnings_reached.get(iid, float("inf")) >= warned + NOTICE:
+            continue  # every receive of the warning within its notice had its answer lost
         drained = outcome.drained.get(iid)
         if drained is None or drained > warned + NOTICE:
             found.append(f"{iid} warned at {warned:.1f} s was not DRAINING by the notice's end")
@@ -95,9 +104,10 @@ def violations(t: Trial, outcome: Outcome) -> list[str]:
         found.append(f"state change named instances outside the cluster: {outcome.unknown[:3]}")
     if outcome.stranded:
         found.append(f"{outcome.stranded} messages were never deleted")
-    if outcome.dead != outcome.malformed:
+    if outcome.dead - outcome.dead_unreached != outcome.malformed:
         found.append(
-            f"{outcome.dead} messages in the dead-letter queue, {outcome.malformed} malformed"
+            f"{outcome.dead} messages in the dead-letter queue, {outcome.malformed} malformed, "
+            f"{outcome.dead_unreached} never reached a replica"
         )
     return found
 

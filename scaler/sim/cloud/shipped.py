@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,13 +77,26 @@ class Outcome:
     warned: dict[str, float] = field(default_factory=dict)  # instance -> spot warning sent
     registered: frozenset[str] = frozenset()  # warned instances registered when warned
     drained: dict[str, float] = field(default_factory=dict)  # instance -> set DRAINING
-    unknown: tuple[str, ...] = ()  # container instances named that are not the cluster's
+    # container instances named in a state change that never were the cluster's (one gone a
+    # moment before is a race ECS answers with a failure, not another cluster's instance)
+    unknown: tuple[str, ...] = ()
     stranded: int = 0  # messages left in the queue long after they were sent
     dead: int = 0  # messages in the dead-letter queue
     malformed: int = 0  # of which were sent malformed
     fault_hits: dict[str, int] = field(default_factory=dict)
     launched: dict[str, str] = field(default_factory=dict)  # instance -> engine pool, via EC2
     engine: Sim | None = field(default=None, compare=False, repr=False)  # the world, at its end
+    # event id -> when a receive of its message first reached a replica (absent: every receive's
+    # answer was lost); of the dead-letter queue's well-formed messages, those none reached
+    reached: dict[str, float] = field(default_factory=dict)
+    dead_unreached: int = 0
+    warning_events: dict[str, str] = field(default_factory=dict)  # instance -> its warning's id
+
+    @property
+    def warnings_reached(self) -> dict[str, float]:
+        """Warned instance -> when its warning first reached a replica (absent: never)."""
+        pairs = ((i, self.reached.get(e)) for i, e in self.warning_events.items())
+        return {i: at for i, at in pairs if at is not None}
 
 
 def run_shipped(
@@ -190,6 +204,7 @@ class ShippedWorld:
         self.foresight = 0.0
         self.trace: Callable[[dict[str, Any]], None] | None = None
         self.prepare: Callable[[Sim], None] | None = None
+        self.reached: dict[str, float] = {}  # event id -> first reached a replica
 
     async def run(self, faults: Faults | None, crashes: Sequence[Crash], replicas: int) -> Outcome:
         loop = asyncio.get_running_loop()
@@ -291,11 +306,26 @@ class ShippedWorld:
         values = {"cluster": CLUSTER, "queue_url": self.url, "lease_table": LEASES}
         settings = world_settings({**self.overrides, **values})
         clock = LoopClock(EPOCH)
-        return Scaler(settings, TARGET, clock, instrument=self.world.install, serve_http=False)
+        return Scaler(settings, TARGET, clock, instrument=self._instrument, serve_http=False)
+
+    def _instrument(self, service: str, client: Any) -> None:
+        self.world.install(service, client)
+        if service == "sqs":
+            client.meta.events.register("after-call.sqs.ReceiveMessage", self._received)
+
+    def _received(self, http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+        """What a receive brought a replica: only an answer that reached it counts."""
+        if http_response.status_code >= 300:
+            return
+        now = asyncio.get_running_loop().time()
+        for message in parsed.get("Messages", []):
+            event = _event_id(message.get("Body", ""))
+            if event is not None:
+                self.reached.setdefault(event, now)
 
     def _outcome(self, faults: Faults | None) -> Outcome:
         warned = {
-            e["detail"]["instance-id"]: (e["time"], at)
+            e["detail"]["instance-id"]: (e["id"], at)
             for e, at in self.publisher.timed
             if e["detail-type"] == "EC2 Spot Instance Interruption Warning"
         }
@@ -310,11 +340,32 @@ class ShippedWorld:
             warned={i: at for i, (_, at) in warned.items()},
             registered=frozenset(self.publisher.registered),
             drained=dict(self.ecs.drained_at),
-            unknown=tuple(self.ecs.unknown),
+            unknown=tuple(r for r in self.ecs.unknown if _id(r) not in self.sim.terminated),
             stranded=sum(1 for m in queue if m.sent < horizon - 900),
             dead=len(self.sqs.queues[self.dlq].messages),
             malformed=self.noise.malformed,
             fault_hits=dict(faults.hits) if faults is not None else {},
             launched=dict(self.instances.launched),
             engine=self.sim,
+            reached=dict(self.reached),
+            warning_events={i: event for i, (event, _) in warned.items()},
+            dead_unreached=sum(
+                1
+                for m in self.sqs.queues[self.dlq].messages.values()
+                if (event := _event_id(m.body)) is not None and event not in self.reached
+            ),
         )
+
+
+def _id(ref: str) -> str:
+    """The instance id an ECS container instance reference ends with."""
+    return ref.rsplit("/", 1)[-1]
+
+
+def _event_id(body: str) -> str | None:
+    """The id of the event ``body`` carries (None: no event at all)."""
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return None
+    return str(event["id"]) if isinstance(event, dict) and "id" in event else None

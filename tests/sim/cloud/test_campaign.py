@@ -31,6 +31,33 @@ def test_a_scaler_that_never_drains_breaks_the_invariants() -> None:
     assert any("was not DRAINING by the notice's end" in v for v in found)
 
 
+@pytest.mark.parametrize("seed", [2246, 3496, 2923, 3796, 4329])
+def test_seeds_that_once_failed_hold_every_invariant(seed: int) -> None:
+    """2923: a crashed replica's long poll ran on and took an event for no one, five times.
+    The others lost every answer to the receives of one message (a warning within its notice;
+    an event until the dead-letter queue took it), which no consumer can tell from silence."""
+    t = trial(seed)
+    assert violations(t, play(t)) == []
+
+
+@pytest.mark.parametrize(("seed", "instance"), [(2246, "i-00000000000000013")])
+def test_a_warning_that_reached_no_replica_in_its_notice_is_told_apart(
+    seed: int, instance: str
+) -> None:
+    outcome = play(trial(seed))
+    assert outcome.warnings_reached[instance] >= outcome.warned[instance] + 120
+    assert outcome.warned.keys() - outcome.warnings_reached.keys() == set()
+
+
+@pytest.mark.parametrize("seed", [3796, 4329])
+def test_an_event_whose_every_receive_was_lost_is_told_apart_in_the_dead_letter_queue(
+    seed: int,
+) -> None:
+    outcome = play(trial(seed))
+    assert outcome.dead_unreached == 1
+    assert outcome.dead == outcome.malformed + 1
+
+
 def test_a_seed_replays_exactly() -> None:
     t = trial(5)
     assert play(t) == play(t)
