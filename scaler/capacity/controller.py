@@ -145,11 +145,11 @@ class CapacityController:
         for reason in plan.reasons:
             log.info("capacity decision", extra={"reason": reason})
         acted = self._actuator.acted
+        self.last_plan = plan  # from before its launches: what they carry out
         await self._apply(plan, observed, now)
         await self._replace_and_give_back(observed, plan, acted)
         self._observe(observed.snapshot, plan, observed.stale)
         self._record(observed)
-        self.last_plan = plan
         await self._done(observed.snapshot, plan)
         return plan
 

@@ -37,6 +37,7 @@ from scaler.ecs.cluster import (
     DEACTIVATING,
     DRAINING,
     LAUNCHING,
+    PENDING,
     RUNNING,
     Cluster,
     Instance,
@@ -107,6 +108,8 @@ class Sim:
         self.unavailable_until: dict[str, float] = {}
         self.doomed: dict[str, float] = {}  # instance id -> termination time
         self.terminated: dict[str, Instance] = {}  # instances gone, for policies that look back
+        # (when, instance, its service tasks) for each the policy terminated or deregistered
+        self.removals: list[tuple[float, str, int]] = []
         self.api_calls: Counter[str] = Counter()
         self.surged: dict[str, int] = {}  # desired count raised for surge moves, per service
         self._dirty: set[str] = set()
@@ -273,6 +276,7 @@ class Sim:
         has no EC2 instance outside ECS, so it leaves the world (and the bill) as well."""
         self.api_calls["DeregisterContainerInstance"] += 1
         self.note("deregister", instance=inst.id, pool=inst.pool)
+        self._removing(inst)
         self._gone(inst)
 
     def set_desired(self, service: str, desired: int) -> None:
@@ -298,9 +302,14 @@ class Sim:
     def terminate(self, inst: Instance, why: str = "") -> None:
         self.api_calls["TerminateInstances"] += 1
         self.note("terminate", instance=inst.id, pool=inst.pool, why=why)
+        self._removing(inst)
         for task in [t for t in inst.tasks.values() if t.service.daemon]:
             self.cluster.stop_task(task, self.now, "instance-stopped")  # not interrupted work
         self._gone(inst)
+
+    def _removing(self, inst: Instance) -> None:
+        busy = [t for t in inst.tasks.values() if t.state in (PENDING, RUNNING)]
+        self.removals.append((self.now, inst.id, sum(1 for t in busy if not t.service.daemon)))
 
     def instance(self, instance_id: str) -> Instance | None:
         return self.cluster.instances.get(instance_id)

@@ -32,14 +32,19 @@ import random
 import sys
 from dataclasses import dataclass
 
+from scaler.settings import Settings
 from scaler.sim.builtin import builtin
 from scaler.sim.cloud.faults import Faults
-from scaler.sim.cloud.shipped import Crash, Noise, Outcome, run_shipped
+from scaler.sim.cloud.ledger import Ledger
+from scaler.sim.cloud.shipped import Crash, Noise, Outcome, capacity_settings, run_shipped
 from scaler.sim.engine import NOTICE
 from scaler.sim.scenario import Scenario
 
 SCENARIO = builtin("storm", instances=24, tasks=120, services=6).with_hours(0.5)
 VISIBILITY = 30.0  # the queue's visibility timeout: a crashed replica's messages come back then
+MAX_SIZE = int(capacity_settings(SCENARIO)["fleet_max_size"])  # SCALER_FLEET_MAX_SIZE
+DRAIN_TIMEOUT = float(Settings.model_fields["drain_timeout"].default)  # SCALER_DRAIN_TIMEOUT
+STALE_SLACK = 60.0  # a stale drain is seen at the capacity reader's next look, not at once
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,48 @@ def violations(t: Trial, outcome: Outcome) -> list[str]:
             f"{outcome.dead} messages in the dead-letter queue, {outcome.malformed} malformed, "
             f"{outcome.dead_unreached} never reached a replica"
         )
+    return found + _acts(outcome.ledger)
+
+
+def _acts(ledger: Ledger) -> list[str]:
+    """What the scaler's own acts must never do (the market's reclaims are not its acts)."""
+    found = [
+        f"{iid} terminated with {tasks} service tasks at {at:.1f} s"
+        for at, iid, tasks in ledger.removals
+        if tasks > 0
+    ]
+    found += [
+        f"{pool} had {size} instances after a launch at {at:.1f} s; its plan asked for {target}"
+        for at, pool, size, target in ledger.launches
+        if size > target + 1
+    ]
+    found += [
+        f"{pool} reached {most} instances, above its maximum size {MAX_SIZE}"
+        for pool, most in ledger.peaks
+        if most > MAX_SIZE
+    ]
+    found += [
+        f"{iid} drained by the scaler's choice at {at:.1f} s with {moving} own drains moving "
+        f"tasks, above the disruption budget of {budget}"
+        for at, iid, moving, budget in ledger.own_drains
+        if moving > budget
+    ]
+    if ledger.touched:
+        found.append(f"wrote to another cluster's: {list(ledger.touched[:3])}")
+    return found + _unexplained(ledger)
+
+
+def _unexplained(ledger: Ledger) -> list[str]:
+    """DRAINING spells past the drain timeout that no warning of the scaler's log named."""
+    found = []
+    for iid, start, end in ledger.drains:
+        if end - start <= DRAIN_TIMEOUT + STALE_SLACK:
+            continue
+        if not any(who == iid and start <= at <= end for at, who in ledger.warned_about):
+            found.append(
+                f"{iid} DRAINING from {start:.1f} s to {end:.1f} s, past the drain timeout, "
+                "and no warning said why"
+            )
     return found
 
 
@@ -144,7 +191,9 @@ def _campaign(seeds: range) -> int:
     import logging
     import time
 
-    logging.disable(logging.CRITICAL)
+    # quiet, but the run still hears the scaler's log (:mod:`scaler.sim.cloud.ledger`)
+    logging.getLogger().addHandler(logging.NullHandler())
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     began, failed, hits = time.perf_counter(), {}, dict[str, int]()
     for seed in seeds:
         t = trial(seed)

@@ -27,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +43,9 @@ from scaler.sim.cloud.driver import LoopDriver, Publisher
 from scaler.sim.cloud.dynamodb import Dynamodb
 from scaler.sim.cloud.ec2 import Ec2
 from scaler.sim.cloud.ecs import Ecs
-from scaler.sim.cloud.engine_world import EngineWorld, Origin
+from scaler.sim.cloud.engine_world import Origin
 from scaler.sim.cloud.faults import Faults
+from scaler.sim.cloud.ledger import Ledger, RecordedWorld, Recorder, Watched
 from scaler.sim.cloud.limits import Limits
 from scaler.sim.cloud.sqs import Sqs
 from scaler.sim.cloud.transport import Operations, Service, SimulatedAws
@@ -91,6 +93,7 @@ class Outcome:
     reached: dict[str, float] = field(default_factory=dict)
     dead_unreached: int = 0
     warning_events: dict[str, str] = field(default_factory=dict)  # instance -> its warning's id
+    ledger: Ledger = field(default_factory=Ledger)  # what the campaign's invariants read
 
     @property
     def warnings_reached(self) -> dict[str, float]:
@@ -205,6 +208,13 @@ class ShippedWorld:
         self.trace: Callable[[dict[str, Any]], None] | None = None
         self.prepare: Callable[[Sim], None] | None = None
         self.reached: dict[str, float] = {}  # event id -> first reached a replica
+        self.scalers: list[Scaler] = []  # every replica's every life, for the ledger
+        settings = world_settings(
+            {**overrides, "cluster": CLUSTER, "queue_url": "https://sqs.invalid/events"}
+        )
+        self.recorder = Recorder(
+            self._targets, settings.disruption_budget, CLUSTER, foreign=self._foreign
+        )
 
     async def run(self, faults: Faults | None, crashes: Sequence[Crash], replicas: int) -> Outcome:
         loop = asyncio.get_running_loop()
@@ -223,7 +233,8 @@ class ShippedWorld:
             self.prepare(self.sim)
         driver = LoopDriver(self.sim)
         self.ecs = Ecs(driver, CLUSTER)
-        self.instances = EngineWorld(driver, self._origin, seed=self.seed)
+        self.instances = RecordedWorld(driver, self._origin, seed=self.seed)
+        self.instances.attach(self.recorder)
         types = {
             t.name: (t.vcpu, t.memory_mib, t.on_demand_price)
             for t in self.scenario.instance_types.values()
@@ -242,12 +253,14 @@ class ShippedWorld:
             "autoscaling": Synced(autoscaling, driver),
             "cloudwatch": Synced(cloudwatch, driver),
         }
-        self.world = SimulatedAws(services, self.limits, faults)
+        watched = {name: Watched(name, svc, self.recorder) for name, svc in services.items()}
+        self.world = SimulatedAws(watched, self.limits, faults)
         stop = asyncio.Event()
-        lives = [asyncio.create_task(self._replica(i, crashes, stop)) for i in range(replicas)]
-        await driver.run(asyncio.Event())
-        stop.set()
-        await asyncio.gather(*lives)
+        with _hearing(self.recorder.handler()):
+            lives = [asyncio.create_task(self._replica(i, crashes, stop)) for i in range(replicas)]
+            await driver.run(asyncio.Event())
+            stop.set()
+            await asyncio.gather(*lives)
         return self._outcome(faults)
 
     def _templates(self, image: str) -> None:
@@ -255,6 +268,19 @@ class ShippedWorld:
         launching ``image``."""
         for _, kind, template in template_pools(self.scenario).values():
             self.ec2.template(template, kind, image)
+
+    def _targets(self) -> dict[str, int]:
+        """Each template pool's largest target in the plans the replicas carry out now."""
+        found: dict[str, int] = {}
+        for scaler in self.scalers:
+            plan = scaler.capacity.last_plan if scaler.capacity is not None else None
+            for pool, target in (plan.pool_targets if plan is not None else {}).items():
+                found[pool] = max(found.get(pool, 0), target)
+        return found
+
+    def _foreign(self) -> list[str]:
+        """The other clusters' instances warned so far."""
+        return [f"i-0f{n:015x}" for n in range(1, self.publisher.foreign + 1)]
 
     def _origin(self, pool: Pool) -> Origin:
         """An instance the run starts with: as the template pool of its type launched it."""
@@ -306,7 +332,9 @@ class ShippedWorld:
         values = {"cluster": CLUSTER, "queue_url": self.url, "lease_table": LEASES}
         settings = world_settings({**self.overrides, **values})
         clock = LoopClock(EPOCH)
-        return Scaler(settings, TARGET, clock, instrument=self._instrument, serve_http=False)
+        scaler = Scaler(settings, TARGET, clock, instrument=self._instrument, serve_http=False)
+        self.scalers = [*self.scalers[-3:], scaler]  # the lives that may still run
+        return scaler
 
     def _instrument(self, service: str, client: Any) -> None:
         self.world.install(service, client)
@@ -349,12 +377,43 @@ class ShippedWorld:
             engine=self.sim,
             reached=dict(self.reached),
             warning_events={i: event for i, (event, _) in warned.items()},
+            ledger=self.recorder.ledger(self.sim.now, self.sim.removals),
             dead_unreached=sum(
                 1
                 for m in self.sqs.queues[self.dlq].messages.values()
                 if (event := _event_id(m.body)) is not None and event not in self.reached
             ),
         )
+
+
+@contextlib.contextmanager
+def _hearing(handler: logging.Handler) -> Iterator[None]:
+    """``handler`` hears the scaler's log from INFO up while the run lasts; what was shown
+    before (from the level the ``scaler`` logger had) still goes where it went."""
+    logger = logging.getLogger("scaler")
+    shown, level, propagate = logger.getEffectiveLevel(), logger.level, logger.propagate
+    forward = _Forward(shown)
+    logger.addHandler(handler)
+    logger.addHandler(forward)
+    logger.setLevel(min(shown, logging.INFO))
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.removeHandler(forward)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+class _Forward(logging.Handler):
+    """Hands the records at or above ``shown`` on to the root logger, as propagation did."""
+
+    def __init__(self, shown: int) -> None:
+        super().__init__(shown)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger().handle(record)
 
 
 def _id(ref: str) -> str:

@@ -5,10 +5,25 @@ command that replays it. The checks themselves are shown to catch a scaler that 
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
-from scaler.sim.cloud.campaign import SCENARIO, play, replay, trial, violations
-from scaler.sim.cloud.shipped import run_shipped
+from scaler.sim.cloud.campaign import (
+    DRAIN_TIMEOUT,
+    MAX_SIZE,
+    SCENARIO,
+    Trial,
+    play,
+    replay,
+    trial,
+    violations,
+)
+from scaler.sim.cloud.ledger import Recorder
+from scaler.sim.cloud.shipped import Outcome, run_shipped
+from scaler.sim.engine import Sim
+from tests.sim.cloud.simulated import Idle
 
 SEEDS = range(200)
 
@@ -61,3 +76,105 @@ def test_an_event_whose_every_receive_was_lost_is_told_apart_in_the_dead_letter_
 def test_a_seed_replays_exactly() -> None:
     t = trial(5)
     assert play(t) == play(t)
+
+
+@pytest.fixture(scope="module")
+def played() -> tuple[Trial, Outcome]:
+    """A seed whose scaler launches, drains by its own choice and by warnings."""
+    t = trial(0)
+    return t, play(t)
+
+
+def _broken(outcome: Outcome, **ledger: Any) -> Outcome:
+    return replace(outcome, ledger=replace(outcome.ledger, **ledger))
+
+
+def test_the_ledger_records_what_the_scaler_did(played: tuple[Trial, Outcome]) -> None:
+    t, outcome = played
+    ledger = outcome.ledger
+    assert violations(t, outcome) == []
+    assert ledger.launches and ledger.peaks, "its launches, against the plan"
+    assert ledger.own_drains, "its recommendation drains, against the budget"
+    assert ledger.drains, "every DRAINING spell"
+    assert {iid for iid, _, _ in ledger.drains} >= set(outcome.drained)
+
+
+def test_terminating_an_instance_with_tasks_breaks_the_invariants(
+    played: tuple[Trial, Outcome],
+) -> None:
+    t, outcome = played
+    broken = _broken(outcome, removals=((1000.0, "i-0busy", 3), (1001.0, "i-0idle", 0)))
+    assert violations(t, broken) == ["i-0busy terminated with 3 service tasks at 1000.0 s"]
+
+
+def test_the_engine_records_the_policys_terminations_with_their_tasks() -> None:
+    sim = Sim(SCENARIO, Idle(), seed=0)
+    sim.begin()
+    sim.step_until(600.0)
+    busy = max(sim.cluster.instances.values(), key=lambda i: len(i.tasks))
+    services = sum(1 for t in busy.tasks.values() if not t.service.daemon)
+    sim.terminate(busy, why="test")
+    assert sim.removals == [(600.0, busy.id, services)] and services > 0
+
+
+def test_a_launch_beyond_the_plan_and_one_more_breaks_the_invariants(
+    played: tuple[Trial, Outcome],
+) -> None:
+    t, outcome = played
+    ok, double = (1000.0, "spot", 5, 4), (1000.0, "spot", 6, 4)
+    assert violations(t, _broken(outcome, launches=(ok,))) == []
+    assert violations(t, _broken(outcome, launches=(double,))) == [
+        "spot had 6 instances after a launch at 1000.0 s; its plan asked for 4"
+    ]
+
+
+def test_a_pool_above_its_maximum_size_breaks_the_invariants(
+    played: tuple[Trial, Outcome],
+) -> None:
+    t, outcome = played
+    broken = _broken(outcome, peaks=(("spot", MAX_SIZE + 1),))
+    assert violations(t, broken) == [
+        f"spot reached {MAX_SIZE + 1} instances, above its maximum size {MAX_SIZE}"
+    ]
+
+
+def test_own_drains_beyond_the_disruption_budget_break_the_invariants(
+    played: tuple[Trial, Outcome],
+) -> None:
+    t, outcome = played
+    broken = _broken(outcome, own_drains=((950.0, "i-0third", 3, 2),))
+    assert violations(t, broken) == [
+        "i-0third drained by the scaler's choice at 950.0 s with 3 own drains moving tasks, "
+        "above the disruption budget of 2"
+    ]
+
+
+def test_a_write_naming_another_clusters_instance_breaks_the_invariants(
+    played: tuple[Trial, Outcome],
+) -> None:
+    t, outcome = played
+    recorder = Recorder(cluster="sim", foreign=lambda: ["i-0f000000000000001"])
+    theirs = "arn:aws:ecs:us-east-1:123456789012:container-instance/sim/i-0f000000000000001"
+    recorder.wrote("ecs", "DescribeContainerInstances", {"containerInstances": [theirs]})
+    recorder.wrote("ec2", "TerminateInstances", {"InstanceIds": ["i-0f000000000000001"]})
+    recorder.wrote("ecs", "UpdateService", {"cluster": "arn:aws:ecs:us-east-1:1:cluster/other"})
+    recorder.wrote("ecs", "UpdateService", {"cluster": "arn:aws:ecs:us-east-1:1:cluster/sim"})
+    assert recorder.touched == [
+        "ec2:TerminateInstances i-0f000000000000001",
+        "ecs:UpdateService arn:aws:ecs:us-east-1:1:cluster/other",
+    ]
+    broken = _broken(outcome, touched=tuple(recorder.touched))
+    assert any(v.startswith("wrote to another cluster's") for v in violations(t, broken))
+
+
+def test_draining_past_the_drain_timeout_unexplained_breaks_the_invariants(
+    played: tuple[Trial, Outcome],
+) -> None:
+    t, outcome = played
+    long = ("i-0stuck", 100.0, 100.0 + DRAIN_TIMEOUT + 61)
+    said = ((100.0 + DRAIN_TIMEOUT + 30, "i-0stuck"),)
+    assert violations(t, _broken(outcome, drains=(long,), warned_about=said)) == []
+    assert violations(t, _broken(outcome, drains=(long,))) == [
+        f"i-0stuck DRAINING from 100.0 s to {long[2]:.1f} s, past the drain timeout, "
+        "and no warning said why"
+    ]
