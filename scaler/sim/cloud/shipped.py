@@ -58,6 +58,7 @@ CLUSTER = "sim"
 TARGET = AwsTarget("us-east-1", "https://aws.simulated.invalid", credentials=("SIM", "SIM"))
 LEASES = "scaler-leases"
 MAX_RECEIVES = 5
+DRAINER_LOG = "scaler.aws.drainer"  # logs each drain with its reason
 
 
 @dataclass(frozen=True)
@@ -388,21 +389,28 @@ class ShippedWorld:
 
 @contextlib.contextmanager
 def _hearing(handler: logging.Handler) -> Iterator[None]:
-    """``handler`` hears the scaler's log from INFO up while the run lasts; what was shown
-    before (from the level the ``scaler`` logger had) still goes where it went."""
-    logger = logging.getLogger("scaler")
-    shown, level, propagate = logger.getEffectiveLevel(), logger.level, logger.propagate
+    """``handler`` hears the scaler's warnings and its drains (``drained``, INFO) while the run
+    lasts; what was shown before (from the level the ``scaler`` logger had) still goes where it
+    went. Other INFO records are not made at all: a campaign runs thousands of seeds."""
+    logger, drainer = logging.getLogger("scaler"), logging.getLogger(DRAINER_LOG)
+    shown, levels, propagate = (
+        logger.getEffectiveLevel(),
+        (logger.level, drainer.level),
+        logger.propagate,
+    )
     forward = _Forward(shown)
     logger.addHandler(handler)
     logger.addHandler(forward)
-    logger.setLevel(min(shown, logging.INFO))
+    logger.setLevel(min(shown, logging.WARNING))
+    drainer.setLevel(min(drainer.getEffectiveLevel(), logging.INFO))
     logger.propagate = False
     try:
         yield
     finally:
         logger.removeHandler(handler)
         logger.removeHandler(forward)
-        logger.setLevel(level)
+        logger.setLevel(levels[0])
+        drainer.setLevel(levels[1])
         logger.propagate = propagate
 
 
