@@ -13,7 +13,20 @@ messages. After the run, :func:`violations` checks:
   notice, or no receive of the warning reached a replica before the notice's end;
 - no container instance outside the cluster is named in a state change;
 - every message is deleted after its work, or sits in the dead-letter queue, and only the
-  malformed ones do, or ones no receive of which reached a replica.
+  malformed ones do, or ones no receive of which reached a replica;
+
+and, of the scaler's own acts (a spot reclaim by the market is not one), from the run's
+:class:`~scaler.sim.cloud.ledger.Ledger`:
+
+- no instance is terminated (or deregistered) while service tasks run or wait on it;
+- no double launch: after each launch, a template pool has at most one instance more than the
+  largest target a replica's plan set for it (instances doomed or DRAINING not counted);
+- no template pool ever holds more than ``SCALER_FLEET_MAX_SIZE`` instances;
+- the scaler's own drains (recommendations, rolls, consolidation, migration, give-backs) whose
+  tasks are still moving never exceed the disruption budget when it starts another;
+- no write names another cluster or one of its instances;
+- no instance stays DRAINING past ``SCALER_DRAIN_TIMEOUT`` (and the reader's next look)
+  without a warning of the scaler's log naming it.
 
 A receive whose answer is lost (the ``lost`` fault) takes its messages all the same: SQS hides
 them for the visibility timeout and counts the receive toward ``maxReceiveCount``, as it does
