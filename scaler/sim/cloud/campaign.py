@@ -22,8 +22,8 @@ and, of the scaler's own acts (a spot reclaim by the market is not one), from th
 - no double launch: after each launch, a template pool has at most one instance more than the
   largest target a replica's plan set for it (instances doomed or DRAINING not counted);
 - no template pool ever holds more than ``SCALER_FLEET_MAX_SIZE`` instances;
-- the scaler's own drains (recommendations, rolls, consolidation, migration, give-backs) whose
-  tasks are still moving never exceed the disruption budget when it starts another;
+- the scaler's own drains under the disruption budget (recommendations, rolls, consolidation,
+  migration) whose tasks are still moving never exceed it when it starts another;
 - no write names another cluster or one of its instances;
 - no instance stays DRAINING past ``SCALER_DRAIN_TIMEOUT`` (and the reader's next look)
   without a warning of the scaler's log naming it.

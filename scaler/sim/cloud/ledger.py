@@ -34,19 +34,10 @@ from scaler.sim.cloud.world import PENDING as EC2_PENDING
 from scaler.sim.cloud.world import RUNNING as EC2_RUNNING
 from scaler.sim.cloud.world import Ec2Instance
 
-# drains the scaler chooses (recommendations, rolls, consolidation, migration, give-backs):
-# those the disruption budget bounds; warnings, lifecycle actions and state changes do not wait
-OWN_CHOICE = frozenset(
-    {
-        "rebalance_recommendation",
-        "drift",
-        "consolidation",
-        "migration",
-        "surplus",
-        "return_to_spot",
-        "revert_to_spot",
-    }
-)
+# the drains the disruption budget bounds (``SCALER_DISRUPTION_BUDGET``): recommendations,
+# rolls, consolidation, migration. Warnings, lifecycle actions and state changes do not wait;
+# the return to spot is bounded by ``SCALER_REVERT_BATCH`` instead
+OWN_CHOICE = frozenset({"rebalance_recommendation", "drift", "consolidation", "migration"})
 READS = ("Describe", "List", "Get", "Receive")
 
 
