@@ -54,7 +54,7 @@ def test_every_invariant_holds_across_the_campaign() -> None:
 
 
 def test_a_race_of_two_gates_is_told_apart_from_other_failures() -> None:
-    one, two = trial(0), trial(9)
+    one, two = trial(2), trial(9)
     assert (one.replicas, two.replicas) == (1, 2)
     budget = (
         "i-1 drained by the scaler's choice at 9 s with 3 own drains moving tasks, above the "
