@@ -21,13 +21,13 @@ those moments from where they happen, without changing what happens:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from scaler.aws.templates import POOL
 from scaler.ecs.cluster import ACTIVE, DRAINING, PENDING, RUNNING, Instance
-from scaler.plan.roll import disruption_budget
 from scaler.sim.cloud.engine_world import EngineWorld
 from scaler.sim.cloud.transport import Service
 from scaler.sim.cloud.world import PENDING as EC2_PENDING
@@ -118,7 +118,7 @@ class Recorder:
         if reason in OWN_CHOICE:
             members = world.members()
             moving = sum(1 for m in members if self._own(m) and _busy(m))
-            self.own_drains.append((now, iid, moving, disruption_budget(self.share, len(members))))
+            self.own_drains.append((now, iid, moving, _budget(self.share, len(members))))
 
     def _own(self, inst: Instance) -> bool:
         """Is ``inst`` DRAINING by the scaler's choice alone (no spot warning since)?"""
@@ -236,3 +236,10 @@ def _other_cluster(text: str, cluster: str) -> bool:
     rest = text.split(":", 5)[-1]  # cluster/NAME, container-instance/NAME/ID, ...
     parts = rest.split("/")
     return len(parts) > 1 and parts[0] != "task-definition" and parts[1] != cluster
+
+
+def _budget(share: float, live: int) -> int:
+    """The disruption budget as documented for ``SCALER_DISRUPTION_BUDGET``: ``share`` of the
+    live instances, at least one (none of a single instance). Written out here, not imported:
+    a check that called the scaler's own arithmetic would agree with any bug in it."""
+    return max(1, math.floor(share * live)) if live > 1 else 0

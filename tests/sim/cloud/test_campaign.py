@@ -81,22 +81,25 @@ def test_seeds_that_once_failed_hold_every_invariant(seed: int) -> None:
     assert violations(t, play(t)) == []
 
 
-@pytest.mark.parametrize(("seed", "instance"), [(2246, "i-00000000000000013")])
-def test_a_warning_that_reached_no_replica_in_its_notice_is_told_apart(
-    seed: int, instance: str
-) -> None:
-    outcome = play(trial(seed))
-    assert outcome.warnings_reached[instance] >= outcome.warned[instance] + 120
-    assert outcome.warned.keys() - outcome.warnings_reached.keys() == set()
+def test_a_warning_that_reached_no_replica_in_its_notice_is_told_apart() -> None:
+    """Every receive of a warning within its notice lost (seed 2246 once did so): the world's
+    doing, not the scaler's; the same warning heard in time and not drained is a violation."""
+    t = trial(2)
+    outcome = run_shipped(SCENARIO, t.seed, {"dry_run": True}, replicas=1)
+    assert any("not DRAINING" in v for v in violations(t, outcome))
+    late = {outcome.warning_events[i]: at + 120 for i, at in outcome.warned.items()}
+    assert not any("not DRAINING" in v for v in violations(t, replace(outcome, reached=late)))
 
 
-@pytest.mark.parametrize("seed", [3796, 4329])
-def test_an_event_whose_every_receive_was_lost_is_told_apart_in_the_dead_letter_queue(
-    seed: int,
-) -> None:
-    outcome = play(trial(seed))
-    assert outcome.dead_unreached == 1
-    assert outcome.dead == outcome.malformed + 1
+def test_an_event_whose_every_receive_was_lost_is_told_apart_in_the_dead_letter_queue() -> None:
+    """A well-formed event in the dead-letter queue that no receive brought to a replica (seeds
+    3796 and 4329 once had one) is the world's doing; one that reached a replica is not."""
+    t = trial(2)
+    outcome = run_shipped(SCENARIO, t.seed, replicas=1)
+    assert violations(t, outcome) == []
+    dead = replace(outcome, dead=outcome.dead + 1)
+    assert any("dead-letter" in v for v in violations(t, dead))
+    assert violations(t, replace(dead, dead_unreached=outcome.dead_unreached + 1)) == []
 
 
 def test_a_seed_replays_exactly() -> None:
