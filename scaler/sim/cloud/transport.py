@@ -16,6 +16,12 @@ every client so:
 
 A call of an operation the simulated service does not implement fails loudly
 (:class:`NotSimulated`), so the simulated AWS can never answer something it does not model.
+
+What botocore does per request only to put it on the wire is skipped (:func:`_lighten`), as
+nothing goes on a wire: the request is validated against the service model as before, but not
+serialized into the protocol's form; the endpoint is the client's own URL, not resolved again by
+the endpoint ruleset at each call; the User-Agent header is built once per client. These were
+most of a simulated call's cost.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from botocore.exceptions import ParamValidationError
+from botocore.validate import ParamValidationDecorator
 
 from scaler.sim.cloud.faults import SLOWER, Faults
 from scaler.sim.cloud.limits import THROTTLED, Limits, no_limits
@@ -72,6 +81,7 @@ class SimulatedAws:
         """Hook ``client`` (of ``service``, as :class:`AwsClients` names it) to this world."""
         client.meta.events.register("before-parameter-build.*.*", _keep_params)
         client.meta.events.register("before-call.*.*", self._answerer(service, client))
+        _lighten(client)
 
     def _answerer(
         self, service: str, client: Any
@@ -150,6 +160,39 @@ def _error(exc: AwsError) -> tuple[_Http, dict[str, Any]]:
     if exc.shape:
         error["QueryErrorCode"] = exc.shape
     return _Http(exc.status), {"Error": error, "ResponseMetadata": _meta(exc.status)}
+
+
+class _ValidateOnly:
+    """A client's serializer that validates the request against the service model, as botocore
+    does before it serializes (:class:`botocore.validate.ParamValidationDecorator`), and raises
+    the same ``ParamValidationError``, but builds only an empty request: nothing is sent."""
+
+    def __init__(self, validator: Any) -> None:
+        self._validator = validator
+
+    def serialize_to_request(self, parameters: Any, operation_model: Any) -> dict[str, Any]:
+        shape = operation_model.input_shape
+        if shape is not None:
+            report = self._validator.validate(parameters, shape)
+            if report.has_errors():
+                raise ParamValidationError(report=report.generate_report())
+        method = operation_model.http.get("method", "POST")
+        return {"url_path": "/", "query_string": "", "method": method, "headers": {}, "body": b""}
+
+
+def _lighten(client: Any) -> None:
+    """Skip what botocore does per request only for the wire (see the module docstring); a
+    client whose parameter validation is off keeps its own serializer (and validates nothing,
+    as against AWS)."""
+    serializer = getattr(client, "_serializer", None)
+    if isinstance(serializer, ParamValidationDecorator):
+        client._serializer = _ValidateOnly(serializer._param_validator)
+    if hasattr(client, "_ruleset_resolver"):
+        client._ruleset_resolver = None  # the endpoint: the client's URL (meta.endpoint_url)
+    creator = getattr(client, "_user_agent_creator", None)
+    if creator is not None:
+        agent = creator.to_string()
+        creator.to_string = lambda: agent
 
 
 def _keep_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
