@@ -375,6 +375,7 @@ class Scaler:
         reader = CapacityReader(aws, s, workers.directory, workers.board)
         await reader.validate()
         actuator = CapacityActuator(aws, s, workers.drainer, self.metrics, reader.templates)
+        reader.acted = lambda: actuator.acted  # a full read after the scaler changed anything
         roll = (
             RollPolicy(s.disruption_budget, s.roll_per_hour, surge=s.roll_surge) if s.roll else None
         )

@@ -22,6 +22,13 @@ reads:
 - EC2's facts on the groups' instances (the retiring tags) and, with ``SCALER_ROLL``, which are
   out of date (:mod:`scaler.aws.roll`).
 
+Where the tasks run is read in full only when it may have changed (:mod:`scaler.aws.read_memory`):
+each cycle describes the container instances and the services anyway, and while their counts,
+remaining resources and ECS versions are those the last full read saw, no task can have started,
+stopped or moved, and that read's placement is reused. Every few minutes, after the scaler acted
+and while a notice is on the board, everything is read again whatever they say. The service
+names and the capacity providers are read again with each full read.
+
 At start, :meth:`CapacityReader.validate` refuses groups that do not exist, and those owned by
 ECS managed scaling (tag ``AmazonECSManaged``): ECS sets their desired capacity itself and would
 undo the scaler's, so the scaler coexists with them by leaving them alone and topping up through
@@ -33,7 +40,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -42,6 +49,7 @@ from scaler.aws.clients import AwsClients, error_code
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.errors import DENIED
 from scaler.aws.migration import missing_fleets
+from scaler.aws.read_memory import FULL_READ_CYCLES, Placement, ReadMemory, fingerprint
 from scaler.aws.retiring import Ec2Facts, describe
 from scaler.aws.roll import DriftReader, template_spec
 from scaler.aws.services import Providers, ec2_providers, on_fargate, read_providers, strategy
@@ -88,6 +96,8 @@ class CapacityReader:
         self._providers: dict[str, str] = {}  # group -> the capacity provider it is
         self._denied = False  # reading capacity providers was refused (warned once)
         self._activities = LaunchFailures(aws.autoscaling)
+        self.memory = ReadMemory(longest=FULL_READ_CYCLES * settings.capacity_interval)
+        self.acted: Callable[[], int] = lambda: 0  # the actuator's count of changes made
 
     @property
     def groups(self) -> dict[str, str]:
@@ -218,10 +228,13 @@ class CapacityReader:
         kinds = await self._group_types(groups)
         await self._type_info(set(kinds.values()))
         instances = {ci.ec2_instance_id: ci for ci in await self._directory.refresh()}
-        providers = await self._providers_or_none()
+        described, placement, full = await self._placement(instances, now)
+        providers = await self._providers_or_none() if full else self.memory.providers
+        self.memory.providers = providers
         observed = Observed(CapacitySnapshot(now, (), (), ()), instances=instances, groups=groups)
+        observed.tasks = {key: list(arns) for key, arns in placement.tasks.items()}
         nodes, pools = self._nodes_and_pools(groups, kinds, instances, observed, providers)
-        services = await self._services(instances, observed, providers)
+        services = await self._services(described, placement, providers)
         self._warn_unserved(services, pools)
         observed.snapshot = CapacitySnapshot(now, tuple(nodes), tuple(pools), tuple(services))
         s = self._settings
@@ -380,17 +393,39 @@ class CapacityReader:
             ci.capacity_provider or self._providers.get(pool, ""),
         )
 
+    async def _placement(
+        self, instances: dict[str, ContainerInstance], now: float
+    ) -> tuple[dict[str, dict[str, Any]], Placement, bool]:
+        """The services described, where their tasks run, and whether that was read in full
+        (the service names too) or the last full read's reused (:mod:`scaler.aws.read_memory`)."""
+        memory, acted = self.memory, self.acted()
+        due = memory.due(now, acted, bool(self._board.ends))
+        names = memory.names if memory.names is not None and not due else None
+        described = await self._describe_services(names or await self._names())
+        if not due:
+            reused = memory.reuse(fingerprint(instances.values(), described), acted)
+            if reused is not None:
+                return described, reused, False
+            if set(await self._names()) != set(names or ()):  # a service created or deleted
+                described = await self._describe_services(self.memory.names or [])
+        by_arn = {ci.arn: ci.ec2_instance_id for ci in instances.values()}
+        placement = await self._tasks_by_service(by_arn)
+        memory.remember(now, fingerprint(instances.values(), described), placement, acted)
+        return described, placement, True
+
+    async def _names(self) -> list[str]:
+        self.memory.names = await self._service_names()
+        return self.memory.names
+
     async def _services(
         self,
-        instances: dict[str, ContainerInstance],
-        observed: Observed,
+        described: dict[str, dict[str, Any]],
+        placement: Placement,
         providers: Providers | None,
     ) -> list[ServiceView]:
         """The cluster's services that need EC2 room (not the overflow companions, not those on
-        Fargate); where their tasks run noted in ``observed``."""
-        described = await self._describe_services(await self._service_names())
-        by_arn = {ci.arn: ci.ec2_instance_id for ci in instances.values()}
-        placed = await self._tasks_by_service(by_arn, observed)
+        Fargate)."""
+        placed = placement.placed
         companions = self._settings.overflow_services
         views = []
         for name, svc in sorted(described.items()):
@@ -461,18 +496,17 @@ class CapacityReader:
                 extra={"service": svc.name, "capacity_providers": list(svc.providers)},
             )
 
-    async def _tasks_by_service(
-        self, by_arn: dict[str, str], observed: Observed
-    ) -> dict[str, Counter[str]]:
+    async def _tasks_by_service(self, by_arn: dict[str, str]) -> Placement:
         placed: dict[str, Counter[str]] = defaultdict(Counter)
+        tasks: dict[tuple[str, str], list[str]] = {}
         for task in await running_tasks(self._aws.ecs, self._settings.cluster):
             group = str(task.get("group", ""))
             node = by_arn.get(task.get("containerInstanceArn", ""))
             if group.startswith("service:") and node:
                 service = group.split(":", 1)[1]
                 placed[service][node] += 1
-                observed.tasks.setdefault((service, node), []).append(task["taskArn"])
-        return placed
+                tasks.setdefault((service, node), []).append(task["taskArn"])
+        return Placement(dict(placed), tasks)
 
 
 def _warn_rebalancing(group: dict[str, Any]) -> None:
