@@ -228,9 +228,8 @@ class CapacityReader:
         kinds = await self._group_types(groups)
         await self._type_info(set(kinds.values()))
         instances = {ci.ec2_instance_id: ci for ci in await self._directory.refresh()}
-        described, placement, full = await self._placement(instances, now)
-        providers = await self._providers_or_none() if full else self.memory.providers
-        self.memory.providers = providers
+        described, placement = await self._placement(instances, now)
+        providers: Providers | None = self.memory.providers
         observed = Observed(CapacitySnapshot(now, (), (), ()), instances=instances, groups=groups)
         observed.tasks = {key: list(arns) for key, arns in placement.tasks.items()}
         nodes, pools = self._nodes_and_pools(groups, kinds, instances, observed, providers)
@@ -395,9 +394,10 @@ class CapacityReader:
 
     async def _placement(
         self, instances: dict[str, ContainerInstance], now: float
-    ) -> tuple[dict[str, dict[str, Any]], Placement, bool]:
-        """The services described, where their tasks run, and whether that was read in full
-        (the service names too) or the last full read's reused (:mod:`scaler.aws.read_memory`)."""
+    ) -> tuple[dict[str, dict[str, Any]], Placement]:
+        """The services described and where their tasks run: read in full (with the service
+        names and the capacity providers, kept in :attr:`memory`), or the last full read's
+        placement reused (:mod:`scaler.aws.read_memory`)."""
         memory, acted = self.memory, self.acted()
         due = memory.due(now, acted, bool(self._board.ends))
         names = memory.names if memory.names is not None and not due else None
@@ -405,13 +405,14 @@ class CapacityReader:
         if not due:
             reused = memory.reuse(fingerprint(instances.values(), described), acted)
             if reused is not None:
-                return described, reused, False
+                return described, reused
             if set(await self._names()) != set(names or ()):  # a service created or deleted
                 described = await self._describe_services(self.memory.names or [])
         by_arn = {ci.arn: ci.ec2_instance_id for ci in instances.values()}
         placement = await self._tasks_by_service(by_arn)
+        memory.providers = await self._providers_or_none()
         memory.remember(now, fingerprint(instances.values(), described), placement, acted)
-        return described, placement, True
+        return described, placement
 
     async def _names(self) -> list[str]:
         self.memory.names = await self._service_names()

@@ -39,6 +39,7 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from scaler.aws.services import Providers
 from scaler.model import ContainerInstance
 
 FULL_READ_CYCLES = 10  # cycles (5 minutes at the default 30 s interval) between full reads
@@ -98,7 +99,7 @@ class ReadMemory:
     every: int = FULL_READ_CYCLES  # cycles between full reads, at most
     longest: float = 300.0  # seconds between full reads, at most
     names: list[str] | None = None  # the cluster's services, as ListServices last said
-    providers: Any = None  # what the last full read found of the capacity providers
+    providers: Providers | None = None  # as the last full read found them (None: unreadable)
     placement: Placement | None = None
     seen: Hashable = None  # the fingerprint the placement was read under
     full_at: float = float("-inf")  # the time of the last full read

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from botocore.exceptions import ClientError
 
 from scaler import testbed
 from scaler.aws.capacity_reader import CapacityReader
@@ -17,6 +18,7 @@ from scaler.clock import SystemClock
 from scaler.demo import aws_calls
 from scaler.metrics import Metrics
 from scaler.notices import NoticeBoard
+from tests.integration.faults import FailFirst
 from tests.integration.helpers import settings_for
 
 CLUSTER = "prod"
@@ -65,10 +67,15 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(local_aws: testbed.LocalAws) -> AsyncIterator[Cluster]:
+def refusal() -> FailFirst:
+    return FailFirst("ecs", "DescribeClusters", times=0)
+
+
+@pytest.fixture
+async def cluster(local_aws: testbed.LocalAws, refusal: FailFirst) -> AsyncIterator[Cluster]:
     metrics = Metrics()
     target = AwsTarget(region=testbed.REGION, endpoint_url=local_aws.endpoint, max_attempts=1)
-    async with AwsClients(target, metrics) as clients:
+    async with AwsClients(target, metrics, instrument=refusal) as clients:
         yield Cluster(local_aws, clients, metrics)
 
 
@@ -140,3 +147,14 @@ async def test_tasks_are_read_every_cycle_while_a_notice_is_on_the_board(
     await cluster.read(after=1.0)
     await cluster.read(after=1.0)
     assert cluster.calls("ListTasks") == 3
+
+
+async def test_a_full_read_that_failed_part_way_is_made_again(
+    cluster: Cluster, refusal: FailFirst
+) -> None:
+    refusal.times = 1  # the capacity providers cannot be read: that cycle fails
+    with pytest.raises(ClientError):
+        await cluster.read()
+    await cluster.read()
+    assert cluster.calls("ListTasks") == 2
+    assert cluster.calls("DescribeClusters") == 2
