@@ -331,8 +331,10 @@ class Ecs(Operations):
         self._check(cluster)
         wanted = (DEACTIVATING,) if desiredStatus == "STOPPED" else (PENDING, RUNNING)
         tasks = [t for t in self._tasks(containerInstance, serviceName) if t.state in wanted]
-        arns = sorted(self._arn_of_task(t) for t in tasks)
-        return _page(arns, "taskArns", nextToken, maxResults)
+        by_id = {t.id: t for t in tasks}  # ARNs share their prefix: in the order of their ids
+        reply = _page(sorted(by_id), "taskArns", nextToken, maxResults)
+        reply["taskArns"] = [self._arn_of_task(by_id[i]) for i in reply["taskArns"]]
+        return reply
 
     def _tasks(self, instance: str | None, service: str | None) -> list[Task]:
         """Tasks on ``instance`` or of ``service`` (all if neither), DEACTIVATING ones too."""

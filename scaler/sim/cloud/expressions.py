@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 Item = dict[str, dict[str, Any]]  # attribute -> {"S": ...} | {"N": ...} | ...
@@ -26,6 +27,11 @@ class ExpressionError(ValueError):
 
 
 def tokens(text: str) -> list[str]:
+    return list(_tokens(text))
+
+
+@cache
+def _tokens(text: str) -> tuple[str, ...]:
     out, pos = [], 0
     while pos < len(text.rstrip()):
         found = TOKEN.match(text, pos)
@@ -33,7 +39,7 @@ def tokens(text: str) -> list[str]:
             raise ExpressionError(f"cannot parse {text[pos:]!r}")
         out.append(found.group(1))
         pos = found.end()
-    return out
+    return tuple(out)
 
 
 class _Condition:
