@@ -26,7 +26,8 @@ Where the tasks run is read in full only when it may have changed (:mod:`scaler.
 each cycle describes the container instances and the services anyway, and while their counts,
 remaining resources and ECS versions are those the last full read saw, no task can have started,
 stopped or moved, and that read's placement is reused. Every few minutes, after the scaler acted
-and while a notice is on the board, everything is read again whatever they say. The service
+and while a notice is on the board (with services that overflow to Fargate), everything is read
+again whatever they say. The service
 names and the capacity providers are read again with each full read.
 
 At start, :meth:`CapacityReader.validate` refuses groups that do not exist, and those owned by
@@ -399,7 +400,9 @@ class CapacityReader:
         names and the capacity providers, kept in :attr:`memory`), or the last full read's
         placement reused (:mod:`scaler.aws.read_memory`)."""
         memory, acted = self.memory, self.acted()
-        due = memory.due(now, acted, bool(self._board.ends))
+        # the tasks to evacuate before a notice ends are stopped by their ARNs: current ones
+        evacuating = bool(self._board.ends) and bool(self._settings.overflow_services)
+        due = memory.due(now, acted, evacuating)
         names = memory.names if memory.names is not None and not due else None
         described = await self._describe_services(names or await self._names())
         if not due:

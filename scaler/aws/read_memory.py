@@ -22,8 +22,9 @@ fingerprint is the one it was read under, and says when a full read is due regar
 - after the scaler itself acted (the actuator's count of changes moved): its own launches,
   drains, task stops, terminations and overflow changes are read back before anything else is
   decided on them;
-- while any spot notice is on the board: the tasks to evacuate
-  are stopped by their ARNs, which must be current.
+- while any spot notice is on the board, if services may overflow to Fargate
+  (``SCALER_OVERFLOW_SERVICES``): their tasks on an instance whose notice is ending are
+  evacuated by their ARNs, which must be current (nothing else stops a task by the ARNs read).
 
 The service names (ListServices) and the cluster's capacity providers (DescribeClusters,
 DescribeCapacityProviders) are kept between full reads too. Existing services are described
@@ -108,14 +109,14 @@ class ReadMemory:
     full_reads: int = 0
     reused: int = 0
 
-    def due(self, now: float, acted: int, notices: bool) -> bool:
+    def due(self, now: float, acted: int, evacuating: bool) -> bool:
         """Whether this cycle must read everything whatever the fingerprint says."""
         return (
             self.placement is None
             or self.since + 1 >= self.every
             or now - self.full_at >= self.longest
             or acted != self.acted
-            or notices
+            or evacuating
         )
 
     def reuse(self, seen: Hashable, acted: int) -> Placement | None:

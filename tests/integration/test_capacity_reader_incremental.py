@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -27,7 +28,9 @@ CLUSTER = "prod"
 class Cluster:
     """moto's cluster of three instances, web's tasks on the first two, and a reader of it."""
 
-    def __init__(self, aws: testbed.LocalAws, clients: AwsClients, metrics: Metrics) -> None:
+    def __init__(
+        self, aws: testbed.LocalAws, clients: AwsClients, metrics: Metrics, **settings: Any
+    ) -> None:
         self.aws, self.metrics = aws, metrics
         self.nodes = testbed.create_cluster(aws, CLUSTER, size=3)
         testbed.manual_task_states(aws)
@@ -41,10 +44,12 @@ class Cluster:
         )
         for node in self.nodes[:2]:
             self.start(node)
-        settings = settings_for("http://q", spot_pools="", capacity_interval=30.0)
+        values = {"spot_pools": "", "capacity_interval": 30.0, **settings}
         directory = InstanceDirectory(clients.ecs, CLUSTER, SystemClock(), ttl=30.0)
         self.board = NoticeBoard()
-        self.reader = CapacityReader(clients, settings, directory, self.board)
+        self.reader = CapacityReader(
+            clients, settings_for("http://q", **values), directory, self.board
+        )
         self.now = time.time()
 
     def start(self, node: testbed.Node) -> None:
@@ -72,11 +77,18 @@ def refusal() -> FailFirst:
 
 
 @pytest.fixture
-async def cluster(local_aws: testbed.LocalAws, refusal: FailFirst) -> AsyncIterator[Cluster]:
+def settings() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+async def cluster(
+    local_aws: testbed.LocalAws, refusal: FailFirst, settings: dict[str, Any]
+) -> AsyncIterator[Cluster]:
     metrics = Metrics()
     target = AwsTarget(region=testbed.REGION, endpoint_url=local_aws.endpoint, max_attempts=1)
     async with AwsClients(target, metrics, instrument=refusal) as clients:
-        yield Cluster(local_aws, clients, metrics)
+        yield Cluster(local_aws, clients, metrics, **settings)
 
 
 def _placed(cluster: Cluster, *counts: int) -> dict[str, int]:
@@ -139,6 +151,7 @@ async def test_everything_is_read_again_after_the_scaler_acted(cluster: Cluster)
     assert cluster.calls("ListTasks") == 2
 
 
+@pytest.mark.parametrize("settings", [{"overflow_services": "web=web-fargate"}])
 async def test_tasks_are_read_every_cycle_while_a_notice_is_on_the_board(
     cluster: Cluster,
 ) -> None:
@@ -146,7 +159,14 @@ async def test_tasks_are_read_every_cycle_while_a_notice_is_on_the_board(
     cluster.board.warned(cluster.nodes[0].instance_id, cluster.now, notice=120.0)
     await cluster.read(after=1.0)
     await cluster.read(after=1.0)
-    assert cluster.calls("ListTasks") == 3
+    assert cluster.calls("ListTasks") == 3  # the tasks evacuated are stopped by their ARNs
+
+
+async def test_a_notice_reads_nothing_more_when_no_service_overflows(cluster: Cluster) -> None:
+    await cluster.read()
+    cluster.board.warned(cluster.nodes[0].instance_id, cluster.now, notice=120.0)
+    await cluster.read(after=1.0)
+    assert cluster.calls("ListTasks") == 1
 
 
 async def test_a_full_read_that_failed_part_way_is_made_again(
