@@ -25,9 +25,9 @@ reads:
 Where the tasks run is read in full only when it may have changed (:mod:`scaler.aws.read_memory`):
 each cycle describes the container instances and the services anyway, and while their counts,
 remaining resources and ECS versions are those the last full read saw, no task can have started,
-stopped or moved, and that read's placement is reused. Every few minutes, after the scaler acted
-and while a notice is on the board (with services that overflow to Fargate), everything is read
-again whatever they say. The service
+stopped or moved, and that read's placement is reused. Every few minutes, after a pause (a
+replica leading again), after the scaler acted and while a notice is on the board (with services
+that overflow to Fargate), everything is read again whatever they say. The service
 names and the capacity providers are read again with each full read.
 
 At start, :meth:`CapacityReader.validate` refuses groups that do not exist, and those owned by
@@ -406,7 +406,7 @@ class CapacityReader:
         names = memory.names if memory.names is not None and not due else None
         described = await self._describe_services(names or await self._names())
         if not due:
-            reused = memory.reuse(fingerprint(instances.values(), described), acted)
+            reused = memory.reuse(now, fingerprint(instances.values(), described), acted)
             if reused is not None:
                 return described, reused
             if set(await self._names()) != set(names or ()):  # a service created or deleted

@@ -18,7 +18,9 @@ fingerprint is the one it was read under, and says when a full read is due regar
 
 - the first cycle, and after ``every`` cycles or ``every`` capacity intervals since the last
   full read (whichever comes first), so nothing the fingerprint could miss outlives a few
-  minutes, and a replica that has just become leader again reads everything;
+  minutes;
+- after a pause of more than two capacity intervals since the last read: a replica that
+  leads again after another led (and acted) meanwhile, or cycles that failed, read everything;
 - after the scaler itself acted (the actuator's count of changes moved): its own launches,
   drains, task stops, terminations and overflow changes are read back before anything else is
   decided on them;
@@ -104,6 +106,7 @@ class ReadMemory:
     placement: Placement | None = None
     seen: Hashable = None  # the fingerprint the placement was read under
     full_at: float = float("-inf")  # the time of the last full read
+    read_at: float = float("-inf")  # the time of the last read, full or not
     since: int = 0  # cycles since the last full read
     acted: int = 0  # the actuator's count of changes at the last read
     full_reads: int = 0
@@ -115,21 +118,23 @@ class ReadMemory:
             self.placement is None
             or self.since + 1 >= self.every
             or now - self.full_at >= self.longest
+            or now - self.read_at > 2 * self.longest / self.every
             or acted != self.acted
             or evacuating
         )
 
-    def reuse(self, seen: Hashable, acted: int) -> Placement | None:
+    def reuse(self, now: float, seen: Hashable, acted: int) -> Placement | None:
         """The last placement if ``seen`` is the one it was read under (counted), else None."""
         if self.placement is None or seen != self.seen:
             return None
         self.since += 1
         self.reused += 1
-        self.acted = acted
+        self.acted, self.read_at = acted, now
         return self.placement
 
     def remember(self, now: float, seen: Hashable, placement: Placement, acted: int) -> None:
         """A full read made at ``now``."""
-        self.placement, self.seen, self.full_at, self.acted = placement, seen, now, acted
+        self.placement, self.seen, self.acted = placement, seen, acted
+        self.full_at = self.read_at = now
         self.since = 0
         self.full_reads += 1
