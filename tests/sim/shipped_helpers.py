@@ -1,0 +1,105 @@
+"""The shipped scaler in the simulator, for tests that look inside the run: the scaler
+``scaler run`` builds, on virtual time, against the simulated AWS
+(:func:`scaler.sim.cloud.shipped.run_shipped` with ``capacity``), answering the engine it ran
+against and the engine's trace besides the :class:`~scaler.sim.cloud.shipped.Outcome`.
+
+A test may hand its own engine class (a :class:`~scaler.sim.engine.Sim` subclass that records
+something, or sets the cluster up before the scaler starts) and the scaler's settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from scaler.settings import Settings, load_settings
+from scaler.sim.cloud import shipped
+from scaler.sim.cloud.limits import Limits
+from scaler.sim.cloud.shipped import Outcome, ShippedWorld, capacity_settings
+from scaler.sim.cloud.vloop import run
+from scaler.sim.engine import Sim
+from scaler.sim.scenario import Scenario
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ShippedRun:
+    outcome: Outcome
+    sim: Sim  # the engine the scaler ran against, at the end of the run
+    trace: list[Record]  # the engine's trace: market events, signals, the scaler's actions
+    settings: Settings  # what the scaler ran with
+
+    @property
+    def figures(self) -> dict[str, Any]:
+        return self.outcome.figures
+
+    def times(self, what: str) -> dict[str, float]:
+        """Instance -> when the trace first noted ``what`` for it (e.g. "drain", "warning")."""
+        found: dict[str, float] = {}
+        for record in self.trace:
+            if record["what"] == what and record.get("instance") is not None:
+                found.setdefault(record["instance"], record["t"])
+        return found
+
+
+def scenario_settings(scenario: Scenario) -> dict[str, Any]:
+    """The scenario's ``[settings]`` table as the scaler's settings (``SCALER_HEADROOM`` ->
+    ``headroom``)."""
+    return {k.removeprefix("SCALER_").lower(): v for k, v in scenario.settings.items()}
+
+
+def run_scaler(
+    scenario: Scenario,
+    seed: int,
+    settings: Mapping[str, Any] | None = None,
+    *,
+    engine: type[Sim] = Sim,
+) -> ShippedRun:
+    """Run ``scenario`` at ``seed`` with the shipped scaler topping up capacity, its settings
+    the scenario's ``[settings]`` overridden by ``settings``, against an ``engine``."""
+    overrides = {
+        **capacity_settings(scenario),
+        **scenario_settings(scenario),
+        **(settings or {}),
+    }
+    world = ShippedWorld(scenario, seed, overrides, Limits(seed=seed))
+    trace: list[Record] = []
+    seen: list[Settings] = []
+
+    def build(scenario: Scenario, policy: Any, seed: int) -> Sim:
+        return engine(scenario, policy, seed, trace=trace.append)
+
+    def load(**values: Any) -> Settings:
+        seen.append(load_settings(**values))
+        return seen[-1]
+
+    with _replaced("Sim", build), _replaced("load_settings", load), _quiet():
+        outcome = run(world.run(None, (), 1), seed=seed)
+    return ShippedRun(outcome, world.sim, trace, seen[0])
+
+
+@contextmanager
+def _replaced(name: str, value: Any) -> Iterator[None]:
+    """:mod:`scaler.sim.cloud.shipped`'s ``name`` is ``value`` for the while."""
+    before = getattr(shipped, name)
+    setattr(shipped, name, value)
+    try:
+        yield
+    finally:
+        setattr(shipped, name, before)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """The scaler's logs are the run's, not the test's."""
+    logger = logging.getLogger("scaler")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
