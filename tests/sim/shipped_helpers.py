@@ -68,18 +68,26 @@ def run_scaler(
     }
     world = ShippedWorld(scenario, seed, overrides, Limits(seed=seed))
     trace: list[Record] = []
-    seen: list[Settings] = []
 
     def build(scenario: Scenario, policy: Any, seed: int) -> Sim:
         return engine(scenario, policy, seed, trace=trace.append)
+
+    with _replaced("Sim", build), settings_seen() as seen, _quiet():
+        outcome = run(world.run(None, (), 1), seed=seed)
+    return ShippedRun(outcome, world.sim, trace, seen[0])
+
+
+@contextmanager
+def settings_seen() -> Iterator[list[Settings]]:
+    """Every :class:`Settings` a shipped scaler is built with meanwhile, in order."""
+    seen: list[Settings] = []
 
     def load(**values: Any) -> Settings:
         seen.append(load_settings(**values))
         return seen[-1]
 
-    with _replaced("Sim", build), _replaced("load_settings", load), _quiet():
-        outcome = run(world.run(None, (), 1), seed=seed)
-    return ShippedRun(outcome, world.sim, trace, seen[0])
+    with _replaced("load_settings", load):
+        yield seen
 
 
 @contextmanager
