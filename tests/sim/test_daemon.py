@@ -1,5 +1,5 @@
 """Daemon services (``scheduling = "daemon"``): one task on every ACTIVE instance, placed before
-replica tasks, not a deficit for the planners, stopped last when the instance drains."""
+replica tasks, not a deficit for the shipped scaler, stopped last when the instance drains."""
 
 from __future__ import annotations
 
@@ -9,17 +9,23 @@ import pytest
 
 from scaler.ecs.cluster import ACTIVE, DRAINING, STOPPED
 from scaler.sim.engine import Sim
-from scaler.sim.policies import POLICIES, ScalerPolicy, capacity_snapshot
-from scaler.sim.scenario import ScenarioError, from_dict
+from scaler.sim.policies import EcsNative, EcsScaler
+from scaler.sim.scenario import Scenario, ScenarioError, from_dict
+from tests.sim.shipped_helpers import run_scaler
 from tests.sim.workload_scenarios import base
 
 AGENT = {"name": "agent", "scheduling": "daemon", "cpu": 256, "memory": 512}
 
 
-def _sim(policy: str = "scaler", **top: Any) -> Sim:
+def _scenario(**top: Any) -> Scenario:
     raw = base(**top)
     raw["services"].append(dict(AGENT))
-    return Sim(from_dict(raw), POLICIES[policy](), 5)
+    return from_dict(raw)
+
+
+def _sim(**top: Any) -> Sim:
+    """The ECS model with a daemon, under the Auto Scaling baseline (the model is the point)."""
+    return Sim(_scenario(**top), EcsNative(), 5)
 
 
 def _daemons(sim: Sim) -> dict[str, int]:
@@ -46,30 +52,50 @@ def test_a_new_instance_gets_its_daemon_task_at_registration() -> None:
     assert set(_daemons(sim).values()) == {1}
 
 
-def test_daemon_tasks_are_placed_before_replica_tasks() -> None:
-    """An instance that registers while replica tasks wait for room takes its daemon task first,
-    however much the replicas want."""
-    raw = base()
+def _big(hours: float = 1.0) -> Scenario:
+    """12 replicas of 3968 CPU units: none fits an m5.xlarge beside its daemon task, two fit an
+    m5.2xlarge beside it."""
+    raw = base(hours=hours)
     raw["services"] = [
         {"name": "big", "desired": 12, "cpu": 3968, "memory": 4096},
         dict(AGENT),
     ]
-    sim = Sim(from_dict(raw), ScalerPolicy(), 5)
+    return from_dict(raw)
+
+
+def test_daemon_tasks_are_placed_before_replica_tasks() -> None:
+    """An instance that registers while replica tasks wait for room takes its daemon task first,
+    however much the replicas want."""
+    sim = Sim(_big(), EcsNative(), 5)
     sim.begin()
+    sim.launch("spot-m5.2xlarge-us-east-1a", 6, "test")
     sim.step_until(900)
     assert all(i.status == ACTIVE for i in sim.cluster.instances.values())
     assert set(_daemons(sim).values()) == {1}
-    # the replicas took the rest: 3968 + 256 = 4096 cpu units, one replica per instance
+    # the replicas took the rest: 256 + 2 x 3968 = 8192 cpu units, two replicas per m5.2xlarge
     assert sum(1 for t in sim.cluster.services["big"].tasks.values()) == 12
 
 
-def test_daemon_is_no_deficit_but_reserves_room_on_new_instances() -> None:
-    sim = _sim()
-    sim.begin()
-    snap = capacity_snapshot(sim)
-    assert "agent" not in {s.name for s in snap.services}
-    pool = next(p for p in snap.pools if p.name == "spot-m5.xlarge-us-east-1a")
-    assert (pool.cpu, pool.memory) == (4096 - 256, 16384 - 512)
+BLIND_TO_DAEMONS = (
+    "the shipped scaler sizes new room without the daemon task's reservation: seed 5, the 12 "
+    "replicas of 3968 CPU units that fit no m5.xlarge beside the 256-unit daemon task, 0.5 h: "
+    "62 m5.xlarge launched (spot, then on-demand), none placed, availability 0.0"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=BLIND_TO_DAEMONS)
+def test_the_scaler_launches_room_the_replicas_fit_beside_the_daemon() -> None:
+    run = run_scaler(_big(hours=0.5), 5)
+    assert sum(1 for t in run.sim.cluster.services["big"].tasks.values()) == 12
+    assert len(run.sim.cluster.instances) <= 8 + 6
+
+
+def test_daemon_is_no_deficit_for_the_scaler() -> None:
+    """Every instance runs its daemon task and the replicas fit: the shipped scaler launches
+    nothing."""
+    run = run_scaler(_scenario(hours=0.25), 5)
+    assert not [r for r in run.trace if r["what"] == "launch"]
+    assert set(_daemons(run.sim).values()) == {1}
 
 
 def test_daemon_task_stops_last_when_its_instance_drains() -> None:
@@ -85,18 +111,31 @@ def test_daemon_task_stops_last_when_its_instance_drains() -> None:
     assert not inst.tasks  # replicas moved, then the daemon task stopped
 
 
-@pytest.mark.parametrize("policy", sorted(POLICIES))
-def test_every_policy_runs_with_a_daemon(policy: str) -> None:
-    sim = _sim(policy, hours=0.5, events=[{"at": 300, "type": "scale", "factor": 2.0}])
+DOUBLED = {"hours": 0.5, "events": [{"at": 300, "type": "scale", "factor": 2.0}]}
+
+
+@pytest.mark.parametrize("policy", ["ecs-native", "ecs-scaler"])
+def test_every_baseline_runs_with_a_daemon(policy: str) -> None:
+    made = EcsNative() if policy == "ecs-native" else EcsScaler()
+    sim = Sim(_scenario(**DOUBLED), made, 5)
     result = sim.run()
     assert result["availability"] > 0.8
     assert set(_daemons(sim).values()) <= {1}
 
 
-def test_idle_instances_with_only_a_daemon_task_are_scaled_in() -> None:
-    sim = _sim(hours=1.5, events=[{"at": 60, "type": "scale", "factor": 0.25}])
-    sim.run()
-    assert len(sim.cluster.instances) < 8
+def test_the_shipped_scaler_runs_with_a_daemon() -> None:
+    run = run_scaler(_scenario(**DOUBLED), 5)
+    assert run.figures["availability"] > 0.8
+    assert set(_daemons(run.sim).values()) <= {1}
+
+
+def test_idle_instances_with_only_a_daemon_task_are_consolidated() -> None:
+    """The shipped scaler scales in by consolidation: an instance left with its daemon task
+    alone is empty to it."""
+    scenario = _scenario(hours=1.5, events=[{"at": 60, "type": "scale", "factor": 0.25}])
+    run = run_scaler(scenario, 5, {"consolidate": True})
+    assert len(run.sim.cluster.instances) < 8
+    assert run.figures["availability"] > 0.99
 
 
 def test_daemon_validation_names_the_path() -> None:
