@@ -17,6 +17,7 @@ from typing import Any
 
 from scaler.settings import Settings, load_settings
 from scaler.sim.cloud import shipped
+from scaler.sim.cloud.ec2 import Ec2
 from scaler.sim.cloud.limits import Limits
 from scaler.sim.cloud.shipped import Outcome, ShippedWorld, capacity_settings
 from scaler.sim.cloud.vloop import run
@@ -58,9 +59,11 @@ def run_scaler(
     settings: Mapping[str, Any] | None = None,
     *,
     engine: type[Sim] = Sim,
+    ec2: type[Ec2] = Ec2,
 ) -> ShippedRun:
     """Run ``scenario`` at ``seed`` with the shipped scaler topping up capacity, its settings
-    the scenario's ``[settings]`` overridden by ``settings``, against an ``engine``."""
+    the scenario's ``[settings]`` overridden by ``settings``, against an ``engine`` and the
+    simulated EC2 ``ec2``."""
     overrides = {
         **capacity_settings(scenario),
         **scenario_settings(scenario),
@@ -72,7 +75,7 @@ def run_scaler(
     def build(scenario: Scenario, policy: Any, seed: int) -> Sim:
         return engine(scenario, policy, seed, trace=trace.append)
 
-    with _replaced("Sim", build), settings_seen() as seen, _quiet():
+    with _replaced("Sim", build), _replaced("Ec2", ec2), settings_seen() as seen, _quiet():
         outcome = run(world.run(None, (), 1), seed=seed)
     return ShippedRun(outcome, world.sim, trace, seen[0])
 
