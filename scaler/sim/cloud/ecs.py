@@ -395,8 +395,26 @@ class Ecs(Operations):
         if found is None:
             raise AwsError("InvalidParameterException", "The referenced task was not found.")
         described = {**self._describe_task(found), "desiredStatus": "STOPPED"}
-        self._driver.sim.stop_task(found, reason or "StopTask")
+        self._driver.sim.stop_task(found, engine_reason(reason))
         return {"task": described}
+
+
+# the scaler's StopTask reasons that move a task, by their start -> the engine's reason, which
+# the figures count as a move (the rebalancer's also against minimum health)
+MOVES = {
+    "scaler: rebalance": "rebalance",
+    "scaler: evacuated": "evacuated",
+    "scaler: restarted elsewhere": "evacuated",
+}
+
+
+def engine_reason(reason: str) -> str:
+    """The engine's stop reason for a StopTask ``reason``: a move of the scaler's as the
+    engine names it, any other reason as given."""
+    for start, ours in MOVES.items():
+        if reason.startswith(start):
+            return ours
+    return reason or "StopTask"
 
 
 def _resources(cpu: int, memory: int) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from scaler.aws.clients import AwsClients, AwsTarget
 from scaler.aws.ecs import describe_container_instances, list_container_instance_arns
 from scaler.aws.tasks import is_empty
+from scaler.ecs.cluster import Task
 from scaler.metrics import Metrics
 from scaler.sim.cloud.driver import LoopDriver
 from scaler.sim.cloud.ecs import Ecs
@@ -126,3 +127,32 @@ def test_a_reactivated_instance_takes_tasks_again() -> None:
         return str((await describe_container_instances(ecs, "prod", [busiest.arn]))[0].status)
 
     assert _in_cluster(scenario(), body) == "ACTIVE"
+
+
+@pytest.mark.parametrize(
+    ("reason", "counted"),
+    [
+        ("scaler: rebalance off CPU-hot i-0123", "rebalance"),
+        ("scaler: evacuated before the spot notice ends", "evacuated"),
+        ("scaler: restarted elsewhere before i-0123 goes away", "evacuated"),
+        ("an operator's own reason", "an operator's own reason"),
+    ],
+)
+def test_a_task_the_scaler_stops_to_move_it_is_counted_as_a_move(reason: str, counted: str) -> None:
+    """The engine's figures (task moves, minimum-health violations) know a move by its reason:
+    the scaler's StopTask reasons are mapped onto the engine's."""
+
+    async def body(ecs: Any, sim: Sim) -> list[str]:
+        stopped: list[str] = []
+        stop = sim.stop_task
+
+        def noted(task: Task, why: str) -> None:
+            stopped.append(why)
+            stop(task, why)
+
+        sim.stop_task = noted  # type: ignore[method-assign,assignment]
+        arns = (await ecs.list_tasks(cluster="prod", serviceName="web"))["taskArns"]
+        await ecs.stop_task(cluster="prod", task=arns[0], reason=reason)
+        return stopped
+
+    assert _in_cluster(scenario(), body) == [counted]
