@@ -15,14 +15,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from scaler.settings import Settings, load_settings
+from scaler.settings import Settings
 from scaler.sim.cloud import shipped
 from scaler.sim.cloud.ec2 import Ec2
-from scaler.sim.cloud.limits import Limits
-from scaler.sim.cloud.shipped import Outcome, ShippedWorld, capacity_settings
-from scaler.sim.cloud.vloop import run
+from scaler.sim.cloud.shipped import Outcome, run_shipped
 from scaler.sim.engine import Sim
+from scaler.sim.run import scaler_settings
 from scaler.sim.scenario import Scenario
+from scaler.sim.settings_file import field_values, world_settings
 
 Record = dict[str, Any]
 
@@ -47,12 +47,6 @@ class ShippedRun:
         return found
 
 
-def scenario_settings(scenario: Scenario) -> dict[str, Any]:
-    """The scenario's ``[settings]`` table as the scaler's settings (``SCALER_HEADROOM`` ->
-    ``headroom``)."""
-    return {k.removeprefix("SCALER_").lower(): v for k, v in scenario.settings.items()}
-
-
 def run_scaler(
     scenario: Scenario,
     seed: int,
@@ -62,22 +56,18 @@ def run_scaler(
     ec2: type[Ec2] = Ec2,
 ) -> ShippedRun:
     """Run ``scenario`` at ``seed`` with the shipped scaler topping up capacity, its settings
-    the scenario's ``[settings]`` overridden by ``settings``, against an ``engine`` and the
-    simulated EC2 ``ec2``."""
-    overrides = {
-        **capacity_settings(scenario),
-        **scenario_settings(scenario),
-        **(settings or {}),
-    }
-    world = ShippedWorld(scenario, seed, overrides, Limits(seed=seed))
+    those ``scaler simulate`` gives it (the scenario's ``[settings]``) overridden by
+    ``settings``, against an ``engine`` and the simulated EC2 ``ec2``."""
+    values = {**field_values(scaler_settings(scenario)), **(settings or {})}
     trace: list[Record] = []
 
-    def build(scenario: Scenario, policy: Any, seed: int) -> Sim:
-        return engine(scenario, policy, seed, trace=trace.append)
+    def build(scenario: Scenario, policy: Any, seed: int, **options: Any) -> Sim:
+        return engine(scenario, policy, seed, **options)
 
     with _replaced("Sim", build), _replaced("Ec2", ec2), settings_seen() as seen, _quiet():
-        outcome = run(world.run(None, (), 1), seed=seed)
-    return ShippedRun(outcome, world.sim, trace, seen[0])
+        outcome = run_shipped(scenario, seed, values, capacity=True, trace=trace.append)
+    assert outcome.engine is not None
+    return ShippedRun(outcome, outcome.engine, trace, seen[0])
 
 
 @contextmanager
@@ -85,11 +75,11 @@ def settings_seen() -> Iterator[list[Settings]]:
     """Every :class:`Settings` a shipped scaler is built with meanwhile, in order."""
     seen: list[Settings] = []
 
-    def load(**values: Any) -> Settings:
-        seen.append(load_settings(**values))
+    def load(values: dict[str, Any]) -> Settings:
+        seen.append(world_settings(values))
         return seen[-1]
 
-    with _replaced("load_settings", load):
+    with _replaced("world_settings", load):
         yield seen
 
 

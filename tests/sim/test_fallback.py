@@ -83,18 +83,12 @@ class Recording(Ec2):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_on_demand_comes_at_the_first_plan_after_the_warning_without_asking_dry_spot(
-    seed: int,
-) -> None:
-    """The shipped scaler does not wait for spot to refuse: it asks for no spot while the
-    market is dry, and its first on-demand launch comes within half a minute of the first
-    interruption warning it hears (its next plan; measured 9-22 s at these seeds)."""
+def test_first_on_demand_launch_comes_right_after_spot_refuses(seed: int) -> None:
     Recording.refused_at = Recording.on_demand_at = None
     run = run_scaler(dry_spot(), seed, ec2=Recording)
-    heard = min(
-        r["t"] for r in run.trace if r["what"] == "signal" and r["kind"] == "SpotInterruption"
-    )
-    assert Recording.refused_at is None, "a spot request met the dry market"
-    assert Recording.on_demand_at is not None
-    assert 0 <= Recording.on_demand_at - heard <= 30.0
+    refused, on_demand = Recording.refused_at, Recording.on_demand_at
+    assert refused is not None and on_demand is not None
+    # the same plan goes on to on-demand: the lag is the simulated AWS calls' latency (1.4-1.9 s
+    # at these seeds), far from the 30 s to the next capacity plan
+    assert 0 <= on_demand - refused <= 5.0
     assert run.figures["availability"] >= 0.95

@@ -28,14 +28,6 @@ def test_default_reserve_is_none() -> None:
     assert "ecs_reserved_memory_mib" not in to_dict(scenario)
 
 
-WHOLE_TYPE_MEMORY = (
-    "the shipped scaler launches the type the task fits by its type's memory: seed 1, 0.5 h: "
-    "two on-demand m5.xlarge launched at 31 s, where 16384 MiB no longer fits, no m5.2xlarge, "
-    "the tasks never placed, availability 0.0"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=WHOLE_TYPE_MEMORY)
 def test_a_task_of_the_whole_type_memory_no_longer_fits_it() -> None:
     """A 16 GiB task fits an m5.xlarge by its type, not once 256 MiB are reserved: it needs the
     larger type, and the scaler launches it."""
