@@ -71,8 +71,6 @@ class LoopDriver:
 class Publisher:
     """The engine's policy when the shipped scaler acts: signals go to its queue, as events."""
 
-    name = "scaler"
-
     def __init__(
         self,
         sqs: Sqs,

@@ -204,6 +204,7 @@ class ShippedWorld:
         self, scenario: Scenario, seed: int, overrides: dict[str, Any], limits: Limits
     ) -> None:
         self.scenario, self.seed, self.overrides, self.limits = scenario, seed, overrides, limits
+        self.pools = template_pools(scenario)  # template pool -> (capacity, type, template)
         self.noise = Noise()
         self.foresight = 0.0
         self.trace: Callable[[dict[str, Any]], None] | None = None
@@ -267,7 +268,7 @@ class ShippedWorld:
     def _templates(self, image: str) -> None:
         """Register the template pools' launch templates, or a new default version of each,
         launching ``image``."""
-        for _, kind, template in template_pools(self.scenario).values():
+        for _, kind, template in self.pools.values():
             self.ec2.template(template, kind, image)
 
     def _targets(self) -> dict[str, int]:
@@ -287,7 +288,7 @@ class ShippedWorld:
         """An instance the run starts with: as the template pool of its type launched it."""
         capacity = SPOT_POOL if pool.capacity == SPOT_POOL else ON_DEMAND_POOL
         name = f"{capacity}-{pool.instance_type}"
-        found = template_pools(self.scenario).get(name)
+        found = self.pools.get(name)
         template = self.ec2.templates.by_name.get(found[2]) if found else None
         if template is None:
             return Origin()
