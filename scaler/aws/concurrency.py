@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TypeVar
 
@@ -30,8 +31,13 @@ async def bounded(calls: Sequence[Awaitable[T]], limit: int = CONCURRENT_CALLS) 
     gate = asyncio.Semaphore(limit)
 
     async def one(call: Awaitable[T]) -> T:
-        async with gate:
-            return await call
+        try:
+            async with gate:
+                return await call
+        except asyncio.CancelledError:
+            if inspect.iscoroutine(call):
+                call.close()  # cancelled before its turn: never started, and never will be
+            raise
 
     return list(await asyncio.gather(*(one(c) for c in calls)))
 
