@@ -398,6 +398,7 @@ class Scaler:
             RollSurges(aws, s.cluster, self.metrics, s.dry_run)
             if s.roll and s.roll_surge
             else None,
+            scale_in_after=s.scale_in_after or None,
         )
         workers.drained = controller.wake.set
         workers.pool_of = controller.lifetimes.pool_of

@@ -309,6 +309,14 @@ class Settings(BaseSettings):
     capacity_interval: Seconds = Field(
         default=30.0, description="Seconds between capacity plans (also run after each drain)."
     )
+    scale_in_after: float = Field(
+        allow_inf_nan=False,
+        default=900.0,
+        ge=0,
+        description="Seconds an instance of the scaler's pools must run no task before it is "
+        "given back (drained, then terminated), when the headroom stays without it; 0 keeps "
+        "idle instances.",
+    )
     evacuate_lead: Seconds = Field(
         default=20.0,
         description="Seconds before a notice ends when overflow services' tasks still on the "

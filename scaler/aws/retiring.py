@@ -1,11 +1,11 @@
 """Instances the scaler takes out by its own choice, and what EC2 says about them.
 
-Five things drain instances that nothing is wrong with: the roll (out-of-date images,
+Six things drain instances that nothing is wrong with: the roll (out-of-date images,
 :mod:`scaler.aws.roll`), consolidation (capacity the cluster can do without,
 :mod:`scaler.aws.consolidation`), the Spot Fleet migration (:mod:`scaler.aws.migration`), the
 return to spot (on-demand fallback given back, :mod:`scaler.aws.capacity_actuator`) and the surplus
 (an instance a group launched by itself for one the scaler had replaced already,
-:mod:`scaler.aws.replaced`).
+:mod:`scaler.aws.replaced`) and the scale-in of idle instances (:mod:`scaler.capacity.scale_in`).
 Each tags the instance ``scaler:retiring=<reason>`` (EC2) *before* draining it, and the capacity
 cycle terminates an instance only when it is DRAINING, tagged, and holds no task of any status
 (:func:`scaler.aws.tasks.is_empty`: a task being stopped, draining its load balancer connections,
@@ -28,7 +28,8 @@ from scaler.aws.clients import AwsClients
 RETIRING = "scaler:retiring"  # EC2 tag; its value says why (one of REASONS)
 RETURN_TO_SPOT = "return_to_spot"
 SURPLUS = "surplus"  # an instance a group launched by itself that the scaler had replaced
-REASONS = ("drift", "consolidation", "migration", RETURN_TO_SPOT, SURPLUS)
+IDLE = "idle"  # an instance that ran no service task for SCALER_SCALE_IN_AFTER seconds
+REASONS = ("drift", "consolidation", "migration", RETURN_TO_SPOT, SURPLUS, IDLE)
 DESCRIBE_BATCH = 200  # instance ids per DescribeInstances filter
 
 

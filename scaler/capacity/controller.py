@@ -11,7 +11,7 @@ Each cycle, at its clock's time:
    companions, evacuates and returns to spot, then gives back what groups did not replace;
 3. **replace and give back** (with EC2's facts read): roll out-of-date instances
    (:mod:`scaler.capacity.roll`), move off Spot Fleets, terminate what the scaler drained and is
-   empty, trim what groups launched by themselves, consolidate
+   empty, trim what groups launched by themselves, give back what stood idle, consolidate
    (:mod:`scaler.capacity.scale_in`).
 
 The controller imports no AWS library and reads no wall clock: the same controller runs against
@@ -37,7 +37,7 @@ from scaler.capacity.ports import (
     ServiceSurges,
 )
 from scaler.capacity.roll import PreDrainSurge, RollMemory, carry_out
-from scaler.capacity.scale_in import consolidate, retire_drained, trim_surplus
+from scaler.capacity.scale_in import consolidate, retire_drained, scale_in_idle, trim_surplus
 from scaler.capacity.troubles import noticed, owing, short, unlaunched
 from scaler.clock import Clock, SystemClock
 from scaler.lifetimes import Lifetimes
@@ -55,6 +55,7 @@ from scaler.plan.capacity import (
     plan_capacity,
 )
 from scaler.plan.roll import RollPolicy
+from scaler.plan.scale_in import idle_since
 
 log = logging.getLogger(LOGGER)
 
@@ -77,6 +78,7 @@ class CapacityController:
         migration: FleetMigration | None = None,
         clock: Clock | None = None,
         surges: ServiceSurges | None = None,
+        scale_in_after: float | None = None,
     ) -> None:
         self._reader = reader
         self._actuator = actuator
@@ -97,6 +99,8 @@ class CapacityController:
         self.surges = surges  # None: the roll drains without raising counts first
         self.consolidator = consolidator  # None: no scale-in by consolidation
         self.migration = migration  # None: no Spot Fleet to move off
+        self.scale_in_after = scale_in_after  # None: idle instances are kept
+        self.idle: dict[str, float] = {}  # instance -> since when it has been idle
         # notices other replicas heard, merged into the board each cycle (None: one replica)
         self.shared: Callable[[NoticeBoard, float], Awaitable[None]] | None = None
 
@@ -160,6 +164,9 @@ class CapacityController:
         if self.shared is not None:
             await self.shared(self._board, now)
         observed = await self._reader.read(now)
+        snap = observed.snapshot
+        managed = {p.name for p in snap.pools if p.managed}
+        self.idle = idle_since(snap, managed, self.idle)
         self.lifetimes.observe(observed.snapshot.nodes, observed.instances.values(), now)
         self._remember_troubles(observed, now, await self._failed_launches(observed))
         for name, members in group_members(observed).items():
@@ -187,6 +194,16 @@ class CapacityController:
         await self._migrate(observed, plan)
         await retire_drained(observed, observed.facts, self._actuator, self._metrics)
         await trim_surplus(observed, plan, self._actuator, self.memory, self._policy)
+        if self.scale_in_after is not None:
+            await scale_in_idle(
+                observed,
+                plan,
+                self._actuator,
+                self.memory,
+                self._policy,
+                self.idle,
+                self.scale_in_after,
+            )
         if self.consolidator is not None and self._actuator.acted == acted:
             await consolidate(
                 observed, observed.facts, plan, self.consolidator, self._actuator, self.memory

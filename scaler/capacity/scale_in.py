@@ -2,12 +2,15 @@
 
 Instances the scaler drains by its own choice are first tagged retiring (the reason in
 :mod:`scaler.aws.retiring`), and only those are ever terminated by it, once they hold no task of
-any status (:func:`retire_drained`); one drained by hand never is. Two of this cycle's steps
+any status (:func:`retire_drained`); one drained by hand never is. Three of this cycle's steps
 choose such instances:
 
 - :func:`trim_surplus`: for each surplus an Auto Scaling group launched by itself
   (:mod:`scaler.aws.replaced`), one of its empty instances whose loss the plan would not launch
   back;
+- :func:`scale_in_idle`: instances of its pools that ran no task for ``SCALER_SCALE_IN_AFTER``
+  seconds (:func:`scaler.plan.scale_in.idle_for`), whose loss the plan would not launch back
+  (the headroom stays), as a capacity provider's managed scaling gives back empty instances;
 - :func:`consolidate`: the instances whose tasks fit elsewhere
   (:func:`scaler.plan.consolidate.plan_consolidation`), only once the cluster is settled
   (:func:`unsettled`).
@@ -20,15 +23,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
-from scaler.aws.retiring import REASONS, SURPLUS, Ec2Facts, retiring
+from scaler.aws.retiring import IDLE, REASONS, SURPLUS, Ec2Facts, retiring
 from scaler.capacity import LOGGER
 from scaler.capacity.observed import Observed, balanced, draining, note_retiring, spare
 from scaler.capacity.ports import Actuator, Consolidation
 from scaler.metrics import Metrics
 from scaler.plan.capacity import CapacityMemory, CapacityPlan, CapacityPolicy, CapacitySnapshot
-from scaler.plan.scale_in import launches_after
+from scaler.plan.scale_in import idle_for, launches_after
 
 log = logging.getLogger(LOGGER)
 
@@ -84,6 +87,42 @@ async def trim_surplus(
             replacements.removed(name)
             note_retiring(observed, node, SURPLUS)  # spare() counts it from now on
             observed.snapshot = draining(observed.snapshot, node)
+
+
+async def scale_in_idle(
+    observed: Observed,
+    plan: CapacityPlan,
+    actuator: Actuator,
+    memory: CapacityMemory,
+    policy: CapacityPolicy,
+    idle: Mapping[str, float],
+    after: float,
+) -> None:
+    """Drain the instances idle ``after`` seconds or more (``idle``: since when each is, from
+    :func:`scaler.plan.scale_in.idle_since`) that their group can spare, that keep its AZs
+    balanced, that run no task of any kind (a standalone task too) and whose loss the plan
+    would not launch back; the cycle terminates them once empty."""
+    pools = {p.name: p for p in observed.snapshot.pools}
+    if plan.launches(pools) or plan.release:
+        return
+    for node in spare(observed, idle_for(idle, observed.snapshot.now, after)):
+        ci = observed.instances.get(node)
+        if ci is None or ci.running_tasks + ci.pending_tasks > 0:
+            continue
+        if not balanced(observed, [node]):
+            continue
+        if launches_after(observed.snapshot, memory, policy, frozenset({node})):
+            continue
+        if not await actuator.mark_retiring(node, IDLE):
+            break
+        if not await actuator.drain(ci, IDLE):
+            break
+        log.info(
+            "idle instance given back",
+            extra={"instance_id": node, "idle_for": observed.snapshot.now - idle[node]},
+        )
+        note_retiring(observed, node, IDLE)
+        observed.snapshot = draining(observed.snapshot, node)
 
 
 def _spare_empty(

@@ -1,4 +1,4 @@
-"""Scale in only as far as the capacity planner agrees.
+"""Scale in only as far as the capacity planner agrees; which instances have stood idle.
 
 Consolidation (:mod:`scaler.plan.consolidate`) decides which instances the cluster can do
 without; the capacity planner (:mod:`scaler.plan.capacity`) decides what the cluster must have:
@@ -7,12 +7,17 @@ would drain an instance and the other launch it back. :func:`capacity_agrees` le
 planner judge a set of removals: the snapshot is replayed as if those instances were draining
 (their tasks homeless, their groups one smaller), and the removals stand only if the plan made
 on it launches nothing.
+
+An instance is *idle* while it is ACTIVE, under no notice and runs no service task.
+:func:`idle_since` carries from cycle to cycle since when each instance of the scaler's pools
+has been idle; :func:`idle_for` names those idle long enough to give back (as a capacity
+provider's managed scaling gives back instances empty for 15 minutes), the longest idle first.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
 from scaler.plan.capacity import CapacityMemory, CapacityPolicy, CapacitySnapshot, plan_capacity
@@ -45,3 +50,20 @@ def capacity_agrees(
         return not launches_after(snap, memory, policy, gone)
 
     return agrees
+
+
+def idle_since(
+    snap: CapacitySnapshot, managed: Collection[str], before: Mapping[str, float]
+) -> dict[str, float]:
+    """Instance -> since when it has been idle, for the instances of ``managed`` pools idle in
+    ``snap``: the time ``before`` says, or now for one idle since this snapshot."""
+    return {
+        n.id: before.get(n.id, snap.now)
+        for n in snap.nodes
+        if n.pool in managed and n.status == "ACTIVE" and not n.doomed and n.tasks == 0
+    }
+
+
+def idle_for(idle: Mapping[str, float], now: float, after: float) -> list[str]:
+    """The instances idle at least ``after`` seconds at ``now``, the longest idle first."""
+    return [i for since, i in sorted((s, i) for i, s in idle.items()) if now - since >= after]

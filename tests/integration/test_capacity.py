@@ -635,3 +635,48 @@ async def test_unreadable_scaling_activities_are_warned_about_once(
     assert denied.failed == 1
     said = [r.getMessage() for r in caplog.records if "DescribeScalingActivities" in r.getMessage()]
     assert len(said) == 1
+
+
+@pytest.mark.parametrize("after", [0.4, 0.0])
+async def test_idle_instances_are_given_back_down_to_min_size(
+    local_aws: testbed.LocalAws, after: float
+) -> None:
+    """Four instances of a group at MinSize one, none running a service task, the first a
+    standalone task: with ``SCALER_SCALE_IN_AFTER`` the other three are drained and terminated
+    with the desired capacity lowered; the first is kept. With 0, all four stay."""
+    local_aws.client("ecs").create_cluster(clusterName="prod")
+    _group(local_aws, "spot-asg")
+    asg = local_aws.client("autoscaling")
+    asg.update_auto_scaling_group(AutoScalingGroupName="spot-asg", MinSize=1, DesiredCapacity=4)
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["spot-asg"])
+    ids = sorted(i["InstanceId"] for i in group["AutoScalingGroups"][0]["Instances"])
+    nodes = testbed.register_instances(local_aws, "prod", ids, "us-east-1a")
+    testbed.manual_task_states(local_aws)
+    ecs = local_aws.client("ecs")
+    ecs.register_task_definition(
+        family="batch",
+        containerDefinitions=[{"name": "app", "image": "x", "cpu": 256, "memory": 256}],
+    )
+    ecs.start_task(
+        cluster="prod", taskDefinition="batch", containerInstances=[nodes[0].container_instance_arn]
+    )
+    queues = testbed.create_queues(local_aws, "events")
+    settings = settings_for(
+        queues.url,
+        spot_pools="spot-asg",
+        capacity_interval=0.2,
+        headroom=0.0,
+        scale_in_after=after,
+    )
+    scaler = scaler_for(local_aws, settings)
+    given_back = await run_until(scaler, lambda: groups_desired(asg, "spot-asg") == 1, limit=8)
+    states = testbed.container_instance_states(local_aws, "prod")
+    if after:
+        assert given_back, states
+        assert states[ids[0]] == "ACTIVE"
+        assert 'scaler_capacity_changes_total{change="remove",reason="idle"}' in (
+            scaler.metrics.render().decode()
+        )
+    else:
+        assert not given_back
+        assert set(states.values()) == {"ACTIVE"}, states

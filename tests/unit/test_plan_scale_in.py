@@ -1,6 +1,8 @@
-"""Scale-in the capacity planner agrees with: no removal it would launch back."""
+"""Scale-in the capacity planner agrees with: no removal it would launch back; idle instances."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -15,7 +17,7 @@ from scaler.plan.capacity import (
     PoolView,
     ServiceView,
 )
-from scaler.plan.scale_in import capacity_agrees, launches_after, without
+from scaler.plan.scale_in import capacity_agrees, idle_for, idle_since, launches_after, without
 
 NOW = 50_000.0
 
@@ -105,3 +107,31 @@ def test_fewer_removals_never_turn_agreement_into_a_launch(
     )
     if agrees(gone):
         assert agrees(fewer)
+
+
+def test_idle_is_active_without_a_service_task_nor_a_notice() -> None:
+    snap = snapshot([1024, 0, 0, 0, 0])
+    nodes = list(snap.nodes)
+    nodes[2] = replace(nodes[2], status="DRAINING")
+    nodes[3] = replace(nodes[3], notice_ends=NOW + 120)
+    snap = replace(snap, nodes=tuple(nodes))
+    assert idle_since(snap, {"spot"}, {}) == {"i-1": NOW, "i-4": NOW}
+    assert idle_since(snap, {"od"}, {}) == {}  # not the scaler's pools
+
+
+def test_idle_time_carries_over_and_ends_with_a_task() -> None:
+    before = {"i-1": NOW - 600, "i-0": NOW - 900, "i-9": NOW - 900}
+    idle = idle_since(snapshot([1024, 0, 0]), {"spot"}, before)
+    assert idle == {"i-1": NOW - 600, "i-2": NOW}  # i-0 runs a task now, i-9 is gone
+    assert idle_for(idle, NOW, 600) == ["i-1"]
+    assert idle_for(idle, NOW + 600, 600) == ["i-1", "i-2"]  # the longest idle first
+
+
+@given(
+    st.dictionaries(st.sampled_from([f"i-{n}" for n in range(8)]), st.floats(0, NOW)),
+    st.floats(0, 3600),
+)
+def test_only_instances_idle_long_enough_are_named(idle: dict[str, float], after: float) -> None:
+    named = idle_for(idle, NOW, after)
+    assert set(named) == {i for i, since in idle.items() if NOW - since >= after}
+    assert [idle[i] for i in named] == sorted(idle[i] for i in named)
