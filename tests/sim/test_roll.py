@@ -53,7 +53,8 @@ def test_the_roll_pauses_while_a_spot_storm_is_under_way() -> None:
     storm = Event(2400, "storm", {"share": 0.3, "over": 300, "unavailable_for": 1800})
     base = builtin("ami-roll", seed=7)
     scenario = replace(base, events=(*base.events, storm))
-    run = run_scaler(scenario, 7, {"roll": True})
+    # idle instances kept: every drain not on a warning is then the roll's
+    run = run_scaler(scenario, 7, {"roll": True, "scale_in_after": 0})
     warned, gone = run.times("warning"), run.times("terminated")
     drained = [
         (r["t"], r["instance"])
