@@ -314,8 +314,8 @@ class Settings(BaseSettings):
         default=900.0,
         ge=0,
         description="Seconds an instance of the scaler's pools must run no task before it is "
-        "given back (drained, then terminated), when the headroom stays without it; 0 keeps "
-        "idle instances.",
+        "given back (drained, then terminated), when the headroom stays without it and no "
+        "spot trouble came within SCALER_POOL_COOLDOWN; 0 keeps idle instances.",
     )
     evacuate_lead: Seconds = Field(
         default=20.0,

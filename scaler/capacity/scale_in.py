@@ -10,7 +10,8 @@ choose such instances:
   back;
 - :func:`scale_in_idle`: instances of its pools that ran no task for ``SCALER_SCALE_IN_AFTER``
   seconds (:func:`scaler.plan.scale_in.idle_for`), whose loss the plan would not launch back
-  (the headroom stays), as a capacity provider's managed scaling gives back empty instances;
+  (the headroom stays), as a capacity provider's managed scaling gives back empty instances,
+  but not within ``SCALER_POOL_COOLDOWN`` of spot trouble;
 - :func:`consolidate`: the instances whose tasks fit elsewhere
   (:func:`scaler.plan.consolidate.plan_consolidation`), only once the cluster is settled
   (:func:`unsettled`).
@@ -31,7 +32,7 @@ from scaler.capacity.observed import Observed, balanced, draining, note_retiring
 from scaler.capacity.ports import Actuator, Consolidation
 from scaler.metrics import Metrics
 from scaler.plan.capacity import CapacityMemory, CapacityPlan, CapacityPolicy, CapacitySnapshot
-from scaler.plan.scale_in import idle_for, launches_after
+from scaler.plan.scale_in import calm, idle_for, launches_after
 
 log = logging.getLogger(LOGGER)
 
@@ -101,9 +102,14 @@ async def scale_in_idle(
     """Drain the instances idle ``after`` seconds or more (``idle``: since when each is, from
     :func:`scaler.plan.scale_in.idle_since`) that their group can spare, that keep its AZs
     balanced, that run no task of any kind (a standalone task too) and whose loss the plan
-    would not launch back; the cycle terminates them once empty."""
-    pools = {p.name: p for p in observed.snapshot.pools}
+    would not launch back; the cycle terminates them once empty. None while spot trouble
+    (a notice, a launch that found no capacity) is more recent than the pool cooldown: a storm
+    under way needs the room."""
+    snap = observed.snapshot
+    pools = {p.name: p for p in snap.pools}
     if plan.launches(pools) or plan.release:
+        return
+    if not calm(memory, snap.now, policy.pool_cooldown):
         return
     for node in spare(observed, idle_for(idle, observed.snapshot.now, after)):
         ci = observed.instances.get(node)

@@ -11,7 +11,8 @@ on it launches nothing.
 An instance is *idle* while it is ACTIVE, under no notice and runs no service task.
 :func:`idle_since` carries from cycle to cycle since when each instance of the scaler's pools
 has been idle; :func:`idle_for` names those idle long enough to give back (as a capacity
-provider's managed scaling gives back instances empty for 15 minutes), the longest idle first.
+provider's managed scaling gives back instances empty for 15 minutes), the longest idle first;
+none while spot trouble is recent (:func:`calm`): a storm under way needs the room.
 """
 
 from __future__ import annotations
@@ -67,3 +68,10 @@ def idle_since(
 def idle_for(idle: Mapping[str, float], now: float, after: float) -> list[str]:
     """The instances idle at least ``after`` seconds at ``now``, the longest idle first."""
     return [i for since, i in sorted((s, i) for i, s in idle.items()) if now - since >= after]
+
+
+def calm(memory: CapacityMemory, now: float, quiet: float) -> bool:
+    """Whether the last spot trouble (a notice, a launch that found no spot capacity) is at
+    least ``quiet`` seconds old, or there was none."""
+    trouble = memory.last_spot_trouble()
+    return trouble is None or now - trouble >= quiet

@@ -17,7 +17,14 @@ from scaler.plan.capacity import (
     PoolView,
     ServiceView,
 )
-from scaler.plan.scale_in import capacity_agrees, idle_for, idle_since, launches_after, without
+from scaler.plan.scale_in import (
+    calm,
+    capacity_agrees,
+    idle_for,
+    idle_since,
+    launches_after,
+    without,
+)
 
 NOW = 50_000.0
 
@@ -135,3 +142,10 @@ def test_only_instances_idle_long_enough_are_named(idle: dict[str, float], after
     named = idle_for(idle, NOW, after)
     assert set(named) == {i for i, since in idle.items() if NOW - since >= after}
     assert [idle[i] for i in named] == sorted(idle[i] for i in named)
+
+
+def test_calm_once_spot_trouble_is_old_enough() -> None:
+    assert calm(CapacityMemory(), NOW, 900)
+    troubled = CapacityMemory().noting("spot", NOW - 600).failing("od", NOW, spot=False)
+    assert not calm(troubled, NOW, 900)  # an interruption 10 minutes ago
+    assert calm(troubled, NOW + 300, 900)  # on-demand launch failures are not spot trouble
