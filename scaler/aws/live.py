@@ -5,9 +5,12 @@ model the simulator runs. This module fills one from the real cluster: container
 and AZ from their ECS attributes, registered and remaining CPU and memory), services (placement
 strategies and constraints, deployment bounds, task sizes:
 :func:`scaler.aws.services.read_services`) and their running tasks (where they run, when they
-started, whether they belong to the service's current task definition). Each instance's capacity
-provider is ECS's word for it (``capacityProviderName`` or the ``ecs.capacity-provider-name``
-attribute), so services bound to providers are placed on their instances only.
+started, whether they belong to the service's current task definition, and when each counts as
+healthy: :func:`scaler.ecs.health.healthy_since` on its ``healthStatus`` and ``startedAt``, its
+service's health check grace period and load balancers, and whether its task definition has
+container health checks). Each instance's capacity provider is ECS's word for it
+(``capacityProviderName`` or the ``ecs.capacity-provider-name`` attribute), so services bound to
+providers are placed on their instances only.
 
 CPU load is the share of CPU *reserved* on each instance (each task counted at its reservation).
 """
@@ -36,6 +39,7 @@ from scaler.ecs.cluster import (
     ServiceState,
     Task,
 )
+from scaler.ecs.health import ServiceHealth, healthy_since
 from scaler.guard import describe_services
 from scaler.prices import on_demand_price
 
@@ -72,13 +76,14 @@ async def live_cluster(aws: AwsClients, cluster: str) -> LiveCluster:
     for raw in await _container_instances(aws, cluster):
         if raw.get("status") in (ACTIVE, DRAINING):
             by_arn[raw["containerInstanceArn"]] = (_instance(model, raw, providers), raw)
-    specs = await read_services(aws.ecs, cluster, live.notes, live.service_tags, providers)
+    health: dict[str, ServiceHealth] = {}
+    specs = await read_services(aws.ecs, cluster, live.notes, live.service_tags, providers, health)
     for spec in specs:
         model.add_service(replace(spec, cpu_use=1.0))  # load counts reservations
     primaries = await _primary_task_definitions(aws, cluster, list(model.services))
     for raw in await running_tasks(aws.ecs, cluster):
         _count_standalone(live, raw, by_arn)
-        task = _place(model, raw, by_arn, primaries)
+        task = _place(model, raw, by_arn, primaries, health)
         if task is not None:
             live.task_arns[task.id] = raw["taskArn"]
     for inst, raw in by_arn.values():  # ECS's own accounting of what is left wins
@@ -160,6 +165,7 @@ def _place(
     raw: dict[str, Any],
     by_arn: dict[str, tuple[Instance, dict[str, Any]]],
     primaries: dict[str, str],
+    health: dict[str, ServiceHealth],
 ) -> Task | None:
     group = str(raw.get("group", ""))
     if not group.startswith("service:"):
@@ -170,25 +176,19 @@ def _place(
         return None
     inst = placed[0]
     started = _epoch(raw.get("startedAt") or raw.get("createdAt"))
+    running = raw.get("lastStatus") == "RUNNING"
     task: Task = model.start_task(state, inst, inst.az, started)
     task.running_at = started
-    task.healthy_at = _healthy_at(raw.get("healthStatus"), started, state.spec.health_delay)
+    task.healthy_at = healthy_since(
+        raw.get("healthStatus"),
+        started if running else None,
+        health.get(state.spec.name, ServiceHealth()),
+    )
     if raw.get("taskDefinitionArn") != primaries.get(state.spec.name):
         task.revision = state.revision - 1  # an older revision: a deployment is under way
-    if raw.get("lastStatus") == "RUNNING":
+    if running:
         model.mark_running(task)
     return task
-
-
-def _healthy_at(status: Any, started: float, delay: float) -> float:
-    """When a task counts as healthy: at once if ECS says HEALTHY, never while UNHEALTHY, else
-    (UNKNOWN: no container health check, or one still in its start period) ``delay`` seconds
-    after it started (the health checks' worst case, or the model's default settle time)."""
-    if status == "HEALTHY":
-        return started
-    if status == "UNHEALTHY":
-        return float("inf")
-    return started + delay
 
 
 async def _container_instances(aws: AwsClients, cluster: str) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ from scaler.ecs.cluster import (
     ServiceSpec,
     Strategy,
 )
+from scaler.ecs.health import ServiceHealth
 from scaler.ecs.placement import member_of
 from scaler.guard import container_health_check_seconds, describe_services, list_service_arns
 
@@ -122,10 +123,12 @@ async def read_services(
     notes: list[str],
     tags: dict[str, tuple[str, dict[str, str]]] | None = None,
     providers: Providers | None = None,
+    health: dict[str, ServiceHealth] | None = None,
 ) -> tuple[ServiceSpec, ...]:
     """The cluster's services as the ECS model sees them; with ``tags``, also fills it with each
-    service's ARN and tags, by name. ``providers``: the cluster's default strategy (read here if
-    not given)."""
+    service's ARN and tags, by name; with ``health``, with what tells its tasks' health
+    (:func:`service_health`). ``providers``: the cluster's default strategy (read here if not
+    given)."""
     service_arns = await list_service_arns(ecs, cluster)
     raws = await describe_services(ecs, cluster, service_arns, tags=tags is not None)
     if providers is None:
@@ -192,6 +195,8 @@ async def read_services(
         checks = container_health_check_seconds(definition)
         if checks is not None:
             spec = replace(spec, health_delay=float(checks))
+        if health is not None:
+            health[name] = service_health(raw, checks is not None)
         specs.append(spec)
     if no_cpu:
         notes.append(
@@ -212,6 +217,16 @@ async def read_services(
             " container health checks where the task definition has them"
         )
     return tuple(specs)
+
+
+def service_health(raw: Mapping[str, Any], checked: bool) -> ServiceHealth:
+    """What tells a service's tasks' health, from its DescribeServices entry; ``checked``: its
+    task definition has container health checks."""
+    return ServiceHealth(
+        checked=checked,
+        grace=float(raw.get("healthCheckGracePeriodSeconds") or 0),
+        load_balanced=bool(raw.get("loadBalancers")),
+    )
 
 
 async def _task_definition(ecs: Any, arn: str) -> dict[str, Any] | None:
