@@ -12,6 +12,11 @@ module only answers in ECS's shapes and turns the scaler's writes into the model
   count;
 - ``PutAttributes``/``DeleteAttributes`` and tags are kept beside the model, per resource.
 
+Health is told as ECS tells it: a task's ``startedAt`` once it is RUNNING, its ``healthStatus``
+UNKNOWN until the model counts it healthy (its service's health delay after it started) and
+HEALTHY from then on, as for a container health check in its task definition, which says so
+(:func:`health_check`).
+
 Counts are ECS's: ``runningTasksCount`` counts RUNNING tasks only, ``pendingTasksCount`` the
 PENDING ones. Batches are held to ECS's limits (10 instances a state change, 100 a describe, 10
 services a describe, 100 tasks a describe). Every answer first brings the engine up to the loop's
@@ -309,7 +314,13 @@ class Ecs(Operations):
                 "family": family,
                 "revision": int(revision or 1),
                 "containerDefinitions": [
-                    {"name": "app", "image": "app", "cpu": spec.cpu, "memory": spec.memory}
+                    {
+                        "name": "app",
+                        "image": "app",
+                        "cpu": spec.cpu,
+                        "memory": spec.memory,
+                        "healthCheck": health_check(spec.health_delay),
+                    }
                 ],
                 "requiresCompatibilities": [spec.launch_type],
                 "status": "ACTIVE",
@@ -382,7 +393,10 @@ class Ecs(Operations):
             "availabilityZone": task.az,
             "launchType": "FARGATE" if task.fargate else "EC2",
             "createdAt": self._driver.sim.wall(task.created_at),
+            "healthStatus": "HEALTHY" if task.healthy(self._driver.sim.now) else "UNKNOWN",
         }
+        if task.state in (RUNNING, DEACTIVATING):
+            described["startedAt"] = self._driver.sim.wall(task.running_at)
         if task.instance is not None:
             described["containerInstanceArn"] = self.arn_of_instance(task.instance)
         return described
@@ -415,6 +429,15 @@ def engine_reason(reason: str) -> str:
         if reason.startswith(start):
             return ours
     return reason or "StopTask"
+
+
+def health_check(delay: float) -> dict[str, Any]:
+    """A container health check that first reports HEALTHY ``delay`` seconds after the task
+    starts running, at worst (``startPeriod + interval``, within ECS's bounds: interval 5 to
+    300 s, start period up to 300 s), as the model counts its tasks healthy then."""
+    start = min(300, max(0, round(delay) - 5))
+    interval = min(300, max(5, round(delay) - start))
+    return {"command": ["CMD-SHELL", "true"], "interval": interval, "startPeriod": start}
 
 
 def _resources(cpu: int, memory: int) -> list[dict[str, Any]]:
