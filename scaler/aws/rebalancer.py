@@ -9,9 +9,12 @@ for each move's replacement and records whether it landed where the placement mo
 A *surge* move (for a service that may not lose a task, ``minimumHealthyPercent`` 100) raises
 the service's desired count by one (``UpdateService``); while surges are pending the controller
 looks every ``SURGE_POLL`` seconds, and once the service has the extra healthy task it stops the
-hot task and sets the desired count back. It sets it back only if the count is still its own
-(an autoscaler or an operator may have changed it meanwhile); a surge whose task is gone, or
-that waited ``GIVE_UP_AFTER`` seconds, is undone the same way.
+hot task and sets the desired count back. Healthy is not RUNNING: a task counts once ECS can
+vouch for it (:mod:`scaler.ecs.health`: ``healthStatus`` HEALTHY, or without container health
+checks RUNNING for the service's grace period; behind a load balancer, long enough for its
+target's health checks too), as the live model's ``Task.healthy`` tells. It sets the count back
+only if it is still its own (an autoscaler or an operator may have changed it meanwhile); a
+surge whose task is gone, or that waited ``GIVE_UP_AFTER`` seconds, is undone the same way.
 
 In dry-run the moves are logged and counted, and nothing is stopped or scaled.
 """
@@ -213,7 +216,7 @@ class RebalanceController:
             log.info("surge move adopted", extra={"service": name, "task": mark.task_arn})
 
     async def _stop_surged(self, surge: Surge, now: float) -> None:
-        why = f"scaler: rebalance off CPU-hot {surge.move.source} (replacement running)"
+        why = f"scaler: rebalance off CPU-hot {surge.move.source} (replacement healthy)"
         await self._stop_task(surge.arn, why)
         self._metrics.task_moves.labels("stopped").inc()
 
