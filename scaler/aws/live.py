@@ -29,7 +29,7 @@ from scaler.aws.ecs import (
     resource,
 )
 from scaler.aws.services import Providers, read_providers, read_services
-from scaler.aws.tasks import running_tasks
+from scaler.aws.tasks import epoch, running_tasks, task_health
 from scaler.ecs.cluster import (
     ACTIVE,
     DRAINING,
@@ -49,12 +49,6 @@ def _attribute(raw: dict[str, Any], name: str) -> str:
         if attr.get("name") == name:
             return str(attr.get("value", ""))
     return ""
-
-
-def _epoch(value: Any) -> float:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return float(value or 0.0)
 
 
 @dataclass
@@ -146,7 +140,7 @@ def _instance(model: Cluster, raw: dict[str, Any], providers: Providers) -> Inst
         id=raw["ec2InstanceId"],
         provider=providers.of(raw),
     )
-    model.register(inst, _epoch(raw.get("registeredAt")))  # 0.0 when ECS does not say
+    model.register(inst, epoch(raw.get("registeredAt")))  # 0.0 when ECS does not say
     inst.status = str(raw["status"])
     return inst
 
@@ -175,18 +169,15 @@ def _place(
     if state is None or placed is None:
         return None
     inst = placed[0]
-    started = _epoch(raw.get("startedAt") or raw.get("createdAt"))
-    running = raw.get("lastStatus") == "RUNNING"
+    started = epoch(raw.get("startedAt") or raw.get("createdAt"))
+    seen = task_health(raw)
     task: Task = model.start_task(state, inst, inst.az, started)
     task.running_at = started
-    task.healthy_at = healthy_since(
-        raw.get("healthStatus"),
-        started if running else None,
-        health.get(state.spec.name, ServiceHealth()),
-    )
+    service = health.get(state.spec.name, ServiceHealth())
+    task.healthy_at = healthy_since(seen.status, seen.running_since, service)
     if raw.get("taskDefinitionArn") != primaries.get(state.spec.name):
         task.revision = state.revision - 1  # an older revision: a deployment is under way
-    if running:
+    if seen.running_since is not None:
         model.mark_running(task)
     return task
 

@@ -12,20 +12,25 @@ its own key, ``scaler:roll-surge = "<desired before> <added> <instance> <started
 :class:`RollSurges` reads the services with their marks, writes the mark before it raises a count
 and removes it once the count is set back (or found changed by someone else, then left as it
 is). Each change is made only while this replica holds the leader lease, and counted in
-``scaler_actions`` (``roll_surge``, ``roll_surge_back``, ``roll_surge_left``).
+``scaler_actions`` (``roll_surge``, ``roll_surge_back``, ``roll_surge_left``). For a service
+carrying the roll's mark it also reads its tasks' health (``healthStatus``, ``startedAt``) and
+what tells it (container health checks, grace period, load balancers): the drain waits until the
+extra tasks are healthy, not only RUNNING (:meth:`scaler.plan.roll.Deployment.settled`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from scaler.aws.clients import AwsClients
 from scaler.aws.lease import Always
+from scaler.aws.services import service_health
+from scaler.aws.tasks import service_tasks, task_health
 from scaler.capacity.ports import Leader
-from scaler.guard import describe_services
+from scaler.guard import container_health_check_seconds, describe_services
 from scaler.metrics import Metrics
 from scaler.plan.roll import Deployment, SurgeMark
 
@@ -125,6 +130,7 @@ class RollSurges:
         self._dry_run = dry_run
         self.leader: Leader = Always()  # checked before every call that changes something
         self._arns: dict[str, str] = {}  # service name -> ARN, as last read
+        self._checked: dict[str, bool] = {}  # task definition -> has container health checks
 
     async def read(self, names: Sequence[str]) -> dict[str, Deployment] | None:
         """The services among ``names`` with their marks; None (warned) if they cannot be read."""
@@ -134,7 +140,32 @@ class RollSurges:
             log.warning("services not read: no roll surge this cycle", extra={"error": repr(exc)})
             return None
         self._arns = {str(r["serviceName"]): str(r["serviceArn"]) for r in raws}
-        return {d.name: d for d in map(deployment, raws)}
+        found = {d.name: d for d in map(deployment, raws)}
+        for raw in raws:
+            name = str(raw["serviceName"])
+            if found[name].mark is not None:
+                found[name] = await self._with_health(found[name], raw)
+        return found
+
+    async def _with_health(self, dep: Deployment, raw: dict[str, Any]) -> Deployment:
+        """``dep`` with its tasks' health and what tells it (ListTasks, DescribeTasks, and
+        DescribeTaskDefinition once per task definition); as it was if they cannot be read (its
+        drain then waits, at most the roll's surge wait)."""
+        definition = str(raw.get("taskDefinition", ""))
+        try:
+            described = await service_tasks(self._aws.ecs, self._cluster, dep.name)
+            if definition not in self._checked:
+                answer = await self._aws.ecs.describe_task_definition(taskDefinition=definition)
+                checks = container_health_check_seconds(answer.get("taskDefinition") or {})
+                self._checked[definition] = checks is not None
+        except Exception as exc:
+            log.warning(
+                "service tasks not read: its drain waits",
+                extra={"service": dep.name, "error": repr(exc)},
+            )
+            return dep
+        health = service_health(raw, self._checked[definition])
+        return replace(dep, tasks=tuple(map(task_health, described)), health=health)
 
     async def raise_count(self, service: str, mark: SurgeMark, why: str) -> bool:
         """Mark the surge on the service, then raise its desired count; True if both were done."""

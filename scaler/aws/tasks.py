@@ -8,6 +8,9 @@ task definition, overrides and group, then stops the original.
 Restarting must not double-run a task when a message is redelivered: the new task is started with
 ``startedBy`` and ``clientToken`` derived from the original task's ARN, and a task already started
 under that key means the restart was done.
+
+A service's tasks and what DescribeTasks says of their health (:func:`service_tasks`,
+:func:`task_health`) are read here too, for the surges that wait for an extra task to be healthy.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+from scaler.ecs.health import TaskHealth
 from scaler.metrics import Metrics
 from scaler.model import ContainerInstance
 
@@ -86,6 +91,38 @@ async def describe_tasks(ecs: Any, cluster: str, arns: Sequence[str]) -> list[di
         reply = await ecs.describe_tasks(cluster=cluster, tasks=list(arns[i : i + 100]))
         tasks.extend(reply.get("tasks", []))
     return tasks
+
+
+async def service_tasks(ecs: Any, cluster: str, service: str) -> list[dict[str, Any]]:
+    """The tasks of ``service`` whose desired status is RUNNING, described."""
+    arns: list[str] = []
+    paginator = ecs.get_paginator("list_tasks")
+    pages = paginator.paginate(
+        cluster=cluster,
+        serviceName=service,
+        desiredStatus="RUNNING",
+        PaginationConfig={"PageSize": 100},
+    )
+    async for page in pages:
+        arns.extend(page.get("taskArns", []))
+    group = f"{SERVICE_PREFIX}{service}"
+    return [t for t in await describe_tasks(ecs, cluster, arns) if t.get("group") == group]
+
+
+def epoch(value: Any) -> float:
+    """A time as ECS answers it (a datetime, or seconds), in seconds since the epoch; 0 if none."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value or 0.0)
+
+
+def task_health(raw: dict[str, Any]) -> TaskHealth:
+    """What a DescribeTasks entry says of the task's health: its ``healthStatus``, and since when
+    it runs (``startedAt``, or ``createdAt`` if ECS leaves that out) if it is RUNNING."""
+    running = raw.get("lastStatus") == "RUNNING"
+    since = epoch(raw.get("startedAt") or raw.get("createdAt")) if running else None
+    status = raw.get("healthStatus")
+    return TaskHealth(str(status) if status is not None else None, since)
 
 
 async def running_tasks(ecs: Any, cluster: str) -> list[dict[str, Any]]:

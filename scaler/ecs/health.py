@@ -31,6 +31,7 @@ old task stops while the new one cannot serve (below minimum health).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 HEALTHY, UNHEALTHY, UNKNOWN = "HEALTHY", "UNHEALTHY", "UNKNOWN"
@@ -45,6 +46,14 @@ class ServiceHealth:
     checked: bool = False  # an essential container of its task definition has a health check
     grace: float = 0.0  # healthCheckGracePeriodSeconds (0 when unset)
     load_balanced: bool = False  # it has loadBalancers
+
+
+@dataclass(frozen=True)
+class TaskHealth:
+    """What DescribeTasks says about one task's health."""
+
+    status: str | None  # healthStatus
+    running_since: float | None  # startedAt; None while it is not RUNNING
 
 
 def healthy_since(status: str | None, running_since: float | None, service: ServiceHealth) -> float:
@@ -69,3 +78,8 @@ def is_healthy(
 ) -> bool:
     """Whether the task counts as healthy at ``now`` (see :func:`healthy_since`)."""
     return now >= healthy_since(status, running_since, service)
+
+
+def healthy_count(tasks: Iterable[TaskHealth], service: ServiceHealth, now: float) -> int:
+    """How many of a service's ``tasks`` count as healthy at ``now``."""
+    return sum(is_healthy(t.status, t.running_since, service, now) for t in tasks)

@@ -16,7 +16,8 @@ Draining makes ECS stop a service's tasks there before their replacements are he
 maintenance). So before draining, :func:`plan_surges` raises such services' desired counts by
 their tasks there (within ``maximumPercent``, :func:`surge_for`), each raise marked on its service
 first (:class:`SurgeMark`, so a restarted or new leader finishes it); once those services are
-steady (or after ``RollPolicy.surge_wait``) the instance drains without a dip, and each count is
+steady with their tasks healthy, not only RUNNING (:mod:`scaler.ecs.health`), or after
+``RollPolicy.surge_wait``, the instance drains without a dip, and each count is
 set back when the instance holds none of the service's tasks, unless someone else (an operator,
 Application Auto Scaling) changed it meanwhile: then it is left as they set it.
 
@@ -44,6 +45,7 @@ from scaler.ecs.cluster import (
     RUNNING,
     Instance,
 )
+from scaler.ecs.health import ServiceHealth, TaskHealth, healthy_count
 
 
 @dataclass(frozen=True)
@@ -260,10 +262,22 @@ class Deployment:
     daemon: bool = False
     mark: SurgeMark | None = None  # the roll's surge marked on it
     busy: bool = False  # another surge (a task move's) is marked on it
+    # its tasks' health as DescribeTasks tells it, read while the roll's surge is marked on it
+    # (None: not read)
+    tasks: tuple[TaskHealth, ...] | None = None
+    health: ServiceHealth = field(default_factory=ServiceHealth)  # what tells its tasks' health
 
     @property
     def steady(self) -> bool:
         return self.running == self.desired and self.pending == 0
+
+    def settled(self, now: float) -> bool:
+        """Steady, and as many of its tasks healthy at ``now`` as it should run
+        (:mod:`scaler.ecs.health`): a RUNNING task may not serve yet, and a drain that started
+        then would take the old tasks away first. Not read: not settled."""
+        if not self.steady or self.tasks is None:
+            return False
+        return healthy_count(self.tasks, self.health, now) >= self.desired
 
 
 def surge_for(tasks_here: int, svc: Deployment) -> int:
@@ -314,7 +328,7 @@ def plan_surges(
     for node, since in sorted(queue.items()):
         step = _instance_step(node, tasks_on.get(node, {}), services, raises, now)
         raises.update(step)
-        ready = not step and _ready(node, tasks_on.get(node, {}), services)
+        ready = not step and _ready(node, tasks_on.get(node, {}), services, now)
         if ready or now - since >= wait:
             drain.append(node)
             why = "its services are steady" if ready else f"waited {now - since:.0f}s"
@@ -352,16 +366,19 @@ def _instance_step(
     return step
 
 
-def _ready(node: str, here: Mapping[str, int], services: Mapping[str, Deployment]) -> bool:
-    """Whether ``node`` may drain: each service of it that dips is steady with its surge done,
-    and none is waiting on another instance's surge or a task move's."""
+def _ready(
+    node: str, here: Mapping[str, int], services: Mapping[str, Deployment], now: float
+) -> bool:
+    """Whether ``node`` may drain: each service of it that dips has its surge done (its tasks
+    running and healthy: :meth:`Deployment.settled`), and none is waiting on another instance's
+    surge or a task move's."""
     for name, count in here.items():
         svc = services.get(name)
         if svc is None or svc.daemon or svc.min_healthy_percent >= 100 or count <= 0:
             continue
         if svc.busy or (svc.mark is not None and svc.mark.instance != node):
             return False  # its tasks would dip: wait for the other surge (bounded)
-        if svc.mark is not None and not svc.steady:
+        if svc.mark is not None and not svc.settled(now):
             return False
     return True
 

@@ -3,11 +3,16 @@ its mark, marks before it raises, sets back and unmarks, and changes nothing wit
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from scaler import testbed
 from scaler.aws.clients import AwsClients, AwsTarget
 from scaler.aws.surges import ROLL_TAG, RollSurges
+from scaler.ecs.health import ServiceHealth, healthy_count
 from scaler.metrics import Metrics
 from scaler.plan.roll import SurgeMark
+from tests.integration.test_surge_health import _report
 
 
 class Lost:
@@ -15,13 +20,14 @@ class Lost:
         return False
 
 
-def _service(aws: testbed.LocalAws) -> str:
+def _service(aws: testbed.LocalAws, check: bool = False) -> str:
     testbed.create_cluster(aws, "prod", size=1)
+    testbed.manual_task_states(aws)
     ecs = aws.client("ecs")
-    ecs.register_task_definition(
-        family="web",
-        containerDefinitions=[{"name": "app", "image": "x", "cpu": 256, "memory": 256}],
-    )
+    app: dict[str, Any] = {"name": "app", "image": "x", "cpu": 256, "memory": 256}
+    if check:
+        app["healthCheck"] = {"command": ["CMD-SHELL", "true"], "interval": 10}
+    ecs.register_task_definition(family="web", containerDefinitions=[app])
     arn: str = ecs.create_service(
         cluster="prod", serviceName="web", taskDefinition="web", desiredCount=4
     )["service"]["serviceArn"]
@@ -86,3 +92,38 @@ async def test_nothing_changes_without_the_lease(local_aws: testbed.LocalAws) ->
         assert _state(local_aws, arn) == (4, {})
     labels = {"action": "roll_surge", "reason": "web", "outcome": "not_leader"}
     assert metrics.registry.get_sample_value("scaler_actions_total", labels) == 1
+
+
+async def test_a_marked_service_is_read_with_its_tasks_health(local_aws: testbed.LocalAws) -> None:
+    """The drain waits for the surge's extra tasks to be healthy: the adapter reads what ECS says
+    of them (healthStatus, startedAt) and of the service (container health checks, grace)."""
+    _service(local_aws, check=True)
+    ecs = local_aws.client("ecs")
+    ecs.update_service(cluster="prod", service="web", healthCheckGracePeriodSeconds=60)
+    node = ecs.list_container_instances(cluster="prod")["containerInstanceArns"][0]
+    now = time.time()
+    async with AwsClients(_target(local_aws), Metrics()) as aws:
+        surges = RollSurges(aws, "prod", Metrics(), dry_run=False)
+        await surges.read(["web"])
+        assert await surges.raise_count("web", SurgeMark(4, 2, "i-0abc", now), "raise web")
+        started = ecs.start_task(  # the four old tasks and the surge's two extra ones
+            cluster="prod", taskDefinition="web", group="service:web", containerInstances=[node] * 6
+        )["tasks"]
+        ecs.run_task(cluster="prod", taskDefinition="web", group="family:web")  # not the service's
+        for task in started[:4]:
+            _report(task["taskArn"], "HEALTHY", now - 3600)
+        for task in started[4:]:
+            _report(task["taskArn"], "UNKNOWN", now)  # RUNNING, its checks not passed yet
+        read = await surges.read(["web"])
+        assert read is not None
+        web = read["web"]
+        assert web.tasks is not None and web.health == ServiceHealth(checked=True, grace=60.0)
+        assert len(web.tasks) == 6
+        assert healthy_count(web.tasks, web.health, now + 600) == 4  # running is not healthy
+        for task in started[4:]:
+            _report(task["taskArn"], "HEALTHY", now)
+        web = (await surges.read(["web"]) or {})["web"]
+        assert web.tasks is not None and healthy_count(web.tasks, web.health, now + 1) == 6
+        assert await surges.set_back("web", 4, "set web back")
+        unmarked = await surges.read(["web"])
+        assert unmarked is not None and unmarked["web"].tasks is None  # read only while marked

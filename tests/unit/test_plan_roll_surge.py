@@ -6,9 +6,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scaler.aws.surges import deployment, parse_roll, roll_value
+from scaler.ecs.health import SETTLE, ServiceHealth, TaskHealth
 from scaler.plan.roll import Deployment, SurgeMark, plan_surges, surge_for
 
 WAIT = 600.0
+CHECKED = ServiceHealth(checked=True)  # its containers have health checks
 
 
 def svc(
@@ -19,9 +21,14 @@ def svc(
     max_percent: int = 200,
     mark: SurgeMark | None = None,
     busy: bool = False,
+    tasks: tuple[TaskHealth, ...] | None = None,
+    health: ServiceHealth = CHECKED,
 ) -> Deployment:
+    """A service; its tasks all healthy unless ``tasks`` says otherwise."""
     run = desired if running is None else running
-    return Deployment(name, desired, run, 0, min_healthy_percent, max_percent, False, mark, busy)
+    seen = (TaskHealth("HEALTHY", 0.0),) * run if tasks is None else tasks
+    fields = (name, desired, run, 0, min_healthy_percent, max_percent, False, mark, busy)
+    return Deployment(*fields, seen, health)
 
 
 deployments = st.builds(
@@ -88,6 +95,33 @@ def test_an_instance_waits_for_its_surge_then_drains_when_steady() -> None:
     steady = svc(desired=6, min_healthy_percent=50, mark=first.raises["web"])
     third = plan_surges([], second.waiting, tasks, {"web": steady}, {"i-old"}, (), 220.0, WAIT)
     assert third.drain == ("i-old",) and third.waiting == {}
+
+
+def test_an_instance_drains_only_once_the_extra_tasks_are_healthy_not_just_running() -> None:
+    mark = SurgeMark(4, 2, "i-old", 100.0)
+    tasks = {"i-old": {"web": 2}}
+    old = (TaskHealth("HEALTHY", 0.0),) * 4
+
+    def drained(extra: TaskHealth, health: ServiceHealth, now: float) -> bool:
+        web = svc(
+            desired=6, min_healthy_percent=50, mark=mark, tasks=old + (extra,) * 2, health=health
+        )
+        plan = plan_surges([], {"i-old": 100.0}, tasks, {"web": web}, {"i-old"}, (), now, WAIT)
+        return plan.drain == ("i-old",)
+
+    # container health checks: running is not enough, ECS must say HEALTHY
+    assert not drained(TaskHealth("UNKNOWN", 150.0), CHECKED, 400.0)
+    assert drained(TaskHealth("HEALTHY", 150.0), CHECKED, 400.0)
+    # none: running for the grace period (at least SETTLE seconds)
+    plain, grace = ServiceHealth(), ServiceHealth(grace=120.0)
+    assert not drained(TaskHealth("UNKNOWN", 150.0), plain, 150.0 + SETTLE - 1)
+    assert drained(TaskHealth("UNKNOWN", 150.0), plain, 150.0 + SETTLE)
+    assert not drained(TaskHealth("UNKNOWN", 150.0), grace, 260.0)
+    assert drained(TaskHealth("UNKNOWN", 150.0), grace, 270.0)
+    # health not read: not drained before the wait is over
+    unread = Deployment("web", 6, 6, 0, 50, 200, mark=mark)
+    plan = plan_surges([], {"i-old": 100.0}, tasks, {"web": unread}, {"i-old"}, (), 400.0, WAIT)
+    assert plan.drain == ()
 
 
 def test_a_surge_that_never_settles_drains_after_the_wait() -> None:

@@ -8,6 +8,7 @@ from scaler.aws.lease import Always
 from scaler.capacity.observed import Observed
 from scaler.capacity.ports import Leader
 from scaler.capacity.roll import PreDrainSurge, RollMemory
+from scaler.ecs.health import TaskHealth
 from scaler.plan.capacity import CapacitySnapshot, NodeView, ServiceView
 from scaler.plan.roll import Deployment, RollPolicy, SurgeMark
 
@@ -58,8 +59,13 @@ async def test_an_instance_drains_once_its_service_surged_and_is_set_back_after(
     assert await step.step(["i-old"], _observed(0.0)) == []
     assert port.calls == [("raise", "web", 6)] and memory.waiting == {"i-old": 0.0}
     assert port.services is not None
-    port.services["web"] = Deployment("web", 6, 6, 0, 50, 200, mark=port.services["web"].mark)
-    assert await step.step([], _observed(60.0)) == ["i-old"]
+    mark = port.services["web"].mark
+    extra = (TaskHealth("HEALTHY", 0.0),) * 4 + (TaskHealth("UNKNOWN", 30.0),) * 2
+    port.services["web"] = Deployment("web", 6, 6, 0, 50, 200, mark=mark, tasks=extra)
+    assert await step.step([], _observed(60.0)) == []  # running, not healthy yet
+    healthy = (TaskHealth("HEALTHY", 0.0),) * 6
+    port.services["web"] = Deployment("web", 6, 6, 0, 50, 200, mark=mark, tasks=healthy)
+    assert await step.step([], _observed(90.0)) == ["i-old"]
     assert await step.step([], _observed(120.0, "DRAINING", tasks=0)) == []
     assert port.calls[-1] == ("back", "web", 4)
 
