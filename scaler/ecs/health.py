@@ -18,11 +18,14 @@ The rule (:func:`healthy_since`), conservative in every case ECS cannot vouch fo
 - not RUNNING, or UNHEALTHY: not healthy;
 - HEALTHY: healthy (container health checks passed); with container health checks, only then;
 - without (always UNKNOWN): once it has been RUNNING the service's grace period, and at least
-  :data:`SETTLE` seconds (the time of one check at ECS's default 30 s interval, with some slack);
+  :data:`SETTLE` seconds. ECS counts such a task healthy as soon as it runs; an application
+  usually needs a moment after its process starts, and the operator's grace period says how
+  long, so the scaler waits that long, or one default check interval (30 s) with some slack;
 - behind a load balancer, in both cases also RUNNING at least the grace period and at least
   :data:`TARGET_SETTLE` seconds: an Application Load Balancer target group's default health
   checks (5 passes, 30 s apart) need 150 s to call a new target healthy, and ECS does not say
-  when it did.
+  when it did (Elastic Load Balancing's DescribeTargetHealth would, at the cost of another
+  service's calls and permissions).
 
 A wait a little too long costs a surge its extra task for a little longer; too short, and the
 old task stops while the new one cannot serve (below minimum health).
