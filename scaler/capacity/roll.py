@@ -58,7 +58,7 @@ async def carry_out(
             state = state.failed(pool, count - added)
     drains = actuator.removable(observed, plan.drain)
     if surge is not None:
-        drains = await surge.step(drains, observed)
+        drains = await surge.step(drains, observed, hold=plan.paused)
     for node in drains:
         ci = observed.instances.get(node)
         if ci is not None and await actuator.mark_retiring(node, reason):
@@ -131,8 +131,11 @@ class PreDrainSurge:
         self._memory = memory
         self._policy = policy
 
-    async def step(self, candidates: list[str], observed: Observed) -> list[str]:
-        """Raise, wait, set back; the instances to drain now."""
+    async def step(
+        self, candidates: list[str], observed: Observed, hold: bool = False
+    ) -> list[str]:
+        """Raise, wait, set back; the instances to drain now. ``hold``: the roll is paused,
+        nothing is raised or drained (counts are still set back)."""
         snap, memory, on = observed.snapshot, self._memory, self._policy.surge
         if not on:
             memory.waiting.clear()
@@ -143,7 +146,8 @@ class PreDrainSurge:
         if services is None:  # not drained unsurged for a failed read, unless waited enough
             for node in candidates:
                 memory.waiting.setdefault(node, snap.now)
-            due = [n for n, t in memory.waiting.items() if snap.now - t >= self._policy.surge_wait]
+            waited = snap.now - self._policy.surge_wait
+            due = [] if hold else [n for n, t in memory.waiting.items() if t <= waited]
             memory.waiting = {n: t for n, t in memory.waiting.items() if n not in due}
             return due if on else candidates
         memory.surges_read(snap.now, any(d.mark for d in services.values()))
@@ -156,6 +160,7 @@ class PreDrainSurge:
             {n.id for n in snap.nodes if n.status == "DRAINING"},
             snap.now,
             self._policy.surge_wait,
+            hold and on,
         )
         await self._carry_out(plan, services)
         memory.waiting = dict(plan.waiting)

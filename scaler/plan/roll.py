@@ -26,7 +26,8 @@ one, :func:`disruption_budget`) disrupted at once (draining by the scaler's choi
 for a replacement), at most ``max_per_hour`` replacements an hour. **Pause**: nothing new starts
 (no launch, no drain) while a spot storm is in progress: an instance under a spot notice or
 drained for another reason, tasks ECS could not place, or spot trouble within ``pause_after``
-seconds. Replacements already launched wait.
+seconds. Replacements already launched wait, and so do drains waiting for their surges
+(:attr:`RollPlan.paused`).
 
 The plan carries a :class:`RollState` (replacements launched and not yet matched by a drain,
 per AZ) that the caller hands to the next plan.
@@ -100,6 +101,7 @@ class RollPlan:
     drain: tuple[str, ...] = ()  # out-of-date instances whose replacement is up
     state: RollState = field(default_factory=RollState)
     reasons: tuple[str, ...] = ()
+    paused: bool = False  # a storm: nothing starts, and drains waiting for surges wait on
 
 
 def plan_roll(
@@ -126,11 +128,11 @@ def plan_roll(
         for i in instances.values()
         if i.id in outdated and i.status == ACTIVE and i.id not in taken
     ]
-    if not stale and not state.in_flight:
-        return RollPlan(state=RollState())
     pause = _storm(instances, now, policy, ours, unplaced, doomed, last_trouble)
+    if not stale and not state.in_flight:
+        return RollPlan(state=RollState(), paused=bool(pause))
     if pause:
-        return RollPlan(state=state, reasons=(pause,))
+        return RollPlan(state=state, reasons=(pause,), paused=True)
     fresh = _fresh(instances, outdated, taken)
     drain, waiting = _matched(instances, stale, state, fresh)
     live = sum(1 for i in instances.values() if i.status in (ACTIVE, DRAINING))
@@ -309,12 +311,14 @@ def plan_surges(
     draining: Collection[str],
     now: float,
     wait: float,
+    hold: bool = False,
 ) -> SurgePlan:
     """The surge step of a cycle, as plain values. ``candidates``: out-of-date instances the roll
     drains now; ``waiting``: those accepted earlier and waiting for their surges (instance ->
     since); ``tasks_on``: instance -> service -> its tasks there; ``active``: the out-of-date
     instances still ACTIVE (a marked one not waiting yet is taken on: a restart, a new leader);
-    ``draining``: the instances DRAINING."""
+    ``draining``: the instances DRAINING; ``hold``: the roll is paused (:attr:`RollPlan.paused`):
+    nothing is raised or drained, not even after the wait, and the queue waits on."""
     queue = {n: t for n, t in waiting.items() if n in active}  # gone or drained: no longer
     for svc in services.values():  # surges another replica (or an earlier life) started
         mark = svc.mark
@@ -326,6 +330,8 @@ def plan_surges(
     drain: list[str] = []
     reasons: list[str] = []
     for node, since in sorted(queue.items()):
+        if hold:
+            continue
         step = _instance_step(node, tasks_on.get(node, {}), services, raises, now)
         raises.update(step)
         ready = not step and _ready(node, tasks_on.get(node, {}), services, now)

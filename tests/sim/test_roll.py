@@ -15,17 +15,9 @@ from scaler.sim.policies import EcsNative
 from scaler.sim.scenario import Event
 from tests.sim.shipped_helpers import run_scaler
 
-ROLL_DIPS = (
-    "the shipped roll, its surge on, replaces every instance within the budget (peak disrupted "
-    "share 0.094) with no task interrupted, but availability is 0.99944 at seed 11: below "
-    "0.9995 (met at seeds 7 and 23)"
-)
-
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "seed", [7, pytest.param(11, marks=pytest.mark.xfail(strict=True, reason=ROLL_DIPS)), 23]
-)
+@pytest.mark.parametrize("seed", [7, 11, 23])
 def test_ami_roll_replaces_every_instance_within_budget_and_available(seed: int) -> None:
     scenario = builtin("ami-roll", seed=seed)
     figures = run_scaler(scenario, seed, {"roll": True}).figures

@@ -200,6 +200,16 @@ def test_a_storm_pauses_the_roll(cause: str) -> None:
     assert plan.launch == {} and plan.drain == ()
     assert plan.state == state
     assert len(plan.reasons) == 1 and plan.reasons[0].startswith("paused")
+    assert plan.paused  # and instances waiting for their surges wait too
+
+
+def test_a_storm_pauses_the_roll_with_only_surge_waits_left() -> None:
+    cluster = fleet(A, B)
+    waiting = {"i-00"}  # accepted before the storm, its services surging: ours
+    plan = plan_roll(
+        machines(cluster.instances), waiting, NOW, LOOSE, RollState(), ours=waiting, doomed={"i-01"}
+    )
+    assert plan.paused and plan.drain == () and plan.launch == {}
 
 
 @pytest.mark.parametrize("cause", ["none", "over", "ours"])
@@ -207,6 +217,7 @@ def test_without_a_storm_the_roll_goes_on(cause: str) -> None:
     plan, _ = paused_plan(cause)
     assert plan.drain == ("i-00",)
     assert plan.launch == {B: 2}
+    assert not plan.paused
 
 
 # -- what may be chosen ---------------------------------------------------------------------

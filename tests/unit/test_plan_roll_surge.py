@@ -134,6 +134,19 @@ def test_a_surge_that_never_settles_drains_after_the_wait() -> None:
     assert late.drain == ("i-old",)
 
 
+def test_while_the_roll_is_paused_nothing_is_raised_or_drained_and_the_queue_waits() -> None:
+    mark = SurgeMark(4, 2, "i-old", 100.0)
+    stuck = svc(desired=6, running=4, min_healthy_percent=50, mark=mark)
+    tasks = {"i-old": {"web": 2}, "i-new": {"web": 1}}
+    services = {"web": stuck}
+    active = {"i-old", "i-new"}
+    held = plan_surges(["i-new"], {"i-old": 100.0}, tasks, services, active, (), 800.0, WAIT, True)
+    assert held.drain == () and held.raises == {}
+    assert held.waiting == {"i-old": 100.0, "i-new": 800.0}
+    after = plan_surges([], held.waiting, tasks, services, active, (), 900.0, WAIT)
+    assert after.drain == ("i-old",)  # waited out, once the pause is over
+
+
 def test_services_that_do_not_dip_drain_at_once() -> None:
     full = svc(desired=4, min_healthy_percent=100)
     plan = plan_surges(["i-old"], {}, {"i-old": {"web": 2}}, {"web": full}, {"i-old"}, (), 0, WAIT)

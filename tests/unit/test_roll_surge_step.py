@@ -85,3 +85,17 @@ async def test_off_it_drains_at_once_and_settles_surges_marked_before() -> None:
     step = PreDrainSurge(port, RollMemory(), RollPolicy(surge=False))
     assert await step.step(["i-old"], _observed(0.0)) == ["i-old"]
     assert port.calls == [("back", "web", 4)]
+
+
+async def test_while_the_roll_is_paused_a_waiting_drain_waits_past_its_wait() -> None:
+    memory = RollMemory()
+    step = PreDrainSurge(Port(None), memory, RollPolicy(surge_wait=600.0))
+    assert await step.step(["i-old"], _observed(0.0)) == []
+    assert await step.step([], _observed(700.0), hold=True) == []  # a spot storm
+    assert memory.waiting == {"i-old": 0.0}
+    assert await step.step([], _observed(800.0)) == ["i-old"]
+    port = Port({"web": WEB})
+    step = PreDrainSurge(port, RollMemory(), RollPolicy(surge_wait=600.0))
+    assert await step.step(["i-old"], _observed(0.0), hold=True) == []
+    assert await step.step([], _observed(700.0), hold=True) == []
+    assert port.calls == []  # nothing raised while paused
