@@ -11,7 +11,8 @@ the cluster's (:class:`~scaler.aws.lifecycle.ClusterGroups`), else it is another
 For the rest, :func:`scaler.plan.drain.decide` says what to do; this module carries it out:
 drains and deregistrations before the message is acknowledged, and work that takes minutes
 (following a lifecycle action, waiting for replacement capacity, waiting for the disruption
-budget and room: :class:`~scaler.aws.drain_gate.DrainGate`) as a *follow-up*, which keeps the
+budget and room: :class:`~scaler.aws.drain_gate.DrainGate`, waiting for a spot warning's
+surge: :class:`~scaler.aws.warning_surge.WarningSurge`) as a *follow-up*, which keeps the
 message in flight without holding a handler slot.
 
 A reversible drain (a rebalance recommendation's, a scheduled reboot's) is marked on the
@@ -37,6 +38,7 @@ from scaler.aws.intake import Outcome
 from scaler.aws.lifecycle import ClusterGroups, LifecycleFollower
 from scaler.aws.tasks import StandaloneRestarter
 from scaler.aws.undrain import DrainMarks
+from scaler.aws.warning_surge import WarningSurge
 from scaler.clock import Clock
 from scaler.events import (
     ContainerInstanceChange,
@@ -62,6 +64,7 @@ from scaler.plan.drain import (
     GatedDrain,
     LifecycleAction,
     ReplaceThenDrain,
+    SurgeThenDrain,
     decide,
     final_reason,
 )
@@ -75,7 +78,7 @@ OTHER_CLUSTER = Outcome("other_cluster")
 IGNORED = Outcome("ignored")
 
 EcsSignal = ContainerInstanceChange | TaskStateChange | ServicePlacementFailure
-FollowUp = FollowLifecycle | ReplaceThenDrain | GatedDrain
+FollowUp = FollowLifecycle | ReplaceThenDrain | GatedDrain | SurgeThenDrain
 
 
 @dataclass
@@ -95,6 +98,7 @@ class Workers:
     share: Callable[[SharedNotice], Awaitable[None]] | None = None  # None: one replica
     # instance id -> its pool, as the capacity side last saw it (None: not known)
     pool_of: Callable[[str], str | None] = lambda _: None
+    warning_surge: WarningSurge | None = None  # None: a warned instance drains at once
 
 
 class EventHandler:
@@ -260,6 +264,8 @@ class EventHandler:
             await self._w.lifecycle.follow(action.action, action.instance)
         elif isinstance(action, GatedDrain):
             await self._gated_drain(action.instance, action.reason, action.since, received_at)
+        elif isinstance(action, SurgeThenDrain):
+            await self._surge_then_drain(action, received_at)
         else:
             await self._replace_then_drain(action, received_at)
 
@@ -286,6 +292,20 @@ class EventHandler:
         finally:
             if gate is not None:
                 gate.done(iid)
+
+    async def _surge_then_drain(self, action: SurgeThenDrain, received_at: datetime) -> None:
+        """A spot warning's drain, once the warning surge lets it go (at once without one)."""
+        iid = action.instance.ec2_instance_id
+        if self._w.warning_surge is not None:
+            self._w.drained()  # the capacity controller plans for the warned instance now
+            await self._w.warning_surge.hold(action.instance, action.warned_at.timestamp())
+            current = (await self._w.directory.resolve([iid])).get(iid)
+            if current is None or current.draining:
+                return
+            instance = current
+        else:
+            instance = action.instance
+        await self._drain(instance, action.reason, action.since or received_at)
 
     async def _replace_then_drain(self, action: ReplaceThenDrain, received_at: datetime) -> None:
         context = {"instance_id": action.instance.ec2_instance_id}

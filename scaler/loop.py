@@ -51,6 +51,7 @@ from scaler.aws.shared_notices import SharedNotices
 from scaler.aws.surges import RollSurges
 from scaler.aws.tasks import StandaloneRestarter, TaskInspector
 from scaler.aws.undrain import DrainMarks, Reactivator
+from scaler.aws.warning_surge import WarningSurge
 from scaler.capacity.controller import CapacityController
 from scaler.capacity.policy import policy_from
 from scaler.clock import Clock, SystemClock
@@ -276,6 +277,10 @@ class Scaler:
                 health.watch(self._probe(aws, depth), self._describer(aws), stop), name="ready"
             ),
         ]
+        if workers.warning_surge is not None:
+            workers.warning_surge.leader = leader
+            surges = workers.warning_surge.run_forever(stop)
+            background.append(asyncio.create_task(surges, name="warning-surge"))
         if controller is not None:
             controller.leader = leader
             background.append(asyncio.create_task(controller.run_forever(stop), name="capacity"))
@@ -336,6 +341,16 @@ class Scaler:
             directory, drainer, follower, self._replacements, restarter, groups=groups
         )
         workers.marks = DrainMarks(aws.urgent_ecs, cluster, directory, dry_run=s.dry_run)
+        if s.warning_surge:
+            workers.warning_surge = WarningSurge(
+                RollSurges(aws, cluster, self.metrics, s.dry_run),
+                aws.ecs,
+                cluster,
+                directory,
+                self.clock,
+                stop_time=s.warning_surge_stop_time,
+                dry_run=s.dry_run,
+            )
         workers.gate = DrainGate(
             directory,
             self.clock,

@@ -182,6 +182,25 @@ class Settings(BaseSettings):
         description="Seconds between lifecycle heartbeats while an instance drains "
         "(keep it well under the hook's heartbeat timeout).",
     )
+    warning_surge: bool = Field(
+        default=False,
+        description="At a spot interruption warning, replacements first: raise the desired count "
+        "of each service with tasks on the warned instance by those tasks (warnings that arrive "
+        "together add up; within maximumPercent of the count before), marked on the service "
+        "with a `scaler:roll-surge` tag, and drain the instance once those services are steady "
+        "and their tasks report HEALTHY, or SCALER_WARNING_SURGE_STOP_TIME before the "
+        "interruption; set each count back once the drained instances hold none of its tasks "
+        "(left alone if someone changed it meanwhile). The extra tasks need room in the "
+        "cluster. Needs ecs:TagResource, ecs:UntagResource and ecs:UpdateService. Off: warned "
+        "instances drain at once.",
+    )
+    warning_surge_stop_time: Seconds = Field(
+        default=30.0,
+        le=120.0,
+        description="With SCALER_WARNING_SURGE: seconds before the interruption a warned "
+        "instance drains at the latest; the longest its tasks take to stop gracefully (their "
+        "stopTimeout, or their load balancer's deregistration delay if longer).",
+    )
     scheduled_drain_lead: Seconds = Field(
         default=1800.0,
         description="AWS Health scheduled changes: drain this many seconds before the start time.",

@@ -3,7 +3,9 @@
 :func:`decide` maps one signal and the container instances it concerns to a :class:`Decision`:
 
 ========================  =====================================================================
-spot interruption         drain now (the instance has two minutes left)
+spot interruption         drain now (the instance has two minutes left); with the warning surge
+                          (``SCALER_WARNING_SURGE``) drain once its services surged, by a
+                          deadline (:mod:`scaler.plan.warning_surge`)
 rebalance recommendation  the operator's policy: ignore, drain, or replace-then-drain (drain once
                           replacement capacity is ready or a timeout passes); either drain waits
                           for the disruption budget and room (:mod:`scaler.plan.drain_budget`)
@@ -53,6 +55,8 @@ class DrainPolicy:
     replacement_timeout: float = 300.0
     scheduled_lead: float = 1800.0
     undrain_after: float = 1200.0
+    warning_surge: bool = False  # a spot warning's drain waits for its services' surges
+    warning_stop_time: float = 30.0  # seconds before the interruption it drains at the latest
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DrainPolicy:
@@ -61,6 +65,8 @@ class DrainPolicy:
             replacement_timeout=settings.replacement_timeout,
             scheduled_lead=settings.scheduled_drain_lead,
             undrain_after=settings.undrain_after,
+            warning_surge=settings.warning_surge,
+            warning_stop_time=settings.warning_surge_stop_time,
         )
 
 
@@ -80,6 +86,17 @@ class GatedDrain:
     instance: ContainerInstance
     reason: str
     since: datetime | None
+
+
+@dataclass(frozen=True)
+class SurgeThenDrain:
+    """A spot warning's drain once its services surged (or by its deadline): ``warned_at``
+    (the warning's time, or when it arrived) starts the two minutes."""
+
+    instance: ContainerInstance
+    reason: str
+    since: datetime | None
+    warned_at: datetime
 
 
 @dataclass(frozen=True)
@@ -112,7 +129,7 @@ class FollowLifecycle:
     action: LifecycleAction
 
 
-Action = Drain | Deregister | ReplaceThenDrain | GatedDrain | FollowLifecycle
+Action = Drain | Deregister | ReplaceThenDrain | GatedDrain | FollowLifecycle | SurgeThenDrain
 
 
 @dataclass(frozen=True)
@@ -131,6 +148,8 @@ def decide(
     now: datetime,
 ) -> Decision:
     """The drain decision for ``signal``; ``members`` maps its instance ids in this cluster."""
+    if isinstance(signal, SpotInterruption) and policy.warning_surge:
+        return _surge_then_drain(signal, members, now)
     if isinstance(signal, SpotInterruption):
         return _drain_all(members, "spot_interruption", signal.time, "spot interruption warning")
     if isinstance(signal, RebalanceRecommendation):
@@ -171,6 +190,21 @@ def _drain_all(
     if not todo:
         return Decision(why=f"{why}: already draining")
     return Decision(todo, why=why)
+
+
+def _surge_then_drain(
+    signal: SpotInterruption, members: Mapping[str, ContainerInstance], now: datetime
+) -> Decision:
+    why = "spot interruption warning"
+    warned_at = signal.time or now
+    todo = tuple(
+        SurgeThenDrain(ci, "spot_interruption", signal.time, warned_at)
+        for ci in _sorted(members)
+        if not ci.draining
+    )
+    if not todo:
+        return Decision(why=f"{why}: already draining")
+    return Decision(todo, why=f"{why}: drain once its services surged")
 
 
 def _rebalance(

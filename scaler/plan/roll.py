@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from scaler.ecs.cluster import (
@@ -238,8 +238,12 @@ def _emptiest(inst: Machine) -> tuple[int, str]:
 
 @dataclass(frozen=True)
 class SurgeMark:
-    """A roll's surge, written on its service before its count is raised: the count before,
-    the tasks added, the instance about to drain, and when."""
+    """A surge, written on its service before its count is raised: the count before, the tasks
+    added, the instance about to drain, and when.
+
+    A surge raised in steps before several instances drain (a spot warning's,
+    :mod:`scaler.plan.warning_surge`) names each step's instances and tasks added, oldest
+    first: ``"i-a+i-b:3,i-c:1"``; each step is marked before it is made."""
 
     desired: int
     added: int
@@ -249,6 +253,40 @@ class SurgeMark:
     @property
     def raised(self) -> int:
         return self.desired + self.added
+
+    @property
+    def steps(self) -> tuple[tuple[tuple[str, ...], int], ...]:
+        """(instances, tasks added for them) per step, oldest first."""
+        if ":" not in self.instance:
+            return (((self.instance,), self.added),)
+        steps = []
+        for entry in self.instance.split(","):
+            names, _, count = entry.rpartition(":")
+            steps.append((tuple(names.split("+")), int(count) if count.isdigit() else 0))
+        return tuple(steps)
+
+    @property
+    def instances(self) -> tuple[str, ...]:
+        return tuple(name for names, _ in self.steps for name in names)
+
+    def surged(self, desired: int) -> bool:
+        """Whether ``desired`` is a count this surge set: the raised count, or (a surge raised
+        in steps) the count before its last step, when the scaler stopped between marking a
+        step and making it."""
+        steps = self.steps
+        return desired == self.raised or (len(steps) > 1 and desired == self.raised - steps[-1][1])
+
+
+def step_mark(
+    mark: SurgeMark | None, desired: int, instances: Sequence[str], added: int, now: float
+) -> SurgeMark:
+    """``mark`` (None: a new surge from ``desired``) with one more step: ``added`` tasks for
+    ``instances``."""
+    entry = f"{'+'.join(instances)}:{added}"
+    if mark is None:
+        return SurgeMark(desired, added, entry, now)
+    old = ",".join(f"{'+'.join(names)}:{count}" for names, count in mark.steps)
+    return SurgeMark(mark.desired, mark.added + added, f"{old},{entry}", mark.started)
 
 
 @dataclass(frozen=True)
@@ -320,10 +358,11 @@ def plan_surges(
     ``draining``: the instances DRAINING; ``hold``: the roll is paused (:attr:`RollPlan.paused`):
     nothing is raised or drained, not even after the wait, and the queue waits on."""
     queue = {n: t for n, t in waiting.items() if n in active}  # gone or drained: no longer
-    for svc in services.values():  # surges another replica (or an earlier life) started
-        mark = svc.mark
-        if mark is not None and mark.instance in active and mark.instance not in queue:
-            queue[mark.instance] = mark.started
+    marks = [s.mark for s in services.values() if s.mark is not None]
+    for mark in marks:  # surges another replica (or an earlier life) started
+        for node in mark.instances:
+            if node in active and node not in queue:
+                queue[node] = mark.started
     for node in candidates:
         queue.setdefault(node, now)
     raises: dict[str, SurgeMark] = {}
@@ -382,7 +421,7 @@ def _ready(
         svc = services.get(name)
         if svc is None or svc.daemon or svc.min_healthy_percent >= 100 or count <= 0:
             continue
-        if svc.busy or (svc.mark is not None and svc.mark.instance != node):
+        if svc.busy or (svc.mark is not None and node not in svc.mark.instances):
             return False  # its tasks would dip: wait for the other surge (bounded)
         if svc.mark is not None and not svc.settled(now):
             return False
@@ -402,9 +441,22 @@ def _set_back(
     back: dict[str, int | None] = {}
     for name, svc in sorted(services.items()):
         mark = svc.mark
-        if mark is None or mark.instance in queued or svc.busy:
+        if mark is None or queued.intersection(mark.instances) or svc.busy:
             continue  # still to drain, or a task move's surge on top: it sets back first
-        if mark.instance in draining and tasks_on.get(mark.instance, {}).get(name, 0) > 0:
+        if not surge_done(mark, name, tasks_on, draining):
             continue  # its tasks there are still being replaced
-        back[name] = mark.desired if svc.desired == mark.raised else None
+        back[name] = mark.desired if mark.surged(svc.desired) else None
     return back
+
+
+def surge_done(
+    mark: SurgeMark,
+    service: str,
+    tasks_on: Mapping[str, Mapping[str, int]],
+    draining: Collection[str],
+) -> bool:
+    """Whether no instance the surge was for still holds one of ``service``'s tasks while it
+    drains (its tasks there are no longer being replaced)."""
+    return not any(
+        node in draining and tasks_on.get(node, {}).get(service, 0) > 0 for node in mark.instances
+    )

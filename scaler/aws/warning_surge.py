@@ -1,0 +1,245 @@
+"""Carry out the surge at spot interruption warnings (:mod:`scaler.plan.warning_surge`).
+
+With ``SCALER_WARNING_SURGE`` the handler asks :meth:`WarningSurge.hold` before it drains a
+warned instance; the call returns once the instance may drain. Meanwhile one loop steps every
+``poll`` seconds over every instance waiting: it reads the services with tasks there (and those
+marked) with their marks, the service tasks on each instance, and, for the services surged and
+steady, whether their tasks report healthy (``healthStatus`` HEALTHY: a container health
+check; without one the instance drains at its deadline); then it raises counts, lets instances
+drain and sets counts back, each change through the roll's adapter
+(:class:`~scaler.aws.surges.RollSurges`: the ``scaler:roll-surge`` mark written first, only
+while this replica leads). It keeps stepping until no instance waits and no count it raised is
+still to set back.
+
+A count left raised by a scaler that stopped mid-surge is set back by the next one:
+:meth:`WarningSurge.run_forever` reads every service's marks every ``SWEEP`` seconds and
+settles those whose instances all drained or went. An instance still ACTIVE under a mark is
+left to the redelivered warning (or the roll, whose mark it is).
+
+In dry-run, without the lease, or when the services cannot be read, a warned instance drains
+at once, as without the setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from typing import Any
+
+from scaler.aws.ecs import InstanceDirectory
+from scaler.aws.tasks import SERVICE_PREFIX, describe_tasks, tasks_on
+from scaler.capacity.ports import Leader, ServiceSurges
+from scaler.clock import Clock
+from scaler.ecs.cluster import ACTIVE
+from scaler.guard import list_service_arns
+from scaler.model import ContainerInstance
+from scaler.plan.roll import Deployment
+from scaler.plan.warning_surge import WarningPlan, drain_deadline, plan_warning_surges
+
+log = logging.getLogger(__name__)
+
+SWEEP = 300.0  # seconds between reads of every service's marks
+
+
+class WarningSurge:
+    """The instances waiting for their services' surges, and the loop that steps them."""
+
+    def __init__(
+        self,
+        port: ServiceSurges,
+        ecs: Any,
+        cluster: str,
+        directory: InstanceDirectory,
+        clock: Clock,
+        *,
+        stop_time: float,
+        poll: float = 5.0,
+        dry_run: bool = False,
+    ) -> None:
+        self._port = port
+        self._ecs = ecs
+        self._cluster = cluster
+        self._directory = directory
+        self._clock = clock
+        self._stop_time = stop_time
+        self._poll = poll
+        self._dry_run = dry_run
+        self._warned: dict[str, tuple[ContainerInstance, float]] = {}  # id -> (it, deadline)
+        self._released: dict[str, asyncio.Event] = {}
+        self._marked: set[str] = set()  # services whose marks this loop settles
+        self._runner: asyncio.Task[None] | None = None
+
+    @property
+    def leader(self) -> Leader:
+        return self._port.leader
+
+    @leader.setter
+    def leader(self, leader: Leader) -> None:
+        self._port.leader = leader
+
+    async def hold(self, instance: ContainerInstance, warned_at: float) -> None:
+        """Return once ``instance``, warned at ``warned_at``, may drain."""
+        if self._dry_run or not self._port.leader.holds():
+            return
+        iid = instance.ec2_instance_id
+        deadline = drain_deadline(warned_at, self._stop_time)
+        self._warned.setdefault(iid, (instance, deadline))
+        released = self._released.setdefault(iid, asyncio.Event())
+        self._wake()
+        left = deadline - self._now()
+        try:  # the loop releases it by its deadline; this bounds the wait if the loop cannot
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), max(0.0, left) + self._poll)
+        finally:
+            self._warned.pop(iid, None)
+            self._released.pop(iid, None)
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Adopt the marks a stopped scaler left: read every service's every ``SWEEP`` s."""
+        while not stop.is_set():
+            if self._port.leader.holds() and self._runner is None:
+                try:
+                    await self._adopt()
+                except Exception as exc:
+                    log.warning("surge marks not read", extra={"error": repr(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SWEEP)
+        if self._runner is not None:
+            self._runner.cancel()
+
+    async def _adopt(self) -> None:
+        arns = await list_service_arns(self._ecs, self._cluster)
+        services = await self._port.read(arns) if arns else {}
+        marked = {n for n, s in (services or {}).items() if s.mark is not None}
+        if marked:
+            self._marked |= marked
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run(), name="warning-surge")
+
+    async def _run(self) -> None:
+        try:
+            while self._warned or self._marked:
+                try:
+                    plan = await self.step()
+                except Exception as exc:  # drained unsurged rather than not at all
+                    log.error("warning surge step failed", extra={"error": repr(exc)})
+                    self._release(list(self._warned))
+                    plan = WarningPlan()
+                await asyncio.sleep(self._pause(plan))
+        finally:
+            self._runner = None
+
+    def _pause(self, plan: WarningPlan) -> float:
+        """Seconds to the next step: ``poll``, less to meet a deadline, a moment after drains
+        (their counts are set back once they drained)."""
+        if plan.drain:
+            return min(self._poll, 1.0)
+        deadlines = [d for i, (_, d) in self._warned.items() if not self._released[i].is_set()]
+        soonest = min(deadlines, default=float("inf")) - self._now()
+        return max(0.1, min(self._poll, soonest))
+
+    def _release(self, instances: list[str]) -> None:
+        for iid in instances:
+            if iid in self._released:
+                self._released[iid].set()
+
+    def _now(self) -> float:
+        return self._clock.now().timestamp()
+
+    async def step(self) -> WarningPlan:
+        """Read, plan, act once."""
+        now = self._now()
+        warned = {i: d for i, (_, d) in self._warned.items() if not self._released[i].is_set()}
+        found = await self._directory.resolve(warned)
+        self._release([i for i in warned if i not in found or found[i].status != ACTIVE])
+        warned = {i: d for i, d in warned.items() if i in found and found[i].status == ACTIVE}
+        on = {i: await self._service_tasks(found[i]) for i in warned}
+        names = self._marked | {n for here in on.values() for n in here}
+        services = await self._port.read(sorted(names)) if names else {}
+        if services is None:
+            self._release(list(warned))
+            return WarningPlan()
+        status = await self._marked_instances(services, found)
+        healthy = await self._healthy(services, warned, on)
+        plan = plan_warning_surges(warned, on, services, healthy, status, now)
+        await self._carry_out(plan, services)
+        self._release(list(plan.drain))
+        self._marked = self._still_marked(services, plan, status, warned)
+        return plan
+
+    async def _service_tasks(self, instance: ContainerInstance) -> dict[str, int]:
+        """Service -> its tasks on ``instance`` (those ECS is stopping too)."""
+        tasks = await tasks_on(self._ecs, self._cluster, instance.arn, stopping=True)
+        groups = (str(t.get("group", "")) for t in tasks)
+        return dict(
+            Counter(g.removeprefix(SERVICE_PREFIX) for g in groups if g.startswith(SERVICE_PREFIX))
+        )
+
+    async def _marked_instances(
+        self, services: dict[str, Deployment], found: dict[str, ContainerInstance]
+    ) -> dict[str, str]:
+        """ACTIVE, DRAINING, ... of each instance a mark names (absent: gone)."""
+        named = {i for s in services.values() if s.mark is not None for i in s.mark.instances}
+        current = {**found, **await self._directory.resolve(named - found.keys())}
+        return {i: ci.status for i, ci in current.items() if i in named or i in found}
+
+    async def _healthy(
+        self, services: dict[str, Deployment], warned: dict[str, float], on: dict[str, Any]
+    ) -> set[str]:
+        """The services surged for a warned instance, steady, whose tasks all report HEALTHY."""
+        names = {
+            n
+            for i in warned
+            for n in on[i]
+            if (s := services.get(n)) is not None and s.mark is not None and s.steady
+            if i in s.mark.instances
+        }
+        healthy: set[str] = set()
+        for name in sorted(names):
+            pages = self._ecs.get_paginator("list_tasks").paginate(
+                cluster=self._cluster, serviceName=name, desiredStatus="RUNNING"
+            )
+            arns = [a async for page in pages for a in page.get("taskArns", [])]
+            tasks = await describe_tasks(self._ecs, self._cluster, arns)
+            if tasks and all(t.get("healthStatus") == "HEALTHY" for t in tasks):
+                healthy.add(name)
+        return healthy
+
+    async def _carry_out(self, plan: WarningPlan, services: dict[str, Deployment]) -> None:
+        for why in plan.reasons:
+            log.info("warning surge decision", extra={"reason": why})
+        for name, mark in sorted(plan.raises.items()):
+            why = f"raise {name} {services[name].desired} -> {mark.raised} before a spot drain"
+            await self._port.raise_count(name, mark, why)
+        for name, to in sorted(plan.set_back.items()):
+            if to is None:
+                log.warning(
+                    "desired count changed during a warning surge: left as it is",
+                    extra={"service": name, "desired": services[name].desired},
+                )
+            why = f"set {name} back to {to}" if to is not None else f"unmark {name}"
+            await self._port.set_back(name, to, why)
+
+    def _still_marked(
+        self,
+        services: dict[str, Deployment],
+        plan: WarningPlan,
+        status: dict[str, str],
+        warned: dict[str, float],
+    ) -> set[str]:
+        """Services to keep stepping for: raised now, or marked for instances that drain (or
+        this loop's warned ones), not set back. A mark of an ACTIVE instance not warned here is
+        someone else's surge in progress (the roll's, or a warning another replica handles)."""
+        keep = set(plan.raises)
+        for name, svc in services.items():
+            if svc.mark is None or name in plan.set_back:
+                continue
+            live = [i for i in svc.mark.instances if status.get(i) == ACTIVE]
+            if all(i in warned for i in live):
+                keep.add(name)
+        return keep
