@@ -31,6 +31,7 @@ from typing import Any
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.tasks import SERVICE_PREFIX, describe_tasks, tasks_on
 from scaler.capacity.ports import Leader, ServiceSurges
+from scaler.capacity.roll import apply_surges
 from scaler.clock import Clock
 from scaler.ecs.cluster import ACTIVE
 from scaler.guard import list_service_arns
@@ -213,17 +214,7 @@ class WarningSurge:
     async def _carry_out(self, plan: WarningPlan, services: dict[str, Deployment]) -> None:
         for why in plan.reasons:
             log.info("warning surge decision", extra={"reason": why})
-        for name, mark in sorted(plan.raises.items()):
-            why = f"raise {name} {services[name].desired} -> {mark.raised} before a spot drain"
-            await self._port.raise_count(name, mark, why)
-        for name, to in sorted(plan.set_back.items()):
-            if to is None:
-                log.warning(
-                    "desired count changed during a warning surge: left as it is",
-                    extra={"service": name, "desired": services[name].desired},
-                )
-            why = f"set {name} back to {to}" if to is not None else f"unmark {name}"
-            await self._port.set_back(name, to, why)
+        await apply_surges(self._port, plan.raises, plan.set_back, services, "a warning surge")
 
     def _still_marked(
         self,

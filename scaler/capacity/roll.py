@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 
 from scaler.capacity import LOGGER
 from scaler.capacity.observed import Drift, Observed
@@ -27,6 +28,7 @@ from scaler.plan.roll import (
     RollPlan,
     RollPolicy,
     RollState,
+    SurgeMark,
     SurgePlan,
     plan_roll,
     plan_surges,
@@ -171,17 +173,31 @@ class PreDrainSurge:
     async def _carry_out(self, plan: SurgePlan, services: dict[str, Deployment]) -> None:
         for why in plan.reasons:
             log.info("roll surge decision", extra={"reason": why})
-        for name, mark in sorted(plan.raises.items()):
-            why = f"raise {name} {mark.desired} -> {mark.raised} before {mark.instance} drains"
-            await self._port.raise_count(name, mark, why)
-        for name, to in sorted(plan.set_back.items()):
-            if to is None:
-                log.warning(
-                    "desired count changed during a roll surge: left as it is",
-                    extra={"service": name, "desired": services[name].desired},
-                )
-            why = f"set {name} back to {to}" if to is not None else f"unmark {name}"
-            await self._port.set_back(name, to, why)
+        await apply_surges(self._port, plan.raises, plan.set_back, services, "a roll surge")
+
+
+async def apply_surges(
+    port: ServiceSurges,
+    raises: Mapping[str, SurgeMark],
+    set_back: Mapping[str, int | None],
+    services: Mapping[str, Deployment],
+    kind: str,
+) -> None:
+    """Raise the counts ``raises`` marks (each mark written first), then set the counts back (or
+    only unmark those someone else changed during ``kind``, warned)."""
+    for name, mark in sorted(raises.items()):
+        why = (
+            f"raise {name} {services[name].desired} -> {mark.raised} before {mark.instance} drains"
+        )
+        await port.raise_count(name, mark, why)
+    for name, to in sorted(set_back.items()):
+        if to is None:
+            log.warning(
+                f"desired count changed during {kind}: left as it is",
+                extra={"service": name, "desired": services[name].desired},
+            )
+        why = f"set {name} back to {to}" if to is not None else f"unmark {name}"
+        await port.set_back(name, to, why)
 
 
 def _tasks_on(snap: CapacitySnapshot) -> dict[str, dict[str, int]]:
