@@ -184,15 +184,16 @@ class Settings(BaseSettings):
     )
     warning_surge: bool = Field(
         default=False,
-        description="At a spot interruption warning, replacements first: raise the desired count "
-        "of each service with tasks on the warned instance by those tasks (warnings that arrive "
-        "together add up; within maximumPercent of the count before), marked on the service "
-        "with a `scaler:roll-surge` tag, and drain the instance once those services are steady "
-        "and their tasks report HEALTHY, or SCALER_WARNING_SURGE_STOP_TIME before the "
-        "interruption; set each count back once the drained instances hold none of its tasks "
-        "(left alone if someone changed it meanwhile). The extra tasks need room in the "
-        "cluster. Needs ecs:TagResource, ecs:UntagResource and ecs:UpdateService. Off: warned "
-        "instances drain at once.",
+        description="At a spot interruption warning for an instance with tasks of a service "
+        "with minimumHealthyPercent under 100, replacements first: raise the desired count of "
+        "each service with tasks there by those tasks (warnings that arrive together add up; "
+        "within maximumPercent of the count before), marked on the service with a "
+        "`scaler:roll-surge` tag, and drain the instance once those services are steady and "
+        "their tasks report HEALTHY, or SCALER_WARNING_SURGE_STOP_TIME before the "
+        "interruption; set each count back once the instances drained (left alone if someone "
+        "changed it meanwhile). The extra tasks need room in the cluster. Needs "
+        "ecs:TagResource, ecs:UntagResource and ecs:UpdateService. Off: warned instances drain "
+        "at once.",
     )
     warning_surge_stop_time: Seconds = Field(
         default=30.0,

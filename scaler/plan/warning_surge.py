@@ -3,27 +3,33 @@
 Draining an instance makes ECS stop the tasks there of each service whose
 ``minimumHealthyPercent`` is under 100 at once, before their replacements run: a dip that lasts
 until the replacements are healthy. Tasks of the other services are stopped only once their
-replacements are healthy, but those are started only when the instance drains. With
-``SCALER_WARNING_SURGE`` a spot interruption warning does not drain its instance at once:
+replacements are healthy, but those start only when the instance drains. With
+``SCALER_WARNING_SURGE`` a warned instance holding tasks of a service that would dip
+(:func:`dips`) does not drain at once:
 
-1. every service (but a daemon) with tasks on a warned instance gets its desired count raised by
-   those tasks, as far as ``maximumPercent`` of its count before the surge allows
-   (:func:`warning_surge_for`). Warnings that arrive together add up: a service already surged
-   for other warned instances is raised by one more *step* for the new ones. Each step is written
-   on the service first (the roll's ``scaler:roll-surge`` mark, :class:`~scaler.plan.roll.
-   SurgeMark`), so a restarted or new leader can set it back;
+1. every service (but a daemon) with tasks there gets its desired count raised by those tasks,
+   as far as ``maximumPercent`` of its count before the surge allows
+   (:func:`warning_surge_for`): the services that dip, and the others too, whose replacements
+   would otherwise start only at the drain. Warnings that arrive together add up: a service
+   already surged for other warned instances is raised by one more *step* for the new ones.
+   Each step is written on the service first (the roll's ``scaler:roll-surge`` mark,
+   :class:`~scaler.plan.roll.SurgeMark`), so a restarted or new leader can set it back;
 2. the instance drains once each service surged for it is steady and its tasks are healthy, or
    at its *deadline*: the interruption (two minutes after the warning) less
    ``SCALER_WARNING_SURGE_STOP_TIME``, the longest its tasks take to stop gracefully (their
-   ``stopTimeout`` or load balancer deregistration delay). An instance none of whose services
-   could be raised drains at once;
+   ``stopTimeout`` or load balancer deregistration delay);
 3. each count is set back to the count before the surge once the instances it was for all
    drained (or are gone), unless someone else changed the count meanwhile: then it is left as
    they set it.
 
+An instance without tasks of a service that dips, or none of whose services could be raised,
+drains at once, as without the setting.
+
 The old tasks keep serving until the drain, the new ones start at the warning. They can only be
 placed where there is room: without room they stay PENDING and the instance drains at its
-deadline, as late as a graceful stop allows (no worse for the services that dip).
+deadline. And ECS may place them on another warned instance, still ACTIVE while it waits: such
+a task is lost with it, and a service that does not dip keeps its old task there until a
+replacement is healthy, which may be too late for a graceful stop.
 """
 
 from __future__ import annotations
@@ -41,6 +47,18 @@ NOTICE = 120.0  # seconds from a spot interruption warning to the interruption
 def drain_deadline(warned_at: float, stop_time: float) -> float:
     """When a warned instance drains at the latest: just in time for a graceful stop."""
     return warned_at + NOTICE - stop_time
+
+
+def dips(here: Mapping[str, int], services: Mapping[str, Deployment]) -> bool:
+    """Whether draining an instance holding ``here`` (service -> its tasks there) makes a
+    service dip: one with ``minimumHealthyPercent`` under 100 (not a daemon)."""
+    return any(
+        count > 0
+        and (svc := services.get(name)) is not None
+        and not svc.daemon
+        and svc.min_healthy_percent < 100
+        for name, count in here.items()
+    )
 
 
 def warning_surge_for(tasks: int, svc: Deployment) -> int:
@@ -97,6 +115,8 @@ def _raises(
     """One step for each service with tasks on warned instances its mark does not name yet."""
     new: dict[str, dict[str, int]] = defaultdict(dict)
     for node in sorted(warned):
+        if not dips(tasks_on.get(node, {}), services):
+            continue  # drains at once: ECS replaces its tasks first
         for name, count in tasks_on.get(node, {}).items():
             svc = services.get(name)
             if svc is None or svc.busy or count <= 0:

@@ -86,6 +86,14 @@ def test_an_instance_drains_once_its_services_are_steady_and_healthy_or_at_its_d
     assert healthy.drain == ("i-a",)
 
 
+def test_an_instance_whose_services_do_not_dip_drains_at_once() -> None:
+    services = {"api": svc("api", desired=3, min_healthy_percent=100), "web": svc()}
+    tasks = {"i-a": {"api": 2}, "i-b": {"api": 1, "web": 1}}
+    plan = plan_warning_surges({"i-a": DEADLINE, "i-b": DEADLINE}, tasks, services, (), {}, NOW)
+    assert plan.drain == ("i-a",)  # ECS replaces api's tasks first: nothing to wait for
+    assert plan.raises["api"] == SurgeMark(3, 1, "i-b:1", NOW)  # i-b waits: api too
+
+
 def test_an_instance_with_nothing_to_surge_drains_at_once() -> None:
     full = {"web": svc(desired=4, max_percent=100), "api": svc("api", busy=True)}
     tasks = {"i-a": {"web": 2, "api": 1}}
