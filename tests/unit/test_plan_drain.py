@@ -27,6 +27,7 @@ from scaler.plan.drain import (
     GatedDrain,
     LifecycleAction,
     ReplaceThenDrain,
+    SurgeThenDrain,
     decide,
     final_reason,
 )
@@ -50,6 +51,16 @@ def test_spot_warning_drains_now() -> None:
     d = decide(spot(), members(ACTIVE), DrainPolicy(), NOW)
     assert d.actions == (Drain(ACTIVE, "spot_interruption", T),)
     assert d.defer is None
+
+
+def test_with_the_warning_surge_a_spot_warning_drains_once_its_services_surged() -> None:
+    policy = DrainPolicy(warning_surge=True)
+    d = decide(spot(), members(ACTIVE, DRAINING), policy, NOW)
+    assert d.actions == (SurgeThenDrain(ACTIVE, "spot_interruption", T, T),)
+    untimed = SpotInterruption(event_id="e", time=None, instance_id="i-1", action="terminate")
+    assert decide(untimed, members(ACTIVE), policy, NOW).actions[0] == SurgeThenDrain(
+        ACTIVE, "spot_interruption", None, NOW
+    )
 
 
 def test_an_instance_already_draining_is_not_drained_again() -> None:
