@@ -65,3 +65,14 @@ def test_no_count_stays_raised_after_a_crash_mid_surge() -> None:
     assert not [r for r in lowered if last < r["t"] < back]  # left raised by the crash
     assert [r for r in lowered if r["t"] >= back]  # the restarted scaler set them back
     _counts_as_scenario(outcome)
+
+
+@pytest.mark.slow
+def test_the_next_leader_sets_back_a_surge_its_leader_left() -> None:
+    at = 1195.0  # the last warnings' surges raised; the leader does not come back (its
+    # warnings redelivered to the other replica, or the marks, tell the next leader)
+    outcome, records = _run(True, crashes=[Crash(at, 1e9, replica=0)], replicas=2)
+    assert [r for r in _raises(records) if r["t"] < at]
+    lowered = [r for r in records if r["what"] == "set_desired" and r["after"] < r["before"]]
+    assert [r for r in lowered if r["t"] >= at]
+    _counts_as_scenario(outcome)
