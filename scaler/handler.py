@@ -225,7 +225,9 @@ class EventHandler:
         elif isinstance(action, Deregister):
             await self._w.drainer.deregister(action.instance, action.reason)
 
-    async def _drain(self, instance: ContainerInstance, reason: str, since: datetime) -> None:
+    async def _drain(
+        self, instance: ContainerInstance, reason: str, since: datetime | None
+    ) -> None:
         outcome = await self._w.drainer.drain(instance, reason, since)
         if outcome == "ok":
             self._w.drained()
@@ -296,16 +298,17 @@ class EventHandler:
     async def _surge_then_drain(self, action: SurgeThenDrain, received_at: datetime) -> None:
         """A spot warning's drain, once the warning surge lets it go (at once without one)."""
         iid = action.instance.ec2_instance_id
+        instance = action.instance
+        since: datetime | None = action.since or received_at
         if self._w.warning_surge is not None:
             self._w.drained()  # the capacity controller plans for the warned instance now
-            await self._w.warning_surge.hold(action.instance, action.warned_at.timestamp())
+            if await self._w.warning_surge.hold(action.instance, action.warned_at.timestamp()):
+                since = None  # late on purpose: not a slow drain (the drain latency metric)
             current = (await self._w.directory.resolve([iid])).get(iid)
             if current is None or current.draining:
                 return
             instance = current
-        else:
-            instance = action.instance
-        await self._drain(instance, action.reason, action.since or received_at)
+        await self._drain(instance, action.reason, since)
 
     async def _replace_then_drain(self, action: ReplaceThenDrain, received_at: datetime) -> None:
         context = {"instance_id": action.instance.ec2_instance_id}

@@ -69,6 +69,7 @@ class WarningSurge:
         self._dry_run = dry_run
         self._warned: dict[str, tuple[ContainerInstance, float]] = {}  # id -> (it, deadline)
         self._released: dict[str, asyncio.Event] = {}
+        self._surged: set[str] = set()  # warned instances a surge was raised for
         self._marked: set[str] = set()  # services whose marks this loop settles
         self._runner: asyncio.Task[None] | None = None
 
@@ -80,10 +81,11 @@ class WarningSurge:
     def leader(self, leader: Leader) -> None:
         self._port.leader = leader
 
-    async def hold(self, instance: ContainerInstance, warned_at: float) -> None:
-        """Return once ``instance``, warned at ``warned_at``, may drain."""
+    async def hold(self, instance: ContainerInstance, warned_at: float) -> bool:
+        """Return once ``instance``, warned at ``warned_at``, may drain: whether it waited for
+        its services' surge (False: let go at once, nothing to surge for it)."""
         if self._dry_run or not self._port.leader.holds():
-            return
+            return False
         iid = instance.ec2_instance_id
         deadline = drain_deadline(warned_at, self._stop_time)
         self._warned.setdefault(iid, (instance, deadline))
@@ -96,6 +98,9 @@ class WarningSurge:
         finally:
             self._warned.pop(iid, None)
             self._released.pop(iid, None)
+        held = iid in self._surged
+        self._surged.discard(iid)
+        return held
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Adopt the marks a stopped scaler left: read every service's every ``SWEEP`` s."""
@@ -169,6 +174,8 @@ class WarningSurge:
         healthy = await self._healthy(services, warned, on)
         plan = plan_warning_surges(warned, on, services, healthy, status, now)
         await self._carry_out(plan, services)
+        marks = [*plan.raises.values(), *(s.mark for s in services.values() if s.mark)]
+        self._surged |= {i for m in marks for i in m.instances if i in warned}
         self._release(list(plan.drain))
         self._marked = self._still_marked(services, plan, status, warned)
         return plan

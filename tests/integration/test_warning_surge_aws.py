@@ -75,7 +75,7 @@ async def test_a_warned_instance_waits_for_its_surge_and_the_count_is_set_back(
         await asyncio.sleep(5 * POLL)
         assert not hold.done()  # not known healthy: it waits for its deadline
         clock.advance(90.0)
-        await asyncio.wait_for(hold, 5.0)
+        assert await asyncio.wait_for(hold, 5.0)  # it waited for a surge
         drainer = Drainer(aws.ecs, "prod", directory, Metrics(), clock, window=0.0)
         assert await drainer.drain(ci, "spot_interruption") == "ok"
         await _until(local_aws, arn, (4, {}))  # drained: set back, unmarked
