@@ -188,7 +188,7 @@ class Settings(BaseSettings):
         "with minimumHealthyPercent under 100, replacements first: raise the desired count of "
         "each service with tasks there by those tasks (warnings that arrive together add up; "
         "within maximumPercent of the count before), marked on the service with a "
-        "`scaler:roll-surge` tag, and drain the instance once those services are steady and "
+        "`scaler:roll-surge` tag, and drain the instance once those that dip are steady and "
         "their tasks report HEALTHY, or SCALER_WARNING_SURGE_STOP_TIME before the "
         "interruption; set each count back once the instances drained (left alone if someone "
         "changed it meanwhile). The extra tasks need room in the cluster. Needs "

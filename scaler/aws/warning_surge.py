@@ -37,7 +37,7 @@ from scaler.ecs.cluster import ACTIVE
 from scaler.guard import list_service_arns
 from scaler.model import ContainerInstance
 from scaler.plan.roll import Deployment
-from scaler.plan.warning_surge import WarningPlan, drain_deadline, plan_warning_surges
+from scaler.plan.warning_surge import WarningPlan, dips, drain_deadline, plan_warning_surges
 
 log = logging.getLogger(__name__)
 
@@ -199,13 +199,14 @@ class WarningSurge:
     async def _healthy(
         self, services: dict[str, Deployment], warned: dict[str, float], on: dict[str, Any]
     ) -> set[str]:
-        """The services surged for a warned instance, steady, whose tasks all report HEALTHY."""
+        """The services that dip surged for a warned instance, steady, whose tasks all report
+        HEALTHY (only those hold a drain back)."""
         names = {
             n
             for i in warned
             for n in on[i]
             if (s := services.get(n)) is not None and s.mark is not None and s.steady
-            if i in s.mark.instances
+            if i in s.mark.instances and dips({n: on[i][n]}, services)
         }
         healthy: set[str] = set()
         for name in sorted(names):

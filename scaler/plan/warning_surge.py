@@ -14,8 +14,8 @@ replacements are healthy, but those start only when the instance drains. With
    already surged for other warned instances is raised by one more *step* for the new ones.
    Each step is written on the service first (the roll's ``scaler:roll-surge`` mark,
    :class:`~scaler.plan.roll.SurgeMark`), so a restarted or new leader can set it back;
-2. the instance drains once each service surged for it is steady and its tasks are healthy, or
-   at its *deadline*: the interruption (two minutes after the warning) less
+2. the instance drains once each service there that dips is surged, steady and its tasks are
+   healthy, or at its *deadline*: the interruption (two minutes after the warning) less
    ``SCALER_WARNING_SURGE_STOP_TIME``, the longest its tasks take to stop gracefully (their
    ``stopTimeout`` or load balancer deregistration delay);
 3. each count is set back to the count before the surge once the instances it was for all
@@ -142,17 +142,21 @@ def _drains(
     now: float,
 ) -> tuple[list[str], list[str]]:
     """Warned instances that drain now: at their deadline, when no service was surged for them,
-    or when each that was is steady and healthy (and was not raised just now)."""
+    or when each service there that dips was, and is steady and healthy (and was not raised just
+    now). A service that does not dip keeps its old tasks there until new ones are healthy."""
     drain: list[str] = []
     reasons: list[str] = []
     for node, deadline in sorted(warned.items()):
         here = tasks_on.get(node, {})
-        surged = [n for n in here if (m := marks.get(n)) is not None and node in m.instances]
+        surged = {n for n in here if (m := marks.get(n)) is not None and node in m.instances}
+        dipping = [n for n, count in here.items() if dips({n: count}, services)]
         if not surged:
             why = "no service surged for it"
         elif now >= deadline:
             why = "its deadline"
-        elif all(n not in raised and services[n].steady and n in healthy for n in surged):
+        elif all(
+            n in surged and n not in raised and services[n].steady and n in healthy for n in dipping
+        ):
             why = "its services' replacements are healthy"
         else:
             continue

@@ -128,3 +128,19 @@ def test_a_roll_mark_reads_as_one_step_for_its_instance() -> None:
     mark = SurgeMark(4, 2, "i-old", 900.0)
     assert mark.steps == ((("i-old",), 2),) and mark.instances == ("i-old",)
     assert mark.surged(6) and not mark.surged(4)
+
+
+def test_only_the_services_that_dip_hold_the_drain_back() -> None:
+    web = svc("web", desired=6, mark=SurgeMark(4, 2, "i-a:2", 950.0))
+    api = svc(
+        "api", desired=4, running=3, min_healthy_percent=100, mark=SurgeMark(3, 1, "i-a:1", 950.0)
+    )
+    tasks = {"i-a": {"web": 2, "api": 1}}
+    services = {"web": web, "api": api}
+    ready = plan_warning_surges({"i-a": DEADLINE}, tasks, services, {"web"}, {}, NOW)
+    assert ready.drain == ("i-a",)  # api's old task stays until its new one is healthy
+    unhealthy = plan_warning_surges({"i-a": DEADLINE}, tasks, services, (), {}, NOW)
+    assert unhealthy.drain == ()
+    full = {"web": svc("web", desired=4, max_percent=100), "api": api}
+    unsurged = plan_warning_surges({"i-a": DEADLINE}, tasks, full, {"web"}, {}, NOW)
+    assert unsurged.drain == ()  # web keeps serving there until the deadline
