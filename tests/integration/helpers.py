@@ -69,3 +69,34 @@ async def wait_for(condition: Callable[[], bool], limit: float = 20.0, poll: flo
 
 def outcomes(metrics: Metrics) -> dict[str, int]:
     return {k: v for k, v in event_outcomes(metrics).items() if v}
+
+
+def web_service(
+    aws: testbed.LocalAws, max_percent: int, cluster: str = "prod", check: bool = False
+) -> str:
+    """Service ``web`` of 4 tasks (minimumHealthyPercent 50, ``max_percent``; with ``check``, a
+    container health check): its ARN."""
+    ecs = aws.client("ecs")
+    app: dict[str, Any] = {"name": "app", "image": "x", "cpu": 256, "memory": 256}
+    if check:
+        app["healthCheck"] = {"command": ["CMD-SHELL", "true"], "interval": 10}
+    ecs.register_task_definition(family="web", containerDefinitions=[app])
+    arn: str = ecs.create_service(
+        cluster=cluster, serviceName="web", taskDefinition="web", desiredCount=4
+    )["service"]["serviceArn"]
+    ecs.update_service(
+        cluster=cluster,
+        service="web",
+        deploymentConfiguration={"minimumHealthyPercent": 50, "maximumPercent": max_percent},
+    )
+    return arn
+
+
+def service_state(
+    aws: testbed.LocalAws, arn: str, cluster: str = "prod"
+) -> tuple[int, dict[str, str]]:
+    """Service ``web``'s desired count and tags."""
+    ecs = aws.client("ecs")
+    desired = ecs.describe_services(cluster=cluster, services=["web"])["services"][0]
+    tags = ecs.list_tags_for_resource(resourceArn=arn).get("tags", [])
+    return int(desired["desiredCount"]), {t["key"]: t["value"] for t in tags}

@@ -4,7 +4,6 @@ its mark, marks before it raises, sets back and unmarks, and changes nothing wit
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from scaler import testbed
 from scaler.aws.clients import AwsClients, AwsTarget
@@ -12,6 +11,7 @@ from scaler.aws.surges import ROLL_TAG, RollSurges
 from scaler.ecs.health import ServiceHealth, healthy_count
 from scaler.metrics import Metrics
 from scaler.plan.roll import SurgeMark
+from tests.integration.helpers import service_state, web_service
 from tests.integration.test_surge_health import _report
 
 
@@ -23,27 +23,7 @@ class Lost:
 def _service(aws: testbed.LocalAws, check: bool = False) -> str:
     testbed.create_cluster(aws, "prod", size=1)
     testbed.manual_task_states(aws)
-    ecs = aws.client("ecs")
-    app: dict[str, Any] = {"name": "app", "image": "x", "cpu": 256, "memory": 256}
-    if check:
-        app["healthCheck"] = {"command": ["CMD-SHELL", "true"], "interval": 10}
-    ecs.register_task_definition(family="web", containerDefinitions=[app])
-    arn: str = ecs.create_service(
-        cluster="prod", serviceName="web", taskDefinition="web", desiredCount=4
-    )["service"]["serviceArn"]
-    ecs.update_service(
-        cluster="prod",
-        service="web",
-        deploymentConfiguration={"minimumHealthyPercent": 50, "maximumPercent": 150},
-    )
-    return arn
-
-
-def _state(aws: testbed.LocalAws, arn: str) -> tuple[int, dict[str, str]]:
-    ecs = aws.client("ecs")
-    desired = ecs.describe_services(cluster="prod", services=["web"])["services"][0]
-    tags = ecs.list_tags_for_resource(resourceArn=arn).get("tags", [])
-    return int(desired["desiredCount"]), {t["key"]: t["value"] for t in tags}
+    return web_service(aws, max_percent=150, check=check)
 
 
 def _target(aws: testbed.LocalAws) -> AwsTarget:
@@ -63,11 +43,11 @@ async def test_a_surge_is_marked_raised_read_back_and_set_back(
         assert (web.desired, web.min_healthy_percent, web.max_percent) == (4, 50, 150)
         assert web.mark is None
         assert await surges.raise_count("web", mark, "raise web")
-        assert _state(local_aws, arn) == (6, {ROLL_TAG: "4 2 i-0abc 1000"})
+        assert service_state(local_aws, arn) == (6, {ROLL_TAG: "4 2 i-0abc 1000"})
         again = await RollSurges(aws, "prod", Metrics(), dry_run=False).read(["web"])
         assert again is not None and again["web"].mark == mark  # what a new leader finds
         assert await surges.set_back("web", 4, "set web back")
-        assert _state(local_aws, arn) == (4, {})
+        assert service_state(local_aws, arn) == (4, {})
 
 
 async def test_a_count_changed_meanwhile_is_left_and_unmarked(local_aws: testbed.LocalAws) -> None:
@@ -78,7 +58,7 @@ async def test_a_count_changed_meanwhile_is_left_and_unmarked(local_aws: testbed
         assert await surges.raise_count("web", SurgeMark(4, 2, "i-0abc", 1000.0), "raise web")
         local_aws.client("ecs").update_service(cluster="prod", service="web", desiredCount=9)
         assert await surges.set_back("web", None, "unmark web")
-        assert _state(local_aws, arn) == (9, {})
+        assert service_state(local_aws, arn) == (9, {})
 
 
 async def test_nothing_changes_without_the_lease(local_aws: testbed.LocalAws) -> None:
@@ -89,7 +69,7 @@ async def test_nothing_changes_without_the_lease(local_aws: testbed.LocalAws) ->
         surges.leader = Lost()
         await surges.read(["web"])
         assert not await surges.raise_count("web", SurgeMark(4, 2, "i-0abc", 1000.0), "raise")
-        assert _state(local_aws, arn) == (4, {})
+        assert service_state(local_aws, arn) == (4, {})
     labels = {"action": "roll_surge", "reason": "web", "outcome": "not_leader"}
     assert metrics.registry.get_sample_value("scaler_actions_total", labels) == 1
 

@@ -14,44 +14,27 @@ from scaler.aws.surges import ROLL_TAG, RollSurges
 from scaler.aws.warning_surge import WarningSurge
 from scaler.clock import ManualClock
 from scaler.metrics import Metrics
+from tests.integration.helpers import service_state, web_service
 
 POLL = 0.05
 
 
 def _service(aws: testbed.LocalAws, on: str) -> str:
-    ecs = aws.client("ecs")
-    ecs.register_task_definition(
-        family="web",
-        containerDefinitions=[{"name": "app", "image": "x", "cpu": 256, "memory": 256}],
-    )
-    arn: str = ecs.create_service(
-        cluster="prod", serviceName="web", taskDefinition="web", desiredCount=4
-    )["service"]["serviceArn"]
-    ecs.update_service(
-        cluster="prod",
-        service="web",
-        deploymentConfiguration={"minimumHealthyPercent": 50, "maximumPercent": 200},
-    )
+    """``web``, with two of its tasks on the container instance ``on``."""
+    arn = web_service(aws, max_percent=200)
     for _ in range(2):
-        ecs.start_task(
+        aws.client("ecs").start_task(
             cluster="prod", taskDefinition="web", group="service:web", containerInstances=[on]
         )
     return arn
 
 
-def _state(aws: testbed.LocalAws, arn: str) -> tuple[int, dict[str, str]]:
-    ecs = aws.client("ecs")
-    desired = ecs.describe_services(cluster="prod", services=["web"])["services"][0]
-    tags = ecs.list_tags_for_resource(resourceArn=arn).get("tags", [])
-    return int(desired["desiredCount"]), {t["key"]: t["value"] for t in tags}
-
-
 async def _until(aws: testbed.LocalAws, arn: str, state: tuple[int, dict[str, str]]) -> None:
     for _ in range(200):
-        if _state(aws, arn) == state:
+        if service_state(aws, arn) == state:
             return
         await asyncio.sleep(POLL)
-    assert _state(aws, arn) == state
+    assert service_state(aws, arn) == state
 
 
 async def test_a_warned_instance_waits_for_its_surge_and_the_count_is_set_back(

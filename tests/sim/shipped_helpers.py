@@ -104,3 +104,21 @@ def _quiet() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+def raises_in(records: list[Record]) -> list[Record]:
+    """The trace's desired counts raised."""
+    return [r for r in records if r["what"] == "set_desired" and r["after"] > r["before"]]
+
+
+def lowerings_in(records: list[Record]) -> list[Record]:
+    """The trace's desired counts lowered."""
+    return [r for r in records if r["what"] == "set_desired" and r["after"] < r["before"]]
+
+
+def counts_as_scenario(scenario: Scenario, outcome: Outcome) -> None:
+    """No desired count is left raised at the end: each as ``scenario`` sets it."""
+    assert outcome.engine is not None
+    wanted = {s.name: s.desired for s in scenario.services if s.overflow_of is None}
+    now = {n: outcome.engine.cluster.services[n].spec.desired for n in wanted}
+    assert now == wanted

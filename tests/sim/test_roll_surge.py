@@ -11,6 +11,7 @@ import pytest
 from scaler.sim.builtin import builtin
 from scaler.sim.cloud.shipped import Crash, Outcome, run_shipped
 from scaler.sim.scenario import Scenario
+from tests.sim.shipped_helpers import counts_as_scenario, lowerings_in, raises_in
 
 SEED = 3
 
@@ -26,28 +27,17 @@ def _run(surge: bool, **kw: Any) -> tuple[Outcome, list[dict[str, Any]]]:
     return outcome, records
 
 
-def _raises(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r["what"] == "set_desired" and r["after"] > r["before"]]
-
-
-def _counts_as_scenario(outcome: Outcome) -> None:
-    assert outcome.engine is not None
-    wanted = {s.name: s.desired for s in _scenario().services if s.overflow_of is None}
-    now = {n: outcome.engine.cluster.services[n].spec.desired for n in wanted}
-    assert now == wanted  # no count left raised
-
-
 @pytest.mark.slow
 def test_the_surge_keeps_the_roll_at_least_as_available_and_finishes_it() -> None:
     plain, plain_records = _run(False)
     surged, records = _run(True)
-    assert not _raises(plain_records)
-    assert _raises(records), "no service was surged"
+    assert not raises_in(plain_records)
+    assert raises_in(records), "no service was surged"
     assert surged.calls.get("ecs:TagResource", 0) > 0  # each surge marked before it was made
     assert surged.figures["out_of_date_instances"] == 0
     assert surged.figures["availability"] >= plain.figures["availability"]
     assert surged.figures["min_healthy_violations"] == 0
-    _counts_as_scenario(surged)
+    counts_as_scenario(_scenario(), surged)
 
 
 @pytest.mark.slow
@@ -57,20 +47,20 @@ def test_the_surge_keeps_the_roll_at_least_as_available_and_finishes_it() -> Non
 )
 def test_no_count_stays_raised_after_a_crash_mid_surge(at: float, back: float) -> None:
     outcome, records = _run(True, crashes=[Crash(at, back)])
-    raised = [r for r in _raises(records) if r["t"] < at]
-    lowered = [r for r in records if r["what"] == "set_desired" and r["after"] < r["before"]]
+    raised = [r for r in raises_in(records) if r["t"] < at]
+    lowered = lowerings_in(records)
     assert raised and not [r for r in lowered if raised[-1]["t"] < r["t"] < at]  # mid-surge
     assert [r for r in lowered if r["t"] >= back]  # the restarted scaler set it back
     assert outcome.figures["out_of_date_instances"] == 0
-    _counts_as_scenario(outcome)
+    counts_as_scenario(_scenario(), outcome)
 
 
 @pytest.mark.slow
 def test_the_next_leader_sets_back_a_surge_its_leader_left() -> None:
     at = 1400.0  # drained, not set back yet; the leader does not come back before the end
     outcome, records = _run(True, crashes=[Crash(at, 1e9, replica=0)], replicas=2)
-    assert [r for r in _raises(records) if r["t"] < at]
-    lowered = [r for r in records if r["what"] == "set_desired" and r["after"] < r["before"]]
+    assert [r for r in raises_in(records) if r["t"] < at]
+    lowered = lowerings_in(records)
     assert [r for r in lowered if r["t"] >= at]
     assert outcome.figures["out_of_date_instances"] == 0
-    _counts_as_scenario(outcome)
+    counts_as_scenario(_scenario(), outcome)

@@ -10,6 +10,7 @@ import pytest
 from scaler.sim.builtin import builtin
 from scaler.sim.cloud.shipped import Crash, Outcome, run_shipped
 from scaler.sim.scenario import Scenario
+from tests.sim.shipped_helpers import counts_as_scenario, lowerings_in, raises_in
 
 SEED = 7
 
@@ -31,26 +32,15 @@ def _lost(outcome: Outcome) -> float:
     return outcome.engine.acct.want - outcome.engine.acct.avail
 
 
-def _raises(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r["what"] == "set_desired" and r["after"] > r["before"]]
-
-
-def _counts_as_scenario(outcome: Outcome) -> None:
-    assert outcome.engine is not None
-    wanted = {s.name: s.desired for s in _scenario().services if s.overflow_of is None}
-    now = {n: outcome.engine.cluster.services[n].spec.desired for n in wanted}
-    assert now == wanted  # no count left raised
-
-
 @pytest.mark.slow
 def test_the_surge_loses_fewer_task_seconds_in_the_storm() -> None:
     plain, plain_records = _run(False)
     surged, records = _run(True)
-    assert not _raises(plain_records)
-    assert _raises(records), "no service was surged"
+    assert not raises_in(plain_records)
+    assert raises_in(records), "no service was surged"
     assert _lost(surged) < 0.5 * _lost(plain)  # seed 7: about 800 against 5 000
     assert surged.figures["min_healthy_violations"] == 0
-    _counts_as_scenario(surged)
+    counts_as_scenario(_scenario(), surged)
 
 
 @pytest.mark.slow
@@ -59,12 +49,12 @@ def test_no_count_stays_raised_after_a_crash_mid_surge() -> None:
     # gone and no warning is left to redeliver: only the marks tell the new scaler
     at, back = 1195.0, 1400.0
     outcome, records = _run(True, crashes=[Crash(at, back)])
-    raised = _raises(records)
-    lowered = [r for r in records if r["what"] == "set_desired" and r["after"] < r["before"]]
+    raised = raises_in(records)
+    lowered = lowerings_in(records)
     last = max(r["t"] for r in raised if r["t"] < at)
     assert not [r for r in lowered if last < r["t"] < back]  # left raised by the crash
     assert [r for r in lowered if r["t"] >= back]  # the restarted scaler set them back
-    _counts_as_scenario(outcome)
+    counts_as_scenario(_scenario(), outcome)
 
 
 @pytest.mark.slow
@@ -72,7 +62,7 @@ def test_the_next_leader_sets_back_a_surge_its_leader_left() -> None:
     at = 1195.0  # the last warnings' surges raised; the leader does not come back (its
     # warnings redelivered to the other replica, or the marks, tell the next leader)
     outcome, records = _run(True, crashes=[Crash(at, 1e9, replica=0)], replicas=2)
-    assert [r for r in _raises(records) if r["t"] < at]
-    lowered = [r for r in records if r["what"] == "set_desired" and r["after"] < r["before"]]
+    assert [r for r in raises_in(records) if r["t"] < at]
+    lowered = lowerings_in(records)
     assert [r for r in lowered if r["t"] >= at]
-    _counts_as_scenario(outcome)
+    counts_as_scenario(_scenario(), outcome)
