@@ -227,12 +227,14 @@ class EventHandler:
 
     async def _drain(
         self, instance: ContainerInstance, reason: str, since: datetime | None
-    ) -> None:
+    ) -> str:
+        """Drain ``instance``; returns the outcome (:meth:`~scaler.aws.drainer.Drainer.drain`)."""
         outcome = await self._w.drainer.drain(instance, reason, since)
         if outcome == "ok":
             self._w.drained()
         if self._w.restarter is not None and outcome in ("ok", "already", "dry_run"):
             await self._w.restarter.restart_all(instance)
+        return outcome
 
     async def _restart_on_drained(
         self, signal: Signal, members: Mapping[str, ContainerInstance], done: Sequence[Action]
@@ -254,12 +256,12 @@ class EventHandler:
         since: datetime | None,
         received_at: datetime,
         undo_at: float,
-    ) -> None:
+    ) -> str:
         """A reversible drain: marked first, so that it can be told from others' and undone."""
         if self._w.marks is not None:
             now = self._clock.now().timestamp()
             instance = await self._w.marks.put(instance, Mark(reason, now, undo_at))
-        await self._drain(instance, reason, since or received_at)
+        return await self._drain(instance, reason, since or received_at)
 
     async def _follow(self, action: FollowUp, received_at: datetime) -> None:
         if isinstance(action, FollowLifecycle):
@@ -285,15 +287,20 @@ class EventHandler:
         gate = self._w.gate
         if gate is not None and not await gate.wait(instance, raised.timestamp()):
             return
+        draining = False  # is the instance DRAINING after this? (its budget slot is kept)
         try:
             current = (await self._w.directory.resolve([iid])).get(iid)
             if current is None or current.draining:
+                draining = current is not None
                 return
             undo_at = self._clock.now() + timedelta(seconds=self._policy.undrain_after)
-            await self._drain_marked(current, reason, since, received_at, undo_at.timestamp())
+            outcome = await self._drain_marked(
+                current, reason, since, received_at, undo_at.timestamp()
+            )
+            draining = outcome in ("ok", "already")
         finally:
             if gate is not None:
-                gate.done(iid)
+                await gate.done(iid, draining)
 
     async def _surge_then_drain(self, action: SurgeThenDrain, received_at: datetime) -> None:
         """A spot warning's drain, once the warning surge lets it go (at once without one)."""

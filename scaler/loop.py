@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from scaler.aws.budget_slots import BudgetSlots, DynamoSlots, Unshared
 from scaler.aws.capacity_actuator import CapacityActuator
 from scaler.aws.capacity_reader import CapacityReader
 from scaler.aws.clients import AwsClients, AwsTarget, Instrument
@@ -123,6 +124,8 @@ class Scaler:
         self._serve_http = serve_http  # False in the simulated world, which has no sockets
         self._shared: SharedNotices | None = None  # with a lease table and a controller
         self._redrive: str | None = None  # the queue's RedrivePolicy, read at start-up
+        # this process among the replicas: in containers the pid is often 1 and hostnames repeat
+        self._me = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         queue_name = self.queue_url.rstrip("/").rsplit("/", 1)[-1]
         self.metrics.describe(settings.cluster_name, queue_name, dry_run=settings.dry_run)
 
@@ -357,8 +360,18 @@ class Scaler:
             share=s.disruption_budget,
             expire_after=s.undrain_after,
             poll=s.drain_poll,
+            slots=self._budget_slots(aws),
+            skew=s.lease_margin,
         )
         return workers
+
+    def _budget_slots(self, aws: AwsClients) -> BudgetSlots:
+        """With replicas (SCALER_LEASE_TABLE), the disruption budget's slots are shared in the
+        lease table (:mod:`scaler.aws.budget_slots`); a slot lasts at most the drain timeout."""
+        s = self.settings
+        if s.lease_table is None:
+            return Unshared()
+        return DynamoSlots(aws.dynamodb, s.lease_table, s.cluster_name, self._me, s.drain_timeout)
 
     def _reactivator(self, aws: AwsClients, workers: Workers) -> Reactivator:
         """Undoes the scaler's drains on warnings that did not come true."""
@@ -452,11 +465,9 @@ class Scaler:
         if s.lease_table is None:
             self.metrics.leader.set(1)
             return Always()
-        # unique per process start: in containers the pid is often 1 and hostnames can repeat
-        me = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         terms = LeaseTerms(s.lease_duration, s.lease_margin)
         return DynamoLease(
-            aws.dynamodb, s.lease_table, s.cluster_name, me, terms, self.clock, self.metrics
+            aws.dynamodb, s.lease_table, s.cluster_name, self._me, terms, self.clock, self.metrics
         )
 
     def _probe(self, aws: AwsClients, depth: QueueDepth) -> ReadinessProbe:

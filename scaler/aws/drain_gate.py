@@ -8,25 +8,38 @@ one lock, so concurrent recommendations never see the same free slot or the same
 admitted instance counts as disrupting from the moment it is admitted until its drain is done
 (then its mark says so) or failed.
 
-Counted as disrupting: instances admitted and not yet drained, and DRAINING instances carrying a
+Counted as disrupting: instances admitted and not yet drained, DRAINING instances carrying a
 reversible scaler mark that still hold tasks (its recommendation drains whose tasks are still
-moving). The budget caps the scaler's own recommendation drains: instances drained on a spot
-warning, a lifecycle action or by hand neither wait for it nor use it.
+moving), and the instances of the shared budget's slots in use. The budget caps the scaler's own
+recommendation drains: instances drained on a spot warning, a lifecycle action or by hand neither
+wait for it nor use it.
+
+Replicas share the budget (:mod:`scaler.plan.budget_slots`): an instance the gate would admit
+must also take a slot of the budget in the store (:mod:`scaler.aws.budget_slots`), read only
+when something would be admitted. The slots other replicas' drains hold count as disrupting;
+one that finds no slot free stays held (``budget taken by another replica``). A store that
+cannot be read or written holds every drain until it can: the budget is never guessed. An
+admitted drain that did not happen frees its slot in :meth:`DrainGate.done`; one that did keeps
+it until its tasks have moved.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from scaler.aws.budget_slots import BudgetSlots, Unshared
 from scaler.aws.ecs import InstanceDirectory
 from scaler.clock import Clock
 from scaler.model import ContainerInstance
-from scaler.plan.drain_budget import Member, Waiting, admit
+from scaler.plan.budget_slots import Slot, busy_indices, candidates, in_use
+from scaler.plan.drain_budget import Admission, Member, Waiting, admit
 from scaler.plan.undrain import parse_mark
 
 log = logging.getLogger(__name__)
+ANOTHER = "budget taken by another replica"
 
 
 @dataclass
@@ -35,6 +48,22 @@ class _Wait:
     decided: asyncio.Future[bool] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+
+@dataclass(frozen=True)
+class _View:
+    """The cluster as the gate read it for one decision."""
+
+    instances: Sequence[ContainerInstance]
+    now: float  # epoch seconds
+    seen_at: float  # epoch seconds at the start of the read of ``instances``
+
+    def moved(self) -> dict[str, bool]:
+        """Instance id -> DRAINING with no task left to move."""
+        return {
+            ci.ec2_instance_id: ci.draining and ci.running_tasks + ci.pending_tasks == 0
+            for ci in self.instances
+        }
 
 
 class DrainGate:
@@ -46,17 +75,22 @@ class DrainGate:
         share: float,
         expire_after: float,
         poll: float,
+        slots: BudgetSlots | None = None,
+        skew: float = 0.0,
     ) -> None:
         self._directory = directory
         self._clock = clock
         self._share = share
         self._expire_after = expire_after
         self._poll = poll
+        self._slots: BudgetSlots = slots or Unshared()
+        self._skew = skew  # clock skew allowed between replicas (a slot's ``taken``)
         self._lock = asyncio.Lock()
         self._waiting: dict[str, _Wait] = {}
-        self._admitted: set[str] = set()
+        self._admitted: dict[str, Slot] = {}  # admitted, drain not yet done -> its slot
         self._changed = False  # something was admitted since the last read: read afresh
         self._read_at: float | None = None  # monotonic time of the gate's last read
+        self._seen_at = float("-inf")  # epoch time of the gate's last read
 
     async def wait(self, instance: ContainerInstance, since: float) -> bool:
         """Wait until ``instance`` may drain (True; call :meth:`done` after the drain), or until
@@ -77,34 +111,39 @@ class DrainGate:
         except asyncio.CancelledError:  # shutting down: the message goes back to the queue
             if self._waiting.get(iid) is entry:
                 del self._waiting[iid]
-            self.done(iid)
+            self._admitted.pop(iid, None)  # its slot: taken again on redelivery, or expires
             raise
 
-    def done(self, instance_id: str) -> None:
-        """The drain of an admitted instance is done (or failed)."""
-        self._admitted.discard(instance_id)
+    async def done(self, instance_id: str, draining: bool) -> None:
+        """The admitted instance's drain is over: made, or found made already (``draining``:
+        its slot is kept until its tasks have moved), or not made (failed, gone, dry run: its
+        slot is freed at once)."""
+        slot = self._admitted.pop(instance_id, None)
+        if slot is None or draining:
+            return
+        try:
+            await self._slots.release(slot)
+        except Exception as exc:
+            log.warning(
+                "disruption budget slot not freed; it frees itself when it expires",
+                extra={"instance_id": instance_id, "error": repr(exc)},
+            )
 
     async def _decide(self) -> None:
         async with self._lock:
             if not self._waiting:
                 return
-            mono = self._clock.monotonic()
-            if self._changed or self._read_at is None or mono - self._read_at >= self._poll:
-                instances = await self._directory.refresh()  # tasks moved, instances came
-                self._changed, self._read_at = False, mono
-            else:
-                instances = self._directory.known()
-            by_id = {ci.ec2_instance_id: ci for ci in instances}
+            view = await self._read()
+            by_id = {ci.ec2_instance_id: ci for ci in view.instances}
             for iid in [i for i in self._waiting if i not in by_id or by_id[i].draining]:
                 self._settle(iid, False)  # gone, or drained meanwhile for another reason
-            now = self._clock.now().timestamp()
-            result = admit(
-                [w.waiting for w in self._waiting.values()],
-                [self._member(ci) for ci in instances if ci.status in ("ACTIVE", "DRAINING")],
-                self._share,
-                now,
-                self._expire_after,
-            )
+            result = self._admit(view, ())
+            slots: list[Slot] | None = []
+            if result.drain:
+                slots = await self._read_slots()
+                others = self._others(slots or [], view)
+                if others:
+                    result = self._admit(view, others)
             for iid, why in result.held.items():
                 log.debug("recommendation drain held", extra={"instance_id": iid, "why": why})
             for iid in result.expired:
@@ -113,19 +152,88 @@ class DrainGate:
                     extra={"instance_id": iid},
                 )
                 self._settle(iid, False)
+            if slots is None:
+                return  # the store cannot be read: hold every drain until it can
+            busy = busy_indices(slots, view.now, view.moved(), view.seen_at, self._skew)
             for iid in result.drain:
-                self._admitted.add(iid)
+                slot = await self._take(iid, slots, busy, result.budget, view.now)
+                if slot is None:
+                    held = {"instance_id": iid, "why": ANOTHER}
+                    log.debug("recommendation drain held", extra=held)
+                    continue
+                busy.add(slot.index)
+                self._admitted[iid] = slot
                 self._changed = True
                 self._settle(iid, True)
+
+    async def _read(self) -> _View:
+        mono, began = self._clock.monotonic(), self._clock.now().timestamp()
+        if self._changed or self._read_at is None or mono - self._read_at >= self._poll:
+            instances = await self._directory.refresh()  # tasks moved, instances came
+            self._changed, self._read_at, self._seen_at = False, mono, began
+        else:
+            instances = self._directory.known()
+        return _View(instances, self._clock.now().timestamp(), self._seen_at)
+
+    def _admit(self, view: _View, others: Sequence[str]) -> Admission:
+        extra = set(others)
+        return admit(
+            [w.waiting for w in self._waiting.values()],
+            [
+                self._member(ci, extra)
+                for ci in view.instances
+                if ci.status in ("ACTIVE", "DRAINING")
+            ],
+            self._share,
+            view.now,
+            self._expire_after,
+        )
+
+    def _others(self, slots: Sequence[Slot], view: _View) -> list[str]:
+        """The instances of the slots in use, other than those waiting here."""
+        moved = view.moved()
+        return [
+            s.instance_id
+            for s in slots
+            if s.instance_id not in self._waiting
+            and in_use(s, view.now, moved, view.seen_at, self._skew)
+        ]
+
+    async def _read_slots(self) -> list[Slot] | None:
+        try:
+            return await self._slots.read()
+        except Exception as exc:
+            log.warning("disruption budget slots not read", extra={"error": repr(exc)})
+            return None
+
+    async def _take(
+        self, iid: str, slots: Sequence[Slot], busy: set[int], budget: int, now: float
+    ) -> Slot | None:
+        for index, seen in candidates(iid, slots, busy, budget):
+            try:
+                slot = await self._slots.take(index, iid, seen, now)
+            except Exception as exc:
+                log.warning(
+                    "disruption budget slot not taken",
+                    extra={"instance_id": iid, "error": repr(exc)},
+                )
+                return None
+            if slot is not None:
+                return slot
+        return None
 
     def _settle(self, iid: str, drain: bool) -> None:
         entry = self._waiting.pop(iid, None)
         if entry is not None and not entry.decided.done():
             entry.decided.set_result(drain)
 
-    def _member(self, ci: ContainerInstance) -> Member:
+    def _member(self, ci: ContainerInstance, others: set[str]) -> Member:
         iid = ci.ec2_instance_id
         mark = parse_mark(ci.drain_mark or "")
         moving = ci.draining and ci.running_tasks + ci.pending_tasks > 0
-        disrupting = iid in self._admitted or (moving and mark is not None and mark.reversible)
+        disrupting = (
+            iid in self._admitted
+            or iid in others
+            or (moving and mark is not None and mark.reversible)
+        )
         return Member(iid, ci.status, ci.free_cpu, ci.free_memory, disrupting)

@@ -51,6 +51,7 @@ class Admission:
     drain: tuple[str, ...] = ()
     held: dict[str, str] = field(default_factory=dict)  # instance id -> why it waits
     expired: tuple[str, ...] = ()
+    budget: int = 0  # instances that may be disrupted at once
 
 
 def admit(
@@ -87,4 +88,4 @@ def admit(
         else:
             drain.append(w.instance_id)
             slots, cpu, memory = slots - 1, cpu - w.cpu, memory - w.memory
-    return Admission(tuple(drain), held, tuple(expired))
+    return Admission(tuple(drain), held, tuple(expired), budget)
