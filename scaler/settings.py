@@ -460,7 +460,8 @@ class Settings(BaseSettings):
     lease_table: str | None = Field(
         default=None,
         description="DynamoDB table for the leader lease, so that replicas can share a cluster "
-        "(only the leader tops up and rebalances). Unset: this scaler is the only one.",
+        "(only the leader tops up and rebalances; the replicas share there what they hear and "
+        "the disruption budget of recommendation drains). Unset: this scaler is the only one.",
     )
     lease_duration: Seconds = Field(
         default=30.0,
