@@ -137,13 +137,7 @@ class DrainGate:
             by_id = {ci.ec2_instance_id: ci for ci in view.instances}
             for iid in [i for i in self._waiting if i not in by_id or by_id[i].draining]:
                 self._settle(iid, False)  # gone, or drained meanwhile for another reason
-            result = self._admit(view, ())
-            slots: list[Slot] | None = []
-            if result.drain:
-                slots = await self._read_slots()
-                others = self._others(slots or [], view)
-                if others:
-                    result = self._admit(view, others)
+            result, slots = await self._shared_admission(view)
             for iid, why in result.held.items():
                 log.debug("recommendation drain held", extra={"instance_id": iid, "why": why})
             for iid in result.expired:
@@ -152,19 +146,31 @@ class DrainGate:
                     extra={"instance_id": iid},
                 )
                 self._settle(iid, False)
-            if slots is None:
-                return  # the store cannot be read: hold every drain until it can
-            busy = busy_indices(slots, view.now, view.moved(), view.seen_at, self._skew)
-            for iid in result.drain:
-                slot = await self._take(iid, slots, busy, result.budget, view.now)
-                if slot is None:
-                    held = {"instance_id": iid, "why": ANOTHER}
-                    log.debug("recommendation drain held", extra=held)
-                    continue
-                busy.add(slot.index)
-                self._admitted[iid] = slot
-                self._changed = True
-                self._settle(iid, True)
+            if slots is not None:  # None: the store cannot be read, every drain waits
+                await self._take_slots(result, slots, view)
+
+    async def _shared_admission(self, view: _View) -> tuple[Admission, list[Slot] | None]:
+        """What to admit, counting the slots other drains hold (read only when something
+        would be admitted without them), and those slots."""
+        result = self._admit(view, ())
+        if not result.drain:
+            return result, []
+        slots = await self._read_slots()
+        others = self._others(slots or [], view)
+        return (self._admit(view, others) if others else result), slots
+
+    async def _take_slots(self, result: Admission, slots: list[Slot], view: _View) -> None:
+        """Admit each instance of ``result`` that gets a slot; the others stay held."""
+        busy = busy_indices(slots, view.now, view.moved(), view.seen_at, self._skew)
+        for iid in result.drain:
+            slot = await self._take(iid, slots, busy, result.budget, view.now)
+            if slot is None:
+                log.debug("recommendation drain held", extra={"instance_id": iid, "why": ANOTHER})
+                continue
+            busy.add(slot.index)
+            self._admitted[iid] = slot
+            self._changed = True
+            self._settle(iid, True)
 
     async def _read(self) -> _View:
         mono, began = self._clock.monotonic(), self._clock.now().timestamp()

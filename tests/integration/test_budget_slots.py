@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from scaler import testbed
 from scaler.aws.budget_slots import DynamoSlots
@@ -16,6 +15,8 @@ from scaler.aws.ecs import InstanceDirectory
 from scaler.clock import ManualClock
 from scaler.metrics import Metrics
 from scaler.model import ContainerInstance
+from scaler.plan.budget_slots import Slot
+from tests.integration.helpers import wait_for
 
 TABLE = "scaler-lease"
 HOLD = 900.0  # a slot lasts this long unless freed or taken over (the drain timeout)
@@ -42,6 +43,10 @@ def _holders(clients: AwsClients, n: int, cluster: str = "prod") -> list[DynamoS
     return [DynamoSlots(clients.dynamodb, TABLE, cluster, f"r{k}", HOLD) for k in range(n)]
 
 
+def _index(slot: Slot) -> int:
+    return slot.index
+
+
 async def test_two_holders_never_take_more_slots_than_the_budget(
     local_aws: testbed.LocalAws,
 ) -> None:
@@ -54,8 +59,8 @@ async def test_two_holders_never_take_more_slots_than_the_budget(
             for k, holder, name in ((0, a, "a"), (1, a, "a"), (0, b, "b"), (1, b, "b"))
             for index in range(budget)
         ]
-        won = [s for s in await asyncio.gather(*tries) if s is not None]
-        assert sorted(s.index for s in won) == [0, 1]
+        won = sorted((s for s in await asyncio.gather(*tries) if s is not None), key=_index)
+        assert [s.index for s in won] == [0, 1]
         held = await a.read()
         assert [(s.index, s.instance_id) for s in held] == [(s.index, s.instance_id) for s in won]
 
@@ -108,7 +113,7 @@ async def test_a_freed_slot_is_free_and_only_its_holder_frees_it(
         a, b = _holders(clients, 2)
         mine = await a.take(0, "i-1", None, now)
         assert mine is not None
-        await b.release(mine.__class__(0, "i-1", "r1", now, now + HOLD))  # not b's: no effect
+        await b.release(Slot(0, "i-1", "r1", now, now + HOLD))  # not b's: no effect
         assert await b.take(0, "i-2", None, now + 1) is None
         await a.release(mine)
         assert await b.take(0, "i-2", None, now + 2) is not None
@@ -160,16 +165,30 @@ def _gate(clients: AwsClients, clock: ManualClock, me: str, share: float) -> Dra
     )
 
 
-async def _admitted(gate: DrainGate, instances: list[ContainerInstance], now: float) -> set[str]:
-    """Which of ``instances`` ``gate`` admits within a short while (the rest stay held)."""
-    waits: dict[str, asyncio.Task[Any]] = {
-        ci.ec2_instance_id: asyncio.create_task(gate.wait(ci, now)) for ci in instances
-    }
-    await asyncio.sleep(0.5)
-    for task in waits.values():
-        task.cancel()
-    results = await asyncio.gather(*waits.values(), return_exceptions=True)
-    return {iid for iid, r in zip(waits, results, strict=True) if r is True}
+class _Waits:
+    """Recommendations waiting at gates: which were admitted."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, asyncio.Task[bool]] = {}
+
+    def start(self, gate: DrainGate, instances: list[ContainerInstance], now: float) -> None:
+        for ci in instances:
+            self.tasks[ci.ec2_instance_id] = asyncio.create_task(gate.wait(ci, now))
+
+    def admitted(self) -> set[str]:
+        return {iid for iid, t in self.tasks.items() if t.done() and t.result() is True}
+
+    async def settle(self, count: int) -> set[str]:
+        """Wait for ``count`` admissions, then for many more decisions (none may admit more);
+        the rest stay held and are cancelled."""
+        await wait_for(lambda: len(self.admitted()) >= count)
+        await asyncio.sleep(0.5)  # ten polls of each gate
+        for task in self.tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        admitted = {iid for iid, t in self.tasks.items() if not t.cancelled() and t.result()}
+        self.tasks.clear()
+        return admitted
 
 
 async def test_two_gates_sharing_a_table_admit_at_most_the_budget(
@@ -182,12 +201,13 @@ async def test_two_gates_sharing_a_table_admit_at_most_the_budget(
     now = clock.now().timestamp()
     async with _clients(local_aws) as clients:
         a, b = _gate(clients, clock, "r0", 0.1), _gate(clients, clock, "r1", 0.1)
-        admitted = await asyncio.gather(
-            _admitted(a, instances[:10], now), _admitted(b, instances[10:], now)
-        )
-        assert len(admitted[0] | admitted[1]) == 2, admitted
+        waits = _Waits()
+        waits.start(a, instances[:10], now)
+        waits.start(b, instances[10:], now)
+        admitted = await waits.settle(2)
+        assert len(admitted) == 2, admitted
         slots = await DynamoSlots(clients.dynamodb, TABLE, "prod", "r9", HOLD).read()
-        assert {s.instance_id for s in slots} == admitted[0] | admitted[1]
+        assert {s.instance_id for s in slots} == admitted
 
 
 async def test_a_drain_that_did_not_happen_frees_its_slot_for_the_other_gate(
@@ -198,7 +218,11 @@ async def test_a_drain_that_did_not_happen_frees_its_slot_for_the_other_gate(
     now = clock.now().timestamp()
     async with _clients(local_aws) as clients:
         a, b = _gate(clients, clock, "r0", 0.1), _gate(clients, clock, "r1", 0.1)
-        (first,) = await _admitted(a, instances[:1], now)
-        assert await _admitted(b, instances[1:2], now) == set()  # a holds the budget
+        waits = _Waits()
+        waits.start(a, instances[:1], now)
+        (first,) = await waits.settle(1)
+        waits.start(b, instances[1:2], now)
+        await asyncio.sleep(0.5)  # ten polls: a holds the budget
+        assert waits.admitted() == set()
         await a.done(first, draining=False)  # its drain failed: nothing disrupts
-        assert await _admitted(b, instances[1:2], now) == {instances[1].ec2_instance_id}
+        assert await waits.settle(1) == {instances[1].ec2_instance_id}
