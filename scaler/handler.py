@@ -225,9 +225,7 @@ class EventHandler:
         elif isinstance(action, Deregister):
             await self._w.drainer.deregister(action.instance, action.reason)
 
-    async def _drain(
-        self, instance: ContainerInstance, reason: str, since: datetime | None
-    ) -> str:
+    async def _drain(self, instance: ContainerInstance, reason: str, since: datetime | None) -> str:
         """Drain ``instance``; returns the outcome (:meth:`~scaler.aws.drainer.Drainer.drain`)."""
         outcome = await self._w.drainer.drain(instance, reason, since)
         if outcome == "ok":
