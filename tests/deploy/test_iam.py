@@ -22,6 +22,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 from botocore import xform_name
 
+from scaler.aws import surges
 from scaler.aws.clients import AwsClients
 from scaler.aws.templates import TemplatePools
 from scaler.settings import load_settings
@@ -441,3 +442,16 @@ def test_the_cloudformation_template_passes_only_the_roles_it_is_given() -> None
     assert statement["Action"] == ["iam:PassRole"]
     assert statement["Resource"] == {"!Ref": "InstanceRoleArns"}
     assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
+
+
+@pytest.mark.parametrize("key", [surges.TAG, surges.ROLL_TAG])
+@pytest.mark.parametrize("action", ["ecs:TagResource", "ecs:UntagResource"])
+def test_every_mark_the_scaler_puts_on_a_service_is_allowed(key: str, action: str) -> None:
+    """The rebalancer's and the roll's (and the warning's) surge marks: IAM checks each tag key
+    written or removed against the policy's ``aws:TagKeys`` condition."""
+    service = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{CLUSTER}/web"
+    document = policy()
+    assert allowed(document, Request(action, service, {"aws:TagKeys": [key]}))
+    other = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/staging/web"
+    assert not allowed(document, Request(action, other, {"aws:TagKeys": [key]}))
+    assert not allowed(document, Request(action, service, {"aws:TagKeys": ["owner"]}))
