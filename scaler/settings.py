@@ -183,7 +183,7 @@ class Settings(BaseSettings):
         "(keep it well under the hook's heartbeat timeout).",
     )
     warning_surge: bool = Field(
-        default=True,
+        default=False,
         description="At a spot interruption warning for an instance with tasks of a service "
         "with minimumHealthyPercent under 100, replacements first: raise the desired count of "
         "each service with tasks there by those tasks (warnings that arrive together add up; "
@@ -192,7 +192,7 @@ class Settings(BaseSettings):
         "their tasks report HEALTHY, or SCALER_WARNING_SURGE_STOP_TIME before the "
         "interruption; set each count back once the instances drained (left alone if someone "
         "changed it meanwhile). The extra tasks need room in the cluster. Needs "
-        "ecs:TagResource, ecs:UntagResource and ecs:UpdateService. False: warned instances "
+        "ecs:TagResource, ecs:UntagResource and ecs:UpdateService. Off: warned instances "
         "drain at once.",
     )
     warning_surge_stop_time: Seconds = Field(
