@@ -29,7 +29,8 @@ def test_ami_roll_replaces_every_instance_within_budget_and_available(seed: int)
 
 def test_without_a_roll_out_of_date_instances_stay() -> None:
     scenario = builtin("ami-roll", seed=7).with_hours(1.0)
-    figures = run_scaler(scenario, 7).figures
+    keep = {"consolidate": False, "scale_in_after": 0}  # nothing given back: none replaced
+    figures = run_scaler(scenario, 7, keep).figures
     assert figures["out_of_date_instances"] == 48, "the scaler without a roll leaves images alone"
 
 

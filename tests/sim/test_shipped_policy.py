@@ -39,7 +39,8 @@ def test_the_environment_wins_over_the_scenario_settings() -> None:
 
 def test_an_ami_roll_is_rolled_only_when_the_roll_is_switched_on() -> None:
     scenario = builtin("ami-roll", instances=12, tasks=60, services=4).with_hours(3.0)
-    off = simulate(scenario, ["scaler"], 3)["results"]["scaler"]
+    keep = {"SCALER_CONSOLIDATE": "false", "SCALER_SCALE_IN_AFTER": "0"}  # none given back
+    off = simulate(scenario, ["scaler"], 3, environment=keep)["results"]["scaler"]
     on = simulate(scenario, ["scaler"], 3, environment={"SCALER_ROLL": "true"})
     assert off["out_of_date_instances"] == 12
     assert on["results"]["scaler"]["out_of_date_instances"] == 0
