@@ -371,12 +371,10 @@ class Settings(BaseSettings):
         "(rolling new images, consolidating, migrating off Spot Fleets; at least one).",
     )
     consolidate: bool = Field(
-        default=True,
-        validate_default=False,  # on by default, needing pools only when set
+        default=False,
         description="Scale in by consolidation: drain instances of the scaler's groups whose "
         "service tasks the other instances can take (placement as ECS does it), on-demand "
-        "first, then terminate them once empty. Acts only with the scaler's own pools; false "
-        "keeps every instance that runs a task.",
+        "first, then terminate them once empty. Off until turned on.",
     )
     consolidate_interval: Seconds = Field(
         default=300.0, description="Seconds between consolidation plans (at the earliest)."

@@ -183,7 +183,7 @@ async def test_scaler_plan_shows_what_the_roll_would_do(local_aws: testbed.Local
     assert sorted(on["roll"]["out_of_date"]) == sorted(_members(local_aws))
     assert sum(on["roll"]["launch"].values()) >= 1, on["roll"]
     assert off["roll"] == {"off": "SCALER_ROLL is off"}
-    assert off["consolidation"] == {"drain": [], "reasons": ["nothing to give back"]}  # on
+    assert off["consolidation"] == {"off": "SCALER_CONSOLIDATE is off"}
     assert off["migration"] == {"off": "SCALER_MIGRATE_SPOT_FLEETS is empty"}
     text = render(on)
     assert "roll\n  to replace: 3 instance(s)" in text

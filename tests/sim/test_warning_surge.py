@@ -21,7 +21,8 @@ def _scenario() -> Scenario:
 
 def _run(surge: bool, **kw: Any) -> tuple[Outcome, list[dict[str, Any]]]:
     records: list[dict[str, Any]] = []
-    settings = {"warning_surge": surge}
+    # the crash times below are set in the surges of a 30 s stop time
+    settings = {"warning_surge": surge, "warning_surge_stop_time": 30.0}
     outcome = run_shipped(_scenario(), SEED, settings, capacity=True, trace=records.append, **kw)
     return outcome, records
 
