@@ -100,3 +100,13 @@ def service_state(
     desired = ecs.describe_services(cluster=cluster, services=["web"])["services"][0]
     tags = ecs.list_tags_for_resource(resourceArn=arn).get("tags", [])
     return int(desired["desiredCount"]), {t["key"]: t["value"] for t in tags}
+
+
+def lease_table(aws: testbed.LocalAws, name: str) -> None:
+    """The lease table as the deployment creates it: one string partition key, ``name``."""
+    aws.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )

@@ -16,19 +16,14 @@ from scaler.clock import ManualClock
 from scaler.metrics import Metrics
 from scaler.model import ContainerInstance
 from scaler.plan.budget_slots import Slot
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import lease_table, wait_for
 
 TABLE = "scaler-lease"
 HOLD = 900.0  # a slot lasts this long unless freed or taken over (the drain timeout)
 
 
 def _table(aws: testbed.LocalAws) -> None:
-    aws.client("dynamodb").create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    lease_table(aws, TABLE)
 
 
 @asynccontextmanager

@@ -13,7 +13,13 @@ from scaler.demo import aws_calls, run_until
 from scaler.settings import ConfigError
 from tests.integration.ecs_harness import Ecs
 from tests.integration.faults import MIN_SIZE_MESSAGE, DryGroups, FailFirst, Mutations, chain
-from tests.integration.helpers import SteppedClock, outcomes, scaler_for, settings_for
+from tests.integration.helpers import (
+    SteppedClock,
+    lease_table,
+    outcomes,
+    scaler_for,
+    settings_for,
+)
 
 
 def _group(aws: testbed.LocalAws, name: str, tags: list[dict[str, Any]] | None = None) -> None:
@@ -289,12 +295,7 @@ async def test_a_leader_that_loses_its_lease_mid_cycle_changes_nothing_more(
     ids = [i["InstanceId"] for i in group["AutoScalingGroups"][0]["Instances"]]
     testbed.register_instances(local_aws, "prod", ids, "us-east-1a")
     dynamodb = local_aws.client("dynamodb")
-    dynamodb.create_table(
-        TableName="lease",
-        KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    lease_table(local_aws, "lease")
     clock = SteppedClock()
 
     def taken_over() -> None:

@@ -18,19 +18,14 @@ from scaler.clock import Clock, ManualClock
 from scaler.lease import LeaseTerms
 from scaler.loop import Scaler
 from scaler.metrics import Metrics
-from tests.integration.helpers import scaler_for, settings_for, wait_for
+from tests.integration.helpers import lease_table, scaler_for, settings_for, wait_for
 
 TABLE = "scaler-lease"
 TERMS = LeaseTerms(duration=30.0, margin=5.0)
 
 
 def _table(aws: testbed.LocalAws) -> None:
-    aws.client("dynamodb").create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    lease_table(aws, TABLE)
 
 
 @asynccontextmanager

@@ -21,7 +21,7 @@ from scaler.loop import Scaler
 from scaler.metrics import Metrics
 from scaler.notices import FINAL, REPLACEMENT, WARNING, shared
 from tests.integration.ecs_harness import Ecs
-from tests.integration.helpers import outcomes, scaler_for, settings_for, wait_for
+from tests.integration.helpers import lease_table, outcomes, scaler_for, settings_for, wait_for
 
 TABLE = "scaler-lease"
 GROUPS = ("spot-asg", "od-asg")
@@ -32,12 +32,7 @@ def _leading(scaler: Scaler) -> bool:
 
 
 def _table(aws: testbed.LocalAws) -> None:
-    aws.client("dynamodb").create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    lease_table(aws, TABLE)
 
 
 async def test_the_table_keeps_the_newest_notice_and_reads_back_the_live_ones(
