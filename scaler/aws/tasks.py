@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from scaler.aws.concurrency import bounded
 from scaler.ecs.health import TaskHealth
 from scaler.metrics import Metrics
 from scaler.model import ContainerInstance
@@ -85,12 +86,12 @@ async def is_empty(ecs: Any, cluster: str, instance_arn: str) -> bool:
 
 
 async def describe_tasks(ecs: Any, cluster: str, arns: Sequence[str]) -> list[dict[str, Any]]:
-    """Describe ``arns``, 100 a call."""
-    tasks: list[dict[str, Any]] = []
-    for i in range(0, len(arns), 100):
-        reply = await ecs.describe_tasks(cluster=cluster, tasks=list(arns[i : i + 100]))
-        tasks.extend(reply.get("tasks", []))
-    return tasks
+    """Describe ``arns``, 100 a call, a few calls at a time."""
+    calls = [
+        ecs.describe_tasks(cluster=cluster, tasks=list(arns[i : i + 100]))
+        for i in range(0, len(arns), 100)
+    ]
+    return [task for reply in await bounded(calls) for task in reply.get("tasks", [])]
 
 
 async def service_tasks(ecs: Any, cluster: str, service: str) -> list[dict[str, Any]]:

@@ -1,15 +1,21 @@
 """Carry out the surge at spot interruption warnings (:mod:`scaler.plan.warning_surge`).
 
 With ``SCALER_WARNING_SURGE`` the handler asks :meth:`WarningSurge.hold` before it drains a
-warned instance; the call returns once the instance may drain. Meanwhile one loop steps every
-``poll`` seconds over every instance waiting: it reads the services with tasks there (and those
-marked) with their marks, the service tasks on each instance, and, for the services surged and
-steady, whether their tasks report healthy (``healthStatus`` HEALTHY: a container health
-check; without one the instance drains at its deadline); then it raises counts, lets instances
-drain and sets counts back, each change through the roll's adapter
-(:class:`~scaler.aws.surges.RollSurges`: the ``scaler:roll-surge`` mark written first, only
-while this replica leads). It keeps stepping until no instance waits and no count it raised is
-still to set back.
+warned instance; the call returns once the instance may drain, at its deadline at the latest
+(whatever the loop below is doing). Meanwhile one loop steps every ``poll`` seconds over every
+instance waiting: it reads the services with tasks there (and those marked) with their marks, the
+service tasks on each instance, and, for the services surged and steady, whether their tasks
+report healthy (``healthStatus`` HEALTHY: a container health check; without one the instance
+drains at its deadline); then it raises counts, lets instances drain and sets counts back, each
+change through the roll's adapter (:class:`~scaler.aws.surges.RollSurges`: the
+``scaler:roll-surge`` mark written first, only while this replica leads). It keeps stepping until
+no instance waits and no count it raised is still to set back.
+
+Reads stay few when warnings come in bursts. An instance that ECS counts no task on is let go
+at once, unread. The others' tasks are read per instance (ListTasks of the instance, then
+DescribeTasks) while that takes fewer calls than reading the whole cluster's (ListTasks of the
+cluster, DescribeTasks in calls of 100: :func:`read_plan`); a storm's hundreds of warnings cost
+one cluster-wide read a step, and the services' health comes from the same read.
 
 A count left raised by a scaler that stopped mid-surge is set back by the next one:
 :meth:`WarningSurge.run_forever` reads every service's marks every ``SWEEP`` seconds and
@@ -28,8 +34,9 @@ import logging
 from collections import Counter
 from typing import Any
 
+from scaler.aws.concurrency import bounded
 from scaler.aws.ecs import InstanceDirectory
-from scaler.aws.tasks import SERVICE_PREFIX, describe_tasks, tasks_on
+from scaler.aws.tasks import SERVICE_PREFIX, running_tasks, service_tasks, tasks_on
 from scaler.capacity.ports import Leader, ServiceSurges
 from scaler.capacity.roll import apply_surges
 from scaler.clock import Clock
@@ -42,6 +49,16 @@ from scaler.plan.warning_surge import WarningPlan, dips, drain_deadline, plan_wa
 log = logging.getLogger(__name__)
 
 SWEEP = 300.0  # seconds between reads of every service's marks
+PAGE = 100  # tasks a ListTasks page and a DescribeTasks call hold
+PER_INSTANCE_CALLS = 3  # ListTasks twice (desired RUNNING, STOPPED), DescribeTasks once
+
+
+def read_plan(instances: int, tasks: int) -> str:
+    """How to read the tasks on ``instances`` waiting instances of a cluster running about
+    ``tasks`` tasks: ``"instances"`` one by one, or ``"cluster"`` all at once, whichever takes
+    fewer calls."""
+    whole = 2 * -(-tasks // PAGE)
+    return "cluster" if whole < PER_INSTANCE_CALLS * instances else "instances"
 
 
 class WarningSurge:
@@ -92,13 +109,16 @@ class WarningSurge:
         released = self._released.setdefault(iid, asyncio.Event())
         self._wake()
         left = deadline - self._now()
-        try:  # the loop releases it by its deadline; this bounds the wait if the loop cannot
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(released.wait(), max(0.0, left) + self._poll)
+        late = False
+        try:  # the loop releases it; at its deadline it goes whatever the loop is doing
+            await asyncio.wait_for(released.wait(), max(0.0, left))
+        except TimeoutError:
+            late = True
+            log.info("warning surge: drain at the deadline", extra={"instance_id": iid})
         finally:
             self._warned.pop(iid, None)
             self._released.pop(iid, None)
-        held = iid in self._surged
+        held = late or iid in self._surged
         self._surged.discard(iid)
         return held
 
@@ -164,14 +184,17 @@ class WarningSurge:
         found = await self._directory.resolve(warned)
         self._release([i for i in warned if i not in found or found[i].status != ACTIVE])
         warned = {i: d for i, d in warned.items() if i in found and found[i].status == ACTIVE}
-        on = {i: await self._service_tasks(found[i]) for i in warned}
+        idle = [i for i in warned if found[i].running_tasks + found[i].pending_tasks == 0]
+        self._release(idle)  # nothing there to surge for
+        warned = {i: d for i, d in warned.items() if i not in idle}
+        on, everything = await self._read_tasks({i: found[i] for i in warned})
         names = self._marked | {n for here in on.values() for n in here}
         services = await self._port.read(sorted(names)) if names else {}
         if services is None:
             self._release(list(warned))
             return WarningPlan()
         status = await self._marked_instances(services, found)
-        healthy = await self._healthy(services, warned, on)
+        healthy = await self._healthy(services, warned, on, everything)
         plan = plan_warning_surges(warned, on, services, healthy, status, now)
         await self._carry_out(plan, services)
         marks = [*plan.raises.values(), *(s.mark for s in services.values() if s.mark)]
@@ -180,13 +203,28 @@ class WarningSurge:
         self._marked = self._still_marked(services, plan, status, warned)
         return plan
 
+    async def _read_tasks(
+        self, instances: dict[str, ContainerInstance]
+    ) -> tuple[dict[str, dict[str, int]], list[dict[str, Any]] | None]:
+        """Service -> its tasks on each of ``instances``, and every task of the cluster whose
+        desired status is RUNNING when that is what was read (None: read per instance)."""
+        if not instances:
+            return {}, None
+        tasks = sum(ci.running_tasks + ci.pending_tasks for ci in self._directory.known())
+        if read_plan(len(instances), tasks) == "instances":
+            reads = [self._service_tasks(ci) for ci in instances.values()]
+            return dict(zip(instances, await bounded(reads), strict=True)), None
+        everything = await running_tasks(self._ecs, self._cluster)
+        where = {ci.arn: iid for iid, ci in instances.items()}
+        on: dict[str, list[dict[str, Any]]] = {iid: [] for iid in instances}
+        for task in everything:
+            if (iid := where.get(str(task.get("containerInstanceArn")))) is not None:
+                on[iid].append(task)
+        return {iid: _by_service(here) for iid, here in on.items()}, everything
+
     async def _service_tasks(self, instance: ContainerInstance) -> dict[str, int]:
         """Service -> its tasks on ``instance`` (those ECS is stopping too)."""
-        tasks = await tasks_on(self._ecs, self._cluster, instance.arn, stopping=True)
-        groups = (str(t.get("group", "")) for t in tasks)
-        return dict(
-            Counter(g.removeprefix(SERVICE_PREFIX) for g in groups if g.startswith(SERVICE_PREFIX))
-        )
+        return _by_service(await tasks_on(self._ecs, self._cluster, instance.arn, stopping=True))
 
     async def _marked_instances(
         self, services: dict[str, Deployment], found: dict[str, ContainerInstance]
@@ -197,27 +235,36 @@ class WarningSurge:
         return {i: ci.status for i, ci in current.items() if i in named or i in found}
 
     async def _healthy(
-        self, services: dict[str, Deployment], warned: dict[str, float], on: dict[str, Any]
+        self,
+        services: dict[str, Deployment],
+        warned: dict[str, float],
+        on: dict[str, Any],
+        everything: list[dict[str, Any]] | None,
     ) -> set[str]:
         """The services that dip surged for a warned instance, steady, whose tasks all report
-        HEALTHY (only those hold a drain back)."""
-        names = {
-            n
-            for i in warned
-            for n in on[i]
-            if (s := services.get(n)) is not None and s.mark is not None and s.steady
-            if i in s.mark.instances and dips({n: on[i][n]}, services)
+        HEALTHY (only those hold a drain back); from the cluster's tasks when they were read,
+        else read service by service."""
+        names = sorted(
+            {
+                n
+                for i in warned
+                for n in on[i]
+                if (s := services.get(n)) is not None and s.mark is not None and s.steady
+                if i in s.mark.instances and dips({n: on[i][n]}, services)
+            }
+        )
+        if everything is not None:
+            groups: dict[str, list[dict[str, Any]]] = {}
+            for task in everything:
+                groups.setdefault(str(task.get("group", "")), []).append(task)
+            tasks = [groups.get(SERVICE_PREFIX + n, []) for n in names]
+        else:
+            tasks = await bounded([service_tasks(self._ecs, self._cluster, n) for n in names])
+        return {
+            name
+            for name, theirs in zip(names, tasks, strict=True)
+            if theirs and all(t.get("healthStatus") == "HEALTHY" for t in theirs)
         }
-        healthy: set[str] = set()
-        for name in sorted(names):
-            pages = self._ecs.get_paginator("list_tasks").paginate(
-                cluster=self._cluster, serviceName=name, desiredStatus="RUNNING"
-            )
-            arns = [a async for page in pages for a in page.get("taskArns", [])]
-            tasks = await describe_tasks(self._ecs, self._cluster, arns)
-            if tasks and all(t.get("healthStatus") == "HEALTHY" for t in tasks):
-                healthy.add(name)
-        return healthy
 
     async def _carry_out(self, plan: WarningPlan, services: dict[str, Deployment]) -> None:
         for why in plan.reasons:
@@ -242,3 +289,11 @@ class WarningSurge:
             if all(i in warned for i in live):
                 keep.add(name)
         return keep
+
+
+def _by_service(tasks: list[dict[str, Any]]) -> dict[str, int]:
+    """Service -> how many of ``tasks`` are its."""
+    groups = (str(t.get("group", "")) for t in tasks)
+    return dict(
+        Counter(g.removeprefix(SERVICE_PREFIX) for g in groups if g.startswith(SERVICE_PREFIX))
+    )

@@ -22,7 +22,9 @@ What it prints (JSON; nothing is asserted, wall time never fails anything):
   machine) and AWS calls per hour;
 - ``burst``: 500 spot warnings within 10 seconds, every instance of a 500-instance cluster:
   warning-to-DRAINING latency (p50, p99, max) under AWS's modelled latency and throttling, and
-  beside it the same burst on an AWS without latency or throttling.
+  beside it the same burst on an AWS without latency or throttling; then under the modelled AWS
+  with ``SCALER_WARNING_SURGE`` (stop time 60 s): no room is left for any surge, so each instance
+  drains at its deadline, 60 s after its warning (``past_deadline_max_s``: how late the last).
 """
 
 from __future__ import annotations
@@ -120,10 +122,16 @@ def _burst(instances: int, seed: int) -> dict[str, Any]:
     scenario = _burst_scenario(instances)
     _, modelled = _timed_shipped(scenario, seed)
     _, ideal = _timed_shipped(scenario, seed, limits=Limits(latency=False, throttling=False))
+    surge = {"warning_surge": True, "warning_surge_stop_time": 60.0}
+    _, surged = _timed_shipped(scenario, seed, settings=surge)
+    held = _latencies(surged)
+    if "max_s" in held:
+        held["past_deadline_max_s"] = round(max(0.0, held["max_s"] - (120.0 - 60.0)), 3)
     return {
         "instances": instances,
         "modelled_aws": _latencies(modelled),
         "no_latency_no_throttling": _latencies(ideal),
+        "warning_surge_modelled_aws": held,
     }
 
 
