@@ -278,8 +278,9 @@ class EventHandler:
         since: datetime | None,
         received_at: datetime,
     ) -> None:
-        """A recommendation drain: once the gate admits it, marked to be undone after
-        ``SCALER_UNDRAIN_AFTER`` unless a final signal comes first."""
+        """A recommendation drain: once the gate admits it (and, with the warning surge, once its
+        services' replacements are healthy, ``SCALER_REPLACEMENT_TIMEOUT`` at the latest),
+        marked to be undone after ``SCALER_UNDRAIN_AFTER`` unless a final signal comes first."""
         iid = instance.ec2_instance_id
         raised = since or received_at
         gate = self._w.gate
@@ -287,6 +288,9 @@ class EventHandler:
             return
         draining = False  # is the instance DRAINING after this? (its budget slot is kept)
         try:
+            if self._w.warning_surge is not None:  # replacements first, as at a warning
+                deadline = self._clock.now().timestamp() + self._policy.replacement_timeout
+                await self._w.warning_surge.hold_until(instance, deadline)
             current = (await self._w.directory.resolve([iid])).get(iid)
             if current is None or current.draining:
                 draining = current is not None

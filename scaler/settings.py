@@ -166,7 +166,8 @@ class Settings(BaseSettings):
     replacement_timeout: Seconds = Field(
         default=300.0,
         description="`replace-then-drain`: drain anyway if replacement capacity is not ready "
-        "after this many seconds.",
+        "after this many seconds; with SCALER_WARNING_SURGE, also the longest a "
+        "recommendation's drain waits for its services' replacements.",
     )
     drain_timeout: Seconds = Field(
         default=900.0,
@@ -191,9 +192,10 @@ class Settings(BaseSettings):
         "`scaler:roll-surge` tag, and drain the instance once those that dip are steady and "
         "their tasks report HEALTHY, or SCALER_WARNING_SURGE_STOP_TIME before the "
         "interruption; set each count back once the instances drained (left alone if someone "
-        "changed it meanwhile). The extra tasks need room in the cluster. Needs "
-        "ecs:TagResource, ecs:UntagResource and ecs:UpdateService. Off: warned instances "
-        "drain at once.",
+        "changed it meanwhile). A rebalance recommendation's drain waits so too, once the "
+        "disruption budget admits it, SCALER_REPLACEMENT_TIMEOUT at the longest. The extra "
+        "tasks need room in the cluster. Needs ecs:TagResource, ecs:UntagResource and "
+        "ecs:UpdateService. Off: warned and recommended instances drain at once.",
     )
     warning_surge_stop_time: Seconds = Field(
         default=60.0,

@@ -101,11 +101,18 @@ class WarningSurge:
     async def hold(self, instance: ContainerInstance, warned_at: float) -> bool:
         """Return once ``instance``, warned at ``warned_at``, may drain: whether it waited for
         its services' surge (False: let go at once, nothing to surge for it)."""
+        return await self.hold_until(instance, drain_deadline(warned_at, self._stop_time))
+
+    async def hold_until(self, instance: ContainerInstance, deadline: float) -> bool:
+        """Return once ``instance`` may drain, at ``deadline`` at the latest: whether it waited
+        for its services' surge. A recommendation's drain waits so too, with a later deadline;
+        should a warning for the same instance come meanwhile, the sooner deadline holds."""
         if self._dry_run or not self._port.leader.holds():
             return False
         iid = instance.ec2_instance_id
-        deadline = drain_deadline(warned_at, self._stop_time)
-        self._warned.setdefault(iid, (instance, deadline))
+        if iid in self._warned:
+            deadline = min(deadline, self._warned[iid][1])
+        self._warned[iid] = (instance, deadline)
         released = self._released.setdefault(iid, asyncio.Event())
         self._wake()
         left = deadline - self._now()

@@ -11,9 +11,10 @@ import pytest
 from scaler.aws.warning_surge import read_plan
 from scaler.plan.warning_surge import drain_deadline
 from scaler.sim.builtin import builtin
+from scaler.sim.builtin_market import builtin as builtin_market
 from scaler.sim.cloud.shipped import Crash, Outcome, run_shipped
 from scaler.sim.scenario import Event, Scenario
-from tests.sim.shipped_helpers import counts_as_scenario, lowerings_in, raises_in
+from tests.sim.shipped_helpers import counts_as_scenario, lowerings_in, raises_in, run_scaler
 
 SEED = 7
 
@@ -51,7 +52,7 @@ def _after_the_last_raises() -> float:
     """A moment just after the storm's last surges were raised, before any is set back (read
     from a run without a crash: the same run up to the crash)."""
     _, records = _run(True)
-    last = max(r["t"] for r in raises_in(records))
+    last = float(max(r["t"] for r in raises_in(records)))
     at = last + 1.0
     assert not [r for r in lowerings_in(records) if last < r["t"] <= at]
     return at
@@ -103,3 +104,23 @@ def test_reads_per_instance_while_that_takes_fewer_calls() -> None:
     assert read_plan(30, 5000) == "instances"  # 90 calls against 100
     assert read_plan(40, 5000) == "cluster"
     assert read_plan(2, 100) == "cluster"
+
+
+@pytest.mark.slow
+def test_a_recommendation_drain_waits_for_its_services_replacements() -> None:
+    # long-lead: recommendations 10 to 30 minutes ahead of most interruptions. With the surge a
+    # recommended instance's services are raised before it drains, well before its warning
+    scenario = builtin_market("long-lead", seed=SEED)
+    plain = run_scaler(scenario, SEED, {"warning_surge": False})
+    run = run_scaler(scenario, SEED, {"warning_surge": True})
+    recommended, warned = run.times("recommendation"), run.times("warning")
+    drained = run.times("drain")
+    early = [i for i, t in recommended.items() if t <= drained.get(i, -1) < warned.get(i, 1e9)]
+    assert early, "no recommended instance drained before its warning"
+    warnings = sorted(warned.values())
+    ahead = [r for r in raises_in(run.trace) if not any(w <= r["t"] <= w + 120 for w in warnings)]
+    assert ahead, "no surge raised but at a warning"
+    assert not raises_in(plain.trace)
+    assert run.figures["availability"] >= plain.figures["availability"]
+    assert run.figures["min_healthy_violations"] == 0
+    counts_as_scenario(scenario, run.outcome)
