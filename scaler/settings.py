@@ -184,7 +184,7 @@ class Settings(BaseSettings):
         "(keep it well under the hook's heartbeat timeout).",
     )
     warning_surge: bool = Field(
-        default=False,
+        default=True,
         description="At a spot interruption warning for an instance with tasks of a service "
         "with minimumHealthyPercent under 100, replacements first: raise the desired count of "
         "each service with tasks there by those tasks (warnings that arrive together add up; "
@@ -195,7 +195,7 @@ class Settings(BaseSettings):
         "changed it meanwhile). A rebalance recommendation's drain waits so too, once the "
         "disruption budget admits it, SCALER_REPLACEMENT_TIMEOUT at the longest. The extra "
         "tasks need room in the cluster. Needs ecs:TagResource, ecs:UntagResource and "
-        "ecs:UpdateService. Off: warned and recommended instances drain at once.",
+        "ecs:UpdateService. Off (false): warned and recommended instances drain at once.",
     )
     warning_surge_stop_time: Seconds = Field(
         default=60.0,
