@@ -1,5 +1,6 @@
 """Simulated Auto Scaling: groups that keep their desired capacity, over the world's instances.
 
+- An instance the world starts in a group (one the run starts with) is its member, InService.
 - A group launches, ``LAUNCH_DELAY`` after it falls short, one instance per missing member, in
   its AZ with the fewest live members, of the first override type with capacity there (other
   AZs are tried next). Every launch is a scaling activity; a launch no pool can take is a
@@ -190,6 +191,11 @@ class AutoScaling(LifecycleHooks):
             self._hold(group, member, hook)
 
     def _booted(self, inst: Ec2Instance) -> None:
+        group = self.groups.get(inst.group)
+        if group is not None and inst.id not in group.members:  # the world started it there
+            version = group.template.resolve(group.version)
+            group.members[inst.id] = Member(inst, str(version.number), "InService")
+            return
         member = self._member_of(inst)
         if member is not None and member.state == "Pending":
             member.state = "InService"

@@ -12,6 +12,15 @@ module only answers in ECS's shapes and turns the scaler's writes into the model
   count;
 - ``PutAttributes``/``DeleteAttributes`` and tags are kept beside the model, per resource.
 
+Capacity providers are the scenario's: the cluster names those of its pools
+(``capacityProviders``; it has no default strategy), ``DescribeCapacityProviders`` gives each by
+name (an unknown name is a ``MISSING`` failure) with the Auto Scaling group the world made it
+with (:attr:`Ecs.groups`; a provider the world gave none names a group after itself, which the
+simulated Auto Scaling does not hold: ECS managed scaling's own), managed scaling, termination
+protection and draining disabled (the simulated ECS does none of them), and a service bound to
+providers carries its strategy (each provider at weight 1, base 0) and, as in ECS, no
+``launchType``.
+
 Health is told as ECS tells it: a task's ``startedAt`` once it is RUNNING, its ``healthStatus``
 UNKNOWN until the model counts it healthy (its service's health delay after it started) and
 HEALTHY from then on, as for a container health check in its task definition, which says so
@@ -19,12 +28,13 @@ HEALTHY from then on, as for a container health check in its task definition, wh
 
 Counts are ECS's: ``runningTasksCount`` counts RUNNING tasks only, ``pendingTasksCount`` the
 PENDING ones. Batches are held to ECS's limits (10 instances a state change, 100 a describe, 10
-services a describe, 100 tasks a describe). Every answer first brings the engine up to the loop's
-time, and every change wakes the engine's driver.
+services a describe, 100 tasks a describe, 100 capacity providers a describe). Every answer
+first brings the engine up to the loop's time, and every change wakes the engine's driver.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from scaler.aws import surges
@@ -43,15 +53,25 @@ from scaler.sim.cloud.transport import AwsError, Operations
 
 ACCOUNT = "123456789012"
 PAGE = 100
+FARGATE_PROVIDERS = ("FARGATE", "FARGATE_SPOT")  # every account has them
+PROVIDERS_PAGE = 10  # DescribeCapacityProviders' page when no names are given
 
 
 class Ecs(Operations):
     """One cluster, ``name``, over the engine ``driver`` runs."""
 
-    def __init__(self, driver: LoopDriver, name: str, region: str = "us-east-1") -> None:
+    def __init__(
+        self,
+        driver: LoopDriver,
+        name: str,
+        region: str = "us-east-1",
+        groups: Mapping[str, str] | None = None,
+    ) -> None:
         self._driver = driver
         self.name = name
+        self._region = region
         self._prefix = f"arn:aws:ecs:{region}:{ACCOUNT}"
+        self.groups: dict[str, str] = dict(groups or {})  # provider -> its group's ARN
         self.attributes: dict[str, dict[str, str]] = {}  # instance id -> name -> value
         self.tags: dict[str, dict[str, str]] = {}  # resource ARN -> key -> value
         self.drained_at: dict[str, float] = {}  # instance id -> first set DRAINING (loop time)
@@ -101,14 +121,74 @@ class Ecs(Operations):
                 "clusterArn": f"{self._prefix}:cluster/{self.name}",
                 "status": "ACTIVE",
                 "registeredContainerInstancesCount": len(self._registered()),
+                "capacityProviders": self.providers(),
+                "defaultCapacityProviderStrategy": [],
             }
             for _ in found
         ]
         failures = [{"arn": c, "reason": "MISSING"} for c in missing]
         return {"clusters": described, "failures": failures}
 
-    async def describe_capacity_providers(self, **_: Any) -> dict[str, Any]:
-        return {"capacityProviders": [], "failures": []}
+    def providers(self) -> list[str]:
+        """The cluster's capacity providers: its scenario's pools'."""
+        pools = self._driver.sim.scenario.pools
+        return sorted({p.capacity_provider for p in pools if p.capacity_provider})
+
+    async def describe_capacity_providers(
+        self,
+        capacityProviders: list[str] | None = None,
+        nextToken: str = "",
+        maxResults: int = PROVIDERS_PAGE,
+        **_: Any,
+    ) -> dict[str, Any]:
+        known = [*self.providers(), *FARGATE_PROVIDERS]
+        if capacityProviders is None:  # all of them, a page at a time
+            reply = _page(known, "capacityProviders", nextToken, maxResults)
+            reply["capacityProviders"] = [self._provider(n) for n in reply["capacityProviders"]]
+            return {**reply, "failures": []}
+        _limit(capacityProviders, 100, "capacityProviders")
+        found, failures = [], []
+        for ref in capacityProviders:
+            name = ref.rsplit("/", 1)[-1]
+            if name in known:
+                found.append(self._provider(name))
+            else:
+                failures.append({"arn": ref, "reason": "MISSING"})
+        return {"capacityProviders": found, "failures": failures}
+
+    def _provider(self, name: str) -> dict[str, Any]:
+        described: dict[str, Any] = {
+            "capacityProviderArn": f"{self._prefix}:capacity-provider/{name}",
+            "name": name,
+            "status": "ACTIVE",
+            "updateStatus": "CREATE_COMPLETE",
+            "tags": [],
+        }
+        if name in FARGATE_PROVIDERS:
+            return {**described, "type": name}
+        group = self.groups.get(name) or self._unheld_group(name)
+        described["type"] = "EC2_AUTOSCALING"
+        described["autoScalingGroupProvider"] = {
+            "autoScalingGroupArn": group,
+            "managedScaling": {
+                "status": "DISABLED",
+                "targetCapacity": 100,
+                "minimumScalingStepSize": 1,
+                "maximumScalingStepSize": 10000,
+                "instanceWarmupPeriod": 300,
+            },
+            "managedTerminationProtection": "DISABLED",
+            "managedDraining": "DISABLED",
+        }
+        return described
+
+    def _unheld_group(self, provider: str) -> str:
+        """The ARN of a group named after ``provider``, which the simulated Auto Scaling does
+        not hold (the world made the provider with none of its groups)."""
+        return (
+            f"arn:aws:autoscaling:{self._region}:{ACCOUNT}:autoScalingGroup:"
+            f"00000000-0000-4000-8000-000000000000:autoScalingGroupName/{provider}"
+        )
 
     # -- container instances -----------------------------------------------------------------
 
@@ -252,14 +332,14 @@ class Ecs(Operations):
 
     def _describe_service(self, state: ServiceState) -> dict[str, Any]:
         spec, tasks = state.spec, list(state.tasks.values())
-        return {
+        described = {
             "serviceName": spec.name,
             "serviceArn": self._arn_of_service(spec.name),
             "status": "ACTIVE",
             "desiredCount": spec.desired,
             "runningCount": sum(1 for t in tasks if t.state == RUNNING),
             "pendingCount": sum(1 for t in tasks if t.state == PENDING),
-            "launchType": spec.launch_type,
+            **_placed_by(spec.launch_type, spec.capacity_providers),
             "taskDefinition": self._task_definition_arn(spec.name, state.revision),
             "deploymentConfiguration": {
                 "minimumHealthyPercent": spec.min_healthy_percent,
@@ -274,6 +354,7 @@ class Ecs(Operations):
             ],
             "schedulingStrategy": "DAEMON" if spec.daemon else "REPLICA",
         }
+        return described
 
     def _task_definition_arn(self, family: str, revision: int) -> str:
         return f"{self._prefix}:task-definition/{family}:{revision}"
@@ -429,6 +510,15 @@ def engine_reason(reason: str) -> str:
         if reason.startswith(start):
             return ours
     return reason or "StopTask"
+
+
+def _placed_by(launch_type: str, providers: tuple[str, ...]) -> dict[str, Any]:
+    """What decides where a service's tasks run: its capacity provider strategy (each provider
+    at weight 1, base 0), with which ECS gives no launch type, else its launch type."""
+    if not providers:
+        return {"launchType": launch_type}
+    strategy = [{"capacityProvider": p, "weight": 1, "base": 0} for p in providers]
+    return {"capacityProviderStrategy": strategy}
 
 
 def health_check(delay: float) -> dict[str, Any]:

@@ -8,7 +8,8 @@ the simulated services (EC2, EC2 Fleet, Auto Scaling, CloudWatch) read:
 
 - a launch (:meth:`EngineWorld.launch`, as EC2 Fleet, Auto Scaling and Spot Fleet ask for it)
   goes through the engine's own launch path, into the engine's pool of that instance type, AZ
-  and capacity: its boot delay, its ECS registration, a storm reclaiming what is launched into
+  and capacity (and, for the group of a capacity provider, :attr:`EngineWorld.providers`, of
+  that provider): its boot delay, its ECS registration, a storm reclaiming what is launched into
   a pool it struck, the accounting and the cost all apply. The EC2 record has the model
   instance's id. Instances the engine launches by itself (the scenario's initial ones, an
   operator's headroom) get a record too, carrying what ``origin`` says for their pool (the tags
@@ -66,14 +67,23 @@ class EngineWorld(World):
         self._launching: Origin | None = None
         self.launched: dict[str, str] = {}  # instance id -> engine pool, launched through here
         self._pools: dict[tuple[str, str, str], Pool] = {}
+        self._of_provider: dict[tuple[str, str, str, str], Pool] = {}
         for pool in self.sim.scenario.pools:
             self._pools.setdefault((pool.instance_type, pool.az, pool.capacity), pool)
+            key = (pool.instance_type, pool.az, pool.capacity, pool.capacity_provider or "")
+            self._of_provider.setdefault(key, pool)
+        self.providers: dict[str, str] = {}  # Auto Scaling group -> the capacity provider it is
         if self.sim.world is not None:
             raise ValueError("the engine already mirrors into another world")
         self.sim.world = self
 
-    def pool(self, instance_type: str, az: str, lifecycle: str) -> Pool | None:
-        """The engine's pool of ``instance_type`` in ``az`` of ``lifecycle`` (None: none)."""
+    def pool(
+        self, instance_type: str, az: str, lifecycle: str, provider: str | None = None
+    ) -> Pool | None:
+        """The engine's pool of ``instance_type`` in ``az`` of ``lifecycle`` (None: none); with
+        ``provider``, that capacity provider's pool."""
+        if provider is not None:
+            return self._of_provider.get((instance_type, az, lifecycle, provider))
         return self._pools.get((instance_type, az, lifecycle))
 
     # -- the World the services use ---------------------------------------------------------
@@ -89,8 +99,9 @@ class EngineWorld(World):
         template: str = "",
         group: str = "",
     ) -> Ec2Instance:
-        """A new instance of the engine's pool, pending now and running when it registers."""
-        pool = self.pool(instance_type, az, lifecycle)
+        """A new instance of the engine's pool (a capacity provider's group: of the provider's
+        pool), pending now and running when it registers."""
+        pool = self.pool(instance_type, az, lifecycle, self.providers.get(group))
         if pool is None:
             raise ValueError(f"the scenario has no {lifecycle} pool of {instance_type} in {az}")
         self.driver.sync()

@@ -20,6 +20,13 @@ places, and one ``CreateFleet`` finds whichever AZ has capacity. (One pool acros
 would not: the planner would size it by one type while EC2 Fleet launches any.) The instances
 the run starts with carry the tags of the template pool of their type and capacity, as if it
 had launched them.
+
+A pool of a capacity provider is not a template pool: in ECS a capacity provider is an Auto
+Scaling group, so each provider of the scenario's pools is one group of the world
+(:func:`provider_groups`, ``asg-cp-a`` for ``cp-a``), holding its pools' instance types and AZs
+and the instances the run starts with there; the simulated ECS names it as the provider's group,
+and with ``capacity`` the scaler tops up through it (``SCALER_SPOT_POOLS`` or
+``SCALER_ON_DEMAND_POOLS``), as an operator whose services are bound to providers would.
 """
 
 from __future__ import annotations
@@ -134,15 +141,56 @@ def run_shipped(
 
 
 SPOT_POOL, ON_DEMAND_POOL = "spot", "on-demand"
+GROUP_TAG = "aws:autoscaling:groupName"
+
+
+@dataclass(frozen=True)
+class ProviderGroup:
+    """The Auto Scaling group a capacity provider of the scenario is."""
+
+    name: str
+    spot: bool
+    instance_types: tuple[str, ...]  # the types with most instances first
+    azs: tuple[str, ...]
+    initial: int
+
+    @property
+    def template(self) -> str:
+        return f"{self.name}-nodes"
+
+
+def provider_groups(scenario: Scenario) -> dict[str, ProviderGroup]:
+    """Capacity provider -> its Auto Scaling group: one per provider of the scenario's pools,
+    of their instance types and AZs, spot if its first pool is."""
+    found: dict[str, list[Pool]] = {}
+    for pool in scenario.pools:
+        if pool.capacity_provider:
+            found.setdefault(pool.capacity_provider, []).append(pool)
+    groups = {}
+    for provider, pools in sorted(found.items()):
+        initial: dict[str, int] = {}
+        for pool in pools:
+            initial[pool.instance_type] = initial.get(pool.instance_type, 0) + pool.initial
+        groups[provider] = ProviderGroup(
+            f"asg-{provider}",
+            pools[0].capacity == SPOT_POOL,
+            tuple(sorted(initial, key=lambda t: (-initial[t], t))),
+            tuple(sorted({p.az for p in pools})),
+            sum(initial.values()),
+        )
+    return groups
 
 
 def template_pools(scenario: Scenario) -> dict[str, tuple[str, str, str]]:
     """Template pool -> (capacity, instance type, launch template): one per instance type and
-    capacity of the scenario's pools, the types with most instances first."""
+    capacity of the scenario's pools that are no capacity provider's, the types with most
+    instances first."""
     pools: dict[str, tuple[str, str, str]] = {}
     for capacity in (SPOT_POOL, ON_DEMAND_POOL):
         initial: dict[str, int] = {}
         for pool in scenario.pools:
+            if pool.capacity_provider:
+                continue
             if (pool.capacity == SPOT_POOL) == (capacity == SPOT_POOL):
                 initial[pool.instance_type] = initial.get(pool.instance_type, 0) + pool.initial
         for kind in sorted(initial, key=lambda t: (-initial[t], t)):
@@ -163,6 +211,11 @@ def capacity_settings(scenario: Scenario) -> dict[str, Any]:
         named = [f"{name}={t}" for name, (c, _, t) in pools.items() if c == capacity]
         if named:
             settings[key] = ",".join(named)
+    groups = provider_groups(scenario).values()
+    for spot, key in ((True, "spot_pools"), (False, "on_demand_pools")):
+        names = [g.name for g in groups if g.spot == spot]
+        if names:
+            settings[key] = ",".join(names)
     return settings
 
 
@@ -205,6 +258,7 @@ class ShippedWorld:
     ) -> None:
         self.scenario, self.seed, self.overrides, self.limits = scenario, seed, overrides, limits
         self.pools = template_pools(scenario)  # template pool -> (capacity, type, template)
+        self.groups = provider_groups(scenario)  # capacity provider -> its group
         self.noise = Noise()
         self.foresight = 0.0
         self.trace: Callable[[dict[str, Any]], None] | None = None
@@ -246,6 +300,7 @@ class ShippedWorld:
         self._templates(self.scenario.image)
         self.publisher.new_image = self._templates  # an AMI roll: a new version of each
         autoscaling = AutoScaling(self.instances, self.ec2)
+        self._provider_groups(autoscaling)
         cloudwatch = CloudWatch(self.instances, self.instances.cpu)
         services: dict[str, Service] = {
             "sqs": self.sqs,
@@ -266,10 +321,31 @@ class ShippedWorld:
         return self._outcome(faults)
 
     def _templates(self, image: str) -> None:
-        """Register the template pools' launch templates, or a new default version of each,
-        launching ``image``."""
+        """Register the template pools' and the provider groups' launch templates, or a new
+        default version of each, launching ``image``."""
         for _, kind, template in self.pools.values():
             self.ec2.template(template, kind, image)
+        for group in self.groups.values():
+            self.ec2.template(group.template, group.instance_types[0], image)
+
+    def _provider_groups(self, autoscaling: AutoScaling) -> None:
+        """Make each capacity provider's Auto Scaling group (AZRebalance suspended, as the
+        scaler asks of its groups), launching into the provider's pools; ECS names it."""
+        top = max(50, 2 * sum(p.initial for p in self.scenario.pools))
+        for provider, spec in self.groups.items():
+            group = autoscaling.group(
+                spec.name,
+                spec.template,
+                min_size=0,
+                max_size=max(top, spec.initial),
+                desired=spec.initial,
+                azs=spec.azs,
+                instance_types=spec.instance_types if len(spec.instance_types) > 1 else (),
+                spot=spec.spot,
+                suspended=["AZRebalance"],
+            )
+            self.instances.providers[spec.name] = provider
+            self.ecs.groups[provider] = group.arn
 
     def _targets(self) -> dict[str, int]:
         """Each template pool's largest target in the plans the replicas carry out now."""
@@ -285,7 +361,12 @@ class ShippedWorld:
         return [f"i-0f{n:015x}" for n in range(1, self.publisher.foreign + 1)]
 
     def _origin(self, pool: Pool) -> Origin:
-        """An instance the run starts with: as the template pool of its type launched it."""
+        """An instance the run starts with: as its capacity provider's group or the template
+        pool of its type launched it."""
+        group = self.groups.get(pool.capacity_provider or "")
+        if group is not None:
+            tags = {GROUP_TAG: group.name}
+            return Origin(self.scenario.image, tags, group.template, group.name)
         capacity = SPOT_POOL if pool.capacity == SPOT_POOL else ON_DEMAND_POOL
         name = f"{capacity}-{pool.instance_type}"
         found = self.pools.get(name)
