@@ -162,7 +162,6 @@ class Ecs(Operations):
             "name": name,
             "status": "ACTIVE",
             "updateStatus": "CREATE_COMPLETE",
-            "tags": [],
         }
         if name in FARGATE_PROVIDERS:
             return {**described, "type": name}
