@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from scaler.aws.advice import Advisor
 from scaler.aws.budget_slots import BudgetSlots, DynamoSlots, Unshared
 from scaler.aws.capacity_actuator import CapacityActuator
 from scaler.aws.capacity_reader import CapacityReader
@@ -291,6 +292,10 @@ class Scaler:
             mover = RebalanceController(aws, self.settings, self.metrics, self.clock)
             mover.leader = leader
             background.append(asyncio.create_task(mover.run_forever(stop), name="rebalance"))
+        if self.settings.advice:
+            advisor = Advisor(aws, self.settings, self.metrics, self.clock)
+            advisor.leader = leader
+            background.append(asyncio.create_task(advisor.run_forever(stop), name="advice"))
         try:
             await intake.run(stop)
         finally:

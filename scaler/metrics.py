@@ -19,6 +19,8 @@ Outcomes of an event (``scaler_events_total{outcome}``):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -35,6 +37,9 @@ from scaler import __version__
 from scaler.events import SIGNAL_KINDS
 from scaler.model import ContainerInstance
 from scaler.plan.undrain import REVERSIBLE
+
+if TYPE_CHECKING:
+    from scaler.plan.advice import AdvicePlan
 
 # `*_created` series double the exposition and no dashboard reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -256,6 +261,21 @@ class Metrics:
             ["cause"],
             registry=r,
         )
+        self.reservation_advised = Gauge(
+            "scaler_reservation_advice",
+            "Advised reservation per task of a service whose measured use is far from what it "
+            "reserves, by service and resource (`cpu` in CPU units, `memory` in MiB), at the "
+            "last advice (SCALER_ADVICE). Advice only: the scaler changes no task definition.",
+            ["service", "resource"],
+            registry=r,
+        )
+        self.reservation_current = Gauge(
+            "scaler_reservation_current",
+            "Current reservation per task of each service in scaler_reservation_advice, same "
+            "labels and units.",
+            ["service", "resource"],
+            registry=r,
+        )
 
         self._operators(r)
         # the interpreter's own: CPU, memory, open files, GC (prometheus_client's defaults)
@@ -353,6 +373,14 @@ class Metrics:
             instance.availability_zone or UNKNOWN,
             instance.instance_type or UNKNOWN,
         ).inc()
+
+    def reservation_advice(self, plan: AdvicePlan) -> None:
+        """Set the advice gauges to ``plan``'s advice alone (advice no longer given goes)."""
+        self.reservation_advised.clear()
+        self.reservation_current.clear()
+        for advice in plan.advice:
+            self.reservation_advised.labels(advice.service, advice.resource).set(advice.advised)
+            self.reservation_current.labels(advice.service, advice.resource).set(advice.reserved)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

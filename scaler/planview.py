@@ -1,5 +1,6 @@
 """``scaler plan``: what drain, top-up, rebalance, the roll, consolidation and the Spot Fleet
-migration would do now, and why. Read-only.
+migration would do now, and why; and the reservation advice (:mod:`scaler.plan.advice`).
+Read-only.
 
 It reads the live cluster with List/Describe calls only, runs the same planners ``scaler run``
 runs, and prints their decisions without acting on any of them: the way to see what the scaler
@@ -11,13 +12,16 @@ flight, no trouble remembered); each one that is off says which setting turns it
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
+from scaler.aws.advice import advice_now
 from scaler.aws.capacity_reader import CapacityReader
 from scaler.aws.clients import AwsClients
 from scaler.aws.consolidation import Consolidator
 from scaler.aws.ecs import InstanceDirectory
-from scaler.aws.live import live_cluster, with_measured_cpu
+from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
 from scaler.aws.migration import Migration
 from scaler.aws.rebalancer import policy_from as rebalance_policy
 from scaler.capacity.observed import Observed
@@ -26,6 +30,7 @@ from scaler.capacity.roll import RollMemory
 from scaler.clock import SystemClock
 from scaler.guard import drain_risks, scan_services
 from scaler.notices import NoticeBoard
+from scaler.plan.advice import UNITS
 from scaler.plan.capacity import CapacityMemory, deficit, plan_capacity
 from scaler.plan.rebalance import load, plan_moves
 from scaler.plan.roll import RollPlan, RollPolicy
@@ -35,11 +40,15 @@ from scaler.settings import LoadSource, Settings
 async def plan_now(aws: AwsClients, settings: Settings) -> dict[str, Any]:
     directory = InstanceDirectory(aws.ecs, settings.cluster, SystemClock(), 0.0)
     observed = await _observed(aws, settings, directory)
+    live = await live_cluster(aws, settings.cluster)
+    if settings.load_source is LoadSource.MEASURED:
+        live = await with_measured_cpu(aws, live)
     return {
         "cluster": settings.cluster_name,
         "drain": await _drain(aws, settings, directory),
         "top_up": _top_up(settings, observed),
-        "rebalance": await _rebalance(aws, settings),
+        "rebalance": _rebalance(settings, live),
+        "advice": await _advice(aws, settings, live),
         "roll": _roll(settings, observed),
         "consolidation": await _consolidation(aws, settings, observed),
         "migration": await _migration(aws, settings, observed),
@@ -152,10 +161,7 @@ async def _migration(
     return _roll_view(plan, sorted(fleets.remaining), "nothing to migrate")
 
 
-async def _rebalance(aws: AwsClients, settings: Settings) -> dict[str, Any]:
-    live = await live_cluster(aws, settings.cluster)
-    if settings.load_source is LoadSource.MEASURED:
-        live = await with_measured_cpu(aws, live)
+def _rebalance(settings: Settings, live: LiveCluster) -> dict[str, Any]:
     plan = plan_moves(
         live.model.instances, live.model.services, time.time(), rebalance_policy(settings)
     )
@@ -175,6 +181,47 @@ async def _rebalance(aws: AwsClients, settings: Settings) -> dict[str, Any]:
         "reasons": list(plan.reasons) or ["nothing to move"],
         "notes": live.notes,
     }
+
+
+async def _advice(aws: AwsClients, settings: Settings, live: LiveCluster) -> dict[str, Any]:
+    plan = await advice_now(aws, settings, live, datetime.now(UTC))
+    return {
+        "enabled": settings.advice,
+        "hot": plan.hot,
+        "hot_spots_removed": plan.hot_spots_removed,
+        "advice": [
+            {
+                "service": a.service,
+                "resource": a.resource,
+                "reserved": a.reserved,
+                "advised": a.advised,
+                "hot_spots_removed": a.hot_spots_removed,
+                "evidence": {k: round(v, 1) for k, v in asdict(a.evidence).items()},
+            }
+            for a in plan.advice
+        ],
+        "waiting": list(plan.waiting),
+    }
+
+
+def _advice_lines(view: dict[str, Any]) -> list[str]:
+    lines = []
+    for a in view["advice"]:
+        seen, units = a["evidence"], UNITS[a["resource"]]
+        lines.append(
+            f"  {a['service']} {a['resource']}: reserve {a['advised']} {units}, not "
+            f"{a['reserved']} (p90 use {seen['p90']:.0f}, max {seen['max']:.0f}, "
+            f"{seen['samples']:.0f} samples over {seen['window'] / 3600:.1f} h); "
+            f"relieves {a['hot_spots_removed']} of {view['hot']} hot instance(s)"
+        )
+    lines += [f"  waiting: {line}" for line in view["waiting"]]
+    if not view["advice"]:
+        return [*lines, "  nothing to advise"]
+    return [
+        *lines,
+        f"  all of it: relieves {view['hot_spots_removed']} of {view['hot']} hot instance(s)",
+        "  to act on it: set the task definition's cpu/memory to the advised values, deploy",
+    ]
 
 
 def render(report: dict[str, Any]) -> str:
@@ -201,6 +248,9 @@ def render(report: dict[str, Any]) -> str:
     for iid, share in reb["hot"].items():
         lines.append(f"  hot: {iid} at {share:.0%} CPU reserved")
     lines += [f"  {reason}" for reason in reb["reasons"]]
+    advice = report["advice"]
+    off = "" if advice["enabled"] else " (SCALER_ADVICE is off: no metrics)"
+    lines += ["", "reservation advice" + off, *_advice_lines(advice)]
     for part in ("roll", "consolidation", "migration"):
         lines += ["", part, *_section(report[part])]
     return "\n".join(lines) + "\n"

@@ -457,6 +457,57 @@ class Settings(BaseSettings):
         default=300.0, description="Seconds a task must have run before it may be moved."
     )
 
+    # -- reservation advice -------------------------------------------------------------------
+    advice: bool = Field(
+        default=False,
+        description="Advise task reservations from measured use (CloudWatch `AWS/ECS` "
+        "CPUUtilization and MemoryUtilization per service) every rebalancing interval, as the "
+        "`scaler_reservation_advice` metric; also on with SCALER_TASK_REBALANCE. Advice only: "
+        "the scaler never changes a task definition.",
+    )
+    advice_window: Seconds = Field(
+        default=86400.0, description="Seconds of measured use read back for advice."
+    )
+    advice_min_window: Seconds = Field(
+        default=3600.0,
+        description="Seconds the measurements must span before a service is advised.",
+    )
+    advice_min_samples: int = Field(
+        default=30,
+        ge=1,
+        description="Measurements (5-minute averages) a service needs before it is advised.",
+    )
+    advice_over: float = Field(
+        allow_inf_nan=False,
+        default=1.1,
+        gt=1,
+        le=10,
+        description="Advise a higher reservation when the 90th percentile of use is above this "
+        "times the reservation.",
+    )
+    advice_under: float = Field(
+        allow_inf_nan=False,
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="Advise a lower reservation when the 90th percentile of use is below this "
+        "times the reservation.",
+    )
+    advice_headroom: float = Field(
+        allow_inf_nan=False,
+        default=1.25,
+        ge=1,
+        le=4,
+        description="Advised reservation: the 90th percentile of use times this, rounded up to "
+        "64 CPU units or 64 MiB (at least 128). At 1 / SCALER_HOT_THRESHOLD, an instance full "
+        "of advised reservations is not hot.",
+    )
+    sim_apply_advice: bool = Field(
+        default=False,
+        description="`scaler simulate` only: at each deployment of the scenario, the service's "
+        "CPU reservation becomes the advised one (from the simulated use).",
+    )
+
     lease_table: str | None = Field(
         default=None,
         description="DynamoDB table for the leader lease, so that replicas can share a cluster "

@@ -36,17 +36,27 @@ async def measured_cpu(
     """Instance id -> average CPU share (0..1) over the last ``window`` seconds."""
     end = now or datetime.now(UTC)
     start = end - timedelta(seconds=window)
+    queries = [_query(n, iid, window) for n, iid in enumerate(instance_ids)]
+    series = await metric_data(cloudwatch, queries, start, end)
     shares: dict[str, float] = {}
-    for i in range(0, len(instance_ids), QUERIES_PER_CALL):
-        chunk = instance_ids[i : i + QUERIES_PER_CALL]
-        queries = [_query(n, iid, window) for n, iid in enumerate(chunk)]
-        paginator = cloudwatch.get_paginator("get_metric_data")
-        async for page in paginator.paginate(
-            MetricDataQueries=queries, StartTime=start, EndTime=end
-        ):
-            for result in page.get("MetricDataResults", []):
-                values = result.get("Values", [])
-                if values:
-                    iid = chunk[int(result["Id"][3:])]
-                    shares[iid] = sum(values) / len(values) / 100.0
+    for qid, points in series.items():
+        if points:
+            values = [v for _, v in points]
+            shares[instance_ids[int(qid[3:])]] = sum(values) / len(values) / 100.0
     return shares
+
+
+async def metric_data(
+    cloudwatch: Any, queries: list[dict[str, Any]], start: datetime, end: datetime
+) -> dict[str, list[tuple[datetime, float]]]:
+    """Query id -> its (timestamp, value) points, oldest first: ``GetMetricData`` with
+    ``QUERIES_PER_CALL`` queries a call, every page read."""
+    series: dict[str, list[tuple[datetime, float]]] = {}
+    paginator = cloudwatch.get_paginator("get_metric_data")
+    for i in range(0, len(queries), QUERIES_PER_CALL):
+        chunk = queries[i : i + QUERIES_PER_CALL]
+        async for page in paginator.paginate(MetricDataQueries=chunk, StartTime=start, EndTime=end):
+            for result in page.get("MetricDataResults", []):
+                points = zip(result.get("Timestamps", []), result.get("Values", []), strict=False)
+                series.setdefault(result["Id"], []).extend(points)
+    return {qid: sorted(points) for qid, points in series.items()}

@@ -192,6 +192,7 @@ def test_plan_command_prints_json(local_aws: testbed.LocalAws) -> None:
         "drain",
         "top_up",
         "rebalance",
+        "advice",
         "roll",
         "consolidation",
         "migration",

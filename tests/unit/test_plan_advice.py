@@ -11,6 +11,7 @@ from scaler.ecs.cluster import Cluster, InstanceType, ServiceSpec, Strategy
 from scaler.plan.advice import (
     CPU,
     MEMORY,
+    RESOURCES,
     AdvicePolicy,
     Measured,
     advise_one,
@@ -140,3 +141,11 @@ def test_hot_spots_removed_counts_instances_the_tasks_no_longer_fit() -> None:
     assert by_service["web"].advised == 1664 and by_service["web"].hot_spots_removed == 2
     assert by_service["idle"].advised == 128 and by_service["idle"].hot_spots_removed == 0
     assert (plan.hot, plan.hot_spots_removed) == (2, 2)
+
+
+def test_every_resource_is_in_the_metrics_row() -> None:
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    row = next(line for line in page.splitlines() if "`scaler_reservation_advice`" in line)
+    assert all(f"`{resource}`" in row for resource in RESOURCES)
