@@ -18,7 +18,7 @@ from typing import Any
 
 from scaler.aws.advice import advice_now
 from scaler.aws.capacity_reader import CapacityReader
-from scaler.aws.clients import AwsClients
+from scaler.aws.clients import AwsClients, error_code
 from scaler.aws.consolidation import Consolidator
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
@@ -184,7 +184,12 @@ def _rebalance(settings: Settings, live: LiveCluster) -> dict[str, Any]:
 
 
 async def _advice(aws: AwsClients, settings: Settings, live: LiveCluster) -> dict[str, Any]:
-    plan = await advice_now(aws, settings, live, datetime.now(UTC))
+    try:
+        plan = await advice_now(aws, settings, live, datetime.now(UTC))
+    except Exception as exc:  # e.g. no cloudwatch:GetMetricData: the rest of the plan stands
+        if error_code(exc) is None:
+            raise
+        return {"enabled": settings.advice, "off": f"CloudWatch not read ({error_code(exc)})"}
     return {
         "enabled": settings.advice,
         "hot": plan.hot,
@@ -205,6 +210,8 @@ async def _advice(aws: AwsClients, settings: Settings, live: LiveCluster) -> dic
 
 
 def _advice_lines(view: dict[str, Any]) -> list[str]:
+    if "off" in view:
+        return [f"  off: {view['off']}"]
     lines = []
     for a in view["advice"]:
         seen, units = a["evidence"], UNITS[a["resource"]]

@@ -12,6 +12,7 @@ from scaler.aws.clients import AwsClients, AwsTarget
 from scaler.demo import aws_calls
 from scaler.metrics import Metrics
 from scaler.planview import plan_now, render
+from tests.integration.faults import FailFirst
 from tests.integration.helpers import settings_for
 
 ADVICE: dict[str, Any] = {"advice": True, "advice_min_samples": 6, "advice_min_window": 1800}
@@ -122,3 +123,17 @@ async def test_the_advisor_sets_the_gauges(local_aws: testbed.LocalAws) -> None:
     text = metrics.render().decode()
     assert 'scaler_reservation_advice{resource="cpu",service="web"} 1664.0' in text
     assert 'scaler_reservation_current{resource="memory",service="web"} 2048.0' in text
+
+
+async def test_plan_without_cloudwatch_says_so_and_plans_the_rest(
+    local_aws: testbed.LocalAws,
+) -> None:
+    _cluster(local_aws)
+    denied = FailFirst("cloudwatch", "GetMetricData", 9, "AccessDenied", "not allowed", 403)
+    async with AwsClients(_target(local_aws), Metrics(), denied) as aws:
+        report = await plan_now(aws, settings_for("http://q"))
+    assert report["advice"]["off"] == "CloudWatch not read (AccessDenied)"
+    assert "reservation advice (SCALER_ADVICE is off: no metrics)\n  off: CloudWatch" in render(
+        report
+    )
+    assert report["rebalance"]["hot"]
