@@ -48,6 +48,7 @@ from scaler.ecs.cluster import (
 from scaler.ecs.scheduler import Scheduler, rebalances_azs
 from scaler.events import InstanceStateChange, RebalanceRecommendation, Signal, SpotInterruption
 from scaler.sim.accounting import Accountant
+from scaler.sim.advice import advising
 from scaler.sim.market import FalseAlarm, Market, Reclaim, lead_range
 from scaler.sim.scenario import DEFAULT_LEAD, Event, Pool, Scenario
 
@@ -121,6 +122,7 @@ class Sim:
         self.image = scenario.image  # what new instances launch from (a launch template version)
         # an oracle policy is told of every interruption this long ahead, as a recommendation
         self.foresight = float(getattr(policy, "foresight", 0.0))
+        self.advising = advising(scenario.settings)  # SCALER_SIM_APPLY_ADVICE
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -145,6 +147,8 @@ class Sim:
         for pool in self.market.spot:
             self._next_everyday(pool)
             self._next_false(pool)
+        if self.advising is not None:
+            self.advising.start(self)
         self.policy.start(self)
 
     def step_until(self, t: float) -> None:
@@ -664,6 +668,8 @@ class Sim:
         else:
             chosen = every[: max(1, round((share or 0.0) * len(every)))]
         for state in chosen:
+            if self.advising is not None:
+                self.advising.deploy(state, self.now)
             state.revision += 1
             self._mark(state.spec.name)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, TextIO
 
 from scaler.sim.engine import Sim
@@ -104,6 +105,8 @@ def simulate(
     """``{"scenario", "seed", "results": {policy: figures}}`` for each policy on the same run;
     each policy's figures carry the ``market_digest`` of the market it met (the same for all).
     ``environment``: ``SCALER_*`` settings for the scaler, over the scenario's ``[settings]``."""
+    if environment:  # the world's own settings too (SCALER_SIM_APPLY_ADVICE)
+        scenario = replace(scenario, settings={**scenario.settings, **environment})
     results = {}
     for name in policies:
         write = _writer(trace, seed)
