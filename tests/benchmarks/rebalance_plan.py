@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    sizes = SIZES
+    sizes: tuple[tuple[int, int, int, float], ...] = SIZES
     if args.instances:
         sizes = ((args.instances, args.tasks, args.services, args.target_ms),)
     runs = []
