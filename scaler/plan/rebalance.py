@@ -27,8 +27,8 @@ lowering the peak is what counts; landing back on the source removes
 none). For AZ-spread services a move must not leave the AZs further apart than before: ECS's own
 AZ rebalancing would move a task back. Stop when the instance is no longer hot or the budget is
 spent. Greedy, so the number of moves is small: each move takes the most CPU it can off the
-hottest instance. Each prediction reads every instance, so a plan makes at most
-``max_predictions`` of them (the hottest instances come first).
+hottest instance. Each prediction reads every instance with room for the task, so a plan makes at
+most ``max_predictions`` of them (the hottest instances come first).
 
 **Safety**, every rule a hard filter: at most ``max_moves`` per plan and ``max_moves_per_hour``;
 at most one move per service at a time (none while a previous move's replacement is not yet
@@ -41,6 +41,7 @@ no moves at all while an instance is draining or tasks wait for room (a disrupti
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections import Counter
@@ -65,7 +66,7 @@ class RebalancePolicy:
     min_task_age: float = 300.0
     surge: bool = True  # replacement first when a stop would break minimumHealthyPercent
     min_gain: float = 0.5  # least share of the heat a move could remove that it must remove
-    max_predictions: int = 40  # placement predictions per plan (each reads every instance)
+    max_predictions: int = 40  # placement predictions per plan (each reads the instances with room)
 
 
 @dataclass(frozen=True)
@@ -112,12 +113,18 @@ def move_kind(
 ) -> str | None:
     """How this task may be moved now without breaking a safety rule: ``"stop"``, ``"surge"``
     or None. ``cooling``: the replacements of the scaler's recent moves."""
-    spec = service.spec
-    tasks = list(service.tasks.values())
     if not task.healthy(now) or now - task.created_at < policy.min_task_age:
         return None
-    if cooling.holds(spec.name, task.id, task.created_at):
+    if cooling.holds(service.spec.name, task.id, task.created_at):
         return None  # the replacement of a recent move: no ping-pong
+    return service_kind(service, now, policy)
+
+
+def service_kind(service: ServiceState, now: float, policy: RebalancePolicy) -> str | None:
+    """How the service's tasks may be moved now, as far as the service's state goes (the same
+    for all its tasks): ``"stop"``, ``"surge"`` or None."""
+    spec = service.spec
+    tasks = list(service.tasks.values())
     if any(t.revision != service.revision for t in tasks):
         return None  # mid-deployment
     if any(t.instance is not None and t.instance.status != ACTIVE for t in tasks):
@@ -153,17 +160,17 @@ def plan_moves(
         return RebalancePlan()
     loads = {i.id: load(i) for i in active}
     mean = sum(loads.values()) / len(loads)
-    hot = hot_instances(active, policy)
+    limit = min(policy.hot_threshold, mean + policy.deviation)  # what counts as hot
+    hot = sorted((i for i in active if loads[i.id] > limit), key=lambda i: (-loads[i.id], i.id))
     imbalance = round(max(loads.values()) - mean, 4)
     pause = _disrupted(instances.values(), services.values())
     if pause:
         return RebalancePlan((), tuple(i.id for i in hot), imbalance, (pause,))
     budget = min(policy.max_moves, policy.max_moves_per_hour - moves_last_hour)
-    limit = min(policy.hot_threshold, mean + policy.deviation)  # what counts as hot
     plan = _Planning(active, loads, services, now, policy, rng, limit)
     plan.cooling = cooling
     for inst in hot:
-        if budget <= 0:
+        if budget <= 0 or plan.exhausted():
             break
         budget -= plan.cool(inst, budget)
     return RebalancePlan(
@@ -184,7 +191,12 @@ def _disrupted(instances: Iterable[Instance], services: Iterable[ServiceState]) 
 
 
 class _Planning:
-    """Scratch state: predicted loads and free room as moves are chosen."""
+    """Scratch state: predicted loads and free room as moves are chosen.
+
+    Kept cheap for large clusters where little can move: each service's movability is worked
+    out once per plan (:func:`service_kind`); the instances are indexed by their predicted free
+    memory, so a prediction reads only those with room for the task (and the source); once the
+    prediction budget is spent, only tasks whose placement is already known are tried."""
 
     def __init__(
         self,
@@ -198,6 +210,8 @@ class _Planning:
     ) -> None:
         self.limit = limit
         self.active = active
+        self.by_id = {i.id: i for i in active}
+        self.position = {i.id: n for n, i in enumerate(active)}
         self.loads = dict(loads)
         self.services = services
         self.now = now
@@ -207,19 +221,25 @@ class _Planning:
         self.reasons: list[str] = []
         self.moved_services: set[str] = set()
         self.free = {i.id: (i.free_cpu, i.free_mem) for i in active}
+        self.by_memory = sorted((i.free_mem, n) for n, i in enumerate(active))  # predicted room
         self.cooling = NO_COOLING
+        self.kinds: dict[str, str | None] = {}  # service -> service_kind, for this plan
         # memos, valid until the next move changes the predicted room
         self.rejected: set[tuple[str, str]] = set()
         self.predictions = 0
         self.surge_options: dict[str, list[Instance]] = {}
         self.azs = {i.az for i in active}
 
+    def exhausted(self) -> bool:
+        """No move is possible any more: predictions spent and no placement known."""
+        return self.predictions >= self.policy.max_predictions and not self.surge_options
+
     def cool(self, inst: Instance, budget: int) -> int:
         made = 0
-        tasks = sorted(
-            (t for t in inst.tasks.values() if t.state == RUNNING),
-            key=lambda t: (-t.service.cpu * t.service.cpu_use, t.id),
-        )
+        running = (t for t in inst.tasks.values() if t.state == RUNNING)
+        if self.predictions >= self.policy.max_predictions:  # only known placements are tried
+            running = (t for t in running if t.service.name in self.surge_options)
+        tasks = sorted(running, key=lambda t: (-t.service.cpu * t.service.cpu_use, t.id))
         for task in tasks:
             if made >= budget or self.loads[inst.id] <= self.limit:
                 break
@@ -229,11 +249,21 @@ class _Planning:
                 made += 1
         return made
 
+    def _kind(self, task: Task, service: ServiceState) -> str | None:
+        if not task.healthy(self.now) or self.now - task.created_at < self.policy.min_task_age:
+            return None
+        if self.cooling.holds(service.spec.name, task.id, task.created_at):
+            return None  # the replacement of a recent move: no ping-pong
+        name = service.spec.name
+        if name not in self.kinds:
+            self.kinds[name] = service_kind(service, self.now, self.policy)
+        return self.kinds[name]
+
     def _try(self, task: Task, source: Instance) -> Move | None:
         service = self.services.get(task.service.name)
         if service is None or task.service.name in self.moved_services:
             return None
-        kind = move_kind(task, service, self.now, self.policy, self.cooling)
+        kind = self._kind(task, service)
         if kind is None:
             return None
         name = service.spec.name
@@ -315,9 +345,10 @@ class _Planning:
         """Where ECS may start the replacement (the placement model on the predicted free room;
         every instance tied for first place): once ``task`` stopped, with its room back on the
         source; for a surge, beside it."""
-        if surge:
-            return self._place(service, lambda: None)
         spec = task.service
+        room = self._with_room(spec.cpu, spec.memory, source)
+        if surge:
+            return self._place(room, service, lambda: None)
 
         def stopped() -> None:
             source.free_cpu += spec.cpu
@@ -326,26 +357,40 @@ class _Planning:
         stopped_state = task.state
         task.state = "STOPPED"  # not counted by spread or distinctInstance
         try:
-            return self._place(service, stopped)
+            return self._place(room, service, stopped)
         finally:
             task.state = stopped_state
 
-    def _place(self, service: ServiceState, adjust: Callable[[], None]) -> list[Instance]:
-        with what_if(self.active, self.free):
+    def _with_room(self, cpu: int, memory: int, source: Instance) -> list[Instance]:
+        """The instances with predicted room for a task of ``cpu`` and ``memory`` (and the
+        source), in the cluster's order: the only ones placement may pick."""
+        at = bisect.bisect_left(self.by_memory, (memory, -1))
+        free, active = self.free, self.active
+        picked = [n for _, n in self.by_memory[at:] if free[active[n].id][0] >= cpu]
+        picked.append(self.position[source.id])
+        return [active[n] for n in sorted(set(picked))]
+
+    def _place(
+        self, room: list[Instance], service: ServiceState, adjust: Callable[[], None]
+    ) -> list[Instance]:
+        with what_if(room, self.free):
             adjust()
-            return likely(self.active, service, Spread(service, spread_fields(service.spec)))
+            return likely(room, service, Spread(service, spread_fields(service.spec)))
 
     def _apply(self, move: Move, task: Task) -> None:
         self.rejected.clear()
         self.surge_options.clear()
         self.moves.append(move)
         self.moved_services.add(move.service)
-        src = next(i for i in self.active if i.id == move.source)
-        dst = next(i for i in self.active if i.id == move.destination)
+        src = self.by_id[move.source]
+        dst = self.by_id[move.destination]
         self.loads[src.id] -= move.cpu / src.cpu
         self.loads[dst.id] += move.cpu / dst.cpu
         fc, fm = self.free[dst.id]
         self.free[dst.id] = (fc - task.service.cpu, fm - task.service.memory)
+        entry = (fm, self.position[dst.id])
+        del self.by_memory[bisect.bisect_left(self.by_memory, entry)]
+        bisect.insort(self.by_memory, (fm - task.service.memory, entry[1]))
         how = "surge-move" if move.surge else "move"
         self.reasons.append(
             f"{how} {move.service} task off {move.source} ({self._pct(src, move)}) to "
