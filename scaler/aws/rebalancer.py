@@ -16,6 +16,12 @@ target's health checks too), as the live model's ``Task.healthy`` tells. It sets
 only if it is still its own (an autoscaler or an operator may have changed it meanwhile); a
 surge whose task is gone, or that waited ``GIVE_UP_AFTER`` seconds, is undone the same way.
 
+A replacement never goes where the capacity side is giving capacity back: while idle scale-in
+(``SCALER_SCALE_IN_AFTER``) or consolidation is on, the planner plans no move ECS could place on
+an instance running no service task (their candidates), nor on one tagged retiring
+(:mod:`scaler.aws.retiring`; read from EC2 only while some instance is hot, and passed to the
+planner as ``leaving``).
+
 In dry-run the moves are logged and counted, and nothing is stopped or scaled.
 """
 
@@ -26,15 +32,16 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
+from scaler.aws import retiring
 from scaler.aws import surges as surge_marks
 from scaler.aws.clients import AwsClients, error_code
 from scaler.aws.lease import Always, Leadership
 from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
 from scaler.clock import Clock, SystemClock
-from scaler.ecs.cluster import Task
+from scaler.ecs.cluster import ACTIVE, Task
 from scaler.metrics import Metrics
 from scaler.plan.cooldown import MoveHistory
-from scaler.plan.rebalance import Move, RebalancePlan, RebalancePolicy, plan_moves
+from scaler.plan.rebalance import Move, RebalancePlan, RebalancePolicy, hot_instances, plan_moves
 from scaler.settings import LoadSource, Settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +57,8 @@ def policy_from(settings: Settings) -> RebalancePolicy:
         max_moves_per_hour=settings.max_moves_per_hour,
         task_cooldown=settings.task_cooldown,
         min_task_age=settings.task_min_age,
+        # idle instances are worth sparing only if the capacity side gives them back
+        spare_idle=settings.scale_in_after > 0 or settings.consolidate,
     )
 
 
@@ -136,6 +145,7 @@ class RebalanceController:
             cooling=self.history.cooling(now, self._policy.task_cooldown).renamed(
                 {arn: task for task, arn in live.task_arns.items()}
             ),
+            leaving=await self._leaving(live),
         )
         self._metrics.hot_instances.set(len(plan.hot))
         self._metrics.imbalance.set(plan.imbalance)
@@ -148,6 +158,21 @@ class RebalanceController:
             service_arn = live.service_tags.get(move.service, ("", {}))[0]
             await self._move(move, arn, why, now, known, desired, service_arn)
         return plan
+
+    async def _leaving(self, live: LiveCluster) -> frozenset[str]:
+        """The ACTIVE instances tagged retiring (about to be drained), read only while some
+        instance is hot (otherwise nothing moves); none if EC2 cannot say."""
+        instances = live.model.instances.values()
+        if not hot_instances(instances, self._policy):
+            return frozenset()
+        ids = sorted(i.id for i in instances if i.status == ACTIVE)
+        try:
+            return retiring.retiring(await retiring.describe(self._aws, ids))
+        except Exception as exc:
+            if error_code(exc) is None:
+                raise
+            log.warning("retiring tags not read", extra={"error": error_code(exc)})
+            return frozenset()
 
     async def _finish_surges(self, live: LiveCluster, now: float) -> set[str]:
         """Finish or undo the surges that are due; the services settled."""

@@ -30,6 +30,14 @@ spent. Greedy, so the number of moves is small: each move takes the most CPU it 
 hottest instance. Each prediction reads every instance with room for the task, so a plan makes at
 most ``max_predictions`` of them (the hottest instances come first).
 
+**Cost**: a move must not raise it. Its replacement goes only where ECS finds room on an
+instance already running (a move never needs new capacity), and never where the capacity side
+is giving capacity back: no move is planned that ECS could place on an instance running no
+service task (idle scale-in gives it back after ``SCALER_SCALE_IN_AFTER``) or on one ``leaving``
+(tagged retiring). Among the hot instances, those a single move leaves without a service task
+come first: once idle they can be given back. ``spare_idle`` off (nothing gives idle instances
+back), only ``leaving`` is kept: without it, the planner decides as it did before these rules.
+
 **Safety**, every rule a hard filter: at most ``max_moves`` per plan and ``max_moves_per_hour``;
 at most one move per service at a time (none while a previous move's replacement is not yet
 healthy); never a service mid-deployment (two revisions, or tasks leaving DRAINING instances);
@@ -45,7 +53,7 @@ import bisect
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from scaler.ecs.cluster import ACTIVE, DRAINING, RUNNING, STOPPED, Instance, ServiceState, Task
@@ -67,6 +75,7 @@ class RebalancePolicy:
     surge: bool = True  # replacement first when a stop would break minimumHealthyPercent
     min_gain: float = 0.5  # least share of the heat a move could remove that it must remove
     max_predictions: int = 40  # placement predictions per plan (each reads the instances with room)
+    spare_idle: bool = True  # no replacement onto an idle instance; emptiable ones first
 
 
 @dataclass(frozen=True)
@@ -151,9 +160,12 @@ def plan_moves(
     moves_last_hour: int = 0,
     seed: int = 0,
     cooling: Cooling = NO_COOLING,
+    leaving: Collection[str] = frozenset(),
 ) -> RebalancePlan:
     """The moves that cool the hot instances, as plain values; ``instances`` is not changed.
-    ``cooling``: the replacements of recent moves (:meth:`MoveHistory.cooling`) stay put."""
+    ``cooling``: the replacements of recent moves (:meth:`MoveHistory.cooling`) stay put.
+    ``leaving``: instances the capacity side is giving back (tagged retiring), never a
+    destination."""
     rng = random.Random(seed)
     active = [i for i in instances.values() if i.status == ACTIVE]
     if not active:
@@ -169,13 +181,22 @@ def plan_moves(
     budget = min(policy.max_moves, policy.max_moves_per_hour - moves_last_hour)
     plan = _Planning(active, loads, services, now, policy, rng, limit)
     plan.cooling = cooling
-    for inst in hot:
+    plan.avoid = set(leaving)
+    if policy.spare_idle:
+        plan.avoid |= {i.id for i in active if not i.busy()}
+    for inst in _emptiable_first(hot) if policy.spare_idle else hot:
         if budget <= 0 or plan.exhausted():
             break
         budget -= plan.cool(inst, budget)
     return RebalancePlan(
         tuple(plan.moves), tuple(i.id for i in hot), imbalance, tuple(plan.reasons)
     )
+
+
+def _emptiable_first(hot: list[Instance]) -> list[Instance]:
+    """The hot instances that one move would leave running no service task first (idle, they
+    can be given back), each part hottest first."""
+    return sorted(hot, key=lambda i: i.replicas() > 1)
 
 
 def _disrupted(instances: Iterable[Instance], services: Iterable[ServiceState]) -> str:
@@ -229,6 +250,7 @@ class _Planning:
         self.predictions = 0
         self.surge_options: dict[str, list[Instance]] = {}
         self.azs = {i.az for i in active}
+        self.avoid: set[str] = set()  # never a destination: idle or leaving instances
 
     def exhausted(self) -> bool:
         """No move is possible any more: predictions spent and no placement known."""
@@ -293,6 +315,8 @@ class _Planning:
     ) -> Move | None:
         if not options:
             return None
+        if any(d.id in self.avoid for d in options if d is not source):
+            return None  # the replacement may keep an instance from being given back
         if rebalances_azs(service.spec) and not self._azs_stay_balanced(service, source, options):
             return None  # ECS's AZ rebalancing would move a task back
         cpu = task.service.cpu * task.service.cpu_use

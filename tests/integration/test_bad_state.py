@@ -194,7 +194,9 @@ async def test_events_for_an_empty_cluster_are_other_cluster_and_deleted(
         testbed.scheduled_change(strangers[2], start=datetime.now(UTC)),
     ]
     testbed.send_raw(local_aws, queues.url, [json.dumps(e) for e in events])
-    settings = settings_for(queues.url, task_rebalance=True, rebalance_interval=0.2)
+    settings = settings_for(
+        queues.url, task_rebalance=True, scale_in_after=0, rebalance_interval=0.2
+    )
     scaler = scaler_for(local_aws, settings)
 
     def settled() -> bool:
@@ -216,7 +218,9 @@ async def test_live_model_and_plan_of_an_empty_cluster(local_aws: testbed.LocalA
         live = await live_cluster(aws, CLUSTER)
         report = await plan_now(aws, settings_for("http://q", spot_pools="spot-asg"))
         measured = await plan_now(aws, settings_for("http://q", load_source="measured"))
-        mover = RebalanceController(aws, settings_for("http://q", task_rebalance=True), Metrics())
+        mover = RebalanceController(
+            aws, settings_for("http://q", task_rebalance=True, scale_in_after=0), Metrics()
+        )
         plan = await mover.cycle(time.time())
     assert not live.model.instances and not live.model.services and not live.task_arns
     assert report["drain"] == {
@@ -279,7 +283,9 @@ async def test_a_service_whose_task_definition_is_gone(
         guard = GuardRails(aws.ecs, CLUSTER, metrics.drain_risk_services, SystemClock())
         risks = await guard.check()
         live = await live_cluster(aws, CLUSTER)
-        settings = settings_for("http://q", task_rebalance=True, task_min_age=0.01)
+        settings = settings_for(
+            "http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01
+        )
         plan = await RebalanceController(aws, settings, metrics).cycle(time.time())
         report = await plan_now(aws, settings_for("http://q"))
     # the guard rails
@@ -356,7 +362,7 @@ async def test_service_deleted_after_a_stop_move(
 ) -> None:
     caplog.set_level(logging.INFO)
     _hot_cluster(local_aws, min_healthy=50, max_percent=100)
-    settings = settings_for("http://q", task_rebalance=True, task_min_age=0.01)
+    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01)
     metrics = Metrics()
     now = time.time()
     async with AwsClients(_target(local_aws), metrics) as aws:
@@ -378,7 +384,7 @@ async def test_service_deleted_during_a_surge_move(
 ) -> None:
     caplog.set_level(logging.INFO)
     _hot_cluster(local_aws, min_healthy=100, max_percent=200)
-    settings = settings_for("http://q", task_rebalance=True, task_min_age=0.01)
+    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01)
     metrics = Metrics()
     now = time.time()
     async with AwsClients(_target(local_aws), metrics) as aws:
@@ -402,7 +408,7 @@ async def test_service_deleted_between_planning_and_the_move(
     caplog.set_level(logging.INFO)
     _hot_cluster(local_aws, min_healthy=100, max_percent=200)
     gone = DeletedMeanwhile("ecs", "UpdateService", times=1, aws=local_aws)
-    settings = settings_for("http://q", task_rebalance=True, task_min_age=0.01)
+    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01)
     metrics = Metrics()
     now = time.time()
     async with AwsClients(_target(local_aws), metrics, gone) as aws:
@@ -422,7 +428,7 @@ async def test_service_deleted_while_a_surge_is_set_back(
     caplog.set_level(logging.INFO)
     _hot_cluster(local_aws, min_healthy=100, max_percent=200)
     gone = DeletedMeanwhile("ecs", "UpdateService", times=0, aws=local_aws)
-    settings = settings_for("http://q", task_rebalance=True, task_min_age=0.01)
+    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01)
     metrics = Metrics()
     now = time.time()
     async with AwsClients(_target(local_aws), metrics, gone) as aws:
@@ -450,7 +456,7 @@ async def test_the_rebalance_loop_outlives_a_service_deleted_mid_surge(
     _hot_cluster(local_aws, min_healthy=100, max_percent=200)
     gone = DeletedMeanwhile("ecs", "UpdateService", times=0, aws=local_aws)
     settings = settings_for(
-        "http://q", task_rebalance=True, task_min_age=0.01, rebalance_interval=0.1
+        "http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01, rebalance_interval=0.1
     )
     metrics = Metrics()
     stop = asyncio.Event()

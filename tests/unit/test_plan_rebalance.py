@@ -8,7 +8,14 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaler.ecs.cluster import Cluster, InstanceType, ServiceSpec, ServiceState, Strategy
+from scaler.ecs.cluster import (
+    Cluster,
+    Instance,
+    InstanceType,
+    ServiceSpec,
+    ServiceState,
+    Strategy,
+)
 from scaler.ecs.scheduler import Scheduler
 from scaler.plan.cooldown import Cooling, MoveHistory
 from scaler.plan.rebalance import (
@@ -20,6 +27,7 @@ from scaler.plan.rebalance import (
     move_kind,
     plan_moves,
 )
+from tests.unit.test_plan_rebalance_reference import cases
 
 M5 = InstanceType("m5.xlarge", 4, 16384, 0.192)
 SPREAD = (Strategy("spread", "attribute:ecs.availability-zone"), Strategy("spread", "instanceId"))
@@ -29,8 +37,9 @@ NOW = 10_000.0
 def cluster_with(
     loads: list[int], *, min_healthy: int = 50, cpu_use: float = 1.0, free: int = 2
 ) -> tuple[Cluster, ServiceState]:
-    """Instances holding ``loads[i]`` tasks of one 1024-CPU service each, plus ``free`` empty
-    ones; every task RUNNING and healthy long ago."""
+    """Instances holding ``loads[i]`` tasks of one 1024-CPU service each, plus ``free`` nearly
+    empty ones (one small task of another service each: busy, not idle); every task RUNNING and
+    healthy long ago."""
     cluster = Cluster()
     for n in range(len(loads) + free):
         inst = cluster.launch("p", M5, "us-east-1a", "spot", 0.07, 0.0, id=f"i-{n}")
@@ -40,10 +49,18 @@ def cluster_with(
     instances = list(cluster.instances.values())
     for inst, count in zip(instances, loads, strict=False):
         for _ in range(count):
-            task = cluster.start_task(state, inst, inst.az, 0.0)
-            task.running_at = task.healthy_at = 0.0
-            cluster.mark_running(task)
+            _run(cluster, state, inst)
+    if free:
+        base = cluster.add_service(ServiceSpec("base", free, 128, 128, 100, 100, SPREAD))
+        for inst in instances[len(loads) :]:
+            _run(cluster, base, inst)
     return cluster, state
+
+
+def _run(cluster: Cluster, state: ServiceState, inst: Instance) -> None:
+    task = cluster.start_task(state, inst, inst.az, 0.0)
+    task.running_at = task.healthy_at = 0.0
+    cluster.mark_running(task)
 
 
 def test_a_hot_instance_loses_tasks_to_the_coolest_instances() -> None:
@@ -277,7 +294,7 @@ def test_a_service_with_a_task_on_a_draining_instance_is_left_alone() -> None:
 
 
 def test_an_instance_hot_only_by_deviation_is_cooled_too() -> None:
-    cluster, _ = cluster_with([3, 0, 0, 0], free=0)  # 75%: under 80%, far above the mean
+    cluster, _ = cluster_with([3], free=3)  # 75%: under 80%, far above the mean
     plan = plan_moves(cluster.instances, cluster.services, NOW, RebalancePolicy(deviation=0.3))
     assert plan.hot == ("i-0",) and len(plan.moves) == 1
 
@@ -294,3 +311,66 @@ def test_no_moves_while_a_disruption_is_under_way() -> None:
     assert plan.moves == () and plan.reasons[0].startswith("paused: tasks that could not be placed")
     state.unplaced = 0
     assert plan_moves(cluster.instances, cluster.services, NOW, RebalancePolicy()).moves
+
+
+def test_no_replacement_onto_an_idle_instance() -> None:
+    # spread by instance: ECS would start the replacement on an instance running no service
+    # task, which idle scale-in would otherwise give back
+    cluster, _ = cluster_with([4, 1], free=0)
+    for n in (2, 3):
+        idle = cluster.launch("p", M5, "us-east-1a", "spot", 0.07, 0.0, id=f"i-{n}")
+        cluster.register(idle, 0.0)
+    assert plan_moves(cluster.instances, cluster.services, NOW, RebalancePolicy()).moves == ()
+    plan = plan_moves(cluster.instances, cluster.services, NOW, RebalancePolicy(spare_idle=False))
+    assert [m.destination in {"i-2", "i-3"} for m in plan.moves] == [True]
+
+
+def test_no_replacement_onto_a_leaving_instance() -> None:
+    cluster, _ = cluster_with([4, 1])  # i-2 and i-3 tie for the replacement
+    args = (cluster.instances, cluster.services, NOW, RebalancePolicy())
+    assert plan_moves(*args, leaving={"i-2"}).moves == ()
+    assert plan_moves(*args, leaving={"i-2"}, seed=1).moves == ()
+    (move,) = plan_moves(*args, leaving=set()).moves
+    assert move.destination in {"i-2", "i-3"}
+
+
+def test_a_hot_instance_that_a_move_empties_comes_first() -> None:
+    cluster, _ = cluster_with([4], free=0)  # i-0 at 100%
+    big = InstanceType("m5.2xlarge", 8, 32768, 0.384)
+    lone = cluster.add_service(ServiceSpec("lone", 1, 3584, 1024, 0, 200, SPREAD, cpu_use=1.0))
+    one = cluster.launch("p", M5, "us-east-1a", "spot", 0.07, 0.0, id="i-1")
+    cluster.register(one, 0.0)
+    _run(cluster, lone, one)  # 87.5%: hot, its only task
+    base = cluster.add_service(ServiceSpec("base", 1, 128, 128, 100, 100, SPREAD))
+    dest = cluster.launch("p", big, "us-east-1a", "spot", 0.07, 0.0, id="i-2")
+    cluster.register(dest, 0.0)
+    _run(cluster, base, dest)
+    policy = RebalancePolicy(max_moves=1)
+    (move,) = plan_moves(cluster.instances, cluster.services, NOW, policy).moves
+    assert (move.source, move.destination) == ("i-1", "i-2"), "i-1 can then be given back"
+    plan = plan_moves(cluster.instances, cluster.services, NOW, replace(policy, spare_idle=False))
+    assert plan.moves[0].source == "i-0", "hottest first"
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases(), st.data())
+def test_moves_never_need_new_capacity_nor_land_on_instances_given_back(
+    case: tuple[Cluster, RebalancePolicy, Cooling, int, int], data: st.DataObject
+) -> None:
+    cluster, drawn, cooling, moved, seed = case
+    policy = replace(drawn, spare_idle=True)
+    ids = sorted(cluster.instances)
+    leaving = data.draw(st.sets(st.sampled_from(ids)), label="leaving")
+    idle = {i for i, inst in cluster.instances.items() if not inst.busy()}
+    room = {i: (inst.free_cpu, inst.free_mem) for i, inst in cluster.instances.items()}
+    plan = plan_moves(
+        cluster.instances, cluster.services, NOW, policy, moved, seed, cooling, leaving
+    )
+    assert len(plan.moves) <= max(0, min(policy.max_moves, policy.max_moves_per_hour - moved))
+    for move in plan.moves:
+        dest = cluster.instances[move.destination]
+        assert dest.status == "ACTIVE" and move.destination not in leaving | idle
+        spec = cluster.services[move.service].spec
+        cpu, mem = room[move.destination]
+        assert cpu >= spec.cpu and mem >= spec.memory, "room on an instance already running"
+        room[move.destination] = (cpu - spec.cpu, mem - spec.memory)

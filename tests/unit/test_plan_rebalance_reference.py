@@ -97,6 +97,7 @@ def cases(draw: st.DrawFn) -> tuple[Cluster, RebalancePolicy, Cooling, int, int]
         surge=draw(st.booleans()),
         min_gain=draw(st.sampled_from([0.0, 0.5, 0.9])),
         max_predictions=draw(st.integers(1, 8)),
+        spare_idle=False,  # the reference knew nothing of idle instances
     )
     tasks = [t for s in cluster.services.values() for t in s.tasks]
     held = frozenset(t for t in tasks if draw(st.integers(0, 9)) == 0)
