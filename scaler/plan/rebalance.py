@@ -34,9 +34,10 @@ most ``max_predictions`` of them (the hottest instances come first).
 instance already running (a move never needs new capacity), and never where the capacity side
 is giving capacity back: no move is planned that ECS could place on an instance running no
 service task (idle scale-in gives it back after ``SCALER_SCALE_IN_AFTER``) or on one ``leaving``
-(tagged retiring). Among the hot instances, those a single move leaves without a service task
-come first: once idle they can be given back. ``spare_idle`` off (nothing gives idle instances
-back), only ``leaving`` is kept: without it, the planner decides as it did before these rules.
+(tagged retiring); a service found so is not tried again in the plan. Among the hot instances,
+those a single move leaves without a service task come first: once idle they can be given back.
+``spare_idle`` off (nothing gives idle instances back), only ``leaving`` is kept: without it,
+the planner decides as it did before these rules.
 
 **Safety**, every rule a hard filter: at most ``max_moves`` per plan and ``max_moves_per_hour``;
 at most one move per service at a time (none while a previous move's replacement is not yet
@@ -57,7 +58,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from scaler.ecs.cluster import ACTIVE, DRAINING, RUNNING, STOPPED, Instance, ServiceState, Task
-from scaler.ecs.placement import Spread, likely, spread_fields, what_if
+from scaler.ecs.placement import Spread, likely, spread_fields
 from scaler.ecs.scheduler import rebalances_azs
 from scaler.plan.cooldown import Cooling
 
@@ -241,7 +242,8 @@ class _Planning:
         self.moves: list[Move] = []
         self.reasons: list[str] = []
         self.moved_services: set[str] = set()
-        self.free = {i.id: (i.free_cpu, i.free_mem) for i in active}
+        self.free_cpu = [i.free_cpu for i in active]  # predicted room, by position
+        self.free_mem = [i.free_mem for i in active]
         self.by_memory = sorted((i.free_mem, n) for n, i in enumerate(active))  # predicted room
         self.cooling = NO_COOLING
         self.kinds: dict[str, str | None] = {}  # service -> service_kind, for this plan
@@ -251,6 +253,7 @@ class _Planning:
         self.surge_options: dict[str, list[Instance]] = {}
         self.azs = {i.az for i in active}
         self.avoid: set[str] = set()  # never a destination: idle or leaving instances
+        self.blocked: set[str] = set()  # services ECS may place on one of them
 
     def exhausted(self) -> bool:
         """No move is possible any more: predictions spent and no placement known."""
@@ -283,7 +286,7 @@ class _Planning:
 
     def _try(self, task: Task, source: Instance) -> Move | None:
         service = self.services.get(task.service.name)
-        if service is None or task.service.name in self.moved_services:
+        if service is None or task.service.name in self.moved_services | self.blocked:
             return None
         kind = self._kind(task, service)
         if kind is None:
@@ -316,6 +319,7 @@ class _Planning:
         if not options:
             return None
         if any(d.id in self.avoid for d in options if d is not source):
+            self.blocked.add(service.spec.name)  # not tried again in this plan
             return None  # the replacement may keep an instance from being given back
         if rebalances_azs(service.spec) and not self._azs_stay_balanced(service, source, options):
             return None  # ECS's AZ rebalancing would move a task back
@@ -385,21 +389,37 @@ class _Planning:
         finally:
             task.state = stopped_state
 
-    def _with_room(self, cpu: int, memory: int, source: Instance) -> list[Instance]:
-        """The instances with predicted room for a task of ``cpu`` and ``memory`` (and the
-        source), in the cluster's order: the only ones placement may pick."""
+    def _with_room(self, cpu: int, memory: int, source: Instance) -> list[int]:
+        """The positions of the instances with predicted room for a task of ``cpu`` and
+        ``memory`` (and the source's), in the cluster's order: the only ones placement may pick."""
         at = bisect.bisect_left(self.by_memory, (memory, -1))
-        free, active = self.free, self.active
-        picked = [n for _, n in self.by_memory[at:] if free[active[n].id][0] >= cpu]
-        picked.append(self.position[source.id])
-        return [active[n] for n in sorted(set(picked))]
+        fc, fm = self.free_cpu, self.free_mem
+        if 2 * at < len(self.by_memory):  # most have room: a pass in order is cheaper
+            picked = [n for n in range(len(fc)) if fm[n] >= memory and fc[n] >= cpu]
+        else:
+            picked = sorted(n for _, n in self.by_memory[at:] if fc[n] >= cpu)
+        here = self.position[source.id]
+        spot = bisect.bisect_left(picked, here)
+        if spot == len(picked) or picked[spot] != here:
+            picked.insert(spot, here)
+        return picked
 
     def _place(
-        self, room: list[Instance], service: ServiceState, adjust: Callable[[], None]
+        self, room: list[int], service: ServiceState, adjust: Callable[[], None]
     ) -> list[Instance]:
-        with what_if(room, self.free):
+        """:func:`likely` on the instances at ``room``, with their predicted free room for the
+        duration (``adjust`` then changes it); afterwards, what they had."""
+        instances = [self.active[n] for n in room]
+        saved = [(i.free_cpu, i.free_mem) for i in instances]
+        fc, fm = self.free_cpu, self.free_mem
+        try:
+            for inst, n in zip(instances, room, strict=True):
+                inst.free_cpu, inst.free_mem = fc[n], fm[n]
             adjust()
-            return likely(room, service, Spread(service, spread_fields(service.spec)))
+            return likely(instances, service, Spread(service, spread_fields(service.spec)))
+        finally:
+            for inst, (c, m) in zip(instances, saved, strict=True):
+                inst.free_cpu, inst.free_mem = c, m
 
     def _apply(self, move: Move, task: Task) -> None:
         self.rejected.clear()
@@ -410,11 +430,12 @@ class _Planning:
         dst = self.by_id[move.destination]
         self.loads[src.id] -= move.cpu / src.cpu
         self.loads[dst.id] += move.cpu / dst.cpu
-        fc, fm = self.free[dst.id]
-        self.free[dst.id] = (fc - task.service.cpu, fm - task.service.memory)
-        entry = (fm, self.position[dst.id])
+        n = self.position[dst.id]
+        entry = (self.free_mem[n], n)
+        self.free_cpu[n] -= task.service.cpu
+        self.free_mem[n] -= task.service.memory
         del self.by_memory[bisect.bisect_left(self.by_memory, entry)]
-        bisect.insort(self.by_memory, (fm - task.service.memory, entry[1]))
+        bisect.insort(self.by_memory, (self.free_mem[n], n))
         how = "surge-move" if move.surge else "move"
         self.reasons.append(
             f"{how} {move.service} task off {move.source} ({self._pct(src, move)}) to "
