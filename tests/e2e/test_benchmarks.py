@@ -73,9 +73,11 @@ def test_rebalance_plan_benchmark_runs() -> None:
         timeout=300,
         check=True,
     )
-    report = json.loads(proc.stdout)
-    assert report["default_budget"]["moves"] <= 10
-    assert report["unlimited_budget"]["lower_bound_moves"] >= 0
+    easy, costly = json.loads(proc.stdout)
+    assert (easy["layout"], costly["layout"]) == ("easy", "costly")
+    assert easy["default_budget"]["moves"] <= 10
+    assert easy["unlimited_budget"]["lower_bound_moves"] >= 0
+    assert costly["default_budget"]["hot"] > 0 and "target_ms_per_plan" in costly
 
 
 @pytest.mark.slow
