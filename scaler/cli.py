@@ -47,6 +47,7 @@ EXIT_CONFIG = 2
 BUILTINS: tuple[str, ...] = ("steady", "storm", "az-outage", "deploy-skew", "diurnal", "ami-roll")
 BUILTINS += ("fleet-250", "big-tasks")  # scaler.sim.builtin_fleet
 BUILTINS += ("az-storm", "long-lead", "dry-market")  # scaler.sim.builtin_market
+BUILTINS += ("skew", "skew-surge", "skew-mix")  # scaler.sim.builtin_skew
 POLICY_NAMES = ("scaler", "ecs-native", "ecs-scaler")  # --policy all
 EXTRA_POLICIES = ("oracle",)  # the scaler told of every interruption 15 minutes ahead
 # names of former variants of the scaler, now settings: what to run instead

@@ -14,6 +14,9 @@
 - ``ami-roll``: a steady cluster whose launch template gets a new image 10 minutes in: every
   instance is out of date and must be replaced, under everyday spot interruptions.
 - ``fleet-250`` and ``big-tasks``: see :mod:`scaler.sim.builtin_fleet` (fixed sizes).
+- ``skew``, ``skew-surge`` and ``skew-mix``: CPU hot spots at every seed (reservations below
+  use in binpack services, a deployment surge onto fresh instances, and both); see
+  :mod:`scaler.sim.builtin_skew`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import math
 import random
 
 from scaler.ecs.cluster import Constraint, InstanceType, ServiceSpec, Strategy
-from scaler.sim import builtin_fleet, builtin_market
+from scaler.sim import builtin_fleet, builtin_market, builtin_skew
 from scaler.sim.scenario import Event, Pool, Scenario
 
 AZS = ("us-east-1a", "us-east-1b", "us-east-1c")
@@ -47,6 +50,7 @@ LAYOUTS = (
 NAMES: tuple[str, ...] = ("steady", "storm", "az-outage", "deploy-skew", "diurnal", "ami-roll")
 NAMES += builtin_fleet.NAMES  # built by scaler.sim.builtin_fleet
 NAMES += builtin_market.NAMES  # built by scaler.sim.builtin_market
+NAMES += builtin_skew.NAMES  # built by scaler.sim.builtin_skew
 
 
 def _pools(instances: int, rng: random.Random) -> tuple[Pool, ...]:
@@ -127,6 +131,8 @@ def builtin(
         raise KeyError(name)
     if name in builtin_fleet.NAMES:
         return builtin_fleet.builtin(name, seed)
+    if name in builtin_skew.NAMES:
+        return builtin_skew.builtin(name, seed, instances)
     if name in builtin_market.NAMES:
         sizes = {"instances": instances, "tasks": tasks, "services": services}
         return builtin_market.builtin(name, seed=seed, **sizes)

@@ -197,7 +197,8 @@ ARGUMENTS: dict[str, tuple[list[str], str]] = {
     "misspelt builtin": (
         ["simulate", "--scenario", "strom"],
         "--scenario: 'strom' is neither a built-in (steady, storm, az-outage, deploy-skew, "
-        "diurnal, ami-roll, fleet-250, big-tasks, az-storm, long-lead, dry-market) nor a file; "
+        "diurnal, ami-roll, fleet-250, big-tasks, az-storm, long-lead, dry-market, skew, "
+        "skew-surge, skew-mix) nor a file; "
         "did you mean 'storm'?",
     ),
     "misspelt policy": (
