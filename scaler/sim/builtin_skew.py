@@ -85,15 +85,15 @@ def _spread(
 ) -> tuple[ServiceSpec, ...]:
     """``count`` services placed AZ then instance, each with about one or two tasks per instance
     (give or take a task or two, so that their AZs are not all even), reserving about ``budget``
-    CPU units, their tasks using 1.05 to 1.3 times their reservation."""
-    per = [rng.choice([1, 2]) for _ in range(count)]
-    unit = budget / (instances * sum(per))  # CPU of a task
+    CPU units, their tasks using 0.95 to 1.15 times their reservation."""
+    desired = [rng.choice([1, 2]) * instances + rng.choice([-1, 0, 1, 2]) for _ in range(count)]
+    weights = [rng.uniform(0.7, 1.3) for _ in range(count)]
+    scale = budget / sum(w * d for w, d in zip(weights, desired, strict=True))
     specs = []
-    for n, k in enumerate(per):
-        cpu = max(128, int(unit * rng.uniform(0.7, 1.3)) // 64 * 64)
-        use = round(rng.uniform(1.05, 1.3), 2)
-        desired = k * instances + rng.choice([-1, 0, 1, 2])
-        specs.append(_spec(first + n, desired, cpu, SPREAD, use, rng))
+    for n, (d, w) in enumerate(zip(desired, weights, strict=True)):
+        cpu = max(128, round(scale * w / 32) * 32)
+        use = round(rng.uniform(0.95, 1.15), 2)
+        specs.append(_spec(first + n, d, cpu, SPREAD, use, rng))
     return tuple(specs)
 
 
