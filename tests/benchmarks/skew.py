@@ -9,7 +9,8 @@ For each scenario and seed it runs, on the same market: the shipped scaler with 
 on (the scenario's settings), the same scaler with ``SCALER_TASK_REBALANCE=false`` (the
 environment wins over the settings), ``ecs-native``, and, to tell the hot spots moves can cure
 from those they cannot, the scaler and ``ecs-native`` again with every reservation below its use
-raised to it (``advised``: what following reservation advice would give). It prints one JSON
+raised to it (``advised``: what following reservation advice would give; on seeds 1-5 unless
+``--advised-seeds`` says otherwise). It prints one JSON
 object: per scenario the means over the seeds of hot instance share, cost, task moves,
 minimum-health violations and availability, and the paired ratios the rebalancer is held to
 (scaler's hot share at most 0.15 of ``ecs-native``'s, cost with rebalancing at most 1.01 of
@@ -34,6 +35,7 @@ from scaler.sim.scenario import Scenario
 
 FIGURES = ("hot_instance_share", "cost_usd", "task_moves", "min_healthy_violations", "availability")
 ON, OFF = {"SCALER_TASK_REBALANCE": "true"}, {"SCALER_TASK_REBALANCE": "false"}
+KINDS = ("scaler", "scaler-off", "ecs-native", "advised-scaler", "advised-ecs-native")
 
 
 def advised(scenario: Scenario) -> Scenario:
@@ -52,28 +54,25 @@ def advised(scenario: Scenario) -> Scenario:
     return replace(scenario, services=services)
 
 
-def one_seed(name: str, seed: int) -> dict[str, dict[str, Any]]:
-    """Every run of ``name`` on ``seed``'s market, keyed by what ran."""
+def one_seed(name: str, seed: int, advice: bool) -> dict[str, dict[str, Any]]:
+    """Every run of ``name`` on ``seed``'s market, keyed by what ran (the ``advised`` ones only
+    with ``advice``)."""
     scenario = builtin(name, seed=seed)
     on = simulate(scenario, ["scaler", "ecs-native"], seed, environment=ON)["results"]
     off = simulate(scenario, ["scaler"], seed, environment=OFF)["results"]
-    fixed = simulate(advised(scenario), ["scaler", "ecs-native"], seed, environment=ON)["results"]
-    return {
-        "scaler": on["scaler"],
-        "scaler-off": off["scaler"],
-        "ecs-native": on["ecs-native"],
-        "advised-scaler": fixed["scaler"],
-        "advised-ecs-native": fixed["ecs-native"],
-    }
+    got = {"scaler": on["scaler"], "scaler-off": off["scaler"], "ecs-native": on["ecs-native"]}
+    if advice:
+        fixed = simulate(advised(scenario), ["scaler", "ecs-native"], seed, environment=ON)
+        got["advised-scaler"] = fixed["results"]["scaler"]
+        got["advised-ecs-native"] = fixed["results"]["ecs-native"]
+    return got
 
 
-def measure(name: str, seeds: Sequence[int]) -> dict[str, Any]:
+def measure(name: str, seeds: Sequence[int], advice: Sequence[int]) -> dict[str, Any]:
+    """The means over ``seeds`` (the advised runs over those of ``advice``) and their ratios."""
     started = time.process_time()
-    runs = [one_seed(name, seed) for seed in seeds]
-    means = {
-        kind: {f: round(sum(float(r[kind][f]) for r in runs) / len(runs), 6) for f in FIGURES}
-        for kind in runs[0]
-    }
+    runs = [one_seed(name, seed, seed in advice) for seed in seeds]
+    means = {kind: _means([r[kind] for r in runs if kind in r]) for kind in KINDS}
     hot_seeds = sum(r["ecs-native"]["hot_instance_share"] > 0 for r in runs)
     return {
         "seeds": f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else str(seeds[0]),
@@ -82,6 +81,7 @@ def measure(name: str, seeds: Sequence[int]) -> dict[str, Any]:
             means, "scaler", "ecs-native", "hot_instance_share"
         ),
         "cost_rebalancing_on_over_off": _ratio(means, "scaler", "scaler-off", "cost_usd"),
+        "advised_seeds": [s for s in seeds if s in advice],
         "advised_hot_share_scaler_over_ecs_native": _ratio(
             means, "advised-scaler", "advised-ecs-native", "hot_instance_share"
         ),
@@ -91,8 +91,14 @@ def measure(name: str, seeds: Sequence[int]) -> dict[str, Any]:
     }
 
 
+def _means(runs: list[dict[str, Any]]) -> dict[str, float]:
+    if not runs:
+        return {}
+    return {f: round(sum(float(r[f]) for r in runs) / len(runs), 6) for f in FIGURES}
+
+
 def _ratio(means: dict[str, dict[str, float]], a: str, b: str, figure: str) -> float | None:
-    below = means[b][figure]
+    below = means[b].get(figure)
     return round(means[a][figure] / below, 4) if below else None
 
 
@@ -107,9 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", default=",".join(NAMES))
     parser.add_argument("--seeds", default="1-20")
+    parser.add_argument("--advised-seeds", default="1-5", help="seeds of the advised runs")
     args = parser.parse_args(argv)
-    seeds = _seeds(args.seeds)
-    report = {name: measure(name, seeds) for name in args.scenarios.split(",")}
+    seeds, advice = _seeds(args.seeds), _seeds(args.advised_seeds)
+    report = {name: measure(name, seeds, advice) for name in args.scenarios.split(",")}
     json.dump(report, sys.stdout, indent=2)
     print()
     return 0
