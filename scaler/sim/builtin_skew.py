@@ -8,14 +8,14 @@ the environment of ``scaler simulate`` wins over it and runs the same scaler wit
 - ``skew``: reservations below use. Every service places AZ then binpack(memory), and its tasks
   use 1.2 to 1.5 times the CPU they reserve: ECS packs instances by reservation, so every packed
   instance runs CPU-hot. Moving a task does not help (binpack puts it back on the instance it
-  left); raising the reservation to the use does.
+  left), and with reservations raised to the use packed instances still run above 80%.
 - ``skew-surge``: a deployment surge. Services spread AZ then instance, each with one or two
-  tasks on every instance. Ten minutes in the operator adds a third more instances, then, a
-  quarter hour in, deploys every service: the surge places the new tasks on the instances with
-  the fewest of the service's tasks, the fresh ones, which end with twice the average load once
-  the old tasks stop.
+  tasks on every instance, using 0.95 to 1.15 times the CPU they reserve. Ten minutes in the
+  operator adds a third more instances, then, a quarter hour in, deploys every service: the
+  surge places the new tasks on the instances with the fewest of the service's tasks, the fresh
+  ones, which end with about twice the mean load once the old tasks stop.
 - ``skew-mix``: both. Half the services binpack(memory) with tasks using more than they reserve,
-  half spread AZ then instance, sized to what they use; the same added instances and deployment
+  half spread AZ then instance as in ``skew-surge``; the same added instances and deployment
   of every service.
 """
 
