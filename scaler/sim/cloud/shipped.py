@@ -100,6 +100,9 @@ class Outcome:
     # answer was lost); of the dead-letter queue's well-formed messages, those none reached
     reached: dict[str, float] = field(default_factory=dict)
     dead_unreached: int = 0
+    # of the others, those deleted after their work with the handle a replica held, superseded
+    # by a receive whose answer was lost (the delete succeeds and deletes nothing, as on AWS)
+    dead_superseded: int = 0
     warning_events: dict[str, str] = field(default_factory=dict)  # instance -> its warning's id
     ledger: Ledger = field(default_factory=Ledger)  # what the campaign's invariants read
 
@@ -264,6 +267,7 @@ class ShippedWorld:
         self.trace: Callable[[dict[str, Any]], None] | None = None
         self.prepare: Callable[[Sim], None] | None = None
         self.reached: dict[str, float] = {}  # event id -> first reached a replica
+        self.handles: set[str] = set()  # receipt handles a receive brought to a replica
         self.scalers: list[Scaler] = []  # every replica's every life, for the ledger
         settings = world_settings(
             {**overrides, "cluster": CLUSTER, "queue_url": "https://sqs.invalid/events"}
@@ -430,6 +434,7 @@ class ShippedWorld:
             return
         now = asyncio.get_running_loop().time()
         for message in parsed.get("Messages", []):
+            self.handles.add(str(message.get("ReceiptHandle")))
             event = _event_id(message.get("Body", ""))
             if event is not None:
                 self.reached.setdefault(event, now)
@@ -465,6 +470,12 @@ class ShippedWorld:
                 1
                 for m in self.sqs.queues[self.dlq].messages.values()
                 if (event := _event_id(m.body)) is not None and event not in self.reached
+            ),
+            dead_superseded=sum(
+                1
+                for m in self.sqs.queues[self.dlq].messages.values()
+                if (event := _event_id(m.body)) is not None and event in self.reached
+                if any(h not in self.handles for h in m.superseded_by)
             ),
         )
 

@@ -7,7 +7,8 @@
 - A queue with a ``RedrivePolicy`` moves a message to its dead-letter queue when it would be
   received more than ``maxReceiveCount`` times.
 - Deleting with a receipt handle older than the message's last receive succeeds and deletes
-  nothing (AWS's documented behaviour); an unknown handle is a failed entry.
+  nothing (AWS's documented behaviour; the message notes the handle that superseded it); an
+  unknown handle is a failed entry.
 - Standard queues deliver at least once: ``duplicate_share`` of the messages are handed out once
   more while in flight, to the next receive (drawn from the world's seeded stream at send, so a
   run replays).
@@ -40,6 +41,8 @@ class Message:
     receives: int = 0
     handle: str = ""
     again: bool = False  # delivered once more while in flight (at-least-once delivery)
+    # the handles that were current when a delete named an older one (and deleted nothing)
+    superseded_by: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -221,6 +224,8 @@ class Sqs(Operations):
             message = _by_handle(queue, entry["ReceiptHandle"])
             if message is not None and message.handle == entry["ReceiptHandle"]:
                 del queue.messages[message.id]
+            elif message is not None:
+                message.superseded_by.append(message.handle)
             done.append({"Id": entry["Id"]})
         return {"Successful": done, "Failed": failed}
 

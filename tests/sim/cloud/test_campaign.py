@@ -191,3 +191,14 @@ def test_draining_past_the_drain_timeout_unexplained_breaks_the_invariants(
         f"i-0stuck DRAINING from 100.0 s to {long[2]:.1f} s, past the drain timeout, "
         "and no warning said why"
     ]
+
+
+def test_a_message_deleted_with_a_handle_a_lost_receive_superseded_is_told_apart() -> None:
+    """Seed 4: a message handled and deleted with the handle its receive brought, after a
+    duplicate receive whose answer was lost had given it a new one: SQS deleted nothing, and
+    every later receive was lost too. The world's doing; the scaler could not have known."""
+    t = trial(4)
+    outcome = play(t)
+    assert outcome.dead == 1 and outcome.dead_superseded == 1
+    assert violations(t, outcome) == []
+    assert any("dead-letter" in v for v in violations(t, replace(outcome, dead_superseded=0)))

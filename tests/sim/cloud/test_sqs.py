@@ -111,6 +111,8 @@ def test_an_old_receipt_handle_deletes_nothing() -> None:
         await client.receive_message(QueueUrl=url)  # delivered again: a new handle
         entries = [{"Id": "a", "ReceiptHandle": first}, {"Id": "b", "ReceiptHandle": "junk"}]
         reply = await client.delete_message_batch(QueueUrl=url, Entries=entries)
+        (message,) = sqs.queues[url].messages.values()
+        assert message.superseded_by == [message.handle]  # noted for the campaign
         return reply, len(sqs.queues[url].messages)
 
     reply, left = _in_world(body)
