@@ -414,8 +414,9 @@ class Scaler:
         )
         migrate = RollPolicy(s.disruption_budget, s.migrate_per_hour)
         policy = policy_from(s)
+        started = self.clock.now().timestamp()  # consolidation's first quiet period
         consolidator = (
-            Consolidator(aws, s, policy, s.consolidate_interval) if s.consolidate else None
+            Consolidator(aws, s, policy, s.consolidate_interval, started) if s.consolidate else None
         )
         controller = CapacityController(
             reader,

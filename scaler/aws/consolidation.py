@@ -19,7 +19,7 @@ being stopped still counts), with its group's desired capacity decremented
 most ``SCALER_CONSOLIDATE_PER_HOUR`` drains an hour (counted in memory: a restart forgets
 them), ``SCALER_CONSOLIDATE_MIN_AGE`` (from ECS's registration, else EC2's launch time; an
 instance of unknown age stays), ``SCALER_CONSOLIDATE_MIN_SAVING`` and nothing within
-``SCALER_CONSOLIDATE_QUIET_AFTER`` of spot trouble.
+``SCALER_CONSOLIDATE_QUIET_AFTER`` of spot trouble or of the scaler's start.
 
 CPU load: with ``SCALER_LOAD_SOURCE=measured`` a moved task may not take its new instance over
 ``SCALER_HOT_THRESHOLD`` (CloudWatch's measure), as in the simulator; with ``reserved`` only
@@ -61,9 +61,17 @@ class Consolidator:
     """Plans consolidation on the live cluster; remembers this hour's drains."""
 
     def __init__(
-        self, aws: AwsClients, settings: Settings, capacity: CapacityPolicy, every: float
+        self,
+        aws: AwsClients,
+        settings: Settings,
+        capacity: CapacityPolicy,
+        every: float,
+        started: float | None = None,
     ) -> None:
+        """``started``: when the scaler started (its clock's time), the start of a quiet
+        period; None (a one-off plan, as ``scaler plan`` shows): no quiet period for it."""
         self._aws = aws
+        self.started = started
         self._settings = settings
         self._capacity = capacity
         self._every = every
@@ -99,6 +107,7 @@ class Consolidator:
             last_trouble=memory.last_spot_trouble(),
             only=candidates,
             agrees=capacity_agrees(snap, memory, self._capacity),
+            started=self.started,
         )
 
     def _annotate(

@@ -23,7 +23,9 @@ room: it then stays on its draining instance (replacement first) until capacity 
 Budgets: at most ``max_disrupted`` of the ACTIVE instances (at least one) draining at once
 (those already draining count), at most ``max_per_hour`` removals an hour, and nothing within
 ``quiet_after`` seconds of spot trouble (an interruption or a launch that found no capacity):
-capacity is not given back while the market is taking it away.
+capacity is not given back while the market is taking it away. The controller's start opens a
+quiet period too: a controller that just started has seen no trouble yet only because it has
+not looked, and what it found running may be what the last storm or a rising demand needs.
 
 Two hooks make it safe beside the other planners: ``only`` limits the candidates (in production,
 instances of the scaler's own groups without standalone tasks; the rest still take moved tasks),
@@ -83,13 +85,17 @@ def plan_consolidation(
     last_trouble: float | None = None,
     only: Collection[str] | None = None,
     agrees: Callable[[frozenset[str]], bool] | None = None,
+    started: float | None = None,
 ) -> ConsolidationPlan:
     """The instances to drain and give back now, as plain values; nothing is changed.
     ``last_trouble``: the last spot interruption or failed launch in any pool; ``only``: the
     instances that may be removed (default: all); ``agrees``: whether a set of removals leaves
-    capacity the capacity planner would not add to."""
+    capacity the capacity planner would not add to; ``started``: when the controller started
+    (None: no quiet period for the start)."""
     if last_trouble is not None and now - last_trouble < policy.quiet_after:
         return ConsolidationPlan((), ("paused: spot trouble within the quiet period",))
+    if started is not None and now - started < policy.quiet_after:
+        return ConsolidationPlan((), ("paused: quiet period after the start",))
     active = [i for i in instances.values() if i.status == ACTIVE]
     budget = min(
         disruption_budget(policy.max_disrupted, len(active) + draining) - draining,

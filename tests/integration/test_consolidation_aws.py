@@ -69,16 +69,16 @@ def _start(aws: testbed.LocalAws, group: str, arn: str) -> None:
 
 
 def _settings(queue_url: str, **extra: Any) -> Any:
-    return settings_for(
-        queue_url,
+    values: dict[str, Any] = dict(
         spot_pools="spot-asg",
         capacity_interval=0.3,
         consolidate=True,
         consolidate_interval=0.3,
         consolidate_min_age=0.01,
+        consolidate_quiet_after=0.5,  # the quiet period after the start
         disruption_budget=0.1,  # one instance at a time
-        **extra,
     )
+    return settings_for(queue_url, **{**values, **extra})
 
 
 async def test_half_the_cluster_is_given_back_one_instance_at_a_time(
@@ -114,6 +114,25 @@ async def test_half_the_cluster_is_given_back_one_instance_at_a_time(
     text = scaler.metrics.render().decode()
     assert 'scaler_capacity_changes_total{change="remove",reason="consolidation"} 2.0' in text
     assert 'scaler_drained_instances_total{reason="consolidation"} 2.0' in text
+
+
+async def test_nothing_is_given_back_within_the_quiet_period_after_the_start(
+    local_aws: testbed.LocalAws,
+) -> None:
+    _cluster(local_aws)
+    queues = testbed.create_queues(local_aws, "events")
+    scaler = scaler_for(local_aws, _settings(queues.url, consolidate_quiet_after=3600.0))
+    ecs = Ecs(local_aws)
+
+    def fewer() -> bool:
+        ecs.tick()
+        return len(_members(local_aws)) < 4
+
+    assert not await run_until(scaler, fewer, limit=3)
+    calls = aws_calls(scaler.metrics)
+    assert "ec2:CreateTags" not in calls
+    assert "ecs:UpdateContainerInstancesState" not in calls
+    assert calls["ecs:ListTasks"], "the live cluster was read and planned on"
 
 
 async def test_standalone_tasks_and_dry_run_keep_every_instance(

@@ -88,6 +88,23 @@ def test_budgets_age_quiet_period_and_headroom() -> None:
     assert removed(roomy) < removed()
 
 
+def test_nothing_is_given_back_within_the_quiet_period_after_start() -> None:
+    """The start counts as trouble: the market's state is not known yet, and what the
+    controller found running may be what the last storm left."""
+    cluster = cluster_of(10, [web(4)])
+    instances, services = cluster.instances, cluster.services
+    policy = ConsolidationPolicy(max_disrupted=1.0, max_per_hour=100, dip_free=False)
+    just_started = plan_consolidation(instances, services, NOW, policy, started=NOW - 60)
+    assert just_started.remove == ()
+    assert just_started.reasons == ("paused: quiet period after the start",)
+    quiet = NOW - policy.quiet_after
+    assert plan_consolidation(instances, services, NOW, policy, started=quiet).remove
+    later_trouble = plan_consolidation(
+        instances, services, NOW, policy, started=quiet, last_trouble=NOW - 60
+    )
+    assert later_trouble.remove == () and "spot trouble" in later_trouble.reasons[0]
+
+
 def test_by_default_only_instances_drained_replacement_first() -> None:
     dips = cluster_of(6, [web(3)])  # minimumHealthyPercent 50: a drain stops tasks first
     removed = plan_consolidation(dips.instances, dips.services, NOW, ConsolidationPolicy()).remove
