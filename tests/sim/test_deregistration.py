@@ -89,7 +89,8 @@ def test_no_baseline_terminates_an_instance_with_deactivating_tasks(policy: str)
 
 def test_the_shipped_scaler_terminates_no_instance_with_deactivating_tasks() -> None:
     """The same drop with consolidation on, the shipped scaler's way to scale in."""
-    run = run_scaler(_scaled_in(), 4, {"consolidate": True}, engine=Watched)
+    consolidating = {"consolidate": True, "consolidate_quiet_after": 600}  # a short run
+    run = run_scaler(_scaled_in(), 4, consolidating, engine=Watched)
     assert len(run.sim.terminated) > 0, "scaled in"
     assert isinstance(run.sim, Watched) and run.sim.early == []
 
