@@ -406,7 +406,7 @@ class Settings(BaseSettings):
     consolidate_quiet_after: Seconds = Field(
         default=7200.0,
         description="Seconds without spot trouble (a notice or a launch that found no "
-        "capacity) before consolidation gives capacity back.",
+        "capacity), and since the scaler's start, before consolidation gives capacity back.",
     )
     migrate_spot_fleets: Names = Field(
         default=(),
