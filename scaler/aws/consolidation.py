@@ -36,7 +36,12 @@ from scaler.aws.clients import AwsClients
 from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
 from scaler.aws.retiring import Ec2Facts
 from scaler.plan.capacity import CapacityMemory, CapacityPolicy, CapacitySnapshot
-from scaler.plan.consolidate import ConsolidationPlan, ConsolidationPolicy, plan_consolidation
+from scaler.plan.consolidate import (
+    ConsolidationPlan,
+    ConsolidationPolicy,
+    paused,
+    plan_consolidation,
+)
 from scaler.plan.scale_in import capacity_agrees
 from scaler.prices import SPOT_SHARE
 from scaler.settings import LoadSource, Settings
@@ -93,6 +98,9 @@ class Consolidator:
         consolidation already."""
         self._last = snap.now
         self.drained_at = [t for t in self.drained_at if snap.now - t < 3600.0]
+        quiet = paused(snap.now, self.policy, memory.last_spot_trouble(), self.started)
+        if quiet is not None:  # nothing to plan: the live cluster is not read
+            return ConsolidationPlan((), (quiet,))
         live = await live_cluster(self._aws, self._settings.cluster)
         if self._settings.load_source == LoadSource.MEASURED:
             live = await with_measured_cpu(self._aws, live)

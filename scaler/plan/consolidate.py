@@ -92,10 +92,9 @@ def plan_consolidation(
     instances that may be removed (default: all); ``agrees``: whether a set of removals leaves
     capacity the capacity planner would not add to; ``started``: when the controller started
     (None: no quiet period for the start)."""
-    if last_trouble is not None and now - last_trouble < policy.quiet_after:
-        return ConsolidationPlan((), ("paused: spot trouble within the quiet period",))
-    if started is not None and now - started < policy.quiet_after:
-        return ConsolidationPlan((), ("paused: quiet period after the start",))
+    quiet = paused(now, policy, last_trouble, started)
+    if quiet is not None:
+        return ConsolidationPlan((), (quiet,))
     active = [i for i in instances.values() if i.status == ACTIVE]
     budget = min(
         disruption_budget(policy.max_disrupted, len(active) + draining) - draining,
@@ -132,6 +131,17 @@ def plan_consolidation(
         for r in chosen
     )
     return ConsolidationPlan(tuple(chosen), reasons)
+
+
+def paused(
+    now: float, policy: ConsolidationPolicy, last_trouble: float | None, started: float | None
+) -> str | None:
+    """Why consolidation waits whatever the cluster looks like (a quiet period), or None."""
+    if last_trouble is not None and now - last_trouble < policy.quiet_after:
+        return "paused: spot trouble within the quiet period"
+    if started is not None and now - started < policy.quiet_after:
+        return "paused: quiet period after the start"
+    return None
 
 
 def _order(inst: Instance) -> tuple[int, int, float, str]:

@@ -132,7 +132,6 @@ async def test_nothing_is_given_back_within_the_quiet_period_after_the_start(
     calls = aws_calls(scaler.metrics)
     assert "ec2:CreateTags" not in calls
     assert "ecs:UpdateContainerInstancesState" not in calls
-    assert calls["ecs:ListTasks"], "the live cluster was read and planned on"
 
 
 async def test_standalone_tasks_and_dry_run_keep_every_instance(
