@@ -416,7 +416,9 @@ class Scaler:
         policy = policy_from(s)
         started = self.clock.now().timestamp()  # consolidation's first quiet period
         consolidator = (
-            Consolidator(aws, s, policy, s.consolidate_interval, started) if s.consolidate else None
+            Consolidator(aws, s, policy, s.consolidate_interval, started)
+            if s.consolidate and pools  # only the scaler's own groups are given back
+            else None
         )
         controller = CapacityController(
             reader,

@@ -373,10 +373,11 @@ class Settings(BaseSettings):
         "(rolling new images, consolidating, migrating off Spot Fleets; at least one).",
     )
     consolidate: bool = Field(
-        default=False,
+        default=True,
         description="Scale in by consolidation: drain instances of the scaler's groups whose "
         "service tasks the other instances can take (placement as ECS does it), on-demand "
-        "first, then terminate them once empty. Off until turned on.",
+        "first, then terminate them once empty; not within SCALER_CONSOLIDATE_QUIET_AFTER of "
+        "the start or of spot trouble.",
     )
     consolidate_interval: Seconds = Field(
         default=300.0, description="Seconds between consolidation plans (at the earliest)."
@@ -579,7 +580,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{sorted(both)[0]!r} is both a service and a companion")
         return pairs
 
-    @field_validator("roll", "consolidate", "migrate_spot_fleets")
+    @field_validator("roll", "migrate_spot_fleets")
     @classmethod
     def _needs_groups(cls, value: Any, info: ValidationInfo) -> Any:
         pools = ("spot_pools", "on_demand_pools", "spot_templates", "on_demand_templates")

@@ -97,7 +97,7 @@ def test_settings_can_turn_consolidation_on() -> None:
 
 def test_without_settings_the_scaler_keeps_its_own_defaults() -> None:
     ran, default = _scaler_settings(), Settings(cluster="sim")
-    assert not ran.consolidate and not ran.roll and not ran.task_rebalance
+    assert ran.consolidate == default.consolidate and not ran.roll and not ran.task_rebalance
     assert ran.rebalance_policy is default.rebalance_policy
     assert ran.headroom == default.headroom
     assert ran.disruption_budget == default.disruption_budget

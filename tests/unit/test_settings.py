@@ -148,7 +148,7 @@ def test_a_lease_margin_must_be_shorter_than_the_lease() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("roll", True), ("consolidate", True), ("migrate_spot_fleets", "sfr-1")],
+    [("roll", True), ("migrate_spot_fleets", "sfr-1")],
 )
 def test_scaling_in_needs_groups_of_the_scalers_own(name: str, value: object) -> None:
     with pytest.raises(ConfigError) as raised:
@@ -157,6 +157,13 @@ def test_scaling_in_needs_groups_of_the_scalers_own(name: str, value: object) ->
     assert problem.startswith(f"SCALER_{name.upper()}: Value error, needs the scaler's own groups")
     ok = load_settings(cluster="c", queue_url="http://q", spot_pools="spot-a", **{name: value})
     assert getattr(ok, name) in (True, ("sfr-1",))
+
+
+def test_consolidation_is_on_by_default_and_gives_back_only_the_scalers_own_groups() -> None:
+    assert load_settings(cluster="c", queue_url="http://q").consolidate
+    assert load_settings(cluster="c", queue_url="http://q", consolidate=True).consolidate
+    assert load_settings(cluster="c", queue_url="http://q", spot_pools="spot-a").consolidate
+    assert not load_settings(cluster="c", queue_url="http://q", consolidate=False).consolidate
 
 
 def test_spot_fleets_to_migrate_are_request_ids(monkeypatch: pytest.MonkeyPatch) -> None:
