@@ -175,6 +175,9 @@ def _settings(queue_url: str) -> Settings:
         capacity_interval=1,
         pool_cooldown=QUIET,
         revert_after=QUIET,
+        # the demo shows the drain at the warning: its moto world reports no task health, so
+        # replacements first (the default) would hold each warned instance to its deadline
+        warning_surge=False,
     )
 
 

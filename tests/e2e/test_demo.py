@@ -180,6 +180,8 @@ UNUSED_BY_THE_DEMO = {
     "scaler_overflow_tasks",
     "scaler_task_moves",
     "scaler_lease_changes",
+    "scaler_reservation_advice",  # SCALER_ADVICE is off
+    "scaler_reservation_current",
 }
 
 
