@@ -195,7 +195,7 @@ async def test_events_for_an_empty_cluster_are_other_cluster_and_deleted(
     ]
     testbed.send_raw(local_aws, queues.url, [json.dumps(e) for e in events])
     settings = settings_for(
-        queues.url, task_rebalance=True, scale_in_after=0, rebalance_interval=0.2
+        queues.url, task_rebalance=True, scale_in_after=0, consolidate=False, rebalance_interval=0.2
     )
     scaler = scaler_for(local_aws, settings)
 
@@ -219,7 +219,9 @@ async def test_live_model_and_plan_of_an_empty_cluster(local_aws: testbed.LocalA
         report = await plan_now(aws, settings_for("http://q", spot_pools="spot-asg"))
         measured = await plan_now(aws, settings_for("http://q", load_source="measured"))
         mover = RebalanceController(
-            aws, settings_for("http://q", task_rebalance=True, scale_in_after=0), Metrics()
+            aws,
+            settings_for("http://q", task_rebalance=True, scale_in_after=0, consolidate=False),
+            Metrics(),
         )
         plan = await mover.cycle(time.time())
     assert not live.model.instances and not live.model.services and not live.task_arns
@@ -284,7 +286,7 @@ async def test_a_service_whose_task_definition_is_gone(
         risks = await guard.check()
         live = await live_cluster(aws, CLUSTER)
         settings = settings_for(
-            "http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01
+            "http://q", task_rebalance=True, scale_in_after=0, consolidate=False, task_min_age=0.01
         )
         plan = await RebalanceController(aws, settings, metrics).cycle(time.time())
         report = await plan_now(aws, settings_for("http://q"))
@@ -362,7 +364,9 @@ async def test_service_deleted_after_a_stop_move(
 ) -> None:
     caplog.set_level(logging.INFO)
     _hot_cluster(local_aws, min_healthy=50, max_percent=100)
-    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01)
+    settings = settings_for(
+        "http://q", task_rebalance=True, scale_in_after=0, consolidate=False, task_min_age=0.01
+    )
     metrics = Metrics()
     now = time.time()
     async with AwsClients(_target(local_aws), metrics) as aws:
@@ -384,7 +388,9 @@ async def test_service_deleted_during_a_surge_move(
 ) -> None:
     caplog.set_level(logging.INFO)
     _hot_cluster(local_aws, min_healthy=100, max_percent=200)
-    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01)
+    settings = settings_for(
+        "http://q", task_rebalance=True, scale_in_after=0, consolidate=False, task_min_age=0.01
+    )
     metrics = Metrics()
     now = time.time()
     async with AwsClients(_target(local_aws), metrics) as aws:
@@ -408,7 +414,9 @@ async def test_service_deleted_between_planning_and_the_move(
     caplog.set_level(logging.INFO)
     _hot_cluster(local_aws, min_healthy=100, max_percent=200)
     gone = DeletedMeanwhile("ecs", "UpdateService", times=1, aws=local_aws)
-    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01)
+    settings = settings_for(
+        "http://q", task_rebalance=True, scale_in_after=0, consolidate=False, task_min_age=0.01
+    )
     metrics = Metrics()
     now = time.time()
     async with AwsClients(_target(local_aws), metrics, gone) as aws:
@@ -428,7 +436,9 @@ async def test_service_deleted_while_a_surge_is_set_back(
     caplog.set_level(logging.INFO)
     _hot_cluster(local_aws, min_healthy=100, max_percent=200)
     gone = DeletedMeanwhile("ecs", "UpdateService", times=0, aws=local_aws)
-    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01)
+    settings = settings_for(
+        "http://q", task_rebalance=True, scale_in_after=0, consolidate=False, task_min_age=0.01
+    )
     metrics = Metrics()
     now = time.time()
     async with AwsClients(_target(local_aws), metrics, gone) as aws:
@@ -456,7 +466,12 @@ async def test_the_rebalance_loop_outlives_a_service_deleted_mid_surge(
     _hot_cluster(local_aws, min_healthy=100, max_percent=200)
     gone = DeletedMeanwhile("ecs", "UpdateService", times=0, aws=local_aws)
     settings = settings_for(
-        "http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01, rebalance_interval=0.1
+        "http://q",
+        task_rebalance=True,
+        scale_in_after=0,
+        consolidate=False,
+        task_min_age=0.01,
+        rebalance_interval=0.1,
     )
     metrics = Metrics()
     stop = asyncio.Event()

@@ -68,7 +68,9 @@ async def test_the_live_model_sees_where_tasks_run(local_aws: testbed.LocalAws) 
 
 async def test_a_hot_instance_is_cooled_and_the_move_checked(local_aws: testbed.LocalAws) -> None:
     nodes = _hot_cluster(local_aws)
-    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01)
+    settings = settings_for(
+        "http://q", task_rebalance=True, scale_in_after=0, consolidate=False, task_min_age=0.01
+    )
     metrics = Metrics()
     async with AwsClients(_target(local_aws), metrics) as aws:
         mover = RebalanceController(aws, settings, metrics)
@@ -102,7 +104,9 @@ async def test_no_replacement_onto_an_instance_tagged_retiring(
     ec2.create_tags(
         Resources=[nodes[1].instance_id], Tags=[{"Key": "scaler:retiring", "Value": "idle"}]
     )
-    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01)
+    settings = settings_for(
+        "http://q", task_rebalance=True, scale_in_after=0, consolidate=False, task_min_age=0.01
+    )
     async with AwsClients(_target(local_aws), Metrics()) as aws:
         mover = RebalanceController(aws, settings, Metrics())
         plan = await mover.cycle(now=time.time())
@@ -117,7 +121,9 @@ async def test_a_service_that_may_not_lose_a_task_is_surged_first(
 ) -> None:
     nodes = _hot_cluster(local_aws, min_healthy=100, max_percent=200)
     ecs = local_aws.client("ecs")
-    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01)
+    settings = settings_for(
+        "http://q", task_rebalance=True, scale_in_after=0, consolidate=False, task_min_age=0.01
+    )
     metrics = Metrics()
     async with AwsClients(_target(local_aws), metrics) as aws:
         mover = RebalanceController(aws, settings, metrics)
@@ -151,7 +157,9 @@ async def test_a_surge_leaves_a_desired_count_someone_else_changed(
 ) -> None:
     _hot_cluster(local_aws, min_healthy=100, max_percent=200)
     ecs = local_aws.client("ecs")
-    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01)
+    settings = settings_for(
+        "http://q", task_rebalance=True, scale_in_after=0, consolidate=False, task_min_age=0.01
+    )
     metrics = Metrics()
     async with AwsClients(_target(local_aws), metrics) as aws:
         mover = RebalanceController(aws, settings, metrics)
@@ -167,7 +175,9 @@ async def test_a_surge_leaves_a_desired_count_someone_else_changed(
 
 async def test_dry_run_moves_nothing(local_aws: testbed.LocalAws) -> None:
     _hot_cluster(local_aws)
-    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, dry_run=True)
+    settings = settings_for(
+        "http://q", task_rebalance=True, scale_in_after=0, consolidate=False, dry_run=True
+    )
     metrics = Metrics()
     async with AwsClients(_target(local_aws), metrics) as aws:
         plan = await RebalanceController(aws, settings, metrics).cycle(now=1e10)
@@ -180,7 +190,9 @@ async def test_plan_reads_only_and_reports_every_planner(local_aws: testbed.Loca
     nodes = _hot_cluster(local_aws)
     metrics = Metrics()
     async with AwsClients(_target(local_aws), metrics) as aws:
-        report: dict[str, Any] = await plan_now(aws, settings_for("http://q", scale_in_after=0))
+        report: dict[str, Any] = await plan_now(
+            aws, settings_for("http://q", scale_in_after=0, consolidate=False)
+        )
     assert all(k.split(":")[1].startswith(READS) for k in aws_calls(metrics)), aws_calls(metrics)
     assert report["rebalance"]["hot"] == {nodes[0].instance_id: 1.0}
     assert len(report["rebalance"]["moves"]) == 1
@@ -259,7 +271,9 @@ async def test_a_surge_survives_a_crash_of_the_scaler(local_aws: testbed.LocalAw
     service, finishes the move and sets the count back."""
     nodes = _hot_cluster(local_aws, min_healthy=100, max_percent=200)
     ecs = local_aws.client("ecs")
-    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01)
+    settings = settings_for(
+        "http://q", task_rebalance=True, scale_in_after=0, consolidate=False, task_min_age=0.01
+    )
     async with AwsClients(_target(local_aws), Metrics()) as aws:
         crashed = RebalanceController(aws, settings, Metrics())
         (move,) = (await crashed.cycle(time.time())).moves
@@ -309,7 +323,7 @@ class _Follower:
 
 
 async def test_a_follower_waits_between_turns(local_aws: testbed.LocalAws) -> None:
-    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0)
+    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, consolidate=False)
     async with AwsClients(_target(local_aws), Metrics()) as aws:
         mover = RebalanceController(aws, settings, Metrics())
         follower = _Follower()

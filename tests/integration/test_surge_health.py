@@ -88,7 +88,9 @@ async def test_a_surge_waits_for_the_extra_task_to_report_healthy(
     local_aws: testbed.LocalAws,
 ) -> None:
     nodes, hot = _hot_cluster(local_aws, CHECK)
-    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01)
+    settings = settings_for(
+        "http://q", task_rebalance=True, scale_in_after=0, consolidate=False, task_min_age=0.01
+    )
     metrics = Metrics()
     async with AwsClients(_target(local_aws), metrics) as aws:
         mover = RebalanceController(aws, settings, metrics)
@@ -113,7 +115,9 @@ async def test_without_health_checks_a_surge_waits_out_the_grace_period(
     local_aws: testbed.LocalAws,
 ) -> None:
     nodes, _ = _hot_cluster(local_aws, None, grace=120)
-    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01)
+    settings = settings_for(
+        "http://q", task_rebalance=True, scale_in_after=0, consolidate=False, task_min_age=0.01
+    )
     metrics = Metrics()
     async with AwsClients(_target(local_aws), metrics) as aws:
         mover = RebalanceController(aws, settings, metrics)
@@ -133,7 +137,9 @@ async def test_a_surge_whose_extra_task_never_gets_healthy_is_given_up(
     local_aws: testbed.LocalAws,
 ) -> None:
     nodes, _ = _hot_cluster(local_aws, CHECK)
-    settings = settings_for("http://q", task_rebalance=True, scale_in_after=0, task_min_age=0.01)
+    settings = settings_for(
+        "http://q", task_rebalance=True, scale_in_after=0, consolidate=False, task_min_age=0.01
+    )
     metrics = Metrics()
     async with AwsClients(_target(local_aws), metrics) as aws:
         mover = RebalanceController(aws, settings, metrics)
