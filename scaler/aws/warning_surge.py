@@ -109,6 +109,8 @@ class WarningSurge:
         should a warning for the same instance come meanwhile, the sooner deadline holds."""
         if self._dry_run or not self._port.leader.holds():
             return False
+        if instance.running_tasks + instance.pending_tasks == 0:
+            return False  # ECS counts no task on it: nothing to surge for, nothing to read
         iid = instance.ec2_instance_id
         if iid in self._warned:
             deadline = min(deadline, self._warned[iid][1])
