@@ -62,8 +62,8 @@ def demo() -> DemoRun:
             if found:
                 url = found.group(1)
                 run.scrapes.append(_scrape(url))
-            elif url and "launched by demo-on-demand" in line:
-                run.scrapes.append(_scrape(url))
+            elif url and len(run.scrapes) == 1 and "launched by demo-on-demand" in line:
+                run.scrapes.append(_scrape(url))  # after the first on-demand top-up
         run.returncode = proc.wait()
         watchdog.cancel()
         err.seek(0)
@@ -133,12 +133,17 @@ def test_the_timeline_shows_an_on_demand_top_up_and_the_return_to_spot(demo: Dem
     gone = demo.index(rf"{fallback} terminated by the scaler \(demo-on-demand\)")
     order = [second_warning, top_up, launched, registered, spot_back, spot_launched]
     assert order == sorted(order), demo.out
-    assert spot_launched < release < draining < gone, demo.out
-    assert re.search(
-        r"instances now: 5 spot; capacity changes: add:interruption=1, add:return_to_spot=1, "
-        r"remove:return_to_spot=1",
-        demo.out,
-    ), demo.out
+    # the fallback goes once its spot replacement is up; a second on-demand instance, launched
+    # for headroom while the drained tasks were still being replaced (a timing the demo's real
+    # clock allows), may be released before it
+    assert release < draining and spot_launched < draining < gone, demo.out
+    changes = re.search(r"instances now: 5 spot; capacity changes: (.+)$", demo.out, re.M)
+    assert changes, demo.out
+    counted = dict(c.split("=") for c in changes.group(1).split(", "))
+    assert counted.pop("add:interruption") == "1" and counted.pop("add:return_to_spot") == "1"
+    # every on-demand instance went back: one by the spot replacement, any other for headroom
+    extra = int(counted.pop("add:headroom", "0"))
+    assert extra <= 1 and counted == {"remove:return_to_spot": str(1 + extra)}, demo.out
 
 
 @pytest.mark.slow
