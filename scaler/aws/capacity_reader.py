@@ -78,6 +78,9 @@ log = logging.getLogger(LOGGER)
 
 LAUNCHING_STATES = frozenset({"Pending", "Pending:Wait", "Pending:Proceed"})
 UNKNOWN_TYPE = frozenset({"InvalidInstanceType", "InvalidParameterValue"})
+# seconds a service's missing tasks count as not tried yet: ECS's scheduler places a raised
+# desired count within seconds; what is still unplaced after this found no room
+PLACEMENT_GRACE = 20.0
 
 
 class CapacityReader:
@@ -96,6 +99,10 @@ class CapacityReader:
         self._unserved: set[tuple[str, tuple[str, ...]]] = set()  # (service, providers) warned
         self._providers: dict[str, str] = {}  # group -> the capacity provider it is
         self._denied = False  # reading capacity providers was refused (warned once)
+        self._daemons = (0, 0)  # CPU units, MiB each instance gives its DAEMON tasks
+        # service -> (when, its desired count) read within PLACEMENT_GRACE, and the last before
+        self._desired_seen: dict[str, list[tuple[float, int]]] = {}
+        self._kept = 0  # MiB of a type's memory an instance does not register
         self._activities = LaunchFailures(aws.autoscaling)
         self.memory = ReadMemory(longest=FULL_READ_CYCLES * settings.capacity_interval)
         self.acted: Callable[[], int] = lambda: 0  # the actuator's count of changes made
@@ -208,6 +215,18 @@ class CapacityReader:
             found += await self._describe_types([name])
         return found
 
+    async def _daemon_room(self, described: dict[str, dict[str, Any]]) -> tuple[int, int]:
+        """CPU units and MiB each instance gives the cluster's DAEMON services: ECS starts one
+        task of each on every instance, before any service task, so a new instance holds that
+        much less than it registers (a 4-vCPU instance with a 128-unit log agent has no room for
+        a 4096-unit task)."""
+        cpu = mem = 0
+        for svc in described.values():
+            if svc.get("schedulingStrategy") == "DAEMON":
+                task_cpu, task_mem = await self._task_size(svc["taskDefinition"])
+                cpu, mem = cpu + task_cpu, mem + task_mem
+        return cpu, mem
+
     async def _task_size(self, arn: str) -> tuple[int, int]:
         if arn not in self._task_sizes:
             try:
@@ -233,8 +252,9 @@ class CapacityReader:
         providers: Providers | None = self.memory.providers
         observed = Observed(CapacitySnapshot(now, (), (), ()), instances=instances, groups=groups)
         observed.tasks = {key: list(arns) for key, arns in placement.tasks.items()}
+        self._daemons = await self._daemon_room(described)
         nodes, pools = self._nodes_and_pools(groups, kinds, instances, observed, providers)
-        services = await self._services(described, placement, providers)
+        services = self._settling(await self._services(described, placement, providers), now)
         self._warn_unserved(services, pools)
         observed.snapshot = CapacitySnapshot(now, tuple(nodes), tuple(pools), tuple(services))
         s = self._settings
@@ -307,6 +327,7 @@ class CapacityReader:
         noted in ``observed``."""
         member: dict[str, tuple[str, str]] = {}  # instance id -> (group, AZ)
         nodes: list[NodeView] = []
+        self._kept = _kept_memory(groups, kinds, self._types, instances)
         named = providers.groups if providers else {}
         self._providers = {g: p for p, g in sorted(named.items(), reverse=True)}
         pools = [
@@ -334,7 +355,8 @@ class CapacityReader:
         name = group["AutoScalingGroupName"]
         live = _note_sizes(observed, group)
         cpu, mem, price = self._types.get(kind, (4096, 8192, on_demand_price("", 4)))
-        cpu, mem = _registered(cpu, mem, [instances.get(i["InstanceId"]) for i in live])
+        cpu, mem = _registered(cpu, mem, [instances.get(i["InstanceId"]) for i in live], self._kept)
+        cpu, mem = max(0, cpu - self._daemons[0]), max(0, mem - self._daemons[1])
         size = 0
         for inst in live:
             iid, az = inst["InstanceId"], inst["AvailabilityZone"]
@@ -442,6 +464,24 @@ class CapacityReader:
             views.append(replace(view, overflow=companion, overflow_desired=desired))
         return views
 
+    def _settling(self, services: list[ServiceView], now: float) -> list[ServiceView]:
+        """``services`` with their unplaced tasks marked settling as far as the desired count
+        rose within PLACEMENT_GRACE seconds: a count raised moments ago reads as tasks without
+        a place until ECS's scheduler has tried to place them. A service first read now has
+        no history: all its missing tasks settle for the grace."""
+        seen, kept = self._desired_seen, {}
+        marked = []
+        for svc in services:
+            history = [*seen.get(svc.name, []), (now, svc.desired)]
+            older = [d for t, d in history if t <= now - PLACEMENT_GRACE]
+            # the readings within the grace, and the last one before it (the count then)
+            kept[svc.name] = history[len(older) - 1 :] if older else history
+            rose = svc.desired - older[-1] if older else svc.unplaced
+            settling = min(svc.unplaced, max(0, rose))
+            marked.append(replace(svc, settling=settling) if settling else svc)
+        self._desired_seen = kept
+        return marked
+
     async def _service_names(self) -> list[str]:
         arns: list[str] = []
         paginator = self._aws.ecs.get_paginator("list_services")
@@ -527,15 +567,35 @@ def _warn_rebalancing(group: dict[str, Any]) -> None:
 
 
 def _registered(
-    cpu: int, memory: int, instances: list[ContainerInstance | None]
+    cpu: int, memory: int, instances: list[ContainerInstance | None], kept: int = 0
 ) -> tuple[int, int]:
     """A pool's instance size as ECS places tasks on it: what its instances registered, where
     less than the type's (the ECS agent and the OS keep part of the memory), the smallest of
-    them; the type's until one has registered."""
+    them; until one has registered, the type's less ``kept`` MiB (what the agent and the OS
+    keep on the cluster's other instances)."""
     known = [ci for ci in instances if ci is not None and ci.cpu > 0 and ci.memory > 0]
     if not known:
-        return cpu, memory
+        return cpu, max(0, memory - kept)
     return min(cpu, *(ci.cpu for ci in known)), min(memory, *(ci.memory for ci in known))
+
+
+def _kept_memory(
+    groups: list[dict[str, Any]],
+    kinds: dict[str, str],
+    types: dict[str, tuple[int, int, float]],
+    instances: dict[str, ContainerInstance],
+) -> int:
+    """MiB the ECS agent and the OS keep from a type's memory (ECS_RESERVED_MEMORY and what the
+    kernel holds), as the groups' registered instances show it: the most any keeps; 0 before
+    any has registered."""
+    kept = 0
+    for group in groups:
+        size = types.get(kinds.get(group["AutoScalingGroupName"], ""))
+        for inst in live_instances(group) if size else ():
+            ci = instances.get(inst["InstanceId"])
+            if size and ci is not None and 0 < ci.memory <= size[1]:
+                kept = max(kept, size[1] - ci.memory)
+    return kept
 
 
 def _note_sizes(observed: Observed, group: dict[str, Any]) -> list[dict[str, Any]]:

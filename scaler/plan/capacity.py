@@ -24,11 +24,15 @@ packed, not summed, first-fit decreasing: those ECS could not place into instanc
 and new ones (it failed to use the free room there is), then those losing their place into what
 room is left there and the free room of healthy ACTIVE instances, all in one order of room, largest
 first, whatever an instance's status (an empty ACTIVE instance holds what it held launching, so a
-plan made again once its launches are ACTIVE asks for nothing more). New instances are added one at
-a time, of the pool with the lowest price per task among those whose type holds the largest task
-still waiting (Karpenter simulates pending pods onto instance types the same way). A type no waiting
-task fits is never launched for them; tasks no pool may hold are named in the reasons. The
-aggregate deficit then adds what the headroom still needs, from types that hold a waiting task.
+plan made again once its launches are ACTIVE asks for nothing more). Tasks of a desired count
+raised moments ago (``settling``: ECS has not tried to place them yet) are packed as those losing
+their place are, free room first: a scale-out that the free room holds launches nothing. New
+instances are added one at a time, of the pool with the lowest price per task among those whose
+type holds the largest task still waiting (Karpenter simulates pending pods onto instance types
+the same way); an instance holds its type's registered size less its DAEMON tasks. A type no
+waiting task fits is never launched for them; tasks no pool may hold are named in the reasons.
+The aggregate deficit then adds what the headroom still needs, from types that hold a waiting
+task.
 
 **Source.** Each instance comes from a spot pool that has not been interrupted or out of
 capacity within ``pool_cooldown`` (Karpenter marks an interrupted type and zone unavailable the
@@ -136,6 +140,9 @@ class ServiceView:
     # the (EC2) capacity providers of its strategy: only their instances and pools hold its
     # tasks (none: any)
     providers: tuple[str, ...] = ()
+    # of the unplaced, how many ECS may not have tried to place yet (its desired count rose moments
+    # ago): they take free room first, as tasks losing their place do
+    settling: int = 0
 
 
 @dataclass(frozen=True)
@@ -364,8 +371,8 @@ def _cluster_room(
             continue
         doomed = sum(c for nid, c in svc.tasks_on.items() if nid in nodes and nodes[nid].doomed)
         carried = min(svc.overflow_desired, doomed) if svc.overflow else 0
-        unplaced = svc.unplaced
-        homeless = doomed - carried + unplaced
+        unplaced = svc.unplaced - svc.settling  # ECS tried and found no room for these
+        homeless = doomed - carried + svc.unplaced
         homeless_cpu += homeless * svc.cpu
         homeless_mem += homeless * svc.memory
         unplaced_cpu += unplaced * svc.cpu
@@ -624,16 +631,16 @@ def served(snap: CapacitySnapshot) -> list[ServiceView]:
 
 def _waiting(snap: CapacitySnapshot) -> tuple[list[Bound], list[Bound]]:
     """The tasks that need a place, one shape (and the providers it is bound to) each: those
-    losing theirs on doomed instances (less those a Fargate companion carries), and those ECS
-    could not place."""
+    losing theirs on doomed instances (less those a Fargate companion carries) with those ECS
+    has not tried to place yet (they may fit the free room), and those ECS could not place."""
     nodes = {n.id: n for n in snap.nodes}
     doomed: list[Bound] = []
     unplaced: list[Bound] = []
     for svc in served(snap):
         on_doomed = sum(c for nid, c in svc.tasks_on.items() if nid in nodes and nodes[nid].doomed)
         carried = min(svc.overflow_desired, on_doomed) if svc.overflow else 0
-        doomed += [_bound(svc)] * (on_doomed - carried)
-        unplaced += [_bound(svc)] * svc.unplaced
+        doomed += [_bound(svc)] * (on_doomed - carried + svc.settling)
+        unplaced += [_bound(svc)] * (svc.unplaced - svc.settling)
     return doomed, unplaced
 
 

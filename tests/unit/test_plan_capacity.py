@@ -964,3 +964,25 @@ def test_a_group_at_its_maximum_size_is_not_grown() -> None:
     plan = plan_capacity(full, CALM, CapacityPolicy(headroom=0.0))
     assert launches(full, plan) == {}
     assert any("no pool may grow" in r for r in plan.reasons)
+
+
+# -- a desired count raised moments ago ----------------------------------------------------------
+
+
+def test_settling_tasks_take_free_room_first_and_launch_nothing_it_holds() -> None:
+    """A scale-out ECS has not tried to place yet (``settling``) is packed into the free room as
+    tasks losing their place are: the free room holds it, so nothing launches. The same tasks
+    once ECS has failed to place them (not settling) need new room: the free room did not take
+    them (constraints or fragmentation the snapshot cannot see)."""
+    nodes = [node("n1", SA, free=(1000, 4000)), node("n2", SA, free=(1000, 4000))]
+    fresh = snapshot([SA], nodes, [replace(web({}, unplaced=6), settling=6)])
+    plan = plan_capacity(fresh, CALM, NO_HEADROOM)
+    assert launches(fresh, plan) == {} and deficit(fresh, NO_HEADROOM) == (0, 0)
+    failed = snapshot([SA], nodes, [web({}, unplaced=6)])
+    assert launches(failed, plan_capacity(failed, CALM, NO_HEADROOM)) == {"spot-a": 2}
+
+
+def test_settling_tasks_beyond_the_free_room_still_launch() -> None:
+    nodes = [node("n1", SA, free=(500, 2000))]
+    fresh = snapshot([SA], nodes, [replace(web({}, unplaced=6), settling=6)])
+    assert launches(fresh, plan_capacity(fresh, CALM, NO_HEADROOM)) == {"spot-a": 1}
