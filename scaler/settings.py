@@ -376,14 +376,14 @@ class Settings(BaseSettings):
         default=True,
         description="Scale in by consolidation: drain instances of the scaler's groups whose "
         "service tasks the other instances can take (placement as ECS does it), on-demand "
-        "first, then terminate them once empty; not within SCALER_CONSOLIDATE_QUIET_AFTER of "
-        "the start or of spot trouble.",
+        "first, then terminate them once empty; not within SCALER_CONSOLIDATE_AFTER_START of "
+        "the start nor SCALER_CONSOLIDATE_QUIET_AFTER of spot trouble.",
     )
     consolidate_interval: Seconds = Field(
-        default=300.0, description="Seconds between consolidation plans (at the earliest)."
+        default=120.0, description="Seconds between consolidation plans (at the earliest)."
     )
     consolidate_per_hour: int = Field(
-        default=6, ge=1, description="Most instances consolidation drains an hour."
+        default=60, ge=1, description="Most instances consolidation drains an hour."
     )
     consolidate_min_age: Seconds = Field(
         default=1800.0,
@@ -407,7 +407,12 @@ class Settings(BaseSettings):
     consolidate_quiet_after: Seconds = Field(
         default=7200.0,
         description="Seconds without spot trouble (a notice or a launch that found no "
-        "capacity), and since the scaler's start, before consolidation gives capacity back.",
+        "capacity) before consolidation gives capacity back.",
+    )
+    consolidate_after_start: Seconds = Field(
+        default=1800.0,
+        description="Seconds after the scaler's start before consolidation gives capacity "
+        "back: what it found running may be what the last storm or a rising demand needs.",
     )
     migrate_spot_fleets: Names = Field(
         default=(),

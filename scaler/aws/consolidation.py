@@ -58,6 +58,7 @@ def policy_from(settings: Settings) -> ConsolidationPolicy:
         min_saving=settings.consolidate_min_saving,
         keep_free=settings.consolidate_keep_free,
         quiet_after=settings.consolidate_quiet_after,
+        after_start=settings.consolidate_after_start,
         max_load=settings.hot_threshold if measured else 1.0,
     )
 

@@ -24,8 +24,9 @@ Budgets: at most ``max_disrupted`` of the ACTIVE instances (at least one) draini
 (those already draining count), at most ``max_per_hour`` removals an hour, and nothing within
 ``quiet_after`` seconds of spot trouble (an interruption or a launch that found no capacity):
 capacity is not given back while the market is taking it away. The controller's start opens a
-quiet period too: a controller that just started has seen no trouble yet only because it has
-not looked, and what it found running may be what the last storm or a rising demand needs.
+quiet period too (``after_start``): a controller that just started has seen no trouble yet only
+because it has not looked, and what it found running may be what the last storm or a rising
+demand needs.
 
 Two hooks make it safe beside the other planners: ``only`` limits the candidates (in production,
 instances of the scaler's own groups without standalone tasks; the rest still take moved tasks),
@@ -49,11 +50,12 @@ ON_DEMAND = "on-demand"
 @dataclass(frozen=True)
 class ConsolidationPolicy:
     max_disrupted: float = 0.1  # share of ACTIVE instances draining at once
-    max_per_hour: int = 6
+    max_per_hour: int = 60
     min_age: float = 1800.0  # seconds since the instance registered
     min_saving: float = 0.01  # USD per hour
     keep_free: float = 0.15  # share of the remaining CPU and memory left free
     quiet_after: float = 7200.0  # seconds without spot trouble before capacity is given back
+    after_start: float = 1800.0  # seconds after the controller's start before it gives back
     # only instances whose services ECS drains replacement first (minimumHealthyPercent 100 and
     # room under maximumPercent), so giving capacity back never dips a service
     dip_free: bool = True
@@ -139,7 +141,7 @@ def paused(
     """Why consolidation waits whatever the cluster looks like (a quiet period), or None."""
     if last_trouble is not None and now - last_trouble < policy.quiet_after:
         return "paused: spot trouble within the quiet period"
-    if started is not None and now - started < policy.quiet_after:
+    if started is not None and now - started < policy.after_start:
         return "paused: quiet period after the start"
     return None
 

@@ -75,7 +75,7 @@ def _settings(queue_url: str, **extra: Any) -> Any:
         consolidate=True,
         consolidate_interval=0.3,
         consolidate_min_age=0.01,
-        consolidate_quiet_after=0.5,  # the quiet period after the start
+        consolidate_after_start=0.5,  # the quiet period after the start
         disruption_budget=0.1,  # one instance at a time
     )
     return settings_for(queue_url, **{**values, **extra})
@@ -121,7 +121,7 @@ async def test_nothing_is_given_back_within_the_quiet_period_after_the_start(
 ) -> None:
     _cluster(local_aws)
     queues = testbed.create_queues(local_aws, "events")
-    scaler = scaler_for(local_aws, _settings(queues.url, consolidate_quiet_after=3600.0))
+    scaler = scaler_for(local_aws, _settings(queues.url, consolidate_after_start=3600.0))
     ecs = Ecs(local_aws)
 
     def fewer() -> bool:

@@ -156,7 +156,7 @@ async def test_consolidation_and_the_roll_terminate_template_instances(
             consolidate=True,
             consolidate_interval=0.3,
             consolidate_min_age=0.01,
-            consolidate_quiet_after=0.5,  # the quiet period after the start
+            consolidate_after_start=0.5,  # the quiet period after the start
         ),
     )
     ecs = Ecs(local_aws)

@@ -89,7 +89,11 @@ def test_no_baseline_terminates_an_instance_with_deactivating_tasks(policy: str)
 
 def test_the_shipped_scaler_terminates_no_instance_with_deactivating_tasks() -> None:
     """The same drop with consolidation on, the shipped scaler's way to scale in."""
-    consolidating = {"consolidate": True, "consolidate_quiet_after": 600}  # a short run
+    consolidating = {
+        "consolidate": True,
+        "consolidate_after_start": 600,
+        "consolidate_quiet_after": 600,
+    }  # a short run
     run = run_scaler(_scaled_in(), 4, consolidating, engine=Watched)
     assert len(run.sim.terminated) > 0, "scaled in"
     assert isinstance(run.sim, Watched) and run.sim.early == []

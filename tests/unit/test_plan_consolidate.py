@@ -97,7 +97,7 @@ def test_nothing_is_given_back_within_the_quiet_period_after_start() -> None:
     just_started = plan_consolidation(instances, services, NOW, policy, started=NOW - 60)
     assert just_started.remove == ()
     assert just_started.reasons == ("paused: quiet period after the start",)
-    quiet = NOW - policy.quiet_after
+    quiet = NOW - policy.after_start
     assert plan_consolidation(instances, services, NOW, policy, started=quiet).remove
     later_trouble = plan_consolidation(
         instances, services, NOW, policy, started=quiet, last_trouble=NOW - 60
