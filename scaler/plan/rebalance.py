@@ -50,17 +50,16 @@ no moves at all while an instance is draining or tasks wait for room (a disrupti
 
 from __future__ import annotations
 
-import bisect
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from scaler.ecs.cluster import ACTIVE, DRAINING, RUNNING, STOPPED, Instance, ServiceState, Task
-from scaler.ecs.placement import Spread, likely, spread_fields
 from scaler.ecs.scheduler import rebalances_azs
 from scaler.plan.cooldown import Cooling
+from scaler.plan.predicted_room import PredictedRoom
 
 NO_COOLING = Cooling()
 
@@ -182,9 +181,7 @@ def plan_moves(
     budget = min(policy.max_moves, policy.max_moves_per_hour - moves_last_hour)
     plan = _Planning(active, loads, services, now, policy, rng, limit)
     plan.cooling = cooling
-    plan.avoid = set(leaving)
-    if policy.spare_idle:
-        plan.avoid |= {i.id for i in active if not i.busy()}
+    plan.leaving = set(leaving)
     for inst in _emptiable_first(hot) if policy.spare_idle else hot:
         if budget <= 0 or plan.exhausted():
             break
@@ -197,7 +194,14 @@ def plan_moves(
 def _emptiable_first(hot: list[Instance]) -> list[Instance]:
     """The hot instances that one move would leave running no service task first (idle, they
     can be given back), each part hottest first."""
-    return sorted(hot, key=lambda i: i.replicas() > 1)
+    return sorted(hot, key=lambda i: not _emptiable(i))
+
+
+def _emptiable(inst: Instance) -> bool:
+    """Whether one move leaves ``inst`` running no service task (:meth:`Instance.replicas` at
+    most 1), counting no further than two."""
+    replicas = (t for t in inst.tasks.values() if not t.service.daemon)
+    return next(replicas, None) is None or next(replicas, None) is None
 
 
 def _disrupted(instances: Iterable[Instance], services: Iterable[ServiceState]) -> str:
@@ -215,10 +219,13 @@ def _disrupted(instances: Iterable[Instance], services: Iterable[ServiceState]) 
 class _Planning:
     """Scratch state: predicted loads and free room as moves are chosen.
 
-    Kept cheap for large clusters where little can move: each service's movability is worked
-    out once per plan (:func:`service_kind`); the instances are indexed by their predicted free
-    memory, so a prediction reads only those with room for the task (and the source); once the
-    prediction budget is spent, only tasks whose placement is already known are tried."""
+    Kept cheap for large clusters, where predictions are most of the cost: each service's
+    movability is worked out once per plan (:func:`service_kind`); a prediction reads only the
+    instances with room for the task (and the source), found once per task size between two
+    moves, and ranks them a strategy at a time on plain numbers (:class:`PredictedRoom`, which
+    answers as the placement model does); whether an instance is idle or leaving is worked out
+    only when a prediction may place on it, once per plan; once the prediction budget is spent,
+    only tasks whose placement is already known are tried."""
 
     def __init__(
         self,
@@ -233,7 +240,6 @@ class _Planning:
         self.limit = limit
         self.active = active
         self.by_id = {i.id: i for i in active}
-        self.position = {i.id: n for n, i in enumerate(active)}
         self.loads = dict(loads)
         self.services = services
         self.now = now
@@ -242,9 +248,7 @@ class _Planning:
         self.moves: list[Move] = []
         self.reasons: list[str] = []
         self.moved_services: set[str] = set()
-        self.free_cpu = [i.free_cpu for i in active]  # predicted room, by position
-        self.free_mem = [i.free_mem for i in active]
-        self.by_memory = sorted((i.free_mem, n) for n, i in enumerate(active))  # predicted room
+        self.room = PredictedRoom(active)
         self.cooling = NO_COOLING
         self.kinds: dict[str, str | None] = {}  # service -> service_kind, for this plan
         # memos, valid until the next move changes the predicted room
@@ -252,7 +256,8 @@ class _Planning:
         self.predictions = 0
         self.surge_options: dict[str, list[Instance]] = {}
         self.azs = {i.az for i in active}
-        self.avoid: set[str] = set()  # never a destination: idle or leaving instances
+        self.leaving: Collection[str] = frozenset()  # never a destination
+        self.avoided: dict[str, bool] = {}  # instance -> never a destination, when asked
         self.blocked: set[str] = set()  # services ECS may place on one of them
 
     def exhausted(self) -> bool:
@@ -300,7 +305,7 @@ class _Planning:
             return None  # out of planning time: the hottest instances came first
         else:
             self.predictions += 1
-            options = self._predict(task, source, service, surge=kind == SURGE)
+            options = self.room.likely(task, source, service, surge=kind == SURGE)
             if kind == SURGE:
                 self.surge_options[name] = options
         move = self._judge(task, source, service, options, kind)
@@ -318,7 +323,7 @@ class _Planning:
     ) -> Move | None:
         if not options:
             return None
-        if any(d.id in self.avoid for d in options if d is not source):
+        if any(self._avoided(d) for d in options if d is not source):
             self.blocked.add(service.spec.name)  # not tried again in this plan
             return None  # the replacement may keep an instance from being given back
         if rebalances_azs(service.spec) and not self._azs_stay_balanced(service, source, options):
@@ -331,6 +336,15 @@ class _Planning:
         destination = self.rng.choice([d for d in options if d is not source])
         return Move(task.id, task.service.name, source.id, destination.id, cpu, kind == SURGE)
 
+    def _avoided(self, inst: Instance) -> bool:
+        """Never a destination: leaving, or idle (when idle instances are spared); worked out
+        for the instances a replacement may go to only, once per plan."""
+        avoided = self.avoided.get(inst.id)
+        if avoided is None:
+            avoided = inst.id in self.leaving or (self.policy.spare_idle and not inst.busy())
+            self.avoided[inst.id] = avoided
+        return avoided
+
     def _azs_stay_balanced(
         self, service: ServiceState, source: Instance, options: list[Instance]
     ) -> bool:
@@ -341,10 +355,10 @@ class _Planning:
         counts.update(t.az for t in service.tasks.values() if t.state != STOPPED)
         allowed = max(1, max(counts.values()) - min(counts.values()))
         counts[source.az] -= 1
-        for dest in options:
-            counts[dest.az] += 1
+        for az in {d.az for d in options}:  # the AZ is all that counts of a destination
+            counts[az] += 1
             spread = max(counts.values()) - min(counts.values())
-            counts[dest.az] -= 1
+            counts[az] -= 1
             if spread > allowed:
                 return False
         return True
@@ -367,60 +381,6 @@ class _Planning:
         raises the peak never does."""
         return max(0.0, load - self.limit) ** 2
 
-    def _predict(
-        self, task: Task, source: Instance, service: ServiceState, surge: bool
-    ) -> list[Instance]:
-        """Where ECS may start the replacement (the placement model on the predicted free room;
-        every instance tied for first place): once ``task`` stopped, with its room back on the
-        source; for a surge, beside it."""
-        spec = task.service
-        room = self._with_room(spec.cpu, spec.memory, source)
-        if surge:
-            return self._place(room, service, lambda: None)
-
-        def stopped() -> None:
-            source.free_cpu += spec.cpu
-            source.free_mem += spec.memory
-
-        stopped_state = task.state
-        task.state = "STOPPED"  # not counted by spread or distinctInstance
-        try:
-            return self._place(room, service, stopped)
-        finally:
-            task.state = stopped_state
-
-    def _with_room(self, cpu: int, memory: int, source: Instance) -> list[int]:
-        """The positions of the instances with predicted room for a task of ``cpu`` and
-        ``memory`` (and the source's), in the cluster's order: the only ones placement may pick."""
-        at = bisect.bisect_left(self.by_memory, (memory, -1))
-        fc, fm = self.free_cpu, self.free_mem
-        if 2 * at < len(self.by_memory):  # most have room: a pass in order is cheaper
-            picked = [n for n in range(len(fc)) if fm[n] >= memory and fc[n] >= cpu]
-        else:
-            picked = sorted(n for _, n in self.by_memory[at:] if fc[n] >= cpu)
-        here = self.position[source.id]
-        spot = bisect.bisect_left(picked, here)
-        if spot == len(picked) or picked[spot] != here:
-            picked.insert(spot, here)
-        return picked
-
-    def _place(
-        self, room: list[int], service: ServiceState, adjust: Callable[[], None]
-    ) -> list[Instance]:
-        """:func:`likely` on the instances at ``room``, with their predicted free room for the
-        duration (``adjust`` then changes it); afterwards, what they had."""
-        instances = [self.active[n] for n in room]
-        saved = [(i.free_cpu, i.free_mem) for i in instances]
-        fc, fm = self.free_cpu, self.free_mem
-        try:
-            for inst, n in zip(instances, room, strict=True):
-                inst.free_cpu, inst.free_mem = fc[n], fm[n]
-            adjust()
-            return likely(instances, service, Spread(service, spread_fields(service.spec)))
-        finally:
-            for inst, (c, m) in zip(instances, saved, strict=True):
-                inst.free_cpu, inst.free_mem = c, m
-
     def _apply(self, move: Move, task: Task) -> None:
         self.rejected.clear()
         self.surge_options.clear()
@@ -430,12 +390,7 @@ class _Planning:
         dst = self.by_id[move.destination]
         self.loads[src.id] -= move.cpu / src.cpu
         self.loads[dst.id] += move.cpu / dst.cpu
-        n = self.position[dst.id]
-        entry = (self.free_mem[n], n)
-        self.free_cpu[n] -= task.service.cpu
-        self.free_mem[n] -= task.service.memory
-        del self.by_memory[bisect.bisect_left(self.by_memory, entry)]
-        bisect.insort(self.by_memory, (self.free_mem[n], n))
+        self.room.take(dst, task.service.cpu, task.service.memory)
         how = "surge-move" if move.surge else "move"
         self.reasons.append(
             f"{how} {move.service} task off {move.source} ({self._pct(src, move)}) to "
