@@ -55,4 +55,4 @@ def test_the_load_limit_follows_the_load_source() -> None:
     )
     assert reserved.max_load == 1.0, "reservations alone limit where tasks go"
     assert measured.max_load == 0.7
-    assert reserved.max_disrupted == 0.1 and reserved.max_per_hour == 6
+    assert reserved.max_disrupted == 0.1 and reserved.max_per_hour == 60
