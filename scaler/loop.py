@@ -358,6 +358,7 @@ class Scaler:
                 self.clock,
                 stop_time=s.warning_surge_stop_time,
                 dry_run=s.dry_run,
+                metrics=self.metrics,
             )
         workers.gate = DrainGate(
             directory,

@@ -124,6 +124,15 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.surge_holds = Histogram(
+            "scaler_surge_hold_seconds",
+            "How long a warned (or recommended) instance waited for its services' surge before "
+            "its drain, by outcome: `ready` (the extra tasks were healthy), `deadline` (the "
+            "notice left only the stop time).",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.drained_instances = Counter(
             "scaler_drained_instances",
             "Container instances set to DRAINING, by reason.",

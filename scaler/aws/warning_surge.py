@@ -42,6 +42,7 @@ from scaler.capacity.roll import apply_surges
 from scaler.clock import Clock
 from scaler.ecs.cluster import ACTIVE
 from scaler.guard import list_service_arns
+from scaler.metrics import Metrics
 from scaler.model import ContainerInstance
 from scaler.plan.roll import Deployment
 from scaler.plan.warning_surge import WarningPlan, dips, drain_deadline, plan_warning_surges
@@ -75,8 +76,10 @@ class WarningSurge:
         stop_time: float,
         poll: float = 5.0,
         dry_run: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         self._port = port
+        self._metrics = metrics
         self._ecs = ecs
         self._cluster = cluster
         self._directory = directory
@@ -117,7 +120,8 @@ class WarningSurge:
         self._warned[iid] = (instance, deadline)
         released = self._released.setdefault(iid, asyncio.Event())
         self._wake()
-        left = deadline - self._now()
+        began = self._now()
+        left = deadline - began
         late = False
         try:  # the loop releases it; at its deadline it goes whatever the loop is doing
             await asyncio.wait_for(released.wait(), max(0.0, left))
@@ -129,6 +133,9 @@ class WarningSurge:
             self._released.pop(iid, None)
         held = late or iid in self._surged
         self._surged.discard(iid)
+        if held and self._metrics is not None:
+            outcome = "deadline" if late or self._now() >= deadline else "ready"
+            self._metrics.surge_holds.labels(outcome).observe(max(0.0, self._now() - began))
         return held
 
     async def run_forever(self, stop: asyncio.Event) -> None:

@@ -49,7 +49,10 @@ async def test_a_warned_instance_waits_for_its_surge_and_the_count_is_set_back(
     async with AwsClients(target, Metrics()) as aws:
         directory = InstanceDirectory(aws.ecs, "prod", clock, ttl=60.0)
         port = RollSurges(aws, "prod", Metrics(), dry_run=False)
-        surge = WarningSurge(port, aws.ecs, "prod", directory, clock, stop_time=30.0, poll=POLL)
+        metrics = Metrics()
+        surge = WarningSurge(
+            port, aws.ecs, "prod", directory, clock, stop_time=30.0, poll=POLL, metrics=metrics
+        )
         ci = (await directory.resolve([warned.instance_id]))[warned.instance_id]
         warned_at = clock.now().timestamp()
         hold = asyncio.create_task(surge.hold(ci, warned_at))
@@ -59,6 +62,10 @@ async def test_a_warned_instance_waits_for_its_surge_and_the_count_is_set_back(
         assert not hold.done()  # not known healthy: it waits for its deadline
         clock.advance(90.0)
         assert await asyncio.wait_for(hold, 5.0)  # it waited for a surge
+        held = metrics.registry.get_sample_value(
+            "scaler_surge_hold_seconds_count", {"outcome": "deadline"}
+        )
+        assert held == 1.0  # counted as a hold that ended at its deadline
         drainer = Drainer(aws.ecs, "prod", directory, Metrics(), clock, window=0.0)
         assert await drainer.drain(ci, "spot_interruption") == "ok"
         await _until(local_aws, arn, (4, {}))  # drained: set back, unmarked
