@@ -59,7 +59,8 @@ def policy_from(settings: Settings) -> ConsolidationPolicy:
         keep_free=settings.consolidate_keep_free,
         quiet_after=settings.consolidate_quiet_after,
         after_start=settings.consolidate_after_start,
-        max_load=settings.hot_threshold if measured else 1.0,
+        max_load=settings.hot_threshold,
+        pause_when_hot=measured,
     )
 
 

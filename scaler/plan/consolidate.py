@@ -60,6 +60,9 @@ class ConsolidationPolicy:
     # room under maximumPercent), so giving capacity back never dips a service
     dip_free: bool = True
     max_load: float = 0.8  # a moved task may not take its new instance's CPU above this
+    # wait while any instance is above max_load (with CPU measured: rebalancing cools it
+    # first); on reserved CPU a packed instance is not hot, it is what binpack does
+    pause_when_hot: bool = True
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,9 @@ def plan_consolidation(
     if budget <= 0 or len(active) < 2:
         return ConsolidationPlan()
     hot = sum(1 for i in active if i.cpu and i.used_cpu / i.cpu > policy.max_load)
-    if hot:  # cool those first (rebalancing): giving back the cool instances would not help
+    if (
+        hot and policy.pause_when_hot
+    ):  # cool those first (rebalancing): giving back the cool instances would not help
         return ConsolidationPlan(
             (), (f"paused: {hot} instance(s) above {policy.max_load:.0%} CPU",)
         )

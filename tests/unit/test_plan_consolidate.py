@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -194,3 +195,18 @@ def test_removals_fit_under_the_placement_model_and_budgets(
                 task.running_at = task.healthy_at = min(task.healthy_at, NOW)
                 if task.state == "PENDING":
                     cluster.mark_running(task)
+
+
+def test_on_reserved_cpu_a_packed_instance_does_not_pause_it_but_caps_destinations() -> None:
+    """Without measured CPU, load is the share reserved: an instance binpack filled is not a hot
+    spot to wait for, but consolidation still fills no destination beyond ``max_load`` of it."""
+    cluster = cluster_of(4, [web(4)])
+    packed = next(iter(cluster.instances.values()))
+    packed.used_cpu = packed.cpu  # reserved to the full
+    waits = ConsolidationPolicy(max_disrupted=1.0, max_per_hour=100, dip_free=False)
+    assert waits.pause_when_hot
+    assert plan_consolidation(cluster.instances, cluster.services, NOW, waits).remove == ()
+    packs = replace(waits, pause_when_hot=False)
+    assert plan_consolidation(cluster.instances, cluster.services, NOW, packs).remove
+    full = replace(packs, max_load=0.01)  # no destination may take a task
+    assert plan_consolidation(cluster.instances, cluster.services, NOW, full).remove == ()
