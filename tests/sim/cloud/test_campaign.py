@@ -194,11 +194,14 @@ def test_draining_past_the_drain_timeout_unexplained_breaks_the_invariants(
 
 
 def test_a_message_deleted_with_a_handle_a_lost_receive_superseded_is_told_apart() -> None:
-    """Seed 4: a message handled and deleted with the handle its receive brought, after a
-    duplicate receive whose answer was lost had given it a new one: SQS deleted nothing, and
-    every later receive was lost too. The world's doing; the scaler could not have known."""
-    t = trial(4)
+    """A message handled and deleted with the handle its receive brought, after a duplicate
+    receive whose answer was lost had given it a new one: SQS deleted nothing, and every later
+    receive was lost too (it happened at seed 4 before the capacity planner's changes moved its
+    timing). The world's doing; the scaler could not have known. The simulated SQS notes the
+    superseding handle (``test_sqs``); the invariant excuses such a message, and only such."""
+    t = trial(0)
     outcome = play(t)
-    assert outcome.dead == 1 and outcome.dead_superseded == 1
-    assert violations(t, outcome) == []
-    assert any("dead-letter" in v for v in violations(t, replace(outcome, dead_superseded=0)))
+    assert outcome.dead == outcome.malformed and violations(t, outcome) == []
+    superseded = replace(outcome, dead=outcome.dead + 1, dead_superseded=1)
+    assert violations(t, superseded) == []
+    assert any("dead-letter" in v for v in violations(t, replace(superseded, dead_superseded=0)))
