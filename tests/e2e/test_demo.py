@@ -187,7 +187,7 @@ UNUSED_BY_THE_DEMO = {
     "scaler_lease_changes",
     "scaler_reservation_advice",  # SCALER_ADVICE is off
     "scaler_reservation_current",
-    "scaler_surge_hold",  # the demo runs with SCALER_WARNING_SURGE=false
+    "scaler_surge_hold_seconds",  # the demo runs with SCALER_WARNING_SURGE=false
 }
 
 
