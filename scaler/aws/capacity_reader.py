@@ -591,9 +591,11 @@ def _kept_memory(
     kept = 0
     for group in groups:
         size = types.get(kinds.get(group["AutoScalingGroupName"], ""))
-        for inst in live_instances(group) if size else ():
+        if size is None:
+            continue
+        for inst in live_instances(group):
             ci = instances.get(inst["InstanceId"])
-            if size and ci is not None and 0 < ci.memory <= size[1]:
+            if ci is not None and 0 < ci.memory <= size[1]:
                 kept = max(kept, size[1] - ci.memory)
     return kept
 

@@ -134,8 +134,9 @@ class WarningSurge:
         held = late or iid in self._surged
         self._surged.discard(iid)
         if held and self._metrics is not None:
-            outcome = "deadline" if late or self._now() >= deadline else "ready"
-            self._metrics.surge_holds.labels(outcome).observe(max(0.0, self._now() - began))
+            ended = self._now()
+            outcome = "deadline" if late or ended >= deadline else "ready"
+            self._metrics.surge_holds.labels(outcome).observe(max(0.0, ended - began))
         return held
 
     async def run_forever(self, stop: asyncio.Event) -> None:

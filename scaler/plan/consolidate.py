@@ -108,9 +108,8 @@ def plan_consolidation(
     if budget <= 0 or len(active) < 2:
         return ConsolidationPlan()
     hot = sum(1 for i in active if i.cpu and i.used_cpu / i.cpu > policy.max_load)
-    if (
-        hot and policy.pause_when_hot
-    ):  # cool those first (rebalancing): giving back the cool instances would not help
+    # cool those first (rebalancing): giving back the cool instances would not help
+    if hot and policy.pause_when_hot:
         return ConsolidationPlan(
             (), (f"paused: {hot} instance(s) above {policy.max_load:.0%} CPU",)
         )
