@@ -26,6 +26,7 @@ from scaler.aws.cpu import metric_data
 from scaler.aws.lease import Always, Leadership
 from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
 from scaler.aws.rebalancer import policy_from as rebalance_policy
+from scaler.aws.services import Definitions
 from scaler.clock import Clock, SystemClock
 from scaler.metrics import Metrics
 from scaler.plan.advice import CPU, MEMORY, AdvicePlan, AdvicePolicy, Measured, plan_advice
@@ -116,9 +117,10 @@ class Advisor:
         self._metrics = metrics
         self._clock = clock or SystemClock()
         self.leader: Leadership = Always()
+        self._definitions = Definitions()
 
     async def cycle(self) -> AdvicePlan:
-        live = await live_cluster(self._aws, self._settings.cluster)
+        live = await live_cluster(self._aws, self._settings.cluster, self._definitions)
         if self._settings.load_source is LoadSource.MEASURED:
             live = await with_measured_cpu(self._aws, live, self._clock.now())
         plan = await advice_now(self._aws, self._settings, live, self._clock.now())

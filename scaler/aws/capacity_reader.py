@@ -251,6 +251,7 @@ class CapacityReader:
         described, placement = await self._placement(instances, now)
         providers: Providers | None = self.memory.providers
         observed = Observed(CapacitySnapshot(now, (), (), ()), instances=instances, groups=groups)
+        observed.fingerprint = self.memory.seen  # this cycle's: the placement was read under it
         observed.tasks = {key: list(arns) for key, arns in placement.tasks.items()}
         self._daemons = await self._daemon_room(described)
         nodes, pools = self._nodes_and_pools(groups, kinds, instances, observed, providers)

@@ -21,6 +21,15 @@ them), ``SCALER_CONSOLIDATE_MIN_AGE`` (from ECS's registration, else EC2's launc
 instance of unknown age stays), ``SCALER_CONSOLIDATE_MIN_SAVING`` and nothing within
 ``SCALER_CONSOLIDATE_QUIET_AFTER`` of spot trouble or of the scaler's start.
 
+Reads: a plan reads the whole live cluster (every task: a ListTasks page and a DescribeTasks
+call per 100). A plan that chose nothing stands, and the cluster is not read again, while
+nothing it depended on has changed: the capacity reader's fingerprint of the cluster (which
+changes whenever a task starts, stops or moves: :mod:`scaler.aws.read_memory`), the instances
+being drained, the hour's drains, the last spot trouble and EC2's facts on the groups'
+instances; at most ``REPLAN_AFTER`` seconds, and no later than an instance grows old enough to
+be given back. With ``SCALER_LOAD_SOURCE=measured`` every plan reads (CloudWatch's load moves
+by itself).
+
 CPU load: with ``SCALER_LOAD_SOURCE=measured`` a moved task may not take its new instance over
 ``SCALER_HOT_THRESHOLD`` (CloudWatch's measure), as in the simulator; with ``reserved`` only
 ECS's reservations limit where tasks go. In dry-run the decisions are logged and nothing is
@@ -31,10 +40,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Hashable
+from dataclasses import dataclass
 
 from scaler.aws.clients import AwsClients
 from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
 from scaler.aws.retiring import Ec2Facts
+from scaler.aws.services import Definitions
 from scaler.plan.capacity import CapacityMemory, CapacityPolicy, CapacitySnapshot
 from scaler.plan.consolidate import (
     ConsolidationPlan,
@@ -47,6 +59,19 @@ from scaler.prices import SPOT_SHARE
 from scaler.settings import LoadSource, Settings
 
 log = logging.getLogger(__name__)
+
+REPLAN_AFTER = 600.0  # seconds a plan that chose nothing stands while nothing it saw changed
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What a plan depended on, as the capacity cycle sees it without reading the cluster."""
+
+    seen: Hashable  # the capacity reader's fingerprint
+    ours: frozenset[str]
+    removed_last_hour: int
+    last_trouble: float | None
+    facts: frozenset[tuple[str, Ec2Facts]]
 
 
 def policy_from(settings: Settings) -> ConsolidationPolicy:
@@ -85,6 +110,9 @@ class Consolidator:
         self.policy = policy_from(settings)
         self.drained_at: list[float] = []
         self._last = -math.inf
+        self._definitions = Definitions()
+        self._stands: tuple[_Inputs, float] | None = None  # a plan that chose nothing, until
+        self.reads = 0  # plans that read the live cluster
 
     def due(self, now: float) -> bool:
         return now - self._last >= self._every
@@ -95,18 +123,68 @@ class Consolidator:
         facts: dict[str, Ec2Facts],
         memory: CapacityMemory,
         ours: frozenset[str],
+        seen: Hashable = None,
     ) -> ConsolidationPlan:
         """The instances to drain now (nothing is changed); ``ours``: those being drained for
-        consolidation already."""
+        consolidation already; ``seen``: the capacity reader's fingerprint (None: unknown, the
+        cluster is read)."""
         self._last = snap.now
         self.drained_at = [t for t in self.drained_at if snap.now - t < 3600.0]
         quiet = paused(snap.now, self.policy, memory.last_spot_trouble(), self.started)
         if quiet is not None:  # nothing to plan: the live cluster is not read
             return ConsolidationPlan((), (quiet,))
-        live = await live_cluster(self._aws, self._settings.cluster)
+        inputs = self._inputs(snap, facts, memory, ours, seen)
+        if self._stands is not None and inputs == self._stands[0] and snap.now < self._stands[1]:
+            return ConsolidationPlan()  # the last plan chose nothing, and nothing changed
+        self.reads += 1
+        live = await live_cluster(self._aws, self._settings.cluster, self._definitions)
         if self._settings.load_source == LoadSource.MEASURED:
             live = await with_measured_cpu(self._aws, live)
         candidates = self._annotate(live, snap, facts)
+        plan = self._plan(live, snap, memory, ours, candidates)
+        self._stands = None
+        if inputs is not None and not plan.remove:
+            self._stands = (inputs, self._until(live, candidates, snap.now))
+        return plan
+
+    def _inputs(
+        self,
+        snap: CapacitySnapshot,
+        facts: dict[str, Ec2Facts],
+        memory: CapacityMemory,
+        ours: frozenset[str],
+        seen: Hashable,
+    ) -> _Inputs | None:
+        """What a plan depends on that the cycle sees; None: unknown (a plan always reads)."""
+        if seen is None or self._settings.load_source == LoadSource.MEASURED:
+            return None
+        return _Inputs(
+            seen,
+            ours,
+            len(self.drained_at),
+            memory.last_spot_trouble(),
+            frozenset(facts.items()),
+        )
+
+    def _until(self, live: LiveCluster, candidates: frozenset[str], now: float) -> float:
+        """How long a plan that chose nothing stands: ``REPLAN_AFTER``, or until the next
+        candidate grows old enough (``SCALER_CONSOLIDATE_MIN_AGE``)."""
+        ripening = [
+            at + self.policy.min_age
+            for iid in candidates
+            if (at := live.model.instances[iid].registered_at) is not None
+            and at + self.policy.min_age > now
+        ]
+        return min([now + REPLAN_AFTER, *ripening])
+
+    def _plan(
+        self,
+        live: LiveCluster,
+        snap: CapacitySnapshot,
+        memory: CapacityMemory,
+        ours: frozenset[str],
+        candidates: frozenset[str],
+    ) -> ConsolidationPlan:
         return plan_consolidation(
             live.model.instances,
             live.model.services,

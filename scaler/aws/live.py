@@ -28,7 +28,7 @@ from scaler.aws.ecs import (
     list_container_instance_arns,
     resource,
 )
-from scaler.aws.services import Providers, read_providers, read_services
+from scaler.aws.services import Definitions, Providers, read_providers, read_services
 from scaler.aws.tasks import epoch, running_tasks, task_health
 from scaler.ecs.cluster import (
     ACTIVE,
@@ -40,7 +40,6 @@ from scaler.ecs.cluster import (
     Task,
 )
 from scaler.ecs.health import ServiceHealth, healthy_since
-from scaler.guard import describe_services
 from scaler.prices import on_demand_price
 
 
@@ -61,8 +60,11 @@ class LiveCluster:
     standalone: dict[str, int] = field(default_factory=dict)  # instance id -> non-service tasks
 
 
-async def live_cluster(aws: AwsClients, cluster: str) -> LiveCluster:
-    """The model of the live cluster, its tasks' ARNs, and notes on what it had to assume."""
+async def live_cluster(
+    aws: AwsClients, cluster: str, definitions: Definitions | None = None
+) -> LiveCluster:
+    """The model of the live cluster, its tasks' ARNs, and notes on what it had to assume.
+    ``definitions``: the task definitions read before (a reader that reads again keeps them)."""
     live = LiveCluster(Cluster())
     model = live.model
     by_arn: dict[str, tuple[Instance, dict[str, Any]]] = {}
@@ -71,10 +73,12 @@ async def live_cluster(aws: AwsClients, cluster: str) -> LiveCluster:
         if raw.get("status") in (ACTIVE, DRAINING):
             by_arn[raw["containerInstanceArn"]] = (_instance(model, raw, providers), raw)
     health: dict[str, ServiceHealth] = {}
-    specs = await read_services(aws.ecs, cluster, live.notes, live.service_tags, providers, health)
+    primaries: dict[str, str] = {}
+    specs = await read_services(
+        aws.ecs, cluster, live.notes, live.service_tags, providers, health, definitions, primaries
+    )
     for spec in specs:
         model.add_service(replace(spec, cpu_use=1.0))  # load counts reservations
-    primaries = await _primary_task_definitions(aws, cluster, list(model.services))
     for raw in await running_tasks(aws.ecs, cluster):
         _count_standalone(live, raw, by_arn)
         task = _place(model, raw, by_arn, primaries, health)
@@ -185,10 +189,3 @@ def _place(
 async def _container_instances(aws: AwsClients, cluster: str) -> list[dict[str, Any]]:
     arns = await list_container_instance_arns(aws.ecs, cluster)
     return await describe_container_instances_raw(aws.ecs, cluster, arns)
-
-
-async def _primary_task_definitions(
-    aws: AwsClients, cluster: str, names: list[str]
-) -> dict[str, str]:
-    described = await describe_services(aws.ecs, cluster, names)
-    return {svc["serviceName"]: svc.get("taskDefinition", "") for svc in described}

@@ -37,6 +37,7 @@ from scaler.aws import surges as surge_marks
 from scaler.aws.clients import AwsClients, error_code
 from scaler.aws.lease import Always, Leadership
 from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
+from scaler.aws.services import Definitions
 from scaler.clock import Clock, SystemClock
 from scaler.ecs.cluster import ACTIVE, Task
 from scaler.metrics import Metrics
@@ -92,6 +93,7 @@ class RebalanceController:
         self.pending: list[Pending] = []
         self.surges: dict[str, Surge] = {}
         self.leader: Leadership = Always()  # with two replicas, only the leader moves tasks
+        self._definitions = Definitions()
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         clock = self._clock
@@ -118,7 +120,7 @@ class RebalanceController:
                 await asyncio.wait_for(stop.wait(), timeout=max(1.0, wait))
 
     async def _live(self) -> LiveCluster:
-        live = await live_cluster(self._aws, self._settings.cluster)
+        live = await live_cluster(self._aws, self._settings.cluster, self._definitions)
         if self._settings.load_source is LoadSource.MEASURED:
             live = await with_measured_cpu(self._aws, live, self._clock.now())
         return live

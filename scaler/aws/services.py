@@ -1,7 +1,8 @@
 """How the live cluster's services are read: one :class:`scaler.ecs.cluster.ServiceSpec` each.
 
 ListServices and DescribeServices (batched), then each primary deployment's task definition
-(DescribeTaskDefinition, bounded concurrency): desired count, CPU and memory reservation,
+(DescribeTaskDefinition, bounded concurrency; a revision never changes, so a reader that reads
+again keeps them in a :class:`Definitions`): desired count, CPU and memory reservation,
 deployment percentages (ECS's REPLICA defaults when unset), placement strategies and the
 constraints the ECS model understands (others are noted and left out), the launch type, and the
 container health checks' worst-case time. ``scaler snapshot`` writes these into a scenario; the
@@ -51,6 +52,35 @@ _PROBE = Instance(
 
 
 DESCRIBE_PROVIDERS_BATCH = 100  # names per DescribeCapacityProviders call
+KEPT_DEFINITIONS = 1000  # task definitions a Definitions keeps, the last read first
+
+
+class Definitions:
+    """Task definitions read before, by ARN. A revision is immutable (a change registers a new
+    one), so what was read stays true; only successful reads are kept (an unreadable one may
+    be readable next time), and at most ``KEPT_DEFINITIONS``, those read or used last."""
+
+    def __init__(self, keep: int = KEPT_DEFINITIONS) -> None:
+        self._keep = keep
+        self._known: dict[str, dict[str, Any]] = {}
+        self.reads = 0  # DescribeTaskDefinition calls made
+
+    async def read(self, ecs: Any, arns: list[str]) -> dict[str, dict[str, Any] | None]:
+        """ARN -> its definition (None: unreadable), reading only those not kept."""
+        missing = [a for a in arns if a not in self._known]
+        self.reads += len(missing)
+        for arn, found in zip(
+            missing, await bounded([_task_definition(ecs, a) for a in missing]), strict=True
+        ):
+            if found is not None:
+                self._known[arn] = found
+        answer = {a: self._known.pop(a, None) for a in arns}
+        for arn, found in answer.items():  # last used last: the oldest go first
+            if found is not None:
+                self._known[arn] = found
+        while len(self._known) > self._keep:
+            del self._known[next(iter(self._known))]
+        return answer
 
 
 @dataclass(frozen=True)
@@ -124,11 +154,14 @@ async def read_services(
     tags: dict[str, tuple[str, dict[str, str]]] | None = None,
     providers: Providers | None = None,
     health: dict[str, ServiceHealth] | None = None,
+    definitions: Definitions | None = None,
+    primaries: dict[str, str] | None = None,
 ) -> tuple[ServiceSpec, ...]:
     """The cluster's services as the ECS model sees them; with ``tags``, also fills it with each
     service's ARN and tags, by name; with ``health``, with what tells its tasks' health
-    (:func:`service_health`). ``providers``: the cluster's default strategy (read here if not
-    given)."""
+    (:func:`service_health`); with ``primaries``, with each service's task definition ARN.
+    ``providers``: the cluster's default strategy (read here if not given); ``definitions``:
+    the task definitions read before (default: every one is read)."""
     service_arns = await list_service_arns(ecs, cluster)
     raws = await describe_services(ecs, cluster, service_arns, tags=tags is not None)
     if providers is None:
@@ -137,10 +170,10 @@ async def read_services(
         for raw in raws:
             pairs = {str(t.get("key")): str(t.get("value", "")) for t in raw.get("tags") or []}
             tags[str(raw["serviceName"])] = (str(raw["serviceArn"]), pairs)
+    if primaries is not None:
+        primaries.update({str(r["serviceName"]): str(r.get("taskDefinition", "")) for r in raws})
     arns = sorted({str(r["taskDefinition"]) for r in raws if r.get("taskDefinition")})
-    definitions = dict(
-        zip(arns, await bounded([_task_definition(ecs, a) for a in arns]), strict=True)
-    )
+    read = await (definitions if definitions is not None else Definitions()).read(ecs, arns)
     specs: list[ServiceSpec] = []
     no_cpu: list[str] = []
     no_memory: list[str] = []
@@ -157,7 +190,7 @@ async def read_services(
             continue
         if launch_type == "FARGATE" and "FARGATE_SPOT" in bound:
             notes.append(f"service {name}: FARGATE_SPOT modelled as Fargate on-demand")
-        definition = definitions.get(str(raw.get("taskDefinition", "")))
+        definition = read.get(str(raw.get("taskDefinition", "")))
         if definition is None:
             notes.append(f"service {name}: task definition unreadable; left out")
             continue

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -53,6 +53,8 @@ class Observed:
     facts: dict[str, Ec2Facts] | None = None  # EC2's, on the groups' instances (None: not read)
     migrating: frozenset[str] = frozenset()  # Spot Fleet instances still to be replaced
     stale: tuple[NodeView, ...] = ()  # DRAINING with no live reason: left out of the snapshot
+    # what changes whenever a task starts, stops or moves (:mod:`scaler.aws.read_memory`)
+    fingerprint: Hashable = None
 
 
 def live_instances(group: dict[str, Any]) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ time can stand in for them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Protocol
 
 from scaler.aws.replaced import Replacements
@@ -143,8 +143,11 @@ class Consolidation(Protocol):
         facts: dict[str, Ec2Facts],
         memory: CapacityMemory,
         ours: frozenset[str],
+        seen: Hashable = None,
     ) -> ConsolidationPlan:
-        """The instances to drain now; ``ours``: those it is draining already."""
+        """The instances to drain now; ``ours``: those it is draining already; ``seen``: the
+        capacity reader's fingerprint of the cluster (:mod:`scaler.aws.read_memory`; None:
+        unknown), under which a plan that chose nothing need not be made again at once."""
         ...
 
 

@@ -169,7 +169,7 @@ async def consolidate(
     if not consolidator.due(snap.now) or unsettled(snap, plan, ours, stale):
         return
     try:
-        chosen = await consolidator.plan(snap, facts, memory, ours)
+        chosen = await consolidator.plan(snap, facts, memory, ours, observed.fingerprint)
     except Exception:
         log.exception("consolidation plan failed: nothing drained this time")
         return

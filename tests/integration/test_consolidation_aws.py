@@ -10,6 +10,7 @@ moto has no ECS scheduler: the test plays ECS (:mod:`tests.integration.ecs_harne
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from scaler import testbed
@@ -182,3 +183,51 @@ async def test_consolidation_never_asks_a_group_below_its_min_size(
     calls = aws_calls(scaler.metrics)
     assert calls["autoscaling:TerminateInstanceInAutoScalingGroup"] == 1, "none refused"
     assert calls["ec2:CreateTags"] == 1, "only what the group can spare is drained"
+
+
+def _reads(scaler: Any) -> int:
+    """How many consolidation plans read the live cluster."""
+    assert scaler.capacity is not None and scaler.capacity.consolidator is not None
+    return int(scaler.capacity.consolidator.reads)
+
+
+async def test_a_plan_that_chose_nothing_stands_until_a_task_moves(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """Planned every 0.3 s, but the cluster is read again only once a task started."""
+    nodes = _cluster(local_aws, size=2)
+    queues = testbed.create_queues(local_aws, "events")
+    scaler = scaler_for(local_aws, _settings(queues.url, headroom=0.6))
+    first_read: list[float] = []
+    standing = 0
+
+    def read_again_after_a_task_started() -> bool:
+        nonlocal standing
+        reads = _reads(scaler) if scaler.capacity is not None else 0
+        if reads and not first_read:
+            first_read.append(time.monotonic())
+        if first_read and standing == 0 and time.monotonic() - first_read[0] > 2.0:
+            standing = reads  # what 2 s of plans every 0.3 s read: the first only
+            _start(local_aws, "family:batch", str(nodes[0].container_instance_arn))
+        return standing > 0 and reads > standing
+
+    assert await run_until(scaler, read_again_after_a_task_started, limit=10)
+    assert standing == 1, "nothing changed: the plan that chose nothing stood"
+    assert len(_members(local_aws)) == 2
+
+
+async def test_an_instance_growing_old_enough_is_planned_on_at_once(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """Too young at the first plans, which stand only until the instances are old enough."""
+    _cluster(local_aws)
+    queues = testbed.create_queues(local_aws, "events")
+    scaler = scaler_for(local_aws, _settings(queues.url, consolidate_min_age=4.0))
+    ecs = Ecs(local_aws)
+
+    def fewer() -> bool:
+        ecs.tick()
+        return len(_members(local_aws)) < 4
+
+    assert await run_until(scaler, fewer, limit=20)
+    assert _reads(scaler) >= 2
