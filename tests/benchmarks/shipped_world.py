@@ -12,6 +12,8 @@ What it prints (JSON; nothing is asserted, wall time never fails anything):
   against the simulated SQS, DynamoDB and ECS: wall and CPU seconds, and AWS calls per hour of
   steady state by operation; beside it, the engine's own ``ecs-native`` model on the same week (the
   baseline in the same run: what the world costs without the scaler's calls);
+  ``week_with_capacity``: the same week with a spot and an on-demand template pool (the scaler
+  tops up and consolidates, as ``scaler simulate --policy scaler`` runs it);
 - ``storm``: the 2-hour ``storm`` built-in at 250 instances, the same way; ``week`` and ``storm``
   run the scaler with no pools configured (it drains; nothing tops up), ``storm_with_capacity``
   with a spot and an on-demand template pool made from the scenario (EC2 Fleet top-up);
@@ -44,7 +46,14 @@ from scaler.sim.engine import Sim
 from scaler.sim.policies import POLICIES
 from scaler.sim.scenario import Event, Scenario
 
-SECTIONS = ("week", "storm", "storm_with_capacity", "steady_with_capacity", "burst")
+SECTIONS = (
+    "week",
+    "week_with_capacity",
+    "storm",
+    "storm_with_capacity",
+    "steady_with_capacity",
+    "burst",
+)
 
 
 def _timed_shipped(scenario: Scenario, seed: int, **options: Any) -> tuple[float, Outcome]:
@@ -88,6 +97,7 @@ def _run(scenario: Scenario, seed: int, capacity: bool = False) -> dict[str, Any
         "by_operation_per_hour": {k: round(v / hours, 1) for k, v in outcome.calls.items()},
         "availability": outcome.figures["availability"],
         "interrupted_tasks": outcome.figures["interrupted_tasks"],
+        "cost_usd": outcome.figures["cost_usd"],
     }
 
 
@@ -147,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     storm = builtin("storm", instances=250 if big else 40, tasks=2500 if big else 400, services=30)
     sections: dict[str, Callable[[], Any]] = {
         "week": lambda: _run(week.with_hours(24 * 7 if big else 6), args.seed),
+        "week_with_capacity": lambda: _run(
+            week.with_hours(24 * 7 if big else 6), args.seed, capacity=True
+        ),
         "storm": lambda: _run(storm, args.seed),
         "storm_with_capacity": lambda: _run(storm, args.seed, capacity=True),
         "steady_with_capacity": lambda: [_steady(12.0), _steady(24 * 7 if big else 6)],
