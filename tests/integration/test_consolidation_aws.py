@@ -11,6 +11,7 @@ moto has no ECS scheduler: the test plays ECS (:mod:`tests.integration.ecs_harne
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from scaler import testbed
@@ -69,6 +70,16 @@ def _start(aws: testbed.LocalAws, group: str, arn: str) -> None:
     )
 
 
+def _fewer_than(aws: testbed.LocalAws, ecs: Ecs, n: int) -> Callable[[], bool]:
+    """Whether the group holds fewer than ``n`` instances, ECS played first."""
+
+    def fewer() -> bool:
+        ecs.tick()
+        return len(_members(aws)) < n
+
+    return fewer
+
+
 def _settings(queue_url: str, **extra: Any) -> Any:
     values: dict[str, Any] = dict(
         spot_pools="spot-asg",
@@ -123,12 +134,7 @@ async def test_nothing_is_given_back_within_the_quiet_period_after_the_start(
     _cluster(local_aws)
     queues = testbed.create_queues(local_aws, "events")
     scaler = scaler_for(local_aws, _settings(queues.url, consolidate_after_start=3600.0))
-    ecs = Ecs(local_aws)
-
-    def fewer() -> bool:
-        ecs.tick()
-        return len(_members(local_aws)) < 4
-
+    fewer = _fewer_than(local_aws, Ecs(local_aws), 4)
     assert not await run_until(scaler, fewer, limit=3)
     calls = aws_calls(scaler.metrics)
     assert "ec2:CreateTags" not in calls
@@ -172,12 +178,7 @@ async def test_consolidation_never_asks_a_group_below_its_min_size(
     _cluster(local_aws, min_size=3)
     queues = testbed.create_queues(local_aws, "events")
     scaler = scaler_for(local_aws, _settings(queues.url))
-    ecs = Ecs(local_aws)
-
-    def fewer() -> bool:
-        ecs.tick()
-        return len(_members(local_aws)) < 3
-
+    fewer = _fewer_than(local_aws, Ecs(local_aws), 3)
     assert not await run_until(scaler, fewer, limit=8)
     assert len(_members(local_aws)) == 3
     calls = aws_calls(scaler.metrics)
@@ -223,11 +224,6 @@ async def test_an_instance_growing_old_enough_is_planned_on_at_once(
     _cluster(local_aws)
     queues = testbed.create_queues(local_aws, "events")
     scaler = scaler_for(local_aws, _settings(queues.url, consolidate_min_age=4.0))
-    ecs = Ecs(local_aws)
-
-    def fewer() -> bool:
-        ecs.tick()
-        return len(_members(local_aws)) < 4
-
+    fewer = _fewer_than(local_aws, Ecs(local_aws), 4)
     assert await run_until(scaler, fewer, limit=20)
     assert _reads(scaler) >= 2
