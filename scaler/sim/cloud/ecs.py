@@ -49,6 +49,7 @@ from scaler.ecs.cluster import (
     Task,
 )
 from scaler.sim.cloud.driver import LoopDriver
+from scaler.sim.cloud.ecs_reads import ClusterReads, TaskDescriptions
 from scaler.sim.cloud.transport import AwsError, Operations
 
 ACCOUNT = "123456789012"
@@ -76,6 +77,8 @@ class Ecs(Operations):
         self.tags: dict[str, dict[str, str]] = {}  # resource ARN -> key -> value
         self.drained_at: dict[str, float] = {}  # instance id -> first set DRAINING (loop time)
         self.unknown: list[str] = []  # references to no container instance of the cluster
+        self._reads: ClusterReads | None = None  # what reads share at the model's version
+        self._task_descriptions = TaskDescriptions(self._task_description)
 
     async def answer(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         self._driver.sync()
@@ -103,8 +106,16 @@ class Ecs(Operations):
         if cluster.rsplit("/", 1)[-1] != self.name:
             raise AwsError("ClusterNotFoundException", "Cluster not found.")
 
+    def _now(self) -> ClusterReads:
+        """What reads share at the model's state now (:mod:`.ecs_reads`)."""
+        sim = self._driver.sim
+        reads = self._reads
+        if reads is None or reads.cluster is not sim.cluster or reads.version != sim.version:
+            reads = self._reads = ClusterReads(sim.cluster, sim.version)
+        return reads
+
     def _registered(self) -> dict[str, Instance]:
-        return {i.id: i for i in self._cluster.instances.values() if i.status in (ACTIVE, DRAINING)}
+        return self._now().registered()
 
     def _instance(self, ref: str) -> Instance | None:
         inst = self._cluster.instances.get(ref.rsplit("/", 1)[-1])
@@ -195,8 +206,11 @@ class Ecs(Operations):
         self, cluster: str, nextToken: str = "", maxResults: int = PAGE, **_: Any
     ) -> dict[str, Any]:
         self._check(cluster)
-        arns = sorted(self.arn_of_instance(i) for i in self._registered().values())
-        return _page(arns, "containerInstanceArns", nextToken, maxResults)
+        reads = self._now()
+        if reads.instance_arns is None:
+            registered = reads.registered().values()
+            reads.instance_arns = sorted(self.arn_of_instance(i) for i in registered)
+        return _page(reads.instance_arns, "containerInstanceArns", nextToken, maxResults)
 
     async def describe_container_instances(
         self, cluster: str, containerInstances: list[str], **_: Any
@@ -420,10 +434,9 @@ class Ecs(Operations):
         **_: Any,
     ) -> dict[str, Any]:
         self._check(cluster)
-        wanted = (DEACTIVATING,) if desiredStatus == "STOPPED" else (PENDING, RUNNING)
-        tasks = [t for t in self._tasks(containerInstance, serviceName) if t.state in wanted]
-        by_id = {t.id: t for t in tasks}  # ARNs share their prefix: in the order of their ids
-        reply = _page(sorted(by_id), "taskArns", nextToken, maxResults)
+        stopped = desiredStatus == "STOPPED"
+        ids, by_id = self._now().listing(containerInstance, serviceName, stopped, self._tasks)
+        reply = _page(ids, "taskArns", nextToken, maxResults)
         reply["taskArns"] = [self._arn_of_task(by_id[i]) for i in reply["taskArns"]]
         return reply
 
@@ -440,10 +453,7 @@ class Ecs(Operations):
     def _every_task(self) -> dict[str, Task]:
         """Task id -> task: the services' tasks and those still deactivating on instances
         (a stopped task leaves its service at once, and its instance only when it is gone)."""
-        index = {t.id: t for s in self._cluster.services.values() for t in s.tasks.values()}
-        for inst in self._registered().values():
-            index.update(inst.tasks)
-        return index
+        return self._now().every_task()
 
     async def describe_tasks(self, cluster: str, tasks: list[str], **_: Any) -> dict[str, Any]:
         self._check(cluster)
@@ -455,10 +465,15 @@ class Ecs(Operations):
             if task is None:
                 failures.append({"arn": ref, "reason": "MISSING"})
             else:
-                found.append(self._describe_task(task))
+                found.append(self._describe_task(task, index))
         return {"tasks": found, "failures": failures}
 
-    def _describe_task(self, task: Task) -> dict[str, Any]:
+    def _describe_task(self, task: Task, live: dict[str, Task]) -> dict[str, Any]:
+        """``task`` as DescribeTasks describes it (``live``: every task of the cluster)."""
+        return self._task_descriptions(task, self._driver.sim.now, live)
+
+    def _task_description(self, task: Task) -> dict[str, Any]:
+        """``task``'s description but for its health, which :meth:`_describe_task` sets."""
         spec = task.service
         described: dict[str, Any] = {
             "taskArn": self._arn_of_task(task),
@@ -473,7 +488,7 @@ class Ecs(Operations):
             "availabilityZone": task.az,
             "launchType": "FARGATE" if task.fargate else "EC2",
             "createdAt": self._driver.sim.wall(task.created_at),
-            "healthStatus": "HEALTHY" if task.healthy(self._driver.sim.now) else "UNKNOWN",
+            "healthStatus": "UNKNOWN",
         }
         if task.state in (RUNNING, DEACTIVATING):
             described["startedAt"] = self._driver.sim.wall(task.running_at)
@@ -485,10 +500,11 @@ class Ecs(Operations):
         self, cluster: str, task: str, reason: str = "", **_: Any
     ) -> dict[str, Any]:
         self._check(cluster)
-        found = self._every_task().get(task.rsplit("/", 1)[-1])
+        live = self._every_task()
+        found = live.get(task.rsplit("/", 1)[-1])
         if found is None:
             raise AwsError("InvalidParameterException", "The referenced task was not found.")
-        described = {**self._describe_task(found), "desiredStatus": "STOPPED"}
+        described = {**self._describe_task(found, live), "desiredStatus": "STOPPED"}
         self._driver.sim.stop_task(found, engine_reason(reason))
         return {"task": described}
 
