@@ -31,6 +31,7 @@ from scaler.sim.cloud.transport import AwsError
 from scaler.sim.cloud.world import SPOT, TERMINATED, Ec2Instance, World
 
 TERMINATED_SHOWN = 3600.0
+TagItems = tuple[tuple[str, str], ...]
 STATE_CODES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48}
 
 
@@ -53,6 +54,9 @@ class Ec2(Fleets, SpotFleets):
         self.subnets = subnets or {f"subnet-{z}": f"{region}{z}" for z in "abc"}  # id -> AZ
         self.templates = Templates()
         self._ended: dict[str, float] = {}  # instance id -> when its terminate began
+        # instance id -> (the instance, its state, its tags, its description): kept while the
+        # state and tags are the same (the rest of a description never changes)
+        self._described: dict[str, tuple[Ec2Instance, str, TagItems, dict[str, Any]]] = {}
         world.on_terminated.append(self._ending)
         super().__init__()
 
@@ -76,10 +80,11 @@ class Ec2(Fleets, SpotFleets):
     def _ending(self, inst: Ec2Instance) -> None:
         self._ended.setdefault(inst.id, self.world.now())
 
-    def visible(self, inst: Ec2Instance) -> bool:
-        """Whether DescribeInstances shows ``inst``: not yet (eventual consistency), or no
-        longer (an hour after its terminate)."""
-        now, ended = self.world.now(), self._ended.get(inst.id)
+    def visible(self, inst: Ec2Instance, now: float | None = None) -> bool:
+        """Whether DescribeInstances shows ``inst`` at ``now`` (by default the loop's time):
+        not yet (eventual consistency), or no longer (an hour after its terminate)."""
+        now = self.world.now() if now is None else now
+        ended = self._ended.get(inst.id)
         gone = ended is not None and now - ended > TERMINATED_SHOWN
         return now - inst.launched >= self.describe_lag and not gone
 
@@ -94,10 +99,12 @@ class Ec2(Fleets, SpotFleets):
         _check_page(InstanceIds, MaxResults)
         for spec in Filters or []:
             _check_filter(spec["Name"])
-        shown = [i for i in self.world.instances.values() if self.visible(i)]
+        now = self.world.now()
+        shown = [i for i in self.world.instances.values() if self.visible(i, now)]
         if InstanceIds:
             shown = self._by_ids(shown, InstanceIds)
-        matched = [i for i in shown if all(_matches(i, f) for f in Filters or [])]
+        filters = [(f["Name"], set(f.get("Values", []))) for f in Filters or []]
+        matched = [i for i in shown if all(_matches(i, *f) for f in filters)]
         start = int(NextToken.removeprefix("page-")) if NextToken else 0
         end = start + MaxResults if MaxResults else len(matched)
         reply: dict[str, Any] = {"Reservations": [self._reservation(i) for i in matched[start:end]]}
@@ -120,7 +127,15 @@ class Ec2(Fleets, SpotFleets):
         }
 
     def describe(self, inst: Ec2Instance) -> dict[str, Any]:
-        """``inst`` as DescribeInstances describes it."""
+        """``inst`` as DescribeInstances describes it (a new dict each time; what it holds
+        is shared by the answers that describe the instance in the same state and tags)."""
+        tags = tuple(inst.tags.items())
+        kept = self._described.get(inst.id)
+        if kept is None or kept[0] is not inst or kept[1] != inst.state or kept[2] != tags:
+            kept = self._described[inst.id] = (inst, inst.state, tags, self._description(inst))
+        return dict(kept[3])
+
+    def _description(self, inst: Ec2Instance) -> dict[str, Any]:
         described: dict[str, Any] = {
             "InstanceId": inst.id,
             "ImageId": inst.image_id,
@@ -234,14 +249,14 @@ def _check_filter(name: str) -> None:
         raise AwsError("InvalidParameterValue", f"The filter '{name}' is invalid")
 
 
-def _matches(inst: Ec2Instance, spec: dict[str, Any]) -> bool:
-    name, values = spec["Name"], set(spec.get("Values", []))
+def _matches(inst: Ec2Instance, name: str, values: set[str]) -> bool:
+    """Whether ``inst`` passes the filter ``name`` (checked) with ``values``."""
     if name == "instance-id":
         return inst.id in values
     if name == "instance-state-name":
         return inst.state in values
     if name == "tag-key":
-        return bool(values & set(inst.tags))
+        return not values.isdisjoint(inst.tags)
     return inst.tags.get(name[4:]) in values  # tag:<key>
 
 
