@@ -227,12 +227,14 @@ class Ecs(Operations):
         return {"containerInstances": found, "failures": failures}
 
     def _describe_instance(self, inst: Instance) -> dict[str, Any]:
-        tasks = list(inst.tasks.values())
+        states = [t.state for t in inst.tasks.values()]
         attributes = [
             {"name": "ecs.availability-zone", "value": inst.az},
             {"name": "ecs.instance-type", "value": inst.type.name},
-            *({"name": k, "value": v} for k, v in sorted(self.attributes.get(inst.id, {}).items())),
         ]
+        put = self.attributes.get(inst.id)
+        if put:
+            attributes += [{"name": k, "value": v} for k, v in sorted(put.items())]
         if inst.provider:
             attributes.append({"name": "ecs.capacity-provider-name", "value": inst.provider})
         return {
@@ -240,8 +242,8 @@ class Ecs(Operations):
             "ec2InstanceId": inst.id,
             "status": inst.status,
             "agentConnected": True,
-            "runningTasksCount": sum(1 for t in tasks if t.state == RUNNING),
-            "pendingTasksCount": sum(1 for t in tasks if t.state == PENDING),
+            "runningTasksCount": states.count(RUNNING),
+            "pendingTasksCount": states.count(PENDING),
             "registeredResources": _resources(inst.cpu, inst.memory),
             "remainingResources": _resources(inst.free_cpu, inst.free_mem),
             "attributes": attributes,
@@ -344,14 +346,14 @@ class Ecs(Operations):
         return {"services": found, "failures": failures}
 
     def _describe_service(self, state: ServiceState) -> dict[str, Any]:
-        spec, tasks = state.spec, list(state.tasks.values())
+        spec, states = state.spec, [t.state for t in state.tasks.values()]
         described = {
             "serviceName": spec.name,
             "serviceArn": self._arn_of_service(spec.name),
             "status": "ACTIVE",
             "desiredCount": spec.desired,
-            "runningCount": sum(1 for t in tasks if t.state == RUNNING),
-            "pendingCount": sum(1 for t in tasks if t.state == PENDING),
+            "runningCount": states.count(RUNNING),
+            "pendingCount": states.count(PENDING),
             **_placed_by(spec.launch_type, spec.capacity_providers),
             "taskDefinition": self._task_definition_arn(spec.name, state.revision),
             "deploymentConfiguration": {
