@@ -6,7 +6,9 @@
   ``tag:<key>`` and ``tag-key`` are understood (values OR-ed, filters AND-ed); any other is
   refused as EC2 refuses an unknown filter. With ``MaxResults`` (5 to 1000) the answer pages
   with ``NextToken``. A terminated instance stays visible for ``TERMINATED_SHOWN`` seconds
-  after its terminate (an hour, as in EC2), then is gone from every answer.
+  after its terminate (an hour, as in EC2), then is gone from every answer. An instance's
+  description is built once for each state and set of tags it has (the rest never changes) and
+  given as a new dict at each answer.
 - Launch templates are registered by the world (:meth:`Ec2.template`), each with numbered
   versions and a default one; ``DescribeLaunchTemplateVersions`` resolves ``$Default``,
   ``$Latest`` and numbers (a version there is not fails the call).

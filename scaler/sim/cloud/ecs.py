@@ -30,6 +30,10 @@ Counts are ECS's: ``runningTasksCount`` counts RUNNING tasks only, ``pendingTask
 PENDING ones. Batches are held to ECS's limits (10 instances a state change, 100 a describe, 10
 services a describe, 100 tasks a describe, 100 capacity providers a describe). Every answer
 first brings the engine up to the loop's time, and every change wakes the engine's driver.
+
+What reads derive from the whole model (the registered instances, every task by id, a listing's
+order) is shared by the reads of one state of the model (:mod:`.ecs_reads`): the pages of one
+listing cost the listing once, and each answer is still the model's at the moment of the read.
 """
 
 from __future__ import annotations
