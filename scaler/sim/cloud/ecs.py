@@ -60,6 +60,7 @@ ACCOUNT = "123456789012"
 PAGE = 100
 FARGATE_PROVIDERS = ("FARGATE", "FARGATE_SPOT")  # every account has them
 PROVIDERS_PAGE = 10  # DescribeCapacityProviders' page when no names are given
+KeptInstance = tuple[Instance, tuple[Any, ...], dict[str, Any]]
 
 
 class Ecs(Operations):
@@ -83,6 +84,8 @@ class Ecs(Operations):
         self.unknown: list[str] = []  # references to no container instance of the cluster
         self._reads: ClusterReads | None = None  # what reads share at the model's version
         self._task_descriptions = TaskDescriptions(self._task_description)
+        # instance id -> (the instance, what its description tells that changes, the description)
+        self._instance_descriptions: dict[str, KeptInstance] = {}
 
     async def answer(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         self._driver.sync()
@@ -231,7 +234,28 @@ class Ecs(Operations):
         return {"containerInstances": found, "failures": failures}
 
     def _describe_instance(self, inst: Instance) -> dict[str, Any]:
+        """``inst`` as DescribeContainerInstances describes it: built again only when what it
+        tells of the instance changed (a new dict each time, its ``version`` the engine's; what
+        it holds is shared with the earlier answers that described the instance so)."""
         states = [t.state for t in inst.tasks.values()]
+        running, pending = states.count(RUNNING), states.count(PENDING)
+        put = self.attributes.get(inst.id)
+        told = (inst.status, running, pending, inst.free_cpu, inst.free_mem, *(put or {}).items())
+        kept = self._instance_descriptions.get(inst.id)
+        if kept is None or kept[0] is not inst or kept[1] != told:
+            if len(self._instance_descriptions) > 2 * len(self._cluster.instances) + 1000:
+                self._forget_instances()
+            described = self._instance_description(inst, running, pending)
+            kept = self._instance_descriptions[inst.id] = (inst, told, described)
+        return {**kept[2], "version": self._driver.sim.version}
+
+    def _forget_instances(self) -> None:
+        """Drop the descriptions of instances no longer in the cluster."""
+        instances = self._cluster.instances
+        kept = self._instance_descriptions.items()
+        self._instance_descriptions = {i: k for i, k in kept if instances.get(i) is k[0]}
+
+    def _instance_description(self, inst: Instance, running: int, pending: int) -> dict[str, Any]:
         attributes = [
             {"name": "ecs.availability-zone", "value": inst.az},
             {"name": "ecs.instance-type", "value": inst.type.name},
@@ -246,8 +270,8 @@ class Ecs(Operations):
             "ec2InstanceId": inst.id,
             "status": inst.status,
             "agentConnected": True,
-            "runningTasksCount": states.count(RUNNING),
-            "pendingTasksCount": states.count(PENDING),
+            "runningTasksCount": running,
+            "pendingTasksCount": pending,
             "registeredResources": _resources(inst.cpu, inst.memory),
             "remainingResources": _resources(inst.free_cpu, inst.free_mem),
             "attributes": attributes,

@@ -1,7 +1,8 @@
 """The simulated ECS shares what its reads derive from the model while the model stands still
 (:mod:`scaler.sim.cloud.ecs_reads`); a change between two reads shows on the next exactly as an
 ECS that never read before answers it: a task stopped or moved between two pages of a listing,
-or between two DescribeTasks calls, and a task's health, which time alone changes."""
+or between two DescribeTasks calls, and a task's health, which time alone changes; a container
+instance drained, given tasks or attributes between two DescribeContainerInstances calls."""
 
 from __future__ import annotations
 
@@ -42,9 +43,12 @@ def _in_cluster(body: Body) -> Any:
 
 
 async def _same(ecs: Ecs, driver: LoopDriver, operation: str, **params: Any) -> dict[str, Any]:
-    """``ecs``'s answer, which is the answer of an ECS that never read before."""
+    """``ecs``'s answer, which is the answer of an ECS that never read before (with the same
+    attributes put)."""
     seen = await ecs.answer(operation, params)
-    assert seen == await Ecs(driver, "prod").answer(operation, params)
+    fresh = Ecs(driver, "prod")
+    fresh.attributes = ecs.attributes
+    assert seen == await fresh.answer(operation, params)
     return seen
 
 
@@ -117,3 +121,30 @@ def test_a_task_starting_and_turning_healthy_between_two_describes() -> None:
 
     seen = set(_in_cluster(body))
     assert {"PENDING UNKNOWN", "RUNNING UNKNOWN", "RUNNING HEALTHY"} <= seen
+
+
+def test_instances_changed_between_two_describes_are_described_as_they_are_then() -> None:
+    async def body(ecs: Ecs, driver: LoopDriver, sim: Sim) -> list[dict[str, Any]]:
+        listed = await _same(ecs, driver, "ListContainerInstances", cluster="prod")
+        arns = listed["containerInstanceArns"]
+        params = {"cluster": "prod", "containerInstances": arns}
+        seen = [await _same(ecs, driver, "DescribeContainerInstances", **params)]
+        mark = {"name": "drain", "value": "yes", "targetId": arns[0]}
+        await _same(ecs, driver, "PutAttributes", cluster="prod", attributes=[mark])
+        seen.append(await _same(ecs, driver, "DescribeContainerInstances", **params))
+        api = next(t for t in sim.cluster.services["api"].tasks.values())
+        sim.stop_task(api, "test")  # DEACTIVATING: its reservation held 30 s, then free
+        for _ in range(4):
+            await asyncio.sleep(10)
+            seen.append(await _same(ecs, driver, "DescribeContainerInstances", **params))
+        busiest = max(sim.cluster.instances.values(), key=lambda i: len(i.tasks))
+        sim.drain([busiest])  # its tasks move: counts and free resources change
+        for _ in range(3):
+            seen.append(await _same(ecs, driver, "DescribeContainerInstances", **params))
+            await asyncio.sleep(15)
+        return [ci for answer in seen for ci in answer["containerInstances"]]
+
+    seen = _in_cluster(body)
+    assert {"ACTIVE", "DRAINING"} == {ci["status"] for ci in seen}
+    assert len({(ci["runningTasksCount"], ci["pendingTasksCount"]) for ci in seen}) > 2
+    assert any({"name": "drain", "value": "yes"} in ci["attributes"] for ci in seen)
