@@ -284,13 +284,10 @@ class EventHandler:
         iid = instance.ec2_instance_id
         raised = since or received_at
         gate = self._w.gate
-        if gate is not None and not await gate.wait(instance, raised.timestamp()):
-            return
         draining = False  # is the instance DRAINING after this? (its budget slot is kept)
         try:
-            if self._w.warning_surge is not None:  # replacements first, as at a warning
-                deadline = self._clock.now().timestamp() + self._policy.replacement_timeout
-                await self._w.warning_surge.hold_until(instance, deadline)
+            if not await self._admitted(instance, raised.timestamp()):
+                return
             current = (await self._w.directory.resolve([iid])).get(iid)
             if current is None or current.draining:
                 draining = current is not None
@@ -303,6 +300,20 @@ class EventHandler:
         finally:
             if gate is not None:
                 await gate.done(iid, draining)
+
+    async def _admitted(self, instance: ContainerInstance, raised: float) -> bool:
+        """Wait for the gate's admission and, with the warning surge, the services'
+        replacements; True once both hold and the budget still holds the drain (the surge may
+        take minutes, and spot shrink the cluster meanwhile: then it waits again)."""
+        gate = self._w.gate
+        while True:
+            if gate is not None and not await gate.wait(instance, raised):
+                return False
+            if self._w.warning_surge is not None:  # replacements first, as at a warning
+                deadline = self._clock.now().timestamp() + self._policy.replacement_timeout
+                await self._w.warning_surge.hold_until(instance, deadline)
+            if gate is None or await gate.confirm(instance.ec2_instance_id):
+                return True
 
     async def _surge_then_drain(self, action: SurgeThenDrain, received_at: datetime) -> None:
         """A spot warning's drain, once the warning surge lets it go (at once without one)."""

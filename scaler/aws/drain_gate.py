@@ -21,6 +21,12 @@ one that finds no slot free stays held (``budget taken by another replica``). A 
 cannot be read or written holds every drain until it can: the budget is never guessed. An
 admitted drain that did not happen frees its slot in :meth:`DrainGate.done`; one that did keeps
 it until its tasks have moved.
+
+An admitted instance may wait minutes before its drain (its services' surge), while spot takes
+instances and the budget shrinks. :meth:`DrainGate.confirm`, just before the drain, reads the
+cluster afresh and lets it go only if the budget still holds it
+(:func:`scaler.plan.drain_budget.still_within`); otherwise its admission and slot are given
+back and it waits again.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from scaler.aws.ecs import InstanceDirectory
 from scaler.clock import Clock
 from scaler.model import ContainerInstance
 from scaler.plan.budget_slots import Slot, busy_indices, candidates, in_use
-from scaler.plan.drain_budget import Admission, Member, Waiting, admit
+from scaler.plan.drain_budget import Admission, Member, Waiting, admit, still_within
 from scaler.plan.undrain import parse_mark
 
 log = logging.getLogger(__name__)
@@ -113,6 +119,32 @@ class DrainGate:
                 del self._waiting[iid]
             self._admitted.pop(iid, None)  # its slot: taken again on redelivery, or expires
             raise
+
+    async def confirm(self, instance_id: str) -> bool:
+        """Whether the admitted ``instance_id`` may drain now (the cluster read afresh); if
+        not, its admission and slot are given back (:meth:`wait` again)."""
+        async with self._lock:
+            if instance_id not in self._admitted:
+                return False
+            self._changed = True  # a fresh read: instances may have gone since the admission
+            view = await self._read()
+            slots = await self._read_slots()
+            if slots is not None:
+                others = set(self._others(slots, view))
+                members = [
+                    self._member(ci, others)
+                    for ci in view.instances
+                    if ci.status in ("ACTIVE", "DRAINING")
+                ]
+                if still_within(instance_id, members, self._share):
+                    return True
+            log.info(
+                "recommendation drain held again: the disruption budget shrank since it was"
+                " admitted",
+                extra={"instance_id": instance_id},
+            )
+        await self.done(instance_id, False)
+        return False
 
     async def done(self, instance_id: str, draining: bool) -> None:
         """The admitted instance's drain is over: made, or found made already (``draining``:

@@ -15,6 +15,10 @@ which drain at once) wait here until both hold:
 
 The oldest recommendation goes first. One that has waited ``expire_after`` seconds (the time
 after which a recommendation drain would be undone anyway) is dropped: the instance stays.
+
+An admitted instance may wait a while before its drain (its services' surge, up to
+``SCALER_REPLACEMENT_TIMEOUT``), and spot may take instances meanwhile, shrinking the budget:
+:func:`still_within` says whether it may drain when the time comes.
 """
 
 from __future__ import annotations
@@ -52,6 +56,14 @@ class Admission:
     held: dict[str, str] = field(default_factory=dict)  # instance id -> why it waits
     expired: tuple[str, ...] = ()
     budget: int = 0  # instances that may be disrupted at once
+
+
+def still_within(instance_id: str, members: Sequence[Member], share: float) -> bool:
+    """Whether ``instance_id``, admitted a while ago, may drain now: the budget of the cluster
+    as it is now holds it beside the other disrupting members."""
+    live = sum(1 for m in members if m.status in ("ACTIVE", "DRAINING"))
+    others = sum(1 for m in members if m.disrupting and m.instance_id != instance_id)
+    return others < disruption_budget(share, live)
 
 
 def admit(

@@ -223,3 +223,30 @@ async def test_a_drain_that_did_not_happen_frees_its_slot_for_the_other_gate(
         assert waits.admitted() == set()
         await a.done(first, draining=False)  # its drain failed: nothing disrupts
         assert await waits.settle(1) == {instances[1].ec2_instance_id}
+
+
+async def test_a_budget_that_shrank_since_the_admission_lets_only_what_it_holds_drain(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """20 instances, 10%: two admitted. While their services surge, spot takes three (17 left,
+    a budget of one): when their drains come, one goes, the other gives its slot back."""
+    instances = _instances(local_aws, 20)
+    clock = ManualClock()
+    now = clock.now().timestamp()
+    async with _clients(local_aws) as clients:
+        gate = _gate(clients, clock, "r0", 0.1)
+        waits = _Waits()
+        waits.start(gate, instances[:2], now)
+        await wait_for(lambda: len(waits.admitted()) == 2)
+        for ci in instances[-3:]:
+            local_aws.client("ecs").deregister_container_instance(
+                cluster="prod", containerInstance=ci.arn, force=True
+            )
+        clock.advance(30.0)  # the surge took its time
+        first, second = (ci.ec2_instance_id for ci in instances[:2])
+        assert await gate.confirm(first) is False, "the other admitted one fills the budget"
+        assert await gate.confirm(second) is True
+        slots = await DynamoSlots(clients.dynamodb, TABLE, "prod", "r9", HOLD).read()
+        held = [s.instance_id for s in slots if s.expires > clock.now().timestamp()]
+        assert held == [second], "the other slot given back"
+        assert await gate.confirm(first) is False, "no longer admitted: it waits again"

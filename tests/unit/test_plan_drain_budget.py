@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaler.plan.drain_budget import Member, Waiting, admit
+from scaler.plan.drain_budget import Member, Waiting, admit, still_within
 from scaler.plan.roll import disruption_budget
 
 T0 = 1_800_000_000.0
@@ -105,3 +105,26 @@ def test_the_budget_and_the_room_are_never_exceeded(
     # every waiting instance is drained, held or dropped: exactly one of them
     decided = [*result.drain, *result.held, *result.expired]
     assert sorted(decided) == sorted(asked)
+
+
+def test_an_admission_holds_only_while_the_shrunk_budget_does() -> None:
+    """Two admitted at 20 instances (a budget of two); at 17 the budget is one: the first to
+    drain finds the other admitted one filling it, and once it waits again the other goes."""
+    members = [member(f"i-{k:02}", disrupting=k < 2) for k in range(17)]
+    assert not still_within("i-00", members, 0.1)
+    members[0] = member("i-00")  # given back: waiting again
+    assert still_within("i-01", members, 0.1)
+    assert still_within("i-00", [member(f"i-{k:02}", disrupting=k < 2) for k in range(20)], 0.1)
+
+
+@given(st.integers(2, 60), st.integers(0, 8), st.sampled_from([0.1, 0.25, 0.5]))
+def test_what_still_holds_never_exceeds_the_budget(
+    live: int, disrupting: int, share: float
+) -> None:
+    members = [member(f"i-{k:02}", disrupting=k < disrupting) for k in range(live)]
+    held = [
+        m.instance_id
+        for m in members
+        if m.disrupting and still_within(m.instance_id, members, share)
+    ]
+    assert not held or disrupting <= disruption_budget(share, live)
