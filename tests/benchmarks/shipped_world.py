@@ -24,7 +24,8 @@ What it prints (JSON; nothing is asserted, wall time never fails anything):
   machine) and AWS calls per hour;
 - ``burst``: 500 spot warnings within 10 seconds, every instance of a 500-instance cluster:
   warning-to-DRAINING latency (p50, p99, max) under AWS's modelled latency and throttling, and
-  beside it the same burst on an AWS without latency or throttling; then under the modelled AWS
+  beside it the same burst on an AWS without latency or throttling (both with
+  ``SCALER_WARNING_SURGE=false``: the drain path alone); then under the modelled AWS
   with ``SCALER_WARNING_SURGE`` (stop time 60 s): no room is left for any surge, so each instance
   drains at its deadline, 60 s after its warning (``past_deadline_max_s``: how late the last).
 """
@@ -130,8 +131,10 @@ def _latencies(outcome: Outcome) -> dict[str, Any]:
 
 def _burst(instances: int, seed: int) -> dict[str, Any]:
     scenario = _burst_scenario(instances)
-    _, modelled = _timed_shipped(scenario, seed)
-    _, ideal = _timed_shipped(scenario, seed, limits=Limits(latency=False, throttling=False))
+    plain = {"warning_surge": False}  # the drain path alone: no hold for replacements
+    _, modelled = _timed_shipped(scenario, seed, settings=plain)
+    free = Limits(latency=False, throttling=False)
+    _, ideal = _timed_shipped(scenario, seed, settings=plain, limits=free)
     surge = {"warning_surge": True, "warning_surge_stop_time": 60.0}
     _, surged = _timed_shipped(scenario, seed, settings=surge)
     held = _latencies(surged)
