@@ -24,11 +24,13 @@ instance of unknown age stays), ``SCALER_CONSOLIDATE_MIN_SAVING`` and nothing wi
 Reads: a plan reads the whole live cluster (every task: a ListTasks page and a DescribeTasks
 call per 100). A plan that chose nothing stands, and the cluster is not read again, while
 nothing it depended on has changed: the capacity reader's fingerprint of the cluster (which
-changes whenever a task starts, stops or moves: :mod:`scaler.aws.read_memory`), the instances
-being drained, the hour's drains, the last spot trouble and EC2's facts on the groups'
-instances; at most ``REPLAN_AFTER`` seconds, and no later than an instance grows old enough to
-be given back. With ``SCALER_LOAD_SOURCE=measured`` every plan reads (CloudWatch's load moves
-by itself).
+changes whenever a task starts, stops or moves: :mod:`scaler.aws.read_memory`), the capacity
+snapshot the veto plans on, the instances being drained, the hour's drains, each pool's last
+trouble and EC2's facts on the groups' instances; and only until time alone could change it:
+an instance growing old enough to be given back, or a duration running out (a pool's
+cooldown, the return to spot, a quiet period, a notice: :func:`scaler.plan.scale_in.next_turn`);
+``REPLAN_AFTER`` seconds at most. With ``SCALER_LOAD_SOURCE=measured`` every plan reads
+(CloudWatch's load moves by itself).
 
 CPU load: with ``SCALER_LOAD_SOURCE=measured`` a moved task may not take its new instance over
 ``SCALER_HOT_THRESHOLD`` (CloudWatch's measure), as in the simulator; with ``reserved`` only
@@ -41,7 +43,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scaler.aws.clients import AwsClients
 from scaler.aws.live import LiveCluster, live_cluster, with_measured_cpu
@@ -54,13 +56,15 @@ from scaler.plan.consolidate import (
     paused,
     plan_consolidation,
 )
-from scaler.plan.scale_in import capacity_agrees
+from scaler.plan.scale_in import capacity_agrees, next_turn
 from scaler.prices import SPOT_SHARE
 from scaler.settings import LoadSource, Settings
 
 log = logging.getLogger(__name__)
 
-REPLAN_AFTER = 600.0  # seconds a plan that chose nothing stands while nothing it saw changed
+# seconds a plan that chose nothing stands at most while nothing it saw changed and no duration
+# it depends on ran out: for what neither the fingerprint nor the snapshot shows
+REPLAN_AFTER = 3600.0
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,9 @@ class _Inputs:
     seen: Hashable  # the capacity reader's fingerprint
     ours: frozenset[str]
     removed_last_hour: int
-    last_trouble: float | None
+    memory: CapacityMemory  # each pool's last trouble and failed launch
     facts: frozenset[tuple[str, Ec2Facts]]
+    snapshot: CapacitySnapshot  # what the capacity veto plans on, its time left out
 
 
 def policy_from(settings: Settings) -> ConsolidationPolicy:
@@ -144,7 +149,7 @@ class Consolidator:
         plan = self._plan(live, snap, memory, ours, candidates)
         self._stands = None
         if inputs is not None and not plan.remove:
-            self._stands = (inputs, self._until(live, candidates, snap.now))
+            self._stands = (inputs, self._until(live, candidates, snap, memory))
         return plan
 
     def _inputs(
@@ -162,20 +167,30 @@ class Consolidator:
             seen,
             ours,
             len(self.drained_at),
-            memory.last_spot_trouble(),
+            memory,
             frozenset(facts.items()),
+            replace(snap, now=0.0),
         )
 
-    def _until(self, live: LiveCluster, candidates: frozenset[str], now: float) -> float:
-        """How long a plan that chose nothing stands: ``REPLAN_AFTER``, or until the next
-        candidate grows old enough (``SCALER_CONSOLIDATE_MIN_AGE``)."""
+    def _until(
+        self,
+        live: LiveCluster,
+        candidates: frozenset[str],
+        snap: CapacitySnapshot,
+        memory: CapacityMemory,
+    ) -> float:
+        """How long a plan that chose nothing stands: until the next candidate grows old enough
+        (``SCALER_CONSOLIDATE_MIN_AGE``) or a duration the plan depends on runs out
+        (:func:`scaler.plan.scale_in.next_turn`), ``REPLAN_AFTER`` at most."""
+        now = snap.now
         ripening = [
             at + self.policy.min_age
             for iid in candidates
             if (at := live.model.instances[iid].registered_at) is not None
             and at + self.policy.min_age > now
         ]
-        return min([now + REPLAN_AFTER, *ripening])
+        turn = next_turn(snap, memory, self._capacity, self.policy, self.started)
+        return min([now + REPLAN_AFTER, turn, *ripening])
 
     def _plan(
         self,

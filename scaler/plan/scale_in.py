@@ -13,15 +13,21 @@ An instance is *idle* while it is ACTIVE, under no notice and runs no service ta
 has been idle; :func:`idle_for` names those idle long enough to give back (as a capacity
 provider's managed scaling gives back instances empty for 15 minutes), the longest idle first;
 none while spot trouble is recent (:func:`calm`): a storm under way needs the room.
+
+A consolidation plan is a function of the cluster, the planners' memory and the time; the time
+matters only where a duration runs out (:func:`next_turn`), so a plan that chose nothing can
+stand until then while nothing else changes (:mod:`scaler.aws.consolidation`).
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
 from scaler.plan.capacity import CapacityMemory, CapacityPolicy, CapacitySnapshot, plan_capacity
+from scaler.plan.consolidate import ConsolidationPolicy
 
 
 def without(snap: CapacitySnapshot, gone: frozenset[str]) -> CapacitySnapshot:
@@ -51,6 +57,29 @@ def capacity_agrees(
         return not launches_after(snap, memory, policy, gone)
 
     return agrees
+
+
+def next_turn(
+    snap: CapacitySnapshot,
+    memory: CapacityMemory,
+    capacity: CapacityPolicy,
+    policy: ConsolidationPolicy,
+    started: float | None = None,
+) -> float:
+    """The earliest time after ``snap.now`` at which a consolidation plan, with its capacity
+    veto, could come out otherwise on the same snapshot and memory: a pool's cooldown or storm
+    ending, the return to spot opening, the quiet period after trouble or after the start
+    ending, a notice coming within the evacuation lead or running out (inf: none). The
+    candidates' ages are the caller's to add: they need the live cluster."""
+    spans = (capacity.pool_cooldown, capacity.revert_after)  # a storm lasts a cooldown too
+    troubles = [*memory.interrupted.values(), *memory.failed.values()]
+    turns = [at + span for at in troubles for span in (*spans, policy.quiet_after)]
+    for node in snap.nodes:
+        if node.notice_ends is not None:
+            turns += [node.notice_ends - capacity.evacuate_lead, node.notice_ends]
+    if started is not None:
+        turns.append(started + policy.after_start)
+    return min((t for t in turns if t > snap.now), default=math.inf)
 
 
 def idle_since(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from hypothesis import assume, given, settings
@@ -17,12 +18,14 @@ from scaler.plan.capacity import (
     PoolView,
     ServiceView,
 )
+from scaler.plan.consolidate import ConsolidationPolicy, paused
 from scaler.plan.scale_in import (
     calm,
     capacity_agrees,
     idle_for,
     idle_since,
     launches_after,
+    next_turn,
     without,
 )
 
@@ -114,6 +117,68 @@ def test_fewer_removals_never_turn_agreement_into_a_launch(
     )
     if agrees(gone):
         assert agrees(fewer)
+
+
+def _as_time_sees_it(
+    snap: CapacitySnapshot,
+    memory: CapacityMemory,
+    capacity: CapacityPolicy,
+    policy: ConsolidationPolicy,
+    started: float,
+) -> tuple[object, ...]:
+    """What of a consolidation plan depends on the time: its quiet periods, and what the
+    capacity planner would launch after each single removal (and none)."""
+    ids = [frozenset[str](), *(frozenset({n.id}) for n in snap.nodes)]
+    launches = tuple(sorted(launches_after(snap, memory, capacity, gone).items()) for gone in ids)
+    return (paused(snap.now, policy, memory.last_spot_trouble(), started), launches)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from([0, 512, 2048, 3584, 4096]), min_size=2, max_size=6),
+    st.lists(st.tuples(st.sampled_from(["spot", "od"]), st.floats(NOW - 2000, NOW)), max_size=3),
+    st.one_of(st.none(), st.floats(NOW, NOW + 120)),
+    st.floats(NOW - 4000, NOW),
+    st.sampled_from([300.0, 900.0]),
+    st.floats(0.0, 1.0),
+)
+def test_a_plan_comes_out_the_same_until_the_next_turn(
+    used: list[int],
+    troubles: list[tuple[str, float]],
+    notice: float | None,
+    started: float,
+    cooldown: float,
+    where: float,
+) -> None:
+    """Between now and :func:`next_turn` time alone changes nothing a consolidation plan
+    depends on: a plan that chose nothing may stand that long."""
+    snap = snapshot(used, on_demand=1)
+    if notice is not None:
+        snap = replace(snap, nodes=(replace(snap.nodes[-1], notice_ends=notice), *snap.nodes[:-1]))
+    memory = CapacityMemory()
+    for pool, at in troubles:
+        memory = memory.noting(pool, at) if pool == "spot" else memory.failing(pool, at, False)
+    capacity = CapacityPolicy(headroom=0.1, pool_cooldown=cooldown, revert_after=2 * cooldown)
+    policy = ConsolidationPolicy(quiet_after=3000.0, after_start=1800.0)
+    turn = next_turn(snap, memory, capacity, policy, started)
+    assert turn > NOW
+    end = math.nextafter(min(turn, NOW + 20_000), -math.inf)  # just before the turn
+    now_seen = _as_time_sees_it(snap, memory, capacity, policy, started)
+    for then in (NOW + where * (end - NOW), end):
+        later = replace(snap, now=then)
+        assert _as_time_sees_it(later, memory, capacity, policy, started) == now_seen
+
+
+def test_the_next_turn_is_the_first_duration_to_run_out() -> None:
+    snap = snapshot([1024, 0])
+    capacity, policy = CapacityPolicy(pool_cooldown=900.0), ConsolidationPolicy()
+    assert next_turn(snap, CapacityMemory(), capacity, policy) == math.inf
+    troubled = CapacityMemory().noting("spot", NOW - 100)
+    assert next_turn(snap, troubled, capacity, policy) == NOW + 800  # the pool's cooldown
+    assert next_turn(snap, troubled, capacity, policy, started=NOW - 1750) == NOW + 50
+    noticed = replace(snap, nodes=(replace(snap.nodes[0], notice_ends=NOW + 60), snap.nodes[1]))
+    lead = NOW + 60 - capacity.evacuate_lead
+    assert next_turn(noticed, troubled, capacity, policy) == lead
 
 
 def test_idle_is_active_without_a_service_task_nor_a_notice() -> None:
