@@ -364,12 +364,12 @@ def _cluster_room(
     """The cluster's room; with ``holders`` (instance sizes and providers), counting only the
     tasks one of them can hold; leaving out the ``stuck`` tasks (bound to providers whose pools
     cannot grow)."""
-    nodes = {n.id: n for n in snap.nodes}
+    doomed_ids = _doomed(snap)
     homeless_cpu = homeless_mem = unplaced_cpu = unplaced_mem = 0
     for svc in served(snap):
         if holders is not None and not any(holds(h, _bound(svc)) for h in holders):
             continue
-        doomed = sum(c for nid, c in svc.tasks_on.items() if nid in nodes and nodes[nid].doomed)
+        doomed = _on(svc, doomed_ids)
         carried = min(svc.overflow_desired, doomed) if svc.overflow else 0
         unplaced = svc.unplaced - svc.settling  # ECS tried and found no room for these
         homeless = doomed - carried + svc.unplaced
@@ -629,15 +629,26 @@ def served(snap: CapacitySnapshot) -> list[ServiceView]:
     return [s for s in snap.services if not s.providers or providers & set(s.providers)]
 
 
+def _doomed(snap: CapacitySnapshot) -> list[str]:
+    """The doomed nodes (under a notice, or draining); of two with one id, the last counts."""
+    nodes = {n.id: n for n in snap.nodes}
+    return [nid for nid, n in nodes.items() if n.doomed]
+
+
+def _on(svc: ServiceView, nodes: Sequence[str]) -> int:
+    """How many of ``svc``'s tasks run on ``nodes`` (few: looked up, not scanned)."""
+    return sum(svc.tasks_on.get(nid, 0) for nid in nodes)
+
+
 def _waiting(snap: CapacitySnapshot) -> tuple[list[Bound], list[Bound]]:
     """The tasks that need a place, one shape (and the providers it is bound to) each: those
     losing theirs on doomed instances (less those a Fargate companion carries) with those ECS
     has not tried to place yet (they may fit the free room), and those ECS could not place."""
-    nodes = {n.id: n for n in snap.nodes}
+    doomed_ids = _doomed(snap)
     doomed: list[Bound] = []
     unplaced: list[Bound] = []
     for svc in served(snap):
-        on_doomed = sum(c for nid, c in svc.tasks_on.items() if nid in nodes and nodes[nid].doomed)
+        on_doomed = _on(svc, doomed_ids)
         carried = min(svc.overflow_desired, on_doomed) if svc.overflow else 0
         doomed += [_bound(svc)] * (on_doomed - carried + svc.settling)
         unplaced += [_bound(svc)] * (svc.unplaced - svc.settling)
@@ -829,15 +840,13 @@ def _pick(
 def _overflow(
     snap: CapacitySnapshot, policy: CapacityPolicy, reasons: list[str], spend: float
 ) -> dict[str, int]:
-    nodes = {n.id: n for n in snap.nodes}
+    doomed_ids = _doomed(snap)
     targets: dict[str, int] = {}
     budget = policy.max_overflow_tasks
     for svc in sorted(snap.services, key=lambda s: s.name):
         if svc.overflow is None:
             continue
-        at_risk = svc.unplaced + sum(
-            c for nid, c in svc.tasks_on.items() if nid in nodes and nodes[nid].doomed
-        )
+        at_risk = svc.unplaced + _on(svc, doomed_ids)
         short = max(0, svc.desired - svc.healthy)
         # while tasks are at risk the companion only grows; once calm it shrinks as the
         # service's own tasks come back (hysteresis: no flapping inside a storm)
