@@ -205,6 +205,9 @@ class _Room:
         self.placed: set[tuple[str, str]] = set()  # (service, instance) given a moved task
         self.moved_in: dict[str, list[ServiceState]] = {}  # instance -> tasks placed on it
         self.rng = random.Random(0)
+        # each service's live tasks by spread field, as the cluster has them (moves predicted
+        # here are not counted: the plan spreads as ECS would from what runs now)
+        self.spreads: dict[str, Spread] = {}
 
     def remove(self, inst: Instance, keep_free: float) -> bool:
         """Remove ``inst`` if every task of it fits elsewhere and enough stays free."""
@@ -239,8 +242,11 @@ class _Room:
         distinct = any(c.type == "distinctInstance" for c in spec.constraints)
         use = spec.cpu * spec.cpu_use
         allowed = [i for i in targets if not (distinct and (spec.name, i.id) in self.placed)]
+        spread = self.spreads.get(spec.name)
+        if spread is None:
+            spread = self.spreads[spec.name] = Spread(service, spread_fields(spec))
         with what_if(allowed, self.free):
-            dest = choose(allowed, service, Spread(service, spread_fields(spec)), self.rng)
+            dest = choose(allowed, service, spread, self.rng)
         if dest is None or (self.used[dest.id] + use) / dest.cpu > self.max_load:
             return False  # nowhere, or where ECS would put it the instance would run hot
         cpu, mem = self.free[dest.id]
