@@ -14,6 +14,8 @@ What it prints (JSON; nothing is asserted, wall time never fails anything):
   baseline in the same run: what the world costs without the scaler's calls);
   ``week_with_capacity``: the same week with a spot and an on-demand template pool (the scaler
   tops up and consolidates, as ``scaler simulate --policy scaler`` runs it);
+  ``capacity_cycle``: 12 hours of that cluster with the pools and ``SCALER_CONSOLIDATE=false``, so
+  it keeps its 500 instances: what the capacity cycle itself costs at that size;
 - ``storm``: the 2-hour ``storm`` built-in at 250 instances, the same way; ``week`` and ``storm``
   run the scaler with no pools configured (it drains; nothing tops up), ``storm_with_capacity``
   with a spot and an on-demand template pool made from the scenario (EC2 Fleet top-up);
@@ -50,6 +52,7 @@ from scaler.sim.scenario import Event, Scenario
 SECTIONS = (
     "week",
     "week_with_capacity",
+    "capacity_cycle",
     "storm",
     "storm_with_capacity",
     "steady_with_capacity",
@@ -84,9 +87,11 @@ def _engine(scenario: Scenario, seed: int) -> float:
     return time.perf_counter() - began
 
 
-def _run(scenario: Scenario, seed: int, capacity: bool = False) -> dict[str, Any]:
+def _run(
+    scenario: Scenario, seed: int, capacity: bool = False, settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
     cpu = time.process_time()
-    seconds, outcome = _timed_shipped(scenario, seed, capacity=capacity)
+    seconds, outcome = _timed_shipped(scenario, seed, capacity=capacity, settings=settings)
     cpu = time.process_time() - cpu
     hours = scenario.hours
     return {
@@ -162,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         "week": lambda: _run(week.with_hours(24 * 7 if big else 6), args.seed),
         "week_with_capacity": lambda: _run(
             week.with_hours(24 * 7 if big else 6), args.seed, capacity=True
+        ),
+        "capacity_cycle": lambda: _run(
+            week.with_hours(12 if big else 2), args.seed, True, {"consolidate": False}
         ),
         "storm": lambda: _run(storm, args.seed),
         "storm_with_capacity": lambda: _run(storm, args.seed, capacity=True),

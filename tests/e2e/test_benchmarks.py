@@ -92,3 +92,5 @@ def test_shipped_world_benchmark_runs() -> None:
     report = json.loads(proc.stdout)
     assert report["burst"]["modelled_aws"]["drained"] == report["burst"]["instances"]
     assert report["week"]["aws_calls_per_hour"] > 0
+    cycle = report["capacity_cycle"]["by_operation_per_hour"]
+    assert cycle["ecs:DescribeContainerInstances"] > 0  # the pools' cycle ran
