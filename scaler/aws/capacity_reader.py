@@ -98,6 +98,7 @@ class CapacityReader:
         self._template_types: dict[str, str] = {}
         self._unserved: set[tuple[str, tuple[str, ...]]] = set()  # (service, providers) warned
         self._providers: dict[str, str] = {}  # group -> the capacity provider it is
+        self._kinds: dict[str, str] = {}  # pool -> capacity type, as this read found them
         self._denied = False  # reading capacity providers was refused (warned once)
         self._daemons = (0, 0)  # CPU units, MiB each instance gives its DAEMON tasks
         # service -> (when, its desired count) read within PLACEMENT_GRACE, and the last before
@@ -331,6 +332,7 @@ class CapacityReader:
         self._kept = _kept_memory(groups, kinds, self._types, instances)
         named = providers.groups if providers else {}
         self._providers = {g: p for p, g in sorted(named.items(), reverse=True)}
+        self._kinds = self.groups  # once a read, not once a node
         pools = [
             self._pool(g, kinds[g["AutoScalingGroupName"]], instances, observed, member, nodes)
             for g in groups
@@ -369,7 +371,7 @@ class CapacityReader:
                 size += 1
         return PoolView(
             name,
-            self.groups[name],
+            self._kinds[name],
             "*",
             cpu,
             mem,
@@ -389,7 +391,7 @@ class CapacityReader:
             iid,
             pool,
             az,
-            self.groups[pool],
+            self._kinds[pool],
             "launching",
             cpu,
             mem,
@@ -405,7 +407,7 @@ class CapacityReader:
             ci.ec2_instance_id,
             pool,
             az,
-            self.groups.get(pool, SPOT),
+            self._kinds.get(pool, SPOT),
             ci.status,
             ci.cpu,
             ci.memory,
