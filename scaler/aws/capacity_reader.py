@@ -43,6 +43,7 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import cached_property
 from typing import Any
 
 from scaler.aws.activities import LaunchFailures
@@ -98,7 +99,6 @@ class CapacityReader:
         self._template_types: dict[str, str] = {}
         self._unserved: set[tuple[str, tuple[str, ...]]] = set()  # (service, providers) warned
         self._providers: dict[str, str] = {}  # group -> the capacity provider it is
-        self._kinds: dict[str, str] = {}  # pool -> capacity type, as this read found them
         self._denied = False  # reading capacity providers was refused (warned once)
         self._daemons = (0, 0)  # CPU units, MiB each instance gives its DAEMON tasks
         # service -> (when, its desired count) read within PLACEMENT_GRACE, and the last before
@@ -108,9 +108,10 @@ class CapacityReader:
         self.memory = ReadMemory(longest=FULL_READ_CYCLES * settings.capacity_interval)
         self.acted: Callable[[], int] = lambda: 0  # the actuator's count of changes made
 
-    @property
+    @cached_property
     def groups(self) -> dict[str, str]:
-        """Pool name (Auto Scaling group or template pool) -> capacity type."""
+        """Pool name (Auto Scaling group or template pool) -> capacity type (the settings'
+        pools: fixed for the reader's life)."""
         return {
             **self._auto_scaling_groups,
             **{p: capacity for p, (_, capacity) in self.templates.templates.items()},
@@ -332,7 +333,6 @@ class CapacityReader:
         self._kept = _kept_memory(groups, kinds, self._types, instances)
         named = providers.groups if providers else {}
         self._providers = {g: p for p, g in sorted(named.items(), reverse=True)}
-        self._kinds = self.groups  # once a read, not once a node
         pools = [
             self._pool(g, kinds[g["AutoScalingGroupName"]], instances, observed, member, nodes)
             for g in groups
@@ -371,7 +371,7 @@ class CapacityReader:
                 size += 1
         return PoolView(
             name,
-            self._kinds[name],
+            self.groups[name],
             "*",
             cpu,
             mem,
@@ -391,7 +391,7 @@ class CapacityReader:
             iid,
             pool,
             az,
-            self._kinds[pool],
+            self.groups[pool],
             "launching",
             cpu,
             mem,
@@ -407,7 +407,7 @@ class CapacityReader:
             ci.ec2_instance_id,
             pool,
             az,
-            self._kinds.get(pool, SPOT),
+            self.groups.get(pool, SPOT),
             ci.status,
             ci.cpu,
             ci.memory,

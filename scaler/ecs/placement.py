@@ -156,14 +156,13 @@ def choose(
 ) -> Instance | None:
     """The instance ECS would place the service's next task on, or None if none can take it."""
     spec = service.spec
-    cpu, memory = spec.cpu, spec.memory
     # nothing to satisfy: no constraint, no capacity provider (the common case, checked once)
     free_to_go = not spec.constraints and not spec.capacity_providers
     best: Instance | None = None
     best_key: tuple[float, ...] = ()
     for inst in instances:
-        if inst.status != ACTIVE or inst.free_cpu < cpu or inst.free_mem < memory:
-            continue  # fits() inlined: this loop runs for every instance of every placement
+        if not fits(inst, spec):
+            continue
         if not free_to_go and not satisfies(inst, spec.constraints, service):
             continue
         key = rank_key(inst, spec, spread, rng)

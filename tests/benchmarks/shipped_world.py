@@ -169,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             week.with_hours(24 * 7 if big else 6), args.seed, capacity=True
         ),
         "capacity_cycle": lambda: _run(
-            week.with_hours(12 if big else 2), args.seed, True, {"consolidate": False}
+            week.with_hours(12 if big else 2),
+            args.seed,
+            capacity=True,
+            settings={"consolidate": False},
         ),
         "storm": lambda: _run(storm, args.seed),
         "storm_with_capacity": lambda: _run(storm, args.seed, capacity=True),
