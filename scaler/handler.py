@@ -99,6 +99,7 @@ class Workers:
     # instance id -> its pool, as the capacity side last saw it (None: not known)
     pool_of: Callable[[str], str | None] = lambda _: None
     warning_surge: WarningSurge | None = None  # None: a warned instance drains at once
+    heard: int = 0  # events taken for the cluster (the capacity controller's news)
 
 
 class EventHandler:
@@ -117,6 +118,12 @@ class EventHandler:
         self._metrics = metrics
 
     async def __call__(self, signal: Signal, received_at: datetime) -> Outcome:
+        outcome = await self._handle(signal, received_at)
+        if outcome not in (IGNORED, OTHER_CLUSTER):
+            self._w.heard += 1
+        return outcome
+
+    async def _handle(self, signal: Signal, received_at: datetime) -> Outcome:
         if isinstance(signal, Ignored):
             return IGNORED
         if isinstance(signal, EcsSignal):

@@ -438,6 +438,7 @@ class Scaler:
             scale_in_after=s.scale_in_after or None,
         )
         workers.drained = controller.wake.set
+        controller.news = lambda: workers.heard  # news ends quiet cycles
         workers.pool_of = controller.lifetimes.pool_of
         if self._replacements_given is None:
             workers.replacements = CapacityReplacement(

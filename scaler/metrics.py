@@ -217,6 +217,13 @@ class Metrics:
             ["resource"],
             registry=r,
         )
+        self.capacity_cycles = Counter(
+            "scaler_capacity_cycles",
+            "Capacity cycles, by read: `full` (read, planned, acted) or `quiet` (the cluster was "
+            "settled and a probe found nothing changed: nothing read or planned).",
+            ["read"],
+            registry=r,
+        )
         self.capacity_changes = Counter(
             "scaler_capacity_changes",
             "Instances added to or removed from the scaler's pools, by change (`add`, `remove`) "

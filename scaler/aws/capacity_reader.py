@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import replace
 from functools import cached_property
 from typing import Any
@@ -51,7 +51,14 @@ from scaler.aws.clients import AwsClients, error_code
 from scaler.aws.ecs import InstanceDirectory
 from scaler.aws.errors import DENIED
 from scaler.aws.migration import missing_fleets
-from scaler.aws.read_memory import FULL_READ_CYCLES, Placement, ReadMemory, fingerprint
+from scaler.aws.read_memory import (
+    FULL_READ_CYCLES,
+    Placement,
+    ReadMemory,
+    fingerprint,
+    group_marks,
+    service_marks,
+)
 from scaler.aws.retiring import Ec2Facts, describe
 from scaler.aws.roll import DriftReader, template_spec
 from scaler.aws.services import Providers, ec2_providers, on_fargate, read_providers, strategy
@@ -107,6 +114,7 @@ class CapacityReader:
         self._activities = LaunchFailures(aws.autoscaling)
         self.memory = ReadMemory(longest=FULL_READ_CYCLES * settings.capacity_interval)
         self.acted: Callable[[], int] = lambda: 0  # the actuator's count of changes made
+        self._probed: Hashable = None  # what the last read's probe would show (quiet cycles)
 
     @cached_property
     def groups(self) -> dict[str, str]:
@@ -245,12 +253,30 @@ class CapacityReader:
             self._task_sizes[arn] = (cpu or 128, memory or 128)
         return self._task_sizes[arn]
 
+    async def unchanged(self, now: float) -> bool:
+        """Whether the services (DescribeServices) and the Auto Scaling groups
+        (DescribeAutoScalingGroups) are as the last read found them: their counts,
+        deployments, sizes and instances (:mod:`scaler.capacity.quiet`). The template pools'
+        members change only by the scaler's launches and by what events tell."""
+        names = self.memory.names
+        if names is None or self._probed is None:
+            return False
+        described = await self._describe_services(names)
+        groups = await self._describe_groups()
+        if (service_marks(described), group_marks(groups)) != self._probed:
+            return False
+        self.memory.read_at = now  # a read: no pause since it (the same leader throughout)
+        return True
+
     async def read(self, now: float) -> Observed:
-        groups = await self._describe_groups() + await self.templates.groups(now)
+        self._probed = None
+        asg = await self._describe_groups()
+        groups = asg + await self.templates.groups(now)
         kinds = await self._group_types(groups)
         await self._type_info(set(kinds.values()))
         instances = {ci.ec2_instance_id: ci for ci in await self._directory.refresh()}
         described, placement = await self._placement(instances, now)
+        self._probed = (service_marks(described), group_marks(asg))
         providers: Providers | None = self.memory.providers
         observed = Observed(CapacitySnapshot(now, (), (), ()), instances=instances, groups=groups)
         observed.fingerprint = self.memory.seen  # this cycle's: the placement was read under it

@@ -122,6 +122,15 @@ class Consolidator:
     def due(self, now: float) -> bool:
         return now - self._last >= self._every
 
+    def stands_until(self) -> float:
+        """Until when a plan on unchanged inputs comes out as the last one did (for quiet
+        cycles, :mod:`scaler.capacity.quiet`): the next due time, or later while a plan that
+        chose nothing stands and no drain of this hour's budget is forgotten."""
+        due = self._last + self._every
+        if self._stands is None:
+            return due
+        return max(due, min([self._stands[1], *(t + 3600.0 for t in self.drained_at)]))
+
     async def plan(
         self,
         snap: CapacitySnapshot,

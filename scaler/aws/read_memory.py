@@ -64,18 +64,45 @@ def fingerprint(
         )
         for ci in instances
     )
-    counts = sorted(
-        (
-            name,
-            str(svc.get("taskDefinition", "")),
-            int(svc.get("desiredCount", 0)),
-            int(svc.get("runningCount", 0)),
-            int(svc.get("pendingCount", 0)),
-            _deployments(svc),
+    return (tuple(nodes), service_marks(services))
+
+
+def service_marks(services: Mapping[str, dict[str, Any]]) -> Hashable:
+    """The services' part of the fingerprint: counts, task definitions and deployments."""
+    return tuple(
+        sorted(
+            (
+                name,
+                str(svc.get("taskDefinition", "")),
+                int(svc.get("desiredCount", 0)),
+                int(svc.get("runningCount", 0)),
+                int(svc.get("pendingCount", 0)),
+                _deployments(svc),
+            )
+            for name, svc in services.items()
         )
-        for name, svc in services.items()
     )
-    return (tuple(nodes), tuple(counts))
+
+
+def group_marks(groups: Iterable[dict[str, Any]]) -> Hashable:
+    """What an Auto Scaling group's description shows of its sizes and instances."""
+    return tuple(
+        sorted(
+            (
+                str(g["AutoScalingGroupName"]),
+                int(g.get("DesiredCapacity", 0)),
+                int(g.get("MinSize", 0)),
+                int(g.get("MaxSize", 0)),
+                tuple(
+                    sorted(
+                        (str(i["InstanceId"]), str(i.get("LifecycleState", "")))
+                        for i in g.get("Instances", [])
+                    )
+                ),
+            )
+            for g in groups
+        )
+    )
 
 
 def _deployments(svc: dict[str, Any]) -> tuple[tuple[str, ...], ...]:

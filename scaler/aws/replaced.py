@@ -69,6 +69,12 @@ class Replacements:
         """Lost instances the group has not replaced within the grace."""
         return sum(1 for t in self.lost.get(group, []) if now - t >= self.grace)
 
+    def turns(self) -> list[float]:
+        """When what is remembered changes what a cycle does by time alone: a lost instance's
+        grace ending, and a loss or a surplus forgotten."""
+        lost = [t + s for ts in self.lost.values() for t in ts for s in (self.grace, LOST_MEMORY)]
+        return lost + [t + LOST_MEMORY for ts in self.surplus.values() for t in ts]
+
     def given_back(self, group: str, count: int) -> None:
         """``count`` unreplaced lost instances no longer counted in the desired capacity."""
         self.lost[group] = self.lost.get(group, [])[count:]

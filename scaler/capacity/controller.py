@@ -36,6 +36,7 @@ from scaler.capacity.ports import (
     Reader,
     ServiceSurges,
 )
+from scaler.capacity.quiet import QUIET_CYCLES, Quiet, ripens, unsettled
 from scaler.capacity.roll import PreDrainSurge, RollMemory, carry_out
 from scaler.capacity.scale_in import consolidate, retire_drained, scale_in_idle, trim_surplus
 from scaler.capacity.troubles import noticed, owing, short, unlaunched
@@ -103,6 +104,8 @@ class CapacityController:
         self.idle: dict[str, float] = {}  # instance -> since when it has been idle
         # notices other replicas heard, merged into the board each cycle (None: one replica)
         self.shared: Callable[[NoticeBoard, float], Awaitable[None]] | None = None
+        self.news: Callable[[], int] = lambda: 0  # events the handler took for the cluster
+        self.quiet: Quiet | None = None  # what a settled cycle left (None: none settled)
 
     @property
     def replacements(self) -> Replacements:
@@ -123,9 +126,12 @@ class CapacityController:
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            woken = self.wake.is_set()
             self.wake.clear()  # a wake during the cycle below triggers the next one at once
             try:
-                if self.leader.holds():
+                if not self.leader.holds():
+                    self.quiet = None  # another replica may act meanwhile
+                elif woken or not await self.quiet_cycle():
                     await self.cycle()
             except Exception:
                 log.exception("capacity cycle failed")
@@ -144,6 +150,8 @@ class CapacityController:
     async def cycle(self) -> CapacityPlan:
         """One cycle at the clock's time; the capacity plan it carried out."""
         now = self._clock.now().timestamp()
+        before = self._actuator.acted
+        self.quiet = None
         observed = await self._read(now)
         plan = plan_capacity(observed.snapshot, self.memory, self._policy)
         for reason in plan.reasons:
@@ -154,8 +162,52 @@ class CapacityController:
         await self._replace_and_give_back(observed, plan, acted)
         self._observe(observed.snapshot, plan, observed.stale)
         self._record(observed)
+        self._metrics.capacity_cycles.labels("full").inc()
+        self.quiet = self._settled(observed, plan, self._actuator.acted != before)
         await self._done(observed.snapshot, plan)
         return plan
+
+    async def quiet_cycle(self) -> bool:
+        """A quiet cycle, if the last cycle left the cluster settled and nothing it reads has
+        changed since (:mod:`scaler.capacity.quiet`): nothing is read but the probe, nothing
+        planned, and the cycle counts as one that found nothing missing or coming. False: a
+        full cycle is due."""
+        quiet, now = self.quiet, self._clock.now().timestamp()
+        if quiet is None or now >= quiet.until:
+            return False
+        self._board.prune(now)
+        if self.shared is not None:
+            await self.shared(self._board, now)
+        if self._marks() != quiet.marks or not await self._reader.unchanged(now):
+            return False
+        self._metrics.capacity_cycles.labels("quiet").inc()
+        async with self._changed:
+            self.cycles += 1
+            self.ready_at = self.cycles
+            self._changed.notify_all()
+        return True
+
+    def _marks(self) -> tuple[object, ...]:
+        """What any news changes: the board, the handler's count of events, the actuator's of
+        changes."""
+        board = self._board
+        notices = tuple(tuple(sorted(d.items())) for d in (board.ends, board.noticed, board.final))
+        return (notices, self.news(), self._actuator.acted)
+
+    def _settled(self, observed: Observed, plan: CapacityPlan, changed: bool) -> Quiet | None:
+        """What the next cycles compare to be quiet, if this one left the cluster settled."""
+        now = observed.snapshot.now
+        rolling = self._roll_policy is not None or self.migration is not None
+        asked = owing(self._actuator.asked, observed)
+        why = unsettled(observed, plan, changed, asked, rolling)
+        if why is not None:
+            log.debug("capacity cycle not settled", extra={"reason": why})
+            return None
+        others = [now + QUIET_CYCLES * self._interval, *self.replacements.turns()]
+        if self.consolidator is not None:
+            others.append(self.consolidator.stands_until())
+        until = ripens(now, self.memory, self._policy, self.idle, self.scale_in_after, others)
+        return Quiet(self._marks(), until)
 
     async def _read(self, now: float) -> Observed:
         """What the reader observes, with the board pruned and shared, troubles remembered and

@@ -52,6 +52,11 @@ class Reader(Protocol):
         asked) that show a failed launch since then."""
         ...
 
+    async def unchanged(self, now: float) -> bool:
+        """Whether what a few calls show (the services' counts and deployments, the groups'
+        sizes and instances) is as the last read left it (:mod:`scaler.capacity.quiet`)."""
+        ...
+
 
 class Actuator(Protocol):
     """Carries out plans; remembers what it asked of each group and what it changed."""
@@ -136,6 +141,10 @@ class Consolidation(Protocol):
     drained_at: list[float]  # when it drained, for the hourly budget
 
     def due(self, now: float) -> bool: ...
+
+    def stands_until(self) -> float:
+        """Until when a plan on unchanged inputs comes out as the last one did."""
+        ...
 
     async def plan(
         self,

@@ -43,6 +43,9 @@ class Reader:
     async def failed_launches(self, owing: dict[str, float]) -> dict[str, str]:
         return {}
 
+    async def unchanged(self, now: float) -> bool:
+        return False
+
 
 class Actuator:
     def __init__(self) -> None:
