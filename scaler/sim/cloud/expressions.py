@@ -42,20 +42,21 @@ def _tokens(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-class _Condition:
-    """A recursive-descent reading of one condition over one item."""
+Node = tuple[Any, ...]  # ("or" | "and", [nodes]), ("not", node), ("cmp", ...), ("fn", ...)
 
-    def __init__(
-        self, text: str, item: Item, names: Mapping[str, str], values: Mapping[str, Any]
-    ) -> None:
+
+class _Parser:
+    """A recursive-descent reading of one condition into a tree, evaluated per item by
+    :func:`_evaluate` (a scan reads the expression once, not once per item)."""
+
+    def __init__(self, text: str) -> None:
         self._tokens, self._at = tokens(text), 0
-        self._item, self._names, self._values = item, names, values
 
-    def result(self) -> bool:
-        value = self._or()
+    def condition(self) -> Node:
+        node = self._or()
         if self._at != len(self._tokens):
             raise ExpressionError(f"unexpected {self._tokens[self._at]!r}")
-        return value
+        return node
 
     def _peek(self) -> str:
         return self._tokens[self._at].upper() if self._at < len(self._tokens) else ""
@@ -69,77 +70,107 @@ class _Condition:
         self._at += 1
         return token
 
-    def _or(self) -> bool:
-        value = self._and()
+    def _or(self) -> Node:
+        parts = [self._and()]
         while self._peek() == "OR":
             self._take()
-            value = self._and() or value
-        return value
+            parts.append(self._and())
+        return parts[0] if len(parts) == 1 else ("or", tuple(parts))
 
-    def _and(self) -> bool:
-        value = self._not()
+    def _and(self) -> Node:
+        parts = [self._not()]
         while self._peek() == "AND":
             self._take()
-            value = self._not() and value
-        return value
+            parts.append(self._not())
+        return parts[0] if len(parts) == 1 else ("and", tuple(parts))
 
-    def _not(self) -> bool:
+    def _not(self) -> Node:
         if self._peek() == "NOT":
             self._take()
-            return not self._not()
+            return ("not", self._not())
         return self._atom()
 
-    def _atom(self) -> bool:
+    def _atom(self) -> Node:
         if self._peek() == "(":
             self._take()
-            value = self._or()
+            node = self._or()
             self._take(")")
-            return value
+            return node
         word = self._take()
         if word in ("attribute_exists", "attribute_not_exists", "begins_with"):
             return self._function(word)
-        left = self._operand(word)
         operator = self._take()
         if operator not in COMPARISONS:
             raise ExpressionError(f"unknown comparison {operator!r}")
-        return _compare(left, operator, self._operand(self._take()))
+        return ("cmp", word, operator, self._take())
 
-    def _function(self, name: str) -> bool:
+    def _function(self, name: str) -> Node:
         self._take("(")
-        path = self._path(self._take())
+        path = self._take()
+        prefix = None
         if name == "begins_with":
             self._take(",")
-            prefix = self._operand(self._take())
-            self._take(")")
-            value = self._item.get(path)
-            return (
-                value is not None
-                and prefix is not None
-                and str(_plain(value)).startswith(str(_plain(prefix)))
-            )
+            prefix = self._take()
         self._take(")")
-        return (path in self._item) == (name == "attribute_exists")
+        return ("fn", name, path, prefix)
 
-    def _operand(self, token: str) -> dict[str, Any] | None:
-        if token.startswith(":"):
-            if token not in self._values:
-                raise ExpressionError(f"value {token} not given")
-            return dict(self._values[token])
-        return self._item.get(self._path(token))
 
-    def _path(self, token: str) -> str:
-        if token.startswith("#"):
-            if token not in self._names:
-                raise ExpressionError(f"name {token} not given")
-            return self._names[token]
-        return token
+@cache
+def _parsed(text: str) -> Node:
+    return _Parser(text).condition()
+
+
+def _evaluate(
+    node: Node, item: Item, names: Mapping[str, str], values: Mapping[str, Any]
+) -> bool:
+    """``node`` over ``item``; every operand is looked at (a missing name or value is an error
+    wherever it is, as DynamoDB validates the whole expression)."""
+    kind = node[0]
+    if kind == "or":
+        return any([_evaluate(n, item, names, values) for n in node[1]])
+    if kind == "and":
+        return all([_evaluate(n, item, names, values) for n in node[1]])
+    if kind == "not":
+        return not _evaluate(node[1], item, names, values)
+    if kind == "cmp":
+        left = _operand(node[1], item, names, values)
+        return _compare(left, node[2], _operand(node[3], item, names, values))
+    _, name, path_token, prefix_token = node
+    path = _path(path_token, names)
+    if name == "begins_with":
+        prefix = _operand(prefix_token, item, names, values)
+        value = item.get(path)
+        return (
+            value is not None
+            and prefix is not None
+            and str(_plain(value)).startswith(str(_plain(prefix)))
+        )
+    return (path in item) == (name == "attribute_exists")
+
+
+def _operand(
+    token: str, item: Item, names: Mapping[str, str], values: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    if token.startswith(":"):
+        if token not in values:
+            raise ExpressionError(f"value {token} not given")
+        return dict(values[token])
+    return item.get(_path(token, names))
+
+
+def _path(token: str, names: Mapping[str, str]) -> str:
+    if token.startswith("#"):
+        if token not in names:
+            raise ExpressionError(f"name {token} not given")
+        return names[token]
+    return token
 
 
 def holds(
     text: str | None, item: Item, names: Mapping[str, str], values: Mapping[str, Any]
 ) -> bool:
     """Does the condition (or filter) ``text`` hold for ``item``? No condition always holds."""
-    return True if not text else _Condition(text, item, names, values).result()
+    return True if not text else _evaluate(_parsed(text), item, names, values)
 
 
 def update(text: str, item: Item, names: Mapping[str, str], values: Mapping[str, Any]) -> Item:
