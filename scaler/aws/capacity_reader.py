@@ -64,7 +64,7 @@ from scaler.aws.roll import DriftReader, template_spec
 from scaler.aws.services import Providers, ec2_providers, on_fargate, read_providers, strategy
 from scaler.aws.stale import StaleDrains
 from scaler.aws.taskdefs import fargate_problem, reservation
-from scaler.aws.tasks import running_tasks
+from scaler.aws.tasks import describe_tasks, running_task_arns
 from scaler.aws.templates import TemplatePools
 from scaler.capacity import LOGGER
 from scaler.capacity.observed import Observed, live_instances, rebalancing
@@ -115,6 +115,7 @@ class CapacityReader:
         self.memory = ReadMemory(longest=FULL_READ_CYCLES * settings.capacity_interval)
         self.acted: Callable[[], int] = lambda: 0  # the actuator's count of changes made
         self._probed: Hashable = None  # what the last read's probe would show (quiet cycles)
+        self._places: dict[str, tuple[str, str]] = {}  # task ARN -> (group, container instance)
 
     @cached_property
     def groups(self) -> dict[str, str]:
@@ -572,14 +573,28 @@ class CapacityReader:
     async def _tasks_by_service(self, by_arn: dict[str, str]) -> Placement:
         placed: dict[str, Counter[str]] = defaultdict(Counter)
         tasks: dict[tuple[str, str], list[str]] = {}
-        for task in await running_tasks(self._aws.ecs, self._settings.cluster):
-            group = str(task.get("group", ""))
-            node = by_arn.get(task.get("containerInstanceArn", ""))
+        for arn, (group, instance) in (await self._task_places()).items():
+            node = by_arn.get(instance)
             if group.startswith("service:") and node:
                 service = group.split(":", 1)[1]
                 placed[service][node] += 1
-                tasks.setdefault((service, node), []).append(task["taskArn"])
+                tasks.setdefault((service, node), []).append(arn)
         return Placement(dict(placed), tasks)
+
+    async def _task_places(self) -> dict[str, tuple[str, str]]:
+        """Task ARN -> (its group, its container instance) for every task whose desired status
+        is RUNNING, in ListTasks' order: listed at every full read, described only when listed
+        for the first time (neither changes in a task's life; a task not placed yet is
+        described again)."""
+        cluster = self._settings.cluster
+        arns = await running_task_arns(self._aws.ecs, cluster)
+        known = self._places
+        new = [a for a in arns if a not in known]
+        for task in await describe_tasks(self._aws.ecs, cluster, new) if new else []:
+            if task.get("containerInstanceArn"):
+                known[task["taskArn"]] = (str(task.get("group", "")), task["containerInstanceArn"])
+        self._places = {a: known[a] for a in arns if a in known}
+        return self._places
 
 
 def _warn_rebalancing(group: dict[str, Any]) -> None:

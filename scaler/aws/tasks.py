@@ -126,8 +126,8 @@ def task_health(raw: dict[str, Any]) -> TaskHealth:
     return TaskHealth(str(status) if status is not None else None, since)
 
 
-async def running_tasks(ecs: Any, cluster: str) -> list[dict[str, Any]]:
-    """Every task of the cluster whose desired status is RUNNING, described."""
+async def running_task_arns(ecs: Any, cluster: str) -> list[str]:
+    """The ARNs of every task of the cluster whose desired status is RUNNING (ListTasks)."""
     arns: list[str] = []
     paginator = ecs.get_paginator("list_tasks")
     pages = paginator.paginate(
@@ -135,7 +135,12 @@ async def running_tasks(ecs: Any, cluster: str) -> list[dict[str, Any]]:
     )
     async for page in pages:
         arns.extend(page.get("taskArns", []))
-    return await describe_tasks(ecs, cluster, arns)
+    return arns
+
+
+async def running_tasks(ecs: Any, cluster: str) -> list[dict[str, Any]]:
+    """Every task of the cluster whose desired status is RUNNING, described."""
+    return await describe_tasks(ecs, cluster, await running_task_arns(ecs, cluster))
 
 
 class TaskInspector:

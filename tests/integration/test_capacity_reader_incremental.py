@@ -180,3 +180,32 @@ async def test_a_full_read_that_failed_part_way_is_made_again(
     await cluster.read()
     assert cluster.calls("ListTasks") == 2
     assert cluster.calls("DescribeClusters") == 2
+
+
+async def test_a_full_read_describes_only_the_tasks_it_lists_for_the_first_time(
+    cluster: Cluster,
+) -> None:
+    cluster.reader.memory.every = 1  # every read is full
+    assert await cluster.read() == _placed(cluster, 1, 1)
+    assert await cluster.read() == _placed(cluster, 1, 1)
+    assert cluster.calls("ListTasks") == 2
+    assert cluster.calls("DescribeTasks") == 1, "the same tasks: listed, not described again"
+    cluster.start(cluster.nodes[2])
+    assert await cluster.read() == _placed(cluster, 1, 1, 1)
+    assert cluster.calls("DescribeTasks") == 2  # the new one alone
+    first = cluster.nodes[0].container_instance_arn
+    (arn,) = cluster.ecs.list_tasks(cluster=CLUSTER, containerInstance=first)["taskArns"]
+    cluster.ecs.stop_task(cluster=CLUSTER, task=arn)
+    assert await cluster.read() == _placed(cluster, 0, 1, 1), "a stopped task is forgotten"
+    assert cluster.calls("DescribeTasks") == 2
+
+
+async def test_the_probe_sees_a_changed_count_and_a_read_resets_it(cluster: Cluster) -> None:
+    assert not await cluster.reader.unchanged(cluster.now), "nothing read yet: no probe"
+    await cluster.read()
+    assert await cluster.reader.unchanged(cluster.now + 30.0)
+    assert cluster.calls("DescribeTasks") == 1 and cluster.calls("DescribeServices") == 2
+    cluster.ecs.update_service(cluster=CLUSTER, service="web", desiredCount=3)
+    assert not await cluster.reader.unchanged(cluster.now + 60.0)
+    await cluster.read(after=60.0)
+    assert await cluster.reader.unchanged(cluster.now + 30.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -43,7 +44,7 @@ class SettledReader:
         self.read_at: list[float] = []
         self.probes = 0
         self.same = True  # what the probe answers
-        self.nodes = (_node("i-1"), _node("i-2"))
+        self.nodes: tuple[NodeView, ...] = (_node("i-1"), _node("i-2"))
         self.unplaced = 0
 
     @property
@@ -82,7 +83,7 @@ def _controller(
 
 
 def _cycles(metrics: Metrics, read: str) -> float:
-    return metrics.capacity_cycles.labels(read)._value.get()
+    return float(metrics.capacity_cycles.labels(read)._value.get())
 
 
 async def test_after_a_settled_cycle_the_next_ones_are_quiet_until_the_longest_wait() -> None:
@@ -104,7 +105,7 @@ async def test_news_of_any_kind_ends_the_quiet() -> None:
     controller, reader, actuator, clock, _ = _controller()
     news = [0]
     controller.news = lambda: news[0]
-    cases = {
+    cases: dict[str, Callable[[], object]] = {
         "an event for the cluster": lambda: news.__setitem__(0, news[0] + 1),
         "a notice on the board": lambda: controller._board.warned("i-1", clock.now().timestamp()),
         "a change the scaler made": lambda: setattr(actuator, "acted", actuator.acted + 1),

@@ -120,9 +120,7 @@ def _parsed(text: str) -> Node:
     return _Parser(text).condition()
 
 
-def _evaluate(
-    node: Node, item: Item, names: Mapping[str, str], values: Mapping[str, Any]
-) -> bool:
+def _evaluate(node: Node, item: Item, names: Mapping[str, str], values: Mapping[str, Any]) -> bool:
     """``node`` over ``item``; every operand is looked at (a missing name or value is an error
     wherever it is, as DynamoDB validates the whole expression)."""
     kind = node[0]
@@ -145,7 +143,7 @@ def _evaluate(
             and prefix is not None
             and str(_plain(value)).startswith(str(_plain(prefix)))
         )
-    return (path in item) == (name == "attribute_exists")
+    return bool((path in item) == (name == "attribute_exists"))
 
 
 def _operand(
