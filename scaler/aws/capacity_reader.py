@@ -25,7 +25,7 @@ reads:
 Where the tasks run is read in full only when it may have changed (:mod:`scaler.aws.read_memory`):
 each cycle describes the container instances and the services anyway, and while their counts,
 remaining resources and ECS versions are those the last full read saw, no task can have started,
-stopped or moved, and that read's placement is reused. Every few minutes, after a pause (a
+stopped or moved, and that read's placement is reused. Every 15 minutes, after a pause (a
 replica leading again), after the scaler acted and while a notice is on the board (with services
 that overflow to Fargate), everything is read again whatever they say. The service
 names and the capacity providers are read again with each full read.

@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 
 # seconds a plan that chose nothing stands at most while nothing it saw changed and no duration
 # it depends on ran out: for what neither the fingerprint nor the snapshot shows
-REPLAN_AFTER = 3600.0
+REPLAN_AFTER = 6 * 3600.0
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """What the capacity reader keeps from one cycle to the next, and when it must read afresh.
 
-Reading where every task runs costs a ListTasks page and a DescribeTasks call per 100 running
-tasks, every cycle: most of the capacity controller's calls in a quiet cluster. Yet what it would
-show cannot have changed unless something the cycle reads anyway has changed too. A task that
-starts, stops or moves changes, at once:
+Reading where every task runs costs a ListTasks page per 100 running tasks (and a DescribeTasks
+call per 100 listed for the first time: :class:`~scaler.aws.capacity_reader.CapacityReader`
+keeps what it described), every cycle: most of the capacity controller's calls in a quiet
+cluster. Yet what it would show cannot have changed unless something the cycle reads anyway has
+changed too. A task that starts, stops or moves changes, at once:
 
 - the container instances it leaves or lands on: their ``runningTasksCount`` or
   ``pendingTasksCount``, their remaining CPU and memory, and ECS's ``version`` of them (which
@@ -17,8 +18,8 @@ fingerprint is the one it was read under, and says when a full read is due regar
 (:meth:`ReadMemory.due`):
 
 - the first cycle, and after ``every`` cycles or ``every`` capacity intervals since the last
-  full read (whichever comes first), so nothing the fingerprint could miss outlives a few
-  minutes;
+  full read (whichever comes first; 15 minutes at the default interval), so nothing the
+  fingerprint could miss outlives a quarter of an hour;
 - after a pause of more than two capacity intervals since the last read: a replica that
   leads again after another led (and acted) meanwhile, or cycles that failed, read everything;
 - after the scaler itself acted (the actuator's count of changes moved): its own launches,
@@ -45,7 +46,9 @@ from typing import Any
 from scaler.aws.services import Providers
 from scaler.model import ContainerInstance
 
-FULL_READ_CYCLES = 10  # cycles (5 minutes at the default 30 s interval) between full reads
+# cycles (15 minutes at the default 30 s interval) between full reads: the safety net for what the
+# fingerprint could miss (it misses nothing known); a full read lists every task
+FULL_READ_CYCLES = 30
 
 
 def fingerprint(

@@ -5,8 +5,8 @@ the plan. The controller runs on a manual clock against in-process ports."""
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
