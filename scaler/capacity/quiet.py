@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from scaler.capacity.observed import Observed
 from scaler.plan.capacity import CapacityMemory, CapacityPlan, CapacityPolicy
 
-QUIET_CYCLES = 10  # intervals (5 minutes at the default 30 s) between full cycles, at most
+QUIET_CYCLES = 30  # intervals (15 minutes at the default 30 s) between full cycles, at most
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,17 @@ writing an item), so a condition that holds when judged holds when written: two 
 racing for the lease see one ``ConditionalCheckFailedException``, as they would in AWS. Reads are
 strongly consistent. A ``Scan`` pages by ``Limit`` with ``LastEvaluatedKey``, filters after the
 page is read (as DynamoDB does), and projects the attributes asked for.
+
+Time to live: a table made with ``ttl`` (the attribute the deployment names in its
+``TimeToLiveSpecification``) loses the items whose TTL attribute (epoch seconds) is past, as
+DynamoDB's background deletion does: not at once but ``TTL_LAG`` later (DynamoDB deletes expired
+items "typically within a few days"; until then they are read, and billed, like any other), swept
+once a simulated hour. Readers must not rely on it: an expired item may still be there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +25,8 @@ from scaler.sim.cloud.transport import AwsError, Operations
 
 FAILED = "ConditionalCheckFailedException"
 PAGE = 100  # items a scan reads when no Limit is given (DynamoDB reads up to 1 MB)
+TTL_LAG = 2 * 86400.0  # seconds past its expiry an item is deleted
+TTL_SWEEP = 3600.0  # seconds between sweeps for expired items
 
 
 @dataclass
@@ -25,15 +34,20 @@ class Table:
     name: str
     key: str
     items: dict[str, Item] = field(default_factory=dict)  # key value -> item
+    ttl: str | None = None  # the TTL attribute (None: no time to live)
+    swept: float = float("-inf")  # when expired items were last deleted
 
 
 class Dynamodb(Operations):
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        """``clock``: epoch seconds now, for time to live (None: nothing expires)."""
         self.tables: dict[str, Table] = {}
+        self._clock = clock
 
-    def table(self, name: str, key: str = "name") -> Table:
-        """Make (or find) the table ``name`` keyed by the string attribute ``key``."""
-        return self.tables.setdefault(name, Table(name, key))
+    def table(self, name: str, key: str = "name", ttl: str | None = None) -> Table:
+        """Make (or find) the table ``name`` keyed by the string attribute ``key``, with time
+        to live on the attribute ``ttl`` (None: none)."""
+        return self.tables.setdefault(name, Table(name, key, ttl=ttl))
 
     def _table(self, name: str) -> Table:
         if name not in self.tables:
@@ -41,7 +55,10 @@ class Dynamodb(Operations):
                 "ResourceNotFoundException",
                 f"Requested resource not found: Table: {name} not found",
             )
-        return self.tables[name]
+        table = self.tables[name]
+        if table.ttl is not None and self._clock is not None:
+            _sweep(table, self._clock())
+        return table
 
     async def describe_table(self, TableName: str) -> dict[str, Any]:
         table = self._table(TableName)
@@ -155,3 +172,21 @@ def _project(item: Item, projection: str | None, names: dict[str, str]) -> Item:
         return dict(item)
     wanted = {names.get(t, t) for t in tokens(projection) if t != ","}
     return {k: v for k, v in item.items() if k in wanted}
+
+
+def _sweep(table: Table, now: float) -> None:
+    """Delete the items whose TTL attribute is ``TTL_LAG`` past, once every ``TTL_SWEEP``."""
+    if now - table.swept < TTL_SWEEP:
+        return
+    table.swept = now
+    attribute = table.ttl or ""
+    for key in [k for k, item in table.items.items() if _expired(item.get(attribute), now)]:
+        del table.items[key]
+
+
+def _expired(value: dict[str, Any] | None, now: float) -> bool:
+    """Whether a TTL attribute's value is long enough past (only numbers count, as in
+    DynamoDB: an item without one, or with another type, never expires)."""
+    if value is None or "N" not in value:
+        return False
+    return float(value["N"]) + TTL_LAG < now

@@ -280,8 +280,8 @@ class ShippedWorld:
         loop = asyncio.get_running_loop()
         rng = random.Random(f"sqs:{self.seed}")
         self.sqs = Sqs(loop.time, rng=rng, duplicate_share=self.noise.duplicates)
-        dynamodb = Dynamodb()
-        dynamodb.table(LEASES)
+        dynamodb = Dynamodb(clock=lambda: EPOCH.timestamp() + loop.time())
+        dynamodb.table(LEASES, ttl="expires")  # as the deployment's TimeToLiveSpecification
         self.url, self.dlq = await self._queues()
         self.publisher = Publisher(
             self.sqs, self.url, self.noise.foreign, self.seed, foresight=self.foresight
