@@ -224,6 +224,8 @@ class Metrics:
             ["read"],
             registry=r,
         )
+        for read in ("full", "quiet"):
+            self.capacity_cycles.labels(read)  # both series from the start, at 0
         self.capacity_changes = Counter(
             "scaler_capacity_changes",
             "Instances added to or removed from the scaler's pools, by change (`add`, `remove`) "

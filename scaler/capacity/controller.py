@@ -178,7 +178,7 @@ class CapacityController:
         self._board.prune(now)
         if self.shared is not None:
             await self.shared(self._board, now)
-        if self._marks() != quiet.marks or not await self._reader.unchanged(now):
+        if self._marks() != quiet.marks or not await self._probe(now):
             return False
         self._metrics.capacity_cycles.labels("quiet").inc()
         async with self._changed:
@@ -186,6 +186,14 @@ class CapacityController:
             self.ready_at = self.cycles
             self._changed.notify_all()
         return True
+
+    async def _probe(self, now: float) -> bool:
+        """The reader's probe; a probe that fails (throttled, say) calls for a full cycle."""
+        try:
+            return await self._reader.unchanged(now)
+        except Exception as exc:
+            log.warning("capacity probe failed: a full cycle instead", extra={"error": repr(exc)})
+            return False
 
     def _marks(self) -> tuple[object, ...]:
         """What any news changes: the board, the handler's count of events, the actuator's of

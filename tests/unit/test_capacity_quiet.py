@@ -182,3 +182,15 @@ def test_every_reason_not_to_be_quiet_is_named() -> None:
     resizing = replace(settled, desired={POOL.name: 2})
     assert unsettled(resizing, plan, False, {}, False) == "groups resize"
     assert unsettled(settled, plan, False, {POOL.name: 0.0}, False) == "groups owe instances"
+
+
+async def test_a_failed_probe_calls_for_a_full_cycle() -> None:
+    controller, reader, _, clock, _ = _controller()
+    await controller.cycle()
+
+    async def throttled(now: float) -> bool:
+        raise RuntimeError("Rate exceeded")
+
+    reader.unchanged = throttled  # type: ignore[method-assign]
+    clock.advance(INTERVAL)
+    assert not await controller.quiet_cycle()
