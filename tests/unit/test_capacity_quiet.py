@@ -26,7 +26,7 @@ from scaler.plan.capacity import (
     PoolView,
     ServiceView,
 )
-from tests.unit.test_capacity_controller import Actuator
+from tests.unit.test_capacity_controller import Actuator, Reader
 
 POOL = PoolView("spot-asg", "spot", "*", 2048, 4096, 0.1, 2, max_size=5)
 START = datetime(2031, 5, 1, tzinfo=UTC)
@@ -37,22 +37,15 @@ def _node(iid: str, status: str = "ACTIVE", ends: float | None = None) -> NodeVi
     return NodeView(iid, POOL.name, "a", "spot", status, 2048, 4096, 1024, 2048, ends, 2)
 
 
-class SettledReader:
+class SettledReader(Reader):
     """Two busy instances, one service with every task placed, a group at its size."""
 
     def __init__(self) -> None:
-        self.read_at: list[float] = []
+        super().__init__()
         self.probes = 0
         self.same = True  # what the probe answers
         self.nodes: tuple[NodeView, ...] = (_node("i-1"), _node("i-2"))
         self.unplaced = 0
-
-    @property
-    def groups(self) -> dict[str, str]:
-        return {POOL.name: POOL.capacity}
-
-    async def validate(self) -> None:
-        return None
 
     async def read(self, now: float) -> Observed:
         self.read_at.append(now)
@@ -63,9 +56,6 @@ class SettledReader:
             snap, max_size={POOL.name: 5}, min_size={POOL.name: 0}, desired=sizes,
             live=dict(sizes), facts={},
         )  # fmt: skip
-
-    async def failed_launches(self, owing: dict[str, float]) -> dict[str, str]:
-        return {}
 
     async def unchanged(self, now: float) -> bool:
         self.probes += 1
