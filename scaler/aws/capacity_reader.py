@@ -30,6 +30,12 @@ replica leading again), after the scaler acted and while a notice is on the boar
 that overflow to Fargate), everything is read again whatever they say. The service
 names and the capacity providers are read again with each full read.
 
+Between full cycles, :meth:`CapacityReader.unchanged` is the quiet cycle's probe
+(:mod:`scaler.capacity.quiet`): the services (DescribeServices) and the Auto Scaling groups
+(DescribeAutoScalingGroups) compared with what the last read found. Tasks are listed at each
+full read of the placement and described only when listed for the first time (a task's group
+and container instance never change).
+
 At start, :meth:`CapacityReader.validate` refuses groups that do not exist, and those owned by
 ECS managed scaling (tag ``AmazonECSManaged``): ECS sets their desired capacity itself and would
 undo the scaler's, so the scaler coexists with them by leaving them alone and topping up through

@@ -14,6 +14,9 @@ Each cycle, at its clock's time:
    empty, trim what groups launched by themselves, give back what stood idle, consolidate
    (:mod:`scaler.capacity.scale_in`).
 
+After a cycle that left the cluster settled, the next cycles are quiet while nothing changes
+(:mod:`scaler.capacity.quiet`): a probe of a few calls, no read, no plan.
+
 The controller imports no AWS library and reads no wall clock: the same controller runs against
 AWS and against a simulated AWS in virtual time, each plugging in its adapters and clock.
 """
