@@ -146,6 +146,7 @@ class Consolidator:
         self.drained_at = [t for t in self.drained_at if snap.now - t < 3600.0]
         quiet = paused(snap.now, self.policy, memory.last_spot_trouble(), self.started)
         if quiet is not None:  # nothing to plan: the live cluster is not read
+            self._stands = None  # what stood before the pause stands no more
             return ConsolidationPlan((), (quiet,))
         inputs = self._inputs(snap, facts, memory, ours, seen)
         if self._stands is not None and inputs == self._stands[0] and snap.now < self._stands[1]:

@@ -184,3 +184,21 @@ async def test_a_failed_probe_calls_for_a_full_cycle() -> None:
     reader.unchanged = throttled  # type: ignore[method-assign]
     clock.advance(INTERVAL)
     assert not await controller.quiet_cycle()
+
+
+async def test_consolidations_next_plan_ends_the_quiet() -> None:
+    class Standing:
+        def __init__(self) -> None:
+            self.drained_at: list[float] = []
+
+        def due(self, now: float) -> bool:
+            return False
+
+        def stands_until(self) -> float:
+            return START.timestamp() + 2 * INTERVAL
+
+    controller, *_ = _controller()
+    controller.consolidator = Standing()  # type: ignore[assignment]
+    await controller.cycle()
+    assert controller.quiet is not None
+    assert controller.quiet.until == START.timestamp() + 2 * INTERVAL
