@@ -22,8 +22,8 @@ nothing missing or coming. A full cycle runs at once when any differs, when the 
 woken (a drain, a replacement asked for), and at the latest when a turn ripens that time alone
 brings (:func:`ripens`: a pool's cooldown, storm window or return to spot after trouble, an
 idle instance's scale-in, consolidation's next plan) or ``QUIET_CYCLES`` intervals after the last
-full cycle, so that what no probe shows (a task stopped outside any service) outlives a few
-minutes at most.
+full cycle, so that what no probe shows (a task stopped outside any service) outlives a quarter
+of an hour at most.
 """
 
 from __future__ import annotations
