@@ -53,7 +53,15 @@ from scaler.events import (
 )
 from scaler.metrics import Metrics
 from scaler.model import ContainerInstance, cluster_name_of
-from scaler.notices import FINAL, RECOMMENDATION, WARNING, NoticeBoard, SharedNotice, shared
+from scaler.notices import (
+    CHANGED,
+    FINAL,
+    RECOMMENDATION,
+    WARNING,
+    NoticeBoard,
+    SharedNotice,
+    shared,
+)
 from scaler.plan.drain import (
     Action,
     Decision,
@@ -127,7 +135,7 @@ class EventHandler:
         if isinstance(signal, Ignored):
             return IGNORED
         if isinstance(signal, EcsSignal):
-            return self._ecs_signal(signal)
+            return await self._ecs_signal(signal, received_at)
         members = await self._w.directory.resolve(instance_ids(signal))
         if not members:
             if isinstance(signal, LifecycleTerminate):
@@ -352,7 +360,7 @@ class EventHandler:
         if instance is not None:
             await self._gated_drain(instance, action.reason, action.since, received_at)
 
-    def _ecs_signal(self, signal: EcsSignal) -> Outcome:
+    async def _ecs_signal(self, signal: EcsSignal, received_at: datetime) -> Outcome:
         if cluster_name_of(signal.cluster_arn) != self._cluster_name:
             return OTHER_CLUSTER
         if isinstance(signal, ContainerInstanceChange) and signal.ec2_instance_id:
@@ -364,7 +372,18 @@ class EventHandler:
                     version=signal.version,
                 )
             )
+        await self._changed(signal, received_at)
         return HANDLED
+
+    async def _changed(self, signal: EcsSignal, received_at: datetime) -> None:
+        """An ECS event for the cluster: noted on the board and shared, so the leader's quiet
+        capacity cycles end whichever replica took it (:mod:`scaler.capacity.quiet`)."""
+        subject = getattr(signal, "ec2_instance_id", "") or getattr(signal, "service_arn", "")
+        if not subject:
+            return
+        notices = [shared(subject, CHANGED, (signal.time or received_at).timestamp())]
+        self._w.board.merge(notices, float("-inf"))
+        await self._share(notices)
 
 
 async def _all(work: Iterable[Awaitable[object]]) -> None:

@@ -14,7 +14,10 @@ controller: every replica publishes what it hears as :class:`SharedNotice` recor
 (:mod:`scaler.aws.shared_notices`) and the leader merges them into its board each capacity cycle
 (:meth:`NoticeBoard.merge`). A ``replacement`` record is a ``replace-then-drain`` request: the
 instance counts as losing its place until its ``end``, as on the board of the replica that
-asked. A record expires when the board would prune what it says.
+asked. A ``changed`` record says an ECS event for the cluster (a container instance changing, a
+task ECS could not place) reached some replica: the leader's quiet capacity cycles end on it
+(:mod:`scaler.capacity.quiet`) whichever replica took the event. A record expires when the
+board would prune what it says.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ WARNING = "warning"
 RECOMMENDATION = "recommendation"
 FINAL = "final"
 REPLACEMENT = "replacement"
+CHANGED = "changed"
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class SharedNotice:
     """What one replica heard about an instance, for the others (epoch seconds throughout)."""
 
     instance_id: str
-    kind: str  # WARNING, RECOMMENDATION, FINAL or REPLACEMENT
+    kind: str  # WARNING, RECOMMENDATION, FINAL, REPLACEMENT or CHANGED
     at: float  # when it was raised (for a replacement: asked)
     end: float | None  # when the instance loses its place (warnings and replacements)
     expires: float  # after this it says nothing the board would keep
@@ -61,6 +65,8 @@ class NoticeBoard:
     ends: dict[str, float] = field(default_factory=dict)
     noticed: dict[str, float] = field(default_factory=dict)
     final: dict[str, float] = field(default_factory=dict)  # instance id -> last final signal
+    # instance id (or service ARN) -> when an ECS event last said it changed
+    changed: dict[str, float] = field(default_factory=dict)
 
     def warned(self, instance_id: str, at: float, notice: float = NOTICE_SECONDS) -> None:
         """A spot interruption warning raised at ``at`` (epoch seconds)."""
@@ -90,6 +96,8 @@ class NoticeBoard:
                 self.recommended(n.instance_id, n.at)
             elif n.kind == FINAL:
                 self.finalised(n.instance_id, n.at)
+            elif n.kind == CHANGED:
+                self.changed[n.instance_id] = max(self.changed.get(n.instance_id, n.at), n.at)
 
     def prune(self, now: float) -> None:
         for iid in [i for i, end in self.ends.items() if end + KEEP_AFTER < now]:
@@ -98,3 +106,5 @@ class NoticeBoard:
             del self.noticed[iid]
         for iid in [i for i, at in self.final.items() if at + KEEP_FINAL < now]:
             del self.final[iid]
+        for iid in [i for i, at in self.changed.items() if at + 2 * KEEP_AFTER < now]:
+            del self.changed[iid]

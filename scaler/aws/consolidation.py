@@ -117,17 +117,19 @@ class Consolidator:
         self._last = -math.inf
         self._definitions = Definitions()
         self._stands: tuple[_Inputs, float] | None = None  # a plan that chose nothing, until
+        self._stood_at = -math.inf  # when a plan last made or found the stand
         self.reads = 0  # plans that read the live cluster
 
     def due(self, now: float) -> bool:
         return now - self._last >= self._every
 
-    def stands_until(self) -> float:
+    def stands_until(self, now: float) -> float:
         """Until when a plan on unchanged inputs comes out as the last one did (for quiet
         cycles, :mod:`scaler.capacity.quiet`): the next due time, or later while a plan that
-        chose nothing stands and no drain of this hour's budget is forgotten."""
+        chose nothing stands, was made or found standing at ``now`` (on this cycle's inputs),
+        and no drain of this hour's budget is forgotten."""
         due = self._last + self._every
-        if self._stands is None:
+        if self._stands is None or self._stood_at != now:
             return due
         return max(due, min([self._stands[1], *(t + 3600.0 for t in self.drained_at)]))
 
@@ -150,6 +152,7 @@ class Consolidator:
             return ConsolidationPlan((), (quiet,))
         inputs = self._inputs(snap, facts, memory, ours, seen)
         if self._stands is not None and inputs == self._stands[0] and snap.now < self._stands[1]:
+            self._stood_at = snap.now
             return ConsolidationPlan()  # the last plan chose nothing, and nothing changed
         self.reads += 1
         live = await live_cluster(self._aws, self._settings.cluster, self._definitions)
@@ -160,6 +163,7 @@ class Consolidator:
         self._stands = None
         if inputs is not None and not plan.remove:
             self._stands = (inputs, self._until(live, candidates, snap, memory))
+            self._stood_at = snap.now
         return plan
 
     def _inputs(

@@ -109,6 +109,7 @@ class CapacityController:
         self.shared: Callable[[NoticeBoard, float], Awaitable[None]] | None = None
         self.news: Callable[[], int] = lambda: 0  # events the handler took for the cluster
         self.quiet: Quiet | None = None  # what a settled cycle left (None: none settled)
+        self._read_marks: tuple[object, ...] = ()  # the news when the last read began
 
     @property
     def replacements(self) -> Replacements:
@@ -202,8 +203,8 @@ class CapacityController:
         """What any news changes: the board, the handler's count of events, the actuator's of
         changes."""
         board = self._board
-        notices = tuple(tuple(sorted(d.items())) for d in (board.ends, board.noticed, board.final))
-        return (notices, self.news(), self._actuator.acted)
+        kinds = (board.ends, board.noticed, board.final, board.changed)
+        return (tuple(tuple(sorted(d.items())) for d in kinds), self.news(), self._actuator.acted)
 
     def _settled(self, observed: Observed, plan: CapacityPlan, changed: bool) -> Quiet | None:
         """What the next cycles compare to be quiet, if this one left the cluster settled."""
@@ -216,9 +217,9 @@ class CapacityController:
             return None
         others = [now + QUIET_CYCLES * self._interval, *self.replacements.turns()]
         if self.consolidator is not None:
-            others.append(self.consolidator.stands_until())
+            others.append(self.consolidator.stands_until(now))
         until = ripens(now, self.memory, self._policy, self.idle, self.scale_in_after, others)
-        return Quiet(self._marks(), until)
+        return Quiet(self._read_marks, until)
 
     async def _read(self, now: float) -> Observed:
         """What the reader observes, with the board pruned and shared, troubles remembered and
@@ -226,6 +227,8 @@ class CapacityController:
         self._board.prune(now)
         if self.shared is not None:
             await self.shared(self._board, now)
+        # what news had come when the read began: news during the cycle ends the quiet after it
+        self._read_marks = self._marks()
         observed = await self._reader.read(now)
         snap = observed.snapshot
         managed = {p.name for p in snap.pools if p.managed}

@@ -142,8 +142,9 @@ class Consolidation(Protocol):
 
     def due(self, now: float) -> bool: ...
 
-    def stands_until(self) -> float:
-        """Until when a plan on unchanged inputs comes out as the last one did."""
+    def stands_until(self, now: float) -> float:
+        """Until when a plan on unchanged inputs comes out as the last one did, as a plan made
+        (or found standing) at ``now`` says; else the next due time."""
         ...
 
     async def plan(

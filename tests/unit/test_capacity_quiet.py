@@ -194,11 +194,44 @@ async def test_consolidations_next_plan_ends_the_quiet() -> None:
         def due(self, now: float) -> bool:
             return False
 
-        def stands_until(self) -> float:
-            return START.timestamp() + 2 * INTERVAL
+        def stands_until(self, now: float) -> float:
+            return now + 2 * INTERVAL
 
     controller, *_ = _controller()
     controller.consolidator = Standing()  # type: ignore[assignment]
     await controller.cycle()
     assert controller.quiet is not None
     assert controller.quiet.until == START.timestamp() + 2 * INTERVAL
+
+
+async def test_news_that_comes_during_the_cycle_ends_the_quiet_after_it() -> None:
+    controller, reader, _, clock, _ = _controller()
+    news = [0]
+    controller.news = lambda: news[0]
+    read = reader.read
+
+    async def read_then_hear(now: float) -> Observed:
+        observed = await read(now)
+        news[0] += 1  # an event taken while the cycle acts on what it read
+        return observed
+
+    reader.read = read_then_hear  # type: ignore[method-assign]
+    await controller.cycle()
+    clock.advance(INTERVAL)
+    assert not await controller.quiet_cycle(), "the read did not see that news"
+
+
+def test_a_consolidation_stand_counts_only_in_the_cycle_that_made_or_found_it() -> None:
+    from typing import Any, cast
+
+    from scaler.aws.consolidation import Consolidator
+    from tests.integration.helpers import settings_for
+
+    plans = Consolidator(cast(Any, None), settings_for("http://q"), CapacityPolicy(), every=120.0)
+    plans._last = 1000.0
+    assert plans.stands_until(1000.0) == 1120.0, "no stand: the next due time"
+    plans._stands, plans._stood_at = (cast(Any, "inputs"), 5000.0), 1000.0
+    assert plans.stands_until(1000.0) == 5000.0
+    assert plans.stands_until(1030.0) == 1120.0, "not looked at since: its inputs may differ"
+    plans.drained_at = [900.0]
+    assert plans.stands_until(1000.0) == 4500.0, "a drain leaves the hour's budget then"
