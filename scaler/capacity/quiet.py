@@ -11,8 +11,9 @@ nothing it reads changes for hours. After a cycle that left the cluster **settle
 - no roll is configured (a new launch template version announces itself by no event) and no
   migration is under way;
 
-the next cycles only look whether anything changed (:class:`Quiet`): the notice board (a
-warning, a recommendation, another replica's notice or replacement request), the count of
+the next cycles only look whether anything changed since the settled cycle's read began
+(:class:`Quiet`): the notice board (a warning, a recommendation, another replica's notice or
+replacement request, an ECS event another replica took: a ``changed`` notice), the count of
 events the handler took for the cluster (an ECS container instance changing state, an EC2
 instance stopping, a lifecycle action), the actuator's count of changes, and a probe of the
 reader's (the services' counts and deployments, the Auto Scaling groups' sizes and instances:
