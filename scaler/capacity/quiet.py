@@ -8,8 +8,8 @@ nothing it reads changes for hours. After a cycle that left the cluster **settle
 - the cycle changed nothing, its capacity plan launches, gives back and evacuates nothing;
 - no instance is launching, DRAINING or under a notice, no task waits for a place, every group
   has started what it was asked for and holds its desired capacity, EC2's facts were read;
-- no roll is configured (a new launch template version announces itself by no event) and no
-  migration is under way;
+- neither a roll nor a Spot Fleet migration is configured (a new launch template version
+  announces itself by no event; a migration reads its fleets each cycle);
 
 the next cycles only look whether anything changed since the settled cycle's read began
 (:class:`Quiet`): the notice board (a warning, a recommendation, another replica's notice or
