@@ -265,6 +265,34 @@ def state_change(
     )
 
 
+def container_instance_change(
+    cluster: str,
+    container_instance_arn: str,
+    instance_id: str,
+    status: str = "ACTIVE",
+    version: int = 2,
+    when: datetime | None = None,
+) -> dict[str, Any]:
+    """What ECS sends when a container instance changes (a task placed on it or stopped, its
+    status, its agent): moto sends none, so a test that changes an instance sends it."""
+    detail = {
+        "agentConnected": True,
+        "clusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{cluster}",
+        "containerInstanceArn": container_instance_arn,
+        "ec2InstanceId": instance_id,
+        "status": status,
+        "version": version,
+    }
+    return _envelope(
+        "aws.ecs",
+        "ECS Container Instance State Change",
+        detail,
+        [container_instance_arn],
+        when,
+        None,
+    )
+
+
 def lifecycle_terminate(
     instance_id: str,
     group: str,

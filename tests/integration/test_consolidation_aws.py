@@ -10,6 +10,7 @@ moto has no ECS scheduler: the test plays ECS (:mod:`tests.integration.ecs_harne
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -210,6 +211,10 @@ async def test_a_plan_that_chose_nothing_stands_until_a_task_moves(
         if first_read and standing == 0 and time.monotonic() - first_read[0] > 2.0:
             standing = reads  # what 2 s of plans every 0.3 s read: the first only
             _start(local_aws, "family:batch", str(nodes[0].container_instance_arn))
+            # what ECS sends then (moto sends nothing): the quiet capacity cycles end on it
+            arn = str(nodes[0].container_instance_arn)
+            event = testbed.container_instance_change("prod", arn, nodes[0].instance_id)
+            testbed.send_raw(local_aws, queues.url, [json.dumps(event)])
         return standing > 0 and reads > standing
 
     assert await run_until(scaler, read_again_after_a_task_started, limit=10)

@@ -913,6 +913,61 @@ def check_replay(snap: CapacitySnapshot, memory: CapacityMemory, policy: Capacit
     assert launches(again, plan_capacity(again, memory, policy)) == {}
 
 
+def _replay_counterexample() -> CapacitySnapshot:
+    """A cluster on which replaying the plan's launches asks for one more instance (found by
+    the property below on a random run; its derandomized runs do not reach it)."""
+
+    def node(
+        iid: str, pool: str, capacity: str, status: str, size: int, free: int, tasks: int
+    ) -> NodeView:
+        room = (size, 2 * size, free, 2 * free)  # CPU, MiB, free CPU, free MiB
+        return NodeView(iid, pool, "a", capacity, status, *room, None, tasks)
+
+    def pool(name: str, capacity: str, cpu: int, memory: int, price: float, size: int) -> PoolView:
+        return PoolView(name, capacity, "a", cpu, memory, price, size)
+
+    nodes = (
+        node("n0", "p1", ON_DEMAND, "ACTIVE", 512, 0, 0),
+        node("n1", "p0", SPOT, "ACTIVE", 1024, 0, 0),
+        node("n2", "p1", ON_DEMAND, "DRAINING", 512, 0, 1),
+        node("n3", "p0", SPOT, "launching", 1024, 1024, 0),
+    )
+    pools = (
+        pool("p0", SPOT, 1024, 2048, 0.02, 2),
+        pool("p1", ON_DEMAND, 512, 1024, 0.01, 1),
+        pool("p2", SPOT, 512, 1024, 0.01, 0),
+        pool("p3", SPOT, 512, 2048, 0.01, 0),
+    )
+    services = (
+        ServiceView("svc0", 0, 128, 2048, {}, unplaced=4),
+        ServiceView("svc1", 0, 128, 256, {}),
+        ServiceView("svc2", 0, 1024, 256, {"n2": 1}),
+    )
+    return CapacitySnapshot(10000.0, nodes, pools, services)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="known: replaying the launches planned on this cluster asks for one more p0 "
+    "instance ({'p0': 1}); not fixed yet",
+)
+def test_replaying_launches_nothing_on_a_known_counterexample() -> None:
+    policy = replace(
+        CapacityPolicy(),
+        headroom=0.0,
+        pool_cooldown=0.0,
+        max_on_demand=0,
+        max_overflow_tasks=0,
+        max_hourly_spend=0.0,
+        revert_after=0.0,
+        revert_batch=0,
+        evacuate_lead=0.0,
+        fargate_task_price=0.01,
+    )
+    check_replay(_replay_counterexample(), CapacityMemory(), policy)
+
+
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(snapshots(), memories, policies.map(lambda p: replace(p, headroom=0.0)))
 def test_planning_is_deterministic_and_replaying_launches_nothing_without_headroom(
