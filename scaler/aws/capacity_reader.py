@@ -596,7 +596,7 @@ class CapacityReader:
         arns = await running_task_arns(self._aws.ecs, cluster)
         known = self._places
         new = [a for a in arns if a not in known]
-        for task in await describe_tasks(self._aws.ecs, cluster, new) if new else []:
+        for task in await describe_tasks(self._aws.ecs, cluster, new):  # no call if none
             if task.get("containerInstanceArn"):
                 known[task["taskArn"]] = (str(task.get("group", "")), task["containerInstanceArn"])
         self._places = {a: known[a] for a in arns if a in known}

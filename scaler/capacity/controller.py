@@ -179,16 +179,11 @@ class CapacityController:
         quiet, now = self.quiet, self._clock.now().timestamp()
         if quiet is None or now >= quiet.until:
             return False
-        self._board.prune(now)
-        if self.shared is not None:
-            await self.shared(self._board, now)
+        await self._pull_board(now)
         if self._marks() != quiet.marks or not await self._probe(now):
             return False
         self._metrics.capacity_cycles.labels("quiet").inc()
-        async with self._changed:
-            self.cycles += 1
-            self.ready_at = self.cycles
-            self._changed.notify_all()
+        await self._count(ready=True)
         return True
 
     async def _probe(self, now: float) -> bool:
@@ -224,9 +219,7 @@ class CapacityController:
     async def _read(self, now: float) -> Observed:
         """What the reader observes, with the board pruned and shared, troubles remembered and
         what the groups replaced by themselves noted."""
-        self._board.prune(now)
-        if self.shared is not None:
-            await self.shared(self._board, now)
+        await self._pull_board(now)
         # what news had come when the read began: news during the cycle ends the quiet after it
         self._read_marks = self._marks()
         observed = await self._reader.read(now)
@@ -279,11 +272,21 @@ class CapacityController:
         """Count the cycle; ready once nothing is missing or coming."""
         pools = {p.name: p for p in snap.pools}
         launching = any(n.status == "launching" for n in snap.nodes)
+        await self._count(ready=not plan.launches(pools) and not launching)
+
+    async def _count(self, ready: bool) -> None:
+        """One more cycle, which found nothing missing or coming if ``ready``."""
         async with self._changed:
             self.cycles += 1
-            if not plan.launches(pools) and not launching:
+            if ready:
                 self.ready_at = self.cycles
             self._changed.notify_all()
+
+    async def _pull_board(self, now: float) -> None:
+        """The board pruned, with the notices other replicas shared merged in."""
+        self._board.prune(now)
+        if self.shared is not None:
+            await self.shared(self._board, now)
 
     async def _roll(self, observed: Observed, policy: RollPolicy) -> None:
         """Replace out-of-date instances (:mod:`scaler.aws.roll`): launch, drain, retire."""
