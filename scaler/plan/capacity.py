@@ -85,6 +85,7 @@ from scaler.ecs.placement import (
     fill,
     holds,
     pack_bound,
+    room_for,
 )
 from scaler.plan.cooldown import correlated
 
@@ -533,16 +534,12 @@ class _Growth:
         return len(self.doomed) + len(self.unplaced)
 
     def pack(self) -> list[Bound]:
-        """The waiting tasks left without room, in packing order, packed first-fit decreasing
-        (tasks bound to capacity providers first, into their providers' instances only:
-        :func:`scaler.ecs.placement.pack_bound`): unplaced ones into the instances launching or
-        launched (largest first), then those losing their place into the room left there and the
-        free room of ACTIVE instances, one order of room for all. The same answer whatever order
-        instances were launched or listed in, and whether an empty one is launching or ACTIVE, so
-        a plan made again once its launches are under way, or ACTIVE, asks for nothing more."""
-        unplaced, rooms = pack_bound(self.unplaced, _largest_rooms(self.rooms))
-        doomed = pack_bound(self.doomed, _largest_rooms([*rooms, *self.free]))[0]
-        return bound_first([*unplaced, *doomed])
+        """The waiting tasks left without room, in packing order (:func:`_pack_waiting`):
+        unplaced ones into the instances launching or launched, those losing their place there
+        or into the free room of ACTIVE instances. The same answer whatever order instances
+        were launched or listed in, so a plan made again once its launches are under way asks
+        for nothing more."""
+        return _pack_waiting(self.unplaced, self.doomed, self.rooms, self.free)
 
     def added(self, az: str | None = None) -> Pair:
         """Capacity launched into ``az``; into any AZ if None."""
@@ -574,7 +571,7 @@ def _top_up(
     )
     rooms = _az_rooms(snap) if policy.headroom_per_az else {}
     _top_up_azs(snap, memory, policy, growth, rooms, reasons)
-    _place_waiting(snap, memory, policy, growth, rooms, reasons, cause)
+    stuck_reason = _place_waiting(snap, memory, policy, growth, rooms, reasons, cause)
     # tasks bound to capacity providers whose pools may not grow now: no other pool's launch
     # helps them, so the aggregate leaves them out
     stuck = [t for t in growth.left if t[1]]
@@ -597,6 +594,10 @@ def _top_up(
         turn += 1
         # an instance of a pool in an AZ without any may open it: it keeps its headroom too
         _top_up_azs(snap, memory, policy, growth, rooms, reasons)
+    if turn and growth.left:  # launches for headroom packed the waiting tasks otherwise
+        stuck_reason = _place_waiting(snap, memory, policy, growth, rooms, reasons, cause)
+    if stuck_reason:
+        reasons.append(stuck_reason)
     for name, target in growth.targets.items():
         if target > before[name]:
             reasons.append(f"top-up {name}: {before[name]} -> {target}")
@@ -615,11 +616,44 @@ def _bin(pool: PoolView) -> Bin:
     return (pool.cpu, pool.memory), pool.provider
 
 
-def _largest_rooms(rooms: Sequence[Bin]) -> list[Bin]:
-    """Rooms in the order packing fills them: the most memory first, then the most CPU (as
-    :func:`scaler.ecs.placement.largest_first`), then by capacity provider, so the order they
-    were launched or listed in does not matter."""
-    return sorted(rooms, key=lambda b: (b[0][1], b[0][0], b[1]), reverse=True)
+Room = tuple[Bin, bool]  # room, and whether it is new (an instance launching or launched)
+Waiting = tuple[Bound, bool]  # a task, and whether only new room takes it (ECS placed it nowhere)
+
+
+def _takes(room: Room, task: Waiting) -> bool:
+    return holds(room[0], task[0]) and (room[1] or not task[1])
+
+
+def _pack_waiting(
+    unplaced: Sequence[Bound], doomed: Sequence[Bound], new: Sequence[Bin], free: Sequence[Bin]
+) -> list[Bound]:
+    """The waiting tasks left without room (in packing order), each packed into the first room
+    that takes it: unplaced tasks only into ``new`` room, those losing their place into any.
+    Rooms go largest first (the most memory, then the most CPU, then by capacity provider, new
+    before free), so the order instances were launched or listed in does not matter. Tasks with
+    the fewest places to go are packed first: bound ones, then each kind by how many rooms take
+    it, then largest first; so a task that fits many rooms does not take the one room another
+    (of more CPU and less memory, say) needed. Free room too small for any task is left out."""
+    tasks = [*((t, True) for t in unplaced), *((t, False) for t in doomed)]
+    if not tasks:
+        return []
+    least = (min(t[0][0][0] for t in tasks), min(t[0][0][1] for t in tasks))
+    rooms = sorted(
+        [*((b, True) for b in new), *((b, False) for b in free if room_for(b[0], least))],
+        key=lambda r: (r[0][0][1], r[0][0][0], r[0][1], r[1]),
+        reverse=True,
+    )
+    kinds = Counter(rooms)
+    places = {t: sum(n for r, n in kinds.items() if _takes(r, t)) for t in set(tasks)}
+    left: list[Bound] = []
+    for task in sorted(tasks, key=lambda t: (not t[0][1], places[t], -t[0][0][1], -t[0][0][0])):
+        at = next((i for i, r in enumerate(rooms) if _takes(r, task)), None)
+        if at is None:
+            left.append(task[0])
+            continue
+        ((cpu, mem), provider), is_new = rooms[at]
+        rooms[at] = ((cpu - task[0][0][0], mem - task[0][0][1]), provider), is_new
+    return bound_first(left)
 
 
 def served(snap: CapacitySnapshot) -> list[ServiceView]:
@@ -699,25 +733,43 @@ def _place_waiting(
     rooms: Mapping[str, _Room],
     reasons: list[str],
     cause: str,
-) -> None:
+) -> str | None:
     """Launch until every waiting task has room in an instance of a type that holds it, one
-    instance at a time of the pool with the lowest price per task it takes."""
+    instance at a time of the pool with the lowest price per task it takes. Tasks no pool may
+    grow for (caps or cooldowns) are passed over: the others still get their room. Why tasks
+    are left waiting, if they are."""
     azs = _lost_by_az(snap)
     turn = 0
     while azs and growth.left and turn <= growth.waiting:  # an instance a task at most
         az = azs[turn % len(azs)]
-        options = _per_task(sources(snap, memory, policy, az), growth.left, az)
-        pool = growth.pick(options, policy)
+        pool, options = _pool_for_waiting(sources(snap, memory, policy, az), growth, policy, az)
         if pool is None:
-            reasons.append(
+            return (
                 f"{len(growth.left)} waiting task(s) left: no pool they fit may grow "
                 "(caps or cooldowns)"
             )
-            break
         growth.add(pool, pool.az, options)
         growth.causes[pool.name] = cause
         turn += 1
         _top_up_azs(snap, memory, policy, growth, rooms, reasons)
+    return None
+
+
+def _pool_for_waiting(
+    sources: list[PoolView], growth: _Growth, policy: CapacityPolicy, az: str
+) -> tuple[PoolView | None, list[PoolView]]:
+    """The pool to grow for the first waiting task (in packing order) that a pool may grow
+    for, and the pools that could hold it; the kinds of task no pool may grow for now are
+    passed over."""
+    left = growth.left
+    while left:
+        options = _per_task(sources, left, az)
+        pool = growth.pick(options, policy)
+        if pool is not None or not options:
+            return pool, options
+        kind = next(t for t in left if any(holds(_bin(p), t) for p in options))
+        left = [t for t in left if t != kind]
+    return None, []
 
 
 def _top_up_azs(
