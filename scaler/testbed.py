@@ -293,6 +293,28 @@ def container_instance_change(
     )
 
 
+def placement_failure(
+    cluster: str,
+    service: str,
+    reason: str = "RESOURCE:CPU",
+    when: datetime | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """What ECS sends when its service scheduler cannot place a service's task (an ``ECS
+    Service Action`` event): moto sends none."""
+    moment = when or datetime.now(UTC)
+    detail = {
+        "eventType": "ERROR",
+        "eventName": "SERVICE_TASK_PLACEMENT_FAILURE",
+        "clusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{cluster}",
+        "containerInstanceArns": [],
+        "reason": reason,
+        "createdAt": moment.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+    }
+    service_arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{cluster}/{service}"
+    return _envelope("aws.ecs", "ECS Service Action", detail, [service_arn], moment, event_id)
+
+
 def lifecycle_terminate(
     instance_id: str,
     group: str,

@@ -95,6 +95,7 @@ UNKNOWN_TYPE = frozenset({"InvalidInstanceType", "InvalidParameterValue"})
 # seconds a service's missing tasks count as not tried yet: ECS's scheduler places a raised
 # desired count within seconds; what is still unplaced after this found no room
 PLACEMENT_GRACE = 20.0
+SERVICE_PROBES = 4  # quiet-cycle probes per one that describes the services too
 
 
 class CapacityReader:
@@ -120,7 +121,10 @@ class CapacityReader:
         self._activities = LaunchFailures(aws.autoscaling)
         self.memory = ReadMemory(longest=FULL_READ_CYCLES * settings.capacity_interval)
         self.acted: Callable[[], int] = lambda: 0  # the actuator's count of changes made
-        self._probed: Hashable = None  # what the last read's probe would show (quiet cycles)
+        # what the last read's probe would show (quiet cycles): the cluster's counts, the
+        # groups', the services'; and how many probes since
+        self._probed: tuple[Hashable, Hashable, Hashable] | None = None
+        self._probes = 0
         self._places: dict[str, tuple[str, str]] = {}  # task ARN -> (group, container instance)
 
     @cached_property
@@ -261,29 +265,52 @@ class CapacityReader:
         return self._task_sizes[arn]
 
     async def unchanged(self, now: float) -> bool:
-        """Whether the services (DescribeServices) and the Auto Scaling groups
-        (DescribeAutoScalingGroups) are as the last read found them: their counts,
-        deployments, sizes and instances (:mod:`scaler.capacity.quiet`). The template pools'
+        """Whether the cluster's task and instance counts (DescribeClusters, one call) and the
+        Auto Scaling groups (DescribeAutoScalingGroups) are as the last read found them and,
+        every ``SERVICE_PROBES``-th probe, the services' counts and deployments too
+        (DescribeServices, a call per ten services). A task started or stopped anywhere shows
+        in the cluster's counts at once; a task ECS cannot place comes as an ``ECS Service
+        Action`` event (news); what shows in the services alone (a deployment whose counts came
+        back where they were, say) within ``SERVICE_PROBES`` intervals. The template pools'
         members change only by the scaler's launches and by what events tell."""
         names = self.memory.names
         if names is None or self._probed is None:
             return False
-        described = await self._describe_services(names)
-        groups = await self._describe_groups()
-        if (service_marks(described), group_marks(groups)) != self._probed:
+        cluster, groups, services = self._probed
+        self._probes += 1
+        if await self._cluster_marks() != cluster:
+            return False
+        if group_marks(await self._describe_groups()) != groups:
+            return False
+        due = self._probes % SERVICE_PROBES == 0
+        if due and service_marks(await self._describe_services(names)) != services:
             return False
         self.memory.read_at = now  # a read: no pause since it (the same leader throughout)
         return True
 
+    async def _cluster_marks(self) -> Hashable:
+        """What DescribeClusters shows of the cluster's tasks, services and instances."""
+        reply = await self._aws.ecs.describe_clusters(clusters=[self._settings.cluster])
+        found = (reply.get("clusters") or [{}])[0]
+        keys = (
+            "runningTasksCount",
+            "pendingTasksCount",
+            "activeServicesCount",
+            "registeredContainerInstancesCount",
+        )
+        return tuple(int(found.get(k, 0)) for k in keys)
+
     async def read(self, now: float) -> Observed:
         self._probed = None
+        cluster = await self._cluster_marks()  # before the rest: a change during the read shows
         asg = await self._describe_groups()
         groups = asg + await self.templates.groups(now)
         kinds = await self._group_types(groups)
         await self._type_info(set(kinds.values()))
         instances = {ci.ec2_instance_id: ci for ci in await self._directory.refresh()}
         described, placement = await self._placement(instances, now)
-        self._probed = (service_marks(described), group_marks(asg))
+        self._probed = (cluster, group_marks(asg), service_marks(described))
+        self._probes = 0
         providers: Providers | None = self.memory.providers
         observed = Observed(CapacitySnapshot(now, (), (), ()), instances=instances, groups=groups)
         observed.fingerprint = self.memory.seen  # this cycle's: the placement was read under it

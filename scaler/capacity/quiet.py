@@ -16,8 +16,10 @@ the next cycles only look whether anything changed since the settled cycle's rea
 replacement request, an ECS event another replica took: a ``changed`` notice), the count of
 events the handler took for the cluster (an ECS container instance changing state, an EC2
 instance stopping, a lifecycle action), the actuator's count of changes, and a probe of the
-reader's (the services' counts and deployments, the Auto Scaling groups' sizes and instances:
-DescribeServices and DescribeAutoScalingGroups, a few calls). While all are as the settled cycle
+reader's (the cluster's task, service and instance counts and the Auto Scaling groups' sizes and
+instances: DescribeClusters and DescribeAutoScalingGroups, two calls; the services' counts and
+deployments, DescribeServices, every few probes; a task ECS cannot place comes as an event).
+While all are as the settled cycle
 left them, the cycle is **quiet**: it reads and plans nothing and counts as a cycle that found
 nothing missing or coming. A full cycle runs at once when any differs, when the controller is
 woken (a drain, a replacement asked for), and at the latest when a turn ripens that time alone

@@ -224,9 +224,10 @@ class Task:
 @dataclass
 class ServiceState:
     spec: ServiceSpec
-    tasks: dict[str, Task] = field(default_factory=dict)
+    tasks: dict[str, Task] = field(default_factory=dict)  # PENDING or RUNNING
     revision: int = 1
     unplaced: int = 0  # tasks the scheduler wanted but could not place (last reconcile)
+    running: int = 0  # of ``tasks``, those RUNNING (the rest are PENDING)
     rebalancing: bool = False  # an AZ-rebalancing task was started; stop a surplus one when healthy
 
 
@@ -340,6 +341,7 @@ class Cluster:
     def mark_running(self, task: Task) -> None:
         if task.state == PENDING:
             task.state = RUNNING
+            self.services[task.service.name].running += 1
             if task.instance is not None:
                 task.instance.used_cpu += task.service.cpu * task.service.cpu_use
             self._observe("running", task)
@@ -365,7 +367,9 @@ class Cluster:
                 inst.free_mem += task.service.memory
             if was_running:
                 inst.used_cpu -= task.service.cpu * task.service.cpu_use
-        self.services[task.service.name].tasks.pop(task.id, None)
+        service = self.services[task.service.name]
+        if service.tasks.pop(task.id, None) is not None and was_running:
+            service.running -= 1
         self._observe("stop", (task, reason))
 
     def finish_stop(self, task: Task) -> None:

@@ -46,7 +46,13 @@ from scaler.ecs.cluster import (
     Task,
 )
 from scaler.ecs.scheduler import Scheduler, rebalances_azs
-from scaler.events import InstanceStateChange, RebalanceRecommendation, Signal, SpotInterruption
+from scaler.events import (
+    InstanceStateChange,
+    RebalanceRecommendation,
+    ServicePlacementFailure,
+    Signal,
+    SpotInterruption,
+)
 from scaler.sim.accounting import Accountant
 from scaler.sim.advice import advising
 from scaler.sim.market import FalseAlarm, Market, Reclaim, lead_range
@@ -687,7 +693,25 @@ class Sim:
         for name in dirty:
             state = self.cluster.services.get(name)
             if state is not None:
+                placed_all = state.unplaced == 0
                 self.scheduler.reconcile(state, self.now)
+                if placed_all and state.unplaced > 0:
+                    self._placement_failed(state)
+
+    def _placement_failed(self, state: ServiceState) -> None:
+        """ECS tells of a service's task it could not place (an ``ECS Service Action`` event),
+        when a service that had every task placed has one it cannot place. The engine knows
+        services by name: the world that publishes the event names the cluster."""
+        spec = state.spec
+        cpu = any(i.free_cpu >= spec.cpu for i in self.cluster.active_instances())
+        signal = ServicePlacementFailure(
+            event_id=self.next_event_id(),
+            time=self.wall(),
+            cluster_arn="",
+            service_arn=spec.name,
+            reason="RESOURCE:MEMORY" if cpu else "RESOURCE:CPU",
+        )
+        self.deliver(signal, 0.0)
 
     def _disruption(self) -> None:
         live = [i for i in self.cluster.instances.values() if i.status in (ACTIVE, DRAINING)]

@@ -46,7 +46,8 @@ class _Response:
 
 @dataclass
 class FailFirst:
-    """Fail the first ``times`` calls of ``operation`` with ``code``."""
+    """Fail the first ``times`` calls of ``operation`` with ``code`` (after the first
+    ``skip``)."""
 
     service: str
     operation: str
@@ -55,12 +56,16 @@ class FailFirst:
     message: str = "Rate exceeded"
     status: int = 400
     failed: int = 0
+    skip: int = 0
 
     def __call__(self, service: str, client: Any) -> None:
         if service == self.service:
             client.meta.events.register(f"before-call.*.{self.operation}", self._maybe_fail)
 
     def _maybe_fail(self, **_: Any) -> tuple[_Response, dict[str, Any]] | None:
+        if self.skip > 0:
+            self.skip -= 1
+            return None
         if self.failed >= self.times:
             return None
         self.failed += 1

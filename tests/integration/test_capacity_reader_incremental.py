@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from scaler import testbed
-from scaler.aws.capacity_reader import CapacityReader
+from scaler.aws.capacity_reader import SERVICE_PROBES, CapacityReader
 from scaler.aws.clients import AwsClients, AwsTarget
 from scaler.aws.ecs import InstanceDirectory
 from scaler.clock import SystemClock
@@ -101,7 +101,8 @@ async def test_a_quiet_cluster_is_read_in_full_once_then_from_memory(cluster: Cl
     assert cluster.calls("ListTasks") == 1
     assert cluster.calls("DescribeTasks") == 1
     assert cluster.calls("ListServices") == 1
-    assert cluster.calls("DescribeClusters") == 1
+    # the cluster's counts every cycle (for the quiet cycles' probe), its providers once
+    assert cluster.calls("DescribeClusters") == 5 + 1
     assert cluster.calls("DescribeServices") == 5  # the counts are read every cycle
     assert cluster.calls("DescribeContainerInstances") == 5
     assert (cluster.reader.memory.full_reads, cluster.reader.memory.reused) == (1, 4)
@@ -131,7 +132,7 @@ async def test_everything_is_read_again_every_few_cycles(cluster: Cluster) -> No
         await cluster.read(after=1.0)
     assert cluster.calls("ListTasks") == 3  # cycles 1, 4 and 7
     assert cluster.calls("ListServices") == 3
-    assert cluster.calls("DescribeClusters") == 3
+    assert cluster.calls("DescribeClusters") == 7 + 3  # the counts each cycle, the providers
 
 
 async def test_everything_is_read_again_after_a_pause(cluster: Cluster) -> None:
@@ -174,12 +175,12 @@ async def test_a_notice_reads_nothing_more_when_no_service_overflows(cluster: Cl
 async def test_a_full_read_that_failed_part_way_is_made_again(
     cluster: Cluster, refusal: FailFirst
 ) -> None:
-    refusal.times = 1  # the capacity providers cannot be read: that cycle fails
+    refusal.skip, refusal.times = 1, 1  # the providers cannot be read: that cycle fails
     with pytest.raises(ClientError):
         await cluster.read()
     await cluster.read()
     assert cluster.calls("ListTasks") == 2
-    assert cluster.calls("DescribeClusters") == 2
+    assert cluster.calls("DescribeClusters") == 4  # the counts and the providers, twice
 
 
 async def test_a_full_read_describes_only_the_tasks_it_lists_for_the_first_time(
@@ -204,8 +205,35 @@ async def test_the_probe_sees_a_changed_count_and_a_read_resets_it(cluster: Clus
     assert not await cluster.reader.unchanged(cluster.now), "nothing read yet: no probe"
     await cluster.read()
     assert await cluster.reader.unchanged(cluster.now + 30.0)
-    assert cluster.calls("DescribeTasks") == 1 and cluster.calls("DescribeServices") == 2
+    assert cluster.calls("DescribeTasks") == 1 and cluster.calls("DescribeServices") == 1
+    # the cluster's counts change (moto counts a service's desired tasks as running at once)
     cluster.ecs.update_service(cluster=CLUSTER, service="web", desiredCount=3)
     assert not await cluster.reader.unchanged(cluster.now + 60.0)
+    await cluster.read(after=60.0)
+    assert await cluster.reader.unchanged(cluster.now + 30.0)
+
+
+async def test_the_probe_describes_the_services_every_few_probes(cluster: Cluster) -> None:
+    """A deployment whose counts are where they were shows in the services alone: every
+    ``SERVICE_PROBES``-th probe describes them."""
+    # moto counts a new service's tasks as pending until its first update: count them running
+    cluster.ecs.update_service(cluster=CLUSTER, service="web", desiredCount=2)
+    await cluster.read()
+    for _ in range(SERVICE_PROBES - 1):
+        assert await cluster.reader.unchanged(cluster.now)
+    assert cluster.calls("DescribeServices") == 1, "the cluster's counts alone"
+    assert await cluster.reader.unchanged(cluster.now)
+    assert cluster.calls("DescribeServices") == 2
+    cluster.ecs.register_task_definition(
+        family="web",
+        containerDefinitions=[{"name": "app", "image": "y", "cpu": 256, "memory": 256}],
+    )
+    # (with its desired count: moto's cluster counts drop the service's tasks otherwise)
+    cluster.ecs.update_service(
+        cluster=CLUSTER, service="web", taskDefinition="web:2", desiredCount=2
+    )
+    for _ in range(SERVICE_PROBES - 1):
+        assert await cluster.reader.unchanged(cluster.now), "the counts are as they were"
+    assert not await cluster.reader.unchanged(cluster.now)
     await cluster.read(after=60.0)
     assert await cluster.reader.unchanged(cluster.now + 30.0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 
 import pytest
 
@@ -750,3 +751,27 @@ def test_bounds_round_min_up_and_max_down(
     desired: int, min_percent: int, max_percent: int, expected: tuple[int, int]
 ) -> None:
     assert bounds(desired, min_percent, max_percent) == expected
+
+
+# -- counts -----------------------------------------------------------------------------------
+
+
+def test_a_service_counts_its_running_tasks_as_they_start_run_and_stop() -> None:
+    """``ServiceState.running`` (what DescribeServices' runningCount reads) is the count of its
+    RUNNING tasks through starts, runs, drains and stops, DEACTIVATING ones excluded."""
+    cluster = Cluster()
+    insts = [add(cluster, az=az) for az in AZS]
+    state = cluster.add_service(replace(spec(9), deregistration_delay=30.0))
+    sched, rng = scheduler(cluster), random.Random(5)
+    for t in range(0, 600, 5):
+        run_due(cluster, [state], float(t))
+        sched.reconcile(state, float(t))
+        live = list(state.tasks.values())
+        if live and rng.random() < 0.3:
+            cluster.stop_task(
+                rng.choice(live), float(t), rng.choice(["scale-in", "instance-terminated"])
+            )
+        if t == 300:
+            cluster.drain(insts[0])
+        assert state.running == sum(1 for x in state.tasks.values() if x.state == RUNNING)
+    assert state.running > 0

@@ -20,14 +20,19 @@ cluster, so a share of warnings for other clusters' instances can be sent along.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 from collections.abc import Callable
 from typing import Any
 
 from scaler import testbed
-from scaler.events import InstanceStateChange, RebalanceRecommendation, Signal, SpotInterruption
+from scaler.events import (
+    InstanceStateChange,
+    RebalanceRecommendation,
+    ServicePlacementFailure,
+    Signal,
+    SpotInterruption,
+)
 from scaler.sim.cloud.sqs import Sqs
 from scaler.sim.engine import Sim
 
@@ -37,7 +42,7 @@ class LoopDriver:
 
     def __init__(self, sim: Sim) -> None:
         self.sim = sim
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # resolved by the engine's next event
         self._stepping = False
 
     def sync(self) -> None:
@@ -53,19 +58,29 @@ class LoopDriver:
 
     def poke(self) -> None:
         """The world changed: the driver looks at the engine's next event again."""
-        self._wake.set()
+        _resolve(self._waiter)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Begin the scenario and drive it until its horizon or ``stop``."""
+        """Begin the scenario and drive it until its horizon or ``stop``. Between events it
+        waits on a bare future and a timer (not ``wait_for``: the driver waits after nearly
+        every call the scaler makes, and a task per wait is most of what the wait costs)."""
         loop = asyncio.get_running_loop()
         self.sim.begin()
         while not stop.is_set() and loop.time() < self.sim.horizon:
             self.sync()
-            self._wake.clear()
-            pause = self.sim.next_due() - loop.time()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, pause))
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_at(max(loop.time(), self.sim.next_due()), _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
         self.sync()
+
+
+def _resolve(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 class Publisher:
@@ -78,8 +93,10 @@ class Publisher:
         foreign_share: float = 0.0,
         seed: int = 0,
         foresight: float = 0.0,
+        cluster: str = "",
     ) -> None:
         self._sqs = sqs
+        self._cluster = cluster  # the cluster ECS's events name
         # the engine tells of every interruption this long ahead, as a rebalance recommendation
         # (the oracle: a bound on what early warning can buy)
         self.foresight = foresight
@@ -102,7 +119,7 @@ class Publisher:
             self.new_image(image)
 
     def on_signal(self, sim: Sim, signal: Signal) -> None:
-        event = envelope(sim, signal)
+        event = envelope(sim, signal, self._cluster)
         if event is None:
             return
         self.published.append(event)
@@ -122,8 +139,9 @@ class Publisher:
             self._sqs.deliver(self._queue_url, json.dumps(other))
 
 
-def envelope(sim: Sim, signal: Signal) -> dict[str, Any] | None:
-    """``signal`` as EventBridge delivers it (None: a signal AWS would not send)."""
+def envelope(sim: Sim, signal: Signal, cluster: str = "") -> dict[str, Any] | None:
+    """``signal`` as EventBridge delivers it, ECS's naming ``cluster`` (None: a signal AWS
+    would not send)."""
     when, event_id = sim.wall(), signal.event_id
     if isinstance(signal, SpotInterruption):
         return testbed.spot_warning(signal.instance_id, when, event_id)
@@ -131,4 +149,7 @@ def envelope(sim: Sim, signal: Signal) -> dict[str, Any] | None:
         return testbed.rebalance_recommendation(signal.instance_id, when, event_id)
     if isinstance(signal, InstanceStateChange):
         return testbed.state_change(signal.instance_id, signal.state, when, event_id)
+    if isinstance(signal, ServicePlacementFailure):  # the engine names the service alone
+        service = signal.service_arn.rsplit("/", 1)[-1]
+        return testbed.placement_failure(cluster, service, signal.reason or "", when, event_id)
     return None

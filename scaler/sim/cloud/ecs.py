@@ -139,6 +139,8 @@ class Ecs(Operations):
                 "clusterArn": f"{self._prefix}:cluster/{self.name}",
                 "status": "ACTIVE",
                 "registeredContainerInstancesCount": len(self._registered()),
+                **self._task_counts(),
+                "activeServicesCount": len(self._cluster.services),
                 "capacityProviders": self.providers(),
                 "defaultCapacityProviderStrategy": [],
             }
@@ -146,6 +148,15 @@ class Ecs(Operations):
         ]
         failures = [{"arn": c, "reason": "MISSING"} for c in missing]
         return {"clusters": described, "failures": failures}
+
+    def _task_counts(self) -> dict[str, int]:
+        """The cluster's tasks RUNNING and PENDING, as its services' counts count them."""
+        services = self._cluster.services.values()
+        running = sum(s.running for s in services)
+        return {
+            "runningTasksCount": running,
+            "pendingTasksCount": sum(len(s.tasks) for s in services) - running,
+        }
 
     def providers(self) -> list[str]:
         """The cluster's capacity providers: its scenario's pools'."""
@@ -374,14 +385,14 @@ class Ecs(Operations):
         return {"services": found, "failures": failures}
 
     def _describe_service(self, state: ServiceState) -> dict[str, Any]:
-        spec, states = state.spec, [t.state for t in state.tasks.values()]
+        spec = state.spec
         described = {
             "serviceName": spec.name,
             "serviceArn": self._arn_of_service(spec.name),
             "status": "ACTIVE",
             "desiredCount": spec.desired,
-            "runningCount": states.count(RUNNING),
-            "pendingCount": states.count(PENDING),
+            "runningCount": state.running,
+            "pendingCount": len(state.tasks) - state.running,
             **_placed_by(spec.launch_type, spec.capacity_providers),
             "taskDefinition": self._task_definition_arn(spec.name, state.revision),
             "deploymentConfiguration": {

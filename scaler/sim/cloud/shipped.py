@@ -284,7 +284,7 @@ class ShippedWorld:
         dynamodb.table(LEASES, ttl="expires")  # as the deployment's TimeToLiveSpecification
         self.url, self.dlq = await self._queues()
         self.publisher = Publisher(
-            self.sqs, self.url, self.noise.foreign, self.seed, foresight=self.foresight
+            self.sqs, self.url, self.noise.foreign, self.seed, self.foresight, CLUSTER
         )
         for i in range(self.noise.malformed):
             self.sqs.deliver(self.url, f"{{not an event {i}")
