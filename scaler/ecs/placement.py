@@ -119,9 +119,6 @@ class Spread:
         for f, counter in self.counts.items():
             counter[inst.attribute(f)] += 1
 
-    def of(self, f: str, inst: Instance) -> int:
-        return self.counts[f][inst.attribute(f)]
-
 
 def candidates(instances: Iterable[Instance], service: ServiceState) -> list[Instance]:
     spec = service.spec
@@ -138,26 +135,47 @@ def rank_key(
 def _strategy_key(
     inst: Instance, spec: ServiceSpec, spread: Spread, draw: Callable[[], float]
 ) -> tuple[float, ...]:
-    key: list[float] = []
+    return tuple([part(inst) for part in _key_parts(spec, spread, draw)])
+
+
+def _key_parts(
+    spec: ServiceSpec, spread: Spread, draw: Callable[[], float]
+) -> list[Callable[[Instance], float]]:
+    """One function of an instance per placement strategy, in order: binpack's room left after
+    the task (least first), spread's count of the service's tasks on the instance's value of the
+    field (fewest first), random's draw."""
+    parts: list[Callable[[Instance], float]] = []
     for s in spec.strategies:
         if s.type == "binpack":
-            key.append(
-                inst.free_mem - spec.memory if s.field == "memory" else inst.free_cpu - spec.cpu
-            )
+            parts.append(_memory_left(spec.memory) if s.field == "memory" else _cpu_left(spec.cpu))
         elif s.type == "spread":
-            key.append(spread.of(s.field, inst))
+            parts.append(_spread_count(s.field, spread.counts[s.field]))
         elif s.type == "random":
-            key.append(draw())
-    return tuple(key)
+            parts.append(lambda _: draw())
+    return parts
+
+
+def _memory_left(need: int) -> Callable[[Instance], float]:
+    return lambda inst: inst.free_mem - need
+
+
+def _cpu_left(need: int) -> Callable[[Instance], float]:
+    return lambda inst: inst.free_cpu - need
+
+
+def _spread_count(field: str, counts: Counter[str]) -> Callable[[Instance], float]:
+    return lambda inst: counts[inst.attribute(field)]
 
 
 def choose(
     instances: Iterable[Instance], service: ServiceState, spread: Spread, rng: random.Random
 ) -> Instance | None:
-    """The instance ECS would place the service's next task on, or None if none can take it."""
+    """The instance ECS would place the service's next task on, or None if none can take it:
+    the least by :func:`rank_key` (the strategies' parts, put together once per choice)."""
     spec = service.spec
     # nothing to satisfy: no constraint, no capacity provider (the common case, checked once)
     free_to_go = not spec.constraints and not spec.capacity_providers
+    parts, draw = _key_parts(spec, spread, rng.random), rng.random
     best: Instance | None = None
     best_key: tuple[float, ...] = ()
     for inst in instances:
@@ -165,7 +183,7 @@ def choose(
             continue
         if not free_to_go and not satisfies(inst, spec.constraints, service):
             continue
-        key = rank_key(inst, spec, spread, rng)
+        key = (*[part(inst) for part in parts], draw())
         if best is None or key < best_key:
             best, best_key = inst, key
     return best

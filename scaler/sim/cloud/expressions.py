@@ -11,8 +11,9 @@ guesses what an expression it does not understand means.
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -46,8 +47,8 @@ Node = tuple[Any, ...]  # ("or" | "and", [nodes]), ("not", node), ("cmp", ...), 
 
 
 class _Parser:
-    """A recursive-descent reading of one condition into a tree, evaluated per item by
-    :func:`_evaluate` (a scan reads the expression once, not once per item)."""
+    """A recursive-descent reading of one condition into a tree, put together into a function
+    by :func:`_compile` (a scan reads the expression once, not once per item)."""
 
     def __init__(self, text: str) -> None:
         self._tokens, self._at = tokens(text), 0
@@ -99,10 +100,10 @@ class _Parser:
         word = self._take()
         if word in ("attribute_exists", "attribute_not_exists", "begins_with"):
             return self._function(word)
-        operator = self._take()
-        if operator not in COMPARISONS:
-            raise ExpressionError(f"unknown comparison {operator!r}")
-        return ("cmp", word, operator, self._take())
+        comparison = self._take()
+        if comparison not in COMPARISONS:
+            raise ExpressionError(f"unknown comparison {comparison!r}")
+        return ("cmp", word, comparison, self._take())
 
     def _function(self, name: str) -> Node:
         self._take("(")
@@ -115,45 +116,65 @@ class _Parser:
         return ("fn", name, path, prefix)
 
 
+Check = Callable[[Item, Mapping[str, str], Mapping[str, Any]], bool]
+Operand = Callable[[Item, Mapping[str, str], Mapping[str, Any]], "dict[str, Any] | None"]
+
+
 @cache
-def _parsed(text: str) -> Node:
-    return _Parser(text).condition()
+def _compiled(text: str) -> Check:
+    """The condition ``text`` as a function of an item, names and values: parsed and put
+    together once, then called per item."""
+    return _compile(_Parser(text).condition())
 
 
-def _evaluate(node: Node, item: Item, names: Mapping[str, str], values: Mapping[str, Any]) -> bool:
-    """``node`` over ``item``; every operand is looked at (a missing name or value is an error
-    wherever it is, as DynamoDB validates the whole expression)."""
+def _compile(node: Node) -> Check:
+    """``node`` as a function; every operand is looked at when it runs (a missing name or
+    value is an error wherever it is, as DynamoDB validates the whole expression)."""
     kind = node[0]
-    if kind == "or":
-        return any([_evaluate(n, item, names, values) for n in node[1]])
-    if kind == "and":
-        return all([_evaluate(n, item, names, values) for n in node[1]])
+    if kind in ("or", "and"):
+        parts = [_compile(n) for n in node[1]]
+        join = any if kind == "or" else all
+        return lambda item, names, values: join([p(item, names, values) for p in parts])
     if kind == "not":
-        return not _evaluate(node[1], item, names, values)
+        inner = _compile(node[1])
+        return lambda item, names, values: not inner(item, names, values)
     if kind == "cmp":
-        left = _operand(node[1], item, names, values)
-        return _compare(left, node[2], _operand(node[3], item, names, values))
+        left, op, right = _operand(node[1]), node[2], _operand(node[3])
+        return lambda item, names, values: _compare(
+            left(item, names, values), op, right(item, names, values)
+        )
     _, name, path_token, prefix_token = node
-    path = _path(path_token, names)
     if name == "begins_with":
-        prefix = _operand(prefix_token, item, names, values)
+        return _begins_with(path_token, _operand(prefix_token))
+    exists = name == "attribute_exists"
+    return lambda item, names, values: (_path(path_token, names) in item) == exists
+
+
+def _begins_with(path_token: str, prefix: Operand) -> Check:
+    def check(item: Item, names: Mapping[str, str], values: Mapping[str, Any]) -> bool:
+        path = _path(path_token, names)
+        start = prefix(item, names, values)
         value = item.get(path)
         return (
             value is not None
-            and prefix is not None
-            and str(_plain(value)).startswith(str(_plain(prefix)))
+            and start is not None
+            and str(_plain(value)).startswith(str(_plain(start)))
         )
-    return bool((path in item) == (name == "attribute_exists"))
+
+    return check
 
 
-def _operand(
-    token: str, item: Item, names: Mapping[str, str], values: Mapping[str, Any]
-) -> dict[str, Any] | None:
+def _operand(token: str) -> Operand:
+    """A ``:value`` (read, never changed) or an attribute path's value in the item."""
     if token.startswith(":"):
-        if token not in values:
-            raise ExpressionError(f"value {token} not given")
-        return dict(values[token])
-    return item.get(_path(token, names))
+
+        def value(item: Item, names: Mapping[str, str], values: Mapping[str, Any]) -> Any:
+            if token not in values:
+                raise ExpressionError(f"value {token} not given")
+            return values[token]
+
+        return value
+    return lambda item, names, values: item.get(_path(token, names))
 
 
 def _path(token: str, names: Mapping[str, str]) -> str:
@@ -168,7 +189,7 @@ def holds(
     text: str | None, item: Item, names: Mapping[str, str], values: Mapping[str, Any]
 ) -> bool:
     """Does the condition (or filter) ``text`` hold for ``item``? No condition always holds."""
-    return True if not text else _evaluate(_parsed(text), item, names, values)
+    return True if not text else _compiled(text)(item, names, values)
 
 
 def update(text: str, item: Item, names: Mapping[str, str], values: Mapping[str, Any]) -> Item:
@@ -210,19 +231,20 @@ def _number(value: Mapping[str, Any]) -> Decimal:
     return Decimal(value["N"])
 
 
-def _compare(left: Any, operator: str, right: Any) -> bool:
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq,
+    "<>": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def _compare(left: Any, op: str, right: Any) -> bool:
     if left is None or right is None:
         return False  # a missing attribute compares as false, as in DynamoDB
     a, b = _plain(left), _plain(right)
     if type(a) is not type(b):
-        return operator == "<>"
-    return bool(
-        {
-            "=": a == b,
-            "<>": a != b,
-            "<": a < b,
-            "<=": a <= b,
-            ">": a > b,
-            ">=": a >= b,
-        }[operator]
-    )
+        return op == "<>"
+    return bool(_COMPARE[op](a, b))
