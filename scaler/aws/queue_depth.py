@@ -1,11 +1,12 @@
 """The events queue's depth and age, and its dead-letter queue's depth, for the gauges.
 
 Each readiness check reads the queue with one ``GetQueueAttributes`` (it already asked for one
-attribute; it asks for two now), and the dead-letter queue, named by the queue's
-``RedrivePolicy`` at start-up, with one more. SQS keeps a dead-letter queue in the same account
-and region as its source, so its URL is the source's with the last path segments replaced: no
-``GetQueueUrl`` call (and no permission for it). A dead-letter queue the scaler may not read
-(its role allows the events queue alone) is reported once and left alone.
+attribute; it asks for two now), and, once a minute at most (``DEAD_LETTER_EVERY``: a message
+lands there rarely, and an alert on it waits minutes anyway), the dead-letter queue, named by
+the queue's ``RedrivePolicy`` at start-up, with one more. SQS keeps a dead-letter queue in the
+same account and region as its source, so its URL is the source's with the last path segments
+replaced: no ``GetQueueUrl`` call (and no permission for it). A dead-letter queue the scaler
+may not read (its role allows the events queue alone) is reported once and left alone.
 
 The age of the oldest waiting message comes from the ``SentTimestamp`` of the messages the
 intake receives, not from CloudWatch's ``ApproximateAgeOfOldestMessage``: that one is a
@@ -31,6 +32,7 @@ from scaler.metrics import Metrics
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_LIMIT = 1.5  # seconds: within the readiness check's own limit
+DEAD_LETTER_EVERY = 60.0  # seconds between reads of the dead-letter queue, at least
 DEPTH = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
 
 
@@ -74,6 +76,7 @@ class QueueDepth:
         self._oldest_sent = oldest_sent
         self._since = clock.now().timestamp()  # the age of a backlog never received from
         self.dead_letter_url: str | None = None  # set from the RedrivePolicy at start-up
+        self._dead_letters_read: float | None = None  # when the dead-letter queue was last read
 
     async def read(self) -> None:
         """One read of both queues, side by side; an error reading the main queue propagates,
@@ -94,6 +97,13 @@ class QueueDepth:
         )
 
     async def _dead_letters_soon(self) -> int | None:
+        """The dead-letter queue's depth, if it is due for a read (None: its gauge keeps its
+        last value)."""
+        now = self._clock.monotonic()
+        last = self._dead_letters_read
+        if last is not None and now - last < DEAD_LETTER_EVERY:
+            return None
+        self._dead_letters_read = now
         try:
             return await asyncio.wait_for(self._dead_letters(), DEAD_LETTER_LIMIT)
         except TimeoutError:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 
 from scaler import testbed
-from scaler.demo import run_until
+from scaler.aws.clients import AwsClients, AwsTarget
+from scaler.aws.queue_depth import DEAD_LETTER_EVERY, QueueDepth
+from scaler.clock import ManualClock
+from scaler.demo import aws_calls, run_until
 from scaler.metrics import Metrics
 from tests.integration.helpers import outcomes, scaler_for, settings_for
 
@@ -89,3 +92,26 @@ async def test_a_dead_letter_queue_it_cannot_read_does_not_fail_the_readiness_ch
     assert await run_until(scaler, read, limit=15)
     labels = {"queue": "dead_letter", "state": "visible"}
     assert _value(scaler.metrics, "scaler_queue_messages", **labels) is None
+
+
+async def test_the_dead_letter_queue_is_read_once_a_minute_at_most(
+    local_aws: testbed.LocalAws,
+) -> None:
+    """Every readiness check reads the events queue; the dead-letter queue, where a message
+    lands rarely, at the first check and then once ``DEAD_LETTER_EVERY`` has passed."""
+    queues = testbed.create_queues(local_aws, "events", max_receive=2, visibility=1)
+    testbed.send_raw(local_aws, queues.dlq_url, ["dead"])
+    metrics, clock = Metrics(), ManualClock()
+    target = AwsTarget(region=testbed.REGION, endpoint_url=local_aws.endpoint, max_attempts=1)
+    async with AwsClients(target, metrics) as clients:
+        depth = QueueDepth(clients.sqs, queues.url, metrics, clock, lambda: None)
+        depth.dead_letter_url = queues.dlq_url
+        reads = []
+        for _ in range(6):  # every 15 s, as the readiness check
+            await depth.read()
+            reads.append(aws_calls(metrics)["sqs:GetQueueAttributes"])
+            clock.advance(DEAD_LETTER_EVERY / 4)
+            testbed.send_raw(local_aws, queues.dlq_url, ["dead"])
+    assert reads == [2, 3, 4, 5, 7, 8]
+    # the gauge shows what the last read (the fifth check, at 60 s) found, not a zero between
+    assert _value(metrics, "scaler_queue_messages", queue="dead_letter", state="visible") == 5
