@@ -25,14 +25,15 @@ reads:
 Where the tasks run is read in full only when it may have changed (:mod:`scaler.aws.read_memory`):
 each cycle describes the container instances and the services anyway, and while their counts,
 remaining resources and ECS versions are those the last full read saw, no task can have started,
-stopped or moved, and that read's placement is reused. Every 15 minutes, after a pause (a
+stopped or moved, and that read's placement is reused. Every 30 minutes, after a pause (a
 replica leading again), after the scaler acted and while a notice is on the board (with services
 that overflow to Fargate), everything is read again whatever they say. The service
 names and the capacity providers are read again with each full read.
 
 Between full cycles, :meth:`CapacityReader.unchanged` is the quiet cycle's probe
-(:mod:`scaler.capacity.quiet`): the services (DescribeServices) and the Auto Scaling groups
-(DescribeAutoScalingGroups) compared with what the last read found. Tasks are listed at each
+(:mod:`scaler.capacity.quiet`): the cluster's counts (DescribeClusters), the Auto Scaling groups
+(DescribeAutoScalingGroups) and, every ``SERVICE_PROBES``-th probe, the services
+(DescribeServices) compared with what the last read found. Tasks are listed at each
 full read of the placement and described only when listed for the first time (a task's group
 and container instance never change).
 

@@ -18,8 +18,8 @@ fingerprint is the one it was read under, and says when a full read is due regar
 (:meth:`ReadMemory.due`):
 
 - the first cycle, and after ``every`` cycles or ``every`` capacity intervals since the last
-  full read (whichever comes first; 15 minutes at the default interval), so nothing the
-  fingerprint could miss outlives a quarter of an hour;
+  full read (whichever comes first; 30 minutes at the default interval), so nothing the
+  fingerprint could miss outlives half an hour;
 - after a pause of more than two capacity intervals since the last read: a replica that
   leads again after another led (and acted) meanwhile, or cycles that failed, read everything;
 - after the scaler itself acted (the actuator's count of changes moved): its own launches,
@@ -46,9 +46,9 @@ from typing import Any
 from scaler.aws.services import Providers
 from scaler.model import ContainerInstance
 
-# cycles (15 minutes at the default 30 s interval) between full reads: the safety net for what the
+# cycles (30 minutes at the default 30 s interval) between full reads: the safety net for what the
 # fingerprint could miss (it misses nothing known); a full read lists every task
-FULL_READ_CYCLES = 30
+FULL_READ_CYCLES = 60
 
 
 def fingerprint(
