@@ -947,6 +947,13 @@ def _unplaced_take_the_room_a_doomed_task_needs() -> CapacitySnapshot:
     return CapacitySnapshot(10000.0, nodes, pools, services)
 
 
+def _with_a_large_on_demand_pool(p1: PoolView, cpu: int) -> tuple[PoolView, ...]:
+    """``p1``, an empty on-demand pool p2 of ``cpu`` CPU and 4,096 MiB, and two empty spot
+    pools: p3 (512 CPU, 1,024 MiB) and p4 (1,024 CPU, 1,024 MiB)."""
+    p3, p4 = _pool("p3", SPOT, 512, 1024), _pool("p4", SPOT, 1024, 1024)
+    return p1, _pool("p2", ON_DEMAND, cpu, 4096), p3, p4
+
+
 def _a_capped_task_stops_the_others() -> CapacitySnapshot:
     """The first waiting task fits only on-demand pools, at their cap: the plan gave up on the
     tasks a spot pool could still hold, so replaying its launches asked for one more."""
@@ -956,13 +963,7 @@ def _a_capped_task_stops_the_others() -> CapacitySnapshot:
         _node("n1", p0, "ACTIVE"),
         _node("n2", p0, "ACTIVE"),
     )
-    pools = (
-        p0,
-        _pool("p1", SPOT, 512, 1024),
-        _pool("p2", ON_DEMAND, 1024, 4096),
-        _pool("p3", SPOT, 512, 1024),
-        _pool("p4", SPOT, 1024, 1024),
-    )
+    pools = (p0, *_with_a_large_on_demand_pool(_pool("p1", SPOT, 512, 1024), 1024))
     services = (
         ServiceView("svc0", 0, 1024, 256, {}, unplaced=2),
         ServiceView("svc1", 0, 128, 2048, {}, unplaced=3),
@@ -979,13 +980,7 @@ def _a_later_launch_packs_the_waiting_otherwise() -> CapacitySnapshot:
         _node("n1", p0, "launching", True),
         _node("n2", p0, "ACTIVE"),
     )
-    pools = (
-        p0,
-        p1,
-        _pool("p2", ON_DEMAND, 2048, 4096),
-        _pool("p3", SPOT, 512, 1024),
-        _pool("p4", SPOT, 1024, 1024),
-    )
+    pools = (p0, *_with_a_large_on_demand_pool(p1, 2048))
     services = (
         ServiceView("svc0", 0, 1024, 1024, {}, unplaced=3),
         ServiceView("svc1", 0, 128, 2048, {}, unplaced=4),
