@@ -128,7 +128,9 @@ async def test_a_task_role_that_may_not_read_providers_tops_up_as_if_unbound(
 ) -> None:
     _, queues = _warned(local_aws, "cp-a")
     denied = FailFirst("ecs", "DescribeCapacityProviders", 10**6, "AccessDeniedException")
-    scaler = scaler_for(local_aws, _settings(queues.url), instrument=denied)
+    # providers are read at each full read, every 60 cycles at most: short cycles reach two soon
+    settings = _settings(queues.url).model_copy(update={"capacity_interval": 0.2})
+    scaler = scaler_for(local_aws, settings, instrument=denied)
 
     def cycles() -> bool:
         return outcomes(scaler.metrics).get("handled") == 2 and denied.failed >= 2
