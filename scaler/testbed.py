@@ -218,6 +218,10 @@ def _envelope(
     }
 
 
+def _cluster_arn(cluster: str) -> str:
+    return f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{cluster}"
+
+
 def _instance_arn(instance_id: str) -> str:
     return f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{instance_id}"
 
@@ -277,7 +281,7 @@ def container_instance_change(
     status, its agent): moto sends none, so a test that changes an instance sends it."""
     detail = {
         "agentConnected": True,
-        "clusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{cluster}",
+        "clusterArn": _cluster_arn(cluster),
         "containerInstanceArn": container_instance_arn,
         "ec2InstanceId": instance_id,
         "status": status,
@@ -306,7 +310,7 @@ def placement_failure(
     detail = {
         "eventType": "ERROR",
         "eventName": "SERVICE_TASK_PLACEMENT_FAILURE",
-        "clusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{cluster}",
+        "clusterArn": _cluster_arn(cluster),
         "containerInstanceArns": [],
         "reason": reason,
         "createdAt": moment.strftime("%Y-%m-%dT%H:%M:%S.000Z"),

@@ -125,19 +125,6 @@ def candidates(instances: Iterable[Instance], service: ServiceState) -> list[Ins
     return [i for i in instances if fits(i, spec) and satisfies(i, spec.constraints, service)]
 
 
-def rank_key(
-    inst: Instance, spec: ServiceSpec, spread: Spread, rng: random.Random
-) -> tuple[float, ...]:
-    # ECS leaves the last tie-break undocumented: at random
-    return (*_strategy_key(inst, spec, spread, rng.random), rng.random())
-
-
-def _strategy_key(
-    inst: Instance, spec: ServiceSpec, spread: Spread, draw: Callable[[], float]
-) -> tuple[float, ...]:
-    return tuple([part(inst) for part in _key_parts(spec, spread, draw)])
-
-
 def _key_parts(
     spec: ServiceSpec, spread: Spread, draw: Callable[[], float]
 ) -> list[Callable[[Instance], float]]:
@@ -171,7 +158,8 @@ def choose(
     instances: Iterable[Instance], service: ServiceState, spread: Spread, rng: random.Random
 ) -> Instance | None:
     """The instance ECS would place the service's next task on, or None if none can take it:
-    the least by :func:`rank_key` (the strategies' parts, put together once per choice)."""
+    the least by the strategies' parts (:func:`_key_parts`, put together once per choice), then
+    a random draw (ECS leaves the last tie-break undocumented)."""
     spec = service.spec
     # nothing to satisfy: no constraint, no capacity provider (the common case, checked once)
     free_to_go = not spec.constraints and not spec.capacity_providers
@@ -193,12 +181,13 @@ def likely(instances: Iterable[Instance], service: ServiceState, spread: Spread)
     """Every instance ECS might pick for the service's next task: those tied on the strategies'
     ranking (a ``random`` strategy ties them all). Empty if none can take it."""
     spec = service.spec
+    parts = _key_parts(spec, spread, lambda: 0.0)
     best: list[Instance] = []
     best_key: tuple[float, ...] = ()
     for inst in instances:
         if not fits(inst, spec) or not satisfies(inst, spec.constraints, service):
             continue
-        key = _strategy_key(inst, spec, spread, lambda: 0.0)
+        key = tuple([part(inst) for part in parts])
         if not best or key < best_key:
             best, best_key = [inst], key
         elif key == best_key:
